@@ -1,0 +1,1 @@
+//! Hash-chained JSON-lines audit log (owned by the audit work).

@@ -1,0 +1,1 @@
+//! Executable dependency discovery (owned by the elf work).

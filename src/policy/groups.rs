@@ -1,0 +1,1 @@
+//! Named syscall groups (owned by the groups work).

@@ -1,0 +1,3 @@
+//! Policies.
+
+pub mod groups;

@@ -1,0 +1,1 @@
+//! Host side of `plugwarden sanitize` (owned by the sanitize work).
