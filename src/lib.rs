@@ -1,8 +1,26 @@
 //! plugwarden: run untrusted plugins safely on Linux.
 //!
-//! See docs/ARCHITECTURE.md for the map of this crate.
+//! The host ([`sandbox::Sandbox`], [`worker::Worker`]) asks a small
+//! single-threaded [`forkserver`] to fork each plugin; the child walks the
+//! confinement road in [`child`] (session, fds, rlimits, Landlock,
+//! identity, seccomp) and execs. The host talks to it over pipes with the
+//! bounded [`protocol`], enforces deadlines, names violations through
+//! seccomp user notification, and gives every input one [`verdict`].
+//! docs/ARCHITECTURE.md is the map.
 
 pub mod audit;
+pub mod child;
 pub mod elf;
+pub mod forkserver;
+pub mod landlock_rules;
+pub mod manifest;
+pub mod plugin;
 pub mod policy;
+pub mod protocol;
+pub mod sandbox;
 pub mod sanitize;
+pub mod seccomp;
+pub mod verdict;
+pub mod worker;
+
+pub use verdict::{TimeoutKind, Verdict};

@@ -1,1 +1,11 @@
-fn main(){}
+//! The `plugwarden` command: a thin layer over the library.
+
+mod cli;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    // The same binary is its own fork server (see plugwarden::forkserver).
+    plugwarden::forkserver::serve_if_requested();
+    cli::main()
+}

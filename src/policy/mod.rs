@@ -1,3 +1,675 @@
-//! Policies.
+//! Policies: what a plugin may do, read from TOML (docs/POLICY.md).
+//!
+//! A policy file is parsed into [`PolicyFile`] (every table denies unknown
+//! keys, every syscall name keeps its position in the file so errors can
+//! name the line), then resolved along its `extends` chain into a
+//! [`Policy`] with concrete values. The shipped policies in `policies/` are
+//! embedded in the binary and found by name.
 
 pub mod groups;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+use toml::Spanned;
+
+/// The shipped policies, embedded at build time: (name, TOML text).
+pub const BUILTIN: &[(&str, &str)] = &[
+    ("strict", include_str!("../../policies/strict.toml")),
+    ("default", include_str!("../../policies/default.toml")),
+    ("image", include_str!("../../policies/image.toml")),
+    ("pdf", include_str!("../../policies/pdf.toml")),
+];
+
+/// How the supervisor answers a denied syscall.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnViolation {
+    /// Kill the plugin; the job's verdict is `violation`.
+    #[default]
+    Kill,
+    /// The syscall fails with EPERM and the job goes on; the denial is reported.
+    Errno,
+}
+
+/// A size in bytes written as `"256MiB"`, `"1 GB"` or a plain integer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Size(pub u64);
+
+impl<'de> Deserialize<'de> for Size {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Int(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Int(n) => Ok(Size(n)),
+            Raw::Text(s) => parse_size(&s).map(Size).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// Parses `"256MiB"`, `"64 KiB"`, `"1GB"`, `"4096"`.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    s.trim()
+        .parse::<bytesize::ByteSize>()
+        .map(|b| b.as_u64())
+        .map_err(|e| format!("invalid size {s:?} ({e}); write e.g. \"256MiB\" or \"64KiB\""))
+}
+
+/// A duration written as `"10s"`, `"500ms"`, `"2m"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Dur(pub Duration);
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_duration(&s).map(Dur).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Parses `"10s"`, `"1m 30s"`, `"250ms"`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("invalid duration {s:?} ({e}); write e.g. \"10s\" or \"500ms\""))
+}
+
+/// A policy file as written: everything optional so `extends` can fill gaps.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyFile {
+    /// One line saying what the policy is for.
+    pub description: Option<String>,
+    /// A built-in policy name or a path (relative to this file) to start from.
+    pub extends: Option<Spanned<String>>,
+    /// Weaken instead of refusing when this kernel lacks a feature.
+    pub best_effort: Option<bool>,
+    #[serde(default)]
+    pub syscalls: SyscallsFile,
+    #[serde(default)]
+    pub filesystem: FilesystemFile,
+    #[serde(default)]
+    pub network: NetworkFile,
+    #[serde(default)]
+    pub limits: LimitsFile,
+    #[serde(default)]
+    pub identity: IdentityFile,
+    #[serde(default)]
+    pub worker: WorkerFile,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyscallsFile {
+    /// Syscall names and `@group` names added to the allowlist.
+    #[serde(default)]
+    pub allow: Vec<Spanned<String>>,
+    /// Names removed again (after `extends` and `allow`).
+    #[serde(default)]
+    pub deny: Vec<Spanned<String>>,
+    pub on_violation: Option<OnViolation>,
+    /// ioctl request numbers (names such as `"TCGETS"` or integers) the
+    /// plugin may use; compared on the low 32 bits like the kernel does.
+    pub ioctl: Option<Vec<Spanned<IoctlName>>>,
+    /// Socket families `socket()` may create, e.g. `["AF_UNIX"]`.
+    pub socket_families: Option<Vec<Spanned<String>>>,
+}
+
+/// An ioctl request, by name or number.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum IoctlName {
+    Number(u32),
+    Name(String),
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilesystemFile {
+    #[serde(default)]
+    pub read: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub write: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub exec: Vec<Spanned<String>>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkFile {
+    #[serde(default)]
+    pub connect_tcp: Vec<u16>,
+    #[serde(default)]
+    pub bind_tcp: Vec<u16>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsFile {
+    pub wall: Option<Dur>,
+    pub cpu: Option<Dur>,
+    pub memory: Option<Size>,
+    pub processes: Option<u64>,
+    pub open_files: Option<u64>,
+    pub file_size: Option<Size>,
+    pub output: Option<Size>,
+    pub max_frame: Option<Size>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityFile {
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerFile {
+    pub batch: Option<u64>,
+    pub recycle_rss: Option<Size>,
+    pub max_lifetime: Option<Dur>,
+}
+
+/// A resolved policy with concrete values.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Policy {
+    /// Name (built-in) or path it was loaded from.
+    pub name: String,
+    pub description: String,
+    /// The TOML sources of the chain, outermost first (for hashing).
+    pub sources: Vec<String>,
+    pub best_effort: bool,
+    pub syscalls: Syscalls,
+    pub filesystem: Filesystem,
+    pub network: Network,
+    pub limits: Limits,
+    pub identity: Identity,
+    pub worker: Worker,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Syscalls {
+    /// Syscall names after group expansion and `deny`, sorted.
+    pub allow: BTreeSet<String>,
+    pub on_violation: OnViolation,
+    /// Allowed ioctl requests; empty with `ioctl` allowed means none pass.
+    pub ioctl: BTreeSet<u32>,
+    /// Allowed socket families (AF_* numbers).
+    pub socket_families: BTreeSet<u32>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Filesystem {
+    pub read: Vec<PathBuf>,
+    pub write: Vec<PathBuf>,
+    pub exec: Vec<PathBuf>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Network {
+    pub connect_tcp: Vec<u16>,
+    pub bind_tcp: Vec<u16>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    pub wall: Duration,
+    pub cpu: Duration,
+    pub memory: u64,
+    /// 0 = no new processes (enforced by seccomp: no fork/clone of processes).
+    pub processes: u64,
+    pub open_files: u64,
+    pub file_size: u64,
+    pub output: u64,
+    pub max_frame: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            wall: Duration::from_secs(10),
+            cpu: Duration::from_secs(10),
+            memory: 512 << 20,
+            processes: 0,
+            open_files: 64,
+            file_size: 0,
+            output: 64 << 20,
+            max_frame: crate::protocol::DEFAULT_MAX_FRAME,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Identity {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl Default for Identity {
+    fn default() -> Self {
+        Identity { uid: 65534, gid: 65534 }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Worker {
+    pub batch: u64,
+    pub recycle_rss: u64,
+    pub max_lifetime: Duration,
+}
+
+impl Default for Worker {
+    fn default() -> Self {
+        Worker { batch: 100, recycle_rss: 256 << 20, max_lifetime: Duration::from_secs(600) }
+    }
+}
+
+/// A policy problem, located in its file.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("unknown policy {name:?}: use one of {} or a path to a .toml file", builtin_names())]
+    UnknownName { name: String },
+    #[error("cannot read policy {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{origin}:{line}:{column}: {message}")]
+    Invalid { origin: String, line: usize, column: usize, message: String },
+    #[error("policy {origin}: `extends` chain is longer than 8 or loops back to itself")]
+    ExtendsLoop { origin: String },
+}
+
+fn builtin_names() -> String {
+    BUILTIN.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+}
+
+/// Where a policy's text came from, for messages and for relative `extends`.
+#[derive(Clone, Debug)]
+pub enum Origin {
+    Builtin(&'static str),
+    File(PathBuf),
+}
+
+impl Origin {
+    fn label(&self) -> String {
+        match self {
+            Origin::Builtin(n) => format!("<builtin {n}>"),
+            Origin::File(p) => p.display().to_string(),
+        }
+    }
+}
+
+/// 1-based line and column of byte offset `pos` in `text`.
+pub fn line_col(text: &str, pos: usize) -> (usize, usize) {
+    let before = &text[..pos.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rfind('\n').map_or(before.len(), |nl| before.len() - nl - 1) + 1;
+    (line, column)
+}
+
+fn invalid(origin: &Origin, text: &str, span: std::ops::Range<usize>, message: String) -> PolicyError {
+    let (line, column) = line_col(text, span.start);
+    PolicyError::Invalid { origin: origin.label(), line, column, message }
+}
+
+/// Loads a policy by built-in name or file path.
+pub fn load(name_or_path: &str) -> Result<Policy, PolicyError> {
+    if let Some((name, text)) = BUILTIN.iter().find(|(n, _)| *n == name_or_path) {
+        return resolve(Origin::Builtin(name), text);
+    }
+    let path = Path::new(name_or_path);
+    let looks_like_path = name_or_path.contains('/') || name_or_path.ends_with(".toml");
+    if !looks_like_path && !path.exists() {
+        return Err(PolicyError::UnknownName { name: name_or_path.to_string() });
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| PolicyError::Read { path: path.to_path_buf(), source })?;
+    resolve(Origin::File(path.to_path_buf()), &text)
+}
+
+/// Parses one file without resolving `extends`.
+pub fn parse(origin: &Origin, text: &str) -> Result<PolicyFile, PolicyError> {
+    toml::from_str::<PolicyFile>(text).map_err(|e| {
+        let span = e.span().unwrap_or(0..0);
+        invalid(origin, text, span, e.message().to_string())
+    })
+}
+
+/// Parses `text` and everything it extends into a resolved [`Policy`].
+pub fn resolve(origin: Origin, text: &str) -> Result<Policy, PolicyError> {
+    // Collect the chain, innermost (the file itself) first.
+    let mut chain: Vec<(Origin, String, PolicyFile)> = Vec::new();
+    let mut current = (origin.clone(), text.to_string());
+    loop {
+        if chain.len() >= 8 {
+            return Err(PolicyError::ExtendsLoop { origin: origin.label() });
+        }
+        let file = parse(&current.0, &current.1)?;
+        let parent = file.extends.clone();
+        chain.push((current.0.clone(), current.1.clone(), file));
+        let Some(parent) = parent else { break };
+        let parent_name = parent.get_ref().as_str();
+        current = if let Some((n, t)) = BUILTIN.iter().find(|(n, _)| *n == parent_name) {
+            (Origin::Builtin(n), t.to_string())
+        } else {
+            let base = match &current.0 {
+                Origin::File(p) => p.parent().map(Path::to_path_buf).unwrap_or_default(),
+                Origin::Builtin(_) => PathBuf::new(),
+            };
+            let path = base.join(parent_name);
+            match std::fs::read_to_string(&path) {
+                Ok(t) => (Origin::File(path), t),
+                Err(e) => {
+                    let (o, t) = (&current.0, &current.1);
+                    return Err(invalid(
+                        o,
+                        t,
+                        parent.span(),
+                        format!(
+                            "cannot extend {parent_name:?}: not a built-in policy ({}) and {} is unreadable ({e})",
+                            builtin_names(),
+                            path.display()
+                        ),
+                    ));
+                }
+            }
+        };
+    }
+
+    let mut policy = Policy {
+        name: match &origin {
+            Origin::Builtin(n) => n.to_string(),
+            Origin::File(p) => p.display().to_string(),
+        },
+        description: String::new(),
+        sources: chain.iter().rev().map(|(_, t, _)| t.clone()).collect(),
+        best_effort: false,
+        syscalls: Syscalls::default(),
+        filesystem: Filesystem::default(),
+        network: Network::default(),
+        limits: Limits::default(),
+        identity: Identity::default(),
+        worker: Worker::default(),
+    };
+    // Apply outermost first so the file itself wins.
+    for (origin, text, file) in chain.iter().rev() {
+        apply(&mut policy, origin, text, file)?;
+    }
+    validate(&policy, &origin, text)?;
+    Ok(policy)
+}
+
+fn apply(p: &mut Policy, origin: &Origin, text: &str, f: &PolicyFile) -> Result<(), PolicyError> {
+    if let Some(d) = &f.description {
+        p.description = d.clone();
+    }
+    if let Some(b) = f.best_effort {
+        p.best_effort = b;
+    }
+    let s = &f.syscalls;
+    for name in &s.allow {
+        for syscall in expand_name(origin, text, name)? {
+            p.syscalls.allow.insert(syscall.to_string());
+        }
+    }
+    for name in &s.deny {
+        for syscall in expand_name(origin, text, name)? {
+            p.syscalls.allow.remove(syscall);
+        }
+    }
+    if let Some(v) = s.on_violation {
+        p.syscalls.on_violation = v;
+    }
+    if let Some(list) = &s.ioctl {
+        p.syscalls.ioctl.clear();
+        for item in list {
+            let nr = match item.get_ref() {
+                IoctlName::Number(n) => *n,
+                IoctlName::Name(name) => ioctl_number(name).ok_or_else(|| {
+                    invalid(
+                        origin,
+                        text,
+                        item.span(),
+                        format!(
+                            "unknown ioctl {name:?}: use one of {} or its number",
+                            IOCTLS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+                        ),
+                    )
+                })?,
+            };
+            p.syscalls.ioctl.insert(nr);
+        }
+    }
+    if let Some(list) = &s.socket_families {
+        p.syscalls.socket_families.clear();
+        for item in list {
+            let fam = socket_family(item.get_ref()).ok_or_else(|| {
+                invalid(
+                    origin,
+                    text,
+                    item.span(),
+                    format!(
+                        "unknown socket family {:?}: use one of {}",
+                        item.get_ref(),
+                        FAMILIES.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+                    ),
+                )
+            })?;
+            p.syscalls.socket_families.insert(fam);
+        }
+    }
+    let fs = &f.filesystem;
+    for (dst, src) in [
+        (&mut p.filesystem.read, &fs.read),
+        (&mut p.filesystem.write, &fs.write),
+        (&mut p.filesystem.exec, &fs.exec),
+    ] {
+        for path in src {
+            let pb = PathBuf::from(path.get_ref());
+            if !pb.is_absolute() {
+                return Err(invalid(
+                    origin,
+                    text,
+                    path.span(),
+                    format!("path {:?} must be absolute", path.get_ref()),
+                ));
+            }
+            if !dst.contains(&pb) {
+                dst.push(pb);
+            }
+        }
+    }
+    p.network.connect_tcp.extend(&f.network.connect_tcp);
+    p.network.bind_tcp.extend(&f.network.bind_tcp);
+    let l = &f.limits;
+    let lim = &mut p.limits;
+    set(&mut lim.wall, l.wall.map(|d| d.0));
+    set(&mut lim.cpu, l.cpu.map(|d| d.0));
+    set(&mut lim.memory, l.memory.map(|s| s.0));
+    set(&mut lim.processes, l.processes);
+    set(&mut lim.open_files, l.open_files);
+    set(&mut lim.file_size, l.file_size.map(|s| s.0));
+    set(&mut lim.output, l.output.map(|s| s.0));
+    if let Some(m) = l.max_frame {
+        lim.max_frame = u32::try_from(m.0).map_err(|_| {
+            invalid(origin, text, 0..0, "limits.max_frame must be below 4GiB".into())
+        })?;
+    }
+    set(&mut p.identity.uid, f.identity.uid);
+    set(&mut p.identity.gid, f.identity.gid);
+    set(&mut p.worker.batch, f.worker.batch);
+    set(&mut p.worker.recycle_rss, f.worker.recycle_rss.map(|s| s.0));
+    set(&mut p.worker.max_lifetime, f.worker.max_lifetime.map(|d| d.0));
+    Ok(())
+}
+
+fn set<T>(dst: &mut T, v: Option<T>) {
+    if let Some(v) = v {
+        *dst = v;
+    }
+}
+
+fn expand_name<'a>(
+    origin: &Origin,
+    text: &str,
+    name: &'a Spanned<String>,
+) -> Result<Vec<&'a str>, PolicyError> {
+    let n = name.get_ref().as_str();
+    if n.starts_with('@') {
+        let Some(_) = groups::find(n) else {
+            return Err(invalid(
+                origin,
+                text,
+                name.span(),
+                format!(
+                    "unknown syscall group {n:?}: known groups are {}",
+                    groups::GROUPS.iter().map(|g| g.name).collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        };
+        let expanded = groups::expand(&[n]).map_err(|bad| {
+            invalid(origin, text, name.span(), format!("unknown syscall group {bad:?}"))
+        })?;
+        return Ok(expanded);
+    }
+    if groups::number(groups::Arch::X86_64, n).is_none()
+        && groups::number(groups::Arch::Aarch64, n).is_none()
+    {
+        return Err(invalid(
+            origin,
+            text,
+            name.span(),
+            format!(
+                "unknown syscall {n:?}: not a Linux syscall on x86_64 or aarch64 (check the spelling; \
+                 groups start with '@', see `plugwarden policy explain`)"
+            ),
+        ));
+    }
+    Ok(vec![n])
+}
+
+fn validate(p: &Policy, origin: &Origin, text: &str) -> Result<(), PolicyError> {
+    let fail = |m: String| Err(invalid(origin, text, 0..0, m));
+    if p.limits.wall.is_zero() {
+        return fail("limits.wall must be greater than 0".into());
+    }
+    if p.limits.cpu.is_zero() {
+        return fail("limits.cpu must be greater than 0".into());
+    }
+    if p.limits.memory < (16 << 20) {
+        return fail(format!(
+            "limits.memory of {} bytes is too small to load a program; use at least \"16MiB\"",
+            p.limits.memory
+        ));
+    }
+    if p.limits.open_files < 4 {
+        return fail("limits.open_files must be at least 4 (stdin, stdout, stderr and one more)".into());
+    }
+    if p.limits.max_frame < 4096 {
+        return fail("limits.max_frame must be at least \"4KiB\"".into());
+    }
+    if p.worker.batch == 0 {
+        return fail("worker.batch must be at least 1".into());
+    }
+    Ok(())
+}
+
+/// ioctl requests a policy may name (x86_64 and aarch64 share these numbers).
+pub const IOCTLS: &[(&str, u32)] = &[
+    ("TCGETS", 0x5401),
+    ("TCSETS", 0x5402),
+    ("TIOCGWINSZ", 0x5413),
+    ("TIOCGPGRP", 0x540F),
+    ("FIONREAD", 0x541B),
+    ("FIONBIO", 0x5421),
+    ("FIONCLEX", 0x5450),
+    ("FIOCLEX", 0x5451),
+    ("FIOASYNC", 0x5452),
+    ("TIOCSTI", 0x5412),
+    ("TIOCLINUX", 0x541C),
+];
+
+pub fn ioctl_number(name: &str) -> Option<u32> {
+    IOCTLS.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+}
+
+/// Socket families a policy may name.
+pub const FAMILIES: &[(&str, u32)] = &[
+    ("AF_UNIX", libc::AF_UNIX as u32),
+    ("AF_INET", libc::AF_INET as u32),
+    ("AF_INET6", libc::AF_INET6 as u32),
+    ("AF_NETLINK", libc::AF_NETLINK as u32),
+    ("AF_PACKET", libc::AF_PACKET as u32),
+];
+
+pub fn socket_family(name: &str) -> Option<u32> {
+    FAMILIES.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+}
+
+pub fn family_name(nr: u64) -> Option<&'static str> {
+    FAMILIES.iter().find(|(_, v)| u64::from(*v) == nr).map(|(n, _)| *n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_builtin_policies_all_resolve() {
+        for (name, _) in BUILTIN {
+            let p = load(name).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(p.syscalls.allow.contains("read"), "{name}");
+            assert!(!p.description.is_empty(), "{name}");
+        }
+    }
+
+    #[test]
+    fn test_unknown_syscall_names_line_and_column() {
+        let text = "description = \"x\"\n[syscalls]\nallow = [\"read\", \"raed\"]\n";
+        let err = resolve(Origin::File("p.toml".into()), text).unwrap_err().to_string();
+        assert!(err.starts_with("p.toml:3:18: unknown syscall \"raed\""), "{err}");
+    }
+
+    #[test]
+    fn test_unknown_key_is_error_with_line() {
+        let text = "[limits]\nwal = \"1s\"\n";
+        let err = resolve(Origin::File("p.toml".into()), text).unwrap_err().to_string();
+        assert!(err.starts_with("p.toml:2:1: unknown field `wal`"), "{err}");
+    }
+
+    #[test]
+    fn test_unknown_group_is_error() {
+        let text = "[syscalls]\nallow = [\"@nope\"]\n";
+        let err = resolve(Origin::File("p.toml".into()), text).unwrap_err().to_string();
+        assert!(err.contains("unknown syscall group \"@nope\""), "{err}");
+    }
+
+    #[test]
+    fn test_extends_adds_and_overrides() {
+        let text = "extends = \"strict\"\n[syscalls]\nallow = [\"socket\"]\n[limits]\nwall = \"3s\"\n";
+        let p = resolve(Origin::File("p.toml".into()), text).unwrap();
+        assert!(p.syscalls.allow.contains("socket"));
+        assert!(p.syscalls.allow.contains("read"));
+        assert_eq!(p.limits.wall, Duration::from_secs(3));
+        assert_eq!(p.sources.len(), 2);
+    }
+
+    #[test]
+    fn test_unknown_policy_name_is_error() {
+        assert!(matches!(load("nosuch"), Err(PolicyError::UnknownName { .. })));
+    }
+
+    #[test]
+    fn test_parse_size_accepts_units() {
+        assert_eq!(parse_size("256MiB"), Ok(256 << 20));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("lots").is_err());
+    }
+}

@@ -1,1 +1,15 @@
-fn main() {}
+//! The image-sanitize worker: one untrusted image per job in, raw RGBA
+//! pixels out (format in lib.rs), many jobs per process through the SDK.
+
+use pw_image_sanitize::{decode, emit, DecodeLimits};
+
+fn main() {
+    // One line per panic and no backtrace: with RUST_BACKTRACE set the
+    // default hook would open files, which the lockdown filter kills.
+    std::panic::set_hook(Box::new(|info| eprintln!("pw-image-sanitize: decoder panicked: {info}")));
+    let limits = DecodeLimits::default();
+    plugwarden::plugin::serve_parts(|input, parts| {
+        let decoded = decode(input, &limits)?;
+        emit(&decoded, &mut |bytes| parts.send(bytes))
+    });
+}

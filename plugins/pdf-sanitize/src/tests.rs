@@ -1,0 +1,237 @@
+use std::io::Read;
+
+use super::*;
+
+fn sample(name: &str) -> Vec<u8> {
+    let path = format!("{}/../../samples/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e} (run samples/make_samples.py)"))
+}
+
+/// One rendered page as the plugin sent it.
+struct Rendered {
+    width: u32,
+    height: u32,
+    rgb: Vec<u8>,
+}
+
+impl Rendered {
+    fn pixel(&self, x: u32, y: u32) -> [u8; 3] {
+        let i = ((y * self.width + x) * 3) as usize;
+        self.rgb[i..i + 3].try_into().unwrap()
+    }
+}
+
+/// Runs the plugin's logic and returns its raw output.
+fn run(input: &[u8], dpi: u32, limits: &RenderLimits) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    render_guarded(input, dpi, limits, &mut |part| {
+        out.extend_from_slice(part);
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// Splits the output format back into pages (panics on a malformed one:
+/// the tests here are about the plugin, the host checks live in src/sanitize).
+fn parse(out: &[u8]) -> Vec<Rendered> {
+    assert_eq!(&out[..8], MAGIC);
+    let count = u32::from_le_bytes(out[8..12].try_into().unwrap());
+    let mut at = 12;
+    let mut pages = Vec::new();
+    for _ in 0..count {
+        let width = u32::from_le_bytes(out[at..at + 4].try_into().unwrap());
+        let height = u32::from_le_bytes(out[at + 4..at + 8].try_into().unwrap());
+        let len = (width * height * 3) as usize;
+        pages.push(Rendered {
+            width,
+            height,
+            rgb: out[at + 8..at + 8 + len].to_vec(),
+        });
+        at += 8 + len;
+    }
+    assert_eq!(at, out.len(), "bytes after the last page");
+    pages
+}
+
+fn render_sample(name: &str, dpi: u32) -> Result<Vec<Rendered>, String> {
+    run(&sample(name), dpi, &RenderLimits::default()).map(|out| parse(&out))
+}
+
+fn sizes(pages: &[Rendered]) -> Vec<(u32, u32)> {
+    pages.iter().map(|p| (p.width, p.height)).collect()
+}
+
+fn assert_near(actual: [u8; 3], expected: [u8; 3], tolerance: u8) {
+    let close = actual.iter().zip(expected).all(|(a, e)| a.abs_diff(e) <= tolerance);
+    assert!(close, "{actual:?} differs from {expected:?} by more than {tolerance}");
+}
+
+#[test]
+fn test_render_benign_three_letter_pages_at_150_dpi() {
+    let pages = render_sample("benign.pdf", 150).unwrap();
+
+    assert_eq!(sizes(&pages), [(1275, 1650); 3]);
+}
+
+#[test]
+fn test_render_benign_colours_where_drawn() {
+    let pages = render_sample("benign.pdf", 72).unwrap();
+    let page = &pages[0];
+
+    // 72 dpi: one pixel per point, y down from the top (792 - y_pdf).
+    assert_near(page.pixel(10, 10), [255, 255, 255], 0);
+    assert_near(page.pixel(50, 50), [242, 242, 255], 1);
+    assert_near(page.pixel(122, 792 - 430), [0, 128, 0], 2);
+    assert_near(page.pixel(490, 792 - 430), [0, 0, 179], 2);
+}
+
+#[test]
+fn test_render_benign_text_darkens_title_line() {
+    let pages = render_sample("benign.pdf", 72).unwrap();
+    let page = &pages[0];
+
+    // The title baseline is at y 700; its glyphs cover part of the row above.
+    let dark = (72..400).filter(|&x| page.pixel(x, 792 - 708)[0] < 100).count();
+    assert!(dark > 20, "only {dark} dark pixels on the title row");
+}
+
+#[test]
+fn test_render_benign_round_trip_through_host_pixels_equal() {
+    let out = run(&sample("benign.pdf"), 72, &RenderLimits::default()).unwrap();
+    let rendered = parse(&out);
+    let limits = plugwarden::sanitize::Limits {
+        dpi: 72,
+        ..Default::default()
+    };
+
+    let (pdf, count) = plugwarden::sanitize::pdf_from_plugin_output(&out, &limits).unwrap();
+
+    let doc = lopdf::Document::load_mem(&pdf).unwrap();
+    let page = doc.get_object(doc.get_pages()[&2]).unwrap().as_dict().unwrap();
+    let xobjects = page.get(b"Resources").unwrap().as_dict().unwrap().get(b"XObject").unwrap().as_dict().unwrap();
+    let image = doc.get_object(xobjects.get(b"Im0").unwrap().as_reference().unwrap()).unwrap().as_stream().unwrap();
+    let mut pixels = Vec::new();
+    flate2::read::ZlibDecoder::new(&image.content[..]).read_to_end(&mut pixels).unwrap();
+    assert_eq!(count, 3);
+    assert_eq!(pixels, rendered[1].rgb);
+}
+
+#[test]
+fn test_render_huge_page_refused_before_any_output() {
+    let mut parts = 0;
+
+    let err = render_guarded(&sample("hostile-huge-page.pdf"), 150, &RenderLimits::default(), &mut |_| {
+        parts += 1;
+        Ok(())
+    })
+    .unwrap_err();
+
+    assert!(err.starts_with("page too large: page 1 is 208333x208333 px at 150 dpi"), "{err}");
+    assert_eq!(parts, 0);
+}
+
+#[test]
+fn test_render_million_page_claim_renders_real_page() {
+    let pages = render_sample("hostile-million-pages.pdf", 36).unwrap();
+
+    assert_eq!(sizes(&pages), [(306, 396)]);
+}
+
+#[test]
+fn test_render_broken_xref_repaired_two_pages() {
+    let pages = render_sample("hostile-broken-xref.pdf", 36).unwrap();
+
+    assert_eq!(pages.len(), 2);
+}
+
+#[test]
+fn test_render_active_content_samples_render_one_page() {
+    let js = render_sample("hostile-openaction-js.pdf", 36).unwrap();
+    let launch = render_sample("hostile-launch.pdf", 36).unwrap();
+    let embedded = render_sample("hostile-embedded-file.pdf", 36).unwrap();
+    let polyglot = render_sample("hostile-polyglot-pdf-zip.pdf", 36).unwrap();
+
+    assert_eq!([js.len(), launch.len(), embedded.len(), polyglot.len()], [1; 4]);
+}
+
+#[test]
+fn test_render_text_file_cannot_read() {
+    let err = render_sample("unsupported-notes.txt", 36).unwrap_err();
+
+    assert!(err.starts_with("cannot read pdf"), "{err}");
+}
+
+#[test]
+fn test_render_empty_input_cannot_read() {
+    let err = run(b"", 36, &RenderLimits::default()).unwrap_err();
+
+    assert!(err.starts_with("cannot read pdf"), "{err}");
+}
+
+#[test]
+fn test_render_page_count_over_limit_refused() {
+    let limits = RenderLimits {
+        max_pages: 2,
+        ..RenderLimits::default()
+    };
+
+    let err = run(&sample("benign.pdf"), 36, &limits).unwrap_err();
+
+    assert_eq!(err, "too many pages: 3, limit 2");
+}
+
+#[test]
+fn test_render_total_pixels_over_limit_refused() {
+    let limits = RenderLimits {
+        max_total_pixels: 2 * 1275 * 1650,
+        ..RenderLimits::default()
+    };
+
+    let err = run(&sample("benign.pdf"), 150, &limits).unwrap_err();
+
+    assert!(err.starts_with("document too large"), "{err}");
+    assert!(err.ends_with("by page 3"), "{err}");
+}
+
+#[test]
+fn test_render_guarded_panic_becomes_error() {
+    let err = render_guarded(&sample("benign.pdf"), 36, &RenderLimits::default(), &mut |_| panic!("sink exploded")).unwrap_err();
+
+    assert_eq!(err, "renderer panicked: sink exploded");
+}
+
+#[test]
+fn test_page_size_letter_150_dpi_rounded() {
+    let size = page_size((612.0, 792.0), 150, 1, &RenderLimits::default()).unwrap();
+
+    assert_eq!(size, PageSize { width: 1275, height: 1650 });
+}
+
+#[test]
+fn test_page_size_tiny_page_one_pixel() {
+    let size = page_size((0.1, 0.1), 72, 1, &RenderLimits::default()).unwrap();
+
+    assert_eq!(size, PageSize { width: 1, height: 1 });
+}
+
+#[test]
+fn test_page_size_nan_refused() {
+    let err = page_size((f32::NAN, 10.0), 150, 4, &RenderLimits::default()).unwrap_err();
+
+    assert!(err.starts_with("page too large: page 4"), "{err}");
+}
+
+#[test]
+fn test_page_size_infinite_refused() {
+    let err = page_size((f32::INFINITY, 10.0), 150, 1, &RenderLimits::default()).unwrap_err();
+
+    assert!(err.starts_with("page too large"), "{err}");
+}
+
+#[test]
+fn test_page_size_area_over_limit_refused() {
+    // 19000 px a side passes the side limit but not 64 Mpx a page.
+    let err = page_size((9120.0, 9120.0), 150, 2, &RenderLimits::default()).unwrap_err();
+
+    assert!(err.starts_with("page too large: page 2 is 19000x19000 px"), "{err}");
+}

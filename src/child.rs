@@ -1,0 +1,319 @@
+//! The child's road from fork to exec (DESIGN.md), in order.
+//!
+//! Everything here runs in the forked child, so it makes raw syscalls only:
+//! no allocation, no locks, no logging, no panics. Every input was prepared
+//! by the fork server before `fork` ([`Plan`]). A failing step is reported
+//! to the fork server as a `(stage, errno)` pair of integers on the report
+//! pipe, then the child `_exit`s. On success the report pipe (close-on-exec)
+//! simply reaches EOF at `execve`.
+
+use std::ffi::{c_char, CStr};
+use std::os::fd::RawFd;
+
+/// A step of the road; `name()` is what users read in
+/// `sandbox setup failed at landlock: EACCES`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Stage {
+    Session = 1,
+    Signals,
+    Stdio,
+    Fds,
+    Rlimit,
+    Landlock,
+    LandlockNotEnforced,
+    Groups,
+    CapBounding,
+    Setresgid,
+    Setresuid,
+    Capabilities,
+    Pdeathsig,
+    ParentGone,
+    NoNewPrivs,
+    Seccomp,
+    Listener,
+    Exec,
+}
+
+impl Stage {
+    pub fn from_u32(v: u32) -> Option<Stage> {
+        use Stage::*;
+        const ALL: [Stage; 18] = [
+            Session,
+            Signals,
+            Stdio,
+            Fds,
+            Rlimit,
+            Landlock,
+            LandlockNotEnforced,
+            Groups,
+            CapBounding,
+            Setresgid,
+            Setresuid,
+            Capabilities,
+            Pdeathsig,
+            ParentGone,
+            NoNewPrivs,
+            Seccomp,
+            Listener,
+            Exec,
+        ];
+        ALL.into_iter().find(|s| *s as u32 == v)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Session => "session",
+            Stage::Signals => "signals",
+            Stage::Stdio => "stdio",
+            Stage::Fds => "fds",
+            Stage::Rlimit => "rlimit",
+            Stage::Landlock => "landlock",
+            Stage::LandlockNotEnforced => "landlock (not fully enforced by this kernel)",
+            Stage::Groups => "setgroups",
+            Stage::CapBounding => "capability bounding set",
+            Stage::Setresgid => "setresgid",
+            Stage::Setresuid => "setresuid",
+            Stage::Capabilities => "capabilities",
+            Stage::Pdeathsig => "parent-death signal",
+            Stage::ParentGone => "parent-death check (the fork server exited)",
+            Stage::NoNewPrivs => "no_new_privs",
+            Stage::Seccomp => "seccomp",
+            Stage::Listener => "seccomp listener",
+            Stage::Exec => "exec",
+        }
+    }
+}
+
+/// Report tag meaning "the seccomp listener is fd N, take it and say go".
+pub const LISTENER_READY: u32 = 0xffff;
+
+/// Everything the child needs, prepared before fork.
+pub struct Plan<'a> {
+    /// Become fd 0, 1, 2.
+    pub stdio: [RawFd; 3],
+    /// Write end of the report pipe (close-on-exec).
+    pub report: RawFd,
+    /// Read end of the go pipe: one byte once the listener has been taken.
+    pub go: RawFd,
+    pub new_session: bool,
+    /// (resource, soft, hard).
+    pub rlimits: &'a [(u32, u64, u64)],
+    pub landlock: Option<landlock::RulesetCreated>,
+    /// (uid, gid) to drop to; `None` when the host is not root.
+    pub identity: Option<(u32, u32)>,
+    /// The fork server's pid, for the parent-death race check.
+    pub parent: libc::pid_t,
+    /// Installed in order; the last one gets the user-notification listener.
+    pub filters: [&'a [seccompiler::sock_filter]; 2],
+    /// O_PATH fd of the executable (exec by fd, immune to path swaps), or -1
+    /// to exec `path` (scripts: the interpreter needs a path).
+    pub exe_fd: RawFd,
+    pub path: &'a CStr,
+    /// NULL-terminated pointer arrays into strings the fork server owns.
+    pub argv: &'a [*const c_char],
+    pub envp: &'a [*const c_char],
+}
+
+fn errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
+}
+
+fn report(fd: RawFd, tag: u32, value: i32) {
+    let mut msg = [0u8; 8];
+    msg[..4].copy_from_slice(&tag.to_ne_bytes());
+    msg[4..].copy_from_slice(&value.to_ne_bytes());
+    // SAFETY: writes 8 bytes from a stack buffer; a failure leaves nothing to do.
+    unsafe { libc::write(fd, msg.as_ptr().cast(), msg.len()) };
+}
+
+/// Runs the road and execs; never returns. On failure reports the stage.
+pub fn enter(plan: &mut Plan) -> ! {
+    let err = match road(plan) {
+        Ok(()) => (Stage::Exec, errno()),
+        Err(e) => e,
+    };
+    report(plan.report, err.0 as u32, err.1);
+    // SAFETY: _exit is async-signal-safe and does not return.
+    unsafe { libc::_exit(127) }
+}
+
+fn check(stage: Stage, rc: libc::c_long) -> Result<(), (Stage, i32)> {
+    if rc < 0 {
+        Err((stage, errno()))
+    } else {
+        Ok(())
+    }
+}
+
+fn road(plan: &mut Plan) -> Result<(), (Stage, i32)> {
+    // 1. Session and signals: no controlling terminal (TIOCSTI needs one),
+    // default dispositions, nothing blocked.
+    if plan.new_session {
+        // SAFETY: setsid has no memory effects.
+        check(Stage::Session, unsafe { libc::setsid() } as libc::c_long)?;
+    }
+    reset_signals()?;
+
+    // 2. Only the intended fds: stdio from the plan, everything else close-on-exec.
+    for (target, &fd) in plan.stdio.iter().enumerate() {
+        if fd != target as RawFd {
+            // SAFETY: dup2 on fds the plan owns; no memory is touched.
+            check(Stage::Stdio, unsafe { libc::dup2(fd, target as RawFd) } as libc::c_long)?;
+        }
+    }
+    // SAFETY: only flags entries of our own fd table; CLOEXEC (not close)
+    // keeps the report pipe and the exe fd usable until execve.
+    let rc = unsafe { libc::close_range(3, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as i32) };
+    check(Stage::Fds, rc as libc::c_long)?;
+
+    // 3. rlimits.
+    for &(resource, soft, hard) in plan.rlimits {
+        let lim = libc::rlimit64 { rlim_cur: soft, rlim_max: hard };
+        // SAFETY: prlimit64 on ourselves reads one stack struct.
+        let rc = unsafe { libc::prlimit64(0, resource as _, &lim, std::ptr::null_mut()) };
+        check(Stage::Rlimit, rc as libc::c_long)?;
+    }
+
+    // 4. Landlock, failing closed unless fully enforced.
+    if let Some(ruleset) = plan.landlock.take() {
+        let status = ruleset.restrict_self().map_err(|_| (Stage::Landlock, errno()))?;
+        if status.ruleset != landlock::RulesetStatus::FullyEnforced {
+            return Err((Stage::LandlockNotEnforced, libc::ENOSYS));
+        }
+    }
+
+    // 5. Identity (root only), then the parent-death signal, which a
+    // credential change would have cleared.
+    if let Some((uid, gid)) = plan.identity {
+        drop_identity(uid, gid)?;
+    }
+    // SAFETY: integer-only prctl.
+    let rc = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) };
+    check(Stage::Pdeathsig, rc as libc::c_long)?;
+    // SAFETY: getppid cannot fail.
+    if unsafe { libc::getppid() } != plan.parent {
+        return Err((Stage::ParentGone, libc::ESRCH));
+    }
+    // SAFETY: integer-only prctl.
+    let rc = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
+    check(Stage::NoNewPrivs, rc as libc::c_long)?;
+
+    // 6. seccomp last; the last filter hands its listener to the fork server.
+    let [first, main] = plan.filters;
+    install_filter(first, 0)?;
+    let listener = install_filter(main, libc::SECCOMP_FILTER_FLAG_NEW_LISTENER)?;
+    report(plan.report, LISTENER_READY, listener);
+    let mut go = [0u8; 1];
+    // SAFETY: reads one byte into a stack buffer.
+    if unsafe { libc::read(plan.go, go.as_mut_ptr().cast(), 1) } != 1 {
+        return Err((Stage::Listener, libc::EPIPE));
+    }
+    // SAFETY: closing our copy: the plugin must never hold the listener.
+    unsafe { libc::close(listener) };
+
+    // 7. exec.
+    if plan.exe_fd >= 0 {
+        // SAFETY: argv/envp are NULL-terminated arrays of pointers to
+        // NUL-terminated strings that outlive this call.
+        unsafe {
+            libc::syscall(
+                libc::SYS_execveat,
+                plan.exe_fd,
+                c"".as_ptr(),
+                plan.argv.as_ptr(),
+                plan.envp.as_ptr(),
+                libc::AT_EMPTY_PATH,
+            )
+        };
+    } else {
+        // SAFETY: as above.
+        unsafe { libc::execve(plan.path.as_ptr(), plan.argv.as_ptr(), plan.envp.as_ptr()) };
+    }
+    Err((Stage::Exec, errno()))
+}
+
+fn reset_signals() -> Result<(), (Stage, i32)> {
+    // SAFETY: sigset_t is plain data; sigemptyset initialises it.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: set points to a valid sigset_t on our stack.
+    unsafe { libc::sigemptyset(&mut set) };
+    // SAFETY: installs an empty mask from a stack sigset_t.
+    let rc = unsafe { libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut()) };
+    check(Stage::Signals, rc as libc::c_long)?;
+    for sig in 1..libc::SIGRTMAX() {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: resets a disposition to SIG_DFL; invalid numbers (glibc's
+        // reserved real-time signals) fail harmlessly with EINVAL.
+        unsafe { libc::signal(sig, libc::SIG_DFL) };
+    }
+    Ok(())
+}
+
+fn drop_identity(uid: u32, gid: u32) -> Result<(), (Stage, i32)> {
+    // SAFETY: an empty group list; no pointer is read.
+    check(Stage::Groups, unsafe { libc::setgroups(0, std::ptr::null()) } as libc::c_long)?;
+    for cap in 0..64 {
+        // SAFETY: integer-only prctl; EINVAL marks the end of the capability list.
+        if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) } != 0 {
+            match errno() {
+                libc::EINVAL => break,
+                e => return Err((Stage::CapBounding, e)),
+            }
+        }
+    }
+    // SAFETY: plain id syscalls; the child is single-threaded.
+    check(Stage::Setresgid, unsafe { libc::setresgid(gid, gid, gid) } as libc::c_long)?;
+    // SAFETY: as above.
+    check(Stage::Setresuid, unsafe { libc::setresuid(uid, uid, uid) } as libc::c_long)?;
+    // setresuid cleared permitted, effective and ambient; inheritable stays
+    // until cleared here, ambient once more for good measure.
+    let header = CapHeader { version: 0x2008_0522, pid: 0 }; // _LINUX_CAPABILITY_VERSION_3
+    let data = [CapData::default(); 2];
+    // SAFETY: capset reads a header and two data structs from our stack.
+    let rc = unsafe { libc::syscall(libc::SYS_capset, &header, data.as_ptr()) };
+    check(Stage::Capabilities, rc)?;
+    // SAFETY: integer-only prctl.
+    let rc = unsafe {
+        libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong, 0, 0, 0)
+    };
+    check(Stage::Capabilities, rc as libc::c_long)
+}
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: i32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+/// Installs one BPF program; returns the listener fd for NEW_LISTENER.
+fn install_filter(prog: &[seccompiler::sock_filter], flags: libc::c_ulong) -> Result<i32, (Stage, i32)> {
+    let fprog = libc::sock_fprog { len: prog.len() as u16, filter: prog.as_ptr() as *mut libc::sock_filter };
+    // SAFETY: fprog points to `prog`, which outlives the call; seccompiler's
+    // sock_filter has the kernel's layout.
+    let rc = unsafe { libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, flags, &fprog) };
+    if rc < 0 {
+        return Err((Stage::Seccomp, errno()));
+    }
+    Ok(rc as i32)
+}
+
+/// `EACCES` for 13.
+pub fn errno_name(e: i32) -> String {
+    let errno = nix::errno::Errno::from_raw(e);
+    if errno == nix::errno::Errno::UnknownErrno {
+        format!("errno {e}")
+    } else {
+        format!("{errno:?}")
+    }
+}

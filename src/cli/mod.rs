@@ -1,0 +1,183 @@
+//! Command-line parsing and the commands. Exit status (DESIGN.md): 0 every
+//! input ok; 1 some input got another verdict; 2 usage or configuration
+//! error; 3 internal error; 130/143 interrupted.
+
+mod run;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use plugwarden::forkserver::ForkServer;
+use plugwarden::sandbox::{Enforce, Mode, PluginSpec, Sandbox};
+
+pub const EXIT_OK: u8 = 0;
+pub const EXIT_VERDICT: u8 = 1;
+pub const EXIT_USAGE: u8 = 2;
+pub const EXIT_INTERNAL: u8 = 3;
+
+#[derive(Parser)]
+#[command(name = "plugwarden", version, about = "Run untrusted plugins safely on Linux")]
+struct Cli {
+    /// More log output (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one input (stdin) through a plugin; output on stdout when ok, the verdict on stderr.
+    Call(CallArgs),
+    /// Run every INPUT (files, or directories walked recursively) through a plugin.
+    Run(run::RunArgs),
+}
+
+/// Flags shared by every command that starts a sandbox.
+#[derive(Args, Clone, Debug)]
+pub struct SandboxArgs {
+    /// The plugin: an executable, or a directory with plugin.toml.
+    #[arg(long, value_name = "EXE|DIR")]
+    pub plugin: PathBuf,
+    /// worker (speaks the plugwarden protocol) or filter (stdin → stdout, one process per input).
+    #[arg(long, value_enum)]
+    pub mode: Option<ModeArg>,
+    /// A built-in policy name (strict, default, image, pdf) or a policy file.
+    #[arg(long, value_name = "NAME|FILE")]
+    pub policy: Option<String>,
+    /// Wall-clock limit per input, e.g. 10s or 500ms (overrides the policy).
+    #[arg(long, value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+    /// Memory limit, e.g. 256MiB (overrides the policy).
+    #[arg(long, value_parser = parse_size)]
+    pub memory: Option<u64>,
+    /// An argument for the plugin (repeat for several).
+    #[arg(long = "arg", value_name = "ARG", allow_hyphen_values = true)]
+    pub args: Vec<String>,
+    /// `log` reports what the policy would deny instead of enforcing it.
+    #[arg(long, value_enum, default_value = "policy")]
+    pub enforce: EnforceArg,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum ModeArg {
+    Worker,
+    Filter,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum EnforceArg {
+    Policy,
+    Log,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    plugwarden::policy::parse_duration(s)
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    plugwarden::policy::parse_size(s)
+}
+
+/// A configuration problem: exit status 2 with one sentence.
+#[derive(Debug)]
+pub struct Usage(pub String);
+
+impl<E: std::fmt::Display> From<E> for Usage {
+    fn from(e: E) -> Self {
+        Usage(e.to_string())
+    }
+}
+
+impl SandboxArgs {
+    /// Locates the plugin, loads the policy with the flags' overrides, starts
+    /// the fork server and prepares the sandbox.
+    pub fn build(&self) -> Result<Sandbox, Usage> {
+        let located = plugwarden::manifest::locate(&self.plugin)?;
+        let mode = match self.mode {
+            Some(ModeArg::Worker) => Mode::Worker,
+            Some(ModeArg::Filter) => Mode::Filter,
+            None => located.mode.unwrap_or_default(),
+        };
+        let policy_name = self.policy.clone().or(located.policy).unwrap_or_else(|| "default".into());
+        let mut policy = plugwarden::policy::load(&policy_name)?;
+        if let Some(t) = self.timeout {
+            policy.limits.wall = t;
+        }
+        if let Some(m) = self.memory {
+            policy.limits.memory = m;
+        }
+        let mut args = located.args;
+        args.extend(self.args.iter().cloned());
+        let fs = start_fork_server()?;
+        let enforce = match self.enforce {
+            EnforceArg::Policy => Enforce::Policy,
+            EnforceArg::Log => Enforce::Log,
+        };
+        let plugin = PluginSpec { exe: located.exe, args, mode };
+        Ok(Sandbox::new(fs, plugin, Arc::new(policy), enforce)?)
+    }
+}
+
+pub fn start_fork_server() -> Result<Arc<ForkServer>, Usage> {
+    let exe = plugwarden::forkserver::default_exe()?;
+    Ok(Arc::new(ForkServer::start(&exe)?))
+}
+
+#[derive(Args)]
+struct CallArgs {
+    #[command(flatten)]
+    sandbox: SandboxArgs,
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let result = match cli.command {
+        Command::Call(a) => call(a),
+        Command::Run(a) => run::run(a),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(Usage(msg)) => {
+            eprintln!("plugwarden: {msg}");
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}
+
+fn call(a: CallArgs) -> Result<u8, Usage> {
+    use std::io::{Read, Write};
+    let sandbox = a.sandbox.build()?;
+    let mut input = Vec::new();
+    std::io::stdin()
+        .read_to_end(&mut input)
+        .map_err(|e| Usage(format!("cannot read the input from stdin: {e}")))?;
+    let outcome = run::run_one(&sandbox, &input);
+    for d in &outcome.denied {
+        eprintln!("plugwarden: denied: {d}");
+    }
+    if outcome.verdict.is_ok() {
+        let mut out = std::io::stdout().lock();
+        if let Err(e) = out.write_all(&outcome.output).and_then(|()| out.flush()) {
+            eprintln!("plugwarden: cannot write the output: {e}");
+            return Ok(EXIT_INTERNAL);
+        }
+    }
+    eprintln!("{}", outcome.verdict);
+    Ok(if outcome.verdict.is_ok() { EXIT_OK } else { EXIT_VERDICT })
+}

@@ -1,0 +1,644 @@
+//! The fork server: a small single-threaded helper that forks sandboxed
+//! children on the host's behalf and is their subreaper.
+//!
+//! The host may have many threads; forking it would be slow (its whole
+//! address space) and unsafe (only raw syscalls after fork). So at start-up
+//! the host re-executes the plugwarden binary in a hidden mode
+//! ([`SERVE_ARG`]) with one end of a `SOCK_SEQPACKET` socketpair. Over it
+//! the host sends JSON requests (trusted: both ends are plugwarden) and
+//! file descriptors (`SCM_RIGHTS`): the plugin's stdio pipe ends in, and
+//! its pidfd and seccomp listener back. The fork server prepares each
+//! profile once (Landlock ruleset, BPF programs, exec strings), then every
+//! spawn is `fork` + [`crate::child::enter`].
+//!
+//! It reaps every child and orphan (it is a subreaper) and keeps the exit
+//! status of workers until the host asks. When the host goes away, the
+//! socket reads EOF: the fork server kills every child and exits, and the
+//! children's parent-death signal does the same for any it missed.
+
+use std::collections::HashMap;
+use std::ffi::{c_char, CString};
+use std::io::{self, IoSlice, IoSliceMut};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+
+use nix::sys::socket::{
+    recvmsg, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags,
+    SockFlag, SockType,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::child::{self, Stage};
+use crate::landlock_rules::{self, Grants};
+
+/// argv[1] that turns the plugwarden binary into a fork server.
+pub const SERVE_ARG: &str = "__plugwarden-fork-server";
+/// The fd on which the fork server finds its socket.
+const SERVE_FD: RawFd = 3;
+/// Largest request or reply.
+const MAX_MSG: usize = 1 << 20;
+
+/// Everything needed to spawn children of one kind, sent once.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ProfileSpec {
+    /// Absolute path of the executable.
+    pub exe: PathBuf,
+    /// Exec through an fd opened now (ELF binaries) rather than by path (scripts).
+    pub exec_by_fd: bool,
+    pub argv: Vec<String>,
+    /// `KEY=VALUE` strings.
+    pub env: Vec<String>,
+    /// (resource, soft, hard).
+    pub rlimits: Vec<(u32, u64, u64)>,
+    pub grants: Grants,
+    /// (uid, gid) to drop to; only honoured when the fork server is root.
+    pub identity: Option<(u32, u32)>,
+    pub new_session: bool,
+    /// BPF programs as (code, jt, jf, k), installed in order.
+    pub filters: [Vec<(u16, u8, u8, u32)>; 2],
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+enum Request {
+    Prepare { spec: Box<ProfileSpec> },
+    /// Carries three fds: the child's stdin, stdout, stderr.
+    Spawn { profile: u64 },
+    Wait { pid: i32 },
+    Release { profile: u64 },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+enum Reply {
+    Prepared { profile: u64 },
+    /// Carries the pidfd and the seccomp listener.
+    Spawned { pid: i32 },
+    SetupFailed { stage: u32, errno: i32 },
+    Exited(ExitInfo),
+    Error { message: String },
+}
+
+/// How a child ended, with its resource usage.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitInfo {
+    /// Raw wait status.
+    pub status: i32,
+    pub utime_us: u64,
+    pub stime_us: u64,
+    pub maxrss_kib: u64,
+}
+
+impl ExitInfo {
+    pub fn signal(&self) -> Option<i32> {
+        libc::WIFSIGNALED(self.status).then(|| libc::WTERMSIG(self.status))
+    }
+    pub fn code(&self) -> Option<i32> {
+        libc::WIFEXITED(self.status).then(|| libc::WEXITSTATUS(self.status))
+    }
+    pub fn cpu_ms(&self) -> u64 {
+        (self.utime_us + self.stime_us) / 1000
+    }
+}
+
+/// A child the fork server started.
+#[derive(Debug)]
+pub struct Spawned {
+    pub pid: i32,
+    pub pidfd: OwnedFd,
+    pub listener: OwnedFd,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ForkServerError {
+    #[error("cannot start the fork server {exe}: {source}")]
+    Start {
+        exe: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("fork server connection failed: {0}")]
+    Io(#[from] io::Error),
+    #[error("fork server protocol error: {0}")]
+    Protocol(String),
+    #[error("sandbox setup failed at {}: {}", .stage.name(), child::errno_name(*.errno))]
+    Setup { stage: Stage, errno: i32 },
+    #[error("{0}")]
+    Remote(String),
+}
+
+fn send(fd: BorrowedFd, msg: &impl Serialize, fds: &[RawFd]) -> io::Result<()> {
+    let bytes = serde_json::to_vec(msg).map_err(io::Error::other)?;
+    let iov = [IoSlice::new(&bytes)];
+    let cmsg = [ControlMessage::ScmRights(fds)];
+    let cmsgs: &[ControlMessage] = if fds.is_empty() { &[] } else { &cmsg };
+    sendmsg::<()>(fd.as_raw_fd(), &iov, cmsgs, MsgFlags::MSG_NOSIGNAL, None)?;
+    Ok(())
+}
+
+/// Receives one message and up to 4 fds; `Ok(None)` at EOF.
+fn recv<T: for<'de> Deserialize<'de>>(
+    fd: BorrowedFd,
+    buf: &mut [u8],
+) -> io::Result<Option<(T, Vec<OwnedFd>)>> {
+    let mut cmsg = nix::cmsg_space!([RawFd; 4]);
+    let (n, fds) = loop {
+        let mut iov = [IoSliceMut::new(buf)];
+        match recvmsg::<()>(fd.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC) {
+            Ok(msg) => {
+                let mut fds = Vec::new();
+                for c in msg.cmsgs()? {
+                    if let ControlMessageOwned::ScmRights(raw) = c {
+                        // SAFETY: the kernel just installed these fds for us.
+                        fds.extend(raw.into_iter().map(|f| unsafe { OwnedFd::from_raw_fd(f) }));
+                    }
+                }
+                break (msg.bytes, fds);
+            }
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    };
+    if n == 0 {
+        return Ok(None);
+    }
+    let msg = serde_json::from_slice(&buf[..n]).map_err(io::Error::other)?;
+    Ok(Some((msg, fds)))
+}
+
+/// The host's handle on its fork server. Cheap to share between threads:
+/// one request at a time goes over the socket.
+#[derive(Debug)]
+pub struct ForkServer {
+    conn: Mutex<Conn>,
+    process: Mutex<std::process::Child>,
+}
+
+#[derive(Debug)]
+struct Conn {
+    sock: OwnedFd,
+    buf: Vec<u8>,
+}
+
+impl ForkServer {
+    /// Starts `exe` (the plugwarden binary, or any program that calls
+    /// [`serve_if_requested`] first thing in `main`) as the fork server.
+    pub fn start(exe: &Path) -> Result<ForkServer, ForkServerError> {
+        let start_err = |source| ForkServerError::Start { exe: exe.to_path_buf(), source };
+        let (host, server) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .map_err(|e| start_err(e.into()))?;
+        let server_raw = server.as_raw_fd();
+        let mut cmd = Command::new(exe);
+        cmd.arg(SERVE_ARG).stdin(Stdio::null()).stdout(Stdio::null()).env_clear();
+        for key in ["RUST_LOG", "PLUGWARDEN_LOG"] {
+            if let Ok(v) = std::env::var(key) {
+                cmd.env(key, v);
+            }
+        }
+        // SAFETY: the closure only calls dup2, which is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::dup2(server_raw, SERVE_FD) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let process = cmd.spawn().map_err(start_err)?;
+        drop(server);
+        Ok(ForkServer {
+            conn: Mutex::new(Conn { sock: host, buf: vec![0; MAX_MSG] }),
+            process: Mutex::new(process),
+        })
+    }
+
+    fn call(&self, req: &Request, fds: &[RawFd]) -> Result<(Reply, Vec<OwnedFd>), ForkServerError> {
+        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let Conn { sock, buf } = &mut *conn;
+        send(sock.as_fd(), req, fds)?;
+        match recv::<Reply>(sock.as_fd(), buf)? {
+            Some((Reply::Error { message }, _)) => Err(ForkServerError::Remote(message)),
+            Some(r) => Ok(r),
+            None => Err(ForkServerError::Protocol("the fork server exited".into())),
+        }
+    }
+
+    /// Prepares a profile; returns its id for [`ForkServer::spawn`].
+    pub fn prepare(&self, spec: &ProfileSpec) -> Result<u64, ForkServerError> {
+        match self.call(&Request::Prepare { spec: Box::new(spec.clone()) }, &[])? {
+            (Reply::Prepared { profile }, _) => Ok(profile),
+            (r, _) => Err(ForkServerError::Protocol(format!("unexpected reply {r:?}"))),
+        }
+    }
+
+    /// Forks one sandboxed child of `profile` with the given stdio.
+    pub fn spawn(&self, profile: u64, stdio: [BorrowedFd; 3]) -> Result<Spawned, ForkServerError> {
+        let raw = stdio.map(|f| f.as_raw_fd());
+        match self.call(&Request::Spawn { profile }, &raw)? {
+            (Reply::Spawned { pid }, fds) => {
+                let mut fds = fds.into_iter();
+                match (fds.next(), fds.next()) {
+                    (Some(pidfd), Some(listener)) => Ok(Spawned { pid, pidfd, listener }),
+                    _ => Err(ForkServerError::Protocol("spawn reply without fds".into())),
+                }
+            }
+            (Reply::SetupFailed { stage, errno }, _) => Err(ForkServerError::Setup {
+                stage: Stage::from_u32(stage).unwrap_or(Stage::Exec),
+                errno,
+            }),
+            (r, _) => Err(ForkServerError::Protocol(format!("unexpected reply {r:?}"))),
+        }
+    }
+
+    /// Reaps `pid` (call once its pidfd is readable) and returns how it ended.
+    pub fn wait(&self, pid: i32) -> Result<ExitInfo, ForkServerError> {
+        match self.call(&Request::Wait { pid }, &[])? {
+            (Reply::Exited(info), _) => Ok(info),
+            (r, _) => Err(ForkServerError::Protocol(format!("unexpected reply {r:?}"))),
+        }
+    }
+
+    pub fn release(&self, profile: u64) {
+        let _ = self.call(&Request::Release { profile }, &[]);
+    }
+
+    /// The fork server's pid.
+    pub fn pid(&self) -> u32 {
+        self.process.lock().unwrap_or_else(|p| p.into_inner()).id()
+    }
+}
+
+impl Drop for ForkServer {
+    fn drop(&mut self) {
+        // Closing our end makes the server kill its children and exit.
+        let conn = self.conn.get_mut().unwrap_or_else(|p| p.into_inner());
+        let _ = nix::sys::socket::shutdown(conn.sock.as_raw_fd(), nix::sys::socket::Shutdown::Both);
+        let process = self.process.get_mut().unwrap_or_else(|p| p.into_inner());
+        let _ = process.wait();
+    }
+}
+
+/// Call first thing in `main` of a program used as its own fork server:
+/// if this process was started as one, serve and exit.
+pub fn serve_if_requested() {
+    if std::env::args_os().nth(1).is_some_and(|a| a == SERVE_ARG) {
+        // SAFETY: fd 3 was set up by ForkServer::start; nothing else owns it.
+        let sock = unsafe { OwnedFd::from_raw_fd(SERVE_FD) };
+        let code = match Server::new(sock).and_then(|mut s| s.run()) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("plugwarden fork server: {e}");
+                3
+            }
+        };
+        std::process::exit(code);
+    }
+}
+
+/// A profile ready to fork: everything the child needs, allocated now.
+struct Prepared {
+    ruleset: landlock::RulesetCreated,
+    filters: [Vec<seccompiler::sock_filter>; 2],
+    exe_fd: Option<OwnedFd>,
+    path: CString,
+    _strings: Vec<CString>,
+    argv: Vec<*const c_char>,
+    envp: Vec<*const c_char>,
+    rlimits: Vec<(u32, u64, u64)>,
+    identity: Option<(u32, u32)>,
+    new_session: bool,
+}
+
+struct Server {
+    sock: OwnedFd,
+    sigchld: nix::sys::signalfd::SignalFd,
+    profiles: HashMap<u64, Prepared>,
+    next_profile: u64,
+    /// Live workers (pid → pidfd, for the final kill).
+    live: HashMap<i32, OwnedFd>,
+    /// Workers reaped before the host asked.
+    exited: HashMap<i32, ExitInfo>,
+    is_root: bool,
+    me: libc::pid_t,
+}
+
+impl Server {
+    fn new(sock: OwnedFd) -> io::Result<Server> {
+        use nix::sys::signal::{SigSet, Signal};
+        nix::sys::prctl::set_child_subreaper(true)?;
+        let mut mask = SigSet::empty();
+        mask.add(Signal::SIGCHLD);
+        mask.thread_block()?;
+        let sigchld = nix::sys::signalfd::SignalFd::with_flags(
+            &mask,
+            nix::sys::signalfd::SfdFlags::SFD_CLOEXEC | nix::sys::signalfd::SfdFlags::SFD_NONBLOCK,
+        )?;
+        Ok(Server {
+            sock,
+            sigchld,
+            profiles: HashMap::new(),
+            next_profile: 1,
+            live: HashMap::new(),
+            exited: HashMap::new(),
+            is_root: nix::unistd::geteuid().is_root(),
+            me: std::process::id() as libc::pid_t,
+        })
+    }
+
+    fn run(&mut self) -> io::Result<()> {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        let mut buf = vec![0u8; MAX_MSG];
+        loop {
+            let (sock_ready, sig_ready) = {
+                let mut fds = [
+                    PollFd::new(self.sock.as_fd(), PollFlags::POLLIN),
+                    PollFd::new(self.sigchld.as_fd(), PollFlags::POLLIN),
+                ];
+                match poll(&mut fds, PollTimeout::NONE) {
+                    Ok(_) => {}
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    Err(e) => return Err(e.into()),
+                }
+                let ready = |f: &PollFd| f.revents().is_some_and(|r| !r.is_empty());
+                (ready(&fds[0]), ready(&fds[1]))
+            };
+            if sig_ready {
+                while let Ok(Some(_)) = self.sigchld.read_signal() {}
+                self.reap_all();
+            }
+            if !sock_ready {
+                continue;
+            }
+            let Some((req, fds)) = recv::<Request>(self.sock.as_fd(), &mut buf)? else {
+                self.shutdown();
+                return Ok(());
+            };
+            let (reply, out_fds) = self.handle(req, fds);
+            let raw: Vec<RawFd> = out_fds.iter().map(|f| f.as_raw_fd()).collect();
+            if let Err(e) = send(self.sock.as_fd(), &reply, &raw) {
+                if e.kind() == io::ErrorKind::BrokenPipe {
+                    self.shutdown();
+                    return Ok(());
+                }
+                return Err(e);
+            }
+        }
+    }
+
+    fn handle(&mut self, req: Request, fds: Vec<OwnedFd>) -> (Reply, Vec<OwnedFd>) {
+        let error = |message: String| (Reply::Error { message }, Vec::new());
+        match req {
+            Request::Prepare { spec } => match self.prepare(&spec) {
+                Ok(p) => {
+                    let id = self.next_profile;
+                    self.next_profile += 1;
+                    self.profiles.insert(id, p);
+                    (Reply::Prepared { profile: id }, Vec::new())
+                }
+                Err(e) => error(e),
+            },
+            Request::Spawn { profile } => {
+                let Ok(stdio) = <[OwnedFd; 3]>::try_from(fds) else {
+                    return error("spawn needs exactly three fds".into());
+                };
+                match self.spawn(profile, stdio) {
+                    Ok(Ok((pid, pidfd, listener))) => (Reply::Spawned { pid }, vec![pidfd, listener]),
+                    Ok(Err((stage, errno))) => (Reply::SetupFailed { stage: stage as u32, errno }, Vec::new()),
+                    Err(e) => error(e),
+                }
+            }
+            Request::Wait { pid } => match self.wait(pid) {
+                Some(info) => (Reply::Exited(info), Vec::new()),
+                None => error(format!("process {pid} is not a child of this fork server")),
+            },
+            Request::Release { profile } => {
+                self.profiles.remove(&profile);
+                (Reply::Prepared { profile }, Vec::new())
+            }
+        }
+    }
+
+    fn prepare(&self, spec: &ProfileSpec) -> Result<Prepared, String> {
+        let ruleset = landlock_rules::build(&spec.grants).map_err(|e| e.to_string())?;
+        let exe_fd = if spec.exec_by_fd {
+            let fd = nix::fcntl::open(
+                &spec.exe,
+                nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )
+            .map_err(|e| format!("cannot open {}: {e}", spec.exe.display()))?;
+            Some(fd)
+        } else {
+            None
+        };
+        let cstr = |s: &[u8]| CString::new(s).map_err(|_| "argument or environment contains a NUL byte".to_string());
+        let path = cstr(spec.exe.as_os_str().as_bytes())?;
+        let argv_s: Vec<CString> = spec.argv.iter().map(|a| cstr(a.as_bytes())).collect::<Result<_, _>>()?;
+        let env_s: Vec<CString> = spec.env.iter().map(|a| cstr(a.as_bytes())).collect::<Result<_, _>>()?;
+        let ptrs = |v: &[CString]| v.iter().map(|c| c.as_ptr()).chain([std::ptr::null()]).collect::<Vec<_>>();
+        let (argv, envp) = (ptrs(&argv_s), ptrs(&env_s));
+        let filters = spec.filters.clone().map(|p| {
+            p.into_iter()
+                .map(|(code, jt, jf, k)| seccompiler::sock_filter { code, jt, jf, k })
+                .collect()
+        });
+        Ok(Prepared {
+            ruleset,
+            filters,
+            exe_fd,
+            path,
+            _strings: argv_s.into_iter().chain(env_s).collect(),
+            argv,
+            envp,
+            rlimits: spec.rlimits.clone(),
+            identity: if self.is_root { spec.identity } else { None },
+            new_session: spec.new_session,
+        })
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn spawn(
+        &mut self,
+        profile: u64,
+        stdio: [OwnedFd; 3],
+    ) -> Result<Result<(i32, OwnedFd, OwnedFd), (Stage, i32)>, String> {
+        let p = self.profiles.get(&profile).ok_or_else(|| format!("unknown profile {profile}"))?;
+        let pipe = || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"));
+        let (report_r, report_w) = pipe()?;
+        let (go_r, go_w) = pipe()?;
+        let ruleset = p.ruleset.try_clone().map_err(|e| format!("dup ruleset: {e}"))?;
+        let mut plan = child::Plan {
+            stdio: [stdio[0].as_raw_fd(), stdio[1].as_raw_fd(), stdio[2].as_raw_fd()],
+            report: report_w.as_raw_fd(),
+            go: go_r.as_raw_fd(),
+            new_session: p.new_session,
+            rlimits: &p.rlimits,
+            landlock: Some(ruleset),
+            identity: p.identity,
+            parent: self.me,
+            filters: [&p.filters[0], &p.filters[1]],
+            exe_fd: p.exe_fd.as_ref().map_or(-1, |f| f.as_raw_fd()),
+            path: &p.path,
+            argv: &p.argv,
+            envp: &p.envp,
+        };
+        // SAFETY: the fork server is single-threaded, and the child runs only
+        // child::enter, which makes raw syscalls and never returns.
+        let pid = match unsafe { nix::unistd::fork() } {
+            Ok(nix::unistd::ForkResult::Child) => child::enter(&mut plan),
+            Ok(nix::unistd::ForkResult::Parent { child }) => child.as_raw(),
+            Err(e) => return Err(format!("fork: {e}")),
+        };
+        drop(plan);
+        drop((report_w, go_r, stdio));
+        // SAFETY: pidfd_open takes a pid and flags; the child is unreaped, so the pid is ours.
+        let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        if pidfd < 0 {
+            let e = io::Error::last_os_error();
+            // SAFETY: kill + wait our own child; no memory involved.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            let _ = self.wait(pid);
+            return Err(format!("pidfd_open: {e}"));
+        }
+        // SAFETY: pidfd_open returned a new fd that we now own.
+        let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd as RawFd) };
+        self.live.insert(pid, pidfd.try_clone().map_err(|e| format!("dup pidfd: {e}"))?);
+        let mut listener = None;
+        loop {
+            let mut msg = [0u8; 8];
+            let n = read_full(report_r.as_fd(), &mut msg);
+            if n == 0 {
+                break; // EOF: execve succeeded (or the child died; the host will see it).
+            }
+            let tag = u32::from_ne_bytes(msg[..4].try_into().expect("4 bytes"));
+            let value = i32::from_ne_bytes(msg[4..].try_into().expect("4 bytes"));
+            if n == 8 && tag == child::LISTENER_READY {
+                // SAFETY: pidfd_getfd copies fd `value` of our child into our table.
+                let fd = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), value, 0) };
+                if fd >= 0 {
+                    // SAFETY: a new fd that we now own.
+                    listener = Some(unsafe { OwnedFd::from_raw_fd(fd as RawFd) });
+                    let _ = nix::unistd::write(&go_w, b"g");
+                    continue;
+                }
+                let errno = io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO);
+                self.kill_and_reap(pid);
+                return Ok(Err((Stage::Listener, errno)));
+            }
+            self.kill_and_reap(pid);
+            let stage = Stage::from_u32(tag).unwrap_or(Stage::Exec);
+            return Ok(Err((stage, value)));
+        }
+        match listener {
+            Some(l) => Ok(Ok((pid, pidfd, l))),
+            None => {
+                self.kill_and_reap(pid);
+                Ok(Err((Stage::Seccomp, libc::EIO)))
+            }
+        }
+    }
+
+    fn kill_and_reap(&mut self, pid: i32) {
+        // SAFETY: kill our own unreaped child; no memory involved.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        let _ = self.wait(pid);
+    }
+
+    /// Reaps `pid` if needed and forgets it.
+    fn wait(&mut self, pid: i32) -> Option<ExitInfo> {
+        if let Some(info) = self.exited.remove(&pid) {
+            return Some(info);
+        }
+        self.live.get(&pid)?;
+        loop {
+            match wait4(pid, 0) {
+                Some((p, info)) if p == pid => {
+                    self.live.remove(&pid);
+                    return Some(info);
+                }
+                Some(_) => continue,
+                None if io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) => continue,
+                None => {
+                    self.live.remove(&pid);
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// Reaps every exited child and orphan without blocking.
+    fn reap_all(&mut self) {
+        while let Some((pid, info)) = wait4(-1, libc::WNOHANG) {
+            if pid <= 0 {
+                break;
+            }
+            if self.live.remove(&pid).is_some() {
+                self.exited.insert(pid, info);
+            }
+        }
+    }
+
+    fn shutdown(&mut self) {
+        for pidfd in self.live.values() {
+            // SAFETY: pidfd_send_signal on a pidfd we own; no memory passed.
+            unsafe {
+                libc::syscall(libc::SYS_pidfd_send_signal, pidfd.as_raw_fd(), libc::SIGKILL, 0usize, 0u32)
+            };
+        }
+        let pids: Vec<i32> = self.live.keys().copied().collect();
+        for pid in pids {
+            let _ = self.wait(pid);
+        }
+        self.reap_all();
+    }
+}
+
+fn wait4(pid: i32, flags: i32) -> Option<(i32, ExitInfo)> {
+    let mut status = 0;
+    // SAFETY: rusage is plain data, filled by the kernel.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: wait4 writes to the two out-pointers, both valid.
+    let r = unsafe { libc::wait4(pid, &mut status, flags, &mut ru) };
+    if r <= 0 {
+        return None;
+    }
+    let us = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+    Some((
+        r,
+        ExitInfo {
+            status,
+            utime_us: us(ru.ru_utime),
+            stime_us: us(ru.ru_stime),
+            maxrss_kib: ru.ru_maxrss as u64,
+        },
+    ))
+}
+
+/// Reads until `buf` is full or EOF; returns the bytes read.
+fn read_full(fd: BorrowedFd, buf: &mut [u8]) -> usize {
+    let mut n = 0;
+    while n < buf.len() {
+        match nix::unistd::read(fd, &mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => break,
+        }
+    }
+    n
+}
+
+/// Where the fork server binary is: `PLUGWARDEN_EXE`, else this executable.
+pub fn default_exe() -> io::Result<PathBuf> {
+    match std::env::var_os("PLUGWARDEN_EXE") {
+        Some(p) => Ok(PathBuf::from(p)),
+        None => std::env::current_exe(),
+    }
+}

@@ -1,0 +1,133 @@
+//! Plugin manifests: `plugin.toml` in a plugin directory.
+//!
+//! ```toml
+//! description = "echoes its input"
+//! executable = ["../../target/release/pw-echo", "../../target/debug/pw-echo"]
+//! args = []
+//! mode = "worker"          # or "filter"
+//! policy = "strict"        # built-in name, or a path relative to this file
+//! ```
+//! `executable` is a path or a list of candidates (the first that exists
+//! wins), relative to the manifest's directory.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::sandbox::Mode;
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub description: Option<String>,
+    pub executable: Executable,
+    #[serde(default)]
+    pub args: Vec<String>,
+    pub mode: Option<Mode>,
+    pub policy: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Executable {
+    One(String),
+    Candidates(Vec<String>),
+}
+
+/// A plugin located on disk, manifest applied.
+#[derive(Clone, Debug)]
+pub struct Located {
+    pub exe: PathBuf,
+    pub args: Vec<String>,
+    pub mode: Option<Mode>,
+    /// Policy name, or a path already made relative to the current directory.
+    pub policy: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("plugin {0} does not exist: give the path of an executable or of a directory with plugin.toml")]
+    Missing(PathBuf),
+    #[error("plugin directory {0} has no plugin.toml: add one (see docs/ARCHITECTURE.md) or point --plugin at the executable")]
+    NoManifest(PathBuf),
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+    #[error("{manifest}: none of the executables exists: {}; build the plugin first (cargo build --release --workspace)", .tried.join(", "))]
+    NoExecutable { manifest: PathBuf, tried: Vec<String> },
+    #[error("plugin {0} is not executable: chmod +x it")]
+    NotExecutable(PathBuf),
+}
+
+/// Parses manifest text (exposed for fuzzing).
+pub fn parse(text: &str) -> Result<Manifest, String> {
+    toml::from_str(text).map_err(|e| e.to_string())
+}
+
+/// Finds the executable and settings of `--plugin PATH`.
+pub fn locate(path: &Path) -> Result<Located, ManifestError> {
+    if !path.exists() {
+        return Err(ManifestError::Missing(path.to_path_buf()));
+    }
+    if !path.is_dir() {
+        let exe = std::fs::canonicalize(path).map_err(|source| ManifestError::Read { path: path.into(), source })?;
+        check_executable(&exe)?;
+        return Ok(Located { exe, args: Vec::new(), mode: None, policy: None });
+    }
+    let file = path.join("plugin.toml");
+    if !file.exists() {
+        return Err(ManifestError::NoManifest(path.to_path_buf()));
+    }
+    let text = std::fs::read_to_string(&file).map_err(|source| ManifestError::Read { path: file.clone(), source })?;
+    let m = parse(&text).map_err(|message| ManifestError::Invalid { path: file.clone(), message })?;
+    let candidates = match m.executable {
+        Executable::One(s) => vec![s],
+        Executable::Candidates(v) => v,
+    };
+    let exe = candidates
+        .iter()
+        .map(|c| path.join(c))
+        .find(|p| p.is_file())
+        .ok_or_else(|| ManifestError::NoExecutable { manifest: file.clone(), tried: candidates.clone() })?;
+    let exe = std::fs::canonicalize(&exe).map_err(|source| ManifestError::Read { path: exe.clone(), source })?;
+    check_executable(&exe)?;
+    let policy = m.policy.map(|p| {
+        if crate::policy::BUILTIN.iter().any(|(n, _)| *n == p) {
+            p
+        } else {
+            path.join(p).display().to_string()
+        }
+    });
+    Ok(Located { exe, args: m.args, mode: m.mode, policy })
+}
+
+fn check_executable(exe: &Path) -> Result<(), ManifestError> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(exe).map_err(|source| ManifestError::Read { path: exe.into(), source })?;
+    if !meta.is_file() || meta.permissions().mode() & 0o111 == 0 {
+        return Err(ManifestError::NotExecutable(exe.to_path_buf()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_parse_unknown_key_is_error() {
+        assert!(parse("executable = \"x\"\nmoed = \"worker\"\n").unwrap_err().contains("moed"));
+    }
+
+    #[test]
+    fn test_parse_candidates_and_mode() {
+        let m = parse("executable = [\"a\", \"b\"]\nmode = \"filter\"\n").unwrap();
+        assert!(matches!(m.executable, Executable::Candidates(ref v) if v.len() == 2));
+        assert_eq!(m.mode, Some(Mode::Filter));
+    }
+}

@@ -1,0 +1,295 @@
+//! The plugwarden wire protocol, version 1 (docs/PROTOCOL.md).
+//!
+//! Every byte a plugin writes is hostile. Frames are length-prefixed with a
+//! fixed 16-byte header and a hard size limit that is checked before a
+//! single payload byte is buffered, so a huge length prefix, garbage or a
+//! flood ends in a [`FrameError`], never in a panic or unbounded memory.
+//! The decoder is push-based and does no I/O, so the host can feed it from
+//! non-blocking pipes under a deadline and the fuzzer can feed it anything.
+
+use std::fmt;
+
+/// Protocol version spoken by this host and SDK.
+pub const VERSION: u32 = 1;
+/// Size of a frame header in bytes.
+pub const HEADER_LEN: usize = 16;
+/// Default limit on one frame's payload.
+pub const DEFAULT_MAX_FRAME: u32 = 64 << 20;
+/// The two bytes every header starts with.
+pub const MAGIC: [u8; 2] = *b"PW";
+
+/// What a frame carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Kind {
+    /// Host → plugin first: `u32 version, u32 max_frame`. Plugin → host
+    /// reply: `u32 version`, then an optional UTF-8 plugin name.
+    Hello = 1,
+    /// Host → plugin: one job's input.
+    Job = 2,
+    /// Plugin → host: one part of a job's output; more follow.
+    Part = 3,
+    /// Plugin → host: the last (possibly empty) part of a job's output.
+    Done = 4,
+    /// Plugin → host: the job failed; payload is a UTF-8 message.
+    Error = 5,
+}
+
+impl Kind {
+    fn from_u8(b: u8) -> Option<Kind> {
+        Some(match b {
+            1 => Kind::Hello,
+            2 => Kind::Job,
+            3 => Kind::Part,
+            4 => Kind::Done,
+            5 => Kind::Error,
+            _ => return None,
+        })
+    }
+}
+
+/// A decoded header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Header {
+    pub kind: Kind,
+    pub len: u32,
+    pub id: u64,
+}
+
+/// Encodes a header: `"PW", kind u8, flags u8 (0), len u32 LE, id u64 LE`.
+pub fn encode_header(kind: Kind, id: u64, len: u32) -> [u8; HEADER_LEN] {
+    let mut h = [0u8; HEADER_LEN];
+    h[0..2].copy_from_slice(&MAGIC);
+    h[2] = kind as u8;
+    h[4..8].copy_from_slice(&len.to_le_bytes());
+    h[8..16].copy_from_slice(&id.to_le_bytes());
+    h
+}
+
+/// Appends a whole frame to `out`. Panics only if `payload` exceeds 4 GiB,
+/// which the callers rule out by their own limits.
+pub fn encode_frame(out: &mut Vec<u8>, kind: Kind, id: u64, payload: &[u8]) {
+    let len = u32::try_from(payload.len()).expect("payload over 4 GiB");
+    out.extend_from_slice(&encode_header(kind, id, len));
+    out.extend_from_slice(payload);
+}
+
+/// Parses a header; `max_frame` bounds the announced length.
+pub fn decode_header(h: &[u8; HEADER_LEN], max_frame: u32) -> Result<Header, FrameError> {
+    if h[0..2] != MAGIC {
+        return Err(FrameError::BadMagic([h[0], h[1]]));
+    }
+    let kind = Kind::from_u8(h[2]).ok_or(FrameError::UnknownKind(h[2]))?;
+    if h[3] != 0 {
+        return Err(FrameError::BadFlags(h[3]));
+    }
+    let len = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
+    if len > max_frame {
+        return Err(FrameError::TooLarge { len, max: max_frame });
+    }
+    let id = u64::from_le_bytes(h[8..16].try_into().expect("8 bytes"));
+    Ok(Header { kind, len, id })
+}
+
+/// A whole frame.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Frame {
+    pub kind: Kind,
+    pub id: u64,
+    pub payload: Vec<u8>,
+}
+
+/// Why a byte stream is not a valid frame sequence.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    #[error("bad frame magic {0:02x?} (expected \"PW\"): the plugin wrote something that is not a plugwarden frame")]
+    BadMagic([u8; 2]),
+    #[error("unknown frame kind {0}")]
+    UnknownKind(u8),
+    #[error("frame flags {0:#04x} are reserved and must be 0")]
+    BadFlags(u8),
+    #[error("frame of {len} bytes exceeds the limit of {max} bytes")]
+    TooLarge { len: u32, max: u32 },
+}
+
+/// Incremental, bounded frame decoder.
+///
+/// Memory held is at most one header plus one payload of at most
+/// `max_frame` bytes, and the payload buffer grows only as bytes arrive, so
+/// a peer that announces 64 MiB and sends 10 bytes costs 10 bytes.
+#[derive(Debug)]
+pub struct FrameDecoder {
+    max_frame: u32,
+    header: [u8; HEADER_LEN],
+    header_fill: usize,
+    current: Option<Header>,
+    payload: Vec<u8>,
+}
+
+impl FrameDecoder {
+    pub fn new(max_frame: u32) -> Self {
+        FrameDecoder {
+            max_frame,
+            header: [0; HEADER_LEN],
+            header_fill: 0,
+            current: None,
+            payload: Vec::new(),
+        }
+    }
+
+    /// True when no partial frame is buffered.
+    pub fn is_idle(&self) -> bool {
+        self.header_fill == 0 && self.current.is_none()
+    }
+
+    /// Feeds bytes; returns how many were consumed and the frame completed
+    /// by them, if any. Call again with the rest until all are consumed.
+    pub fn push(&mut self, mut data: &[u8]) -> Result<(usize, Option<Frame>), FrameError> {
+        let start = data.len();
+        if self.current.is_none() {
+            let take = (HEADER_LEN - self.header_fill).min(data.len());
+            self.header[self.header_fill..self.header_fill + take].copy_from_slice(&data[..take]);
+            self.header_fill += take;
+            data = &data[take..];
+            if self.header_fill < HEADER_LEN {
+                return Ok((start - data.len(), None));
+            }
+            let header = decode_header(&self.header, self.max_frame)?;
+            self.header_fill = 0;
+            self.current = Some(header);
+            self.payload = Vec::new();
+        }
+        let header = self.current.expect("set above");
+        let want = header.len as usize - self.payload.len();
+        let take = want.min(data.len());
+        self.payload.extend_from_slice(&data[..take]);
+        data = &data[take..];
+        let consumed = start - data.len();
+        if self.payload.len() < header.len as usize {
+            return Ok((consumed, None));
+        }
+        self.current = None;
+        let frame = Frame {
+            kind: header.kind,
+            id: header.id,
+            payload: std::mem::take(&mut self.payload),
+        };
+        Ok((consumed, Some(frame)))
+    }
+
+    /// Feeds all of `data`, collecting every completed frame.
+    pub fn push_all(&mut self, mut data: &[u8], out: &mut Vec<Frame>) -> Result<(), FrameError> {
+        while !data.is_empty() {
+            let (n, frame) = self.push(data)?;
+            data = &data[n..];
+            out.extend(frame);
+        }
+        Ok(())
+    }
+}
+
+/// Host → plugin hello payload.
+pub fn host_hello(max_frame: u32) -> [u8; 8] {
+    let mut p = [0u8; 8];
+    p[..4].copy_from_slice(&VERSION.to_le_bytes());
+    p[4..].copy_from_slice(&max_frame.to_le_bytes());
+    p
+}
+
+/// The plugin's hello reply, parsed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PluginHello {
+    pub version: u32,
+    pub name: String,
+}
+
+impl PluginHello {
+    /// Parses the plugin's reply; at most 256 bytes of name are kept.
+    pub fn parse(payload: &[u8]) -> Result<PluginHello, HelloError> {
+        let Some(v) = payload.get(..4) else {
+            return Err(HelloError::Short(payload.len()));
+        };
+        let version = u32::from_le_bytes(v.try_into().expect("4 bytes"));
+        let name = &payload[4..];
+        let name = String::from_utf8_lossy(&name[..name.len().min(256)]).into_owned();
+        Ok(PluginHello { version, name })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum HelloError {
+    #[error("hello payload of {0} bytes is too short (needs a 4-byte version)")]
+    Short(usize),
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = match self {
+            Kind::Hello => "hello",
+            Kind::Job => "job",
+            Kind::Part => "part",
+            Kind::Done => "done",
+            Kind::Error => "error",
+        };
+        f.write_str(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frames_of(bytes: &[u8], max: u32) -> Result<Vec<Frame>, FrameError> {
+        let mut d = FrameDecoder::new(max);
+        let mut out = Vec::new();
+        d.push_all(bytes, &mut out)?;
+        Ok(out)
+    }
+
+    #[test]
+    fn test_decoder_round_trip_byte_by_byte_yields_frames() {
+        let mut bytes = Vec::new();
+        encode_frame(&mut bytes, Kind::Job, 7, b"hello");
+        encode_frame(&mut bytes, Kind::Done, 7, b"");
+        let mut d = FrameDecoder::new(1024);
+        let mut out = Vec::new();
+        for b in &bytes {
+            d.push_all(std::slice::from_ref(b), &mut out).unwrap();
+        }
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].payload, b"hello");
+        assert_eq!(out[1].kind, Kind::Done);
+        assert!(d.is_idle());
+    }
+
+    #[test]
+    fn test_decoder_huge_length_is_rejected_before_buffering() {
+        let h = encode_header(Kind::Done, 1, u32::MAX);
+        assert_eq!(
+            frames_of(&h, DEFAULT_MAX_FRAME),
+            Err(FrameError::TooLarge { len: u32::MAX, max: DEFAULT_MAX_FRAME })
+        );
+    }
+
+    #[test]
+    fn test_decoder_garbage_is_bad_magic() {
+        assert!(matches!(frames_of(b"hello world, garbage!", 1024), Err(FrameError::BadMagic(_))));
+    }
+
+    #[test]
+    fn test_decoder_partial_payload_holds_only_received_bytes() {
+        let h = encode_header(Kind::Done, 1, 1 << 20);
+        let mut d = FrameDecoder::new(1 << 21);
+        let (_, f) = d.push(&h).unwrap();
+        assert!(f.is_none());
+        d.push(&[0u8; 10]).unwrap();
+        assert!(d.payload.capacity() < 4096);
+        assert!(!d.is_idle());
+    }
+
+    #[test]
+    fn test_hello_short_payload_is_error() {
+        assert_eq!(PluginHello::parse(b"ab"), Err(HelloError::Short(2)));
+        assert_eq!(PluginHello::parse(&[1, 0, 0, 0, b'x']).unwrap().name, "x");
+    }
+}

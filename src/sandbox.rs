@@ -1,0 +1,305 @@
+//! A sandbox: one plugin under one policy, ready to spawn children.
+//!
+//! [`Sandbox::new`] turns a plugin and a resolved policy into a fork-server
+//! profile: it finds what loading the executable needs (ELF interpreter,
+//! libraries, script interpreters) for Landlock, compiles the seccomp
+//! programs, fixes the rlimits and the identity. [`Sandbox::spawn`] then
+//! starts a [`Process`] with fresh pipes. A `Process` is reaped when it is
+//! dropped, so there are no zombies by construction.
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use nix::fcntl::OFlag;
+
+use crate::forkserver::{ExitInfo, ForkServer, ForkServerError, ProfileSpec};
+use crate::landlock_rules::Grants;
+use crate::policy::{groups::Arch, Policy};
+
+/// How the host talks to the plugin.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Speaks the plugwarden protocol; handles many jobs until recycled.
+    #[default]
+    Worker,
+    /// Any program: input on stdin, output on stdout, one process per job.
+    Filter,
+}
+
+/// What to do with a denied syscall, beyond the policy's own choice.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Enforce {
+    /// As the policy says (`on_violation`).
+    #[default]
+    Policy,
+    /// Report what would have been denied and let it proceed.
+    Log,
+}
+
+/// The plugin to run.
+#[derive(Clone, Debug)]
+pub struct PluginSpec {
+    /// Absolute path of the executable.
+    pub exe: PathBuf,
+    pub args: Vec<String>,
+    pub mode: Mode,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("plugin {path}: {source}")]
+    Elf {
+        path: PathBuf,
+        #[source]
+        source: crate::elf::ElfError,
+    },
+    #[error(transparent)]
+    Seccomp(#[from] crate::seccomp::SeccompError),
+    #[error(transparent)]
+    ForkServer(#[from] ForkServerError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A prepared profile in the fork server.
+#[derive(Debug)]
+pub struct Sandbox {
+    fs: Arc<ForkServer>,
+    profile: u64,
+    pub plugin: PluginSpec,
+    pub policy: Arc<Policy>,
+    pub enforce: Enforce,
+    /// What this host could not enforce (e.g. no identity change when not root).
+    pub weakenings: Vec<String>,
+}
+
+impl Sandbox {
+    pub fn new(
+        fs: Arc<ForkServer>,
+        plugin: PluginSpec,
+        policy: Arc<Policy>,
+        enforce: Enforce,
+    ) -> Result<Sandbox, SandboxError> {
+        let deps = crate::elf::exec_dependencies(&plugin.exe)
+            .map_err(|source| SandboxError::Elf { path: plugin.exe.clone(), source })?;
+        let fsys = &policy.filesystem;
+        let grants = Grants {
+            exec: deps.exec.iter().chain(&fsys.exec).cloned().collect(),
+            read: deps.read.iter().chain(&fsys.read).cloned().collect(),
+            write: fsys.write.clone(),
+            connect_tcp: policy.network.connect_tcp.clone(),
+            bind_tcp: policy.network.bind_tcp.clone(),
+        };
+        let filters = crate::seccomp::compile(&policy.syscalls, policy.limits.processes, Arch::native())?;
+        let pack = |p: &Vec<seccompiler::sock_filter>| p.iter().map(|i| (i.code, i.jt, i.jf, i.k)).collect();
+        let is_root = nix::unistd::geteuid().is_root();
+        let mut weakenings = Vec::new();
+        if !is_root {
+            weakenings.push("identity: not root, the plugin keeps the host's uid".to_string());
+        }
+        let name = plugin.exe.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        let argv = std::iter::once(name).chain(plugin.args.iter().cloned()).collect();
+        let spec = ProfileSpec {
+            exe: plugin.exe.clone(),
+            exec_by_fd: !deps.is_script,
+            argv,
+            env: vec!["PATH=/usr/local/bin:/usr/bin:/bin".into(), "LC_ALL=C.UTF-8".into(), "PLUGWARDEN=1".into()],
+            rlimits: rlimits(&policy, plugin.mode),
+            grants,
+            identity: Some((policy.identity.uid, policy.identity.gid)),
+            new_session: true,
+            filters: [pack(&filters.clone3), pack(&filters.main)],
+        };
+        let profile = fs.prepare(&spec)?;
+        Ok(Sandbox { fs, profile, plugin, policy, enforce, weakenings })
+    }
+
+    /// Starts one sandboxed child with fresh pipes.
+    pub fn spawn(&self) -> Result<Process, SandboxError> {
+        let flags = OFlag::O_CLOEXEC;
+        let (in_r, in_w) = nix::unistd::pipe2(flags).map_err(std::io::Error::from)?;
+        let (out_r, out_w) = nix::unistd::pipe2(flags).map_err(std::io::Error::from)?;
+        let (err_r, err_w) = nix::unistd::pipe2(flags).map_err(std::io::Error::from)?;
+        let spawned = self.fs.spawn(self.profile, [in_r.as_fd(), out_w.as_fd(), err_w.as_fd()])?;
+        drop((in_r, out_w, err_w));
+        for fd in [&in_w, &out_r, &err_r] {
+            set_nonblocking(fd)?;
+        }
+        Ok(Process {
+            pid: spawned.pid,
+            pidfd: spawned.pidfd,
+            listener: Some(spawned.listener),
+            stdin: Some(in_w),
+            stdout: Some(out_r),
+            stderr: Some(err_r),
+            exit: None,
+            fs: self.fs.clone(),
+            started: Instant::now(),
+        })
+    }
+
+    pub fn fork_server(&self) -> &Arc<ForkServer> {
+        &self.fs
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        self.fs.release(self.profile);
+    }
+}
+
+fn set_nonblocking(fd: &OwnedFd) -> std::io::Result<()> {
+    use nix::fcntl::{fcntl, FcntlArg};
+    let flags = OFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFL)?);
+    fcntl(fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
+    Ok(())
+}
+
+/// The rlimits of a profile, never above what this process may grant.
+fn rlimits(policy: &Policy, mode: Mode) -> Vec<(u32, u64, u64)> {
+    let l = &policy.limits;
+    let cpu = l.cpu.as_secs().max(1);
+    // A worker lives for many jobs: the per-job CPU budget is checked by the
+    // host; the rlimit is the backstop for the worker's whole life.
+    let cpu_total = match mode {
+        Mode::Filter => cpu,
+        Mode::Worker => cpu.saturating_mul(policy.worker.batch.max(1)).saturating_add(1),
+    };
+    let wanted = [
+        (libc::RLIMIT_AS, l.memory, l.memory),
+        (libc::RLIMIT_CPU, cpu_total, cpu_total + 1),
+        (libc::RLIMIT_NOFILE, l.open_files, l.open_files),
+        (libc::RLIMIT_FSIZE, l.file_size, l.file_size),
+        (libc::RLIMIT_CORE, 0, 0),
+        (libc::RLIMIT_MEMLOCK, 0, 0),
+    ];
+    wanted
+        .into_iter()
+        .map(|(res, soft, hard)| {
+            let current = nix::sys::resource::getrlimit(resource_of(res)).map_or(u64::MAX, |(_, h)| h);
+            let hard = hard.min(current);
+            (res, soft.min(hard), hard)
+        })
+        .collect()
+}
+
+fn resource_of(r: u32) -> nix::sys::resource::Resource {
+    use nix::sys::resource::Resource::*;
+    match r {
+        libc::RLIMIT_AS => RLIMIT_AS,
+        libc::RLIMIT_CPU => RLIMIT_CPU,
+        libc::RLIMIT_NOFILE => RLIMIT_NOFILE,
+        libc::RLIMIT_FSIZE => RLIMIT_FSIZE,
+        libc::RLIMIT_MEMLOCK => RLIMIT_MEMLOCK,
+        _ => RLIMIT_CORE,
+    }
+}
+
+/// A running sandboxed child. Dropping it kills and reaps it.
+#[derive(Debug)]
+pub struct Process {
+    pub pid: i32,
+    pidfd: OwnedFd,
+    listener: Option<OwnedFd>,
+    pub stdin: Option<OwnedFd>,
+    pub stdout: Option<OwnedFd>,
+    pub stderr: Option<OwnedFd>,
+    exit: Option<ExitInfo>,
+    fs: Arc<ForkServer>,
+    pub started: Instant,
+}
+
+impl Process {
+    pub fn pidfd(&self) -> &OwnedFd {
+        &self.pidfd
+    }
+
+    pub fn listener(&self) -> Option<&OwnedFd> {
+        self.listener.as_ref()
+    }
+
+    pub fn close_listener(&mut self) {
+        self.listener = None;
+    }
+
+    /// SIGKILL through the pidfd (no pid-reuse race).
+    pub fn kill(&self) {
+        if self.exit.is_none() {
+            // SAFETY: pidfd_send_signal on a pidfd we own; no memory passed.
+            unsafe {
+                libc::syscall(libc::SYS_pidfd_send_signal, self.pidfd.as_raw_fd(), libc::SIGKILL, 0usize, 0u32)
+            };
+        }
+    }
+
+    /// True once the process has exited (its pidfd is readable).
+    pub fn has_exited(&self) -> bool {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        if self.exit.is_some() {
+            return true;
+        }
+        let mut fds = [PollFd::new(self.pidfd.as_fd(), PollFlags::POLLIN)];
+        matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
+    }
+
+    /// Waits for the exit (blocking) and returns status and rusage.
+    pub fn wait(&mut self) -> Result<ExitInfo, ForkServerError> {
+        if let Some(e) = self.exit {
+            return Ok(e);
+        }
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        loop {
+            let mut fds = [PollFd::new(self.pidfd.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) => break,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(ForkServerError::Io(e.into())),
+            }
+        }
+        let info = self.fs.wait(self.pid)?;
+        self.exit = Some(info);
+        Ok(info)
+    }
+
+    /// Kills and reaps.
+    pub fn terminate(&mut self) -> Option<ExitInfo> {
+        self.kill();
+        self.wait().ok()
+    }
+
+    /// `/proc/<pid>/stat` CPU time (user + system) in milliseconds.
+    pub fn cpu_ms(&self) -> Option<u64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).ok()?;
+        let rest = &stat[stat.rfind(')')? + 2..];
+        let fields: Vec<&str> = rest.split(' ').collect();
+        // Fields 14 and 15 of stat(5); `rest` starts at field 3.
+        let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+        // SAFETY: sysconf has no memory effects.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+        Some(ticks * 1000 / hz)
+    }
+
+    /// Resident set size and its peak, in KiB, from `/proc/<pid>/status`.
+    pub fn rss_kib(&self) -> Option<(u64, u64)> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).ok()?;
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
+        };
+        Some((field("VmRSS:")?, field("VmHWM:")?))
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if self.exit.is_none() {
+            self.terminate();
+        }
+    }
+}

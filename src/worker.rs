@@ -1,0 +1,653 @@
+//! Host side of a running plugin: feed it jobs, read its answers, watch
+//! its deadlines and its syscalls, and turn everything into a [`Verdict`].
+//!
+//! One poll loop ([`Conn::pump`]) serves both plugin kinds. It writes the
+//! pending input without blocking, drains stdout into a bounded frame
+//! decoder (worker) or a bounded buffer (filter), drains stderr into a
+//! bounded tail and the log (a chatty plugin can never block on a full
+//! pipe), answers seccomp notifications, and notices the exit through the
+//! pidfd. Every byte from the plugin is hostile; every way it can misbehave
+//! ends in a verdict for the job at hand.
+
+use std::collections::VecDeque;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+
+use crate::forkserver::ExitInfo;
+use crate::policy::OnViolation;
+use crate::protocol::{self, Frame, FrameDecoder, Kind};
+use crate::sandbox::{Enforce, Mode, Process, Sandbox, SandboxError};
+use crate::verdict::{TimeoutKind, Verdict};
+
+/// Longest stderr tail kept for a verdict's detail.
+const STDERR_TAIL: usize = 4096;
+/// Bytes read per `read` call.
+const CHUNK: usize = 256 << 10;
+/// How long a worker may take to say hello after exec.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The result of one job.
+#[derive(Clone, Debug)]
+pub struct JobOutcome {
+    pub verdict: Verdict,
+    /// The output; empty unless the verdict is `ok`.
+    pub output: Vec<u8>,
+    pub wall: Duration,
+    pub cpu_ms: u64,
+    pub max_rss_kib: u64,
+    pub pid: i32,
+    /// Syscalls denied with EPERM (`on_violation = "errno"`) or, in log
+    /// mode, that would have been denied.
+    pub denied: Vec<String>,
+    /// The end of the plugin's stderr.
+    pub stderr_tail: String,
+}
+
+impl JobOutcome {
+    fn failed(verdict: Verdict) -> JobOutcome {
+        JobOutcome {
+            verdict,
+            output: Vec::new(),
+            wall: Duration::ZERO,
+            cpu_ms: 0,
+            max_rss_kib: 0,
+            pid: 0,
+            denied: Vec::new(),
+            stderr_tail: String::new(),
+        }
+    }
+}
+
+/// Why [`Conn::pump`] returned.
+#[derive(Debug, PartialEq, Eq)]
+enum Stop {
+    /// The caller's condition holds.
+    Ready,
+    Exited,
+    Timeout(TimeoutKind),
+    Protocol(String),
+    OutputLimit,
+    StdoutClosed,
+}
+
+/// The pipes and supervision state of one process.
+struct Conn {
+    proc: Process,
+    pending: Vec<u8>,
+    pending_pos: usize,
+    decoder: Option<FrameDecoder>,
+    frames: VecDeque<Frame>,
+    /// Filter mode: raw stdout.
+    raw: Vec<u8>,
+    raw_limit: u64,
+    stderr_tail: Vec<u8>,
+    violation: Option<String>,
+    denied: Vec<String>,
+    on_violation: OnViolation,
+    enforce: Enforce,
+    killed_for: Option<TimeoutKind>,
+    buf: Vec<u8>,
+}
+
+fn readable(f: &PollFd) -> bool {
+    f.revents().is_some_and(|r| r.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR))
+}
+
+/// Adds `fd` to the poll set; returns its index.
+fn slot<'a>(fds: &mut Vec<PollFd<'a>>, fd: Option<&'a OwnedFd>, flags: PollFlags) -> Option<usize> {
+    fd.map(|f| {
+        fds.push(PollFd::new(f.as_fd(), flags));
+        fds.len() - 1
+    })
+}
+
+impl Conn {
+    fn new(proc: Process, sandbox: &Sandbox, framed: bool) -> Conn {
+        let limits = &sandbox.policy.limits;
+        Conn {
+            proc,
+            pending: Vec::new(),
+            pending_pos: 0,
+            decoder: framed.then(|| FrameDecoder::new(limits.max_frame)),
+            frames: VecDeque::new(),
+            raw: Vec::new(),
+            raw_limit: limits.output,
+            stderr_tail: Vec::new(),
+            violation: None,
+            denied: Vec::new(),
+            on_violation: sandbox.policy.syscalls.on_violation,
+            enforce: sandbox.enforce,
+            killed_for: None,
+            buf: vec![0; CHUNK],
+        }
+    }
+
+    fn queue(&mut self, bytes: &[u8]) {
+        if self.pending_pos == self.pending.len() {
+            self.pending.clear();
+            self.pending_pos = 0;
+        }
+        self.pending.extend_from_slice(bytes);
+    }
+
+    fn stderr_text(&self) -> String {
+        String::from_utf8_lossy(&self.stderr_tail).trim().to_string()
+    }
+
+    /// Runs the loop until `ready` holds or something ends the job.
+    fn pump(
+        &mut self,
+        deadline: Instant,
+        cpu_budget: Option<(u64, u64)>,
+        mut ready: impl FnMut(&mut Conn) -> bool,
+    ) -> Stop {
+        loop {
+            if ready(self) {
+                return Stop::Ready;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                self.killed_for = Some(TimeoutKind::Wall);
+                self.proc.kill();
+                return Stop::Timeout(TimeoutKind::Wall);
+            }
+            if let Some((start, budget)) = cpu_budget {
+                if self.proc.cpu_ms().is_some_and(|c| c.saturating_sub(start) > budget) {
+                    self.killed_for = Some(TimeoutKind::Cpu);
+                    self.proc.kill();
+                    return Stop::Timeout(TimeoutKind::Cpu);
+                }
+            }
+            let wait = (deadline - now).min(Duration::from_millis(if cpu_budget.is_some() { 100 } else { 1000 }));
+            let want_write = self.pending_pos < self.pending.len() && self.proc.stdin.is_some();
+            let (stdin_r, stdout_r, stderr_r, listener_r, exited) = {
+                let none = PollFlags::empty();
+                let p = &self.proc;
+                let mut fds = Vec::with_capacity(5);
+                let i_in = slot(&mut fds, p.stdin.as_ref().filter(|_| want_write), PollFlags::POLLOUT);
+                let i_out = slot(&mut fds, p.stdout.as_ref(), PollFlags::POLLIN);
+                let i_err = slot(&mut fds, p.stderr.as_ref(), PollFlags::POLLIN);
+                let i_lis = slot(&mut fds, p.listener(), PollFlags::POLLIN);
+                let i_pid = slot(&mut fds, Some(p.pidfd()), PollFlags::POLLIN);
+                let timeout = PollTimeout::try_from(wait.as_millis().max(1) as i32).unwrap_or(PollTimeout::MAX);
+                match poll(&mut fds, timeout) {
+                    Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                    Err(e) => return Stop::Protocol(format!("poll failed: {e}")),
+                }
+                let get = |i: Option<usize>| i.is_some_and(|i| fds[i].revents().is_some_and(|r| r != none));
+                let get_r = |i: Option<usize>| i.is_some_and(|i| readable(&fds[i]));
+                (get(i_in), get_r(i_out), get_r(i_err), get_r(i_lis), get_r(i_pid))
+            };
+            if listener_r {
+                self.handle_notification();
+            }
+            if stdin_r {
+                self.write_pending();
+            }
+            if stderr_r {
+                self.read_stderr();
+            }
+            if stdout_r {
+                if let Some(stop) = self.read_stdout() {
+                    if stop == Stop::StdoutClosed && ready(self) {
+                        return Stop::Ready;
+                    }
+                    return stop;
+                }
+            }
+            if exited {
+                // Take whatever it wrote before dying, then decide.
+                if let Some(stop) = self.read_stdout() {
+                    if stop != Stop::StdoutClosed {
+                        return stop;
+                    }
+                }
+                self.read_stderr();
+                return if ready(self) { Stop::Ready } else { Stop::Exited };
+            }
+        }
+    }
+
+    fn write_pending(&mut self) {
+        let Some(stdin) = &self.proc.stdin else { return };
+        while self.pending_pos < self.pending.len() {
+            match nix::unistd::write(stdin, &self.pending[self.pending_pos..]) {
+                Ok(n) => self.pending_pos += n,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(nix::errno::Errno::EAGAIN) => return,
+                Err(_) => {
+                    // EPIPE: the plugin closed stdin; what it did instead shows elsewhere.
+                    self.proc.stdin = None;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Reads what is available on stdout; `Some` ends the job.
+    fn read_stdout(&mut self) -> Option<Stop> {
+        loop {
+            let Some(out) = &self.proc.stdout else { return Some(Stop::StdoutClosed) };
+            let n = match nix::unistd::read(out, &mut self.buf) {
+                Ok(0) => {
+                    self.proc.stdout = None;
+                    return Some(Stop::StdoutClosed);
+                }
+                Ok(n) => n,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(_) => return None, // EAGAIN: all read
+            };
+            if let Some(decoder) = &mut self.decoder {
+                let mut frames = Vec::new();
+                if let Err(e) = decoder.push_all(&self.buf[..n], &mut frames) {
+                    return Some(Stop::Protocol(e.to_string()));
+                }
+                self.frames.extend(frames);
+            } else {
+                if self.raw.len() as u64 + n as u64 > self.raw_limit {
+                    return Some(Stop::OutputLimit);
+                }
+                self.raw.extend_from_slice(&self.buf[..n]);
+            }
+        }
+    }
+
+    fn read_stderr(&mut self) {
+        loop {
+            let Some(err) = &self.proc.stderr else { return };
+            match nix::unistd::read(err, &mut self.buf) {
+                Ok(0) => {
+                    self.proc.stderr = None;
+                    return;
+                }
+                Ok(n) => {
+                    let chunk = &self.buf[..n];
+                    for line in String::from_utf8_lossy(chunk).lines().take(16) {
+                        tracing::debug!(target: "plugwarden::plugin", pid = self.proc.pid, "{line}");
+                    }
+                    self.stderr_tail.extend_from_slice(chunk);
+                    if self.stderr_tail.len() > STDERR_TAIL {
+                        let cut = self.stderr_tail.len() - STDERR_TAIL;
+                        self.stderr_tail.drain(..cut);
+                    }
+                }
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// Answers one seccomp user notification: the syscall is outside the
+    /// allowlist. Kill (violation), fail it with EPERM, or let it run (log).
+    fn handle_notification(&mut self) {
+        let Some(listener) = self.proc.listener().map(|l| l.as_raw_fd()) else { return };
+        // SAFETY: seccomp_notif is plain data; the kernel requires it zeroed.
+        let mut req: libc::seccomp_notif = unsafe { std::mem::zeroed() };
+        // SAFETY: NOTIF_RECV writes one seccomp_notif into `req`.
+        let rc = unsafe { libc::ioctl(listener, libc::SECCOMP_IOCTL_NOTIF_RECV, &mut req) };
+        if rc < 0 {
+            if std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOENT) {
+                return; // the caller died meanwhile
+            }
+            // The listener is gone (every filtered process exited).
+            self.proc.close_listener();
+            return;
+        }
+        let d = req.data;
+        let what = crate::seccomp::describe(d.arch, d.nr, d.args);
+        let mut resp = libc::seccomp_notif_resp { id: req.id, val: 0, error: -libc::EPERM, flags: 0 };
+        match (self.enforce, self.on_violation) {
+            (Enforce::Log, _) => {
+                resp.error = 0;
+                resp.flags = libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32;
+                self.note_denied(what);
+            }
+            (Enforce::Policy, OnViolation::Errno) => self.note_denied(what),
+            (Enforce::Policy, OnViolation::Kill) => {
+                tracing::info!(pid = self.proc.pid, syscall = %what, "seccomp violation, killing the plugin");
+                if self.violation.is_none() {
+                    self.violation = Some(what);
+                }
+                self.proc.kill();
+            }
+        }
+        // SAFETY: NOTIF_SEND reads one seccomp_notif_resp from our stack.
+        unsafe { libc::ioctl(listener, libc::SECCOMP_IOCTL_NOTIF_SEND, &resp) };
+    }
+
+    fn note_denied(&mut self, what: String) {
+        if self.denied.len() < 256 && !self.denied.contains(&what) {
+            self.denied.push(what);
+        }
+    }
+
+    /// The verdict for a job that ended with `stop` instead of an answer.
+    fn verdict_for(&mut self, stop: Stop, cpu_limit: Duration) -> Verdict {
+        match stop {
+            Stop::Ready => Verdict::Ok,
+            Stop::Timeout(kind) => Verdict::Timeout(kind),
+            Stop::OutputLimit => Verdict::OutputLimit(self.raw_limit),
+            Stop::Protocol(msg) => Verdict::ProtocolError(msg),
+            Stop::StdoutClosed | Stop::Exited => {
+                if stop == Stop::StdoutClosed && !self.proc.has_exited() {
+                    self.proc.kill();
+                    let _ = self.proc.wait();
+                    return Verdict::ProtocolError("the plugin closed stdout before answering".into());
+                }
+                match self.proc.wait() {
+                    Ok(info) => self.exit_verdict(info, cpu_limit),
+                    Err(e) => Verdict::ProtocolError(format!("cannot reap the plugin: {e}")),
+                }
+            }
+        }
+    }
+
+    fn exit_verdict(&self, info: ExitInfo, cpu_limit: Duration) -> Verdict {
+        if let Some(v) = &self.violation {
+            return Verdict::Violation(v.clone());
+        }
+        if let Some(kind) = self.killed_for {
+            return Verdict::Timeout(kind);
+        }
+        let stderr = self.stderr_text();
+        match (info.signal(), info.code()) {
+            (Some(libc::SIGSYS), _) => Verdict::Violation(
+                "killed by seccomp (SIGSYS): a syscall its own lockdown filter denies, or a foreign syscall ABI"
+                    .into(),
+            ),
+            (Some(libc::SIGXCPU), _) => Verdict::Timeout(TimeoutKind::Cpu),
+            (Some(libc::SIGKILL), _) if info.cpu_ms() >= cpu_limit.as_millis() as u64 => {
+                Verdict::Timeout(TimeoutKind::Cpu)
+            }
+            (Some(sig), _) if looks_like_oom(&stderr) => {
+                Verdict::Memory(format!("address-space limit reached (the plugin died by {})", crate::verdict::signal_name(sig)))
+            }
+            (Some(signal), _) => Verdict::Crashed { signal, detail: last_line(&stderr) },
+            (None, Some(code)) if looks_like_oom(&stderr) => {
+                Verdict::Memory(format!("address-space limit reached (exit status {code})"))
+            }
+            (None, Some(code)) => Verdict::ProtocolError(format!(
+                "the plugin exited with status {code} before answering{}",
+                suffix(&stderr)
+            )),
+            _ => Verdict::ProtocolError("the plugin ended in an unknown way".into()),
+        }
+    }
+}
+
+fn looks_like_oom(stderr: &str) -> bool {
+    ["memory allocation of", "MemoryError", "Cannot allocate memory", "out of memory", "std::bad_alloc"]
+        .iter()
+        .any(|m| stderr.contains(m))
+}
+
+fn last_line(s: &str) -> String {
+    let line = s.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+    line.chars().take(300).collect()
+}
+
+fn suffix(stderr: &str) -> String {
+    let l = last_line(stderr);
+    if l.is_empty() {
+        String::new()
+    } else {
+        format!(": {l}")
+    }
+}
+
+/// A persistent worker speaking the plugwarden protocol.
+pub struct Worker {
+    conn: Conn,
+    next_id: u64,
+    /// Jobs answered so far.
+    pub jobs: u64,
+    cpu_limit: Duration,
+    wall_limit: Duration,
+    output_limit: u64,
+    dead: bool,
+}
+
+impl Worker {
+    /// Spawns a worker and queues the hello; the reply is checked with the first job.
+    pub fn start(sandbox: &Sandbox) -> Result<Worker, SandboxError> {
+        let proc = sandbox.spawn()?;
+        let limits = &sandbox.policy.limits;
+        let mut conn = Conn::new(proc, sandbox, true);
+        let mut hello = Vec::new();
+        protocol::encode_frame(&mut hello, Kind::Hello, 0, &protocol::host_hello(limits.max_frame));
+        conn.queue(&hello);
+        Ok(Worker {
+            conn,
+            next_id: 1,
+            jobs: 0,
+            cpu_limit: limits.cpu,
+            wall_limit: limits.wall,
+            output_limit: limits.output,
+            dead: false,
+        })
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.conn.proc.pid
+    }
+
+    /// False once a job killed or lost the worker.
+    pub fn is_alive(&self) -> bool {
+        !self.dead
+    }
+
+    pub fn process(&self) -> &Process {
+        &self.conn.proc
+    }
+
+    /// Waits for the plugin's hello (at most 10 s).
+    fn handshake(&mut self) -> Result<(), Verdict> {
+        let deadline = Instant::now() + HELLO_TIMEOUT.min(self.wall_limit.max(Duration::from_secs(1)));
+        let stop = self.conn.pump(deadline, None, |c| !c.frames.is_empty());
+        if stop != Stop::Ready {
+            return Err(match self.conn.verdict_for(stop, self.cpu_limit) {
+                Verdict::Timeout(_) => Verdict::ProtocolError("the plugin never said hello".into()),
+                v => v,
+            });
+        }
+        let frame = self.conn.frames.pop_front().expect("ready");
+        if frame.kind != Kind::Hello {
+            return Err(Verdict::ProtocolError(format!("expected hello, the plugin sent a {} frame", frame.kind)));
+        }
+        match protocol::PluginHello::parse(&frame.payload) {
+            Ok(h) if h.version == protocol::VERSION => Ok(()),
+            Ok(h) => Err(Verdict::ProtocolError(format!(
+                "the plugin speaks protocol version {}, this host speaks {}",
+                h.version,
+                protocol::VERSION
+            ))),
+            Err(e) => Err(Verdict::ProtocolError(e.to_string())),
+        }
+    }
+
+    /// Runs one job to its verdict.
+    pub fn run_job(&mut self, input: &[u8]) -> JobOutcome {
+        let started = Instant::now();
+        if self.dead {
+            return JobOutcome::failed(Verdict::ProtocolError("the worker is no longer running".into()));
+        }
+        let cpu_start = self.conn.proc.cpu_ms().unwrap_or(0);
+        let id = self.next_id;
+        self.next_id += 1;
+        let Ok(len) = u32::try_from(input.len()) else {
+            return JobOutcome::failed(Verdict::InputError("input larger than 4 GiB".into()));
+        };
+        self.conn.queue(&protocol::encode_header(Kind::Job, id, len));
+        self.conn.queue(input);
+        self.conn.denied.clear();
+        let result = self.await_answer(id, started, cpu_start);
+        let (verdict, output) = match result {
+            Ok(out) => (Verdict::Ok, out),
+            Err(v) => {
+                self.dead = true;
+                (v, Vec::new())
+            }
+        };
+        if matches!(verdict, Verdict::PluginError(_)) {
+            self.dead = false;
+        }
+        self.jobs += 1;
+        self.outcome(verdict, output, started, cpu_start)
+    }
+
+    fn await_answer(&mut self, id: u64, started: Instant, cpu_start: u64) -> Result<Vec<u8>, Verdict> {
+        if self.jobs == 0 {
+            self.handshake()?;
+        }
+        let deadline = started + self.wall_limit;
+        let budget = Some((cpu_start, self.cpu_limit.as_millis() as u64));
+        let mut output = Vec::new();
+        loop {
+            let stop = self.conn.pump(deadline, budget, |c| !c.frames.is_empty());
+            if stop != Stop::Ready {
+                return Err(self.conn.verdict_for(stop, self.cpu_limit));
+            }
+            let frame = self.conn.frames.pop_front().expect("ready");
+            if frame.id != id {
+                self.conn.proc.kill();
+                return Err(Verdict::ProtocolError(format!(
+                    "the plugin answered job {} which was never sent (expected {id})",
+                    frame.id
+                )));
+            }
+            match frame.kind {
+                Kind::Part | Kind::Done => {
+                    if output.len() as u64 + frame.payload.len() as u64 > self.output_limit {
+                        self.conn.proc.kill();
+                        return Err(Verdict::OutputLimit(self.output_limit));
+                    }
+                    if output.is_empty() {
+                        output = frame.payload;
+                    } else {
+                        output.extend_from_slice(&frame.payload);
+                    }
+                    if frame.kind == Kind::Done {
+                        break;
+                    }
+                }
+                Kind::Error => {
+                    let msg = String::from_utf8_lossy(&frame.payload[..frame.payload.len().min(4096)]).into_owned();
+                    return Err(Verdict::PluginError(msg));
+                }
+                kind => {
+                    self.conn.proc.kill();
+                    return Err(Verdict::ProtocolError(format!("unexpected {kind} frame from the plugin")));
+                }
+            }
+        }
+        // Nothing may follow the answer: one job is in flight at a time.
+        if !self.conn.frames.is_empty() || !self.conn.decoder.as_ref().is_some_and(FrameDecoder::is_idle) {
+            self.conn.proc.kill();
+            return Err(Verdict::ProtocolError("the plugin sent bytes after its answer".into()));
+        }
+        Ok(output)
+    }
+
+    fn outcome(&mut self, verdict: Verdict, output: Vec<u8>, started: Instant, cpu_start: u64) -> JobOutcome {
+        let (cpu_ms, max_rss_kib) = match self.conn.proc.has_exited() {
+            true => {
+                let info = self.conn.proc.wait().unwrap_or_default();
+                (info.cpu_ms().saturating_sub(cpu_start), info.maxrss_kib)
+            }
+            false => (
+                self.conn.proc.cpu_ms().unwrap_or(0).saturating_sub(cpu_start),
+                self.conn.proc.rss_kib().map_or(0, |(_, hwm)| hwm),
+            ),
+        };
+        JobOutcome {
+            verdict,
+            output,
+            wall: started.elapsed(),
+            cpu_ms,
+            max_rss_kib,
+            pid: self.conn.proc.pid,
+            denied: std::mem::take(&mut self.conn.denied),
+            stderr_tail: self.conn.stderr_text(),
+        }
+    }
+
+    /// Current resident set size in bytes (for recycling decisions).
+    pub fn rss_bytes(&self) -> Option<u64> {
+        self.conn.proc.rss_kib().map(|(rss, _)| rss * 1024)
+    }
+
+    /// Ends the worker: closes stdin, gives it a moment to exit, then kills and reaps it.
+    pub fn shutdown(mut self) -> Option<ExitInfo> {
+        self.conn.proc.stdin = None;
+        let deadline = Instant::now() + Duration::from_millis(200);
+        while !self.conn.proc.has_exited() && Instant::now() < deadline {
+            self.conn.read_stderr();
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        self.conn.proc.terminate()
+    }
+}
+
+/// Runs one job through a filter: a fresh process, input on stdin, output
+/// from stdout, exit status 0 = ok.
+pub fn run_filter(sandbox: &Sandbox, input: &[u8]) -> JobOutcome {
+    let started = Instant::now();
+    let proc = match sandbox.spawn() {
+        Ok(p) => p,
+        Err(e) => return JobOutcome::failed(Verdict::SetupError(e.to_string())),
+    };
+    debug_assert_eq!(sandbox.plugin.mode, Mode::Filter);
+    let limits = sandbox.policy.limits.clone();
+    let mut conn = Conn::new(proc, sandbox, false);
+    conn.queue(input);
+    let deadline = started + limits.wall;
+    // Write everything, then close stdin so the filter sees EOF.
+    let stop = conn.pump(deadline, None, |c| {
+        if c.pending_pos == c.pending.len() {
+            c.proc.stdin = None;
+        }
+        c.proc.stdin.is_none() && c.proc.stdout.is_none() && c.proc.has_exited()
+    });
+    let verdict = match stop {
+        Stop::Ready | Stop::Exited | Stop::StdoutClosed => {
+            // stdout is at EOF; wait for the exit within the deadline.
+            let stop = if conn.proc.has_exited() {
+                Stop::Ready
+            } else {
+                conn.pump(deadline, None, |c| c.proc.has_exited())
+            };
+            match stop {
+                Stop::Ready | Stop::Exited => match conn.proc.wait() {
+                    Ok(info) if info.code() == Some(0) && conn.violation.is_none() => Verdict::Ok,
+                    Ok(info) if info.code().is_some() && conn.violation.is_none() => {
+                        let code = info.code().unwrap_or(-1);
+                        let stderr = conn.stderr_text();
+                        if looks_like_oom(&stderr) {
+                            Verdict::Memory(format!("address-space limit reached (exit status {code})"))
+                        } else {
+                            Verdict::PluginError(format!("exit status {code}{}", suffix(&stderr)))
+                        }
+                    }
+                    Ok(info) => conn.exit_verdict(info, limits.cpu),
+                    Err(e) => Verdict::ProtocolError(format!("cannot reap the plugin: {e}")),
+                },
+                other => conn.verdict_for(other, limits.cpu),
+            }
+        }
+        other => conn.verdict_for(other, limits.cpu),
+    };
+    let info = conn.proc.terminate().unwrap_or_default();
+    let output = if verdict.is_ok() { std::mem::take(&mut conn.raw) } else { Vec::new() };
+    JobOutcome {
+        verdict,
+        output,
+        wall: started.elapsed(),
+        cpu_ms: info.cpu_ms(),
+        max_rss_kib: info.maxrss_kib,
+        pid: conn.proc.pid,
+        denied: std::mem::take(&mut conn.denied),
+        stderr_tail: conn.stderr_text(),
+    }
+}
