@@ -121,7 +121,21 @@ pub fn serve_parts<F>(mut handler: F) -> !
 where
     F: FnMut(&[u8], &mut Parts) -> Result<(), String>,
 {
-    match run(&mut handler) {
+    finish(run(&mut handler, true))
+}
+
+/// Like [`serve`], but without the lockdown filter: for test probes that
+/// must meet the host's own walls, and for plugins whose start-up cannot
+/// finish before the first job. Prefer [`serve`].
+pub fn serve_without_lockdown<F>(mut handler: F) -> !
+where
+    F: FnMut(&[u8]) -> Result<Vec<u8>, String>,
+{
+    finish(run(&mut |input: &[u8], parts: &mut Parts| parts.send(&handler(input)?), false))
+}
+
+fn finish(result: Result<(), String>) -> ! {
+    match result {
         Ok(()) => std::process::exit(0),
         Err(e) => {
             eprintln!("plugin: {e}");
@@ -130,7 +144,7 @@ where
     }
 }
 
-fn run<F>(handler: &mut F) -> Result<(), String>
+fn run<F>(handler: &mut F, lock: bool) -> Result<(), String>
 where
     F: FnMut(&[u8], &mut Parts) -> Result<(), String>,
 {
@@ -156,7 +170,7 @@ where
     let mut frame = Vec::new();
     protocol::encode_frame(&mut frame, Kind::Hello, 0, &reply);
     stdout.write_all(&frame).map_err(|e| e.to_string())?;
-    if std::env::var_os("PLUGWARDEN_NO_LOCKDOWN").is_none() {
+    if lock {
         lockdown()?;
     }
     while let Some(job) = next_frame(&mut stdin, &mut decoder)? {

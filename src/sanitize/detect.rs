@@ -48,7 +48,10 @@ const SIGNATURES: &[(&[u8], FileType)] = &[
 
 /// Detects the type of `bytes` by magic numbers.
 pub fn detect(bytes: &[u8]) -> FileType {
-    if let Some((_, kind)) = SIGNATURES.iter().find(|(magic, _)| bytes.starts_with(magic)) {
+    if let Some((_, kind)) = SIGNATURES
+        .iter()
+        .find(|(magic, _)| bytes.starts_with(magic))
+    {
         return *kind;
     }
     if is_webp(bytes) {

@@ -83,7 +83,9 @@ pub enum SanitizeError {
     PageSizeCut { page: u32, got: usize },
     #[error("plugin returned more than {limit} px in total by page {page}")]
     TooManyPixels { page: u32, limit: u64 },
-    #[error("plugin returned {got} bytes for {what}, expected {expected} for {width}x{height} {model}")]
+    #[error(
+        "plugin returned {got} bytes for {what}, expected {expected} for {width}x{height} {model}"
+    )]
     PixelLength {
         what: String,
         got: usize,

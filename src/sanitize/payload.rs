@@ -32,7 +32,8 @@ impl<'a> Cursor<'a> {
     }
 
     pub(super) fn u32_le(&mut self) -> Option<u32> {
-        self.take(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        self.take(4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     }
 }
 
@@ -58,7 +59,12 @@ pub(super) fn expect_magic(
 }
 
 /// Checks one image's (or page's) sides and area; returns the pixel count.
-pub(super) fn check_size(width: u32, height: u32, what: &dyn Fn() -> String, limits: &Limits) -> Result<u64, SanitizeError> {
+pub(super) fn check_size(
+    width: u32,
+    height: u32,
+    what: &dyn Fn() -> String,
+    limits: &Limits,
+) -> Result<u64, SanitizeError> {
     let pixels = u64::from(width) * u64::from(height);
     let ok = width >= 1
         && height >= 1

@@ -29,14 +29,20 @@ struct PageImage<'a> {
 /// Validates the pdf plugin's output (magic, page count, sides, total
 /// pixels, exact byte counts) and writes a new PDF with one image per
 /// page; returns the PDF and its page count.
-pub fn pdf_from_plugin_output(payload: &[u8], limits: &Limits) -> Result<(Vec<u8>, u32), SanitizeError> {
+pub fn pdf_from_plugin_output(
+    payload: &[u8],
+    limits: &Limits,
+) -> Result<(Vec<u8>, u32), SanitizeError> {
     let pages = parse_pages(payload, limits)?;
     let streams = compress_pages(&pages)?;
     let pdf = write_pdf(&pages, &streams, limits.dpi);
     Ok((pdf, pages.len() as u32))
 }
 
-fn parse_pages<'a>(payload: &'a [u8], limits: &Limits) -> Result<Vec<PageImage<'a>>, SanitizeError> {
+fn parse_pages<'a>(
+    payload: &'a [u8],
+    limits: &Limits,
+) -> Result<Vec<PageImage<'a>>, SanitizeError> {
     let mut cursor = Cursor::new(payload);
     expect_magic(&mut cursor, PDF_MAGIC, "pdf", 12)?;
     let count = cursor.u32_le().ok_or(SanitizeError::ShortHeader {
@@ -86,12 +92,15 @@ fn parse_pages<'a>(payload: &'a [u8], limits: &Limits) -> Result<Vec<PageImage<'
 /// helper that cannot be started just leaves its share to the others.
 fn compress_pages(pages: &[PageImage<'_>]) -> Result<Vec<Vec<u8>>, SanitizeError> {
     let next = AtomicUsize::new(0);
-    let done: Mutex<Vec<(usize, std::io::Result<Vec<u8>>)>> = Mutex::new(Vec::with_capacity(pages.len()));
+    let done: Mutex<Vec<(usize, std::io::Result<Vec<u8>>)>> =
+        Mutex::new(Vec::with_capacity(pages.len()));
     let work = || loop {
         let i = next.fetch_add(1, Ordering::Relaxed);
         let Some(page) = pages.get(i) else { break };
         let stream = deflate(page.rgb);
-        done.lock().unwrap_or_else(|e| e.into_inner()).push((i, stream));
+        done.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((i, stream));
     };
     let helpers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
@@ -100,7 +109,9 @@ fn compress_pages(pages: &[PageImage<'_>]) -> Result<Vec<Vec<u8>>, SanitizeError
     std::thread::scope(|scope| {
         for _ in 0..helpers {
             // Ignored on purpose: the loop below finishes the pages anyway.
-            let _ = std::thread::Builder::new().name("pw-deflate".into()).spawn_scoped(scope, work);
+            let _ = std::thread::Builder::new()
+                .name("pw-deflate".into())
+                .spawn_scoped(scope, work);
         }
         work();
     });
@@ -141,7 +152,8 @@ impl PdfWriter {
     fn object(&mut self, body: &[u8]) {
         self.offsets.push(self.out.len());
         let number = self.offsets.len();
-        self.out.extend_from_slice(format!("{number} 0 obj\n").as_bytes());
+        self.out
+            .extend_from_slice(format!("{number} 0 obj\n").as_bytes());
         self.out.extend_from_slice(body);
         self.out.extend_from_slice(b"\nendobj\n");
     }
@@ -157,11 +169,14 @@ impl PdfWriter {
     fn finish(mut self, root: usize) -> Vec<u8> {
         let xref = self.out.len();
         let size = self.offsets.len() + 1;
-        self.out.extend_from_slice(format!("xref\n0 {size}\n0000000000 65535 f \n").as_bytes());
+        self.out
+            .extend_from_slice(format!("xref\n0 {size}\n0000000000 65535 f \n").as_bytes());
         for offset in &self.offsets {
-            self.out.extend_from_slice(format!("{offset:010} 00000 n \n").as_bytes());
+            self.out
+                .extend_from_slice(format!("{offset:010} 00000 n \n").as_bytes());
         }
-        let trailer = format!("trailer\n<< /Size {size} /Root {root} 0 R >>\nstartxref\n{xref}\n%%EOF\n");
+        let trailer =
+            format!("trailer\n<< /Size {size} /Root {root} 0 R >>\nstartxref\n{xref}\n%%EOF\n");
         self.out.extend_from_slice(trailer.as_bytes());
         self.out
     }
@@ -173,8 +188,17 @@ fn write_pdf(pages: &[PageImage<'_>], streams: &[Vec<u8>], dpi: u32) -> Vec<u8> 
     let capacity = streams.iter().map(|s| s.len() + 400).sum::<usize>() + 200;
     let mut w = PdfWriter::new(capacity);
     w.object(b"<< /Type /Catalog /Pages 2 0 R >>");
-    let kids: Vec<String> = (0..pages.len()).map(|i| format!("{} 0 R", 3 + 3 * i)).collect();
-    w.object(format!("<< /Type /Pages /Kids [{}] /Count {} >>", kids.join(" "), pages.len()).as_bytes());
+    let kids: Vec<String> = (0..pages.len())
+        .map(|i| format!("{} 0 R", 3 + 3 * i))
+        .collect();
+    w.object(
+        format!(
+            "<< /Type /Pages /Kids [{}] /Count {} >>",
+            kids.join(" "),
+            pages.len()
+        )
+        .as_bytes(),
+    );
     for (i, (page, stream)) in pages.iter().zip(streams).enumerate() {
         let (content, image) = (4 + 3 * i, 5 + 3 * i);
         let (width_pt, height_pt) = (points(page.width, dpi), points(page.height, dpi));
@@ -185,7 +209,10 @@ fn write_pdf(pages: &[PageImage<'_>], streams: &[Vec<u8>], dpi: u32) -> Vec<u8> 
             )
             .as_bytes(),
         );
-        w.stream("", format!("q\n{width_pt} 0 0 {height_pt} 0 0 cm\n/Im0 Do\nQ").as_bytes());
+        w.stream(
+            "",
+            format!("q\n{width_pt} 0 0 {height_pt} 0 0 cm\n/Im0 Do\nQ").as_bytes(),
+        );
         w.stream(
             &format!(
                 "/Type /XObject /Subtype /Image /Width {} /Height {} \

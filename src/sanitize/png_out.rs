@@ -10,7 +10,10 @@ use super::{Limits, SanitizeError, IMAGE_MAGIC};
 
 /// Validates the image plugin's output (magic, sides, exact byte count) and
 /// encodes it as a new PNG; returns the PNG and its width and height.
-pub fn png_from_plugin_output(payload: &[u8], limits: &Limits) -> Result<(Vec<u8>, u32, u32), SanitizeError> {
+pub fn png_from_plugin_output(
+    payload: &[u8],
+    limits: &Limits,
+) -> Result<(Vec<u8>, u32, u32), SanitizeError> {
     let mut cursor = Cursor::new(payload);
     expect_magic(&mut cursor, IMAGE_MAGIC, "image", 16)?;
     let short = || SanitizeError::ShortHeader {
@@ -40,7 +43,10 @@ fn encode_png(rgba: &[u8], width: u32, height: u32) -> Result<Vec<u8>, png::Enco
     let opaque = rgba.chunks_exact(4).all(|px| px[3] == 255);
     let rgb: Vec<u8>;
     let (color, data) = if opaque {
-        rgb = rgba.chunks_exact(4).flat_map(|px| [px[0], px[1], px[2]]).collect();
+        rgb = rgba
+            .chunks_exact(4)
+            .flat_map(|px| [px[0], px[1], px[2]])
+            .collect();
         (png::ColorType::Rgb, rgb.as_slice())
     } else {
         (png::ColorType::Rgba, rgba)

@@ -24,7 +24,9 @@ fn image_payload(width: u32, height: u32, alpha: u8) -> Vec<u8> {
 
 /// Pixels of page `index`: a ramp offset by the page index.
 fn page_pixels(index: u32, width: u32, height: u32) -> Vec<u8> {
-    (0..width * height * 3).map(|i| ((i + index * 17) % 256) as u8).collect()
+    (0..width * height * 3)
+        .map(|i| ((i + index * 17) % 256) as u8)
+        .collect()
 }
 
 fn pdf_payload(sizes: &[(u32, u32)]) -> Vec<u8> {
@@ -50,7 +52,9 @@ fn png_chunk_names(png: &[u8]) -> Vec<String> {
 }
 
 fn decode_png(png: &[u8]) -> (png::OutputInfo, Vec<u8>) {
-    let mut reader = png::Decoder::new(std::io::Cursor::new(png)).read_info().unwrap();
+    let mut reader = png::Decoder::new(std::io::Cursor::new(png))
+        .read_info()
+        .unwrap();
     let mut buf = vec![0; reader.output_buffer_size().unwrap()];
     let info = reader.next_frame(&mut buf).unwrap();
     buf.truncate(info.buffer_size());
@@ -110,7 +114,9 @@ fn image_of_page(doc: &Document, page: lopdf::ObjectId) -> &lopdf::Stream {
 
 fn inflate(data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    flate2::read::ZlibDecoder::new(data).read_to_end(&mut out).unwrap();
+    flate2::read::ZlibDecoder::new(data)
+        .read_to_end(&mut out)
+        .unwrap();
     out
 }
 
@@ -154,12 +160,18 @@ fn test_detect_image_magics_each_type() {
     assert_eq!(detect(b"II*\0...."), FileType::Tiff);
     assert_eq!(detect(b"MM\0*...."), FileType::Tiff);
     assert_eq!(detect(b"RIFF\x10\0\0\0WEBPVP8 "), FileType::Webp);
-    assert_eq!(detect(b"BM\0\0\0\0\0\0\0\0\0\0\0\0\x28\0\0\0"), FileType::Bmp);
+    assert_eq!(
+        detect(b"BM\0\0\0\0\0\0\0\0\0\0\0\0\x28\0\0\0"),
+        FileType::Bmp
+    );
 }
 
 #[test]
 fn test_detect_text_starting_bm_unknown() {
-    assert_eq!(detect(b"BMW is a car maker, not a bitmap.\n"), FileType::Unknown);
+    assert_eq!(
+        detect(b"BMW is a car maker, not a bitmap.\n"),
+        FileType::Unknown
+    );
 }
 
 #[test]
@@ -179,7 +191,10 @@ fn test_detect_samples_by_content_not_name() {
     assert_eq!(detect(&sample("benign.jpg")), FileType::Jpeg);
     assert_eq!(detect(&sample("benign.gif")), FileType::Gif);
     assert_eq!(detect(&sample("benign.bmp")), FileType::Bmp);
-    assert_eq!(detect(&sample("hostile-polyglot-pdf-zip.pdf")), FileType::Pdf);
+    assert_eq!(
+        detect(&sample("hostile-polyglot-pdf-zip.pdf")),
+        FileType::Pdf
+    );
     assert_eq!(detect(&sample("unsupported-archive.zip")), FileType::Zip);
     assert_eq!(detect(&sample("unsupported-notes.txt")), FileType::Unknown);
 }
@@ -222,7 +237,10 @@ fn test_png_from_output_opaque_written_as_rgb() {
 
     let (info, pixels) = decode_png(&png);
     assert_eq!(info.color_type, png::ColorType::Rgb);
-    let rgb: Vec<u8> = payload[16..].chunks(4).flat_map(|p| [p[0], p[1], p[2]]).collect();
+    let rgb: Vec<u8> = payload[16..]
+        .chunks(4)
+        .flat_map(|p| [p[0], p[1], p[2]])
+        .collect();
     assert_eq!(pixels, rgb);
 }
 
@@ -239,7 +257,10 @@ fn test_png_from_output_only_critical_chunks() {
 fn test_png_from_output_short_header_protocol_error() {
     let err = png_from_plugin_output(b"PWIMG1\0\0\x01\0\0\0", &Limits::default()).unwrap_err();
 
-    assert!(matches!(err, SanitizeError::ShortHeader { len: 12, .. }), "{err}");
+    assert!(
+        matches!(err, SanitizeError::ShortHeader { len: 12, .. }),
+        "{err}"
+    );
     assert!(err.is_protocol_error());
 }
 
@@ -250,7 +271,10 @@ fn test_png_from_output_pdf_magic_rejected() {
 
     let err = png_from_plugin_output(&payload, &Limits::default()).unwrap_err();
 
-    assert_eq!(err.to_string(), "plugin output does not start with \"PWIMG1\"");
+    assert_eq!(
+        err.to_string(),
+        "plugin output does not start with \"PWIMG1\""
+    );
 }
 
 #[test]
@@ -259,7 +283,10 @@ fn test_png_from_output_zero_width_rejected() {
 
     let err = png_from_plugin_output(&payload, &Limits::default()).unwrap_err();
 
-    assert!(matches!(err, SanitizeError::BadSize { width: 0, .. }), "{err}");
+    assert!(
+        matches!(err, SanitizeError::BadSize { width: 0, .. }),
+        "{err}"
+    );
 }
 
 #[test]
@@ -271,7 +298,10 @@ fn test_png_from_output_side_over_limit_rejected() {
 
     let err = png_from_plugin_output(&image_payload(7, 5, 255), &limits).unwrap_err();
 
-    assert!(matches!(err, SanitizeError::BadSize { width: 7, .. }), "{err}");
+    assert!(
+        matches!(err, SanitizeError::BadSize { width: 7, .. }),
+        "{err}"
+    );
 }
 
 #[test]
@@ -304,7 +334,10 @@ fn test_png_from_output_missing_byte_rejected() {
 
     let err = png_from_plugin_output(&payload, &Limits::default()).unwrap_err();
 
-    assert_eq!(err.to_string(), "plugin returned 139 bytes for image, expected 140 for 7x5 RGBA");
+    assert_eq!(
+        err.to_string(),
+        "plugin returned 139 bytes for image, expected 140 for 7x5 RGBA"
+    );
 }
 
 #[test]
@@ -314,7 +347,10 @@ fn test_png_from_output_extra_byte_rejected() {
 
     let err = png_from_plugin_output(&payload, &Limits::default()).unwrap_err();
 
-    assert_eq!(err.to_string(), "plugin returned 141 bytes for image, expected 140 for 7x5 RGBA");
+    assert_eq!(
+        err.to_string(),
+        "plugin returned 141 bytes for image, expected 140 for 7x5 RGBA"
+    );
 }
 
 #[test]
@@ -322,7 +358,8 @@ fn test_png_from_output_every_truncation_rejected() {
     let payload = image_payload(3, 2, 255);
 
     // Every proper prefix, including the empty one, is an error and not a panic.
-    let accepted = (0..payload.len()).filter(|&n| png_from_plugin_output(&payload[..n], &Limits::default()).is_ok());
+    let accepted = (0..payload.len())
+        .filter(|&n| png_from_plugin_output(&payload[..n], &Limits::default()).is_ok());
 
     assert_eq!(accepted.count(), 0);
 }
@@ -359,9 +396,25 @@ fn test_pdf_from_output_no_active_content_names() {
 fn test_pdf_from_output_only_expected_keys() {
     let payload = pdf_payload(&[(30, 40)]);
     let allowed: &[&[u8]] = &[
-        b"Type", b"Pages", b"Kids", b"Count", b"Parent", b"MediaBox", b"Resources", b"XObject",
-        b"Im0", b"Contents", b"Length", b"Subtype", b"Width", b"Height", b"ColorSpace",
-        b"BitsPerComponent", b"Filter", b"Size", b"Root",
+        b"Type",
+        b"Pages",
+        b"Kids",
+        b"Count",
+        b"Parent",
+        b"MediaBox",
+        b"Resources",
+        b"XObject",
+        b"Im0",
+        b"Contents",
+        b"Length",
+        b"Subtype",
+        b"Width",
+        b"Height",
+        b"ColorSpace",
+        b"BitsPerComponent",
+        b"Filter",
+        b"Size",
+        b"Root",
     ];
 
     let (pdf, _) = pdf_from_plugin_output(&payload, &Limits::default()).unwrap();
@@ -422,7 +475,11 @@ fn test_pdf_from_output_media_box_from_dpi() {
     let (pdf, _) = pdf_from_plugin_output(&payload, &limits).unwrap();
 
     let doc = Document::load_mem(&pdf).unwrap();
-    let page = doc.get_object(doc.get_pages()[&1]).unwrap().as_dict().unwrap();
+    let page = doc
+        .get_object(doc.get_pages()[&1])
+        .unwrap()
+        .as_dict()
+        .unwrap();
     let media_box: Vec<f32> = page
         .get(b"MediaBox")
         .unwrap()
@@ -442,15 +499,29 @@ fn test_pdf_from_output_xref_offsets_point_at_objects() {
 
     // Only the tail is text; the image streams before it are binary.
     let tail_at = pdf.windows(10).rposition(|w| w == b"startxref\n").unwrap();
-    let startxref: usize = std::str::from_utf8(&pdf[tail_at + 10..]).unwrap().lines().next().unwrap().parse().unwrap();
+    let startxref: usize = std::str::from_utf8(&pdf[tail_at + 10..])
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
     let table = std::str::from_utf8(&pdf[startxref..]).unwrap();
-    let entries: Vec<usize> = table.lines().skip(3).take(8).map(|l| l[..10].parse().unwrap()).collect();
+    let entries: Vec<usize> = table
+        .lines()
+        .skip(3)
+        .take(8)
+        .map(|l| l[..10].parse().unwrap())
+        .collect();
     let starts: Vec<bool> = entries
         .iter()
         .enumerate()
         .map(|(i, &off)| pdf[off..].starts_with(format!("{} 0 obj\n", i + 1).as_bytes()))
         .collect();
-    assert!(table.starts_with("xref\n0 9\n0000000000 65535 f \n"), "{table}");
+    assert!(
+        table.starts_with("xref\n0 9\n0000000000 65535 f \n"),
+        "{table}"
+    );
     assert_eq!(starts, [true; 8]);
 }
 
@@ -482,7 +553,10 @@ fn test_pdf_from_output_short_page_message_names_page_and_size() {
 
     let err = pdf_from_plugin_output(&payload, &Limits::default()).unwrap_err();
 
-    assert_eq!(err.to_string(), "plugin returned 1000 bytes for page 3, expected 6307425 for 1275x1649 RGB");
+    assert_eq!(
+        err.to_string(),
+        "plugin returned 1000 bytes for page 3, expected 6307425 for 1275x1649 RGB"
+    );
 }
 
 #[test]
@@ -492,7 +566,10 @@ fn test_pdf_from_output_trailing_bytes_rejected() {
 
     let err = pdf_from_plugin_output(&payload, &Limits::default()).unwrap_err();
 
-    assert_eq!(err.to_string(), "plugin returned 5 bytes after the last page");
+    assert_eq!(
+        err.to_string(),
+        "plugin returned 5 bytes after the last page"
+    );
 }
 
 #[test]
@@ -502,7 +579,10 @@ fn test_pdf_from_output_page_side_over_limit_rejected() {
 
     let err = pdf_from_plugin_output(&payload, &Limits::default()).unwrap_err();
 
-    assert!(matches!(err, SanitizeError::BadSize { width: 20_001, .. }), "{err}");
+    assert!(
+        matches!(err, SanitizeError::BadSize { width: 20_001, .. }),
+        "{err}"
+    );
     assert!(err.to_string().contains("page 1"), "{err}");
 }
 
@@ -516,7 +596,16 @@ fn test_pdf_from_output_total_pixels_over_limit_rejected() {
 
     let err = pdf_from_plugin_output(&payload, &limits).unwrap_err();
 
-    assert!(matches!(err, SanitizeError::TooManyPixels { page: 3, limit: 250 }), "{err}");
+    assert!(
+        matches!(
+            err,
+            SanitizeError::TooManyPixels {
+                page: 3,
+                limit: 250
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[test]
@@ -526,7 +615,10 @@ fn test_pdf_from_output_cut_inside_page_size_rejected() {
 
     let err = pdf_from_plugin_output(&payload, &Limits::default()).unwrap_err();
 
-    assert!(matches!(err, SanitizeError::PageSizeCut { page: 2, got: 5 }), "{err}");
+    assert!(
+        matches!(err, SanitizeError::PageSizeCut { page: 2, got: 5 }),
+        "{err}"
+    );
 }
 
 #[test]
@@ -544,7 +636,8 @@ fn test_pdf_from_output_every_truncation_rejected() {
     let payload = pdf_payload(&[(2, 3), (1, 1)]);
 
     // Every proper prefix, including the empty one, is an error and not a panic.
-    let accepted = (0..payload.len()).filter(|&n| pdf_from_plugin_output(&payload[..n], &Limits::default()).is_ok());
+    let accepted = (0..payload.len())
+        .filter(|&n| pdf_from_plugin_output(&payload[..n], &Limits::default()).is_ok());
 
     assert_eq!(accepted.count(), 0);
 }

@@ -64,6 +64,7 @@ pub fn decode(input: &[u8], limits: &DecodeLimits) -> Result<Decoded, String> {
     let mut decoder = reader.into_decoder().map_err(describe)?;
     let (width, height) = decoder.dimensions();
     check_pixels(width, height, limits)?;
+    check_alloc(&decoder, limits)?;
     // A broken orientation tag is metadata we drop anyway, not a reason to fail.
     let orientation = decoder.orientation().ok();
     let mut img = DynamicImage::from_decoder(decoder).map_err(describe)?;
@@ -142,6 +143,27 @@ fn check_pixels(width: u32, height: u32, limits: &DecodeLimits) -> Result<(), St
     }
     if pixels == 0 {
         return Err(format!("image has no pixels: {width}x{height}"));
+    }
+    Ok(())
+}
+
+/// The decoders do not count their output buffer against `max_alloc`
+/// (image 0.25), so count it here, with the RGBA8 copy made afterwards.
+fn check_alloc(decoder: &impl ImageDecoder, limits: &DecodeLimits) -> Result<(), String> {
+    let (width, height) = decoder.dimensions();
+    let rgba8 = u64::from(width) * u64::from(height) * 4;
+    let decoded = decoder.total_bytes();
+    let needed = if decoder.color_type() == image::ColorType::Rgba8 {
+        decoded
+    } else {
+        decoded.saturating_add(rgba8)
+    };
+    if needed > limits.max_alloc {
+        return Err(format!(
+            "image too large: decoding {width}x{height} {:?} needs {needed} bytes, limit {}",
+            decoder.color_type(),
+            limits.max_alloc
+        ));
     }
     Ok(())
 }

@@ -6,7 +6,9 @@ use pw_image_sanitize::{decode, emit, DecodeLimits};
 fn main() {
     // One line per panic and no backtrace: with RUST_BACKTRACE set the
     // default hook would open files, which the lockdown filter kills.
-    std::panic::set_hook(Box::new(|info| eprintln!("pw-image-sanitize: decoder panicked: {info}")));
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("pw-image-sanitize: decoder panicked: {info}")
+    }));
     let limits = DecodeLimits::default();
     plugwarden::plugin::serve_parts(|input, parts| {
         let decoded = decode(input, &limits)?;

@@ -74,12 +74,20 @@ pub fn install_panic_hook() {
             .location()
             .map(|l| format!(" at {}:{}", l.file(), l.line()))
             .unwrap_or_default();
-        eprintln!("pw-pdf-sanitize: renderer panicked{location}: {}", panic_message(info.payload()));
+        eprintln!(
+            "pw-pdf-sanitize: renderer panicked{location}: {}",
+            panic_message(info.payload())
+        );
     }));
 }
 
 /// [`render`], with a panic turned into `Err("renderer panicked: ...")`.
-pub fn render_guarded(input: &[u8], dpi: u32, limits: &RenderLimits, sink: Sink) -> Result<(), String> {
+pub fn render_guarded(
+    input: &[u8],
+    dpi: u32,
+    limits: &RenderLimits,
+    sink: Sink,
+) -> Result<(), String> {
     match panic::catch_unwind(AssertUnwindSafe(|| render(input, dpi, limits, sink))) {
         Ok(result) => result,
         Err(payload) => Err(format!("renderer panicked: {}", panic_message(&*payload))),
@@ -114,7 +122,11 @@ pub fn plan(pages: &[Page<'_>], dpi: u32, limits: &RenderLimits) -> Result<Vec<P
         return Err("pdf has no pages".to_string());
     }
     if pages.len() > limits.max_pages {
-        return Err(format!("too many pages: {}, limit {}", pages.len(), limits.max_pages));
+        return Err(format!(
+            "too many pages: {}, limit {}",
+            pages.len(),
+            limits.max_pages
+        ));
     }
     let mut total = 0u64;
     let mut sizes = Vec::with_capacity(pages.len());
@@ -135,12 +147,19 @@ pub fn plan(pages: &[Page<'_>], dpi: u32, limits: &RenderLimits) -> Result<Vec<P
 
 /// Rounds points times dpi / 72 to whole pixels (at least one) and checks
 /// the result; `number` is 1-based, for the message.
-pub fn page_size(points: (f32, f32), dpi: u32, number: usize, limits: &RenderLimits) -> Result<PageSize, String> {
+pub fn page_size(
+    points: (f32, f32),
+    dpi: u32,
+    number: usize,
+    limits: &RenderLimits,
+) -> Result<PageSize, String> {
     let scale = f64::from(dpi) / 72.0;
-    let to_px = |pt: f32| (f64::from(pt) * scale).round().max(1.0);
-    let (w, h) = (to_px(points.0), to_px(points.1));
-    // NaN fails every comparison, so test for "within" and negate.
-    let within = w <= f64::from(limits.max_side)
+    let (w, h) = (f64::from(points.0) * scale, f64::from(points.1) * scale);
+    let finite = w.is_finite() && h.is_finite();
+    // `max` would turn NaN into 1, hence the finiteness check first.
+    let (w, h) = (w.round().max(1.0), h.round().max(1.0));
+    let within = finite
+        && w <= f64::from(limits.max_side)
         && h <= f64::from(limits.max_side)
         && w * h <= limits.max_page_pixels as f64;
     if !within {
@@ -155,13 +174,26 @@ pub fn page_size(points: (f32, f32), dpi: u32, number: usize, limits: &RenderLim
     })
 }
 
-fn render_page(page: &Page<'_>, cache: &RenderCache<'_>, settings: &InterpreterSettings, dpi: u32, size: PageSize) -> Pixmap {
+fn render_page<'a>(
+    page: &'a Page<'a>,
+    cache: &RenderCache<'a>,
+    settings: &InterpreterSettings,
+    dpi: u32,
+    size: PageSize,
+) -> Pixmap {
     // The sizes passed `page_size`, so they fit in u16 (max_side is far below 65535).
     let (w, h) = (size.width as u16, size.height as u16);
     let scale = f64::from(dpi) / 72.0;
     let transform = Affine::scale(scale) * page.initial_transform(true).to_kurbo();
     let mut ctx = RenderContext::new(w, h);
-    hayro::render_into(page, cache, settings, &RenderSettings::default(), &mut ctx, transform);
+    hayro::render_into(
+        page,
+        cache,
+        settings,
+        &RenderSettings::default(),
+        &mut ctx,
+        transform,
+    );
     ctx.flush();
     let mut pixmap = Pixmap::new(w, h);
     let raster = RasterizerSettings {
@@ -200,7 +232,9 @@ fn send_page(size: PageSize, rgb: &[u8], sink: Sink) -> Result<(), String> {
 
 fn describe_load_error(e: LoadPdfError) -> String {
     match e {
-        LoadPdfError::Invalid => "cannot read pdf: no usable cross-reference table or page tree".to_string(),
+        LoadPdfError::Invalid => {
+            "cannot read pdf: no usable cross-reference table or page tree".to_string()
+        }
         LoadPdfError::Decryption(d) => format!("cannot read pdf: encrypted ({d:?})"),
     }
 }

@@ -18,5 +18,7 @@ fn main() {
     let args = Args::parse();
     install_panic_hook();
     let limits = RenderLimits::default();
-    plugwarden::plugin::serve_parts(|input, parts| render_guarded(input, args.dpi, &limits, &mut |bytes| parts.send(bytes)));
+    plugwarden::plugin::serve_parts(|input, parts| {
+        render_guarded(input, args.dpi, &limits, &mut |bytes| parts.send(bytes))
+    });
 }

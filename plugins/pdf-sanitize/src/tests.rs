@@ -8,6 +8,7 @@ fn sample(name: &str) -> Vec<u8> {
 }
 
 /// One rendered page as the plugin sent it.
+#[derive(Debug)]
 struct Rendered {
     width: u32,
     height: u32,
@@ -62,8 +63,14 @@ fn sizes(pages: &[Rendered]) -> Vec<(u32, u32)> {
 }
 
 fn assert_near(actual: [u8; 3], expected: [u8; 3], tolerance: u8) {
-    let close = actual.iter().zip(expected).all(|(a, e)| a.abs_diff(e) <= tolerance);
-    assert!(close, "{actual:?} differs from {expected:?} by more than {tolerance}");
+    let close = actual
+        .iter()
+        .zip(expected)
+        .all(|(a, e)| a.abs_diff(e) <= tolerance);
+    assert!(
+        close,
+        "{actual:?} differs from {expected:?} by more than {tolerance}"
+    );
 }
 
 #[test]
@@ -91,7 +98,9 @@ fn test_render_benign_text_darkens_title_line() {
     let page = &pages[0];
 
     // The title baseline is at y 700; its glyphs cover part of the row above.
-    let dark = (72..400).filter(|&x| page.pixel(x, 792 - 708)[0] < 100).count();
+    let dark = (72..400)
+        .filter(|&x| page.pixel(x, 792 - 708)[0] < 100)
+        .count();
     assert!(dark > 20, "only {dark} dark pixels on the title row");
 }
 
@@ -107,11 +116,29 @@ fn test_render_benign_round_trip_through_host_pixels_equal() {
     let (pdf, count) = plugwarden::sanitize::pdf_from_plugin_output(&out, &limits).unwrap();
 
     let doc = lopdf::Document::load_mem(&pdf).unwrap();
-    let page = doc.get_object(doc.get_pages()[&2]).unwrap().as_dict().unwrap();
-    let xobjects = page.get(b"Resources").unwrap().as_dict().unwrap().get(b"XObject").unwrap().as_dict().unwrap();
-    let image = doc.get_object(xobjects.get(b"Im0").unwrap().as_reference().unwrap()).unwrap().as_stream().unwrap();
+    let page = doc
+        .get_object(doc.get_pages()[&2])
+        .unwrap()
+        .as_dict()
+        .unwrap();
+    let xobjects = page
+        .get(b"Resources")
+        .unwrap()
+        .as_dict()
+        .unwrap()
+        .get(b"XObject")
+        .unwrap()
+        .as_dict()
+        .unwrap();
+    let image = doc
+        .get_object(xobjects.get(b"Im0").unwrap().as_reference().unwrap())
+        .unwrap()
+        .as_stream()
+        .unwrap();
     let mut pixels = Vec::new();
-    flate2::read::ZlibDecoder::new(&image.content[..]).read_to_end(&mut pixels).unwrap();
+    flate2::read::ZlibDecoder::new(&image.content[..])
+        .read_to_end(&mut pixels)
+        .unwrap();
     assert_eq!(count, 3);
     assert_eq!(pixels, rendered[1].rgb);
 }
@@ -120,13 +147,21 @@ fn test_render_benign_round_trip_through_host_pixels_equal() {
 fn test_render_huge_page_refused_before_any_output() {
     let mut parts = 0;
 
-    let err = render_guarded(&sample("hostile-huge-page.pdf"), 150, &RenderLimits::default(), &mut |_| {
-        parts += 1;
-        Ok(())
-    })
+    let err = render_guarded(
+        &sample("hostile-huge-page.pdf"),
+        150,
+        &RenderLimits::default(),
+        &mut |_| {
+            parts += 1;
+            Ok(())
+        },
+    )
     .unwrap_err();
 
-    assert!(err.starts_with("page too large: page 1 is 208333x208333 px at 150 dpi"), "{err}");
+    assert!(
+        err.starts_with("page too large: page 1 is 208333x208333 px at 150 dpi"),
+        "{err}"
+    );
     assert_eq!(parts, 0);
 }
 
@@ -151,7 +186,10 @@ fn test_render_active_content_samples_render_one_page() {
     let embedded = render_sample("hostile-embedded-file.pdf", 36).unwrap();
     let polyglot = render_sample("hostile-polyglot-pdf-zip.pdf", 36).unwrap();
 
-    assert_eq!([js.len(), launch.len(), embedded.len(), polyglot.len()], [1; 4]);
+    assert_eq!(
+        [js.len(), launch.len(), embedded.len(), polyglot.len()],
+        [1; 4]
+    );
 }
 
 #[test]
@@ -195,7 +233,13 @@ fn test_render_total_pixels_over_limit_refused() {
 
 #[test]
 fn test_render_guarded_panic_becomes_error() {
-    let err = render_guarded(&sample("benign.pdf"), 36, &RenderLimits::default(), &mut |_| panic!("sink exploded")).unwrap_err();
+    let err = render_guarded(
+        &sample("benign.pdf"),
+        36,
+        &RenderLimits::default(),
+        &mut |_| panic!("sink exploded"),
+    )
+    .unwrap_err();
 
     assert_eq!(err, "renderer panicked: sink exploded");
 }
@@ -204,14 +248,26 @@ fn test_render_guarded_panic_becomes_error() {
 fn test_page_size_letter_150_dpi_rounded() {
     let size = page_size((612.0, 792.0), 150, 1, &RenderLimits::default()).unwrap();
 
-    assert_eq!(size, PageSize { width: 1275, height: 1650 });
+    assert_eq!(
+        size,
+        PageSize {
+            width: 1275,
+            height: 1650
+        }
+    );
 }
 
 #[test]
 fn test_page_size_tiny_page_one_pixel() {
     let size = page_size((0.1, 0.1), 72, 1, &RenderLimits::default()).unwrap();
 
-    assert_eq!(size, PageSize { width: 1, height: 1 });
+    assert_eq!(
+        size,
+        PageSize {
+            width: 1,
+            height: 1
+        }
+    );
 }
 
 #[test]
@@ -233,5 +289,8 @@ fn test_page_size_area_over_limit_refused() {
     // 19000 px a side passes the side limit but not 64 Mpx a page.
     let err = page_size((9120.0, 9120.0), 150, 2, &RenderLimits::default()).unwrap_err();
 
-    assert!(err.starts_with("page too large: page 2 is 19000x19000 px"), "{err}");
+    assert!(
+        err.starts_with("page too large: page 2 is 19000x19000 px"),
+        "{err}"
+    );
 }

@@ -1,0 +1,125 @@
+//! Test probe: each input is a command naming one thing to try
+//! (`read:/etc/shadow`, `socket`, `alloc:1024`, ...). The answer says what
+//! happened; the integration tests judge by observable effect, not by this
+//! plugin's word alone. Runs without the SDK's lockdown so that it meets
+//! the host's own walls (Landlock, the host's seccomp filter, rlimits).
+//!
+//! With the argument `silent`, it never says hello.
+
+use std::io::Write;
+
+fn raw_stdout(bytes: &[u8]) {
+    // SAFETY: writes a buffer we own to fd 1.
+    unsafe { libc::write(1, bytes.as_ptr().cast(), bytes.len()) };
+}
+
+fn last_error() -> String {
+    std::io::Error::last_os_error().to_string()
+}
+
+fn handle(input: &[u8]) -> Result<Vec<u8>, String> {
+    let text = String::from_utf8_lossy(input).to_string();
+    let (cmd, arg) = text.split_once(':').unwrap_or((text.as_str(), ""));
+    match cmd {
+        "echo" => Ok(arg.as_bytes().to_vec()),
+        "read" => std::fs::read(arg).map_err(|e| format!("denied: {e}")),
+        "write" => std::fs::write(arg, b"pwned")
+            .map(|()| b"written".to_vec())
+            .map_err(|e| format!("denied: {e}")),
+        "listdir" => std::fs::read_dir(arg)
+            .map(|d| {
+                let names: Vec<String> = d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+                names.join("\n").into_bytes()
+            })
+            .map_err(|e| format!("denied: {e}")),
+        "socket" => {
+            // SAFETY: plain syscall with integer arguments.
+            let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
+            if fd < 0 { Err(format!("denied: {}", last_error())) } else { Ok(b"socket created".to_vec()) }
+        }
+        "ptrace" => {
+            let pid: i32 = arg.parse().map_err(|_| "bad pid")?;
+            // SAFETY: plain syscall with integer arguments.
+            let rc = unsafe { libc::ptrace(libc::PTRACE_ATTACH, pid, 0, 0) };
+            if rc < 0 { Err(format!("denied: {}", last_error())) } else { Ok(b"attached".to_vec()) }
+        }
+        "kill" => {
+            let pid: i32 = arg.parse().map_err(|_| "bad pid")?;
+            // SAFETY: plain syscall with integer arguments.
+            let rc = unsafe { libc::kill(pid, libc::SIGKILL) };
+            if rc < 0 { Err(format!("denied: {}", last_error())) } else { Ok(b"killed".to_vec()) }
+        }
+        "status" => std::fs::read("/proc/self/status").map_err(|e| format!("denied: {e}")),
+        "fds" => std::fs::read_dir("/proc/self/fd")
+            .map(|d| {
+                let mut names: Vec<String> = d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+                names.sort();
+                names.join(",").into_bytes()
+            })
+            .map_err(|e| format!("denied: {e}")),
+        "tty" => match std::fs::File::open("/dev/tty") {
+            Ok(_) => Ok(b"has a controlling terminal".to_vec()),
+            Err(e) => Err(format!("no tty: {e}")),
+        },
+        "sid" => {
+            // SAFETY: getsid/getpid have no memory effects.
+            let (sid, pid) = unsafe { (libc::getsid(0), libc::getpid()) };
+            Ok(format!("sid={sid} pid={pid}").into_bytes())
+        }
+        "alloc" => {
+            let mib: usize = arg.parse().map_err(|_| "bad size")?;
+            let mut v: Vec<u8> = Vec::with_capacity(mib << 20);
+            v.resize(mib << 20, 1);
+            Ok(format!("allocated {}", v.len()).into_bytes())
+        }
+        "spin" => loop {
+            std::hint::black_box(0u64);
+        },
+        "sleep" => {
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+            Ok(Vec::new())
+        }
+        "crash" => {
+            // SAFETY: not safe at all: a read through a null pointer is the
+            // point of this command (a real SIGSEGV, not a raised one).
+            let v = unsafe { std::ptr::read_volatile(std::hint::black_box(std::ptr::null::<u8>())) };
+            Ok(vec![v])
+        }
+        "exit" => std::process::exit(3),
+        "garbage" => {
+            raw_stdout(b"this is not a plugwarden frame at all, just garbage bytes");
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+            Ok(Vec::new())
+        }
+        "hugelen" => {
+            let h = plugwarden::protocol::encode_header(plugwarden::protocol::Kind::Done, 1, u32::MAX);
+            raw_stdout(&h);
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+            Ok(Vec::new())
+        }
+        "wrongid" => {
+            let mut f = Vec::new();
+            plugwarden::protocol::encode_frame(&mut f, plugwarden::protocol::Kind::Done, 999_999, b"x");
+            raw_stdout(&f);
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+            Ok(Vec::new())
+        }
+        "flood" => {
+            let junk = vec![b'x'; 1 << 16];
+            let mut err = std::io::stderr();
+            for _ in 0..512 {
+                let _ = err.write_all(&junk);
+            }
+            Ok(b"flooded".to_vec())
+        }
+        "fail" => Err(format!("refused: {arg}")),
+        other => Err(format!("unknown probe command {other:?}")),
+    }
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "silent") {
+        std::thread::sleep(std::time::Duration::from_secs(3600));
+    }
+    plugwarden::plugin::serve_without_lockdown(handle);
+}

@@ -1,0 +1,54 @@
+#!/usr/bin/python3 -IS
+"""plugwarden protocol v1 in Python, standard library only: echoes each job."""
+import struct
+import sys
+
+HEADER = struct.Struct("<2sBBIQ")  # magic, kind, flags, length, job id
+HELLO, JOB, PART, DONE, ERROR = 1, 2, 3, 4, 5
+
+
+def read_exact(stream, n):
+    data = bytearray()
+    while len(data) < n:
+        chunk = stream.read(n - len(data))
+        if not chunk:
+            return None
+        data += chunk
+    return bytes(data)
+
+
+def read_frame(stream, max_frame):
+    head = read_exact(stream, HEADER.size)
+    if head is None:
+        return None
+    magic, kind, flags, length, job = HEADER.unpack(head)
+    if magic != b"PW" or flags != 0 or length > max_frame:
+        raise SystemExit("bad frame from host")
+    payload = read_exact(stream, length)
+    if payload is None:
+        raise SystemExit("host closed the pipe mid-frame")
+    return kind, job, payload
+
+
+def write_frame(stream, kind, job, payload):
+    stream.write(HEADER.pack(b"PW", kind, 0, len(payload), job) + payload)
+    stream.flush()
+
+
+def main(handle):
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    kind, _, payload = read_frame(stdin, 64)
+    version, max_frame = struct.unpack("<II", payload[:8])
+    if kind != HELLO or version != 1:
+        raise SystemExit("host does not speak protocol 1")
+    write_frame(stdout, HELLO, 0, struct.pack("<I", 1) + b"python-echo")
+    while (frame := read_frame(stdin, max_frame)) is not None:
+        kind, job, payload = frame
+        try:
+            write_frame(stdout, DONE, job, handle(payload))
+        except Exception as e:  # the job fails, the worker goes on
+            write_frame(stdout, ERROR, job, str(e).encode()[:max_frame])
+
+
+if __name__ == "__main__":
+    main(lambda data: data)

@@ -1,0 +1,62 @@
+//! Helpers for the integration tests: the real plugwarden binary, the test
+//! plugins built by `cargo build --workspace`, and scratch directories that
+//! a dropped uid (65534) can enter.
+#![allow(dead_code)]
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+pub fn plugwarden() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_plugwarden"))
+}
+
+/// A binary of another workspace crate (`pw-probe`, `pw-echo`), from the
+/// same target directory as this test.
+pub fn plugin(name: &str) -> PathBuf {
+    let dir = plugwarden().parent().expect("target dir").to_path_buf();
+    let p = dir.join(name);
+    assert!(p.exists(), "{} is missing: run `cargo build --workspace` before the tests (the README's test command does)", p.display());
+    p
+}
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// A temporary directory everyone may enter (mode 0755).
+pub fn scratch() -> tempfile::TempDir {
+    let d = tempfile::Builder::new().prefix("pw-test-").tempdir().expect("tempdir");
+    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    d
+}
+
+/// Writes a policy file into `dir` and returns its path.
+pub fn policy(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).expect("write policy");
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    p
+}
+
+/// `plugwarden call` with `input` on stdin.
+pub fn call(args: &[&str], input: &[u8]) -> Output {
+    call_with(Command::new(plugwarden()), args, input)
+}
+
+pub fn call_with(mut cmd: Command, args: &[&str], input: &[u8]) -> Output {
+    use std::io::Write;
+    cmd.arg("call").args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn plugwarden");
+    child.stdin.take().expect("stdin").write_all(input).expect("write input");
+    child.wait_with_output().expect("wait")
+}
+
+/// The verdict line (last line of stderr).
+pub fn verdict(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).lines().last().unwrap_or("").to_string()
+}

@@ -1,0 +1,139 @@
+//! The wire from the host's side: hostile replies end in verdicts, the two
+//! reference plugins (Rust and Python) pass the same protocol test, and a
+//! filter (an existing program) works too.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::*;
+use plugwarden::forkserver::ForkServer;
+use plugwarden::sandbox::{Enforce, Mode, PluginSpec, Sandbox};
+use plugwarden::worker::Worker;
+use plugwarden::Verdict;
+
+fn sandbox(exe: std::path::PathBuf, args: &[&str], policy: &str, mode: Mode) -> Sandbox {
+    let fs = Arc::new(ForkServer::start(&plugwarden()).unwrap());
+    let mut policy = plugwarden::policy::load(policy).unwrap();
+    policy.limits.wall = std::time::Duration::from_secs(2);
+    let plugin = PluginSpec { exe, args: args.iter().map(|s| s.to_string()).collect(), mode };
+    Sandbox::new(fs, plugin, Arc::new(policy), Enforce::Policy).unwrap()
+}
+
+fn host_rss_kib() -> u64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap();
+    s.lines().find_map(|l| l.strip_prefix("VmRSS:")).unwrap().trim().trim_end_matches(" kB").trim().parse().unwrap()
+}
+
+fn one(sb: &Sandbox, input: &str) -> Verdict {
+    let mut w = Worker::start(sb).unwrap();
+    let v = w.run_job(input.as_bytes()).verdict;
+    w.shutdown();
+    v
+}
+
+#[test]
+fn test_hostile_replies_end_in_protocol_error_with_bounded_memory() {
+    let sb = sandbox(plugin("pw-probe"), &[], "strict", Mode::Worker);
+    let before = host_rss_kib();
+    let cases = [
+        ("garbage", "protocol_error: bad frame magic"),
+        ("hugelen", "protocol_error: frame of 4294967295 bytes exceeds the limit"),
+        ("wrongid", "protocol_error: the plugin answered job 999999 which was never sent"),
+        ("exit", "protocol_error: the plugin exited with status 3 before answering"),
+    ];
+    for (input, want) in cases {
+        let v = one(&sb, input).to_string();
+        assert!(v.starts_with(want), "{input}: {v}");
+    }
+    assert!(host_rss_kib() < before + 32 * 1024, "host memory grew");
+}
+
+#[test]
+fn test_silent_plugin_never_saying_hello_is_protocol_error() {
+    let sb = sandbox(plugin("pw-probe"), &["silent"], "strict", Mode::Worker);
+    assert_eq!(one(&sb, "echo:x"), Verdict::ProtocolError("the plugin never said hello".into()));
+}
+
+#[test]
+fn test_rust_and_python_echo_pass_the_same_protocol_test() {
+    let py = repo().join("plugins/python-echo");
+    let py_policy = py.join("policy.toml");
+    for (exe, policy) in [
+        (plugin("pw-echo"), "strict".to_string()),
+        (py.join("plugin.py"), py_policy.display().to_string()),
+    ] {
+        let sb = sandbox(exe.clone(), &[], &policy, Mode::Worker);
+        let mut w = Worker::start(&sb).unwrap();
+        let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        for input in [b"hello".to_vec(), Vec::new(), big] {
+            let o = w.run_job(&input);
+            assert_eq!(o.verdict, Verdict::Ok, "{}: {}", exe.display(), o.stderr_tail);
+            assert_eq!(o.output, input, "{}", exe.display());
+        }
+        assert_eq!(w.jobs, 3);
+        w.shutdown();
+    }
+}
+
+#[test]
+fn test_filter_mode_runs_an_existing_program() {
+    let sb = sandbox("/usr/bin/base64".into(), &[], "default", Mode::Filter);
+    let o = plugwarden::worker::run_filter(&sb, b"plugwarden");
+    assert_eq!(o.verdict, Verdict::Ok, "{}", o.stderr_tail);
+    assert_eq!(o.output, b"cGx1Z3dhcmRlbg==\n");
+    // A non-zero exit is the filter saying no.
+    let sb = sandbox("/usr/bin/base64".into(), &["--decode"], "default", Mode::Filter);
+    let o = plugwarden::worker::run_filter(&sb, b"!!!not base64");
+    assert!(matches!(o.verdict, Verdict::PluginError(ref m) if m.starts_with("exit status 1")), "{:?}", o.verdict);
+}
+
+#[test]
+fn test_thousand_jobs_leave_no_zombie_and_no_process() {
+    let sb = sandbox(plugin("pw-echo"), &[], "strict", Mode::Worker);
+    let fs_pid = sb.fork_server().pid();
+    let mut w = Worker::start(&sb).unwrap();
+    let mut pids = std::collections::BTreeSet::new();
+    for i in 0..1000u32 {
+        if w.jobs == 100 {
+            w.shutdown();
+            w = Worker::start(&sb).unwrap();
+        }
+        pids.insert(w.pid());
+        let o = w.run_job(&i.to_le_bytes());
+        assert_eq!(o.verdict, Verdict::Ok);
+    }
+    w.shutdown();
+    assert_eq!(pids.len(), 10);
+    for pid in pids {
+        assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "worker {pid} still exists");
+    }
+    // Nothing left under the fork server, not even a zombie.
+    let children = std::fs::read_to_string(format!("/proc/{fs_pid}/task/{fs_pid}/children")).unwrap();
+    assert_eq!(children.trim(), "", "fork server still has children");
+}
+
+#[test]
+fn test_cli_bad_input_is_usage_error_with_one_sentence() {
+    let cases: [(&[&str], &str); 3] = [
+        (&["--plugin", "/nonexistent/plugin"], "does not exist"),
+        (&["--plugin", "/etc/passwd"], "is not executable"),
+        (&["--plugin", "/bin/true", "--policy", "nosuch"], "unknown policy \"nosuch\""),
+    ];
+    for (args, want) in cases {
+        let o = call(args, b"");
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    }
+}
+
+#[test]
+fn test_cli_call_echoes_through_the_plugin_directory() {
+    let dir = repo().join("plugins/echo");
+    let o = call(&["--plugin", dir.to_str().unwrap()], b"round trip");
+    assert_eq!(verdict(&o), "ok");
+    assert_eq!(o.stdout, b"round trip");
+    assert_eq!(o.status.code(), Some(0));
+}
