@@ -16,6 +16,7 @@ pub mod landlock_rules;
 pub mod manifest;
 pub mod plugin;
 pub mod policy;
+pub mod pool;
 pub mod protocol;
 pub mod sandbox;
 pub mod sanitize;
@@ -23,4 +24,5 @@ pub mod seccomp;
 pub mod verdict;
 pub mod worker;
 
+pub use pool::Pool;
 pub use verdict::{TimeoutKind, Verdict};

@@ -2,6 +2,10 @@
 //! input ok; 1 some input got another verdict; 2 usage or configuration
 //! error; 3 internal error; 130/143 interrupted.
 
+mod audit;
+mod doctor;
+mod learn;
+mod policy;
 mod run;
 
 use std::path::PathBuf;
@@ -34,6 +38,14 @@ enum Command {
     Call(CallArgs),
     /// Run every INPUT (files, or directories walked recursively) through a plugin.
     Run(run::RunArgs),
+    /// Audit logs: `audit verify FILE` checks the hash chain.
+    Audit(audit::AuditArgs),
+    /// Policies: list the built-in ones, check files, explain what one allows.
+    Policy(policy::PolicyArgs),
+    /// What this kernel and this process can enforce, wall by wall.
+    Doctor,
+    /// Run a plugin on sample inputs while observing; print the smallest policy they pass under.
+    Learn(learn::LearnArgs),
 }
 
 /// Flags shared by every command that starts a sandbox.
@@ -150,6 +162,10 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Call(a) => call(a),
         Command::Run(a) => run::run(a),
+        Command::Audit(a) => audit::audit(a),
+        Command::Policy(a) => policy::run(a),
+        Command::Doctor => doctor::run(),
+        Command::Learn(a) => learn::run(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

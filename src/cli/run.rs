@@ -1,16 +1,41 @@
-//! `plugwarden run`: every input through the plugin, one verdict each.
+//! `plugwarden run`: every input through the plugin, one verdict and one
+//! audit record each, on a pool of workers (docs/BATCH.md).
+//!
+//! Three kinds of threads: a feeder walks the inputs as a stream, reads
+//! each file and queues it (the queue is bounded, so memory is O(workers));
+//! the pool's worker slots run the jobs; this thread takes the results in
+//! completion order and writes the outputs, the audit records, the progress
+//! bar and the summary. Signals only set flags, read here between results.
 
-use std::collections::BTreeMap;
-use std::io::Write;
+use std::collections::{BTreeMap, HashSet};
+use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::RecvTimeoutError;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use plugwarden::audit::{AuditRecord, AuditWriter};
+use plugwarden::pool::{
+    failed_outcome, truncate, Feeder, Finished, Pool, PoolConfig, PoolStats, Task,
+};
 use plugwarden::sandbox::{Mode, Sandbox};
 use plugwarden::verdict::{Verdict, WORDS};
 use plugwarden::worker::{run_filter, JobOutcome, Worker};
+use serde_json::json;
+use sha2::{Digest, Sha256};
 
-use super::{SandboxArgs, Usage, EXIT_OK, EXIT_VERDICT};
+use super::{parse_duration, SandboxArgs, Usage, EXIT_OK, EXIT_USAGE, EXIT_VERDICT};
+
+/// Longest `detail` kept in an audit record.
+const MAX_DETAIL: usize = 16 << 10;
+/// Longest single note, and most notes, in an audit record.
+const MAX_NOTE: usize = 1000;
+const MAX_NOTES: usize = 64;
+/// Poison inputs listed by name in the summary.
+const MAX_POISON_LISTED: usize = 1000;
 
 #[derive(Args)]
 pub struct RunArgs {
@@ -19,6 +44,24 @@ pub struct RunArgs {
     /// Write each ok output to DIR (same relative name as the input).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// Worker processes running at once (default: the number of CPUs).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub workers: Option<u16>,
+    /// Jobs per worker before it is recycled (overrides the policy's worker.batch; 1 = a fresh process per input).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch: Option<u64>,
+    /// Append one hash-chained JSON record per input to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub audit: Option<PathBuf>,
+    /// Skip inputs already recorded in the --audit file with the same sha256.
+    #[arg(long, requires = "audit")]
+    pub resume: bool,
+    /// Print the summary as JSON on stdout instead of one line per input.
+    #[arg(long)]
+    pub json: bool,
+    /// On SIGINT/SIGTERM, how long jobs in flight may run before they are killed.
+    #[arg(long, value_parser = parse_duration, default_value = "2s")]
+    pub grace: Duration,
     /// Files, or directories walked recursively.
     #[arg(required = true)]
     pub inputs: Vec<PathBuf>,
@@ -34,21 +77,8 @@ pub fn run_one(sandbox: &Sandbox, input: &[u8]) -> JobOutcome {
                 w.shutdown();
                 outcome
             }
-            Err(e) => failed(Verdict::SetupError(e.to_string())),
+            Err(e) => failed_outcome(Verdict::SetupError(e.to_string())),
         },
-    }
-}
-
-fn failed(verdict: Verdict) -> JobOutcome {
-    JobOutcome {
-        verdict,
-        output: Vec::new(),
-        wall: Default::default(),
-        cpu_ms: 0,
-        max_rss_kib: 0,
-        pid: 0,
-        denied: Vec::new(),
-        stderr_tail: String::new(),
     }
 }
 
@@ -56,15 +86,30 @@ fn failed(verdict: Verdict) -> JobOutcome {
 /// to the directory it was found in (for the output path).
 pub fn walk(inputs: &[PathBuf]) -> impl Iterator<Item = Result<(PathBuf, PathBuf), String>> + '_ {
     inputs.iter().flat_map(|root| {
-        let base = if root.is_dir() { root.clone() } else { root.parent().map(Path::to_path_buf).unwrap_or_default() };
-        walkdir::WalkDir::new(root).sort_by_file_name().into_iter().filter_map(move |entry| match entry {
-            Ok(e) if e.file_type().is_dir() => None,
-            Ok(e) => {
-                let rel = e.path().strip_prefix(&base).unwrap_or(e.path()).to_path_buf();
-                Some(Ok((e.into_path(), rel)))
-            }
-            Err(e) => Some(Err(format!("{}: {e}", e.path().map_or_else(|| root.display().to_string(), |p| p.display().to_string())))),
-        })
+        let base = if root.is_dir() {
+            root.clone()
+        } else {
+            root.parent().map(Path::to_path_buf).unwrap_or_default()
+        };
+        walkdir::WalkDir::new(root)
+            .sort_by_file_name()
+            .into_iter()
+            .filter_map(move |entry| match entry {
+                Ok(e) if e.file_type().is_dir() => None,
+                Ok(e) => {
+                    let rel = e
+                        .path()
+                        .strip_prefix(&base)
+                        .unwrap_or(e.path())
+                        .to_path_buf();
+                    Some(Ok((e.into_path(), rel)))
+                }
+                Err(e) => Some(Err(format!(
+                    "{}: {e}",
+                    e.path()
+                        .map_or_else(|| root.display().to_string(), |p| p.display().to_string())
+                ))),
+            })
     })
 }
 
@@ -73,11 +118,414 @@ pub fn write_output(dir: &Path, rel: &Path, data: &[u8]) -> std::io::Result<Path
     let target = dir.join(rel);
     let parent = target.parent().unwrap_or(dir);
     std::fs::create_dir_all(parent)?;
-    let mut tmp = tempfile::Builder::new().prefix(".plugwarden-").tempfile_in(parent)?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".plugwarden-")
+        .tempfile_in(parent)?;
     tmp.write_all(data)?;
     tmp.as_file().sync_data()?;
     tmp.persist(&target).map_err(|e| e.error)?;
     Ok(target)
+}
+
+/// What travels with an input through the pool.
+struct Item {
+    /// The input's name as walked (the audit `input`).
+    name: String,
+    rel: PathBuf,
+    sha256: Option<String>,
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+fn sha256_file(path: &Path) -> std::io::Result<String> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// Counts the feeder shares with the consumer.
+#[derive(Default)]
+struct FeedState {
+    submitted: AtomicU64,
+    skipped: AtomicU64,
+    walk_done: AtomicBool,
+}
+
+/// Walks, reads and queues every input; skips those already recorded.
+fn feed(
+    inputs: &[PathBuf],
+    feeder: &Feeder<Item>,
+    recorded: &HashSet<(String, String)>,
+    state: &FeedState,
+) {
+    for entry in walk(inputs) {
+        if feeder.is_stopped() {
+            return;
+        }
+        let task = match entry {
+            Err(e) => Task {
+                tag: Item {
+                    name: e.clone(),
+                    rel: PathBuf::new(),
+                    sha256: None,
+                },
+                input: Err(Verdict::InputError(e)),
+            },
+            Ok((path, rel)) => {
+                let name = path.display().to_string();
+                match std::fs::read(&path) {
+                    Err(e) => Task {
+                        tag: Item {
+                            name,
+                            rel,
+                            sha256: None,
+                        },
+                        input: Err(Verdict::InputError(format!(
+                            "cannot read {}: {e}",
+                            path.display()
+                        ))),
+                    },
+                    Ok(data) => {
+                        let sha = sha256_hex(&data);
+                        if recorded.contains(&(name.clone(), sha.clone())) {
+                            state.skipped.fetch_add(1, Ordering::SeqCst);
+                            continue;
+                        }
+                        Task {
+                            tag: Item {
+                                name,
+                                rel,
+                                sha256: Some(sha),
+                            },
+                            input: Ok(data),
+                        }
+                    }
+                }
+            }
+        };
+        if feeder.submit(task).is_err() {
+            return;
+        }
+        state.submitted.fetch_add(1, Ordering::SeqCst);
+    }
+    state.walk_done.store(true, Ordering::SeqCst);
+}
+
+/// Job latencies in log-spaced buckets (about 1.5% wide): percentiles in
+/// constant memory however many inputs there are.
+#[derive(Default)]
+struct Latencies {
+    buckets: BTreeMap<u32, u64>,
+    count: u64,
+}
+
+impl Latencies {
+    fn bucket(us: u64) -> u32 {
+        if us < 64 {
+            return us as u32;
+        }
+        let shift = 63 - us.leading_zeros() - 5;
+        shift * 32 + (us >> shift) as u32
+    }
+
+    fn lower_bound(bucket: u32) -> u64 {
+        if bucket < 64 {
+            return u64::from(bucket);
+        }
+        let shift = bucket / 32 - 1;
+        u64::from(bucket - shift * 32) << shift
+    }
+
+    fn add(&mut self, d: Duration) {
+        *self
+            .buckets
+            .entry(Self::bucket(d.as_micros() as u64))
+            .or_default() += 1;
+        self.count += 1;
+    }
+
+    /// The `p`-th percentile (0..=100) in milliseconds.
+    fn percentile_ms(&self, p: f64) -> f64 {
+        if self.count == 0 {
+            return 0.0;
+        }
+        let rank = ((p / 100.0) * self.count as f64).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (bucket, n) in &self.buckets {
+            seen += n;
+            if seen >= rank {
+                return Self::lower_bound(*bucket) as f64 / 1000.0;
+            }
+        }
+        0.0
+    }
+}
+
+/// What stays the same in every record of this run.
+#[derive(Default)]
+struct RecordBase {
+    plugin: String,
+    plugin_sha256: String,
+    policy: String,
+    policy_sha256: String,
+    weakenings: Vec<String>,
+}
+
+/// The consumer: outputs, audit, progress, counts.
+struct Recorder {
+    out: Option<PathBuf>,
+    audit: Option<AuditWriter>,
+    base: RecordBase,
+    json: bool,
+    progress: Option<ProgressBar>,
+    counts: BTreeMap<&'static str, u64>,
+    latencies: Latencies,
+    poison: Vec<String>,
+    poison_count: u64,
+    done: u64,
+    /// A failure that stops the run (audit or output not writable).
+    fatal: Option<String>,
+}
+
+impl Recorder {
+    fn take(&mut self, f: Finished<Item>) {
+        let Finished {
+            tag: item,
+            outcome,
+            attempt,
+            generation,
+            recycle_reason,
+            poison,
+            notes,
+        } = f;
+        let mut verdict_word = outcome.verdict.word();
+        let mut detail = outcome.verdict.detail();
+        let mut output_path = None;
+        let mut output_sha = None;
+        if outcome.verdict.is_ok() {
+            output_sha = Some(sha256_hex(&outcome.output));
+            if let Some(out) = &self.out {
+                match write_output(out, &item.rel, &outcome.output) {
+                    Ok(p) => output_path = Some(p.display().to_string()),
+                    Err(e) => {
+                        // Never judged for good: `--resume` runs it again.
+                        verdict_word = Verdict::Cancelled.word();
+                        detail = format!("cannot write the output to {}: {e}", out.display());
+                        output_sha = None;
+                        self.fail(format!("cannot write the output for {}: {e}", item.name));
+                    }
+                }
+            }
+        }
+        *self.counts.entry(verdict_word).or_default() += 1;
+        self.done += 1;
+        self.latencies.add(outcome.wall);
+        if poison {
+            self.poison_count += 1;
+            if self.poison.len() < MAX_POISON_LISTED {
+                self.poison.push(item.name.clone());
+            }
+        }
+        let mut all_notes: Vec<String> = self.base.weakenings.clone();
+        all_notes.extend(notes);
+        all_notes.extend(outcome.denied.iter().map(|d| format!("denied: {d}")));
+        if !outcome.verdict.is_ok() && !outcome.stderr_tail.is_empty() {
+            all_notes.push(format!("stderr: {}", outcome.stderr_tail));
+        }
+        all_notes.truncate(MAX_NOTES);
+        let notes = all_notes.iter().map(|n| truncate(n, MAX_NOTE)).collect();
+        if let Some(audit) = &mut self.audit {
+            let rec = AuditRecord {
+                input: item.name.clone(),
+                input_sha256: item.sha256.clone(),
+                plugin: self.base.plugin.clone(),
+                plugin_sha256: self.base.plugin_sha256.clone(),
+                policy: self.base.policy.clone(),
+                policy_sha256: self.base.policy_sha256.clone(),
+                worker_pid: u32::try_from(outcome.pid).ok().filter(|p| *p > 0),
+                generation,
+                verdict: verdict_word.to_string(),
+                detail: truncate(&detail, MAX_DETAIL),
+                attempt,
+                wall_ms: outcome.wall.as_millis() as u64,
+                cpu_ms: outcome.cpu_ms,
+                max_rss_kib: outcome.max_rss_kib,
+                recycle_reason: recycle_reason.map(|r| r.word().to_string()),
+                output: output_path,
+                output_sha256: output_sha,
+                notes,
+                ..AuditRecord::default()
+            };
+            if let Err(e) = audit.append(rec) {
+                self.fail(error_chain(&e));
+            }
+        }
+        if !self.json {
+            let mut line = format!(
+                "{verdict_word:<14} {} ({} ms)",
+                item.name,
+                outcome.wall.as_millis()
+            );
+            if attempt > 1 {
+                line.push_str(&format!(
+                    " [attempt {attempt}{}]",
+                    if poison { ", poison" } else { "" }
+                ));
+            }
+            if !detail.is_empty() {
+                line.push_str(": ");
+                line.push_str(&truncate(&detail, 300));
+            }
+            match &self.progress {
+                Some(pb) => pb.suspend(|| println!("{line}")),
+                None => println!("{line}"),
+            }
+        }
+        if let Some(pb) = &self.progress {
+            pb.set_position(self.done);
+            pb.set_message(self.counts_text());
+        }
+    }
+
+    fn fail(&mut self, msg: String) {
+        if self.fatal.is_none() {
+            eprintln!("plugwarden: {msg}; stopping (finished jobs are recorded)");
+            self.fatal = Some(msg);
+        }
+    }
+
+    fn counts_text(&self) -> String {
+        let parts: Vec<String> = WORDS
+            .iter()
+            .filter_map(|w| self.counts.get(w).map(|n| format!("{w} {n}")))
+            .collect();
+        parts.join(" · ")
+    }
+}
+
+/// The error and its causes, one sentence.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        source = s.source();
+    }
+    msg
+}
+
+/// Flags set by SIGINT and SIGTERM; a second signal exits at once.
+struct Signals {
+    int: Arc<AtomicBool>,
+    term: Arc<AtomicBool>,
+}
+
+impl Signals {
+    fn register() -> Result<Signals, Usage> {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        use signal_hook::flag;
+        let any = Arc::new(AtomicBool::new(false));
+        let int = Arc::new(AtomicBool::new(false));
+        let term = Arc::new(AtomicBool::new(false));
+        for (sig, code, own) in [(SIGINT, 130, &int), (SIGTERM, 143, &term)] {
+            // Registered first, so it sees `any` as the previous signal left it.
+            flag::register_conditional_shutdown(sig, code, any.clone())?;
+            flag::register(sig, own.clone())?;
+            flag::register(sig, any.clone())?;
+        }
+        Ok(Signals { int, term })
+    }
+
+    /// The exit status for the signal received, if any.
+    fn received(&self) -> Option<u8> {
+        if self.int.load(Ordering::SeqCst) {
+            Some(130)
+        } else if self.term.load(Ordering::SeqCst) {
+            Some(143)
+        } else {
+            None
+        }
+    }
+}
+
+/// The fork server shares our process group: a Ctrl-C on the terminal
+/// would kill it with the jobs in flight. An ignored disposition survives
+/// exec, so it is ignored while the fork server starts; our own handler is
+/// installed afterwards.
+fn ignore_sigint_for_children() {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    let ignore = SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
+    // SAFETY: SIG_IGN installs no handler code; nothing else has a handler yet.
+    let _ = unsafe { sigaction(Signal::SIGINT, &ignore) };
+}
+
+fn check_out_dir(out: &Path) -> Result<(), Usage> {
+    std::fs::create_dir_all(out).map_err(|e| {
+        Usage(format!(
+            "cannot create the output directory {}: {e}",
+            out.display()
+        ))
+    })?;
+    tempfile::Builder::new()
+        .prefix(".plugwarden-check-")
+        .tempfile_in(out)
+        .map(drop)
+        .map_err(|e| {
+            Usage(format!(
+                "the output directory {} is not writable: {e}",
+                out.display()
+            ))
+        })
+}
+
+fn record_base(sandbox: &Sandbox) -> Result<RecordBase, Usage> {
+    let exe = &sandbox.plugin.exe;
+    let plugin_sha256 = sha256_file(exe)
+        .map_err(|e| Usage(format!("cannot read the plugin {}: {e}", exe.display())))?;
+    Ok(RecordBase {
+        plugin: exe.display().to_string(),
+        plugin_sha256,
+        policy: sandbox.policy.name.clone(),
+        policy_sha256: sha256_hex(sandbox.policy.sources.concat().as_bytes()),
+        weakenings: sandbox
+            .weakenings
+            .iter()
+            .map(|w| format!("weakened: {w}"))
+            .collect(),
+    })
+}
+
+fn progress_bar() -> Option<ProgressBar> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let pb = ProgressBar::new_spinner();
+    let style = ProgressStyle::with_template("{spinner} {pos} done [{elapsed}] {per_sec} {msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_spinner());
+    pb.set_style(style);
+    pb.enable_steady_tick(Duration::from_millis(200));
+    Some(pb)
+}
+
+/// Once the walk is over the total is known: a real bar with an ETA.
+fn show_total(pb: &ProgressBar, total: u64) {
+    pb.set_length(total);
+    if let Ok(style) =
+        ProgressStyle::with_template("{bar:30} {pos}/{len} [{elapsed}, eta {eta}] {per_sec} {msg}")
+    {
+        pb.set_style(style);
+    }
 }
 
 pub fn run(a: RunArgs) -> Result<u8, Usage> {
@@ -87,70 +535,241 @@ pub fn run(a: RunArgs) -> Result<u8, Usage> {
         }
     }
     if let Some(out) = &a.out {
-        std::fs::create_dir_all(out)
-            .map_err(|e| Usage(format!("cannot create the output directory {}: {e}", out.display())))?;
+        check_out_dir(out)?;
     }
-    let sandbox = a.sandbox.build()?;
-    let started = Instant::now();
-    let mut counts: BTreeMap<&'static str, u64> = BTreeMap::new();
-    let mut worker: Option<Worker> = None;
-    let batch = sandbox.policy.worker.batch;
-    for item in walk(&a.inputs) {
-        let (path, rel) = match item {
-            Ok(x) => x,
-            Err(e) => {
-                report(&mut counts, &e, &Verdict::InputError(e.clone()), None);
-                continue;
-            }
-        };
-        let outcome = match std::fs::read(&path) {
-            Err(e) => failed(Verdict::InputError(format!("cannot read {}: {e}", path.display()))),
-            Ok(input) => match sandbox.plugin.mode {
-                Mode::Filter => run_filter(&sandbox, &input),
-                Mode::Worker => {
-                    if worker.as_ref().is_some_and(|w| !w.is_alive() || w.jobs >= batch) {
-                        worker.take().map(Worker::shutdown);
-                    }
-                    if worker.is_none() {
-                        match Worker::start(&sandbox) {
-                            Ok(w) => worker = Some(w),
-                            Err(e) => {
-                                let v = Verdict::SetupError(e.to_string());
-                                report(&mut counts, &path.display().to_string(), &v, None);
-                                continue;
-                            }
-                        }
-                    }
-                    worker.as_mut().expect("started").run_job(&input)
-                }
-            },
-        };
-        let mut verdict = outcome.verdict.clone();
-        if verdict.is_ok() {
-            if let Some(out) = &a.out {
-                if let Err(e) = write_output(out, &rel, &outcome.output) {
-                    verdict = Verdict::InputError(format!("cannot write the output: {e}"));
-                }
-            }
+    ignore_sigint_for_children();
+    let sandbox = Arc::new(a.sandbox.build()?);
+    let signals = Signals::register()?;
+    let mut audit = match &a.audit {
+        Some(path) => Some(AuditWriter::open(path).map_err(|e| Usage(error_chain(&e)))?),
+        None => None,
+    };
+    let recorded = match (&a.audit, a.resume) {
+        (Some(path), true) => {
+            plugwarden::audit::recorded_inputs(path).map_err(|e| Usage(error_chain(&e)))?
         }
-        report(&mut counts, &path.display().to_string(), &verdict, Some(&outcome));
+        _ => HashSet::new(),
+    };
+    if let Some(w) = &mut audit {
+        w.set_sync(false);
     }
-    if let Some(w) = worker {
-        w.shutdown();
+    let base = match &audit {
+        Some(_) => record_base(&sandbox)?,
+        None => RecordBase::default(),
+    };
+    let mut config = PoolConfig::from_policy(&sandbox.policy);
+    if let Some(n) = a.workers {
+        config.workers = usize::from(n);
     }
-    let total: u64 = counts.values().sum();
-    let parts: Vec<String> = WORDS.iter().filter_map(|w| counts.get(w).map(|n| format!("{n} {w}"))).collect();
-    eprintln!(
-        "{total} inputs in {:.2}s: {}",
-        started.elapsed().as_secs_f64(),
-        if parts.is_empty() { "nothing to do".into() } else { parts.join(", ") }
-    );
-    let all_ok = counts.keys().all(|w| *w == "ok");
-    Ok(if all_ok { EXIT_OK } else { EXIT_VERDICT })
+    if let Some(b) = a.batch {
+        config.batch = b;
+    }
+    let workers = config.workers;
+    let started = Instant::now();
+    let (pool, feeder) = Pool::<Item>::start(sandbox.clone(), config);
+    let state = Arc::new(FeedState::default());
+    let feed_thread = {
+        let state = state.clone();
+        let inputs = a.inputs.clone();
+        std::thread::Builder::new()
+            .name("pw-feeder".into())
+            .spawn(move || feed(&inputs, &feeder, &recorded, &state))
+            .map_err(|e| Usage(format!("cannot start the feeder thread: {e}")))?
+    };
+    let mut rec = Recorder {
+        out: a.out.clone(),
+        audit,
+        base,
+        json: a.json,
+        progress: progress_bar(),
+        counts: BTreeMap::new(),
+        latencies: Latencies::default(),
+        poison: Vec::new(),
+        poison_count: 0,
+        done: 0,
+        fatal: None,
+    };
+    let interrupted = consume(&pool, &mut rec, &signals, &state, a.grace);
+    let stats = pool.join();
+    let _ = feed_thread.join();
+    if let Some(pb) = &rec.progress {
+        pb.finish_and_clear();
+    }
+    let elapsed = started.elapsed();
+    let skipped = state.skipped.load(Ordering::SeqCst);
+    print_summary(&rec, &stats, skipped, elapsed, workers, interrupted);
+    Ok(match (interrupted, &rec.fatal) {
+        (Some(code), _) => code,
+        (None, Some(_)) => EXIT_USAGE,
+        (None, None) if rec.counts.keys().all(|w| *w == "ok") => EXIT_OK,
+        (None, None) => EXIT_VERDICT,
+    })
 }
 
-fn report(counts: &mut BTreeMap<&'static str, u64>, input: &str, v: &Verdict, o: Option<&JobOutcome>) {
-    *counts.entry(v.word()).or_default() += 1;
-    let ms = o.map_or(0, |o| o.wall.as_millis());
-    println!("{:<14} {input} ({ms} ms){}", v.word(), if v.detail().is_empty() { String::new() } else { format!(": {}", v.detail()) });
+/// Takes results until every slot has exited; handles signals and fatal
+/// errors. Returns the signal's exit status, if one stopped the run.
+fn consume(
+    pool: &Pool<Item>,
+    rec: &mut Recorder,
+    signals: &Signals,
+    state: &FeedState,
+    grace: Duration,
+) -> Option<u8> {
+    let mut kill_at: Option<Instant> = None;
+    let mut killed = false;
+    let mut stopped_for_fatal = false;
+    let mut total_shown = false;
+    loop {
+        if let (Some(_), None) = (signals.received(), kill_at) {
+            eprintln!(
+                "plugwarden: stopping: no new inputs; jobs in flight have {} to finish (a second signal exits at once)",
+                humantime::format_duration(grace)
+            );
+            pool.stop();
+            kill_at = Some(Instant::now() + grace);
+        }
+        if kill_at.is_some_and(|t| Instant::now() >= t) && !killed {
+            pool.cancel();
+            killed = true;
+        }
+        if rec.fatal.is_some() && !stopped_for_fatal {
+            pool.stop();
+            stopped_for_fatal = true;
+        }
+        if let (Some(pb), false) = (&rec.progress, total_shown) {
+            if state.walk_done.load(Ordering::SeqCst) {
+                show_total(pb, state.submitted.load(Ordering::SeqCst));
+                total_shown = true;
+            }
+        }
+        match pool.results().recv_timeout(Duration::from_millis(100)) {
+            Ok(f) => rec.take(f),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    signals.received()
+}
+
+fn print_summary(
+    rec: &Recorder,
+    stats: &PoolStats,
+    skipped: u64,
+    elapsed: Duration,
+    workers: usize,
+    interrupted: Option<u8>,
+) {
+    let secs = elapsed.as_secs_f64();
+    let rate = if secs > 0.0 {
+        rec.done as f64 / secs
+    } else {
+        0.0
+    };
+    let lat = |p| rec.latencies.percentile_ms(p);
+    let recycles: BTreeMap<&str, u64> = stats
+        .recycles_by_reason()
+        .map(|(r, n)| (r.word(), n))
+        .collect();
+    let last_hash = rec.audit.as_ref().map(|a| a.last_hash().to_string());
+    if rec.json {
+        let summary = json!({
+            "inputs": rec.done,
+            "skipped": skipped,
+            "verdicts": rec.counts,
+            "poison": rec.poison,
+            "poison_count": rec.poison_count,
+            "recycles": recycles,
+            "workers": workers,
+            "workers_started": stats.workers_started,
+            "latency_ms": { "p50": lat(50.0), "p95": lat(95.0), "p99": lat(99.0) },
+            "elapsed_s": secs,
+            "jobs_per_s": rate,
+            "interrupted": interrupted.is_some(),
+            "error": rec.fatal,
+            "audit_last_hash": last_hash,
+            "host_max_rss_kib": host_max_rss_kib(),
+        });
+        println!("{summary}");
+        return;
+    }
+    let parts: Vec<String> = WORDS
+        .iter()
+        .filter_map(|w| rec.counts.get(w).map(|n| format!("{n} {w}")))
+        .collect();
+    eprintln!(
+        "{} inputs in {secs:.2}s ({rate:.1} jobs/s, {workers} workers){}: {}",
+        rec.done,
+        if skipped > 0 {
+            format!(", {skipped} skipped (already recorded)")
+        } else {
+            String::new()
+        },
+        if parts.is_empty() {
+            "nothing to do".into()
+        } else {
+            parts.join(", ")
+        }
+    );
+    eprintln!(
+        "latency p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms",
+        lat(50.0),
+        lat(95.0),
+        lat(99.0)
+    );
+    let recycled: Vec<String> = recycles
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(r, n)| format!("{n} {r}"))
+        .collect();
+    if !recycled.is_empty() {
+        eprintln!("recycled workers: {}", recycled.join(", "));
+    }
+    if rec.poison_count > 0 {
+        eprintln!("poison (failed twice, quarantined): {}", rec.poison_count);
+        for p in &rec.poison {
+            eprintln!("  {p}");
+        }
+    }
+    if let Some(hash) = last_hash {
+        eprintln!("audit log ends with hash {hash}");
+    }
+    if interrupted.is_some() {
+        eprintln!("interrupted: run again with --resume to finish");
+    }
+}
+
+/// Peak RSS of this host process (not its plugins).
+fn host_max_rss_kib() -> u64 {
+    nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF)
+        .map_or(0, |u| u.max_rss() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_latencies_percentiles_of_1_to_100_ms_are_within_two_percent() {
+        let mut l = Latencies::default();
+        for ms in 1..=100 {
+            l.add(Duration::from_millis(ms));
+        }
+        let p95 = l.percentile_ms(95.0);
+        assert!((93.0..=95.0).contains(&p95), "p95 {p95}");
+        let p50 = l.percentile_ms(50.0);
+        assert!((49.0..=50.0).contains(&p50), "p50 {p50}");
+    }
+
+    #[test]
+    fn test_latencies_empty_is_zero() {
+        assert_eq!(Latencies::default().percentile_ms(99.0), 0.0);
+    }
+
+    #[test]
+    fn test_latencies_bucket_lower_bound_roundtrips() {
+        for us in [0u64, 63, 64, 100, 1000, 123_456, 10_000_000] {
+            let lb = Latencies::lower_bound(Latencies::bucket(us));
+            assert!(lb <= us && us - lb <= us / 32, "{us} -> {lb}");
+        }
+    }
 }

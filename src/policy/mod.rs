@@ -6,6 +6,7 @@
 //! [`Policy`] with concrete values. The shipped policies in `policies/` are
 //! embedded in the binary and found by name.
 
+pub mod check;
 pub mod groups;
 
 use std::collections::BTreeSet;

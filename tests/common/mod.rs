@@ -30,7 +30,10 @@ pub fn is_root() -> bool {
 
 /// A temporary directory everyone may enter (mode 0755).
 pub fn scratch() -> tempfile::TempDir {
-    let d = tempfile::Builder::new().prefix("pw-test-").tempdir().expect("tempdir");
+    let d = tempfile::Builder::new()
+        .prefix("pw-test-")
+        .tempdir()
+        .expect("tempdir");
     std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
     d
 }
@@ -50,13 +53,26 @@ pub fn call(args: &[&str], input: &[u8]) -> Output {
 
 pub fn call_with(mut cmd: Command, args: &[&str], input: &[u8]) -> Output {
     use std::io::Write;
-    cmd.arg("call").args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.arg("call")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("spawn plugwarden");
-    child.stdin.take().expect("stdin").write_all(input).expect("write input");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input)
+        .expect("write input");
     child.wait_with_output().expect("wait")
 }
 
 /// The verdict line (last line of stderr).
 pub fn verdict(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).lines().last().unwrap_or("").to_string()
+    String::from_utf8_lossy(&o.stderr)
+        .lines()
+        .last()
+        .unwrap_or("")
+        .to_string()
 }

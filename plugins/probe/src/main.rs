@@ -79,6 +79,11 @@ fn handle(input: &[u8]) -> Result<Vec<u8>, String> {
             std::thread::sleep(std::time::Duration::from_secs(3600));
             Ok(Vec::new())
         }
+        "nap" => {
+            let ms: u64 = arg.parse().map_err(|_| "bad duration")?;
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+            Ok(format!("napped {ms}").into_bytes())
+        }
         "crash" => {
             // SAFETY: not safe at all: a read through a null pointer is the
             // point of this command (a real SIGSEGV, not a raised one).

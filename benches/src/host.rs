@@ -1,0 +1,205 @@
+//! The plugwarden side of every row, through the library as a host uses
+//! it: a fork server running the real plugwarden binary, the built-in
+//! `strict` policy, `/bin/true` as a filter and `pw-echo` as a worker.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use plugwarden::forkserver::ForkServer;
+use plugwarden::sandbox::{Enforce, Mode, PluginSpec, Sandbox};
+use plugwarden::worker::Worker;
+
+/// The binaries a bench needs, from one target directory.
+pub struct Binaries {
+    pub plugwarden: PathBuf,
+    pub echo: PathBuf,
+}
+
+impl Binaries {
+    /// `plugwarden` and `pw-echo` next to `exe` (this binary), built with
+    /// `cargo build` of the same profile when missing and cargo is at hand.
+    pub fn beside(exe: &Path) -> Result<Binaries> {
+        let dir = exe.parent().context("binary has no directory")?;
+        let b = Binaries { plugwarden: dir.join("plugwarden"), echo: dir.join("pw-echo") };
+        if b.plugwarden.exists() && b.echo.exists() {
+            return Ok(b);
+        }
+        let cargo = std::env::var_os("CARGO").context(
+            "plugwarden or pw-echo is missing beside this binary: run `cargo build --release --workspace` first",
+        )?;
+        let release = dir.file_name().is_some_and(|n| n == "release");
+        eprintln!("note: building plugwarden and pw-echo (missing beside {})", exe.display());
+        let mut cmd = std::process::Command::new(cargo);
+        cmd.args(["build", "-q", "-p", "plugwarden", "-p", "pw-echo"]);
+        if release {
+            cmd.arg("--release");
+        }
+        if !cmd.status()?.success() {
+            bail!("cargo build of plugwarden and pw-echo failed");
+        }
+        Ok(b)
+    }
+}
+
+/// A fork server with the two sandboxes the bench uses.
+pub struct Host {
+    pub fs: Arc<ForkServer>,
+    pub true_filter: Sandbox,
+    pub echo: Sandbox,
+    /// Instructions in the strict policy's two seccomp programs (clone3, main).
+    pub filter_insns: (usize, usize),
+}
+
+impl Host {
+    pub fn start(bins: &Binaries) -> Result<Host> {
+        let fs = Arc::new(ForkServer::start(&bins.plugwarden)?);
+        let policy = Arc::new(plugwarden::policy::load("strict")?);
+        let spec = |exe: &Path, mode| PluginSpec { exe: exe.to_path_buf(), args: Vec::new(), mode };
+        let true_filter =
+            Sandbox::new(fs.clone(), spec(Path::new("/bin/true"), Mode::Filter), policy.clone(), Enforce::Policy)?;
+        let echo = Sandbox::new(fs.clone(), spec(&bins.echo, Mode::Worker), policy.clone(), Enforce::Policy)?;
+        let arch = plugwarden::policy::groups::Arch::native();
+        let f = plugwarden::seccomp::compile(&policy.syscalls, policy.limits.processes, arch)?;
+        Ok(Host { fs, true_filter, echo, filter_insns: (f.clone3.len(), f.main.len()) })
+    }
+}
+
+/// Per-launch means of one spawn round, in µs.
+pub struct SpawnRound {
+    /// `Sandbox::spawn` + `Process::wait`.
+    pub total: f64,
+    /// `Sandbox::spawn` alone (returns once the child has exec'd).
+    pub spawn: f64,
+    /// `Process::wait` alone (the child runs, exits, is reaped through the fork server).
+    pub wait: f64,
+}
+
+/// `n` sandboxed launches of /bin/true, one at a time.
+pub fn spawn_round(sb: &Sandbox, n: usize) -> Result<SpawnRound> {
+    let (mut spawn, mut wait) = (0.0, 0.0);
+    for _ in 0..n {
+        let t0 = Instant::now();
+        let mut p = sb.spawn()?;
+        let t1 = Instant::now();
+        let info = p.wait()?;
+        let t2 = Instant::now();
+        if info.code() != Some(0) {
+            bail!("sandboxed /bin/true ended with status {:#x}", info.status);
+        }
+        spawn += (t1 - t0).as_secs_f64();
+        wait += (t2 - t1).as_secs_f64();
+    }
+    let us = |s: f64| s * 1e6 / n as f64;
+    Ok(SpawnRound { total: us(spawn + wait), spawn: us(spawn), wait: us(wait) })
+}
+
+/// `n` fork-server requests that do no work: µs per request.
+pub fn fork_server_request_us(fs: &ForkServer, n: usize) -> f64 {
+    let t = Instant::now();
+    for _ in 0..n {
+        fs.release(u64::MAX);
+    }
+    t.elapsed().as_secs_f64() * 1e6 / n as f64
+}
+
+/// Runs one job and checks the echo.
+fn echo_job(w: &mut Worker, input: &[u8]) -> Result<()> {
+    let o = w.run_job(input);
+    if !o.verdict.is_ok() || o.output.len() != input.len() {
+        bail!("echo job of {} bytes: {} ({} bytes back) {}", input.len(), o.verdict, o.output.len(), o.stderr_tail);
+    }
+    Ok(())
+}
+
+/// A started worker that has answered `warm` jobs.
+pub fn warm_worker(sb: &Sandbox, warm: usize) -> Result<Worker> {
+    let mut w = Worker::start(sb)?;
+    let input = vec![0x5a; 1024];
+    for _ in 0..warm.max(1) {
+        echo_job(&mut w, &input)?;
+    }
+    Ok(w)
+}
+
+/// `iters` jobs of `size` bytes on a warm worker: µs per job.
+pub fn round_trip_us(w: &mut Worker, size: usize, iters: usize) -> Result<f64> {
+    let input = vec![0x5a; size];
+    let t = Instant::now();
+    for _ in 0..iters {
+        echo_job(w, &input)?;
+    }
+    Ok(t.elapsed().as_secs_f64() * 1e6 / iters as f64)
+}
+
+/// One job of `mib` MiB in and out: GB/s of bytes moved (input + output).
+pub fn bulk_gbs(w: &mut Worker, input: &[u8]) -> Result<f64> {
+    let t = Instant::now();
+    echo_job(w, input)?;
+    Ok(2.0 * input.len() as f64 / t.elapsed().as_secs_f64() / 1e9)
+}
+
+/// A batch run's throughput and per-job latencies.
+pub struct BatchRun {
+    pub jobs_per_s: f64,
+    /// µs from handing the job to a worker to its answer.
+    pub latencies_us: Vec<f64>,
+}
+
+/// `jobs` 4 KiB echo jobs on `workers` threads, each with its own worker
+/// recycled every `batch` jobs and a spare started ahead; retired workers
+/// are killed and reaped on a separate thread.
+pub fn batch(sb: &Sandbox, jobs: usize, batch: u64, workers: usize) -> Result<BatchRun> {
+    let next = AtomicUsize::new(0);
+    let payload = vec![0x42u8; 4096];
+    let (tx, rx) = mpsc::channel::<Worker>();
+    let reaper = std::thread::spawn(move || rx.into_iter().for_each(drop));
+    let t0 = Instant::now();
+    let results: Vec<Result<Vec<f64>>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                let (next, payload, tx) = (&next, &payload, tx.clone());
+                s.spawn(move || -> Result<Vec<f64>> {
+                    let mut lat = Vec::with_capacity(jobs / workers + 1);
+                    let mut cur = Worker::start(sb)?;
+                    let mut spare = Worker::start(sb)?;
+                    while next.fetch_add(1, Ordering::Relaxed) < jobs {
+                        let t = Instant::now();
+                        echo_job(&mut cur, payload)?;
+                        lat.push(t.elapsed().as_secs_f64() * 1e6);
+                        if cur.jobs >= batch {
+                            let old = std::mem::replace(&mut cur, spare);
+                            spare = Worker::start(sb)?;
+                            let _ = tx.send(old);
+                        }
+                    }
+                    let _ = (tx.send(cur), tx.send(spare));
+                    Ok(lat)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("panicked")))).collect()
+    });
+    let elapsed = t0.elapsed().as_secs_f64();
+    drop(tx);
+    let _ = reaper.join();
+    let mut latencies_us = Vec::with_capacity(jobs);
+    for r in results {
+        latencies_us.extend(r?);
+    }
+    Ok(BatchRun { jobs_per_s: jobs as f64 / elapsed, latencies_us })
+}
+
+/// This process's resident set size in KiB.
+pub fn self_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}

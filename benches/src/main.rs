@@ -1,0 +1,470 @@
+//! plugwarden-bench: what the sandbox costs, as ratios against the floor
+//! (bare fork+exec, raw pipes) and the peers (Python's process pool,
+//! bubblewrap and firejail when installed), measured side by side in one
+//! run: every section alternates plugwarden and its baseline round by
+//! round, so machine noise lands on both. Each ratio is the median of the
+//! per-round ratios, with p10 and p90.
+//!
+//!     cargo build --release --workspace
+//!     cargo run --release -p pw-bench --bin plugwarden-bench [-- --quick] [-- --only spawn,rt,...]
+//!
+//! docs/PERFORMANCE.md explains every row.
+
+mod floor;
+mod host;
+mod stats;
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use anyhow::{bail, Result};
+use stats::{ratios, summarize, Summary};
+
+/// How much to measure.
+struct Config {
+    quick: bool,
+    rounds: usize,
+    spawn_n: usize,
+    rt_iters: usize,
+    bulk_mib: usize,
+    bulk_rounds: usize,
+    batch_jobs: usize,
+    batch1_jobs: usize,
+    batch_rounds: usize,
+    py1_tasks: usize,
+    mem_jobs: (usize, usize),
+    only: Option<Vec<String>>,
+}
+
+impl Config {
+    fn from_args() -> Result<Config> {
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        let quick = args.iter().any(|a| a == "--quick");
+        let mut c = if quick {
+            Config {
+                quick,
+                rounds: 5,
+                spawn_n: 40,
+                rt_iters: 2000,
+                bulk_mib: 64,
+                bulk_rounds: 3,
+                batch_jobs: 4000,
+                batch1_jobs: 600,
+                batch_rounds: 3,
+                py1_tasks: 300,
+                mem_jobs: (1_000, 10_000),
+                only: None,
+            }
+        } else {
+            Config {
+                quick,
+                rounds: 11,
+                spawn_n: 200,
+                rt_iters: 10_000,
+                bulk_mib: 64,
+                bulk_rounds: 7,
+                batch_jobs: 20_000,
+                batch1_jobs: 20_000,
+                batch_rounds: 3,
+                py1_tasks: 2_000,
+                mem_jobs: (1_000, 100_000),
+                only: None,
+            }
+        };
+        let mut it = args.iter();
+        while let Some(a) = it.next() {
+            match a.as_str() {
+                "--quick" => {}
+                "--rounds" => c.rounds = it.next().and_then(|v| v.parse().ok()).unwrap_or(c.rounds).max(1),
+                "--only" => c.only = it.next().map(|v| v.split(',').map(str::to_string).collect()),
+                "-h" | "--help" => {
+                    println!(
+                        "usage: plugwarden-bench [--quick] [--rounds N] [--only spawn,rt,bulk,batch,memory]"
+                    );
+                    std::process::exit(0);
+                }
+                other => bail!("unknown argument {other:?} (try --help)"),
+            }
+        }
+        Ok(c)
+    }
+
+    fn wants(&self, section: &str) -> bool {
+        self.only.as_ref().is_none_or(|o| o.iter().any(|s| s == section))
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Target {
+    AtMost(f64),
+    AtLeast(f64),
+}
+
+/// One line of the table.
+struct Row {
+    name: String,
+    unit: &'static str,
+    pw: Summary,
+    base_name: String,
+    base: Option<Summary>,
+    ratio: Option<Summary>,
+    target: Option<Target>,
+}
+
+impl Row {
+    fn info(name: &str, unit: &'static str, pw: &[f64]) -> Row {
+        Row {
+            name: name.into(),
+            unit,
+            pw: summarize(pw),
+            base_name: String::new(),
+            base: None,
+            ratio: None,
+            target: None,
+        }
+    }
+
+    /// Ratio = plugwarden / baseline, round by round.
+    fn versus(name: &str, unit: &'static str, pw: &[f64], base_name: &str, base: &[f64]) -> Row {
+        let r = ratios(pw, base);
+        Row {
+            name: name.into(),
+            unit,
+            pw: summarize(pw),
+            base_name: base_name.into(),
+            base: Some(summarize(base)),
+            ratio: Some(summarize(&r)),
+            target: None,
+        }
+    }
+
+    fn target(mut self, t: Target) -> Row {
+        self.target = Some(t);
+        self
+    }
+}
+
+fn fmt_num(x: f64) -> String {
+    if !x.is_finite() {
+        "-".into()
+    } else if x.abs() >= 100.0 {
+        format!("{x:.0}")
+    } else if x.abs() >= 10.0 {
+        format!("{x:.1}")
+    } else {
+        format!("{x:.2}")
+    }
+}
+
+fn fmt_summary(s: &Summary, unit: &str) -> String {
+    if s.n <= 1 {
+        format!("{} {unit}", fmt_num(s.median))
+    } else {
+        format!("{} {unit} [{}–{}]", fmt_num(s.median), fmt_num(s.p10), fmt_num(s.p90))
+    }
+}
+
+fn print_table(rows: &[Row]) {
+    println!();
+    println!("| measure | plugwarden median [p10–p90] | baseline median [p10–p90] | ratio median [p10–p90] | target | result |");
+    println!("|---|---|---|---|---|---|");
+    for r in rows {
+        let base = match &r.base {
+            Some(b) => format!("{}: {}", r.base_name, fmt_summary(b, r.unit)),
+            None if r.base_name.is_empty() => "—".into(),
+            None => r.base_name.clone(),
+        };
+        let ratio = r.ratio.as_ref().map_or("—".into(), |s| fmt_summary(s, "×"));
+        let (target, result) = match (r.target, &r.ratio) {
+            (Some(Target::AtMost(t)), Some(s)) => (format!("≤ {t}×"), pass(s.median <= t)),
+            (Some(Target::AtLeast(t)), Some(s)) => (format!("≥ {t}×"), pass(s.median >= t)),
+            _ => ("—".into(), "info"),
+        };
+        println!("| {} | {} | {} | {} | {} | {} |", r.name, fmt_summary(&r.pw, r.unit), base, ratio, target, result);
+    }
+}
+
+fn pass(ok: bool) -> &'static str {
+    if ok {
+        "PASS"
+    } else {
+        "MISS"
+    }
+}
+
+fn progress(msg: &str) {
+    eprintln!("[{:>6.1} s] {msg}", START.with(|s| s.elapsed().as_secs_f64()));
+}
+
+thread_local! {
+    static START: Instant = Instant::now();
+}
+
+/// spawn_bench variants measured each round; the breakdown is derived from them.
+const SPAWN_VARIANTS: &[&str] = &[
+    "fork_exec",
+    "vfork_exec",
+    "fork_hardened_exec",
+    "fork_full_exec",
+    "fork_full_nofilter_exec",
+    "fork_full_nolandlock_exec",
+    "fork_full_llchild_exec",
+    "vfork_full_exec",
+];
+
+/// Spawn, peers and the setup breakdown. Returns the rows and the median floor (fork+exec, µs).
+fn spawn_section(c: &Config, h: &host::Host, fl: &floor::Floors, rows: &mut Vec<Row>) -> Result<f64> {
+    let mut pw = Vec::new();
+    let (mut pw_spawn, mut pw_wait, mut pw_ipc, mut cmd) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut c_vals: HashMap<&str, Vec<f64>> = HashMap::new();
+    let peers: Vec<(String, std::result::Result<Vec<String>, String>)> = [
+        ("bwrap --unshare-all --die-with-parent", "bwrap", vec!["--ro-bind", "/", "/", "--unshare-all", "--die-with-parent", "/bin/true"]),
+        ("firejail --noprofile", "firejail", vec!["--quiet", "--noprofile", "/bin/true"]),
+    ]
+    .into_iter()
+    .map(|(label, bin, args)| {
+        let argv = floor::peer(bin).map(|p| {
+            std::iter::once(p.to_string_lossy().into_owned()).chain(args.iter().map(|s| s.to_string())).collect()
+        });
+        (label.to_string(), argv)
+    })
+    .collect();
+    let mut peer_vals: Vec<Vec<f64>> = vec![Vec::new(); peers.len()];
+    host::spawn_round(&h.true_filter, 5)?; // warm-up
+    for round in 0..c.rounds {
+        progress(&format!("spawn round {}/{}", round + 1, c.rounds));
+        let r = host::spawn_round(&h.true_filter, c.spawn_n)?;
+        pw.push(r.total);
+        pw_spawn.push(r.spawn);
+        pw_wait.push(r.wait);
+        pw_ipc.push(host::fork_server_request_us(&h.fs, c.spawn_n));
+        for (k, v) in fl.spawn_round(c.spawn_n, SPAWN_VARIANTS)? {
+            if let Some(name) = SPAWN_VARIANTS.iter().find(|n| **n == k) {
+                c_vals.entry(name).or_default().push(v);
+            }
+        }
+        let t = Instant::now();
+        for _ in 0..c.spawn_n {
+            std::process::Command::new("/bin/true").status()?;
+        }
+        cmd.push(t.elapsed().as_secs_f64() * 1e6 / c.spawn_n as f64);
+        for (i, (_, argv)) in peers.iter().enumerate() {
+            if let Ok(argv) = argv {
+                peer_vals[i].push(floor::peer_round(argv, (c.spawn_n / 10).max(3))?);
+            }
+        }
+    }
+    let cv = |n: &str| c_vals.get(n).cloned().unwrap_or_default();
+    let floor = cv("fork_exec");
+    rows.push(
+        Row::versus("spawn /bin/true under strict (spawn + wait)", "µs", &pw, "fork+exec+wait (C)", &floor)
+            .target(Target::AtMost(1.3)),
+    );
+    rows.push(Row::versus("spawn vs vfork+exec", "µs", &pw, "vfork+exec+wait (C)", &cv("vfork_exec")));
+    rows.push(Row::versus(
+        "spawn vs every hardening step in C",
+        "µs",
+        &pw,
+        "fork + all steps + exec (C)",
+        &cv("fork_full_exec")));
+    rows.push(Row::versus("spawn vs std::process::Command", "µs", &pw, "Command /bin/true from this process", &cmd));
+    for ((label, argv), vals) in peers.iter().zip(&peer_vals) {
+        match argv {
+            Ok(_) => rows.push(Row::versus(&format!("spawn vs {label}"), "µs", &pw, label, vals)),
+            Err(note) => {
+                let mut row = Row::info(&format!("spawn vs {label}"), "µs", &pw);
+                row.base_name = note.clone();
+                rows.push(row);
+            }
+        }
+    }
+    // Per-step costs, from differences of variants measured in the same rounds.
+    let diff = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x - y).collect::<Vec<_>>();
+    let full = cv("fork_full_exec");
+    let seccomp = diff(&full, &cv("fork_full_nofilter_exec"));
+    let landlock = diff(&full, &cv("fork_full_nolandlock_exec"));
+    let rest: Vec<f64> =
+        full.iter().zip(&floor).zip(seccomp.iter().zip(&landlock)).map(|((f, b), (s, l))| f - b - s - l).collect();
+    rows.push(Row::info("step (C): fork + exec + wait of /bin/true", "µs", &floor));
+    rows.push(Row::info("step (C): session, pdeathsig, close_range, 6 rlimits, drop to 65534, nnp", "µs", &rest));
+    rows.push(Row::info("step (C): landlock_restrict_self (ruleset prepared once)", "µs", &landlock));
+    rows.push(Row::info(
+        "step (C): seccomp allowlist install (203 insns, linear)",
+        "µs",
+        &seccomp,
+    ));
+    rows.push(Row::info(
+        "step (C): building the Landlock ruleset in the child instead",
+        "µs",
+        &diff(&cv("fork_full_llchild_exec"), &full),
+    ));
+    rows.push(Row::info("step (C): clone(VM|VFORK) instead of fork, all steps", "µs", &diff(&cv("vfork_full_exec"), &full)));
+    rows.push(Row::info("plugwarden: Sandbox::spawn (pipes, request, fork, road, exec)", "µs", &pw_spawn));
+    rows.push(Row::info("plugwarden: Process::wait (run, exit, reap via fork server)", "µs", &pw_wait));
+    rows.push(Row::info("plugwarden: one fork-server request round trip", "µs", &pw_ipc));
+    rows.push(Row::info(
+        &format!("plugwarden: strict seccomp programs, instructions (clone3 + main = {} + {})", h.filter_insns.0, h.filter_insns.1),
+        "insns",
+        &[(h.filter_insns.0 + h.filter_insns.1) as f64],
+    ));
+    Ok(summarize(&floor).median)
+}
+
+fn round_trip_section(c: &Config, h: &host::Host, fl: &floor::Floors, rows: &mut Vec<Row>) -> Result<()> {
+    let mut w = host::warm_worker(&h.echo, 200)?;
+    let (mut pw, mut pipe) = (Vec::new(), Vec::new());
+    for round in 0..c.rounds {
+        progress(&format!("round trip round {}/{}", round + 1, c.rounds));
+        pw.push(host::round_trip_us(&mut w, 1024, c.rt_iters)?);
+        pipe.push(fl.pipe_round_trip_us(1024, c.rt_iters)?);
+    }
+    w.shutdown();
+    rows.push(
+        Row::versus("round trip, 1 KiB job, warm pw-echo", "µs", &pw, "pipe ping-pong 1 KiB (C)", &pipe)
+            .target(Target::AtMost(2.0)),
+    );
+    Ok(())
+}
+
+fn bulk_section(c: &Config, h: &host::Host, fl: &floor::Floors, rows: &mut Vec<Row>) -> Result<()> {
+    let input = vec![0xa5u8; c.bulk_mib << 20];
+    let mut w = host::warm_worker(&h.echo, 10)?;
+    host::bulk_gbs(&mut w, &input)?; // warm-up: the worker's buffers grow once
+    let (mut pw, mut pipe) = (Vec::new(), Vec::new());
+    for round in 0..c.bulk_rounds {
+        progress(&format!("bulk round {}/{}", round + 1, c.bulk_rounds));
+        pw.push(host::bulk_gbs(&mut w, &input)?);
+        pipe.push(fl.pipe_throughput_gbs(2 * c.bulk_mib, 1 << 20)?);
+    }
+    w.shutdown();
+    rows.push(
+        Row::versus(
+            &format!("bulk, {} MiB in + {} MiB out, warm pw-echo", c.bulk_mib, c.bulk_mib),
+            "GB/s",
+            &pw,
+            &format!("pipe, {} MiB one way, 1 MiB writes (C)", 2 * c.bulk_mib),
+            &pipe)
+        .target(Target::AtLeast(1.0)),
+    );
+    Ok(())
+}
+
+fn batch_section(c: &Config, h: &host::Host, fl: &floor::Floors, floor_us: f64, rows: &mut Vec<Row>) -> Result<()> {
+    let (mut b100, mut b1, mut py100, mut py1) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut lat100, mut lat1) = (Vec::new(), Vec::new());
+    let python = fl.has_python();
+    for round in 0..c.batch_rounds {
+        progress(&format!("batch round {}/{}", round + 1, c.batch_rounds));
+        let r = host::batch(&h.echo, c.batch_jobs, 100, 2)?;
+        b100.push(r.jobs_per_s);
+        lat100.extend(r.latencies_us);
+        let r = host::batch(&h.echo, c.batch1_jobs, 1, 2)?;
+        b1.push(r.jobs_per_s);
+        lat1.extend(r.latencies_us);
+        if python {
+            py100.push(fl.python_pool(100, c.batch_jobs)?);
+            py1.push(fl.python_pool(1, c.py1_tasks)?);
+        }
+    }
+    if python {
+        rows.push(
+            Row::versus(
+                &format!("batch 100: {} 4 KiB jobs, 2 workers", c.batch_jobs),
+                "jobs/s",
+                &b100,
+                "Python Pool(2, maxtasksperchild=100)",
+                &py100)
+            .target(Target::AtLeast(10.0)),
+        );
+    } else {
+        let mut row = Row::info("batch 100, 2 workers", "jobs/s", &b100);
+        row.base_name = "skipped: python3 not installed".into();
+        rows.push(row);
+    }
+    let limit = 2.0 * 1e6 / floor_us;
+    let limits = vec![limit; b1.len()];
+    rows.push(
+        Row::versus(
+            &format!("batch 1: {} 4 KiB jobs, 2 workers", c.batch1_jobs),
+            "jobs/s",
+            &b1,
+            "2 cores / fork+exec floor",
+            &limits)
+        .target(Target::AtLeast(0.75)),
+    );
+    if python {
+        rows.push(Row::versus(
+            "batch 1 vs Python",
+            "jobs/s",
+            &b1,
+            &format!("Python Pool(2, maxtasksperchild=1), {} tasks", c.py1_tasks),
+            &py1));
+    }
+    for (name, lat) in [("batch 100", &lat100), ("batch 1", &lat1)] {
+        let s = stats::sorted(lat);
+        let q = |p| stats::quantile(&s, p);
+        let mut row = Row::info(&format!("{name}: job latency p50 / p95 / p99"), "µs", &[q(0.5)]);
+        row.name = format!("{name}: job latency p50 / p95 / p99 = {} / {} / {} µs", fmt_num(q(0.5)), fmt_num(q(0.95)), fmt_num(q(0.99)));
+        rows.push(row);
+    }
+    Ok(())
+}
+
+fn memory_section(c: &Config, h: &host::Host, rows: &mut Vec<Row>) -> Result<()> {
+    let (small, big) = c.mem_jobs;
+    progress(&format!("memory: {small} jobs"));
+    host::batch(&h.echo, small, 100, 2)?;
+    let rss_small = host::self_rss_kib() as f64;
+    progress(&format!("memory: {} more jobs", big - small));
+    host::batch(&h.echo, big - small, 100, 2)?;
+    let rss_big = host::self_rss_kib() as f64;
+    rows.push(
+        Row::versus(
+            &format!("host RSS after {big} echo jobs"),
+            "KiB",
+            &[rss_big],
+            &format!("after {small} jobs"),
+            &[rss_small])
+        .target(Target::AtMost(1.1)),
+    );
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    START.with(|_| ());
+    let c = Config::from_args()?;
+    let exe = std::env::current_exe()?;
+    let bins = host::Binaries::beside(&exe)?;
+    if cfg!(debug_assertions) {
+        eprintln!("note: this is a debug build; numbers only mean something with --release");
+    }
+    progress("compiling the C floors");
+    let fl = floor::Floors::build()?;
+    let h = host::Host::start(&bins)?;
+    let mut rows = Vec::new();
+    let mut floor_us = f64::NAN;
+    if c.wants("spawn") || c.wants("batch") {
+        floor_us = spawn_section(&c, &h, &fl, &mut rows)?;
+    }
+    if c.wants("rt") {
+        round_trip_section(&c, &h, &fl, &mut rows)?;
+    }
+    if c.wants("bulk") {
+        bulk_section(&c, &h, &fl, &mut rows)?;
+    }
+    if c.wants("batch") {
+        batch_section(&c, &h, &fl, floor_us, &mut rows)?;
+    }
+    if c.wants("memory") {
+        memory_section(&c, &h, &mut rows)?;
+    }
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!(
+        "# plugwarden-bench{}: {cpus} CPUs, {} rounds per ratio; ratio = plugwarden / baseline, \
+         per round (times: lower is better; rates: higher is better)",
+        if c.quick { " --quick" } else { "" },
+        c.rounds
+    );
+    print_table(&rows);
+    Ok(())
+}

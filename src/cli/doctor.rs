@@ -1,0 +1,247 @@
+//! `plugwarden doctor`: what this kernel and this process can do, and what
+//! that means for each wall of the sandbox (enforced, weakened, refused).
+//!
+//! Every answer comes from a probe, not from a version number: the Landlock
+//! ABI the kernel reports, the seccomp actions it lists, a cgroup created
+//! and removed again, a user namespace created in a throwaway child.
+
+use std::path::Path;
+
+use caps::{CapSet, Capability};
+use plugwarden::landlock_rules;
+
+use super::{Usage, EXIT_OK};
+
+/// The pinned Landlock ABI as a number (landlock_rules::ABI_PINNED).
+const LANDLOCK_PINNED: i64 = 7;
+
+/// What the probes found.
+struct Facts {
+    landlock_abi: i64,
+    seccomp_actions: Option<String>,
+    kernel: (u32, u32),
+    cgroup: Cgroups,
+    userns_max: Option<u64>,
+    userns_ok: bool,
+    root: bool,
+    sys_resource_effective: bool,
+    sys_resource_bounding: bool,
+}
+
+struct Cgroups {
+    /// Controllers of the v2 hierarchy (pure v2 or the hybrid `unified` mount).
+    v2: Option<(String, Vec<String>)>,
+    /// Mounted v1 controllers.
+    v1: Vec<String>,
+    /// Directories where we created and removed a group.
+    writable: Vec<String>,
+    /// Directories where that failed, with the reason.
+    refused: Vec<String>,
+}
+
+pub fn run() -> Result<u8, Usage> {
+    let f = probe();
+    print_facts(&f);
+    println!();
+    print_walls(&f);
+    Ok(EXIT_OK)
+}
+
+fn probe() -> Facts {
+    let read = |p: &str| std::fs::read_to_string(p).ok();
+    let has = |set| caps::has_cap(None, set, Capability::CAP_SYS_RESOURCE).unwrap_or(false);
+    Facts {
+        landlock_abi: landlock_rules::kernel_abi(),
+        seccomp_actions: read("/proc/sys/kernel/seccomp/actions_avail").map(|s| s.trim().to_string()),
+        kernel: kernel_version(),
+        cgroup: cgroups(),
+        userns_max: read("/proc/sys/user/max_user_namespaces").and_then(|s| s.trim().parse().ok()),
+        userns_ok: try_user_namespace(),
+        root: nix::unistd::geteuid().is_root(),
+        sys_resource_effective: has(CapSet::Effective),
+        sys_resource_bounding: has(CapSet::Bounding),
+    }
+}
+
+fn kernel_version() -> (u32, u32) {
+    let release = nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default();
+    let mut parts = release.split(|c: char| !c.is_ascii_digit()).filter_map(|p| p.parse().ok());
+    (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
+}
+
+/// Creates and removes a group under `dir`: the only sure test of permission.
+fn try_cgroup(dir: &Path) -> Result<(), std::io::Error> {
+    let probe = dir.join(format!("plugwarden-doctor-{}", std::process::id()));
+    std::fs::create_dir(&probe)?;
+    std::fs::remove_dir(&probe)
+}
+
+fn cgroups() -> Cgroups {
+    let root = Path::new("/sys/fs/cgroup");
+    let controllers = |dir: &Path| {
+        std::fs::read_to_string(dir.join("cgroup.controllers"))
+            .ok()
+            .map(|s| s.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+    };
+    let mut v2 = None;
+    let mut v1 = Vec::new();
+    let mut candidates = Vec::new();
+    if let Some(c) = controllers(root) {
+        v2 = Some((root.display().to_string(), c));
+        candidates.push(root.to_path_buf());
+    } else {
+        let unified = root.join("unified");
+        if let Some(c) = controllers(&unified) {
+            v2 = Some((unified.display().to_string(), c));
+            candidates.push(unified);
+        }
+        if let Ok(entries) = std::fs::read_dir(root) {
+            let mut names: Vec<String> = entries
+                .filter_map(|e| e.ok())
+                .filter(|e| e.path().is_dir())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n != "unified" && n != "systemd")
+                .collect();
+            names.sort();
+            v1 = names;
+        }
+        for name in ["pids", "memory"] {
+            if v1.iter().any(|n| n == name) {
+                candidates.push(root.join(name));
+            }
+        }
+    }
+    let mut writable = Vec::new();
+    let mut refused = Vec::new();
+    for dir in candidates {
+        match try_cgroup(&dir) {
+            Ok(()) => writable.push(dir.display().to_string()),
+            Err(e) => refused.push(format!("{} ({e})", dir.display())),
+        }
+    }
+    Cgroups { v2, v1, writable, refused }
+}
+
+/// Forks a child that tries `unshare(CLONE_NEWUSER)` and reports by exit status.
+fn try_user_namespace() -> bool {
+    // SAFETY: doctor is single-threaded here; the child calls only the
+    // async-signal-safe unshare and _exit.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // SAFETY: unshare takes an integer; the child exits right after.
+        let rc = unsafe { libc::unshare(libc::CLONE_NEWUSER) };
+        // SAFETY: _exit never returns and runs no destructors.
+        unsafe { libc::_exit(if rc == 0 { 0 } else { 1 }) };
+    }
+    if pid < 0 {
+        return false;
+    }
+    let mut status = 0;
+    // SAFETY: waits for the child we just forked; `status` is ours.
+    let rc = unsafe { libc::waitpid(pid, &mut status, 0) };
+    rc == pid && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0
+}
+
+fn yes(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+fn print_facts(f: &Facts) {
+    println!("this machine and this process:");
+    println!("  kernel: {}.{}", f.kernel.0, f.kernel.1);
+    if f.landlock_abi == 0 {
+        println!("  landlock: not available (disabled or kernel too old)");
+    } else {
+        println!("  landlock: ABI {} (plugwarden pins ABI {LANDLOCK_PINNED})", f.landlock_abi);
+    }
+    match &f.seccomp_actions {
+        Some(a) => println!("  seccomp actions: {a}"),
+        None => println!("  seccomp actions: unknown (/proc/sys/kernel/seccomp/actions_avail is missing)"),
+    }
+    println!("  seccomp user notification: {}", yes(user_notif(f)));
+    println!("  seccomp notification CONTINUE (log-only mode): {}", yes(user_notif(f) && f.kernel >= (5, 5)));
+    let c = &f.cgroup;
+    match &c.v2 {
+        Some((dir, ctl)) if ctl.is_empty() => println!("  cgroup v2: {dir} (no controllers enabled)"),
+        Some((dir, ctl)) => println!("  cgroup v2: {dir} ({})", ctl.join(" ")),
+        None => println!("  cgroup v2: not mounted"),
+    }
+    if c.v1.is_empty() {
+        println!("  cgroup v1: none");
+    } else {
+        println!("  cgroup v1 controllers: {}", c.v1.join(" "));
+    }
+    for dir in &c.writable {
+        println!("  may create cgroups under {dir}: yes");
+    }
+    for why in &c.refused {
+        println!("  may create cgroups under {why}: no");
+    }
+    match f.userns_max {
+        Some(n) => println!("  user namespaces: max {n}, creating one {}", if f.userns_ok { "works" } else { "fails" }),
+        None => println!("  user namespaces: not available"),
+    }
+    println!("  running as root: {}", yes(f.root));
+    println!(
+        "  CAP_SYS_RESOURCE: effective {}, bounding {}",
+        yes(f.sys_resource_effective),
+        yes(f.sys_resource_bounding)
+    );
+}
+
+fn user_notif(f: &Facts) -> bool {
+    f.seccomp_actions.as_deref().is_some_and(|a| a.split_whitespace().any(|w| w == "user_notif"))
+}
+
+fn print_walls(f: &Facts) {
+    println!("walls on this machine:");
+    let wall = |name: &str, state: &str, why: &str| println!("  {name:<20} {state:<10} {why}");
+    if user_notif(f) {
+        wall("seccomp allowlist", "enforced", "violations are named by the supervisor (user notification)");
+    } else {
+        wall("seccomp allowlist", "refused", "this kernel has no seccomp user notification (Linux 5.0+)");
+    }
+    if user_notif(f) && f.kernel >= (5, 5) {
+        wall("log-only mode", "available", "denied syscalls continue and are reported (--enforce log, learn)");
+    } else {
+        wall("log-only mode", "refused", "needs SECCOMP_USER_NOTIF_FLAG_CONTINUE (Linux 5.5+)");
+    }
+    if f.landlock_abi >= LANDLOCK_PINNED {
+        wall("landlock files", "enforced", "read/write/exec limited to the policy's paths");
+        wall("landlock TCP ports", "enforced", "connect/bind limited to the policy's ports");
+        wall("landlock scopes", "enforced", "no signals or abstract unix sockets outside the sandbox");
+    } else {
+        let why = format!(
+            "the kernel offers Landlock ABI {}, plugwarden requires {LANDLOCK_PINNED}: sandboxes are refused at start",
+            f.landlock_abi
+        );
+        wall("landlock", "refused", &why);
+    }
+    if f.root {
+        wall("identity drop", "enforced", "children drop to the policy's uid/gid and lose every capability");
+    } else {
+        wall("identity drop", "weakened", "not root: the plugin keeps this user's uid (Landlock and seccomp still apply)");
+    }
+    if f.sys_resource_effective {
+        wall("rlimits", "enforced", "memory, CPU, open files, file size; may be raised above this process's limits");
+    } else {
+        wall("rlimits", "enforced", "capped at this process's own hard limits (no CAP_SYS_RESOURCE)");
+    }
+    let c = &f.cgroup;
+    let pids = c.v2.as_ref().is_some_and(|(_, ctl)| ctl.iter().any(|x| x == "pids")) || c.v1.iter().any(|x| x == "pids");
+    if !c.writable.is_empty() && pids {
+        wall("process count", "weakened", "cgroups are usable here, but this build does not use them yet: seccomp forbids new processes when limits.processes = 0");
+    } else {
+        wall("process count", "weakened", "no usable pids cgroup: seccomp forbids new processes when limits.processes = 0, a count is not capped");
+    }
+    wall("memory attribution", "weakened", "RLIMIT_AS limits memory; a memory verdict is not attributed through a cgroup by this build");
+    if f.userns_ok {
+        wall("namespaces", "available", "user namespaces work here; this build does not create namespaces for plugins yet");
+    } else {
+        wall("namespaces", "refused", "creating a user namespace fails here");
+    }
+}

@@ -1,0 +1,506 @@
+//! `policy check`: everything a reviewer should hear about a policy file
+//! before it runs, located by file, line and column.
+//!
+//! Parsing and resolving (unknown keys, names, groups, `extends`) already
+//! fail with a located [`PolicyError`]; this module adds the checks that
+//! need the whole picture: impossible limits, contradictions between
+//! grants, duplicates, `deny` entries that remove nothing, and risky grants
+//! ([`groups::RISKY`]) with the reason. Errors make the policy unusable;
+//! warnings are printed and the policy is accepted.
+
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use toml::Spanned;
+
+use super::{groups, line_col, parse, resolve, IoctlName, Origin, PolicyError, PolicyFile, BUILTIN};
+
+/// How bad a finding is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    /// The policy must not be used: `policy check` exits with status 2.
+    Error,
+    /// Worth a reviewer's attention; the policy is accepted.
+    Warning,
+}
+
+/// One problem, located in its file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finding {
+    pub severity: Severity,
+    /// The file (or `<builtin NAME>`) the problem is in.
+    pub origin: String,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let word = match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        write!(f, "{}:{}:{}: {word}: {}", self.origin, self.line, self.column, self.message)
+    }
+}
+
+/// ioctl requests that are dangerous to grant, with the reason.
+const RISKY_IOCTLS: &[(&str, &str)] = &[
+    ("TIOCSTI", "pushes characters into a terminal's input queue, typing commands into the user's shell"),
+    ("TIOCLINUX", "can copy and paste the contents of a Linux console"),
+];
+
+/// Smallest memory limit a program can be loaded in.
+const MIN_MEMORY: u64 = 16 << 20;
+
+/// Checks a built-in policy name or a policy file.
+pub fn check_name_or_path(name_or_path: &str) -> Vec<Finding> {
+    if !Path::new(name_or_path).exists() {
+        if let Some((name, text)) = BUILTIN.iter().find(|(n, _)| *n == name_or_path) {
+            return check(Origin::Builtin(name), text);
+        }
+    }
+    check_path(Path::new(name_or_path))
+}
+
+/// Checks the policy file at `path`.
+pub fn check_path(path: &Path) -> Vec<Finding> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => check(Origin::File(path.to_path_buf()), &text),
+        Err(e) => vec![Finding {
+            severity: Severity::Error,
+            origin: path.display().to_string(),
+            line: 1,
+            column: 1,
+            message: format!("cannot read the policy: {e}"),
+        }],
+    }
+}
+
+/// Every finding for one policy text, errors first, each group in file order.
+pub fn check(origin: Origin, text: &str) -> Vec<Finding> {
+    let file = match parse(&origin, text) {
+        Ok(f) => f,
+        Err(e) => return vec![from_error(&origin, e)],
+    };
+    let mut c = Checker { origin: &origin, label: origin.label(), text, findings: Vec::new() };
+    c.limits(&file);
+    c.identity(&file);
+    c.duplicates(&file);
+    c.paths(&file);
+    c.allow_and_deny(&file);
+    c.ioctls(&file);
+    let local_errors = c.findings.iter().any(|f| f.severity == Severity::Error);
+    match resolve(origin.clone(), text) {
+        Ok(policy) => c.resolved(&file, &policy),
+        Err(e) => {
+            let f = from_error(&origin, e);
+            // A resolve error at 1:1 in this file restates a limit problem
+            // that was already reported here with its real line.
+            let restated = local_errors && f.origin == c.label && (f.line, f.column) == (1, 1);
+            if !restated {
+                c.findings.push(f);
+            }
+        }
+    }
+    let mut findings = c.findings;
+    findings.sort_by_key(|f| (f.severity, f.line, f.column));
+    findings.dedup();
+    findings
+}
+
+fn from_error(origin: &Origin, e: PolicyError) -> Finding {
+    match e {
+        PolicyError::Invalid { origin, line, column, message } => {
+            Finding { severity: Severity::Error, origin, line, column, message }
+        }
+        other => Finding {
+            severity: Severity::Error,
+            origin: origin.label(),
+            line: 1,
+            column: 1,
+            message: other.to_string(),
+        },
+    }
+}
+
+struct Checker<'a> {
+    origin: &'a Origin,
+    label: String,
+    text: &'a str,
+    findings: Vec<Finding>,
+}
+
+impl Checker<'_> {
+    fn at(&mut self, severity: Severity, (line, column): (usize, usize), message: String) {
+        self.findings.push(Finding { severity, origin: self.label.clone(), line, column, message });
+    }
+
+    fn at_span(&mut self, severity: Severity, span: Range<usize>, message: String) {
+        let pos = line_col(self.text, span.start);
+        self.at(severity, pos, message);
+    }
+
+    fn limits(&mut self, f: &PolicyFile) {
+        let l = &f.limits;
+        let w = &f.worker;
+        let mut errors: Vec<(&str, &str, String)> = Vec::new();
+        let zero_dur = |d: Option<super::Dur>| d.is_some_and(|d| d.0.is_zero());
+        if zero_dur(l.wall) {
+            errors.push(("limits", "wall", "limits.wall = 0 ends every job at once; use e.g. \"10s\"".into()));
+        }
+        if zero_dur(l.cpu) {
+            errors.push(("limits", "cpu", "limits.cpu = 0 ends every job at once; use e.g. \"10s\"".into()));
+        }
+        if let Some(m) = l.memory.filter(|m| m.0 < MIN_MEMORY) {
+            errors.push((
+                "limits",
+                "memory",
+                format!("limits.memory of {} bytes is too small to load a program; use at least \"16MiB\"", m.0),
+            ));
+        }
+        if l.open_files.is_some_and(|n| n < 4) {
+            errors.push((
+                "limits",
+                "open_files",
+                "limits.open_files must be at least 4 (stdin, stdout, stderr and one more)".into(),
+            ));
+        }
+        if l.output.is_some_and(|s| s.0 == 0) {
+            errors.push(("limits", "output", "limits.output = 0 turns every answer into output_limit; use e.g. \"64MiB\"".into()));
+        }
+        if l.max_frame.is_some_and(|s| s.0 < 4096) {
+            errors.push(("limits", "max_frame", "limits.max_frame must be at least \"4KiB\"".into()));
+        }
+        if w.batch == Some(0) {
+            errors.push(("worker", "batch", "worker.batch = 0 would recycle before any job; use at least 1".into()));
+        }
+        if w.recycle_rss.is_some_and(|s| s.0 == 0) {
+            errors.push(("worker", "recycle_rss", "worker.recycle_rss = 0 recycles after every job; use e.g. \"256MiB\"".into()));
+        }
+        if zero_dur(w.max_lifetime) {
+            errors.push(("worker", "max_lifetime", "worker.max_lifetime = 0 recycles before any job; use e.g. \"10m\"".into()));
+        }
+        for (table, key, message) in errors {
+            let pos = key_position(self.text, table, key);
+            self.at(Severity::Error, pos, message);
+        }
+    }
+
+    fn identity(&mut self, f: &PolicyFile) {
+        for (key, value) in [("uid", f.identity.uid), ("gid", f.identity.gid)] {
+            if value == Some(0) {
+                let pos = key_position(self.text, "identity", key);
+                self.at(
+                    Severity::Error,
+                    pos,
+                    format!("identity.{key} = 0 runs the plugin as root; use an unprivileged id such as 65534"),
+                );
+            }
+        }
+    }
+
+    fn duplicates(&mut self, f: &PolicyFile) {
+        let s = &f.syscalls;
+        let fs = &f.filesystem;
+        let lists: [(&str, &[Spanned<String>]); 5] = [
+            ("syscalls.allow", &s.allow),
+            ("syscalls.deny", &s.deny),
+            ("filesystem.read", &fs.read),
+            ("filesystem.write", &fs.write),
+            ("filesystem.exec", &fs.exec),
+        ];
+        for (list, items) in lists {
+            for (i, item) in items.iter().enumerate() {
+                if items[..i].iter().any(|earlier| earlier.get_ref() == item.get_ref()) {
+                    self.at_span(
+                        Severity::Warning,
+                        item.span(),
+                        format!("{:?} is listed twice in {list}; remove one", item.get_ref()),
+                    );
+                }
+            }
+        }
+        if let Some(families) = &s.socket_families {
+            for (i, item) in families.iter().enumerate() {
+                if families[..i].iter().any(|e| e.get_ref() == item.get_ref()) {
+                    let m = format!("{:?} is listed twice in syscalls.socket_families; remove one", item.get_ref());
+                    self.at_span(Severity::Warning, item.span(), m);
+                }
+            }
+        }
+        // A syscall named on its own that a group in the same list already grants.
+        for item in &s.allow {
+            let name = item.get_ref().as_str();
+            if name.starts_with('@') {
+                continue;
+            }
+            let group = s.allow.iter().find(|g| {
+                g.get_ref().starts_with('@')
+                    && groups::expand(&[g.get_ref().as_str()]).is_ok_and(|members| members.contains(&name))
+            });
+            if let Some(g) = group {
+                let m = format!("{name:?} is already granted by {} in the same list; remove it", g.get_ref());
+                self.at_span(Severity::Warning, item.span(), m);
+            }
+        }
+    }
+
+    fn paths(&mut self, f: &PolicyFile) {
+        let fs = &f.filesystem;
+        for exec in &fs.exec {
+            let path = PathBuf::from(exec.get_ref());
+            if path.is_absolute() && !path.exists() {
+                self.at_span(
+                    Severity::Error,
+                    exec.span(),
+                    format!(
+                        "filesystem.exec grants {:?}, which does not exist on this machine; Landlock would grant nothing (remove it or fix the path)",
+                        exec.get_ref()
+                    ),
+                );
+            }
+            if let Some(w) = fs.write.iter().find(|w| path.starts_with(w.get_ref())) {
+                self.at_span(
+                    Severity::Warning,
+                    exec.span(),
+                    format!(
+                        "{:?} is both executable and writable (filesystem.write grants {:?}): a plugin could write a program and run it; keep exec paths read-only",
+                        exec.get_ref(),
+                        w.get_ref()
+                    ),
+                );
+            }
+        }
+        for read in &fs.read {
+            let path = Path::new(read.get_ref());
+            if let Some(w) = fs.write.iter().find(|w| path.starts_with(w.get_ref())) {
+                self.at_span(
+                    Severity::Warning,
+                    read.span(),
+                    format!(
+                        "{:?} is in filesystem.read but filesystem.write already grants {:?} (write includes read); remove one",
+                        read.get_ref(),
+                        w.get_ref()
+                    ),
+                );
+            }
+        }
+    }
+
+    fn allow_and_deny(&mut self, f: &PolicyFile) {
+        let s = &f.syscalls;
+        for d in &s.deny {
+            if s.allow.iter().any(|a| a.get_ref() == d.get_ref()) {
+                self.at_span(
+                    Severity::Error,
+                    d.span(),
+                    format!("{:?} is both allowed and denied in this file; remove one of the two", d.get_ref()),
+                );
+            }
+        }
+    }
+
+    fn ioctls(&mut self, f: &PolicyFile) {
+        let Some(list) = &f.syscalls.ioctl else { return };
+        for item in list {
+            let name = match item.get_ref() {
+                IoctlName::Name(n) => Some(n.as_str()),
+                IoctlName::Number(nr) => super::IOCTLS.iter().find(|(_, v)| v == nr).map(|(n, _)| *n),
+            };
+            if let Some((n, why)) = RISKY_IOCTLS.iter().find(|(n, _)| Some(*n) == name) {
+                self.at_span(Severity::Warning, item.span(), format!("risky grant: ioctl {n} {why}"));
+            }
+        }
+    }
+
+    /// Checks that need the resolved policy (the `extends` chain applied).
+    fn resolved(&mut self, f: &PolicyFile, p: &super::Policy) {
+        let l = &p.limits;
+        if l.cpu > l.wall {
+            let pos = key_position(self.text, "limits", "cpu");
+            self.at(
+                Severity::Warning,
+                pos,
+                format!(
+                    "limits.cpu ({}) is above limits.wall ({}): the wall limit always ends the job first",
+                    humantime::format_duration(l.cpu),
+                    humantime::format_duration(l.wall)
+                ),
+            );
+        }
+        if p.worker.recycle_rss > l.memory {
+            let pos = key_position(self.text, "worker", "recycle_rss");
+            self.at(
+                Severity::Warning,
+                pos,
+                format!(
+                    "worker.recycle_rss ({}) is above limits.memory ({}): a worker hits the memory limit before it is recycled",
+                    bytesize::ByteSize(p.worker.recycle_rss),
+                    bytesize::ByteSize(l.memory)
+                ),
+            );
+        }
+        self.deny_never_allowed(f, p);
+        self.risky(f, p);
+        self.arguments(f, p);
+    }
+
+    fn deny_never_allowed(&mut self, f: &PolicyFile, p: &super::Policy) {
+        // Everything any file of the chain allows, before any deny.
+        let mut ever = std::collections::BTreeSet::new();
+        for source in &p.sources {
+            if let Ok(file) = parse(self.origin, source) {
+                let names: Vec<&str> = file.syscalls.allow.iter().map(|s| s.get_ref().as_str()).collect();
+                ever.extend(groups::expand(&names).unwrap_or_default());
+            }
+        }
+        for d in &f.syscalls.deny {
+            let names = groups::expand(&[d.get_ref().as_str()]).unwrap_or_default();
+            if !names.iter().any(|n| ever.contains(n)) {
+                self.at_span(
+                    Severity::Warning,
+                    d.span(),
+                    format!("deny {:?} removes nothing: it is never allowed; remove it", d.get_ref()),
+                );
+            }
+        }
+    }
+
+    /// Where this file grants `name`: the allow entry that names it (itself
+    /// or a group holding it), else the `extends` it inherits it through.
+    fn granted_at(&self, f: &PolicyFile, name: &str) -> ((usize, usize), String) {
+        let entry = f.syscalls.allow.iter().find(|item| {
+            groups::expand(&[item.get_ref().as_str()]).is_ok_and(|members| members.contains(&name))
+        });
+        match (entry, &f.extends) {
+            (Some(item), _) if item.get_ref() == name => (line_col(self.text, item.span().start), String::new()),
+            (Some(item), _) => (line_col(self.text, item.span().start), format!(" (through {})", item.get_ref())),
+            (None, Some(ext)) => {
+                (line_col(self.text, ext.span().start), format!(" (inherited from {:?})", ext.get_ref()))
+            }
+            (None, None) => ((1, 1), String::new()),
+        }
+    }
+
+    fn risky(&mut self, f: &PolicyFile, p: &super::Policy) {
+        for (name, why) in groups::RISKY {
+            if p.syscalls.allow.contains(*name) {
+                let (pos, via) = self.granted_at(f, name);
+                self.at(Severity::Warning, pos, format!("risky grant: {name}{via} {why}"));
+            }
+        }
+    }
+
+    fn arguments(&mut self, f: &PolicyFile, p: &super::Policy) {
+        let s = &p.syscalls;
+        if s.allow.contains("ioctl") && s.ioctl.is_empty() {
+            let (pos, _) = self.granted_at(f, "ioctl");
+            self.at(
+                Severity::Warning,
+                pos,
+                "ioctl is allowed but syscalls.ioctl lists no request, so every ioctl is still denied; list the requests".into(),
+            );
+        }
+        let socket = ["socket", "socketpair"].into_iter().find(|n| s.allow.contains(*n));
+        if let (Some(socket), true) = (socket, s.socket_families.is_empty()) {
+            let (pos, _) = self.granted_at(f, socket);
+            self.at(
+                Severity::Warning,
+                pos,
+                format!("{socket} is allowed for every address family (including AF_INET and AF_NETLINK); list syscalls.socket_families"),
+            );
+        }
+        if !p.network.connect_tcp.is_empty() && !s.allow.contains("connect") {
+            let pos = key_position(self.text, "network", "connect_tcp");
+            self.at(Severity::Warning, pos, "network.connect_tcp has no effect: the connect syscall is not allowed".into());
+        }
+        if !p.network.bind_tcp.is_empty() && !s.allow.contains("bind") {
+            let pos = key_position(self.text, "network", "bind_tcp");
+            self.at(Severity::Warning, pos, "network.bind_tcp has no effect: the bind syscall is not allowed".into());
+        }
+    }
+}
+
+/// 1-based line and column of `key = ...` inside `[table]` (`""` for the
+/// top level); 1:1 when the key is not written in this file.
+fn key_position(text: &str, table: &str, key: &str) -> (usize, usize) {
+    let mut current = String::new();
+    for (i, line) in text.lines().enumerate() {
+        let trimmed = line.trim_start();
+        if let Some(rest) = trimmed.strip_prefix('[') {
+            current = rest.split(']').next().unwrap_or("").trim().to_string();
+            continue;
+        }
+        if current != table {
+            continue;
+        }
+        if let Some(after) = trimmed.strip_prefix(key) {
+            if after.trim_start().starts_with('=') {
+                return (i + 1, line.len() - trimmed.len() + 1);
+            }
+        }
+    }
+    (1, 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(text: &str) -> Vec<String> {
+        check(Origin::File("p.toml".into()), text).iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn test_check_shipped_policies_no_error() {
+        for (name, text) in BUILTIN {
+            let errors: Vec<_> =
+                check(Origin::Builtin(name), text).into_iter().filter(|f| f.severity == Severity::Error).collect();
+            assert_eq!(errors, Vec::new(), "{name}");
+        }
+    }
+
+    #[test]
+    fn test_check_tiny_memory_error_on_its_line() {
+        let text = "extends = \"strict\"\n\n[limits]\nwall = \"1s\"\nmemory = \"1MiB\"\n";
+        assert_eq!(
+            lines(text),
+            vec!["p.toml:5:1: error: limits.memory of 1048576 bytes is too small to load a program; use at least \"16MiB\""]
+        );
+    }
+
+    #[test]
+    fn test_check_cpu_above_wall_warning() {
+        let text = "extends = \"strict\"\n[limits]\nwall = \"1s\"\ncpu = \"2s\"\n";
+        assert_eq!(
+            lines(text),
+            vec!["p.toml:4:1: warning: limits.cpu (2s) is above limits.wall (1s): the wall limit always ends the job first"]
+        );
+    }
+
+    #[test]
+    fn test_check_risky_group_grant_names_syscall_and_group() {
+        let text = "extends = \"strict\"\n[syscalls]\nallow = [\"@mount\"]\n";
+        let out = lines(text);
+        assert!(out.contains(&"p.toml:3:10: warning: risky grant: mount (through @mount) changes the filesystem tree".to_string()), "{out:?}");
+    }
+
+    #[test]
+    fn test_check_deny_never_allowed_warning() {
+        let text = "extends = \"strict\"\n[syscalls]\ndeny = [\"ptrace\"]\n";
+        assert_eq!(
+            lines(text),
+            vec!["p.toml:3:9: warning: deny \"ptrace\" removes nothing: it is never allowed; remove it"]
+        );
+    }
+
+    #[test]
+    fn test_key_position_finds_key_in_its_table() {
+        let text = "wall = 1\n[worker]\nbatch = 0\n[limits]\n  wall = \"0s\"\n";
+        assert_eq!(key_position(text, "limits", "wall"), (5, 3));
+        assert_eq!(key_position(text, "limits", "cpu"), (1, 1));
+    }
+}

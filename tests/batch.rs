@@ -1,0 +1,625 @@
+//! `plugwarden run` on a pool: one audit record per input, recycling,
+//! retries and quarantine, resume after kill -9, signals, dynamic scheduling.
+//! Each test drives the real binary with inputs written to a scratch dir;
+//! plugins get a unique `--arg` marker so leftover processes can be found.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{plugin, plugwarden, policy, scratch};
+use serde_json::Value;
+
+/// A marker no other test's plugin carries.
+fn marker() -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "pw-batch-marker-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+/// Processes whose command line carries `marker`.
+fn processes_with(marker: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("read /proc").flatten() {
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        if cmdline.split(|b| *b == 0).any(|a| a == marker.as_bytes()) {
+            found.push(entry.file_name().to_string_lossy().into_owned());
+        }
+    }
+    found
+}
+
+/// Waits up to 3 s for the processes carrying `marker` to be gone.
+fn leftovers_after_exit(marker: &str) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let found = processes_with(marker);
+        if found.is_empty() || Instant::now() >= deadline {
+            return found;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn write_inputs(dir: &Path, inputs: &[(String, String)]) {
+    std::fs::create_dir_all(dir).expect("mkdir inputs");
+    for (name, content) in inputs {
+        std::fs::write(dir.join(name), content).expect("write input");
+    }
+}
+
+fn run_cmd(args: &[&str]) -> Command {
+    let mut cmd = Command::new(plugwarden());
+    cmd.arg("run")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+fn run(args: &[&str]) -> Output {
+    run_cmd(args).output().expect("run plugwarden")
+}
+
+fn records(audit: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(audit).expect("read audit log");
+    text.lines()
+        .map(|l| serde_json::from_str(l).expect("an audit record is JSON"))
+        .collect()
+}
+
+fn summary(o: &Output) -> Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+        panic!(
+            "--json summary: {e}; stderr: {}",
+            String::from_utf8_lossy(&o.stderr)
+        )
+    })
+}
+
+fn verify(audit: &Path) -> Output {
+    Command::new(plugwarden())
+        .args(["audit", "verify"])
+        .arg(audit)
+        .output()
+        .expect("run audit verify")
+}
+
+fn path_str(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+fn counts_by(recs: &[Value], field: &str) -> BTreeMap<String, u64> {
+    let mut counts = BTreeMap::new();
+    for r in recs {
+        *counts
+            .entry(r[field].as_str().unwrap_or("null").to_string())
+            .or_default() += 1;
+    }
+    counts
+}
+
+/// The probe command for input `i` of the mixed batch, and its verdict.
+fn mixed(i: usize) -> (String, &'static str) {
+    match i {
+        _ if i % 200 == 7 => ("sleep".into(), "timeout"),
+        _ if i % 50 == 3 => ("crash".into(), "crashed"),
+        _ if i % 50 == 5 => ("exit".into(), "protocol_error"),
+        _ if i % 10 == 1 => ("fail:x".into(), "plugin_error"),
+        _ => (format!("echo:{i}"), "ok"),
+    }
+}
+
+/// 2,000 jobs (not the 10,000, to keep the suite short; the code
+/// path is the same): answers, crashes, hangs past the deadline, early exits
+/// and refusals, through 2 workers.
+#[test]
+fn test_run_mixed_batch_records_each_input_once_with_expected_verdicts() {
+    const N: usize = 2000;
+    let dir = scratch();
+    let inputs: Vec<(String, String)> =
+        (0..N).map(|i| (format!("in-{i:05}"), mixed(i).0)).collect();
+    write_inputs(&dir.path().join("in"), &inputs);
+    let mut expected: BTreeMap<String, u64> = BTreeMap::new();
+    for i in 0..N {
+        *expected.entry(mixed(i).1.to_string()).or_default() += 1;
+    }
+    let audit = dir.path().join("a.jsonl");
+    let mark = marker();
+    let probe = plugin("pw-probe");
+
+    let o = run(&[
+        "--plugin",
+        path_str(&probe),
+        "--policy",
+        "strict",
+        "--timeout",
+        "300ms",
+        "--workers",
+        "2",
+        "--arg",
+        &mark,
+        "--audit",
+        path_str(&audit),
+        "--json",
+        path_str(&dir.path().join("in")),
+    ]);
+
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "stderr: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let recs = records(&audit);
+    assert_eq!(recs.len(), N);
+    let inputs_seen: BTreeSet<&str> = recs
+        .iter()
+        .map(|r| r["input"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(inputs_seen.len(), N);
+    assert_eq!(counts_by(&recs, "verdict"), expected);
+    let s = summary(&o);
+    assert_eq!(s["poison_count"], expected["crashed"] + expected["timeout"]);
+    assert_eq!(
+        s["recycles"]["tainted"],
+        2 * (expected["crashed"] + expected["timeout"]) + expected["protocol_error"]
+    );
+    assert!(
+        s["host_max_rss_kib"].as_u64().unwrap_or(u64::MAX) < 128 << 10,
+        "host RSS {}",
+        s["host_max_rss_kib"]
+    );
+    assert!(verify(&audit).status.success());
+    assert_eq!(leftovers_after_exit(&mark), Vec::<String>::new());
+}
+
+#[test]
+fn test_run_retried_crash_records_attempt_2_and_poison() {
+    let dir = scratch();
+    write_inputs(&dir.path().join("in"), &[("c".into(), "crash".into())]);
+    let audit = dir.path().join("a.jsonl");
+
+    let o = run(&[
+        "--plugin",
+        path_str(&plugin("pw-probe")),
+        "--policy",
+        "strict",
+        "--workers",
+        "1",
+        "--audit",
+        path_str(&audit),
+        "--json",
+        path_str(&dir.path().join("in")),
+    ]);
+
+    let recs = records(&audit);
+    assert_eq!(recs.len(), 1);
+    assert_eq!(recs[0]["attempt"], 2);
+    assert_eq!(recs[0]["verdict"], "crashed");
+    assert_eq!(recs[0]["recycle_reason"], "tainted");
+    assert_eq!(summary(&o)["poison"][0], path_str(&dir.path().join("in/c")));
+}
+
+#[test]
+fn test_run_killed_with_sigkill_then_resumed_records_each_input_once() {
+    const N: usize = 300;
+    let dir = scratch();
+    let inputs: Vec<(String, String)> = (0..N)
+        .map(|i| (format!("in-{i:04}"), "nap:10".to_string()))
+        .collect();
+    write_inputs(&dir.path().join("in"), &inputs);
+    let audit = dir.path().join("a.jsonl");
+    let mark = marker();
+    let probe = plugin("pw-probe");
+    let in_dir = dir.path().join("in");
+    let args = [
+        "--plugin",
+        path_str(&probe),
+        "--policy",
+        "strict",
+        "--workers",
+        "2",
+        "--arg",
+        &mark,
+        "--audit",
+        path_str(&audit),
+        "--json",
+        path_str(&in_dir),
+    ];
+    let mut child = run_cmd(&args).spawn().expect("spawn plugwarden");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::fs::read_to_string(&audit).map_or(0, |t| t.lines().count()) < 50
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().expect("kill -9 the host");
+    child.wait().expect("reap the host");
+    let before = records(&audit).len();
+    assert!(before < N, "the first run finished before it was killed");
+    assert_eq!(leftovers_after_exit(&mark), Vec::<String>::new());
+
+    let o = run_cmd(&args)
+        .arg("--resume")
+        .output()
+        .expect("run plugwarden --resume");
+
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "stderr: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let recs = records(&audit);
+    let inputs_seen: BTreeSet<&str> = recs
+        .iter()
+        .map(|r| r["input"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!((recs.len(), inputs_seen.len()), (N, N));
+    assert_eq!(summary(&o)["skipped"].as_u64(), Some(before as u64));
+    let v = verify(&audit);
+    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
+}
+
+/// A log of 5 ok records, for tampering.
+fn small_log(dir: &Path) -> PathBuf {
+    let inputs: Vec<(String, String)> = (0..5)
+        .map(|i| (format!("in-{i}"), format!("echo:{i}")))
+        .collect();
+    write_inputs(&dir.join("in"), &inputs);
+    let audit = dir.join("a.jsonl");
+    let o = run(&[
+        "--plugin",
+        path_str(&plugin("pw-probe")),
+        "--policy",
+        "strict",
+        "--workers",
+        "1",
+        "--audit",
+        path_str(&audit),
+        path_str(&dir.join("in")),
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "stderr: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    audit
+}
+
+fn edit_lines(path: &Path, edit: impl FnOnce(&mut Vec<String>)) {
+    let mut lines: Vec<String> = std::fs::read_to_string(path)
+        .expect("read log")
+        .lines()
+        .map(String::from)
+        .collect();
+    edit(&mut lines);
+    std::fs::write(
+        path,
+        lines.iter().map(|l| format!("{l}\n")).collect::<String>(),
+    )
+    .expect("write log");
+}
+
+#[test]
+fn test_audit_verify_intact_log_prints_ok_with_count() {
+    let dir = scratch();
+    let audit = small_log(dir.path());
+
+    let o = verify(&audit);
+
+    assert!(o.status.success());
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("OK: 5 records"));
+}
+
+#[test]
+fn test_audit_verify_flipped_byte_fails_naming_line_3() {
+    let dir = scratch();
+    let audit = small_log(dir.path());
+    edit_lines(&audit, |l| {
+        l[2] = l[2].replacen("\"wall_ms\":", "\"wall_ms\":9", 1)
+    });
+
+    let o = verify(&audit);
+
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("line 3"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
+fn test_audit_verify_deleted_line_fails_naming_line_3() {
+    let dir = scratch();
+    let audit = small_log(dir.path());
+    edit_lines(&audit, |l| {
+        l.remove(2);
+    });
+
+    let o = verify(&audit);
+
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("record 4 (line 3)"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
+fn test_audit_verify_swapped_lines_fails_naming_line_2() {
+    let dir = scratch();
+    let audit = small_log(dir.path());
+    edit_lines(&audit, |l| l.swap(1, 2));
+
+    let o = verify(&audit);
+
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("line 2"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
+fn test_run_resume_with_tampered_log_exits_2_before_any_job() {
+    let dir = scratch();
+    let audit = small_log(dir.path());
+    edit_lines(&audit, |l| l.swap(1, 2));
+    let out = dir.path().join("out");
+
+    let o = run(&[
+        "--plugin",
+        path_str(&plugin("pw-probe")),
+        "--policy",
+        "strict",
+        "--audit",
+        path_str(&audit),
+        "--resume",
+        "--out",
+        path_str(&out),
+        path_str(&dir.path().join("in")),
+    ]);
+
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("refusing"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(std::fs::read_dir(&out).map(|d| d.count()).unwrap_or(0), 0);
+}
+
+#[test]
+fn test_run_audit_path_is_a_directory_exits_2_before_any_job() {
+    let dir = scratch();
+    write_inputs(&dir.path().join("in"), &[("a".into(), "echo:a".into())]);
+    let out = dir.path().join("out");
+
+    let o = run(&[
+        "--plugin",
+        path_str(&plugin("pw-probe")),
+        "--policy",
+        "strict",
+        "--audit",
+        path_str(dir.path()),
+        "--out",
+        path_str(&out),
+        path_str(&dir.path().join("in")),
+    ]);
+
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(std::fs::read_dir(&out).map(|d| d.count()).unwrap_or(0), 0);
+}
+
+fn outputs(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .expect("read output dir")
+        .flatten()
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).expect("read output"),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn test_run_batch_1_and_batch_100_write_the_same_outputs() {
+    let dir = scratch();
+    let inputs: Vec<(String, String)> = (0..30)
+        .map(|i| (format!("in-{i:02}"), format!("echo:{i}")))
+        .collect();
+    write_inputs(&dir.path().join("in"), &inputs);
+    let probe = plugin("pw-probe");
+    let run_with = |batch: &str, out: &str| {
+        run(&[
+            "--plugin",
+            path_str(&probe),
+            "--policy",
+            "strict",
+            "--workers",
+            "2",
+            "--batch",
+            batch,
+            "--json",
+            "--out",
+            path_str(&dir.path().join(out)),
+            path_str(&dir.path().join("in")),
+        ])
+    };
+
+    let one = run_with("1", "out1");
+    let hundred = run_with("100", "out100");
+
+    assert_eq!(summary(&one)["recycles"]["batch"], 30);
+    assert_eq!(summary(&hundred)["recycles"]["batch"], 0);
+    let first = outputs(&dir.path().join("out1"));
+    assert_eq!(first.len(), 30);
+    assert_eq!(first["in-07"], b"7");
+    assert_eq!(first, outputs(&dir.path().join("out100")));
+}
+
+/// With 2 workers and [500 ms, 50 ms ×9], one slot takes the long job and
+/// the other drains the nine short ones meanwhile: the long one finishes
+/// last. A static split would finish short jobs after it.
+#[test]
+fn test_run_long_job_does_not_delay_short_jobs() {
+    let dir = scratch();
+    let mut inputs = vec![("a-long".to_string(), "nap:500".to_string())];
+    inputs.extend((1..=9).map(|i| (format!("b-{i}"), "nap:50".to_string())));
+    write_inputs(&dir.path().join("in"), &inputs);
+    let audit = dir.path().join("a.jsonl");
+
+    let o = run(&[
+        "--plugin",
+        path_str(&plugin("pw-probe")),
+        "--policy",
+        "strict",
+        "--workers",
+        "2",
+        "--audit",
+        path_str(&audit),
+        path_str(&dir.path().join("in")),
+    ]);
+
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "stderr: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let order: Vec<String> = records(&audit)
+        .iter()
+        .map(|r| r["input"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(order.len(), 10);
+    assert!(order[9].ends_with("a-long"), "completion order: {order:?}");
+}
+
+/// pw-leaky keeps 8 MiB more per job; with recycle_rss = 64 MiB its workers
+/// are retired for rss and no plugin ever grows far past the threshold.
+#[test]
+fn test_run_leaky_plugin_is_recycled_for_rss_and_stays_bounded() {
+    let dir = scratch();
+    let inputs: Vec<(String, String)> = (0..40)
+        .map(|i| (format!("in-{i:02}"), format!("x{i}")))
+        .collect();
+    write_inputs(&dir.path().join("in"), &inputs);
+    let p = policy(
+        dir.path(),
+        "leaky.toml",
+        "description = \"strict, recycled at 64 MiB\"\nextends = \"strict\"\n[worker]\nbatch = 1000\nrecycle_rss = \"64MiB\"\n",
+    );
+    let audit = dir.path().join("a.jsonl");
+
+    let o = run(&[
+        "--plugin",
+        path_str(&plugin("pw-leaky")),
+        "--policy",
+        path_str(&p),
+        "--workers",
+        "2",
+        "--audit",
+        path_str(&audit),
+        "--json",
+        path_str(&dir.path().join("in")),
+    ]);
+
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "stderr: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let s = summary(&o);
+    assert!(
+        s["recycles"]["rss"].as_u64().unwrap_or(0) >= 4,
+        "recycles: {}",
+        s["recycles"]
+    );
+    let recs = records(&audit);
+    assert_eq!(
+        counts_by(&recs, "verdict"),
+        BTreeMap::from([("ok".to_string(), 40)])
+    );
+    let peak = recs
+        .iter()
+        .filter_map(|r| r["max_rss_kib"].as_u64())
+        .max()
+        .unwrap_or(0);
+    assert!(peak < 80 << 10, "a plugin reached {peak} KiB");
+    assert!(
+        s["host_max_rss_kib"].as_u64().unwrap_or(u64::MAX) < 128 << 10,
+        "host RSS {}",
+        s["host_max_rss_kib"]
+    );
+}
+
+/// SIGTERM with two jobs that never end: intake stops, the grace period
+/// runs out, the jobs are killed and recorded as cancelled, exit 143.
+#[test]
+fn test_run_sigterm_cancels_jobs_in_flight_and_exits_143() {
+    let dir = scratch();
+    let mut inputs = vec![
+        ("a".to_string(), "sleep".to_string()),
+        ("b".to_string(), "sleep".to_string()),
+    ];
+    inputs.extend((0..20).map(|i| (format!("c-{i:02}"), "echo:c".to_string())));
+    write_inputs(&dir.path().join("in"), &inputs);
+    let audit = dir.path().join("a.jsonl");
+    let mark = marker();
+    let mut child = run_cmd(&[
+        "--plugin",
+        path_str(&plugin("pw-probe")),
+        "--policy",
+        "strict",
+        "--timeout",
+        "60s",
+        "--workers",
+        "2",
+        "--grace",
+        "500ms",
+        "--arg",
+        &mark,
+        "--audit",
+        path_str(&audit),
+        path_str(&dir.path().join("in")),
+    ])
+    .spawn()
+    .expect("spawn plugwarden");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while processes_with(&mark).len() < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("send SIGTERM");
+    let status = child.wait().expect("wait");
+
+    assert_eq!(status.code(), Some(143));
+    let recs = records(&audit);
+    assert_eq!(
+        counts_by(&recs, "verdict"),
+        BTreeMap::from([("cancelled".to_string(), 2)])
+    );
+    assert_eq!(leftovers_after_exit(&mark), Vec::<String>::new());
+}
