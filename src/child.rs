@@ -19,6 +19,7 @@ pub enum Stage {
     Signals,
     Stdio,
     Fds,
+    Namespaces,
     Rlimit,
     Landlock,
     LandlockNotEnforced,
@@ -38,11 +39,12 @@ pub enum Stage {
 impl Stage {
     pub fn from_u32(v: u32) -> Option<Stage> {
         use Stage::*;
-        const ALL: [Stage; 18] = [
+        const ALL: [Stage; 19] = [
             Session,
             Signals,
             Stdio,
             Fds,
+            Namespaces,
             Rlimit,
             Landlock,
             LandlockNotEnforced,
@@ -67,6 +69,7 @@ impl Stage {
             Stage::Signals => "signals",
             Stage::Stdio => "stdio",
             Stage::Fds => "fds",
+            Stage::Namespaces => "namespaces",
             Stage::Rlimit => "rlimit",
             Stage::Landlock => "landlock",
             Stage::LandlockNotEnforced => "landlock (not fully enforced by this kernel)",
@@ -97,6 +100,10 @@ pub struct Plan<'a> {
     /// Read end of the go pipe: one byte once the listener has been taken.
     pub go: RawFd,
     pub new_session: bool,
+    /// A network namespace to join (-1: stay).
+    pub netns: RawFd,
+    /// CLONE_* flags to unshare (IPC, UTS).
+    pub unshare: i32,
     /// (resource, soft, hard).
     pub rlimits: &'a [(u32, u64, u64)],
     pub landlock: Option<landlock::RulesetCreated>,
@@ -167,7 +174,17 @@ fn road(plan: &mut Plan) -> Result<(), (Stage, i32)> {
     let rc = unsafe { libc::close_range(3, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as i32) };
     check(Stage::Fds, rc as libc::c_long)?;
 
-    // 3. rlimits.
+    // 3. Namespaces: the shared empty network namespace, fresh IPC and UTS.
+    if plan.netns >= 0 {
+        // SAFETY: setns on an fd the plan owns; no memory is passed.
+        check(Stage::Namespaces, unsafe { libc::setns(plan.netns, libc::CLONE_NEWNET) } as libc::c_long)?;
+    }
+    if plan.unshare != 0 {
+        // SAFETY: unshare takes flags only.
+        check(Stage::Namespaces, unsafe { libc::unshare(plan.unshare) } as libc::c_long)?;
+    }
+
+    // 4. rlimits.
     for &(resource, soft, hard) in plan.rlimits {
         let lim = libc::rlimit64 { rlim_cur: soft, rlim_max: hard };
         // SAFETY: prlimit64 on ourselves reads one stack struct.
@@ -175,7 +192,7 @@ fn road(plan: &mut Plan) -> Result<(), (Stage, i32)> {
         check(Stage::Rlimit, rc as libc::c_long)?;
     }
 
-    // 4. Landlock, failing closed unless fully enforced.
+    // 5. Landlock, failing closed unless fully enforced.
     if let Some(ruleset) = plan.landlock.take() {
         let status = ruleset.restrict_self().map_err(|_| (Stage::Landlock, errno()))?;
         if status.ruleset != landlock::RulesetStatus::FullyEnforced {
@@ -183,7 +200,7 @@ fn road(plan: &mut Plan) -> Result<(), (Stage, i32)> {
         }
     }
 
-    // 5. Identity (root only), then the parent-death signal, which a
+    // 6. Identity (root only), then the parent-death signal, which a
     // credential change would have cleared.
     if let Some((uid, gid)) = plan.identity {
         drop_identity(uid, gid)?;
@@ -199,7 +216,7 @@ fn road(plan: &mut Plan) -> Result<(), (Stage, i32)> {
     let rc = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
     check(Stage::NoNewPrivs, rc as libc::c_long)?;
 
-    // 6. seccomp last; the last filter hands its listener to the fork server.
+    // 7. seccomp last; the last filter hands its listener to the fork server.
     let [first, main] = plan.filters;
     install_filter(first, 0)?;
     let listener = install_filter(main, libc::SECCOMP_FILTER_FLAG_NEW_LISTENER)?;
@@ -212,7 +229,7 @@ fn road(plan: &mut Plan) -> Result<(), (Stage, i32)> {
     // SAFETY: closing our copy: the plugin must never hold the listener.
     unsafe { libc::close(listener) };
 
-    // 7. exec.
+    // 8. exec.
     if plan.exe_fd >= 0 {
         // SAFETY: argv/envp are NULL-terminated arrays of pointers to
         // NUL-terminated strings that outlive this call.

@@ -60,6 +60,11 @@ pub struct ProfileSpec {
     pub new_session: bool,
     /// BPF programs as (code, jt, jf, k), installed in order.
     pub filters: [Vec<(u16, u8, u8, u32)>; 2],
+    /// Limits of each worker's cgroup, where the fork server can make one.
+    pub cgroup: crate::cgroup::Limits,
+    /// Namespaces to enter: `CLONE_NEWNET` joins the fork server's shared
+    /// empty network namespace; `CLONE_NEWIPC`/`CLONE_NEWUTS` are unshared.
+    pub namespaces: u64,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -73,12 +78,24 @@ enum Request {
 
 #[derive(Debug, Serialize, Deserialize)]
 enum Reply {
-    Prepared { profile: u64 },
+    Prepared { profile: u64, walls: Walls },
     /// Carries the pidfd and the seccomp listener.
     Spawned { pid: i32 },
     SetupFailed { stage: u32, errno: i32 },
     Exited(ExitInfo),
     Error { message: String },
+}
+
+/// Which optional walls the fork server could raise for a profile.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Walls {
+    /// The cgroup backend, described ("none (...)" when absent).
+    pub cgroups: String,
+    pub cgroups_active: bool,
+    /// Namespaces the children will enter (CLONE_* flags).
+    pub namespaces: u64,
+    /// What was asked for and cannot be had here.
+    pub missing: Vec<String>,
 }
 
 /// How a child ended, with its resource usage.
@@ -89,6 +106,9 @@ pub struct ExitInfo {
     pub utime_us: u64,
     pub stime_us: u64,
     pub maxrss_kib: u64,
+    /// From the worker's cgroup, when it had one.
+    #[serde(default)]
+    pub cgroup: Option<crate::cgroup::Usage>,
 }
 
 impl ExitInfo {
@@ -230,10 +250,11 @@ impl ForkServer {
         }
     }
 
-    /// Prepares a profile; returns its id for [`ForkServer::spawn`].
-    pub fn prepare(&self, spec: &ProfileSpec) -> Result<u64, ForkServerError> {
+    /// Prepares a profile; returns its id for [`ForkServer::spawn`] and
+    /// the walls this machine allows for it.
+    pub fn prepare(&self, spec: &ProfileSpec) -> Result<(u64, Walls), ForkServerError> {
         match self.call(&Request::Prepare { spec: Box::new(spec.clone()) }, &[])? {
-            (Reply::Prepared { profile }, _) => Ok(profile),
+            (Reply::Prepared { profile, walls }, _) => Ok((profile, walls)),
             (r, _) => Err(ForkServerError::Protocol(format!("unexpected reply {r:?}"))),
         }
     }
@@ -314,6 +335,10 @@ struct Prepared {
     rlimits: Vec<(u32, u64, u64)>,
     identity: Option<(u32, u32)>,
     new_session: bool,
+    cgroup: crate::cgroup::Limits,
+    unshare: u64,
+    join_net: bool,
+    walls: Walls,
 }
 
 struct Server {
@@ -321,8 +346,12 @@ struct Server {
     sigchld: nix::sys::signalfd::SignalFd,
     profiles: HashMap<u64, Prepared>,
     next_profile: u64,
-    /// Live workers (pid → pidfd, for the final kill).
-    live: HashMap<i32, OwnedFd>,
+    /// Live workers: pid → pidfd (for the final kill) and cgroup.
+    live: HashMap<i32, (OwnedFd, Option<crate::cgroup::Group>)>,
+    cgroups: crate::cgroup::Backend,
+    /// An empty network namespace shared by every worker (lo down).
+    netns: Option<OwnedFd>,
+    spawned: u64,
     /// Workers reaped before the host asked.
     exited: HashMap<i32, ExitInfo>,
     is_root: bool,
@@ -340,6 +369,10 @@ impl Server {
             &mask,
             nix::sys::signalfd::SfdFlags::SFD_CLOEXEC | nix::sys::signalfd::SfdFlags::SFD_NONBLOCK,
         )?;
+        let me = std::process::id() as libc::pid_t;
+        let cgroups = crate::cgroup::Backend::detect(&format!("plugwarden-{me}"));
+        let is_root = nix::unistd::geteuid().is_root();
+        let netns = if is_root { empty_netns() } else { None };
         Ok(Server {
             sock,
             sigchld,
@@ -347,8 +380,11 @@ impl Server {
             next_profile: 1,
             live: HashMap::new(),
             exited: HashMap::new(),
-            is_root: nix::unistd::geteuid().is_root(),
-            me: std::process::id() as libc::pid_t,
+            is_root,
+            me,
+            cgroups,
+            netns,
+            spawned: 0,
         })
     }
 
@@ -399,8 +435,9 @@ impl Server {
                 Ok(p) => {
                     let id = self.next_profile;
                     self.next_profile += 1;
+                    let walls = p.walls.clone();
                     self.profiles.insert(id, p);
-                    (Reply::Prepared { profile: id }, Vec::new())
+                    (Reply::Prepared { profile: id, walls }, Vec::new())
                 }
                 Err(e) => error(e),
             },
@@ -420,7 +457,7 @@ impl Server {
             },
             Request::Release { profile } => {
                 self.profiles.remove(&profile);
-                (Reply::Prepared { profile }, Vec::new())
+                (Reply::Prepared { profile, walls: Walls::default() }, Vec::new())
             }
         }
     }
@@ -444,6 +481,33 @@ impl Server {
         let env_s: Vec<CString> = spec.env.iter().map(|a| cstr(a.as_bytes())).collect::<Result<_, _>>()?;
         let ptrs = |v: &[CString]| v.iter().map(|c| c.as_ptr()).chain([std::ptr::null()]).collect::<Vec<_>>();
         let (argv, envp) = (ptrs(&argv_s), ptrs(&env_s));
+        let mut walls = Walls { cgroups: self.cgroups.describe(), cgroups_active: self.cgroups.is_active(), ..Walls::default() };
+        let mut rlimits = spec.rlimits.clone();
+        if !self.cgroups.is_active() {
+            walls.missing.push(format!("cgroups: {}", self.cgroups.describe()));
+        } else if let Some(mem) = spec.cgroup.memory {
+            // The memory cgroup is the real limit and names an OOM kill; the
+            // address-space rlimit stays as a looser backstop.
+            for r in &mut rlimits {
+                if r.0 == libc::RLIMIT_AS {
+                    let host_hard = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_AS)
+                        .map_or(u64::MAX, |(_, h)| h);
+                    let loose = mem.saturating_mul(2).max(mem.saturating_add(1 << 30)).min(host_hard);
+                    *r = (r.0, loose.max(r.1), loose.max(r.2));
+                }
+            }
+        }
+        let wanted_ns = spec.namespaces;
+        let mut unshare = 0;
+        let mut join_net = false;
+        if self.is_root {
+            unshare = wanted_ns & (libc::CLONE_NEWIPC | libc::CLONE_NEWUTS) as u64;
+            join_net = wanted_ns & libc::CLONE_NEWNET as u64 != 0 && self.netns.is_some();
+        }
+        walls.namespaces = unshare | if join_net { libc::CLONE_NEWNET as u64 } else { 0 };
+        if walls.namespaces != wanted_ns {
+            walls.missing.push("namespaces: creating namespaces needs root here (user namespaces are not used yet)".into());
+        }
         let filters = spec.filters.clone().map(|p| {
             p.into_iter()
                 .map(|(code, jt, jf, k)| seccompiler::sock_filter { code, jt, jf, k })
@@ -457,9 +521,13 @@ impl Server {
             _strings: argv_s.into_iter().chain(env_s).collect(),
             argv,
             envp,
-            rlimits: spec.rlimits.clone(),
+            rlimits,
             identity: if self.is_root { spec.identity } else { None },
             new_session: spec.new_session,
+            cgroup: spec.cgroup,
+            unshare,
+            join_net,
+            walls,
         })
     }
 
@@ -474,7 +542,17 @@ impl Server {
         let (report_r, report_w) = pipe()?;
         let (go_r, go_w) = pipe()?;
         let ruleset = p.ruleset.try_clone().map_err(|e| format!("dup ruleset: {e}"))?;
+        self.spawned += 1;
+        let group = if self.cgroups.is_active() {
+            let name = format!("w{}", self.spawned);
+            Some(crate::cgroup::Group::create(&self.cgroups, &name, p.cgroup).map_err(|e| format!("cgroup: {e}"))?)
+        } else {
+            None
+        };
+        let netns = if p.join_net { self.netns.as_ref().map_or(-1, |f| f.as_raw_fd()) } else { -1 };
         let mut plan = child::Plan {
+            netns,
+            unshare: p.unshare as i32,
             stdio: [stdio[0].as_raw_fd(), stdio[1].as_raw_fd(), stdio[2].as_raw_fd()],
             report: report_w.as_raw_fd(),
             go: go_r.as_raw_fd(),
@@ -498,18 +576,33 @@ impl Server {
         };
         drop(plan);
         drop((report_w, go_r, stdio));
+        // Into the cgroup before the child may exec: it waits for our go.
+        if let Some(g) = &group {
+            if let Err(e) = g.add(pid) {
+                // SAFETY: kill + reap our own child; no memory involved.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                let _ = wait4(pid, 0);
+                if let Some(g) = group {
+                    g.remove();
+                }
+                return Err(format!("cannot move the worker into its cgroup: {e}"));
+            }
+        }
         // SAFETY: pidfd_open takes a pid and flags; the child is unreaped, so the pid is ours.
         let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
         if pidfd < 0 {
             let e = io::Error::last_os_error();
             // SAFETY: kill + wait our own child; no memory involved.
             unsafe { libc::kill(pid, libc::SIGKILL) };
-            let _ = self.wait(pid);
+            let _ = wait4(pid, 0);
+            if let Some(g) = group {
+                g.remove();
+            }
             return Err(format!("pidfd_open: {e}"));
         }
         // SAFETY: pidfd_open returned a new fd that we now own.
         let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd as RawFd) };
-        self.live.insert(pid, pidfd.try_clone().map_err(|e| format!("dup pidfd: {e}"))?);
+        self.live.insert(pid, (pidfd.try_clone().map_err(|e| format!("dup pidfd: {e}"))?, group));
         let mut listener = None;
         loop {
             let mut msg = [0u8; 8];
@@ -560,8 +653,7 @@ impl Server {
         loop {
             match wait4(pid, 0) {
                 Some((p, info)) if p == pid => {
-                    self.live.remove(&pid);
-                    return Some(info);
+                    return Some(self.finish(pid, info));
                 }
                 Some(_) => continue,
                 None if io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) => continue,
@@ -579,14 +671,28 @@ impl Server {
             if pid <= 0 {
                 break;
             }
-            if self.live.remove(&pid).is_some() {
+            if self.live.contains_key(&pid) {
+                let info = self.finish(pid, info);
                 self.exited.insert(pid, info);
             }
         }
     }
 
+    /// A worker was reaped: kill what is left of its tree, read and remove
+    /// its cgroup.
+    fn finish(&mut self, pid: i32, mut info: ExitInfo) -> ExitInfo {
+        if let Some((_, Some(group))) = self.live.remove(&pid) {
+            info.cgroup = Some(group.usage());
+            group.remove();
+        }
+        info
+    }
+
     fn shutdown(&mut self) {
-        for pidfd in self.live.values() {
+        for (pidfd, group) in self.live.values() {
+            if let Some(g) = group {
+                g.kill_all();
+            }
             // SAFETY: pidfd_send_signal on a pidfd we own; no memory passed.
             unsafe {
                 libc::syscall(libc::SYS_pidfd_send_signal, pidfd.as_raw_fd(), libc::SIGKILL, 0usize, 0u32)
@@ -597,6 +703,44 @@ impl Server {
             let _ = self.wait(pid);
         }
         self.reap_all();
+        self.cgroups.cleanup();
+    }
+}
+
+/// Opens a fresh, empty network namespace (only a downed loopback) that
+/// every worker joins with `setns`: creating one per spawn would double the
+/// spawn time, and an empty namespace holds nothing to share.
+fn empty_netns() -> Option<OwnedFd> {
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ok()?;
+    // SAFETY: single-threaded fork server; the child only makes raw syscalls.
+    match unsafe { nix::unistd::fork() }.ok()? {
+        nix::unistd::ForkResult::Child => {
+            // SAFETY: unshare/read/_exit are raw syscalls on our own state.
+            unsafe {
+                let ok = libc::unshare(libc::CLONE_NEWNET) == 0;
+                drop(w);
+                let mut b = [0u8; 1];
+                libc::read(r.as_raw_fd(), b.as_mut_ptr().cast(), if ok { 1 } else { 0 });
+                libc::_exit(if ok { 0 } else { 1 })
+            }
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            drop(r);
+            // Give the child a moment to unshare; then open its namespace.
+            let path = format!("/proc/{}/ns/net", child.as_raw());
+            let mine = std::fs::read_link("/proc/self/ns/net").ok();
+            let mut fd = None;
+            for _ in 0..1000 {
+                if std::fs::read_link(&path).ok().is_some_and(|l| Some(&l) != mine.as_ref()) {
+                    fd = nix::fcntl::open(path.as_str(), nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty()).ok();
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_micros(200));
+            }
+            drop(w);
+            let _ = wait4(child.as_raw(), 0);
+            fd
+        }
     }
 }
 
@@ -617,6 +761,7 @@ fn wait4(pid: i32, flags: i32) -> Option<(i32, ExitInfo)> {
             utime_us: us(ru.ru_utime),
             stime_us: us(ru.ru_stime),
             maxrss_kib: ru.ru_maxrss as u64,
+            cgroup: None,
         },
     ))
 }

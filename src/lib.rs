@@ -9,6 +9,7 @@
 //! docs/ARCHITECTURE.md is the map.
 
 pub mod audit;
+pub mod cgroup;
 pub mod child;
 pub mod elf;
 pub mod forkserver;

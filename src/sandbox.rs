@@ -74,6 +74,8 @@ pub struct Sandbox {
     pub enforce: Enforce,
     /// What this host could not enforce (e.g. no identity change when not root).
     pub weakenings: Vec<String>,
+    /// The optional walls in force (cgroups, namespaces).
+    pub walls: crate::forkserver::Walls,
 }
 
 impl Sandbox {
@@ -112,9 +114,20 @@ impl Sandbox {
             identity: Some((policy.identity.uid, policy.identity.gid)),
             new_session: true,
             filters: [pack(&filters.clone3), pack(&filters.main)],
+            cgroup: crate::cgroup::Limits {
+                memory: Some(policy.limits.memory),
+                // Threads count as tasks too: with no processes allowed
+                // (seccomp enforces that), leave room for a thread pool.
+                pids: Some(if policy.limits.processes == 0 { 64 } else { policy.limits.processes + 1 }),
+            },
+            namespaces: policy.namespaces.flags(),
         };
-        let profile = fs.prepare(&spec)?;
-        Ok(Sandbox { fs, profile, plugin, policy, enforce, weakenings })
+        let (profile, walls) = fs.prepare(&spec)?;
+        for m in &walls.missing {
+            tracing::warn!(plugin = %plugin.exe.display(), "weaker sandbox: {m}");
+        }
+        weakenings.extend(walls.missing.iter().cloned());
+        Ok(Sandbox { fs, profile, plugin, policy, enforce, weakenings, walls })
     }
 
     /// Starts one sandboxed child with fresh pipes.

@@ -352,6 +352,10 @@ impl Conn {
             return Verdict::Timeout(kind);
         }
         let stderr = self.stderr_text();
+        if let Some(cg) = info.cgroup.filter(|c| c.oom_killed) {
+            let peak = cg.memory_peak.map_or(String::new(), |p| format!(", peak {} MiB", p >> 20));
+            return Verdict::Memory(format!("memory limit reached (cgroup OOM kill{peak})"));
+        }
         match (info.signal(), info.code()) {
             (Some(libc::SIGSYS), _) => Verdict::Violation(
                 "killed by seccomp (SIGSYS): a syscall its own lockdown filter denies, or a foreign syscall ABI"
@@ -554,7 +558,8 @@ impl Worker {
         let (cpu_ms, max_rss_kib) = match self.conn.proc.has_exited() {
             true => {
                 let info = self.conn.proc.wait().unwrap_or_default();
-                (info.cpu_ms().saturating_sub(cpu_start), info.maxrss_kib)
+                let peak = info.cgroup.and_then(|c| c.memory_peak).map_or(info.maxrss_kib, |p| p / 1024);
+                (info.cpu_ms().saturating_sub(cpu_start), peak)
             }
             false => (
                 self.conn.proc.cpu_ms().unwrap_or(0).saturating_sub(cpu_start),

@@ -10,7 +10,10 @@ use std::process::{Command, Output};
 use common::*;
 
 fn pw(args: &[&str]) -> Output {
-    Command::new(plugwarden()).args(args).output().expect("run plugwarden")
+    Command::new(plugwarden())
+        .args(args)
+        .output()
+        .expect("run plugwarden")
 }
 
 fn stdout(o: &Output) -> String {
@@ -29,7 +32,9 @@ fn check(path: &Path) -> (i32, String, String) {
 
 /// The line of `text` that starts with `prefix`.
 fn line_starting<'a>(text: &'a str, prefix: &str) -> &'a str {
-    text.lines().find(|l| l.starts_with(prefix)).unwrap_or_else(|| panic!("no line starting with {prefix:?} in:\n{text}"))
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no line starting with {prefix:?} in:\n{text}"))
 }
 
 /// The BPF sample row of `explain` output: [start-up, after start-up].
@@ -83,12 +88,19 @@ fn test_policy_list_builtin_shows_descriptions() {
         line_starting(&out, "  strict "),
         "  strict   pure compute on the pipes: no files beyond loading the executable, no network, no new processes"
     );
-    assert_eq!(line_starting(&out, "  image "), "  image    image decoders: pipes and memory only, 1GiB memory cap");
+    assert_eq!(
+        line_starting(&out, "  image "),
+        "  image    image decoders: pipes and memory only, 1GiB memory cap"
+    );
 }
 
 #[test]
 fn test_policy_list_in_repo_lists_policy_files() {
-    let o = Command::new(plugwarden()).args(["policy", "list"]).current_dir(repo()).output().unwrap();
+    let o = Command::new(plugwarden())
+        .args(["policy", "list"])
+        .current_dir(repo())
+        .output()
+        .unwrap();
 
     let out = stdout(&o);
     assert!(out.contains("\nfiles in ./policies/:\n"), "{out}");
@@ -106,7 +118,10 @@ fn test_policy_check_shipped_policies_ok() {
 
     let o = Command::new(plugwarden()).args(&args).output().unwrap();
 
-    let expected: String = files.iter().map(|p| format!("{}: ok\n", p.display())).collect();
+    let expected: String = files
+        .iter()
+        .map(|p| format!("{}: ok\n", p.display()))
+        .collect();
     assert_eq!(stdout(&o), expected);
     assert_eq!(stderr(&o), "");
     assert_eq!(o.status.code(), Some(0));
@@ -115,7 +130,11 @@ fn test_policy_check_shipped_policies_ok() {
 #[test]
 fn test_policy_check_unknown_syscall_error_with_line() {
     let dir = scratch();
-    let p = policy(dir.path(), "p.toml", "description = \"x\"\n[syscalls]\nallow = [\"read\", \"raed\"]\n");
+    let p = policy(
+        dir.path(),
+        "p.toml",
+        "description = \"x\"\n[syscalls]\nallow = [\"read\", \"raed\"]\n",
+    );
 
     let (code, out, err) = check(&p);
 
@@ -133,7 +152,11 @@ fn test_policy_check_unknown_syscall_error_with_line() {
 #[test]
 fn test_policy_check_unknown_key_error_with_line() {
     let dir = scratch();
-    let p = policy(dir.path(), "p.toml", "extends = \"strict\"\n\n[limits]\nwal = \"1s\"\n");
+    let p = policy(
+        dir.path(),
+        "p.toml",
+        "extends = \"strict\"\n\n[limits]\nwal = \"1s\"\n",
+    );
 
     let (code, _, err) = check(&p);
 
@@ -150,7 +173,11 @@ fn test_policy_check_unknown_key_error_with_line() {
 #[test]
 fn test_policy_check_unknown_group_error_with_line() {
     let dir = scratch();
-    let p = policy(dir.path(), "p.toml", "[syscalls]\nallow = [\"@default\",\n    \"@no-such-group\"]\n");
+    let p = policy(
+        dir.path(),
+        "p.toml",
+        "[syscalls]\nallow = [\"@default\",\n    \"@no-such-group\"]\n",
+    );
 
     let (code, _, err) = check(&p);
 
@@ -167,7 +194,11 @@ fn test_policy_check_unknown_group_error_with_line() {
 #[test]
 fn test_policy_check_tiny_memory_error_on_its_line() {
     let dir = scratch();
-    let p = policy(dir.path(), "p.toml", "extends = \"strict\"\n[limits]\nmemory = \"1MiB\"\n");
+    let p = policy(
+        dir.path(),
+        "p.toml",
+        "extends = \"strict\"\n[limits]\nmemory = \"1MiB\"\n",
+    );
 
     let (code, _, err) = check(&p);
 
@@ -185,7 +216,10 @@ fn test_policy_check_tiny_memory_error_on_its_line() {
 fn test_policy_check_exec_of_missing_path_error() {
     let dir = scratch();
     let missing = dir.path().join("no-such-dir");
-    let text = format!("extends = \"strict\"\n[filesystem]\nexec = [{:?}]\n", missing.display().to_string());
+    let text = format!(
+        "extends = \"strict\"\n[filesystem]\nexec = [{:?}]\n",
+        missing.display().to_string()
+    );
     let p = policy(dir.path(), "p.toml", &text);
 
     let (code, _, err) = check(&p);
@@ -222,7 +256,10 @@ fn test_policy_check_risky_grants_warn_and_pass() {
         format!("{f}:9:1: warning: limits.cpu (1m) is above limits.wall (30s): the wall limit always ends the job first"),
     ];
     for line in &expected {
-        assert!(err.lines().any(|l| l == line), "missing {line:?} in:\n{err}");
+        assert!(
+            err.lines().any(|l| l == line),
+            "missing {line:?} in:\n{err}"
+        );
     }
     assert_eq!(code, 0, "{err}");
     assert!(out.starts_with(&format!("{f}: ok, ")), "{out}");
@@ -256,21 +293,42 @@ fn test_policy_explain_strict_bpf_denies_socket_and_later_execve() {
 
     assert_eq!(sample_row(&text, "read"), row("allow", "allow"));
     assert_eq!(sample_row(&text, "write"), row("allow", "allow"));
-    assert_eq!(sample_row(&text, "socket(AF_INET)"), row("deny (violation)", "deny (killed)"));
+    assert_eq!(
+        sample_row(&text, "socket(AF_INET)"),
+        row("deny (violation)", "deny (killed)")
+    );
     assert_eq!(sample_row(&text, "execve"), row("allow", "deny (killed)"));
     assert_eq!(sample_row(&text, "openat"), row("allow", "deny (killed)"));
-    assert_eq!(sample_row(&text, "clone (fork flags)"), row("deny (violation)", "deny (killed)"));
-    assert_eq!(sample_row(&text, "clone (thread flags)"), row("allow", "allow"));
-    assert_eq!(sample_row(&text, "clone3"), row("deny (ENOSYS)", "deny (killed)"));
+    assert_eq!(
+        sample_row(&text, "clone (fork flags)"),
+        row("deny (violation)", "deny (killed)")
+    );
+    assert_eq!(
+        sample_row(&text, "clone (thread flags)"),
+        row("allow", "allow")
+    );
+    assert_eq!(
+        sample_row(&text, "clone3"),
+        row("deny (ENOSYS)", "deny (killed)")
+    );
 }
 
 #[test]
 fn test_policy_explain_default_tiocsti_denied_even_with_high_bits() {
     let text = explain("default");
 
-    assert_eq!(sample_row(&text, "ioctl(TCGETS)"), row("allow", "deny (killed)"));
-    assert_eq!(sample_row(&text, "ioctl(TIOCSTI)"), row("deny (violation)", "deny (killed)"));
-    assert_eq!(sample_row(&text, "ioctl(TIOCSTI | 0x100000000)"), row("deny (violation)", "deny (killed)"));
+    assert_eq!(
+        sample_row(&text, "ioctl(TCGETS)"),
+        row("allow", "deny (killed)")
+    );
+    assert_eq!(
+        sample_row(&text, "ioctl(TIOCSTI)"),
+        row("deny (violation)", "deny (killed)")
+    );
+    assert_eq!(
+        sample_row(&text, "ioctl(TIOCSTI | 0x100000000)"),
+        row("deny (violation)", "deny (killed)")
+    );
     assert_eq!(
         line_starting(&text, "  ioctl: only"),
         "  ioctl: only TCGETS, TIOCGWINSZ, FIONREAD, FIONBIO, FIONCLEX, FIOCLEX (compared on the low 32 bits, as the kernel does)"
@@ -292,10 +350,16 @@ fn test_policy_explain_unknown_name_usage_error() {
 fn test_log_mode_socket_reported_and_job_completes() {
     let probe = plugin("pw-probe").display().to_string();
 
-    let o = call(&["--plugin", &probe, "--policy", "strict", "--enforce", "log"], b"socket");
+    let o = call(
+        &["--plugin", &probe, "--policy", "strict", "--enforce", "log"],
+        b"socket",
+    );
 
     assert_eq!(stdout(&o), "socket created");
-    assert_eq!(stderr(&o), "plugwarden: denied: socket(AF_INET, SOCK_STREAM, 0)\nok\n");
+    assert_eq!(
+        stderr(&o),
+        "plugwarden: denied: socket(AF_INET, SOCK_STREAM, 0)\nok\n"
+    );
     assert_eq!(o.status.code(), Some(0));
 }
 
@@ -307,12 +371,21 @@ fn test_doctor_reports_this_process_and_exits_zero() {
     let abi = plugwarden::landlock_rules::kernel_abi();
     assert_eq!(o.status.code(), Some(0));
     if abi == 0 {
-        assert_eq!(line_starting(&out, "  landlock:"), "  landlock: not available (disabled or kernel too old)");
+        assert_eq!(
+            line_starting(&out, "  landlock:"),
+            "  landlock: not available (disabled or kernel too old)"
+        );
     } else {
-        assert_eq!(line_starting(&out, "  landlock:"), format!("  landlock: ABI {abi} (plugwarden pins ABI 7)"));
+        assert_eq!(
+            line_starting(&out, "  landlock:"),
+            format!("  landlock: ABI {abi} (plugwarden pins ABI 7)")
+        );
     }
     let root = if is_root() { "yes" } else { "no" };
-    assert_eq!(line_starting(&out, "  running as root:"), format!("  running as root: {root}"));
+    assert_eq!(
+        line_starting(&out, "  running as root:"),
+        format!("  running as root: {root}")
+    );
     let identity = line_starting(&out, "  identity drop");
     assert_eq!(identity.contains("enforced"), is_root(), "{identity}");
 }
@@ -344,11 +417,17 @@ fn test_learn_echo_policy_checks_passes_and_is_smaller_than_default() {
     assert!(!learned.contains("extends"), "{learned}");
     let p = policy(dir.path(), "learned.toml", &learned);
     let (code, out, err) = check(&p);
-    assert_eq!((code, out, err), (0, format!("{}: ok\n", p.display()), String::new()));
+    assert_eq!(
+        (code, out, err),
+        (0, format!("{}: ok\n", p.display()), String::new())
+    );
     let echo = plugin("pw-echo").display().to_string();
     let ps = p.display().to_string();
     let o = call(&["--plugin", &echo, "--policy", &ps], b"round trip");
-    assert_eq!((verdict(&o), stdout(&o)), ("ok".to_string(), "round trip".to_string()));
+    assert_eq!(
+        (verdict(&o), stdout(&o)),
+        ("ok".to_string(), "round trip".to_string())
+    );
     assert!(allowed_count(&ps) < allowed_count("default"), "{learned}");
 }
 
@@ -363,7 +442,10 @@ fn test_learn_probe_unobserved_socket_is_violation() {
     let probe = plugin("pw-probe").display().to_string();
     let ps = p.display().to_string();
     let ok = call(&["--plugin", &probe, "--policy", &ps], b"echo:y");
-    assert_eq!((verdict(&ok), stdout(&ok)), ("ok".to_string(), "y".to_string()));
+    assert_eq!(
+        (verdict(&ok), stdout(&ok)),
+        ("ok".to_string(), "y".to_string())
+    );
     let bad = call(&["--plugin", &probe, "--policy", &ps], b"socket");
     assert_eq!(verdict(&bad), "violation: socket(AF_INET, SOCK_STREAM, 0)");
     assert_eq!(bad.status.code(), Some(1));
@@ -376,11 +458,46 @@ fn test_learn_probe_observed_socket_granted_with_family() {
 
     let learned = learn("pw-probe", &[&a]);
 
-    assert!(learned.contains("\n#   socket(AF_INET, SOCK_STREAM, 0)\n"), "{learned}");
-    assert!(learned.contains("\nsocket_families = [\"AF_INET\"]\n"), "{learned}");
+    assert!(
+        learned.contains("\n#   socket(AF_INET, SOCK_STREAM, 0)\n"),
+        "{learned}"
+    );
+    assert!(
+        learned.contains("\nsocket_families = [\"AF_INET\"]\n"),
+        "{learned}"
+    );
     let p = policy(dir.path(), "learned.toml", &learned);
     let probe = plugin("pw-probe").display().to_string();
     let ps = p.display().to_string();
     let o = call(&["--plugin", &probe, "--policy", &ps], b"socket");
-    assert_eq!((verdict(&o), stdout(&o)), ("ok".to_string(), "socket created".to_string()));
+    assert_eq!(
+        (verdict(&o), stdout(&o)),
+        ("ok".to_string(), "socket created".to_string())
+    );
+}
+
+#[test]
+fn test_policy_doc_lists_every_group_and_risky_syscall() {
+    let doc = std::fs::read_to_string(repo().join("docs/POLICY.md")).expect("docs/POLICY.md");
+
+    let missing_groups: Vec<&str> = plugwarden::policy::groups::GROUPS
+        .iter()
+        .filter(|g| {
+            let members: Vec<String> = g.syscalls.iter().map(|m| format!("`{m}`")).collect();
+            !doc.contains(&format!(
+                "| `{}` | {} | {} |",
+                g.name,
+                g.description,
+                members.join(" ")
+            ))
+        })
+        .map(|g| g.name)
+        .collect();
+    let missing_risky: Vec<&str> = plugwarden::policy::groups::RISKY
+        .iter()
+        .filter(|(name, why)| !doc.contains(&format!("| `{name}` | {why} |")))
+        .map(|(name, _)| *name)
+        .collect();
+    assert_eq!(missing_groups, Vec::<&str>::new());
+    assert_eq!(missing_risky, Vec::<&str>::new());
 }

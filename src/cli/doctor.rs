@@ -52,7 +52,8 @@ fn probe() -> Facts {
     let has = |set| caps::has_cap(None, set, Capability::CAP_SYS_RESOURCE).unwrap_or(false);
     Facts {
         landlock_abi: landlock_rules::kernel_abi(),
-        seccomp_actions: read("/proc/sys/kernel/seccomp/actions_avail").map(|s| s.trim().to_string()),
+        seccomp_actions: read("/proc/sys/kernel/seccomp/actions_avail")
+            .map(|s| s.trim().to_string()),
         kernel: kernel_version(),
         cgroup: cgroups(),
         userns_max: read("/proc/sys/user/max_user_namespaces").and_then(|s| s.trim().parse().ok()),
@@ -64,8 +65,12 @@ fn probe() -> Facts {
 }
 
 fn kernel_version() -> (u32, u32) {
-    let release = nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default();
-    let mut parts = release.split(|c: char| !c.is_ascii_digit()).filter_map(|p| p.parse().ok());
+    let release = nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut parts = release
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|p| p.parse().ok());
     (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
 }
 
@@ -119,7 +124,12 @@ fn cgroups() -> Cgroups {
             Err(e) => refused.push(format!("{} ({e})", dir.display())),
         }
     }
-    Cgroups { v2, v1, writable, refused }
+    Cgroups {
+        v2,
+        v1,
+        writable,
+        refused,
+    }
 }
 
 /// Forks a child that tries `unshare(CLONE_NEWUSER)` and reports by exit status.
@@ -156,17 +166,27 @@ fn print_facts(f: &Facts) {
     if f.landlock_abi == 0 {
         println!("  landlock: not available (disabled or kernel too old)");
     } else {
-        println!("  landlock: ABI {} (plugwarden pins ABI {LANDLOCK_PINNED})", f.landlock_abi);
+        println!(
+            "  landlock: ABI {} (plugwarden pins ABI {LANDLOCK_PINNED})",
+            f.landlock_abi
+        );
     }
     match &f.seccomp_actions {
         Some(a) => println!("  seccomp actions: {a}"),
-        None => println!("  seccomp actions: unknown (/proc/sys/kernel/seccomp/actions_avail is missing)"),
+        None => println!(
+            "  seccomp actions: unknown (/proc/sys/kernel/seccomp/actions_avail is missing)"
+        ),
     }
     println!("  seccomp user notification: {}", yes(user_notif(f)));
-    println!("  seccomp notification CONTINUE (log-only mode): {}", yes(user_notif(f) && f.kernel >= (5, 5)));
+    println!(
+        "  seccomp notification CONTINUE (log-only mode): {}",
+        yes(user_notif(f) && f.kernel >= (5, 5))
+    );
     let c = &f.cgroup;
     match &c.v2 {
-        Some((dir, ctl)) if ctl.is_empty() => println!("  cgroup v2: {dir} (no controllers enabled)"),
+        Some((dir, ctl)) if ctl.is_empty() => {
+            println!("  cgroup v2: {dir} (no controllers enabled)")
+        }
         Some((dir, ctl)) => println!("  cgroup v2: {dir} ({})", ctl.join(" ")),
         None => println!("  cgroup v2: not mounted"),
     }
@@ -182,7 +202,10 @@ fn print_facts(f: &Facts) {
         println!("  may create cgroups under {why}: no");
     }
     match f.userns_max {
-        Some(n) => println!("  user namespaces: max {n}, creating one {}", if f.userns_ok { "works" } else { "fails" }),
+        Some(n) => println!(
+            "  user namespaces: max {n}, creating one {}",
+            if f.userns_ok { "works" } else { "fails" }
+        ),
         None => println!("  user namespaces: not available"),
     }
     println!("  running as root: {}", yes(f.root));
@@ -194,26 +217,56 @@ fn print_facts(f: &Facts) {
 }
 
 fn user_notif(f: &Facts) -> bool {
-    f.seccomp_actions.as_deref().is_some_and(|a| a.split_whitespace().any(|w| w == "user_notif"))
+    f.seccomp_actions
+        .as_deref()
+        .is_some_and(|a| a.split_whitespace().any(|w| w == "user_notif"))
 }
 
 fn print_walls(f: &Facts) {
     println!("walls on this machine:");
     let wall = |name: &str, state: &str, why: &str| println!("  {name:<20} {state:<10} {why}");
     if user_notif(f) {
-        wall("seccomp allowlist", "enforced", "violations are named by the supervisor (user notification)");
+        wall(
+            "seccomp allowlist",
+            "enforced",
+            "violations are named by the supervisor (user notification)",
+        );
     } else {
-        wall("seccomp allowlist", "refused", "this kernel has no seccomp user notification (Linux 5.0+)");
+        wall(
+            "seccomp allowlist",
+            "refused",
+            "this kernel has no seccomp user notification (Linux 5.0+)",
+        );
     }
     if user_notif(f) && f.kernel >= (5, 5) {
-        wall("log-only mode", "available", "denied syscalls continue and are reported (--enforce log, learn)");
+        wall(
+            "log-only mode",
+            "available",
+            "denied syscalls continue and are reported (--enforce log, learn)",
+        );
     } else {
-        wall("log-only mode", "refused", "needs SECCOMP_USER_NOTIF_FLAG_CONTINUE (Linux 5.5+)");
+        wall(
+            "log-only mode",
+            "refused",
+            "needs SECCOMP_USER_NOTIF_FLAG_CONTINUE (Linux 5.5+)",
+        );
     }
     if f.landlock_abi >= LANDLOCK_PINNED {
-        wall("landlock files", "enforced", "read/write/exec limited to the policy's paths");
-        wall("landlock TCP ports", "enforced", "connect/bind limited to the policy's ports");
-        wall("landlock scopes", "enforced", "no signals or abstract unix sockets outside the sandbox");
+        wall(
+            "landlock files",
+            "enforced",
+            "read/write/exec limited to the policy's paths",
+        );
+        wall(
+            "landlock TCP ports",
+            "enforced",
+            "connect/bind limited to the policy's ports",
+        );
+        wall(
+            "landlock scopes",
+            "enforced",
+            "no signals or abstract unix sockets outside the sandbox",
+        );
     } else {
         let why = format!(
             "the kernel offers Landlock ABI {}, plugwarden requires {LANDLOCK_PINNED}: sandboxes are refused at start",
@@ -222,17 +275,36 @@ fn print_walls(f: &Facts) {
         wall("landlock", "refused", &why);
     }
     if f.root {
-        wall("identity drop", "enforced", "children drop to the policy's uid/gid and lose every capability");
+        wall(
+            "identity drop",
+            "enforced",
+            "children drop to the policy's uid/gid and lose every capability",
+        );
     } else {
-        wall("identity drop", "weakened", "not root: the plugin keeps this user's uid (Landlock and seccomp still apply)");
+        wall(
+            "identity drop",
+            "weakened",
+            "not root: the plugin keeps this user's uid (Landlock and seccomp still apply)",
+        );
     }
     if f.sys_resource_effective {
-        wall("rlimits", "enforced", "memory, CPU, open files, file size; may be raised above this process's limits");
+        wall(
+            "rlimits",
+            "enforced",
+            "memory, CPU, open files, file size; may be raised above this process's limits",
+        );
     } else {
-        wall("rlimits", "enforced", "capped at this process's own hard limits (no CAP_SYS_RESOURCE)");
+        wall(
+            "rlimits",
+            "enforced",
+            "capped at this process's own hard limits (no CAP_SYS_RESOURCE)",
+        );
     }
     let c = &f.cgroup;
-    let pids = c.v2.as_ref().is_some_and(|(_, ctl)| ctl.iter().any(|x| x == "pids")) || c.v1.iter().any(|x| x == "pids");
+    let pids =
+        c.v2.as_ref()
+            .is_some_and(|(_, ctl)| ctl.iter().any(|x| x == "pids"))
+            || c.v1.iter().any(|x| x == "pids");
     if !c.writable.is_empty() && pids {
         wall("process count", "weakened", "cgroups are usable here, but this build does not use them yet: seccomp forbids new processes when limits.processes = 0");
     } else {
@@ -240,8 +312,16 @@ fn print_walls(f: &Facts) {
     }
     wall("memory attribution", "weakened", "RLIMIT_AS limits memory; a memory verdict is not attributed through a cgroup by this build");
     if f.userns_ok {
-        wall("namespaces", "available", "user namespaces work here; this build does not create namespaces for plugins yet");
+        wall(
+            "namespaces",
+            "available",
+            "user namespaces work here; this build does not create namespaces for plugins yet",
+        );
     } else {
-        wall("namespaces", "refused", "creating a user namespace fails here");
+        wall(
+            "namespaces",
+            "refused",
+            "creating a user namespace fails here",
+        );
     }
 }

@@ -2,7 +2,7 @@
 //! print the smallest policy under which those inputs pass.
 //!
 //! How it observes: the child gets the normal road (Landlock, identity,
-//! rlimits, seccomp) with an observation policy whose allowlist is only
+//! rlimits, seccomp) with an observation policy whose allowlist starts as
 //! `@default` and `@startup`, run in log-only mode ([`Enforce::Log`]).
 //! Every other syscall reaches the supervisor as a seccomp user
 //! notification, is recorded with its decoded arguments in
@@ -13,12 +13,16 @@
 //! (the record lands in the kernel's audit log, out of our reach, and
 //! without arguments).
 //!
+//! The inputs run in rounds: each round allows what earlier rounds saw, so
+//! the supervisor's bounded list of denials fills only with new calls, and
+//! the round that sees nothing new has run every input under the learned
+//! allowlist.
+//!
 //! Landlock grants read access to `/` and no write. Paths are not yet
 //! observed (openat is in `@startup`, so it never reaches the supervisor),
 //! so the learned policy grants no path and says so.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,16 +55,35 @@ pub struct LearnArgs {
     inputs: Vec<PathBuf>,
 }
 
-/// The policy the plugin runs under while it is observed.
-fn observation_policy(timeout: Option<Duration>) -> Result<Policy, Usage> {
+/// Rounds of observation at most: each round allows what the previous ones
+/// saw, so the supervisor's bounded list of denials (256 distinct calls per
+/// job) fills only with what is new, and the last round, which sees nothing
+/// new, is a run under the learned allowlist.
+const MAX_ROUNDS: usize = 8;
+
+/// Processes a learned policy allows when the plugin created any.
+const LEARNED_PROCESSES: u64 = 16;
+
+/// The policy the plugin runs under while it is observed: the base groups
+/// plus what earlier rounds saw, read access to `/`, no write.
+fn observation_policy(timeout: Option<Duration>, seen: &Observed) -> Result<Policy, Usage> {
     let mut p = policy::load("default")?;
     p.name = "learn (observation)".into();
     p.description = "observation policy of plugwarden learn".into();
     p.sources.clear();
-    p.syscalls.allow = expanded(BASE_GROUPS).into_iter().map(str::to_string).collect();
-    p.syscalls.ioctl.clear();
-    p.syscalls.socket_families.clear();
-    p.filesystem = Filesystem { read: vec![PathBuf::from("/")], write: Vec::new(), exec: Vec::new() };
+    p.syscalls.allow = expanded(BASE_GROUPS)
+        .into_iter()
+        .map(str::to_string)
+        .collect();
+    p.syscalls.allow.extend(seen.allow_singles());
+    p.syscalls.ioctl = seen.ioctls.clone();
+    p.syscalls.socket_families = seen.families.clone();
+    p.limits.processes = if seen.forks { LEARNED_PROCESSES } else { 0 };
+    p.filesystem = Filesystem {
+        read: vec![PathBuf::from("/")],
+        write: Vec::new(),
+        exec: Vec::new(),
+    };
     p.network = Default::default();
     if let Some(t) = timeout {
         p.limits.wall = t;
@@ -88,7 +111,9 @@ struct Observed {
 
 impl Observed {
     fn record(&mut self, call: &str) {
-        let Some((name, rest)) = call.split_once('(') else { return };
+        let Some((name, rest)) = call.split_once('(') else {
+            return;
+        };
         if groups::number(groups::Arch::native(), name).is_none() {
             return; // "syscall 1234 (unknown to this build)" and the like
         }
@@ -109,14 +134,49 @@ impl Observed {
                 None => {}
             },
             "clone" | "fork" | "vfork" => {
-                let flags = args.first().and_then(|f| u64::from_str_radix(f.trim_start_matches("0x"), 16).ok());
+                let flags = args
+                    .first()
+                    .and_then(|f| u64::from_str_radix(f.trim_start_matches("0x"), 16).ok());
                 if name != "clone" || flags.is_some_and(|f| f & libc::CLONE_THREAD as u64 == 0) {
                     self.forks = true;
                 }
             }
             _ => {}
         }
-        self.syscalls.entry(name.to_string()).or_insert_with(|| call.to_string());
+        self.syscalls
+            .entry(name.to_string())
+            .or_insert_with(|| call.to_string());
+    }
+
+    /// How much has been seen; it only grows, so equal means nothing new.
+    fn size(&self) -> (usize, usize, usize, usize, bool) {
+        (
+            self.syscalls.len(),
+            self.ioctls.len(),
+            self.families.len(),
+            self.unnamed_families.len(),
+            self.forks,
+        )
+    }
+
+    /// Single syscalls a policy must list, beyond the base groups.
+    fn allow_singles(&self) -> BTreeSet<String> {
+        let base: BTreeSet<&str> = expanded(BASE_GROUPS).into_iter().collect();
+        let mut singles: BTreeSet<String> = self
+            .syscalls
+            .keys()
+            .filter(|n| !base.contains(n.as_str()))
+            .cloned()
+            .collect();
+        // seccomp is always allowed for installing a further filter (flags
+        // 0); any other use stays denied even when listed.
+        singles.remove("seccomp");
+        // socket without a family rule would allow every family.
+        if self.families.is_empty() {
+            singles.remove("socket");
+            singles.remove("socketpair");
+        }
+        singles
     }
 }
 
@@ -125,7 +185,52 @@ fn ioctl_request(text: &str) -> Option<u32> {
         return Some(nr);
     }
     // The kernel compares the low 32 bits; so does the policy.
-    u64::from_str_radix(text.strip_prefix("0x")?, 16).ok().map(|n| n as u32)
+    u64::from_str_radix(text.strip_prefix("0x")?, 16)
+        .ok()
+        .map(|n| n as u32)
+}
+
+/// The outcome of one round over every input.
+struct Round {
+    inputs: usize,
+    failed: usize,
+}
+
+fn observe_round(
+    sandbox: &Sandbox,
+    inputs: &[PathBuf],
+    seen: &mut Observed,
+    round: usize,
+) -> Result<Round, Usage> {
+    let mut r = Round {
+        inputs: 0,
+        failed: 0,
+    };
+    for item in super::run::walk(inputs) {
+        let (path, _) = item.map_err(Usage)?;
+        let input = std::fs::read(&path)
+            .map_err(|e| Usage(format!("cannot read {}: {e}", path.display())))?;
+        let outcome = super::run::run_one(sandbox, &input);
+        r.inputs += 1;
+        for call in &outcome.denied {
+            seen.record(call);
+        }
+        eprintln!(
+            "learn: round {round}: {}: {} ({} call(s) outside the allowlist, let through)",
+            path.display(),
+            outcome.verdict,
+            outcome.denied.len()
+        );
+        if !outcome.verdict.is_ok() {
+            r.failed += 1;
+        }
+    }
+    if r.inputs == 0 {
+        return Err(Usage(
+            "no input files found: learn needs sample inputs".into(),
+        ));
+    }
+    Ok(r)
 }
 
 pub fn run(a: LearnArgs) -> Result<u8, Usage> {
@@ -137,42 +242,68 @@ pub fn run(a: LearnArgs) -> Result<u8, Usage> {
     };
     let mut args = located.args;
     args.extend(a.args.iter().cloned());
-    let observation = observation_policy(a.timeout)?;
-    let limits = observation.limits.clone();
+    let plugin = PluginSpec {
+        exe: located.exe.clone(),
+        args,
+        mode,
+    };
     let fs = super::start_fork_server()?;
-    let plugin = PluginSpec { exe: located.exe.clone(), args, mode };
-    let sandbox = Sandbox::new(fs, plugin, Arc::new(observation), Enforce::Log)?;
-
-    let mut observed = Observed::default();
-    let (mut inputs, mut failed) = (0usize, 0usize);
-    for item in super::run::walk(&a.inputs) {
-        let (path, _) = item.map_err(Usage)?;
-        let input = std::fs::read(&path).map_err(|e| Usage(format!("cannot read {}: {e}", path.display())))?;
-        let outcome = super::run::run_one(&sandbox, &input);
-        inputs += 1;
-        for call in &outcome.denied {
-            observed.record(call);
+    let mut seen = Observed::default();
+    let mut last = Round {
+        inputs: 0,
+        failed: 0,
+    };
+    let mut converged = false;
+    for round in 1..=MAX_ROUNDS {
+        let observation = observation_policy(a.timeout, &seen)?;
+        let sandbox = Sandbox::new(
+            fs.clone(),
+            plugin.clone(),
+            Arc::new(observation),
+            Enforce::Log,
+        )?;
+        let before = seen.size();
+        last = observe_round(&sandbox, &a.inputs, &mut seen, round)?;
+        if seen.size() == before {
+            converged = true;
+            break;
         }
+    }
+    let limits = observation_policy(a.timeout, &seen)?.limits;
+    let exe_name = located
+        .exe
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let summary = Summary {
+        exe: &exe_name,
+        mode,
+        inputs: last.inputs,
+        failed: last.failed,
+        converged,
+    };
+    print!("{}", render(&seen, &summary, &limits));
+    if !converged {
         eprintln!(
-            "learn: {}: {} ({} calls outside @default and @startup)",
-            path.display(),
-            outcome.verdict,
-            outcome.denied.len()
+            "learn: still seeing new calls after {MAX_ROUNDS} rounds; the policy may be incomplete"
         );
-        if !outcome.verdict.is_ok() {
-            failed += 1;
-        }
     }
-    if inputs == 0 {
-        return Err(Usage("no input files found: learn needs sample inputs".into()));
-    }
-    let exe_name = located.exe.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-    print!("{}", render(&observed, &exe_name, mode, inputs, failed, &limits));
-    if failed > 0 {
-        eprintln!("learn: {failed} of {inputs} inputs did not pass even while observed; the policy only covers what ran");
+    if last.failed > 0 {
+        eprintln!(
+            "learn: {} of {} inputs did not pass even while observed; the policy only covers what ran",
+            last.failed, last.inputs
+        );
         return Ok(EXIT_VERDICT);
     }
     Ok(EXIT_OK)
+}
+
+/// What the header of a learned policy says about the runs.
+struct Summary<'a> {
+    exe: &'a str,
+    mode: Mode,
+    inputs: usize,
+    failed: usize,
+    converged: bool,
 }
 
 fn toml_list(items: &[String]) -> String {
@@ -180,78 +311,109 @@ fn toml_list(items: &[String]) -> String {
     format!("[{}]", quoted.join(", "))
 }
 
-fn render(o: &Observed, exe: &str, mode: Mode, inputs: usize, failed: usize, l: &policy::Limits) -> String {
-    let mode = match mode {
+fn size_text(b: u64) -> String {
+    if b % (1 << 20) == 0 {
+        format!("{}MiB", b >> 20)
+    } else {
+        format!("{}KiB", b / 1024)
+    }
+}
+
+fn render(o: &Observed, s: &Summary, l: &policy::Limits) -> String {
+    let mode = match s.mode {
         Mode::Worker => "worker",
         Mode::Filter => "filter",
     };
-    let mut t = String::new();
-    let _ = writeln!(t, "# Learned by `plugwarden learn` from {inputs} input(s) of {exe} ({mode} mode).");
-    if failed > 0 {
-        let _ = writeln!(t, "# {failed} input(s) failed while observed: this policy covers only what ran.");
+    let (exe, inputs) = (s.exe, s.inputs);
+    let mut t: Vec<String> = Vec::new();
+    t.push(format!(
+        "# Learned by `plugwarden learn` from {inputs} input(s) of {exe} ({mode} mode)."
+    ));
+    if s.failed > 0 {
+        t.push(format!(
+            "# {} input(s) failed while observed: this policy covers only what ran.",
+            s.failed
+        ));
+    }
+    if !s.converged {
+        t.push(format!(
+            "# New calls kept appearing after {MAX_ROUNDS} rounds: this policy may be incomplete."
+        ));
     }
     if o.syscalls.is_empty() {
-        let _ = writeln!(t, "# Observed beyond @default and @startup: nothing.");
+        t.push("# Observed beyond @default and @startup: nothing.".into());
     } else {
-        let _ = writeln!(t, "# Observed beyond @default and @startup (the first call of each):");
-        for call in o.syscalls.values() {
-            let _ = writeln!(t, "#   {call}");
-        }
+        t.push("# Observed beyond @default and @startup (the first call of each):".into());
+        t.extend(o.syscalls.values().map(|call| format!("#   {call}")));
     }
-    let _ = writeln!(t, "# write is listed although never observed: the host always allows it (the pipes).");
-    let _ = writeln!(t, "# Files: learn does not observe paths yet, so this policy grants none; Landlock");
-    let _ = writeln!(t, "# grants the executable, its ELF interpreter and its libraries by itself.");
-    let _ = writeln!(t, "# Add [filesystem] read = [...] if the plugin needs other files.");
-    let _ = writeln!(t, "description = \"learned from {inputs} input(s) of {exe}\"");
-    let _ = writeln!(t);
-    let _ = writeln!(t, "[syscalls]");
-    let base: BTreeSet<&str> = expanded(BASE_GROUPS).into_iter().collect();
-    let mut allow: Vec<String> = BASE_GROUPS.iter().map(|g| g.to_string()).collect();
-    let mut singles: BTreeSet<String> = o.syscalls.keys().filter(|n| !base.contains(n.as_str())).cloned().collect();
+    for f in &o.unnamed_families {
+        t.push(format!("# socket family {f} was used but cannot be named in a policy: those calls stay denied."));
+    }
+    t.push(
+        "# write is listed although never observed: the host always allows it (the pipes).".into(),
+    );
+    t.push(
+        "# Files: learn does not observe paths yet, so this policy grants none; Landlock".into(),
+    );
+    t.push("# grants the executable, its ELF interpreter and its libraries by itself.".into());
+    t.push("# Add [filesystem] read = [...] if the plugin needs other files.".into());
+    t.push(format!(
+        "description = \"learned from {inputs} input(s) of {exe}\""
+    ));
+    t.push(String::new());
+    t.push("[syscalls]".into());
+    let mut singles = o.allow_singles();
     singles.insert("write".into());
-    // seccomp is always allowed for installing a further filter (flags 0);
-    // a call outside that rule stays denied even when listed.
-    singles.remove("seccomp");
-    if !o.forks {
-        singles.remove("fork");
-        singles.remove("vfork");
-    }
-    allow.extend(singles);
-    let _ = writeln!(t, "allow = {}", toml_list(&allow));
-    if o.syscalls.contains_key("ioctl") {
+    let allow: Vec<String> = BASE_GROUPS
+        .iter()
+        .map(|g| g.to_string())
+        .chain(singles)
+        .collect();
+    t.push(format!("allow = {}", toml_list(&allow)));
+    if allow.iter().any(|n| n == "ioctl") {
         let reqs: Vec<String> = o
             .ioctls
             .iter()
-            .map(|n| policy::IOCTLS.iter().find(|(_, v)| v == n).map_or_else(|| n.to_string(), |(s, _)| format!("{s:?}")))
+            .map(|n| {
+                policy::IOCTLS
+                    .iter()
+                    .find(|(_, v)| v == n)
+                    .map_or_else(|| n.to_string(), |(s, _)| format!("{s:?}"))
+            })
             .collect();
-        let _ = writeln!(t, "ioctl = [{}]", reqs.join(", "));
+        t.push(format!("ioctl = [{}]", reqs.join(", ")));
     }
     if !o.families.is_empty() {
-        let names: Vec<String> =
-            o.families.iter().filter_map(|f| policy::family_name(u64::from(*f))).map(str::to_string).collect();
-        let _ = writeln!(t, "socket_families = {}", toml_list(&names));
+        let names: Vec<String> = o
+            .families
+            .iter()
+            .filter_map(|f| policy::family_name(u64::from(*f)))
+            .map(str::to_string)
+            .collect();
+        t.push(format!("socket_families = {}", toml_list(&names)));
     }
-    for f in &o.unnamed_families {
-        let _ = writeln!(t, "# socket family {f} was used but cannot be named in a policy: those calls stay denied");
-    }
-    let _ = writeln!(t, "on_violation = \"kill\"");
-    let _ = writeln!(t);
-    let _ = writeln!(t, "[limits]");
+    t.push("on_violation = \"kill\"".into());
+    t.push(String::new());
+    t.push("[limits]".into());
     let dur = |d: Duration| humantime::format_duration(d).to_string();
-    let size = |b: u64| if b % (1 << 20) == 0 { format!("{}MiB", b >> 20) } else { format!("{}KiB", b / 1024) };
-    let _ = writeln!(t, "wall = \"{}\"", dur(l.wall));
-    let _ = writeln!(t, "cpu = \"{}\"", dur(l.cpu));
-    let _ = writeln!(t, "memory = \"{}\"", size(l.memory));
+    t.push(format!("wall = \"{}\"", dur(l.wall)));
+    t.push(format!("cpu = \"{}\"", dur(l.cpu)));
+    t.push(format!("memory = \"{}\"", size_text(l.memory)));
     if o.forks {
-        let _ = writeln!(t, "# the plugin created processes while observed");
-        let _ = writeln!(t, "processes = 16");
-    } else {
-        let _ = writeln!(t, "processes = 0");
+        t.push(
+            "# the plugin created processes while observed (the number is not capped yet)".into(),
+        );
     }
-    let _ = writeln!(t, "open_files = {}", l.open_files);
-    let _ = writeln!(t, "file_size = 0");
-    let _ = writeln!(t, "output = \"{}\"", size(l.output));
-    t
+    t.push(format!(
+        "processes = {}",
+        if o.forks { LEARNED_PROCESSES } else { 0 }
+    ));
+    t.push(format!("open_files = {}", l.open_files));
+    t.push("file_size = 0".into());
+    t.push(format!("output = \"{}\"", size_text(l.output)));
+    let mut text = t.join("\n");
+    text.push('\n');
+    text
 }
 
 #[cfg(test)]
@@ -281,6 +443,38 @@ mod tests {
         assert!(!o.forks);
         o.record("clone(0x1200011, ...)");
         assert!(o.forks);
+    }
+
+    #[test]
+    fn test_allow_singles_socket_of_unnamed_family_not_listed() {
+        let mut o = Observed::default();
+        o.record("socket(17, SOCK_RAW, 0)");
+        o.record("futex(0x7f00, 0x81, 0x1)");
+        assert_eq!(o.allow_singles(), BTreeSet::from(["futex".to_string()]));
+        assert_eq!(o.unnamed_families, BTreeSet::from(["17".to_string()]));
+    }
+
+    #[test]
+    fn test_render_learned_policy_resolves_without_extends() {
+        let mut o = Observed::default();
+        o.record("ioctl(1, TCGETS)");
+        o.record("socket(AF_UNIX, SOCK_STREAM, 0)");
+        let s = Summary {
+            exe: "x",
+            mode: Mode::Worker,
+            inputs: 1,
+            failed: 0,
+            converged: true,
+        };
+        let text = render(&o, &s, &plugwarden::policy::Limits::default());
+        let p = policy::resolve(policy::Origin::File("learned.toml".into()), &text).unwrap();
+        assert_eq!(p.syscalls.ioctl, BTreeSet::from([0x5401]));
+        assert_eq!(
+            p.syscalls.socket_families,
+            BTreeSet::from([libc::AF_UNIX as u32])
+        );
+        assert!(p.syscalls.allow.contains("socket") && p.syscalls.allow.contains("write"));
+        assert!(!text.contains("extends"), "{text}");
     }
 
     #[test]

@@ -58,7 +58,10 @@ fn list() -> Result<u8, Usage> {
     println!("built-in policies:");
     let width = BUILTIN.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
     for (name, text) in BUILTIN {
-        println!("  {name:<width$}  {}", description_of(Origin::Builtin(name), text));
+        println!(
+            "  {name:<width$}  {}",
+            description_of(Origin::Builtin(name), text)
+        );
     }
     let dir = Path::new("policies");
     let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
@@ -74,7 +77,11 @@ fn list() -> Result<u8, Usage> {
         return Ok(EXIT_OK);
     }
     println!("files in ./policies/:");
-    let width = files.iter().map(|p| p.display().to_string().len()).max().unwrap_or(0);
+    let width = files
+        .iter()
+        .map(|p| p.display().to_string().len())
+        .max()
+        .unwrap_or(0);
     for path in files {
         let shown = path.display().to_string();
         let description = match std::fs::read_to_string(&path) {
@@ -93,7 +100,10 @@ fn check_files(files: &[String]) -> u8 {
         for f in &findings {
             eprintln!("{f}");
         }
-        let errors = findings.iter().filter(|f| f.severity == Severity::Error).count();
+        let errors = findings
+            .iter()
+            .filter(|f| f.severity == Severity::Error)
+            .count();
         let warnings = findings.len() - errors;
         failed |= errors > 0;
         match (errors, warnings) {
@@ -137,7 +147,11 @@ fn explain(name: &str) -> Result<u8, Usage> {
 }
 
 fn list_paths(paths: &[PathBuf]) -> String {
-    paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+    paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn files(p: &Policy) {
@@ -153,17 +167,26 @@ fn files(p: &Policy) {
     if fs.read.is_empty() {
         println!("  read:    nothing beyond {loading}");
     } else {
-        println!("  read:    {} (files, and directory listings beneath), plus {loading}", list_paths(&fs.read));
+        println!(
+            "  read:    {} (files, and directory listings beneath), plus {loading}",
+            list_paths(&fs.read)
+        );
     }
     if fs.write.is_empty() {
         println!("  write:   nothing: no file can be created, changed or removed");
     } else {
-        println!("  write:   {} (create, change and remove beneath)", list_paths(&fs.write));
+        println!(
+            "  write:   {} (create, change and remove beneath)",
+            list_paths(&fs.write)
+        );
     }
     if fs.exec.is_empty() {
         println!("  execute: nothing beyond its own executable and its ELF interpreter");
     } else {
-        println!("  execute: {}, plus its own executable and its ELF interpreter", list_paths(&fs.exec));
+        println!(
+            "  execute: {}, plus its own executable and its ELF interpreter",
+            list_paths(&fs.exec)
+        );
     }
 }
 
@@ -180,7 +203,11 @@ fn ports(ports: &[u16]) -> String {
     if ports.is_empty() {
         "no port".into()
     } else {
-        ports.iter().map(u16::to_string).collect::<Vec<_>>().join(", ")
+        ports
+            .iter()
+            .map(u16::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -189,9 +216,14 @@ fn network(p: &Policy, allowed: &dyn Fn(&str) -> bool) {
     if !allowed("socket") && !allowed("socketpair") {
         println!("  the plugin cannot open sockets: seccomp denies socket and socketpair.");
     } else if p.syscalls.socket_families.is_empty() {
-        println!("  the plugin may create sockets of every address family (no socket_families rule).");
+        println!(
+            "  the plugin may create sockets of every address family (no socket_families rule)."
+        );
     } else {
-        println!("  the plugin may create sockets of these families only: {}.", families(p));
+        println!(
+            "  the plugin may create sockets of these families only: {}.",
+            families(p)
+        );
     }
     println!(
         "  TCP connect: {}; TCP bind: {} (Landlock denies every other TCP port).",
@@ -219,7 +251,9 @@ fn processes(p: &Policy, allowed: &dyn Fn(&str) -> bool) {
     if allowed("execve") {
         println!("  exec: the host's filter allows execve for start-up; a plugin built with the Rust SDK denies it (and openat) after start-up.");
     } else {
-        println!("  exec: only the host's own execve of the plugin; seccomp denies every later execve.");
+        println!(
+            "  exec: only the host's own execve of the plugin; seccomp denies every later execve."
+        );
     }
 }
 
@@ -228,15 +262,30 @@ fn limits(p: &Policy) {
     let size = |b: u64| bytesize::ByteSize(b).to_string();
     let dur = |d: std::time::Duration| humantime::format_duration(d).to_string();
     println!("limits:");
-    println!("  wall time per input: {}; CPU time per input: {}", dur(l.wall), dur(l.cpu));
-    println!("  memory (address space): {}; open files: {}", size(l.memory), l.open_files);
+    println!(
+        "  wall time per input: {}; CPU time per input: {}",
+        dur(l.wall),
+        dur(l.cpu)
+    );
+    println!(
+        "  memory (address space): {}; open files: {}",
+        size(l.memory),
+        l.open_files
+    );
     if l.file_size == 0 {
         println!("  file size: 0 (no byte can be written to a file)");
     } else {
         println!("  file size: {}", size(l.file_size));
     }
-    println!("  output per input: {}; largest frame: {}", size(l.output), size(u64::from(l.max_frame)));
-    println!("  identity: uid {}, gid {} (when plugwarden runs as root)", p.identity.uid, p.identity.gid);
+    println!(
+        "  output per input: {}; largest frame: {}",
+        size(l.output),
+        size(u64::from(l.max_frame))
+    );
+    println!(
+        "  identity: uid {}, gid {} (when plugwarden runs as root)",
+        p.identity.uid, p.identity.gid
+    );
     let w = &p.worker;
     println!(
         "  worker: recycled after {} jobs, above {} resident, or after {}",
@@ -256,37 +305,66 @@ fn syscalls(p: &Policy) {
         "syscalls allowed after group expansion ({}; every other syscall is a violation):",
         allow.len()
     );
+    // Groups the policy holds whole, each syscall under the first of them;
+    // what no whole group covers is listed on its own.
     let mut shown = std::collections::BTreeSet::new();
     for group in groups::GROUPS {
         let members = groups::expand(&[group.name]).unwrap_or_default();
-        let here: Vec<&str> =
-            members.into_iter().filter(|m| allow.contains(*m) && !shown.contains(*m)).collect();
+        if !members.iter().all(|m| allow.contains(*m)) {
+            continue;
+        }
+        let here: Vec<&str> = members
+            .into_iter()
+            .filter(|m| !shown.contains(*m))
+            .collect();
         if here.is_empty() {
             continue;
         }
         shown.extend(here.iter().copied());
         println!("  {}: {}", group.name, here.join(" "));
     }
-    let rest: Vec<&str> = allow.iter().map(String::as_str).filter(|s| !shown.contains(s)).collect();
+    let rest: Vec<&str> = allow
+        .iter()
+        .map(String::as_str)
+        .filter(|s| !shown.contains(s))
+        .collect();
     if !rest.is_empty() {
-        println!("  (no group): {}", rest.join(" "));
+        println!("  not as a whole group: {}", rest.join(" "));
+    }
+    if p.limits.processes == 0 && (allow.contains("fork") || allow.contains("vfork")) {
+        println!("  fork, vfork: listed, but denied because limits.processes = 0");
+    }
+    if allow.contains("clone3") {
+        println!("  clone3: listed, but always answers ENOSYS (libc falls back to clone, whose flags the filter checks)");
     }
     println!("  always, whatever the policy says: read write execve execveat exit exit_group (the child's road to exec),");
-    println!("    and seccomp(SECCOMP_SET_MODE_FILTER, 0) so a plugin can restrict itself further.");
+    println!(
+        "    and seccomp(SECCOMP_SET_MODE_FILTER, 0) so a plugin can restrict itself further."
+    );
     if allow.contains("ioctl") {
         let names: Vec<String> = p
             .syscalls
             .ioctl
             .iter()
-            .map(|n| policy::IOCTLS.iter().find(|(_, v)| v == n).map_or_else(|| format!("{n:#x}"), |(s, _)| s.to_string()))
+            .map(|n| {
+                policy::IOCTLS
+                    .iter()
+                    .find(|(_, v)| v == n)
+                    .map_or_else(|| format!("{n:#x}"), |(s, _)| s.to_string())
+            })
             .collect();
         if names.is_empty() {
             println!("  ioctl: no request passes (syscalls.ioctl is empty)");
         } else {
-            println!("  ioctl: only {} (compared on the low 32 bits, as the kernel does)", names.join(", "));
+            println!(
+                "  ioctl: only {} (compared on the low 32 bits, as the kernel does)",
+                names.join(", ")
+            );
         }
     }
-    if (allow.contains("socket") || allow.contains("socketpair")) && !p.syscalls.socket_families.is_empty() {
+    if (allow.contains("socket") || allow.contains("socketpair"))
+        && !p.syscalls.socket_families.is_empty()
+    {
         println!("  socket, socketpair: only {}", families(p));
     }
 }
@@ -317,17 +395,37 @@ fn samples_list() -> Vec<Sample> {
     vec![
         s("read", "read", [0; 6]),
         s("write", "write", [1, 0, 0, 0, 0, 0]),
-        s("openat", "openat", [libc::AT_FDCWD as u64, 0, libc::O_RDONLY as u64, 0, 0, 0]),
-        s("socket(AF_INET)", "socket", [af(libc::AF_INET), stream, 0, 0, 0, 0]),
-        s("socket(AF_UNIX)", "socket", [af(libc::AF_UNIX), stream, 0, 0, 0, 0]),
+        s(
+            "openat",
+            "openat",
+            [libc::AT_FDCWD as u64, 0, libc::O_RDONLY as u64, 0, 0, 0],
+        ),
+        s(
+            "socket(AF_INET)",
+            "socket",
+            [af(libc::AF_INET), stream, 0, 0, 0, 0],
+        ),
+        s(
+            "socket(AF_UNIX)",
+            "socket",
+            [af(libc::AF_UNIX), stream, 0, 0, 0, 0],
+        ),
         s("execve", "execve", [0; 6]),
         s("clone (fork flags)", "clone", [fork, 0, 0, 0, 0, 0]),
         s("clone (thread flags)", "clone", [thread, 0, 0, 0, 0, 0]),
         s("clone (CLONE_NEWUSER)", "clone", [userns, 0, 0, 0, 0, 0]),
         s("clone3", "clone3", [0; 6]),
-        s("ptrace", "ptrace", [libc::PTRACE_ATTACH as u64, 1, 0, 0, 0, 0]),
+        s(
+            "ptrace",
+            "ptrace",
+            [libc::PTRACE_ATTACH as u64, 1, 0, 0, 0, 0],
+        ),
         s("ioctl(TIOCSTI)", "ioctl", [0, tiocsti, 0, 0, 0, 0]),
-        s("ioctl(TIOCSTI | 0x100000000)", "ioctl", [0, tiocsti | 0x1_0000_0000, 0, 0, 0, 0]),
+        s(
+            "ioctl(TIOCSTI | 0x100000000)",
+            "ioctl",
+            [0, tiocsti | 0x1_0000_0000, 0, 0, 0, 0],
+        ),
         s("ioctl(TCGETS)", "ioctl", [0, 0x5401, 0, 0, 0, 0]),
         s("mount", "mount", [0; 6]),
         s("bpf", "bpf", [0; 6]),
@@ -338,7 +436,10 @@ fn samples_list() -> Vec<Sample> {
 /// the lowest value (as a signed 32-bit number) wins, so KILL_PROCESS
 /// beats ERRNO, which beats USER_NOTIF, which beats ALLOW.
 fn strictest(results: &[u32]) -> u32 {
-    *results.iter().min_by_key(|r| (**r & 0xffff_0000) as i32).expect("at least one filter")
+    *results
+        .iter()
+        .min_by_key(|r| (**r & 0xffff_0000) as i32)
+        .expect("at least one filter")
 }
 
 fn action_word(ret: u32, on_violation: OnViolation) -> String {
@@ -348,7 +449,10 @@ fn action_word(ret: u32, on_violation: OnViolation) -> String {
             OnViolation::Kill => "deny (violation)".into(),
             OnViolation::Errno => "deny (EPERM)".into(),
         },
-        seccomp::RET_ERRNO => format!("deny ({:?})", nix::errno::Errno::from_raw((ret & 0xffff) as i32)),
+        seccomp::RET_ERRNO => format!(
+            "deny ({:?})",
+            nix::errno::Errno::from_raw((ret & 0xffff) as i32)
+        ),
         seccomp::RET_KILL_PROCESS | 0 => "deny (killed)".into(),
         other => format!("action {other:#x}"),
     }
@@ -360,7 +464,10 @@ fn samples(p: &Policy) -> Result<(), Usage> {
     let host = seccomp::compile(&p.syscalls, p.limits.processes, arch)?;
     let lockdown = plugwarden::plugin::lockdown_program().map_err(Usage)?;
     println!("sample syscalls run through the compiled BPF programs ({arch:?}, evaluated in user space):");
-    println!("  {:<30} {:<20} after start-up with the Rust SDK's lockdown", "syscall", "start-up");
+    println!(
+        "  {:<30} {:<20} after start-up with the Rust SDK's lockdown",
+        "syscall", "start-up"
+    );
     let on_violation = p.syscalls.on_violation;
     for s in samples_list() {
         let Some(nr) = groups::number(arch, s.name) else {

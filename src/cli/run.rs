@@ -293,6 +293,7 @@ struct Recorder {
     poison: Vec<String>,
     poison_count: u64,
     done: u64,
+    started: Instant,
     /// A failure that stops the run (audit or output not writable).
     fatal: Option<String>,
 }
@@ -393,7 +394,8 @@ impl Recorder {
         }
         if let Some(pb) = &self.progress {
             pb.set_position(self.done);
-            pb.set_message(self.counts_text());
+            let rate = self.done as f64 / self.started.elapsed().as_secs_f64().max(1e-3);
+            pb.set_message(format!("{rate:.1}/s · {}", self.counts_text()));
         }
     }
 
@@ -511,7 +513,7 @@ fn progress_bar() -> Option<ProgressBar> {
         return None;
     }
     let pb = ProgressBar::new_spinner();
-    let style = ProgressStyle::with_template("{spinner} {pos} done [{elapsed}] {per_sec} {msg}")
+    let style = ProgressStyle::with_template("{spinner} {pos} done [{elapsed}] {msg}")
         .unwrap_or_else(|_| ProgressStyle::default_spinner());
     pb.set_style(style);
     pb.enable_steady_tick(Duration::from_millis(200));
@@ -522,7 +524,7 @@ fn progress_bar() -> Option<ProgressBar> {
 fn show_total(pb: &ProgressBar, total: u64) {
     pb.set_length(total);
     if let Ok(style) =
-        ProgressStyle::with_template("{bar:30} {pos}/{len} [{elapsed}, eta {eta}] {per_sec} {msg}")
+        ProgressStyle::with_template("{bar:30} {pos}/{len} [{elapsed}, eta {eta}] {msg}")
     {
         pb.set_style(style);
     }
@@ -587,6 +589,7 @@ pub fn run(a: RunArgs) -> Result<u8, Usage> {
         poison: Vec::new(),
         poison_count: 0,
         done: 0,
+        started,
         fatal: None,
     };
     let interrupted = consume(&pool, &mut rec, &signals, &state, a.grace);

@@ -14,7 +14,9 @@ use std::path::{Path, PathBuf};
 
 use toml::Spanned;
 
-use super::{groups, line_col, parse, resolve, IoctlName, Origin, PolicyError, PolicyFile, BUILTIN};
+use super::{
+    groups, line_col, parse, resolve, IoctlName, Origin, PolicyError, PolicyFile, BUILTIN,
+};
 
 /// How bad a finding is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -42,14 +44,24 @@ impl fmt::Display for Finding {
             Severity::Error => "error",
             Severity::Warning => "warning",
         };
-        write!(f, "{}:{}:{}: {word}: {}", self.origin, self.line, self.column, self.message)
+        write!(
+            f,
+            "{}:{}:{}: {word}: {}",
+            self.origin, self.line, self.column, self.message
+        )
     }
 }
 
 /// ioctl requests that are dangerous to grant, with the reason.
 const RISKY_IOCTLS: &[(&str, &str)] = &[
-    ("TIOCSTI", "pushes characters into a terminal's input queue, typing commands into the user's shell"),
-    ("TIOCLINUX", "can copy and paste the contents of a Linux console"),
+    (
+        "TIOCSTI",
+        "pushes characters into a terminal's input queue, typing commands into the user's shell",
+    ),
+    (
+        "TIOCLINUX",
+        "can copy and paste the contents of a Linux console",
+    ),
 ];
 
 /// Smallest memory limit a program can be loaded in.
@@ -85,7 +97,12 @@ pub fn check(origin: Origin, text: &str) -> Vec<Finding> {
         Ok(f) => f,
         Err(e) => return vec![from_error(&origin, e)],
     };
-    let mut c = Checker { origin: &origin, label: origin.label(), text, findings: Vec::new() };
+    let mut c = Checker {
+        origin: &origin,
+        label: origin.label(),
+        text,
+        findings: Vec::new(),
+    };
     c.limits(&file);
     c.identity(&file);
     c.duplicates(&file);
@@ -113,9 +130,18 @@ pub fn check(origin: Origin, text: &str) -> Vec<Finding> {
 
 fn from_error(origin: &Origin, e: PolicyError) -> Finding {
     match e {
-        PolicyError::Invalid { origin, line, column, message } => {
-            Finding { severity: Severity::Error, origin, line, column, message }
-        }
+        PolicyError::Invalid {
+            origin,
+            line,
+            column,
+            message,
+        } => Finding {
+            severity: Severity::Error,
+            origin,
+            line,
+            column,
+            message,
+        },
         other => Finding {
             severity: Severity::Error,
             origin: origin.label(),
@@ -135,7 +161,13 @@ struct Checker<'a> {
 
 impl Checker<'_> {
     fn at(&mut self, severity: Severity, (line, column): (usize, usize), message: String) {
-        self.findings.push(Finding { severity, origin: self.label.clone(), line, column, message });
+        self.findings.push(Finding {
+            severity,
+            origin: self.label.clone(),
+            line,
+            column,
+            message,
+        });
     }
 
     fn at_span(&mut self, severity: Severity, span: Range<usize>, message: String) {
@@ -149,10 +181,18 @@ impl Checker<'_> {
         let mut errors: Vec<(&str, &str, String)> = Vec::new();
         let zero_dur = |d: Option<super::Dur>| d.is_some_and(|d| d.0.is_zero());
         if zero_dur(l.wall) {
-            errors.push(("limits", "wall", "limits.wall = 0 ends every job at once; use e.g. \"10s\"".into()));
+            errors.push((
+                "limits",
+                "wall",
+                "limits.wall = 0 ends every job at once; use e.g. \"10s\"".into(),
+            ));
         }
         if zero_dur(l.cpu) {
-            errors.push(("limits", "cpu", "limits.cpu = 0 ends every job at once; use e.g. \"10s\"".into()));
+            errors.push((
+                "limits",
+                "cpu",
+                "limits.cpu = 0 ends every job at once; use e.g. \"10s\"".into(),
+            ));
         }
         if let Some(m) = l.memory.filter(|m| m.0 < MIN_MEMORY) {
             errors.push((
@@ -169,19 +209,39 @@ impl Checker<'_> {
             ));
         }
         if l.output.is_some_and(|s| s.0 == 0) {
-            errors.push(("limits", "output", "limits.output = 0 turns every answer into output_limit; use e.g. \"64MiB\"".into()));
+            errors.push((
+                "limits",
+                "output",
+                "limits.output = 0 turns every answer into output_limit; use e.g. \"64MiB\"".into(),
+            ));
         }
         if l.max_frame.is_some_and(|s| s.0 < 4096) {
-            errors.push(("limits", "max_frame", "limits.max_frame must be at least \"4KiB\"".into()));
+            errors.push((
+                "limits",
+                "max_frame",
+                "limits.max_frame must be at least \"4KiB\"".into(),
+            ));
         }
         if w.batch == Some(0) {
-            errors.push(("worker", "batch", "worker.batch = 0 would recycle before any job; use at least 1".into()));
+            errors.push((
+                "worker",
+                "batch",
+                "worker.batch = 0 would recycle before any job; use at least 1".into(),
+            ));
         }
         if w.recycle_rss.is_some_and(|s| s.0 == 0) {
-            errors.push(("worker", "recycle_rss", "worker.recycle_rss = 0 recycles after every job; use e.g. \"256MiB\"".into()));
+            errors.push((
+                "worker",
+                "recycle_rss",
+                "worker.recycle_rss = 0 recycles after every job; use e.g. \"256MiB\"".into(),
+            ));
         }
         if zero_dur(w.max_lifetime) {
-            errors.push(("worker", "max_lifetime", "worker.max_lifetime = 0 recycles before any job; use e.g. \"10m\"".into()));
+            errors.push((
+                "worker",
+                "max_lifetime",
+                "worker.max_lifetime = 0 recycles before any job; use e.g. \"10m\"".into(),
+            ));
         }
         for (table, key, message) in errors {
             let pos = key_position(self.text, table, key);
@@ -214,7 +274,10 @@ impl Checker<'_> {
         ];
         for (list, items) in lists {
             for (i, item) in items.iter().enumerate() {
-                if items[..i].iter().any(|earlier| earlier.get_ref() == item.get_ref()) {
+                if items[..i]
+                    .iter()
+                    .any(|earlier| earlier.get_ref() == item.get_ref())
+                {
                     self.at_span(
                         Severity::Warning,
                         item.span(),
@@ -226,7 +289,10 @@ impl Checker<'_> {
         if let Some(families) = &s.socket_families {
             for (i, item) in families.iter().enumerate() {
                 if families[..i].iter().any(|e| e.get_ref() == item.get_ref()) {
-                    let m = format!("{:?} is listed twice in syscalls.socket_families; remove one", item.get_ref());
+                    let m = format!(
+                        "{:?} is listed twice in syscalls.socket_families; remove one",
+                        item.get_ref()
+                    );
                     self.at_span(Severity::Warning, item.span(), m);
                 }
             }
@@ -239,10 +305,14 @@ impl Checker<'_> {
             }
             let group = s.allow.iter().find(|g| {
                 g.get_ref().starts_with('@')
-                    && groups::expand(&[g.get_ref().as_str()]).is_ok_and(|members| members.contains(&name))
+                    && groups::expand(&[g.get_ref().as_str()])
+                        .is_ok_and(|members| members.contains(&name))
             });
             if let Some(g) = group {
-                let m = format!("{name:?} is already granted by {} in the same list; remove it", g.get_ref());
+                let m = format!(
+                    "{name:?} is already granted by {} in the same list; remove it",
+                    g.get_ref()
+                );
                 self.at_span(Severity::Warning, item.span(), m);
             }
         }
@@ -297,21 +367,32 @@ impl Checker<'_> {
                 self.at_span(
                     Severity::Error,
                     d.span(),
-                    format!("{:?} is both allowed and denied in this file; remove one of the two", d.get_ref()),
+                    format!(
+                        "{:?} is both allowed and denied in this file; remove one of the two",
+                        d.get_ref()
+                    ),
                 );
             }
         }
     }
 
     fn ioctls(&mut self, f: &PolicyFile) {
-        let Some(list) = &f.syscalls.ioctl else { return };
+        let Some(list) = &f.syscalls.ioctl else {
+            return;
+        };
         for item in list {
             let name = match item.get_ref() {
                 IoctlName::Name(n) => Some(n.as_str()),
-                IoctlName::Number(nr) => super::IOCTLS.iter().find(|(_, v)| v == nr).map(|(n, _)| *n),
+                IoctlName::Number(nr) => {
+                    super::IOCTLS.iter().find(|(_, v)| v == nr).map(|(n, _)| *n)
+                }
             };
             if let Some((n, why)) = RISKY_IOCTLS.iter().find(|(n, _)| Some(*n) == name) {
-                self.at_span(Severity::Warning, item.span(), format!("risky grant: ioctl {n} {why}"));
+                self.at_span(
+                    Severity::Warning,
+                    item.span(),
+                    format!("risky grant: ioctl {n} {why}"),
+                );
             }
         }
     }
@@ -353,7 +434,12 @@ impl Checker<'_> {
         let mut ever = std::collections::BTreeSet::new();
         for source in &p.sources {
             if let Ok(file) = parse(self.origin, source) {
-                let names: Vec<&str> = file.syscalls.allow.iter().map(|s| s.get_ref().as_str()).collect();
+                let names: Vec<&str> = file
+                    .syscalls
+                    .allow
+                    .iter()
+                    .map(|s| s.get_ref().as_str())
+                    .collect();
                 ever.extend(groups::expand(&names).unwrap_or_default());
             }
         }
@@ -363,7 +449,10 @@ impl Checker<'_> {
                 self.at_span(
                     Severity::Warning,
                     d.span(),
-                    format!("deny {:?} removes nothing: it is never allowed; remove it", d.get_ref()),
+                    format!(
+                        "deny {:?} removes nothing: it is never allowed; remove it",
+                        d.get_ref()
+                    ),
                 );
             }
         }
@@ -376,11 +465,17 @@ impl Checker<'_> {
             groups::expand(&[item.get_ref().as_str()]).is_ok_and(|members| members.contains(&name))
         });
         match (entry, &f.extends) {
-            (Some(item), _) if item.get_ref() == name => (line_col(self.text, item.span().start), String::new()),
-            (Some(item), _) => (line_col(self.text, item.span().start), format!(" (through {})", item.get_ref())),
-            (None, Some(ext)) => {
-                (line_col(self.text, ext.span().start), format!(" (inherited from {:?})", ext.get_ref()))
+            (Some(item), _) if item.get_ref() == name => {
+                (line_col(self.text, item.span().start), String::new())
             }
+            (Some(item), _) => (
+                line_col(self.text, item.span().start),
+                format!(" (through {})", item.get_ref()),
+            ),
+            (None, Some(ext)) => (
+                line_col(self.text, ext.span().start),
+                format!(" (inherited from {:?})", ext.get_ref()),
+            ),
             (None, None) => ((1, 1), String::new()),
         }
     }
@@ -389,7 +484,11 @@ impl Checker<'_> {
         for (name, why) in groups::RISKY {
             if p.syscalls.allow.contains(*name) {
                 let (pos, via) = self.granted_at(f, name);
-                self.at(Severity::Warning, pos, format!("risky grant: {name}{via} {why}"));
+                self.at(
+                    Severity::Warning,
+                    pos,
+                    format!("risky grant: {name}{via} {why}"),
+                );
             }
         }
     }
@@ -404,7 +503,9 @@ impl Checker<'_> {
                 "ioctl is allowed but syscalls.ioctl lists no request, so every ioctl is still denied; list the requests".into(),
             );
         }
-        let socket = ["socket", "socketpair"].into_iter().find(|n| s.allow.contains(*n));
+        let socket = ["socket", "socketpair"]
+            .into_iter()
+            .find(|n| s.allow.contains(*n));
         if let (Some(socket), true) = (socket, s.socket_families.is_empty()) {
             let (pos, _) = self.granted_at(f, socket);
             self.at(
@@ -415,11 +516,19 @@ impl Checker<'_> {
         }
         if !p.network.connect_tcp.is_empty() && !s.allow.contains("connect") {
             let pos = key_position(self.text, "network", "connect_tcp");
-            self.at(Severity::Warning, pos, "network.connect_tcp has no effect: the connect syscall is not allowed".into());
+            self.at(
+                Severity::Warning,
+                pos,
+                "network.connect_tcp has no effect: the connect syscall is not allowed".into(),
+            );
         }
         if !p.network.bind_tcp.is_empty() && !s.allow.contains("bind") {
             let pos = key_position(self.text, "network", "bind_tcp");
-            self.at(Severity::Warning, pos, "network.bind_tcp has no effect: the bind syscall is not allowed".into());
+            self.at(
+                Severity::Warning,
+                pos,
+                "network.bind_tcp has no effect: the bind syscall is not allowed".into(),
+            );
         }
     }
 }
@@ -451,14 +560,19 @@ mod tests {
     use super::*;
 
     fn lines(text: &str) -> Vec<String> {
-        check(Origin::File("p.toml".into()), text).iter().map(ToString::to_string).collect()
+        check(Origin::File("p.toml".into()), text)
+            .iter()
+            .map(ToString::to_string)
+            .collect()
     }
 
     #[test]
     fn test_check_shipped_policies_no_error() {
         for (name, text) in BUILTIN {
-            let errors: Vec<_> =
-                check(Origin::Builtin(name), text).into_iter().filter(|f| f.severity == Severity::Error).collect();
+            let errors: Vec<_> = check(Origin::Builtin(name), text)
+                .into_iter()
+                .filter(|f| f.severity == Severity::Error)
+                .collect();
             assert_eq!(errors, Vec::new(), "{name}");
         }
     }

@@ -101,6 +101,19 @@ pub struct PolicyFile {
     pub identity: IdentityFile,
     #[serde(default)]
     pub worker: WorkerFile,
+    #[serde(default)]
+    pub namespaces: NamespacesFile,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamespacesFile {
+    /// An empty network namespace (no interface but a downed loopback).
+    pub net: Option<bool>,
+    /// A private System V IPC / POSIX message queue namespace.
+    pub ipc: Option<bool>,
+    /// A private hostname.
+    pub uts: Option<bool>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -191,6 +204,38 @@ pub struct Policy {
     pub limits: Limits,
     pub identity: Identity,
     pub worker: Worker,
+    pub namespaces: Namespaces,
+}
+
+/// Namespaces the plugin gets, each on unless the policy turns it off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Namespaces {
+    pub net: bool,
+    pub ipc: bool,
+    pub uts: bool,
+}
+
+impl Default for Namespaces {
+    fn default() -> Self {
+        Namespaces { net: true, ipc: true, uts: true }
+    }
+}
+
+impl Namespaces {
+    /// The CLONE_* flags.
+    pub fn flags(&self) -> u64 {
+        let mut f = 0;
+        if self.net {
+            f |= libc::CLONE_NEWNET as u64;
+        }
+        if self.ipc {
+            f |= libc::CLONE_NEWIPC as u64;
+        }
+        if self.uts {
+            f |= libc::CLONE_NEWUTS as u64;
+        }
+        f
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -398,6 +443,7 @@ pub fn resolve(origin: Origin, text: &str) -> Result<Policy, PolicyError> {
         limits: Limits::default(),
         identity: Identity::default(),
         worker: Worker::default(),
+        namespaces: Namespaces::default(),
     };
     // Apply outermost first so the file itself wins.
     for (origin, text, file) in chain.iter().rev() {
@@ -508,6 +554,9 @@ fn apply(p: &mut Policy, origin: &Origin, text: &str, f: &PolicyFile) -> Result<
     set(&mut p.worker.batch, f.worker.batch);
     set(&mut p.worker.recycle_rss, f.worker.recycle_rss.map(|s| s.0));
     set(&mut p.worker.max_lifetime, f.worker.max_lifetime.map(|d| d.0));
+    set(&mut p.namespaces.net, f.namespaces.net);
+    set(&mut p.namespaces.ipc, f.namespaces.ipc);
+    set(&mut p.namespaces.uts, f.namespaces.uts);
     Ok(())
 }
 

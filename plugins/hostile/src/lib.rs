@@ -65,7 +65,11 @@ pub fn cstr(s: &str) -> CString {
 
 /// The `i`th line of the input (parameters are one per line).
 pub fn param(input: &str, i: usize) -> Result<&str, String> {
-    input.lines().nth(i).map(str::trim).ok_or_else(|| format!("parameter {i} missing from the input"))
+    input
+        .lines()
+        .nth(i)
+        .map(str::trim)
+        .ok_or_else(|| format!("parameter {i} missing from the input"))
 }
 
 /// Writes raw bytes to fd 1 (the host's frame decoder), bypassing the SDK.

@@ -61,13 +61,13 @@ pub fn decode(input: &[u8], limits: &DecodeLimits) -> Result<Decoded, String> {
     }
     let mut reader = ImageReader::with_format(Cursor::new(input), format);
     reader.limits(image_limits(limits));
-    let mut decoder = reader.into_decoder().map_err(describe)?;
+    let mut decoder = reader.into_decoder().map_err(|e| describe(e, limits))?;
     let (width, height) = decoder.dimensions();
     check_pixels(width, height, limits)?;
     check_alloc(&decoder, limits)?;
     // A broken orientation tag is metadata we drop anyway, not a reason to fail.
     let orientation = decoder.orientation().ok();
-    let mut img = DynamicImage::from_decoder(decoder).map_err(describe)?;
+    let mut img = DynamicImage::from_decoder(decoder).map_err(|e| describe(e, limits))?;
     if let Some(orientation) = orientation {
         img.apply_orientation(orientation);
     }
@@ -168,10 +168,13 @@ fn check_alloc(decoder: &impl ImageDecoder, limits: &DecodeLimits) -> Result<(),
     Ok(())
 }
 
-fn describe(e: ImageError) -> String {
+fn describe(e: ImageError, limits: &DecodeLimits) -> String {
     match e {
         ImageError::Limits(l) => match l.kind() {
-            LimitErrorKind::DimensionError => format!("image too large: {l}"),
+            // The decoder refuses from the header; it does not say the size.
+            LimitErrorKind::DimensionError => {
+                format!("image too large: more than {} pixels a side", limits.max_side)
+            }
             LimitErrorKind::InsufficientMemory => {
                 format!("image too large: decoding needs more memory than allowed ({l})")
             }

@@ -68,8 +68,14 @@ fn handle(input: &[u8]) -> Result<Vec<u8>, String> {
         }
         "alloc" => {
             let mib: usize = arg.parse().map_err(|_| "bad size")?;
-            let mut v: Vec<u8> = Vec::with_capacity(mib << 20);
-            v.resize(mib << 20, 1);
+            let n = mib << 20;
+            let mut v: Vec<u8> = Vec::with_capacity(n);
+            // SAFETY: memset over the capacity just reserved (fast even in a
+            // debug build), then the length covers initialised bytes.
+            unsafe {
+                std::ptr::write_bytes(v.as_mut_ptr(), 1, n);
+                v.set_len(n);
+            }
             Ok(format!("allocated {}", v.len()).into_bytes())
         }
         "spin" => loop {
@@ -116,6 +122,54 @@ fn handle(input: &[u8]) -> Result<Vec<u8>, String> {
                 let _ = err.write_all(&junk);
             }
             Ok(b"flooded".to_vec())
+        }
+        "forkbomb" => {
+            // Forks sleeping children until refused; reports how many it got.
+            let mut n = 0;
+            while n < 1000 {
+                // SAFETY: the child only sleeps and exits (raw syscalls).
+                match unsafe { libc::fork() } {
+                    0 => unsafe {
+                        libc::sleep(30);
+                        libc::_exit(0)
+                    },
+                    -1 => return Ok(format!("forked {n} then {}", last_error()).into_bytes()),
+                    _ => n += 1,
+                }
+            }
+            Ok(format!("forked {n}").into_bytes())
+        }
+        "daemon" => {
+            // Double fork + setsid; the grandchild reports its pid through a
+            // pipe and then tries to outlive the job.
+            let mut fds = [0i32; 2];
+            // SAFETY: pipe writes two fds into our array.
+            unsafe { libc::pipe(fds.as_mut_ptr()) };
+            // SAFETY: fork; the children make raw syscalls only.
+            if unsafe { libc::fork() } == 0 {
+                unsafe {
+                    libc::setsid();
+                    if libc::fork() == 0 {
+                        let pid = libc::getpid().to_ne_bytes();
+                        libc::write(fds[1], pid.as_ptr().cast(), 4);
+                        loop {
+                            libc::sleep(60);
+                        }
+                    }
+                    libc::_exit(0);
+                }
+            }
+            let mut pid = [0u8; 4];
+            // SAFETY: reads 4 bytes into our buffer.
+            unsafe { libc::read(fds[0], pid.as_mut_ptr().cast(), 4) };
+            Ok(i32::from_ne_bytes(pid).to_string().into_bytes())
+        }
+        "connect" => {
+            let port: u16 = arg.parse().map_err(|_| "bad port")?;
+            match std::net::TcpStream::connect(("127.0.0.1", port)) {
+                Ok(_) => Ok(b"connected".to_vec()),
+                Err(e) => Err(format!("denied: {e}")),
+            }
         }
         "fail" => Err(format!("refused: {arg}")),
         other => Err(format!("unknown probe command {other:?}")),

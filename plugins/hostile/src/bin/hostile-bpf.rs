@@ -9,7 +9,14 @@ fn main() {
         let mut attr = [0u32; 32];
         attr[..4].copy_from_slice(&[BPF_MAP_TYPE_ARRAY, 4, 4, 1]);
         // SAFETY: bpf reads `size` bytes of attr from our stack.
-        let fd = unsafe { libc::syscall(libc::SYS_bpf, BPF_MAP_CREATE, attr.as_ptr(), std::mem::size_of_val(&attr)) };
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_MAP_CREATE,
+                attr.as_ptr(),
+                std::mem::size_of_val(&attr),
+            )
+        };
         pw_hostile::check("bpf(BPF_MAP_CREATE)", fd)?;
         Ok(format!("bpf map fd {fd}"))
     })

@@ -6,7 +6,12 @@ fn main() {
     pw_hostile::attack(|path| {
         let dir = pw_hostile::cstr("/usr/lib");
         // SAFETY: dir is a valid path; the flags are plain integers.
-        let dirfd = unsafe { libc::open(dir.as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) };
+        let dirfd = unsafe {
+            libc::open(
+                dir.as_ptr(),
+                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+        };
         pw_hostile::check("open(O_PATH) /usr/lib", dirfd)?;
         let rel = format!("../..{path}");
         let c = pw_hostile::cstr(&rel);

@@ -9,7 +9,11 @@ fn payload() -> ! {
     // SAFETY: getuid has no memory effects.
     let uid = unsafe { libc::getuid() };
     let msg = format!("ESCAPED: code ran from a memfd (uid {uid})");
-    pw_hostile::raw_stdout(&pw_hostile::frame(Kind::Done, pw_hostile::FIRST_JOB, msg.as_bytes()));
+    pw_hostile::raw_stdout(&pw_hostile::frame(
+        Kind::Done,
+        pw_hostile::FIRST_JOB,
+        msg.as_bytes(),
+    ));
     std::process::exit(0)
 }
 
@@ -19,6 +23,9 @@ fn main() {
     }
     pw_hostile::attack(|_| {
         let image = pw_hostile::read_file("/proc/self/exe")?;
+        // A file-size limit would kill the writer; ignored, it shows as EFBIG.
+        // SAFETY: sets SIGXFSZ to ignored; no handler runs.
+        unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
         let name = pw_hostile::cstr("payload");
         // SAFETY: name is a valid C string; the flags are plain integers.
         let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
@@ -26,13 +33,23 @@ fn main() {
         // SAFETY: writes the image from a buffer we own.
         let n = unsafe { libc::write(fd, image.as_ptr().cast(), image.len()) };
         pw_hostile::check("write memfd", n)?;
-        let args = [pw_hostile::cstr("hostile-exec-memfd"), pw_hostile::cstr("--payload")];
+        let args = [
+            pw_hostile::cstr("hostile-exec-memfd"),
+            pw_hostile::cstr("--payload"),
+        ];
         let argv = [args[0].as_ptr(), args[1].as_ptr(), std::ptr::null()];
         let envp = [std::ptr::null::<libc::c_char>()];
         let empty = pw_hostile::cstr("");
         // SAFETY: argv and envp are NULL-terminated arrays of valid C strings.
         unsafe {
-            libc::syscall(libc::SYS_execveat, fd, empty.as_ptr(), argv.as_ptr(), envp.as_ptr(), libc::AT_EMPTY_PATH)
+            libc::syscall(
+                libc::SYS_execveat,
+                fd,
+                empty.as_ptr(),
+                argv.as_ptr(),
+                envp.as_ptr(),
+                libc::AT_EMPTY_PATH,
+            )
         };
         Err(format!("execveat(memfd): {}", pw_hostile::errno()))
     })

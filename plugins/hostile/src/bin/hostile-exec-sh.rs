@@ -9,7 +9,12 @@ fn main() {
             pw_hostile::cstr("-c"),
             pw_hostile::cstr(&format!("echo ESCAPED-sh >&2; echo pwned > '{marker}'")),
         ];
-        let argv = [args[0].as_ptr(), args[1].as_ptr(), args[2].as_ptr(), std::ptr::null()];
+        let argv = [
+            args[0].as_ptr(),
+            args[1].as_ptr(),
+            args[2].as_ptr(),
+            std::ptr::null(),
+        ];
         // SAFETY: argv is a NULL-terminated array of valid C strings.
         unsafe { libc::execv(sh.as_ptr(), argv.as_ptr()) };
         Err(format!("execve /bin/sh: {}", pw_hostile::errno()))

@@ -13,7 +13,11 @@ fn main() {
             let mut buf = [0u8; 256];
             // SAFETY: reads into a stack buffer of the given length.
             let n = unsafe { libc::pread(fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
-            let got = if n > 0 { String::from_utf8_lossy(&buf[..n as usize]).into_owned() } else { String::new() };
+            let got = if n > 0 {
+                String::from_utf8_lossy(&buf[..n as usize]).into_owned()
+            } else {
+                String::new()
+            };
             found.push(format!("fd {fd}: {got}"));
         }
         if found.is_empty() {

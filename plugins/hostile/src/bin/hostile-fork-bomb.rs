@@ -14,7 +14,9 @@ fn main() {
             // SAFETY: as above.
             let original = unsafe { libc::getpid() } == me;
             match pid {
-                -1 if original && made == 0 => return Err(format!("fork: {}", pw_hostile::errno())),
+                -1 if original && made == 0 => {
+                    return Err(format!("fork: {}", pw_hostile::errno()))
+                }
                 -1 => break,
                 0 => {}
                 _ if original => made += 1,

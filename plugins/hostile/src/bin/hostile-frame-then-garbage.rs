@@ -6,7 +6,11 @@ use plugwarden::protocol::Kind;
 
 fn main() {
     pw_hostile::attack(|_| {
-        let mut bytes = pw_hostile::frame(Kind::Done, pw_hostile::FIRST_JOB, b"ESCAPED: answer with a tail");
+        let mut bytes = pw_hostile::frame(
+            Kind::Done,
+            pw_hostile::FIRST_JOB,
+            b"ESCAPED: answer with a tail",
+        );
         bytes.extend_from_slice(b"PW\x04\x00garbage that pretends to be the next frame");
         pw_hostile::raw_stdout(&bytes);
         pw_hostile::hang()

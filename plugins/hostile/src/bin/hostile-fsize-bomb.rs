@@ -4,16 +4,29 @@
 
 fn main() {
     pw_hostile::attack(|input| {
-        let mib: usize = pw_hostile::param(input, 0)?.parse().map_err(|_| "bad size")?;
+        let mib: usize = pw_hostile::param(input, 0)?
+            .parse()
+            .map_err(|_| "bad size")?;
         let chunk = vec![0x5au8; 1 << 20];
         let mut errors = Vec::new();
         // SAFETY: getpid has no memory effects.
         let pid = unsafe { libc::getpid() };
-        for dir in input.lines().skip(1).map(str::trim).filter(|d| !d.is_empty()) {
+        for dir in input
+            .lines()
+            .skip(1)
+            .map(str::trim)
+            .filter(|d| !d.is_empty())
+        {
             let path = format!("{dir}/hostile-bomb-{pid}");
             let c = pw_hostile::cstr(&path);
             // SAFETY: c is a valid path.
-            let fd = unsafe { libc::open(c.as_ptr(), libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC, 0o644) };
+            let fd = unsafe {
+                libc::open(
+                    c.as_ptr(),
+                    libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC,
+                    0o644,
+                )
+            };
             if fd < 0 {
                 errors.push(format!("open {path}: {}", pw_hostile::errno()));
                 continue;

@@ -22,7 +22,10 @@ fn attempt() -> Result<String, String> {
     }
     let ret = ret as i32;
     if ret < 0 {
-        return Err(format!("int 0x80 socket: {}", plugwarden::child::errno_name(-ret)));
+        return Err(format!(
+            "int 0x80 socket: {}",
+            plugwarden::child::errno_name(-ret)
+        ));
     }
     Ok(format!("i386 socket fd {ret}"))
 }

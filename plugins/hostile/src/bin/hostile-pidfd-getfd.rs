@@ -4,7 +4,9 @@
 
 fn main() {
     pw_hostile::attack(|input| {
-        let pid: i32 = pw_hostile::param(input, 0)?.parse().map_err(|_| "bad pid")?;
+        let pid: i32 = pw_hostile::param(input, 0)?
+            .parse()
+            .map_err(|_| "bad pid")?;
         let target: i32 = pw_hostile::param(input, 1)?.parse().map_err(|_| "bad fd")?;
         // SAFETY: plain syscall with integer arguments.
         let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
@@ -15,7 +17,11 @@ fn main() {
         let mut buf = [0u8; 256];
         // SAFETY: reads into a stack buffer of the given length.
         let n = unsafe { libc::pread(fd as i32, buf.as_mut_ptr().cast(), buf.len(), 0) };
-        let got = if n > 0 { String::from_utf8_lossy(&buf[..n as usize]).into_owned() } else { String::new() };
+        let got = if n > 0 {
+            String::from_utf8_lossy(&buf[..n as usize]).into_owned()
+        } else {
+            String::new()
+        };
         Ok(format!("stole fd {target} of {pid}: {got}"))
     })
 }

@@ -6,7 +6,9 @@ fn main() {
         let pid = pw_hostile::param(input, 0)?;
         let addr = i64::from_str_radix(pw_hostile::param(input, 1)?.trim_start_matches("0x"), 16)
             .map_err(|_| "bad address")?;
-        let len: usize = pw_hostile::param(input, 2)?.parse().map_err(|_| "bad length")?;
+        let len: usize = pw_hostile::param(input, 2)?
+            .parse()
+            .map_err(|_| "bad length")?;
         let path = format!("/proc/{pid}/mem");
         let c = pw_hostile::cstr(&path);
         // SAFETY: c is a valid path.

@@ -8,17 +8,21 @@ use plugwarden::protocol::Kind;
 fn again(secret: &str) -> ! {
     // SAFETY: integer-only prctl queries.
     let (nnp, mode) = unsafe {
-        (libc::prctl(libc::PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0), libc::prctl(libc::PR_GET_SECCOMP, 0, 0, 0, 0))
+        (
+            libc::prctl(libc::PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0),
+            libc::prctl(libc::PR_GET_SECCOMP, 0, 0, 0, 0),
+        )
     };
-    // SAFETY: getuid has no memory effects.
-    let uid = unsafe { libc::getuid() };
     let frame = match pw_hostile::read_file(secret) {
         Ok(bytes) => {
-            let msg = format!("ESCAPED: after re-exec read {}", String::from_utf8_lossy(&bytes));
+            let msg = format!(
+                "ESCAPED: after re-exec read {}",
+                String::from_utf8_lossy(&bytes)
+            );
             pw_hostile::frame(Kind::Done, pw_hostile::FIRST_JOB, msg.as_bytes())
         }
         Err(e) => {
-            let msg = format!("after re-exec (uid {uid}, no_new_privs {nnp}, seccomp mode {mode}): {e}");
+            let msg = format!("after re-exec (no_new_privs {nnp}, seccomp mode {mode}): {e}");
             pw_hostile::frame(Kind::Error, pw_hostile::FIRST_JOB, msg.as_bytes())
         }
     };
@@ -33,8 +37,17 @@ fn main() {
     }
     pw_hostile::attack(|secret| {
         let exe = pw_hostile::cstr("/proc/self/exe");
-        let args = [pw_hostile::cstr("hostile-reexec-self"), pw_hostile::cstr("--again"), pw_hostile::cstr(secret)];
-        let argv = [args[0].as_ptr(), args[1].as_ptr(), args[2].as_ptr(), std::ptr::null()];
+        let args = [
+            pw_hostile::cstr("hostile-reexec-self"),
+            pw_hostile::cstr("--again"),
+            pw_hostile::cstr(secret),
+        ];
+        let argv = [
+            args[0].as_ptr(),
+            args[1].as_ptr(),
+            args[2].as_ptr(),
+            std::ptr::null(),
+        ];
         // SAFETY: argv is a NULL-terminated array of valid C strings.
         unsafe { libc::execv(exe.as_ptr(), argv.as_ptr()) };
         Err(format!("execve /proc/self/exe: {}", pw_hostile::errno()))

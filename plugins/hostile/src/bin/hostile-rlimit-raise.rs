@@ -8,7 +8,10 @@ fn main() {
             ("RLIMIT_CPU", libc::RLIMIT_CPU),
             ("RLIMIT_FSIZE", libc::RLIMIT_FSIZE),
         ] {
-            let lim = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+            let lim = libc::rlimit {
+                rlim_cur: libc::RLIM_INFINITY,
+                rlim_max: libc::RLIM_INFINITY,
+            };
             // SAFETY: setrlimit reads one struct from our stack.
             let rc = unsafe { libc::setrlimit(res, &lim) };
             pw_hostile::check(&format!("setrlimit({name}, unlimited)"), rc)?;

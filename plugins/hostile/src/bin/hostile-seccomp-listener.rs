@@ -5,8 +5,16 @@
 fn main() {
     pw_hostile::attack(|_| {
         // One instruction: return SECCOMP_RET_ALLOW.
-        let prog = [libc::sock_filter { code: 0x06, jt: 0, jf: 0, k: 0x7fff_0000 }];
-        let fprog = libc::sock_fprog { len: 1, filter: prog.as_ptr() as *mut libc::sock_filter };
+        let prog = [libc::sock_filter {
+            code: 0x06,
+            jt: 0,
+            jf: 0,
+            k: 0x7fff_0000,
+        }];
+        let fprog = libc::sock_fprog {
+            len: 1,
+            filter: prog.as_ptr() as *mut libc::sock_filter,
+        };
         // SAFETY: integer-only prctl (the kernel asks for it before a filter).
         unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
         // SAFETY: fprog points to `prog`, alive for the call.

@@ -9,12 +9,18 @@ fn main() {
         let addr = libc::sockaddr_in {
             sin_family: libc::AF_INET as libc::sa_family_t,
             sin_port: port.to_be(),
-            sin_addr: libc::in_addr { s_addr: u32::from_be_bytes([127, 0, 0, 1]).to_be() },
+            sin_addr: libc::in_addr {
+                s_addr: u32::from_be_bytes([127, 0, 0, 1]).to_be(),
+            },
             sin_zero: [0; 8],
         };
         // SAFETY: addr is a valid sockaddr_in of the given length.
         let rc = unsafe {
-            libc::connect(fd, (&addr as *const libc::sockaddr_in).cast(), std::mem::size_of_val(&addr) as u32)
+            libc::connect(
+                fd,
+                (&addr as *const libc::sockaddr_in).cast(),
+                std::mem::size_of_val(&addr) as u32,
+            )
         };
         pw_hostile::check("connect", rc)?;
         // SAFETY: writes a static buffer to the connected socket.

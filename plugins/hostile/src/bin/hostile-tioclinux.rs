@@ -6,7 +6,7 @@ fn main() {
         let mut errors = Vec::new();
         for fd in 0..3 {
             let subcode: u8 = 3; // TIOCL_PASTESEL
-            // SAFETY: TIOCLINUX reads the subcode byte from our stack.
+                                 // SAFETY: TIOCLINUX reads the subcode byte from our stack.
             let rc = unsafe { libc::ioctl(fd, libc::TIOCLINUX, &subcode) };
             if rc >= 0 {
                 return Ok(format!("pasted the selection through fd {fd}"));

@@ -14,7 +14,11 @@ fn main() {
         }
         // SAFETY: addr is a valid, NUL-terminated sockaddr_un.
         let rc = unsafe {
-            libc::connect(fd, (&addr as *const libc::sockaddr_un).cast(), std::mem::size_of_val(&addr) as u32)
+            libc::connect(
+                fd,
+                (&addr as *const libc::sockaddr_un).cast(),
+                std::mem::size_of_val(&addr) as u32,
+            )
         };
         pw_hostile::check(&format!("connect({path})"), rc)?;
         // SAFETY: writes a static buffer to the connected socket.

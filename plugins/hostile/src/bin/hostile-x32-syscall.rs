@@ -6,7 +6,14 @@
 fn attempt() -> Result<String, String> {
     const X32_BIT: i64 = 0x4000_0000;
     // SAFETY: plain syscall with integer arguments.
-    let fd = unsafe { libc::syscall(libc::SYS_socket | X32_BIT, libc::AF_INET, libc::SOCK_STREAM, 0) };
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_socket | X32_BIT,
+            libc::AF_INET,
+            libc::SOCK_STREAM,
+            0,
+        )
+    };
     pw_hostile::check("x32 socket(AF_INET, SOCK_STREAM)", fd)?;
     Ok(format!("x32 socket fd {fd}"))
 }
