@@ -109,7 +109,9 @@ pub struct Plan<'a> {
     pub landlock: Option<landlock::RulesetCreated>,
     /// (uid, gid) to drop to; `None` when the host is not root.
     pub identity: Option<(u32, u32)>,
-    /// The fork server's pid, for the parent-death race check.
+    /// The fork server's pid as the child sees it (0 from inside a new PID
+    /// namespace), for the parent-death race check. If the fork server dies
+    /// later still, the child also sees EOF on the go pipe and stops.
     pub parent: libc::pid_t,
     /// Installed in order; the last one gets the user-notification listener.
     pub filters: [&'a [seccompiler::sock_filter]; 2],

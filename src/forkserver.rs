@@ -338,6 +338,7 @@ struct Prepared {
     cgroup: crate::cgroup::Limits,
     unshare: u64,
     join_net: bool,
+    pidns: bool,
     walls: Walls,
 }
 
@@ -504,7 +505,10 @@ impl Server {
             unshare = wanted_ns & (libc::CLONE_NEWIPC | libc::CLONE_NEWUTS) as u64;
             join_net = wanted_ns & libc::CLONE_NEWNET as u64 != 0 && self.netns.is_some();
         }
-        walls.namespaces = unshare | if join_net { libc::CLONE_NEWNET as u64 } else { 0 };
+        let pidns = self.is_root && wanted_ns & libc::CLONE_NEWPID as u64 != 0;
+        walls.namespaces = unshare
+            | if join_net { libc::CLONE_NEWNET as u64 } else { 0 }
+            | if pidns { libc::CLONE_NEWPID as u64 } else { 0 };
         if walls.namespaces != wanted_ns {
             walls.missing.push("namespaces: creating namespaces needs root here (user namespaces are not used yet)".into());
         }
@@ -527,6 +531,7 @@ impl Server {
             cgroup: spec.cgroup,
             unshare,
             join_net,
+            pidns,
             walls,
         })
     }
@@ -560,19 +565,25 @@ impl Server {
             rlimits: &p.rlimits,
             landlock: Some(ruleset),
             identity: p.identity,
-            parent: self.me,
+            // Outside the new PID namespace the parent reads as pid 0.
+            parent: if p.pidns { 0 } else { self.me },
             filters: [&p.filters[0], &p.filters[1]],
             exe_fd: p.exe_fd.as_ref().map_or(-1, |f| f.as_raw_fd()),
             path: &p.path,
             argv: &p.argv,
             envp: &p.envp,
         };
-        // SAFETY: the fork server is single-threaded, and the child runs only
+        // A fork, in a new PID namespace when asked (the plugin is its PID 1:
+        // it sees and signals only its own descendants, and when it dies the
+        // kernel kills them all).
+        let flags = libc::SIGCHLD as libc::c_ulong | if p.pidns { libc::CLONE_NEWPID as libc::c_ulong } else { 0 };
+        // SAFETY: clone without CLONE_VM and with a null stack is fork: the
+        // child gets a copy of this single-threaded process and runs only
         // child::enter, which makes raw syscalls and never returns.
-        let pid = match unsafe { nix::unistd::fork() } {
-            Ok(nix::unistd::ForkResult::Child) => child::enter(&mut plan),
-            Ok(nix::unistd::ForkResult::Parent { child }) => child.as_raw(),
-            Err(e) => return Err(format!("fork: {e}")),
+        let pid = match unsafe { libc::syscall(libc::SYS_clone, flags, 0usize, 0usize, 0usize, 0usize) } {
+            0 => child::enter(&mut plan),
+            -1 => return Err(format!("fork: {}", io::Error::last_os_error())),
+            child => child as i32,
         };
         drop(plan);
         drop((report_w, go_r, stdio));

@@ -81,7 +81,9 @@ fn test_fork_bomb_stops_at_process_limit_and_leaves_nothing() {
 
 #[test]
 fn test_double_forked_setsid_daemon_is_gone_within_a_second() {
-    let (sb, _d) = sandbox_with(PROCESSES);
+    // Without a PID namespace (whose init would take the daemon down with
+    // it): this is the cgroup's whole-tree kill alone.
+    let (sb, _d) = sandbox_with(&format!("{PROCESSES}[namespaces]\npid = false\n"));
     if !applicable(&sb, "a whole-tree kill") {
         return;
     }
@@ -120,5 +122,23 @@ fn test_network_namespace_has_only_loopback_and_no_route() {
     let dev = String::from_utf8_lossy(&o.output).into_owned();
     let ifaces: Vec<&str> = dev.lines().skip(2).filter_map(|l| l.split(':').next()).map(str::trim).collect();
     assert_eq!(ifaces, ["lo"], "{dev}");
+    w.shutdown();
+}
+
+#[test]
+fn test_pid_namespace_plugin_is_pid_one_and_cannot_signal_the_host() {
+    let (sb, _d) = sandbox_with(
+        "description = \"x\"\nextends = \"default\"\n[syscalls]\nallow = [\"getsid\", \"kill\"]\n",
+    );
+    if sb.walls.namespaces & libc::CLONE_NEWPID as u64 == 0 {
+        println!("not applicable: no PID namespace here ({:?})", sb.walls.missing);
+        return;
+    }
+    let mut w = Worker::start(&sb).unwrap();
+    let o = w.run_job(b"sid");
+    assert_eq!(String::from_utf8_lossy(&o.output), "sid=1 pid=1");
+    let me = std::process::id();
+    let o = w.run_job(format!("kill:{me}").as_bytes());
+    assert_eq!(o.verdict, Verdict::PluginError("denied: No such process (os error 3)".into()));
     w.shutdown();
 }

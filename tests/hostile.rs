@@ -244,13 +244,12 @@ impl BareRun {
     }
 }
 
-fn drain(
-    mut r: impl Read + Send + 'static,
-) -> (
-    Arc<Mutex<(Vec<u8>, usize, bool)>>,
-    std::thread::JoinHandle<()>,
-) {
-    let shared = Arc::new(Mutex::new((Vec::new(), 0usize, false)));
+/// What a drain thread has read so far: (first bytes, total, EOF seen).
+type Drained = Arc<Mutex<(Vec<u8>, usize, bool)>>;
+
+/// Reads `r` to its end on a thread of its own.
+fn drain(mut r: impl Read + Send + 'static) -> (Drained, std::thread::JoinHandle<()>) {
+    let shared: Drained = Arc::new(Mutex::new((Vec::new(), 0usize, false)));
     let s = shared.clone();
     let t = std::thread::spawn(move || {
         let mut buf = vec![0u8; 1 << 16];

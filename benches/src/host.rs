@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
@@ -149,18 +149,16 @@ pub struct BatchRun {
 }
 
 /// `jobs` 4 KiB echo jobs on `workers` threads, each with its own worker
-/// recycled every `batch` jobs and a spare started ahead; retired workers
-/// are killed and reaped on a separate thread.
+/// recycled every `batch` jobs (killed and reaped) and a spare started
+/// ahead, so the next worker's exec and start-up overlap the current jobs.
 pub fn batch(sb: &Sandbox, jobs: usize, batch: u64, workers: usize) -> Result<BatchRun> {
     let next = AtomicUsize::new(0);
     let payload = vec![0x42u8; 4096];
-    let (tx, rx) = mpsc::channel::<Worker>();
-    let reaper = std::thread::spawn(move || rx.into_iter().for_each(drop));
     let t0 = Instant::now();
     let results: Vec<Result<Vec<f64>>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..workers)
             .map(|_| {
-                let (next, payload, tx) = (&next, &payload, tx.clone());
+                let (next, payload) = (&next, &payload);
                 s.spawn(move || -> Result<Vec<f64>> {
                     let mut lat = Vec::with_capacity(jobs / workers + 1);
                     let mut cur = Worker::start(sb)?;
@@ -170,12 +168,14 @@ pub fn batch(sb: &Sandbox, jobs: usize, batch: u64, workers: usize) -> Result<Ba
                         echo_job(&mut cur, payload)?;
                         lat.push(t.elapsed().as_secs_f64() * 1e6);
                         if cur.jobs >= batch {
-                            let old = std::mem::replace(&mut cur, spare);
+                            // Retire (kill and reap) before starting the next
+                            // spare: live children hold fork-server fds that
+                            // count against every new child's open_files
+                            // (docs/PERFORMANCE.md, "fd budget").
+                            drop(std::mem::replace(&mut cur, spare));
                             spare = Worker::start(sb)?;
-                            let _ = tx.send(old);
                         }
                     }
-                    let _ = (tx.send(cur), tx.send(spare));
                     Ok(lat)
                 })
             })
@@ -183,8 +183,6 @@ pub fn batch(sb: &Sandbox, jobs: usize, batch: u64, workers: usize) -> Result<Ba
         handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("panicked")))).collect()
     });
     let elapsed = t0.elapsed().as_secs_f64();
-    drop(tx);
-    let _ = reaper.join();
     let mut latencies_us = Vec::with_capacity(jobs);
     for r in results {
         latencies_us.extend(r?);

@@ -40,6 +40,7 @@ struct Cgroups {
 }
 
 pub fn run() -> Result<u8, Usage> {
+    super::policy::quiet_on_closed_stdout();
     let f = probe();
     print_facts(&f);
     println!();

@@ -23,6 +23,7 @@
 //! so the learned policy grants no path and says so.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,7 +32,7 @@ use clap::Args;
 use plugwarden::policy::{self, groups, Filesystem, Policy};
 use plugwarden::sandbox::{Enforce, Mode, PluginSpec, Sandbox};
 
-use super::{ModeArg, Usage, EXIT_OK, EXIT_VERDICT};
+use super::{ModeArg, Usage, EXIT_INTERNAL, EXIT_OK, EXIT_VERDICT};
 
 /// The groups every learned policy starts from (and the observation policy allows).
 const BASE_GROUPS: &[&str] = &["@default", "@startup"];
@@ -281,7 +282,12 @@ pub fn run(a: LearnArgs) -> Result<u8, Usage> {
         failed: last.failed,
         converged,
     };
-    print!("{}", render(&seen, &summary, &limits));
+    let text = render(&seen, &summary, &limits);
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        eprintln!("plugwarden: cannot write the policy: {e}");
+        return Ok(EXIT_INTERNAL);
+    }
     if !converged {
         eprintln!(
             "learn: still seeing new calls after {MAX_ROUNDS} rounds; the policy may be incomplete"

@@ -40,11 +40,21 @@ enum PolicyCommand {
 }
 
 pub fn run(a: PolicyArgs) -> Result<u8, Usage> {
+    quiet_on_closed_stdout();
     match a.command {
         PolicyCommand::List => list(),
         PolicyCommand::Check { files } => Ok(check_files(&files)),
         PolicyCommand::Explain { policy } => explain(&policy),
     }
+}
+
+/// `policy explain | head` should end quietly, like any Unix text tool,
+/// not panic in `println!`. Only for commands that start no plugin: the
+/// host must keep ignoring SIGPIPE while it writes to a plugin's pipes.
+pub fn quiet_on_closed_stdout() {
+    // SAFETY: sets the disposition of one signal to its default; no
+    // handler runs and no memory is passed.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
 }
 
 fn description_of(origin: Origin, text: &str) -> String {

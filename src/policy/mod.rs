@@ -114,6 +114,8 @@ pub struct NamespacesFile {
     pub ipc: Option<bool>,
     /// A private hostname.
     pub uts: Option<bool>,
+    /// Its own PID namespace: the plugin is PID 1 there and sees nothing else.
+    pub pid: Option<bool>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -213,11 +215,12 @@ pub struct Namespaces {
     pub net: bool,
     pub ipc: bool,
     pub uts: bool,
+    pub pid: bool,
 }
 
 impl Default for Namespaces {
     fn default() -> Self {
-        Namespaces { net: true, ipc: true, uts: true }
+        Namespaces { net: true, ipc: true, uts: true, pid: true }
     }
 }
 
@@ -233,6 +236,9 @@ impl Namespaces {
         }
         if self.uts {
             f |= libc::CLONE_NEWUTS as u64;
+        }
+        if self.pid {
+            f |= libc::CLONE_NEWPID as u64;
         }
         f
     }
@@ -557,6 +563,7 @@ fn apply(p: &mut Policy, origin: &Origin, text: &str, f: &PolicyFile) -> Result<
     set(&mut p.namespaces.net, f.namespaces.net);
     set(&mut p.namespaces.ipc, f.namespaces.ipc);
     set(&mut p.namespaces.uts, f.namespaces.uts);
+    set(&mut p.namespaces.pid, f.namespaces.pid);
     Ok(())
 }
 
@@ -628,8 +635,19 @@ fn validate(p: &Policy, origin: &Origin, text: &str) -> Result<(), PolicyError> 
     if p.worker.batch == 0 {
         return fail("worker.batch must be at least 1".into());
     }
+    // Each request is a rule of 5 BPF instructions; with every syscall
+    // allowed, 256 still fit the kernel's 4096 (found by fuzz/policy_parser).
+    if p.syscalls.ioctl.len() > MAX_IOCTLS {
+        return fail(format!(
+            "syscalls.ioctl lists {} requests; at most {MAX_IOCTLS} fit in a seccomp program",
+            p.syscalls.ioctl.len()
+        ));
+    }
     Ok(())
 }
+
+/// Most ioctl requests one policy may allow.
+pub const MAX_IOCTLS: usize = 256;
 
 /// ioctl requests a policy may name (x86_64 and aarch64 share these numbers).
 pub const IOCTLS: &[(&str, u32)] = &[

@@ -7,8 +7,8 @@ fn main() {
     pw_pdf_sanitize::render_guarded(&input, 150, &limits, &mut |p| { out.extend_from_slice(p); Ok(()) }).unwrap();
     for _ in 0..n {
         if mode == "render" {
-            let mut out = Vec::new();
-            pw_pdf_sanitize::render_guarded(&input, 150, &limits, &mut |p| { out.extend_from_slice(p); Ok(()) }).unwrap();
+            let mut n = 0usize;
+            pw_pdf_sanitize::render_guarded(&input, 150, &limits, &mut |p| { n += std::hint::black_box(p).len(); Ok(()) }).unwrap();
         } else {
             let (pdf, _) = plugwarden::sanitize::pdf_from_plugin_output(&out, &Default::default()).unwrap();
             std::hint::black_box(pdf);

@@ -105,12 +105,10 @@ pub fn render(input: &[u8], dpi: u32, limits: &RenderLimits, sink: Sink) -> Resu
     head.extend_from_slice(&(sizes.len() as u32).to_le_bytes());
     sink(&head)?;
     let cache = RenderCache::new();
-    let settings = InterpreterSettings::default();
-    let mut rgb = Vec::new();
+    let mut renderer = PageRenderer::new();
     for (page, size) in pages.iter().zip(&sizes) {
-        let pixmap = render_page(page, &cache, &settings, dpi, *size);
-        composite_on_white(&pixmap, &mut rgb);
-        send_page(*size, &rgb, sink)?;
+        // One part per page; the SDK splits it into frames of at most 64 MiB.
+        sink(renderer.render(page, &cache, dpi, *size))?;
     }
     Ok(())
 }
@@ -174,60 +172,98 @@ pub fn page_size(
     })
 }
 
-fn render_page<'a>(
-    page: &'a Page<'a>,
-    cache: &RenderCache<'a>,
-    settings: &InterpreterSettings,
-    dpi: u32,
-    size: PageSize,
-) -> Pixmap {
-    // The sizes passed `page_size`, so they fit in u16 (max_side is far below 65535).
-    let (w, h) = (size.width as u16, size.height as u16);
-    let scale = f64::from(dpi) / 72.0;
-    let transform = Affine::scale(scale) * page.initial_transform(true).to_kurbo();
-    let mut ctx = RenderContext::new(w, h);
-    hayro::render_into(
-        page,
-        cache,
-        settings,
-        &RenderSettings::default(),
-        &mut ctx,
-        transform,
-    );
-    ctx.flush();
-    let mut pixmap = Pixmap::new(w, h);
-    let raster = RasterizerSettings {
-        target_init: TargetInit::Clear(WHITE),
-        ..Default::default()
-    };
-    ctx.render_with(&mut pixmap, &mut Resources::default(), raster);
-    pixmap
+/// Renders pages one after the other, reusing the render context and the
+/// pixel buffers: allocating them afresh cost a third of the time per page
+/// (page faults on 8 MB of new memory).
+struct PageRenderer {
+    settings: InterpreterSettings,
+    ctx: Option<RenderContext>,
+    pixmap: Pixmap,
+    /// The page's part: u32 LE width, u32 LE height, then RGB.
+    part: Vec<u8>,
 }
 
-/// Premultiplied RGBA over white: `c + (255 - a)`. The background is
-/// cleared to opaque white, so alpha is 255 in practice; this keeps the
-/// output right if a blend mode ever leaves a pixel translucent.
-pub fn composite_on_white(pixmap: &Pixmap, rgb: &mut Vec<u8>) {
-    let rgba = pixmap.data_as_u8_slice();
-    rgb.clear();
-    rgb.reserve(rgba.len() / 4 * 3);
-    for px in rgba.chunks_exact(4) {
-        let under = 255 - px[3];
-        rgb.extend_from_slice(&[
-            px[0].saturating_add(under),
-            px[1].saturating_add(under),
-            px[2].saturating_add(under),
-        ]);
+impl PageRenderer {
+    fn new() -> Self {
+        PageRenderer {
+            settings: InterpreterSettings::default(),
+            ctx: None,
+            pixmap: Pixmap::new(1, 1),
+            part: Vec::new(),
+        }
+    }
+
+    fn render<'a>(
+        &mut self,
+        page: &'a Page<'a>,
+        cache: &RenderCache<'a>,
+        dpi: u32,
+        size: PageSize,
+    ) -> &[u8] {
+        // The sizes passed `page_size`, so they fit in u16 (max_side is far below 65535).
+        let (w, h) = (size.width as u16, size.height as u16);
+        let ctx = match &mut self.ctx {
+            Some(ctx) => {
+                ctx.reset_and_resize(w, h);
+                ctx
+            }
+            None => self.ctx.insert(RenderContext::new(w, h)),
+        };
+        let scale = f64::from(dpi) / 72.0;
+        let transform = Affine::scale(scale) * page.initial_transform(true).to_kurbo();
+        hayro::render_into(
+            page,
+            cache,
+            &self.settings,
+            &RenderSettings::default(),
+            ctx,
+            transform,
+        );
+        ctx.flush();
+        self.pixmap.resize(w, h);
+        let raster = RasterizerSettings {
+            target_init: TargetInit::Clear(WHITE),
+            ..Default::default()
+        };
+        ctx.render_with(&mut self.pixmap, &mut Resources::default(), raster);
+        self.part.clear();
+        self.part.extend_from_slice(&size.width.to_le_bytes());
+        self.part.extend_from_slice(&size.height.to_le_bytes());
+        composite_on_white(self.pixmap.data_as_u8_slice(), &mut self.part);
+        &self.part
     }
 }
 
-fn send_page(size: PageSize, rgb: &[u8], sink: Sink) -> Result<(), String> {
-    let mut head = [0u8; 8];
-    head[..4].copy_from_slice(&size.width.to_le_bytes());
-    head[4..].copy_from_slice(&size.height.to_le_bytes());
-    sink(&head)?;
-    // One part per page; the SDK splits it into frames of at most 64 MiB.
-    sink(rgb)
+/// Appends premultiplied RGBA composited over white, `c + (255 - a)`, as
+/// RGB. The background is cleared to opaque white, so alpha is 255 in
+/// practice; this keeps the output right if a blend mode ever leaves a
+/// pixel translucent. Eight pixels at a time with constant indices so the
+/// compiler drops the bounds checks and vectorises (4x faster than a
+/// pixel-by-pixel loop).
+pub fn composite_on_white(rgba: &[u8], out: &mut Vec<u8>) {
+    const BLOCK: usize = 8;
+    let start = out.len();
+    out.resize(start + rgba.len() / 4 * 3, 0);
+    let dst = &mut out[start..];
+    let mut dst_blocks = dst.chunks_exact_mut(3 * BLOCK);
+    let mut src_blocks = rgba.chunks_exact(4 * BLOCK);
+    for (d, s) in (&mut dst_blocks).zip(&mut src_blocks) {
+        for i in 0..BLOCK {
+            over_white(&mut d[3 * i..3 * i + 3], &s[4 * i..4 * i + 4]);
+        }
+    }
+    let tail = dst_blocks.into_remainder().chunks_exact_mut(3);
+    for (d, s) in tail.zip(src_blocks.remainder().chunks_exact(4)) {
+        over_white(d, s);
+    }
+}
+
+#[inline(always)]
+fn over_white(dst: &mut [u8], src: &[u8]) {
+    let under = 255 - src[3];
+    dst[0] = src[0].saturating_add(under);
+    dst[1] = src[1].saturating_add(under);
+    dst[2] = src[2].saturating_add(under);
 }
 
 fn describe_load_error(e: LoadPdfError) -> String {

@@ -1,0 +1,72 @@
+//! No orphans when the host dies: a batch whose plugins fork grandchildren
+//! and setsid daemons, the host killed with SIGKILL, and within a second
+//! nothing of the batch is left (EOF on the fork server's socket → it kills
+//! every worker's cgroup; each worker also has a parent-death signal).
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// Live (non-zombie) processes running `exe`.
+fn running(exe: &Path) -> Vec<i32> {
+    let mut pids = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        if std::fs::read_link(e.path().join("exe")).ok().as_deref() != Some(exe) {
+            continue;
+        }
+        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+        if !stat.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z') {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+#[test]
+fn test_host_killed_leaves_no_process_of_the_batch() {
+    let dir = scratch();
+    // A private copy, so that only this test's plugin processes match.
+    let probe = dir.path().join("orphan-probe");
+    std::fs::copy(plugin("pw-probe"), &probe).unwrap();
+    std::fs::set_permissions(&probe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let policy = policy(
+        dir.path(),
+        "p.toml",
+        "description = \"x\"\nextends = \"default\"\n[syscalls]\nallow = [\"@process\"]\n[limits]\nprocesses = 16\nwall = \"60s\"\n",
+    );
+    let inputs = dir.path().join("in");
+    std::fs::create_dir(&inputs).unwrap();
+    std::fs::write(inputs.join("1-daemon"), "daemon").unwrap();
+    std::fs::write(inputs.join("2-forks"), "forkbomb").unwrap();
+    std::fs::write(inputs.join("3-sleep"), "sleep").unwrap();
+    let mut host = Command::new(plugwarden())
+        .args(["run", "--plugin", probe.to_str().unwrap(), "--policy", policy.to_str().unwrap()])
+        .arg(&inputs)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the batch has its daemon, its forked children and the sleeper.
+    let started = Instant::now();
+    while running(&probe).len() < 10 {
+        assert!(started.elapsed() < Duration::from_secs(20), "the batch never got going");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    host.kill().unwrap();
+    host.wait().unwrap();
+    let killed = Instant::now();
+    loop {
+        let left = running(&probe);
+        if left.is_empty() {
+            break;
+        }
+        assert!(killed.elapsed() < Duration::from_secs(1), "still running 1 s after the host died: {left:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
