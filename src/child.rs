@@ -7,7 +7,7 @@
 //! pipe, then the child `_exit`s. On success the report pipe (close-on-exec)
 //! simply reaches EOF at `execve`.
 
-use std::ffi::{c_char, CStr};
+use std::ffi::{c_char, CStr, CString};
 use std::os::fd::RawFd;
 
 /// A step of the road; `name()` is what users read in
@@ -20,6 +20,7 @@ pub enum Stage {
     Stdio,
     Fds,
     Namespaces,
+    Mount,
     Rlimit,
     Landlock,
     LandlockNotEnforced,
@@ -39,12 +40,13 @@ pub enum Stage {
 impl Stage {
     pub fn from_u32(v: u32) -> Option<Stage> {
         use Stage::*;
-        const ALL: [Stage; 19] = [
+        const ALL: [Stage; 20] = [
             Session,
             Signals,
             Stdio,
             Fds,
             Namespaces,
+            Mount,
             Rlimit,
             Landlock,
             LandlockNotEnforced,
@@ -70,6 +72,7 @@ impl Stage {
             Stage::Stdio => "stdio",
             Stage::Fds => "fds",
             Stage::Namespaces => "namespaces",
+            Stage::Mount => "minimal root (mount namespace)",
             Stage::Rlimit => "rlimit",
             Stage::Landlock => "landlock",
             Stage::LandlockNotEnforced => "landlock (not fully enforced by this kernel)",
@@ -104,6 +107,8 @@ pub struct Plan<'a> {
     pub netns: RawFd,
     /// CLONE_* flags to unshare (IPC, UTS).
     pub unshare: i32,
+    /// Build a minimal root and pivot into it.
+    pub root: Option<&'a RootPlan>,
     /// (resource, soft, hard).
     pub rlimits: &'a [(u32, u64, u64)],
     pub landlock: Option<landlock::RulesetCreated>,
@@ -185,6 +190,9 @@ fn road(plan: &mut Plan) -> Result<(), (Stage, i32)> {
         // SAFETY: unshare takes flags only.
         check(Stage::Namespaces, unsafe { libc::unshare(plan.unshare) } as libc::c_long)?;
     }
+    if let Some(root) = plan.root {
+        enter_root(root)?;
+    }
 
     // 4. rlimits.
     for &(resource, soft, hard) in plan.rlimits {
@@ -250,6 +258,89 @@ fn road(plan: &mut Plan) -> Result<(), (Stage, i32)> {
         unsafe { libc::execve(plan.path.as_ptr(), plan.argv.as_ptr(), plan.envp.as_ptr()) };
     }
     Err((Stage::Exec, errno()))
+}
+
+/// One step of building the minimal root; paths are absolute in the host
+/// view, prefixed with the new root's mount point.
+pub enum RootOp {
+    Mkdir(CString),
+    /// Creates an empty file to bind a file onto.
+    Touch(CString),
+    /// Read-only (or read-write) recursive bind mount.
+    Bind { src: CString, dst: CString, writable: bool },
+    Symlink { target: CString, link: CString },
+    Tmpfs { dst: CString, opts: CString },
+    Proc(CString),
+}
+
+/// A minimal root: a fresh tmpfs with read-only binds of what the policy
+/// grants and what loading the executable needs, a bounded private /tmp, a
+/// /proc of the plugin's PID namespace and a minimal /dev.
+pub struct RootPlan {
+    /// An empty host directory the tmpfs is mounted on (in the child's
+    /// own mount namespace only).
+    pub mountpoint: CString,
+    pub opts: CString,
+    pub ops: Vec<RootOp>,
+}
+
+fn mount(src: *const c_char, dst: &CStr, fstype: *const c_char, flags: libc::c_ulong, data: *const c_char) -> Result<(), (Stage, i32)> {
+    // SAFETY: every pointer is NULL or a NUL-terminated string that outlives the call.
+    let rc = unsafe { libc::mount(src, dst.as_ptr(), fstype, flags, data.cast()) };
+    check(Stage::Mount, rc as libc::c_long)
+}
+
+fn enter_root(r: &RootPlan) -> Result<(), (Stage, i32)> {
+    let null = std::ptr::null();
+    // SAFETY: unshare takes flags only.
+    check(Stage::Mount, unsafe { libc::unshare(libc::CLONE_NEWNS) } as libc::c_long)?;
+    // Nothing we mount may propagate back to the host.
+    mount(null, c"/", null, libc::MS_REC | libc::MS_PRIVATE, null)?;
+    let nosuid = libc::MS_NOSUID | libc::MS_NODEV;
+    mount(c"tmpfs".as_ptr(), &r.mountpoint, c"tmpfs".as_ptr(), nosuid, r.opts.as_ptr())?;
+    for op in &r.ops {
+        match op {
+            RootOp::Mkdir(p) => {
+                // SAFETY: p is a NUL-terminated path.
+                if unsafe { libc::mkdir(p.as_ptr(), 0o755) } != 0 && errno() != libc::EEXIST {
+                    return Err((Stage::Mount, errno()));
+                }
+            }
+            RootOp::Touch(p) => {
+                // SAFETY: p is a NUL-terminated path; the fd is closed at once.
+                let fd = unsafe { libc::open(p.as_ptr(), libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC, 0o644) };
+                check(Stage::Mount, fd as libc::c_long)?;
+                // SAFETY: closing the fd just opened.
+                unsafe { libc::close(fd) };
+            }
+            RootOp::Bind { src, dst, writable } => {
+                mount(src.as_ptr(), dst, null, libc::MS_BIND | libc::MS_REC, null)?;
+                let ro = if *writable { 0 } else { libc::MS_RDONLY };
+                mount(null, dst, null, libc::MS_BIND | libc::MS_REMOUNT | nosuid | ro, null)?;
+            }
+            RootOp::Symlink { target, link } => {
+                // SAFETY: both are NUL-terminated paths.
+                check(Stage::Mount, unsafe { libc::symlink(target.as_ptr(), link.as_ptr()) } as libc::c_long)?;
+            }
+            RootOp::Tmpfs { dst, opts } => {
+                mount(c"tmpfs".as_ptr(), dst, c"tmpfs".as_ptr(), nosuid, opts.as_ptr())?;
+            }
+            RootOp::Proc(dst) => {
+                mount(c"proc".as_ptr(), dst, c"proc".as_ptr(), nosuid | libc::MS_NOEXEC, null)?;
+            }
+        }
+    }
+    // The root itself becomes read-only, then we move into it and detach
+    // the old root (pivot_root(".", ".") as runc does).
+    mount(null, &r.mountpoint, null, libc::MS_REMOUNT | libc::MS_RDONLY | nosuid, null)?;
+    // SAFETY: chdir/pivot_root/umount2 take NUL-terminated paths.
+    unsafe {
+        check(Stage::Mount, libc::chdir(r.mountpoint.as_ptr()) as libc::c_long)?;
+        check(Stage::Mount, libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()))?;
+        check(Stage::Mount, libc::umount2(c".".as_ptr(), libc::MNT_DETACH) as libc::c_long)?;
+        check(Stage::Mount, libc::chdir(c"/".as_ptr()) as libc::c_long)?;
+    }
+    Ok(())
 }
 
 fn reset_signals() -> Result<(), (Stage, i32)> {

@@ -339,6 +339,7 @@ struct Prepared {
     unshare: u64,
     join_net: bool,
     pidns: bool,
+    root: Option<child::RootPlan>,
     walls: Walls,
 }
 
@@ -352,6 +353,8 @@ struct Server {
     cgroups: crate::cgroup::Backend,
     /// An empty network namespace shared by every worker (lo down).
     netns: Option<OwnedFd>,
+    /// An empty directory each child mounts its minimal root on.
+    root_dir: Option<PathBuf>,
     spawned: u64,
     /// Workers reaped before the host asked.
     exited: HashMap<i32, ExitInfo>,
@@ -374,6 +377,12 @@ impl Server {
         let cgroups = crate::cgroup::Backend::detect(&format!("plugwarden-{me}"));
         let is_root = nix::unistd::geteuid().is_root();
         let netns = if is_root { empty_netns() } else { None };
+        let root_dir = if is_root {
+            let dir = std::env::temp_dir().join(format!("plugwarden-root-{me}"));
+            std::fs::create_dir_all(&dir).ok().map(|()| dir)
+        } else {
+            None
+        };
         Ok(Server {
             sock,
             sigchld,
@@ -385,6 +394,7 @@ impl Server {
             me,
             cgroups,
             netns,
+            root_dir,
             spawned: 0,
         })
     }
@@ -506,9 +516,14 @@ impl Server {
             join_net = wanted_ns & libc::CLONE_NEWNET as u64 != 0 && self.netns.is_some();
         }
         let pidns = self.is_root && wanted_ns & libc::CLONE_NEWPID as u64 != 0;
+        let root = match (&self.root_dir, wanted_ns & libc::CLONE_NEWNS as u64 != 0) {
+            (Some(dir), true) => Some(root_plan(dir, &spec.grants, pidns)?),
+            _ => None,
+        };
         walls.namespaces = unshare
             | if join_net { libc::CLONE_NEWNET as u64 } else { 0 }
-            | if pidns { libc::CLONE_NEWPID as u64 } else { 0 };
+            | if pidns { libc::CLONE_NEWPID as u64 } else { 0 }
+            | if root.is_some() { libc::CLONE_NEWNS as u64 } else { 0 };
         if walls.namespaces != wanted_ns {
             walls.missing.push("namespaces: creating namespaces needs root here (user namespaces are not used yet)".into());
         }
@@ -532,6 +547,7 @@ impl Server {
             unshare,
             join_net,
             pidns,
+            root,
             walls,
         })
     }
@@ -558,6 +574,7 @@ impl Server {
         let mut plan = child::Plan {
             netns,
             unshare: p.unshare as i32,
+            root: p.root.as_ref(),
             stdio: [stdio[0].as_raw_fd(), stdio[1].as_raw_fd(), stdio[2].as_raw_fd()],
             report: report_w.as_raw_fd(),
             go: go_r.as_raw_fd(),
@@ -715,7 +732,83 @@ impl Server {
         }
         self.reap_all();
         self.cgroups.cleanup();
+        if let Some(d) = &self.root_dir {
+            let _ = std::fs::remove_dir(d);
+        }
     }
+}
+
+/// Lays out the minimal root of a profile (see [`child::RootPlan`]): /usr
+/// read-only with the top-level symlinks of a merged-/usr system, every
+/// granted path at its own place (read-only unless granted for writing),
+/// /etc/ld.so.cache, a minimal /dev, /proc when the plugin has its own PID
+/// namespace, and a bounded private /tmp.
+fn root_plan(dir: &Path, grants: &Grants, pidns: bool) -> Result<child::RootPlan, String> {
+    use std::collections::BTreeSet;
+    let c = |p: &Path| CString::new(p.as_os_str().as_bytes()).map_err(|_| format!("path {} contains NUL", p.display()));
+    let inside = |p: &Path| dir.join(p.strip_prefix("/").unwrap_or(p));
+    let mut ops = Vec::new();
+    let mut made: BTreeSet<PathBuf> = BTreeSet::new();
+    let mut mkdirs = |p: &Path, ops: &mut Vec<child::RootOp>| -> Result<(), String> {
+        let mut acc = PathBuf::from("/");
+        for part in p.components().skip(1) {
+            acc.push(part);
+            if made.insert(acc.clone()) {
+                ops.push(child::RootOp::Mkdir(c(&inside(&acc))?));
+            }
+        }
+        Ok(())
+    };
+    // Binds, shortest first, skipping anything under a path already bound.
+    let mut binds: Vec<(PathBuf, bool)> = vec![(PathBuf::from("/usr"), false)];
+    for (p, w) in grants
+        .exec
+        .iter()
+        .chain(&grants.read)
+        .map(|p| (p, false))
+        .chain(grants.write.iter().map(|p| (p, true)))
+    {
+        if let Ok(real) = std::fs::canonicalize(p) {
+            binds.push((real, w));
+        }
+    }
+    for dev in ["/dev/null", "/dev/zero", "/dev/urandom"] {
+        binds.push((PathBuf::from(dev), true));
+    }
+    binds.sort_by_key(|(p, _)| p.components().count());
+    let mut bound: Vec<PathBuf> = Vec::new();
+    for (p, writable) in binds {
+        if bound.iter().any(|b| p.starts_with(b)) {
+            continue;
+        }
+        let dst = inside(&p);
+        if p.is_dir() {
+            mkdirs(&p, &mut ops)?;
+        } else {
+            if let Some(parent) = p.parent() {
+                mkdirs(parent, &mut ops)?;
+            }
+            ops.push(child::RootOp::Touch(c(&dst)?));
+        }
+        ops.push(child::RootOp::Bind { src: c(&p)?, dst: c(&dst)?, writable });
+        bound.push(p);
+    }
+    // Top-level symlinks (lib -> usr/lib on merged /usr), so ELF
+    // interpreter paths like /lib64/ld-linux-x86-64.so.2 resolve.
+    for e in std::fs::read_dir("/").map_err(|e| format!("/: {e}"))?.flatten() {
+        let path = e.path();
+        // Granted paths are canonical, so none of them runs through these.
+        if let Ok(target) = std::fs::read_link(&path) {
+            ops.push(child::RootOp::Symlink { target: c(&target)?, link: c(&inside(&path))? });
+        }
+    }
+    if pidns {
+        mkdirs(Path::new("/proc"), &mut ops)?;
+        ops.push(child::RootOp::Proc(c(&inside(Path::new("/proc")))?));
+    }
+    mkdirs(Path::new("/tmp"), &mut ops)?;
+    ops.push(child::RootOp::Tmpfs { dst: c(&inside(Path::new("/tmp")))?, opts: c(Path::new("size=16m,mode=1777"))? });
+    Ok(child::RootPlan { mountpoint: c(dir)?, opts: c(Path::new("size=1m,mode=0755"))?, ops })
 }
 
 /// Opens a fresh, empty network namespace (only a downed loopback) that

@@ -106,7 +106,7 @@ fn test_network_namespace_has_only_loopback_and_no_route() {
     listener.set_nonblocking(true).unwrap();
     let port = listener.local_addr().unwrap().port();
     let text = format!(
-        "description = \"x\"\nextends = \"default\"\n[syscalls]\nallow = [\"@network\"]\nsocket_families = [\"AF_INET\"]\n[network]\nconnect_tcp = [{port}]\n[filesystem]\nread = [\"/proc\"]\n"
+        "description = \"x\"\nextends = \"default\"\n[syscalls]\nallow = [\"@network\"]\nsocket_families = [\"AF_INET\"]\n[network]\nconnect_tcp = [{port}]\n[filesystem]\nread = [\"/proc\"]\n[namespaces]\nmount = false\n"
     );
     let (sb, _d) = sandbox_with(&text);
     if sb.walls.namespaces & libc::CLONE_NEWNET as u64 == 0 {
@@ -140,5 +140,31 @@ fn test_pid_namespace_plugin_is_pid_one_and_cannot_signal_the_host() {
     let me = std::process::id();
     let o = w.run_job(format!("kill:{me}").as_bytes());
     assert_eq!(o.verdict, Verdict::PluginError("denied: No such process (os error 3)".into()));
+    w.shutdown();
+}
+
+#[test]
+fn test_minimal_root_hides_host_files_and_still_runs() {
+    let (sb, _d) = sandbox_with("description = \"x\"\nextends = \"default\"\n");
+    if sb.walls.namespaces & libc::CLONE_NEWNS as u64 == 0 {
+        println!("not applicable: no minimal root here ({:?})", sb.walls.missing);
+        return;
+    }
+    let host_tmp_file = tempfile::NamedTempFile::new_in("/tmp").unwrap();
+    let mut w = Worker::start(&sb).unwrap();
+    // Metadata is not mediated by Landlock, so this shows what exists at all.
+    for path in ["/etc/passwd", "/home", "/root", host_tmp_file.path().to_str().unwrap()] {
+        let o = w.run_job(format!("exists:{path}").as_bytes());
+        assert_eq!(o.verdict, Verdict::PluginError("missing: No such file or directory (os error 2)".into()), "{path}");
+    }
+    for path in ["/usr/lib", "/etc/ld.so.cache", "/dev/null", "/tmp", "/proc/self"] {
+        let o = w.run_job(format!("exists:{path}").as_bytes());
+        assert_eq!(o.verdict, Verdict::Ok, "{path}");
+    }
+    w.shutdown();
+    // And without it, the same probe sees the host's files.
+    let (sb, _d) = sandbox_with("description = \"x\"\nextends = \"default\"\n[namespaces]\nmount = false\n");
+    let mut w = Worker::start(&sb).unwrap();
+    assert_eq!(w.run_job(b"exists:/etc/passwd").verdict, Verdict::Ok);
     w.shutdown();
 }

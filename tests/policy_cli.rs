@@ -501,3 +501,53 @@ fn test_policy_doc_lists_every_group_and_risky_syscall() {
     assert_eq!(missing_groups, Vec::<&str>::new());
     assert_eq!(missing_risky, Vec::<&str>::new());
 }
+
+/// A filter plugin that makes one raw `ioctl(0, request, buf)` through
+/// Python's ctypes (the full 64-bit request reaches the kernel) and prints
+/// the result; None when this machine has no usable /usr/bin/python3.
+fn python_ioctl(request: u64) -> Option<Output> {
+    let python = Path::new("/usr/bin/python3");
+    let script = format!(
+        "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\nbuf = ctypes.create_string_buffer(64)\n\
+         rc = libc.syscall(ctypes.c_long({}), ctypes.c_long(0), ctypes.c_ulong({request}), buf)\n\
+         print('rc', rc, 'errno', ctypes.get_errno())\n",
+        libc::SYS_ioctl
+    );
+    let usable = python.exists()
+        && Command::new(python)
+            .args(["-S", "-I", "-c", "import ctypes"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+    if !usable {
+        return None;
+    }
+    let args = [
+        "--plugin",
+        "/usr/bin/python3",
+        "--mode",
+        "filter",
+        "--policy",
+        "default",
+    ];
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend([
+        "--arg", "-S", "--arg", "-I", "--arg", "-c", "--arg", &script,
+    ]);
+    Some(call(&all, b""))
+}
+
+#[test]
+fn test_default_ioctl_tiocsti_with_high_bits_is_violation_in_real_run() {
+    let Some(plain) = python_ioctl(0x5412) else {
+        println!("not applicable: no /usr/bin/python3 with ctypes to make a raw ioctl");
+        return;
+    };
+    let high = python_ioctl(0x1_0000_5412).expect("python checked above");
+    let tcgets = python_ioctl(0x5401).expect("python checked above");
+
+    assert_eq!(verdict(&plain), "violation: ioctl(0, TIOCSTI)");
+    assert_eq!(verdict(&high), "violation: ioctl(0, TIOCSTI)");
+    // TCGETS passes the filter; the kernel answers ENOTTY on a pipe.
+    assert_eq!(verdict(&tcgets), "ok");
+    assert_eq!(stdout(&tcgets), format!("rc -1 errno {}\n", libc::ENOTTY));
+}

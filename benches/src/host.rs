@@ -51,6 +51,8 @@ pub struct Host {
     pub echo: Sandbox,
     /// Instructions in the strict policy's two seccomp programs (clone3, main).
     pub filter_insns: (usize, usize),
+    /// The strict policy's programs, in install order.
+    pub filters: Vec<Vec<libc::sock_filter>>,
 }
 
 impl Host {
@@ -63,8 +65,60 @@ impl Host {
         let echo = Sandbox::new(fs.clone(), spec(&bins.echo, Mode::Worker), policy.clone(), Enforce::Policy)?;
         let arch = plugwarden::policy::groups::Arch::native();
         let f = plugwarden::seccomp::compile(&policy.syscalls, policy.limits.processes, arch)?;
-        Ok(Host { fs, true_filter, echo, filter_insns: (f.clone3.len(), f.main.len()) })
+        let filters = [&f.clone3, &f.main]
+            .into_iter()
+            .map(|p| p.iter().map(|i| libc::sock_filter { code: i.code, jt: i.jt, jf: i.jf, k: i.k }).collect())
+            .collect();
+        Ok(Host { fs, true_filter, echo, filter_insns: (f.clone3.len(), f.main.len()), filters })
     }
+}
+
+/// Forks `n` children one at a time; each sets no_new_privs, installs
+/// `filters` when `install` (the last with a user-notification listener,
+/// as the child road does) and exits. µs per child.
+fn fork_install_exit(filters: &[Vec<libc::sock_filter>], install: bool, n: usize) -> Result<f64> {
+    let progs: Vec<libc::sock_fprog> = filters
+        .iter()
+        .map(|f| libc::sock_fprog { len: f.len() as u16, filter: f.as_ptr() as *mut libc::sock_filter })
+        .collect();
+    let t = Instant::now();
+    for _ in 0..n {
+        // SAFETY: the child makes raw syscalls only (prctl, seccomp, _exit) on
+        // memory prepared before the fork, and never returns.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            // SAFETY: prctl and seccomp read only `progs`, alive in this copy of the address space.
+            unsafe {
+                libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+                if install {
+                    for (i, p) in progs.iter().enumerate() {
+                        let flags = if i + 1 == progs.len() { libc::SECCOMP_FILTER_FLAG_NEW_LISTENER } else { 0 };
+                        if libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, flags, p) < 0 {
+                            libc::_exit(1);
+                        }
+                    }
+                }
+                libc::_exit(0)
+            }
+        }
+        if pid < 0 {
+            bail!("fork: {}", std::io::Error::last_os_error());
+        }
+        let mut status = 0;
+        // SAFETY: waits for our own child; writes only `status`.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
+            bail!("seccomp install in a forked child failed (status {status:#x})");
+        }
+    }
+    Ok(t.elapsed().as_secs_f64() * 1e6 / n as f64)
+}
+
+/// What installing the programs adds to a child, in µs.
+pub fn seccomp_install_us(filters: &[Vec<libc::sock_filter>], n: usize) -> Result<f64> {
+    let with = fork_install_exit(filters, true, n)?;
+    let without = fork_install_exit(filters, false, n)?;
+    Ok(with - without)
 }
 
 /// Per-launch means of one spawn round, in µs.
@@ -132,6 +186,25 @@ pub fn round_trip_us(w: &mut Worker, size: usize, iters: usize) -> Result<f64> {
         echo_job(w, &input)?;
     }
     Ok(t.elapsed().as_secs_f64() * 1e6 / iters as f64)
+}
+
+/// CPU time (user + system) of the calling thread, in µs.
+pub fn thread_cpu_us() -> f64 {
+    // SAFETY: rusage is plain data; getrusage fills it and touches nothing else.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: RUSAGE_THREAD with a valid pointer to our rusage.
+    unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) };
+    let us = |t: libc::timeval| t.tv_sec as f64 * 1e6 + t.tv_usec as f64;
+    us(ru.ru_utime) + us(ru.ru_stime)
+}
+
+/// Average µs of `f` over `n` calls.
+pub fn time_us(n: usize, mut f: impl FnMut()) -> f64 {
+    let t = Instant::now();
+    for _ in 0..n {
+        f();
+    }
+    t.elapsed().as_secs_f64() * 1e6 / n as f64
 }
 
 /// One job of `mib` MiB in and out: GB/s of bytes moved (input + output).

@@ -230,6 +230,7 @@ fn spawn_section(c: &Config, h: &host::Host, fl: &floor::Floors, rows: &mut Vec<
     })
     .collect();
     let mut peer_vals: Vec<Vec<f64>> = vec![Vec::new(); peers.len()];
+    let mut filter_install = Vec::new();
     host::spawn_round(&h.true_filter, 5)?; // warm-up
     for round in 0..c.rounds {
         progress(&format!("spawn round {}/{}", round + 1, c.rounds));
@@ -248,6 +249,7 @@ fn spawn_section(c: &Config, h: &host::Host, fl: &floor::Floors, rows: &mut Vec<
             std::process::Command::new("/bin/true").status()?;
         }
         cmd.push(t.elapsed().as_secs_f64() * 1e6 / c.spawn_n as f64);
+        filter_install.push(host::seccomp_install_us(&h.filters, c.spawn_n)?);
         for (i, (_, argv)) in peers.iter().enumerate() {
             if let Ok(argv) = argv {
                 peer_vals[i].push(floor::peer_round(argv, (c.spawn_n / 10).max(3))?);
@@ -299,6 +301,11 @@ fn spawn_section(c: &Config, h: &host::Host, fl: &floor::Floors, rows: &mut Vec<
         &diff(&cv("fork_full_llchild_exec"), &full),
     ));
     rows.push(Row::info("step (C): clone(VM|VFORK) instead of fork, all steps", "µs", &diff(&cv("vfork_full_exec"), &full)));
+    rows.push(Row::info(
+        "step (plugwarden): installing strict's two programs + listener (fork+nnp+install+exit minus fork+nnp+exit)",
+        "µs",
+        &filter_install,
+    ));
     rows.push(Row::info("plugwarden: Sandbox::spawn (pipes, request, fork, road, exec)", "µs", &pw_spawn));
     rows.push(Row::info("plugwarden: Process::wait (run, exit, reap via fork server)", "µs", &pw_wait));
     rows.push(Row::info("plugwarden: one fork-server request round trip", "µs", &pw_ipc));
@@ -318,11 +325,22 @@ fn round_trip_section(c: &Config, h: &host::Host, fl: &floor::Floors, rows: &mut
         pw.push(host::round_trip_us(&mut w, 1024, c.rt_iters)?);
         pipe.push(fl.pipe_round_trip_us(1024, c.rt_iters)?);
     }
+    // Where the host's time goes: its own CPU per job, and the /proc reads
+    // the worker makes per job (cpu_ms: job start, every pump pass, the
+    // outcome; rss_kib: the outcome).
+    let cpu0 = host::thread_cpu_us();
+    host::round_trip_us(&mut w, 1024, c.rt_iters)?;
+    let host_cpu = (host::thread_cpu_us() - cpu0) / c.rt_iters as f64;
+    let stat = host::time_us(c.rt_iters, || { std::hint::black_box(w.process().cpu_ms()); });
+    let status = host::time_us(c.rt_iters, || { std::hint::black_box(w.process().rss_kib()); });
     w.shutdown();
     rows.push(
         Row::versus("round trip, 1 KiB job, warm pw-echo", "µs", &pw, "pipe ping-pong 1 KiB (C)", &pipe)
             .target(Target::AtMost(2.0)),
     );
+    rows.push(Row::info("round trip: host CPU per 1 KiB job (host thread)", "µs", &[host_cpu]));
+    rows.push(Row::info("round trip: Process::cpu_ms (/proc/<pid>/stat), ≥3 per job", "µs", &[stat]));
+    rows.push(Row::info("round trip: Process::rss_kib (/proc/<pid>/status), 1 per job", "µs", &[status]));
     Ok(())
 }
 

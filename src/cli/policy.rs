@@ -95,7 +95,22 @@ fn list() -> Result<u8, Usage> {
     for path in files {
         let shown = path.display().to_string();
         let description = match std::fs::read_to_string(&path) {
-            Ok(text) => description_of(Origin::File(path.clone()), &text),
+            Ok(text) => {
+                let stem = path
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let stale = BUILTIN.iter().any(|(n, t)| *n == stem && *t != text);
+                let note = if stale {
+                    format!(" (differs from the built-in {stem:?}: rebuild to embed it)")
+                } else {
+                    String::new()
+                };
+                format!(
+                    "{}{note}",
+                    description_of(Origin::File(path.clone()), &text)
+                )
+            }
             Err(e) => format!("(unreadable: {e})"),
         };
         println!("  {shown:<width$}  {description}");
@@ -191,10 +206,12 @@ fn files(p: &Policy) {
         );
     }
     if fs.exec.is_empty() {
-        println!("  execute: nothing beyond its own executable and its ELF interpreter");
+        println!(
+            "  execute: nothing beyond its own executable and its ELF (or script) interpreter"
+        );
     } else {
         println!(
-            "  execute: {}, plus its own executable and its ELF interpreter",
+            "  execute: {}, plus its own executable and its ELF (or script) interpreter",
             list_paths(&fs.exec)
         );
     }

@@ -116,6 +116,8 @@ pub struct NamespacesFile {
     pub uts: Option<bool>,
     /// Its own PID namespace: the plugin is PID 1 there and sees nothing else.
     pub pid: Option<bool>,
+    /// A minimal root: a tmpfs with read-only binds of what is granted.
+    pub mount: Option<bool>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -216,11 +218,12 @@ pub struct Namespaces {
     pub ipc: bool,
     pub uts: bool,
     pub pid: bool,
+    pub mount: bool,
 }
 
 impl Default for Namespaces {
     fn default() -> Self {
-        Namespaces { net: true, ipc: true, uts: true, pid: true }
+        Namespaces { net: true, ipc: true, uts: true, pid: true, mount: true }
     }
 }
 
@@ -239,6 +242,9 @@ impl Namespaces {
         }
         if self.pid {
             f |= libc::CLONE_NEWPID as u64;
+        }
+        if self.mount {
+            f |= libc::CLONE_NEWNS as u64;
         }
         f
     }
@@ -564,6 +570,7 @@ fn apply(p: &mut Policy, origin: &Origin, text: &str, f: &PolicyFile) -> Result<
     set(&mut p.namespaces.ipc, f.namespaces.ipc);
     set(&mut p.namespaces.uts, f.namespaces.uts);
     set(&mut p.namespaces.pid, f.namespaces.pid);
+    set(&mut p.namespaces.mount, f.namespaces.mount);
     Ok(())
 }
 

@@ -4,10 +4,15 @@
 use pw_image_sanitize::{decode, emit, DecodeLimits};
 
 fn main() {
+    // std seeds HashMap keys with getrandom on first use; do it now, before
+    // the SDK's lockdown, so no job ever needs that syscall.
+    let _ = std::collections::hash_map::RandomState::new();
     // One line per panic and no backtrace: with RUST_BACKTRACE set the
     // default hook would open files, which the lockdown filter kills.
     std::panic::set_hook(Box::new(|info| {
-        eprintln!("pw-image-sanitize: decoder panicked: {info}")
+        // Formatted first so the line goes out in a single write.
+        let line = format!("pw-image-sanitize: decoder panicked: {info}").replace('\n', " ");
+        eprint!("{line}\n");
     }));
     let limits = DecodeLimits::default();
     plugwarden::plugin::serve_parts(|input, parts| {

@@ -74,10 +74,10 @@ pub fn install_panic_hook() {
             .location()
             .map(|l| format!(" at {}:{}", l.file(), l.line()))
             .unwrap_or_default();
-        eprintln!(
-            "pw-pdf-sanitize: renderer panicked{location}: {}",
-            panic_message(info.payload())
-        );
+        let message = panic_message(info.payload()).replace('\n', " ");
+        // Formatted first so the line goes out in a single write.
+        let line = format!("pw-pdf-sanitize: renderer panicked{location}: {message}\n");
+        eprint!("{line}");
     }));
 }
 

@@ -16,6 +16,9 @@ struct Args {
 
 fn main() {
     let args = Args::parse();
+    // std seeds HashMap keys with getrandom on first use; do it now, before
+    // the SDK's lockdown, so no job ever needs that syscall.
+    let _ = std::collections::hash_map::RandomState::new();
     install_panic_hook();
     let limits = RenderLimits::default();
     plugwarden::plugin::serve_parts(|input, parts| {

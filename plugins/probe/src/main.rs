@@ -26,6 +26,10 @@ fn handle(input: &[u8]) -> Result<Vec<u8>, String> {
         "write" => std::fs::write(arg, b"pwned")
             .map(|()| b"written".to_vec())
             .map_err(|e| format!("denied: {e}")),
+        "exists" => match std::fs::symlink_metadata(arg) {
+            Ok(_) => Ok(b"exists".to_vec()),
+            Err(e) => Err(format!("missing: {e}")),
+        },
         "listdir" => std::fs::read_dir(arg)
             .map(|d| {
                 let names: Vec<String> = d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
