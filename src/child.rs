@@ -109,6 +109,8 @@ pub struct Plan<'a> {
     pub unshare: i32,
     /// Build a minimal root and pivot into it.
     pub root: Option<&'a RootPlan>,
+    /// Set when the fork server cloned us into a new user namespace.
+    pub userns: Option<&'a UsernsPlan>,
     /// (resource, soft, hard).
     pub rlimits: &'a [(u32, u64, u64)],
     pub landlock: Option<landlock::RulesetCreated>,
@@ -181,7 +183,14 @@ fn road(plan: &mut Plan) -> Result<(), (Stage, i32)> {
     let rc = unsafe { libc::close_range(3, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as i32) };
     check(Stage::Fds, rc as libc::c_long)?;
 
-    // 3. Namespaces: the shared empty network namespace, fresh IPC and UTS.
+    // 3. Namespaces: as an ordinary user, first map our uid inside the user
+    // namespace the fork server cloned us into; then the shared empty
+    // network namespace, fresh IPC and UTS, the minimal root.
+    if let Some(u) = plan.userns {
+        write_file(u.setgroups_path, c"deny")?;
+        write_file(u.uid_map_path, &u.uid_map)?;
+        write_file(u.gid_map_path, &u.gid_map)?;
+    }
     if plan.netns >= 0 {
         // SAFETY: setns on an fd the plan owns; no memory is passed.
         check(Stage::Namespaces, unsafe { libc::setns(plan.netns, libc::CLONE_NEWNET) } as libc::c_long)?;
@@ -214,6 +223,10 @@ fn road(plan: &mut Plan) -> Result<(), (Stage, i32)> {
     // credential change would have cleared.
     if let Some((uid, gid)) = plan.identity {
         drop_identity(uid, gid)?;
+    } else if plan.userns.is_some() {
+        // Capabilities held inside our own user namespace go too.
+        drop_bounding()?;
+        clear_caps()?;
     }
     // SAFETY: integer-only prctl.
     let rc = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) };
@@ -260,6 +273,45 @@ fn road(plan: &mut Plan) -> Result<(), (Stage, i32)> {
     Err((Stage::Exec, errno()))
 }
 
+/// The uid and gid maps written from inside a new user namespace: the
+/// host's (unprivileged) ids appear as 65534 inside.
+pub struct UsernsPlan {
+    pub uid_map: CString,
+    pub gid_map: CString,
+    pub setgroups_path: &'static CStr,
+    pub uid_map_path: &'static CStr,
+    pub gid_map_path: &'static CStr,
+}
+
+impl UsernsPlan {
+    pub fn new(uid: u32, gid: u32) -> UsernsPlan {
+        let map = |id: u32| CString::new(format!("65534 {id} 1\n")).expect("no NUL");
+        UsernsPlan {
+            uid_map: map(uid),
+            gid_map: map(gid),
+            setgroups_path: c"/proc/self/setgroups",
+            uid_map_path: c"/proc/self/uid_map",
+            gid_map_path: c"/proc/self/gid_map",
+        }
+    }
+}
+
+fn write_file(path: &CStr, data: &CStr) -> Result<(), (Stage, i32)> {
+    // SAFETY: path is NUL-terminated; the fd is closed below.
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
+    check(Stage::Namespaces, fd as libc::c_long)?;
+    let bytes = data.to_bytes();
+    // SAFETY: writes `bytes` from memory we own.
+    let n = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
+    let e = errno();
+    // SAFETY: closing the fd opened above.
+    unsafe { libc::close(fd) };
+    if n != bytes.len() as isize {
+        return Err((Stage::Namespaces, e));
+    }
+    Ok(())
+}
+
 /// One step of building the minimal root; paths are absolute in the host
 /// view, prefixed with the new root's mount point.
 pub enum RootOp {
@@ -267,7 +319,10 @@ pub enum RootOp {
     /// Creates an empty file to bind a file onto.
     Touch(CString),
     /// Read-only (or read-write) recursive bind mount.
-    Bind { src: CString, dst: CString, writable: bool },
+    /// `keep` holds the source mount's MS_NOEXEC/MS_NOSUID/MS_NODEV/
+    /// MS_RDONLY flags: inside a user namespace they are locked and a
+    /// remount that drops them fails.
+    Bind { src: CString, dst: CString, writable: bool, keep: libc::c_ulong },
     Symlink { target: CString, link: CString },
     Tmpfs { dst: CString, opts: CString },
     Proc(CString),
@@ -313,10 +368,10 @@ fn enter_root(r: &RootPlan) -> Result<(), (Stage, i32)> {
                 // SAFETY: closing the fd just opened.
                 unsafe { libc::close(fd) };
             }
-            RootOp::Bind { src, dst, writable } => {
+            RootOp::Bind { src, dst, writable, keep } => {
                 mount(src.as_ptr(), dst, null, libc::MS_BIND | libc::MS_REC, null)?;
                 let ro = if *writable { 0 } else { libc::MS_RDONLY };
-                mount(null, dst, null, libc::MS_BIND | libc::MS_REMOUNT | nosuid | ro, null)?;
+                mount(null, dst, null, libc::MS_BIND | libc::MS_REMOUNT | nosuid | ro | keep, null)?;
             }
             RootOp::Symlink { target, link } => {
                 // SAFETY: both are NUL-terminated paths.
@@ -365,6 +420,17 @@ fn reset_signals() -> Result<(), (Stage, i32)> {
 fn drop_identity(uid: u32, gid: u32) -> Result<(), (Stage, i32)> {
     // SAFETY: an empty group list; no pointer is read.
     check(Stage::Groups, unsafe { libc::setgroups(0, std::ptr::null()) } as libc::c_long)?;
+    drop_bounding()?;
+    // SAFETY: plain id syscalls; the child is single-threaded.
+    check(Stage::Setresgid, unsafe { libc::setresgid(gid, gid, gid) } as libc::c_long)?;
+    // SAFETY: as above.
+    check(Stage::Setresuid, unsafe { libc::setresuid(uid, uid, uid) } as libc::c_long)?;
+    // setresuid cleared permitted, effective and ambient; inheritable stays
+    // until cleared here, ambient once more for good measure.
+    clear_caps()
+}
+
+fn drop_bounding() -> Result<(), (Stage, i32)> {
     for cap in 0..64 {
         // SAFETY: integer-only prctl; EINVAL marks the end of the capability list.
         if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) } != 0 {
@@ -374,12 +440,11 @@ fn drop_identity(uid: u32, gid: u32) -> Result<(), (Stage, i32)> {
             }
         }
     }
-    // SAFETY: plain id syscalls; the child is single-threaded.
-    check(Stage::Setresgid, unsafe { libc::setresgid(gid, gid, gid) } as libc::c_long)?;
-    // SAFETY: as above.
-    check(Stage::Setresuid, unsafe { libc::setresuid(uid, uid, uid) } as libc::c_long)?;
-    // setresuid cleared permitted, effective and ambient; inheritable stays
-    // until cleared here, ambient once more for good measure.
+    Ok(())
+}
+
+/// Empties the effective, permitted, inheritable and ambient sets.
+fn clear_caps() -> Result<(), (Stage, i32)> {
     let header = CapHeader { version: 0x2008_0522, pid: 0 }; // _LINUX_CAPABILITY_VERSION_3
     let data = [CapData::default(); 2];
     // SAFETY: capset reads a header and two data structs from our stack.

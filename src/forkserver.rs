@@ -217,7 +217,7 @@ impl ForkServer {
         let server_raw = server.as_raw_fd();
         let mut cmd = Command::new(exe);
         cmd.arg(SERVE_ARG).stdin(Stdio::null()).stdout(Stdio::null()).env_clear();
-        for key in ["RUST_LOG", "PLUGWARDEN_LOG"] {
+        for key in ["RUST_LOG", "PLUGWARDEN_NO_USERNS"] {
             if let Ok(v) = std::env::var(key) {
                 cmd.env(key, v);
             }
@@ -340,6 +340,7 @@ struct Prepared {
     join_net: bool,
     pidns: bool,
     root: Option<child::RootPlan>,
+    userns: Option<child::UsernsPlan>,
     walls: Walls,
 }
 
@@ -355,6 +356,9 @@ struct Server {
     netns: Option<OwnedFd>,
     /// An empty directory each child mounts its minimal root on.
     root_dir: Option<PathBuf>,
+    /// Not root: whether children can get their walls from a user
+    /// namespace instead (`Err` says why not).
+    userns: Result<(), String>,
     spawned: u64,
     /// Workers reaped before the host asked.
     exited: HashMap<i32, ExitInfo>,
@@ -377,7 +381,8 @@ impl Server {
         let cgroups = crate::cgroup::Backend::detect(&format!("plugwarden-{me}"));
         let is_root = nix::unistd::geteuid().is_root();
         let netns = if is_root { empty_netns() } else { None };
-        let root_dir = if is_root {
+        let userns = if is_root { Err("running as root".to_string()) } else { userns_available() };
+        let root_dir = if is_root || userns.is_ok() {
             let dir = std::env::temp_dir().join(format!("plugwarden-root-{me}"));
             std::fs::create_dir_all(&dir).ok().map(|()| dir)
         } else {
@@ -395,6 +400,7 @@ impl Server {
             cgroups,
             netns,
             root_dir,
+            userns,
             spawned: 0,
         })
     }
@@ -511,11 +517,20 @@ impl Server {
         let wanted_ns = spec.namespaces;
         let mut unshare = 0;
         let mut join_net = false;
+        let userns = !self.is_root && self.userns.is_ok() && wanted_ns != 0;
         if self.is_root {
             unshare = wanted_ns & (libc::CLONE_NEWIPC | libc::CLONE_NEWUTS) as u64;
             join_net = wanted_ns & libc::CLONE_NEWNET as u64 != 0 && self.netns.is_some();
+        } else if userns {
+            // No shared namespace to join without privilege: a fresh one each.
+            unshare = wanted_ns & (libc::CLONE_NEWIPC | libc::CLONE_NEWUTS | libc::CLONE_NEWNET) as u64;
+        } else if let Err(why) = &self.userns {
+            walls.missing.push(format!(
+                "user namespaces unavailable ({why}): no namespaces and no minimal root; \
+                 no_new_privs, Landlock, seccomp and rlimits still apply"
+            ));
         }
-        let pidns = self.is_root && wanted_ns & libc::CLONE_NEWPID as u64 != 0;
+        let pidns = (self.is_root || userns) && wanted_ns & libc::CLONE_NEWPID as u64 != 0;
         let root = match (&self.root_dir, wanted_ns & libc::CLONE_NEWNS as u64 != 0) {
             (Some(dir), true) => Some(root_plan(dir, &spec.grants, pidns)?),
             _ => None,
@@ -523,10 +538,8 @@ impl Server {
         walls.namespaces = unshare
             | if join_net { libc::CLONE_NEWNET as u64 } else { 0 }
             | if pidns { libc::CLONE_NEWPID as u64 } else { 0 }
-            | if root.is_some() { libc::CLONE_NEWNS as u64 } else { 0 };
-        if walls.namespaces != wanted_ns {
-            walls.missing.push("namespaces: creating namespaces needs root here (user namespaces are not used yet)".into());
-        }
+            | if root.is_some() { libc::CLONE_NEWNS as u64 } else { 0 }
+            | if userns { libc::CLONE_NEWUSER as u64 } else { 0 };
         let filters = spec.filters.clone().map(|p| {
             p.into_iter()
                 .map(|(code, jt, jf, k)| seccompiler::sock_filter { code, jt, jf, k })
@@ -548,6 +561,7 @@ impl Server {
             join_net,
             pidns,
             root,
+            userns: userns.then(|| child::UsernsPlan::new(nix::unistd::getuid().as_raw(), nix::unistd::getgid().as_raw())),
             walls,
         })
     }
@@ -575,6 +589,7 @@ impl Server {
             netns,
             unshare: p.unshare as i32,
             root: p.root.as_ref(),
+            userns: p.userns.as_ref(),
             stdio: [stdio[0].as_raw_fd(), stdio[1].as_raw_fd(), stdio[2].as_raw_fd()],
             report: report_w.as_raw_fd(),
             go: go_r.as_raw_fd(),
@@ -593,7 +608,9 @@ impl Server {
         // A fork, in a new PID namespace when asked (the plugin is its PID 1:
         // it sees and signals only its own descendants, and when it dies the
         // kernel kills them all).
-        let flags = libc::SIGCHLD as libc::c_ulong | if p.pidns { libc::CLONE_NEWPID as libc::c_ulong } else { 0 };
+        let flags = libc::SIGCHLD as libc::c_ulong
+            | if p.pidns { libc::CLONE_NEWPID as libc::c_ulong } else { 0 }
+            | if p.userns.is_some() { libc::CLONE_NEWUSER as libc::c_ulong } else { 0 };
         // SAFETY: clone without CLONE_VM and with a null stack is fork: the
         // child gets a copy of this single-threaded process and runs only
         // child::enter, which makes raw syscalls and never returns.
@@ -790,7 +807,26 @@ fn root_plan(dir: &Path, grants: &Grants, pidns: bool) -> Result<child::RootPlan
             }
             ops.push(child::RootOp::Touch(c(&dst)?));
         }
-        ops.push(child::RootOp::Bind { src: c(&p)?, dst: c(&dst)?, writable });
+        let keep = nix::sys::statvfs::statvfs(&p).map_or(0, |st| {
+            use nix::sys::statvfs::FsFlags;
+            let f = st.flags();
+            let mut keep = 0;
+            for (fs_flag, ms_flag) in [
+                (FsFlags::ST_NOEXEC, libc::MS_NOEXEC),
+                (FsFlags::ST_NOSUID, libc::MS_NOSUID),
+                (FsFlags::ST_NODEV, libc::MS_NODEV),
+                (FsFlags::ST_RDONLY, libc::MS_RDONLY),
+                (FsFlags::ST_NOATIME, libc::MS_NOATIME),
+                (FsFlags::ST_NODIRATIME, libc::MS_NODIRATIME),
+                (FsFlags::ST_RELATIME, libc::MS_RELATIME),
+            ] {
+                if f.contains(fs_flag) {
+                    keep |= ms_flag;
+                }
+            }
+            keep
+        });
+        ops.push(child::RootOp::Bind { src: c(&p)?, dst: c(&dst)?, writable, keep });
         bound.push(p);
     }
     // Top-level symlinks (lib -> usr/lib on merged /usr), so ELF
@@ -809,6 +845,27 @@ fn root_plan(dir: &Path, grants: &Grants, pidns: bool) -> Result<child::RootPlan
     mkdirs(Path::new("/tmp"), &mut ops)?;
     ops.push(child::RootOp::Tmpfs { dst: c(&inside(Path::new("/tmp")))?, opts: c(Path::new("size=16m,mode=1777"))? });
     Ok(child::RootPlan { mountpoint: c(dir)?, opts: c(Path::new("size=1m,mode=0755"))?, ops })
+}
+
+/// Whether an ordinary user may create a user namespace here: probed in a
+/// throwaway child. `PLUGWARDEN_NO_USERNS=1` pretends it may not (to test
+/// the fallback, or to match a deployment where they are blocked).
+fn userns_available() -> Result<(), String> {
+    if std::env::var_os("PLUGWARDEN_NO_USERNS").is_some_and(|v| v == "1") {
+        return Err("disabled by PLUGWARDEN_NO_USERNS=1".into());
+    }
+    // SAFETY: single-threaded fork server; the child makes raw syscalls only.
+    match unsafe { nix::unistd::fork() } {
+        Ok(nix::unistd::ForkResult::Child) => {
+            // SAFETY: unshare and _exit take integers.
+            unsafe { libc::_exit(if libc::unshare(libc::CLONE_NEWUSER) == 0 { 0 } else { 1 }) }
+        }
+        Ok(nix::unistd::ForkResult::Parent { child }) => match wait4(child.as_raw(), 0) {
+            Some((_, info)) if info.code() == Some(0) => Ok(()),
+            _ => Err("this kernel refuses unprivileged user namespaces (see `plugwarden doctor`)".into()),
+        },
+        Err(e) => Err(format!("cannot probe user namespaces: {e}")),
+    }
 }
 
 /// Opens a fresh, empty network namespace (only a downed loopback) that

@@ -331,7 +331,9 @@ impl Conn {
             Stop::OutputLimit => Verdict::OutputLimit(self.raw_limit),
             Stop::Protocol(msg) => Verdict::ProtocolError(msg),
             Stop::StdoutClosed | Stop::Exited => {
-                if stop == Stop::StdoutClosed && !self.proc.has_exited() {
+                // The plugin closed stdout on its own (not because we killed it).
+                let ours = self.violation.is_some() || self.killed_for.is_some();
+                if stop == Stop::StdoutClosed && !ours && !self.proc.has_exited() {
                     self.proc.kill();
                     let _ = self.proc.wait();
                     return Verdict::ProtocolError("the plugin closed stdout before answering".into());

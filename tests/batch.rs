@@ -256,31 +256,48 @@ fn judge_mixed(recs: &[Value]) -> (Vec<String>, usize) {
     (wrong, raced)
 }
 
-#[test]
-fn test_run_retried_crash_records_attempt_2_and_poison() {
+/// Runs single-input batches of `command` on one worker; the one record.
+fn run_single(command: &str, extra: &[&str]) -> (Output, Value, PathBuf, tempfile::TempDir) {
     let dir = scratch();
-    write_inputs(&dir.path().join("in"), &[("c".into(), "crash".into())]);
+    write_inputs(&dir.path().join("in"), &[("x".into(), command.into())]);
     let audit = dir.path().join("a.jsonl");
-
-    let o = run(&[
+    let probe = plugin("pw-probe");
+    let mut args = vec![
         "--plugin",
-        path_str(&plugin("pw-probe")),
+        path_str(&probe),
         "--policy",
         "strict",
         "--workers",
         "1",
-        "--audit",
-        path_str(&audit),
-        "--json",
-        path_str(&dir.path().join("in")),
-    ]);
-
+    ];
+    args.extend_from_slice(extra);
+    let in_dir = dir.path().join("in");
+    args.extend_from_slice(&["--audit", path_str(&audit), "--json", path_str(&in_dir)]);
+    let o = run(&args);
     let recs = records(&audit);
     assert_eq!(recs.len(), 1);
-    assert_eq!(recs[0]["attempt"], 2);
-    assert_eq!(recs[0]["verdict"], "crashed");
-    assert_eq!(recs[0]["recycle_reason"], "tainted");
-    assert_eq!(summary(&o)["poison"][0], path_str(&dir.path().join("in/c")));
+    (o, recs[0].clone(), in_dir.join("x"), dir)
+}
+
+/// A hang is retried once on a fresh worker, then quarantined.
+#[test]
+fn test_run_retried_timeout_records_attempt_2_and_poison() {
+    let (o, rec, input, _dir) = run_single("sleep", &["--timeout", "200ms"]);
+
+    assert_eq!(rec["attempt"], 2);
+    assert_eq!(rec["verdict"], "timeout");
+    assert_eq!(rec["recycle_reason"], "tainted");
+    assert_eq!(summary(&o)["poison"][0], path_str(&input));
+    assert_eq!(summary(&o)["recycles"]["tainted"], 2);
+}
+
+#[test]
+fn test_run_violation_is_not_retried() {
+    let (o, rec, _input, _dir) = run_single("socket", &[]);
+
+    assert_eq!(rec["verdict"], "violation");
+    assert_eq!(rec["attempt"], 1);
+    assert_eq!(summary(&o)["poison_count"], 0);
 }
 
 #[test]
@@ -704,4 +721,53 @@ fn test_run_sigterm_cancels_jobs_in_flight_and_exits_143() {
         BTreeMap::from([("cancelled".to_string(), 2)])
     );
     assert_eq!(leftovers_after_exit(&mark), Vec::<String>::new());
+}
+
+/// An input that cannot be read (here a dangling symlink) gets its own
+/// `input_error` record; the other inputs go on.
+#[test]
+fn test_run_unreadable_input_gets_input_error_and_others_go_on() {
+    let dir = scratch();
+    let in_dir = dir.path().join("in");
+    write_inputs(
+        &in_dir,
+        &[("a".into(), "echo:a".into()), ("c".into(), "echo:c".into())],
+    );
+    std::os::unix::fs::symlink(dir.path().join("gone"), in_dir.join("b")).expect("symlink");
+    let audit = dir.path().join("a.jsonl");
+
+    let o = run(&[
+        "--plugin",
+        path_str(&plugin("pw-probe")),
+        "--policy",
+        "strict",
+        "--audit",
+        path_str(&audit),
+        path_str(&in_dir),
+    ]);
+
+    assert_eq!(o.status.code(), Some(1));
+    let recs = records(&audit);
+    let verdicts: BTreeSet<(&str, &str)> = recs
+        .iter()
+        .map(|r| {
+            (
+                r["input"].as_str().unwrap_or(""),
+                r["verdict"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    let name = |n: &str| in_dir.join(n).to_string_lossy().into_owned();
+    let (a, b, c) = (name("a"), name("b"), name("c"));
+    let expected = BTreeSet::from([
+        (a.as_str(), "ok"),
+        (b.as_str(), "input_error"),
+        (c.as_str(), "ok"),
+    ]);
+    assert_eq!(verdicts, expected);
+    let unread = recs
+        .iter()
+        .find(|r| r["verdict"] == "input_error")
+        .expect("the input_error record");
+    assert_eq!(unread["input_sha256"], Value::Null);
 }

@@ -473,6 +473,21 @@ fn absent(p: &Path) -> Result<(), String> {
     }
 }
 
+/// The block device under `/`, then the kernel log: devices root may read.
+fn raw_devices() -> Vec<String> {
+    let dev = std::fs::metadata("/").unwrap().dev();
+    let (major, minor) = (libc::major(dev), libc::minor(dev));
+    let uevent = std::fs::read_to_string(format!("/sys/dev/block/{major}:{minor}/uevent"))
+        .unwrap_or_default();
+    let mut out: Vec<String> = uevent
+        .lines()
+        .filter_map(|l| l.strip_prefix("DEVNAME="))
+        .map(|d| format!("/dev/{d}"))
+        .collect();
+    out.push("/dev/kmsg".into());
+    out
+}
+
 /// The candidate directories of the file-size bomb.
 const BOMB_DIRS: [&str; 3] = ["/tmp", "/dev/shm", "/var/tmp"];
 
@@ -513,14 +528,16 @@ const BASE: Attack = Attack {
 };
 
 fn attacks() -> Vec<Attack> {
-    let eacces = ("plugin_error", "EACCES");
+    // EACCES from Landlock where the path exists in the plugin's view; ENOENT
+    // where the minimal root (mount namespace) does not even show it.
+    let eacces = ("plugin_error", "EACCES|ENOENT");
     let eperm = ("plugin_error", "EPERM");
     let wall = ("timeout", "wall");
     vec![
         // ---- files ----
         Attack {
             bin: "hostile-read-secret",
-            layer: "Landlock (no read right outside the grants)",
+            layer: "mount namespace (minimal root: the path does not exist); Landlock (no read right)",
             input: |c| c.secret_s(),
             bare: Bare::Same(escaped_with_secret),
             strict: eacces,
@@ -529,7 +546,7 @@ fn attacks() -> Vec<Attack> {
         },
         Attack {
             bin: "hostile-create-outside",
-            layer: "Landlock (no make_reg right); RLIMIT_FSIZE 0",
+            layer: "mount namespace (minimal root); Landlock (no make_reg right); RLIMIT_FSIZE 0",
             input: |c| c.path("created").display().to_string(),
             bare: Bare::Same(|c, r| {
                 r.escaped()?;
@@ -541,7 +558,7 @@ fn attacks() -> Vec<Attack> {
         },
         Attack {
             bin: "hostile-write-outside",
-            layer: "Landlock (no write_file right)",
+            layer: "mount namespace (minimal root); Landlock (no write_file right)",
             input: |c| c.victim.display().to_string(),
             bare: Bare::Same(|c, r| {
                 r.escaped()?;
@@ -625,7 +642,7 @@ fn attacks() -> Vec<Attack> {
         },
         Attack {
             bin: "hostile-proc-root",
-            layer: "Landlock (checks the file reached, not the magic link)",
+            layer: "mount namespace (/proc/self/root is the minimal root); Landlock (checks the file reached)",
             input: |c| c.secret_s(),
             bare: Bare::Same(escaped_with_secret),
             strict: eacces,
@@ -634,7 +651,7 @@ fn attacks() -> Vec<Attack> {
         },
         Attack {
             bin: "hostile-dotdot",
-            layer: "Landlock (checks the file reached, whatever the path)",
+            layer: "mount namespace (`..` stops at the minimal root); Landlock (checks the file reached)",
             input: |c| c.secret_s(),
             bare: Bare::Same(escaped_with_secret),
             strict: eacces,
@@ -664,6 +681,18 @@ fn attacks() -> Vec<Attack> {
             default: ("violation", "mknod"),
             effect: |c, _| absent(&c.path("mem")),
         },
+        Attack {
+            bin: "hostile-raw-disk",
+            layer: "mount namespace (minimal /dev: null, zero, urandom); Landlock; capabilities",
+            input: |_| raw_devices().join("\n"),
+            bare: Bare::Same(|_, r| {
+                let out = r.escaped()?;
+                out.contains("bytes of /dev/").then_some(None).ok_or(out.to_string())
+            }),
+            strict: eacces,
+            default: eacces,
+            ..BASE
+        },
         // ---- exec ----
         Attack {
             bin: "hostile-exec-sh",
@@ -678,7 +707,7 @@ fn attacks() -> Vec<Attack> {
         },
         Attack {
             bin: "hostile-exec-setuid",
-            layer: "Landlock (no execute right); no_new_privs (setuid bits ignored)",
+            layer: "mount namespace (minimal root); Landlock (no execute right); no_new_privs (setuid bits ignored)",
             input: |c| c.setuid_bin.display().to_string(),
             bare: Bare::Same(|c, r| {
                 // The plugin exec'd it; and as uid 65534 it does give euid 0.
@@ -705,7 +734,7 @@ fn attacks() -> Vec<Attack> {
         },
         Attack {
             bin: "hostile-reexec-self",
-            layer: "seccomp, Landlock and credentials survive execve (the new image is as confined)",
+            layer: "every layer survives execve (the new image is as confined: root, Landlock, seccomp, uid)",
             input: |c| c.secret_s(),
             bare: Bare::Same(escaped_with_secret),
             strict: eacces,
@@ -811,7 +840,7 @@ fn attacks() -> Vec<Attack> {
         },
         Attack {
             bin: "hostile-proc-environ",
-            layer: "Landlock (/proc is not granted); credentials",
+            layer: "PID namespace and private /proc (the host's pid does not exist); Landlock (/proc not granted)",
             input: |_| std::process::id().to_string(),
             bare: Bare::Same(|c, r| {
                 let out = r.escaped()?;
@@ -828,7 +857,7 @@ fn attacks() -> Vec<Attack> {
         },
         Attack {
             bin: "hostile-proc-mem",
-            layer: "Landlock (/proc is not granted); credentials",
+            layer: "PID namespace and private /proc (the host's pid does not exist); Landlock (/proc not granted)",
             input: Ctx::mem_input,
             bare: Bare::Same(escaped_with_mem_secret),
             strict: eacces,

@@ -64,9 +64,9 @@ impl Config {
                 bulk_mib: 64,
                 bulk_rounds: 7,
                 batch_jobs: 20_000,
-                batch1_jobs: 20_000,
+                batch1_jobs: 2_000,
                 batch_rounds: 3,
-                py1_tasks: 2_000,
+                py1_tasks: 1_000,
                 mem_jobs: (1_000, 100_000),
                 only: None,
             }

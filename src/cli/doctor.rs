@@ -8,6 +8,7 @@
 use std::path::Path;
 
 use caps::{CapSet, Capability};
+use plugwarden::cgroup::Backend;
 use plugwarden::landlock_rules;
 
 use super::{Usage, EXIT_OK};
@@ -21,6 +22,8 @@ struct Facts {
     seccomp_actions: Option<String>,
     kernel: (u32, u32),
     cgroup: Cgroups,
+    /// What the fork server would use (probed the same way, then removed).
+    backend: Backend,
     userns_max: Option<u64>,
     userns_ok: bool,
     root: bool,
@@ -57,6 +60,7 @@ fn probe() -> Facts {
             .map(|s| s.trim().to_string()),
         kernel: kernel_version(),
         cgroup: cgroups(),
+        backend: backend(),
         userns_max: read("/proc/sys/user/max_user_namespaces").and_then(|s| s.trim().parse().ok()),
         userns_ok: try_user_namespace(),
         root: nix::unistd::geteuid().is_root(),
@@ -73,6 +77,14 @@ fn kernel_version() -> (u32, u32) {
         .split(|c: char| !c.is_ascii_digit())
         .filter_map(|p| p.parse().ok());
     (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
+}
+
+/// The cgroup backend a fork server would pick, detected the same way and
+/// its probe subtree removed again.
+fn backend() -> Backend {
+    let b = Backend::detect(&format!("plugwarden-doctor-{}", std::process::id()));
+    b.cleanup();
+    b
 }
 
 /// Creates and removes a group under `dir`: the only sure test of permission.
@@ -202,6 +214,7 @@ fn print_facts(f: &Facts) {
     for why in &c.refused {
         println!("  may create cgroups under {why}: no");
     }
+    println!("  cgroup backend for workers: {}", f.backend.describe());
     match f.userns_max {
         Some(n) => println!(
             "  user namespaces: max {n}, creating one {}",
@@ -292,37 +305,76 @@ fn print_walls(f: &Facts) {
         wall(
             "rlimits",
             "enforced",
-            "memory, CPU, open files, file size; may be raised above this process's limits",
+            "CPU, open files, file size, address space; may exceed this process's own limits",
         );
     } else {
+        wall("rlimits", "enforced", "CPU, open files, file size, address space; capped at this process's own hard limits (no CAP_SYS_RESOURCE)");
+    }
+    cgroup_walls(&f.backend, &wall);
+    if f.root {
         wall(
-            "rlimits",
+            "namespaces",
             "enforced",
-            "capped at this process's own hard limits (no CAP_SYS_RESOURCE)",
-        );
-    }
-    let c = &f.cgroup;
-    let pids =
-        c.v2.as_ref()
-            .is_some_and(|(_, ctl)| ctl.iter().any(|x| x == "pids"))
-            || c.v1.iter().any(|x| x == "pids");
-    if !c.writable.is_empty() && pids {
-        wall("process count", "weakened", "cgroups are usable here, but this build does not use them yet: seccomp forbids new processes when limits.processes = 0");
-    } else {
-        wall("process count", "weakened", "no usable pids cgroup: seccomp forbids new processes when limits.processes = 0, a count is not capped");
-    }
-    wall("memory attribution", "weakened", "RLIMIT_AS limits memory; a memory verdict is not attributed through a cgroup by this build");
-    if f.userns_ok {
-        wall(
-            "namespaces",
-            "available",
-            "user namespaces work here; this build does not create namespaces for plugins yet",
+            "ipc, uts, an empty network, pid (the plugin is PID 1) and mount (a minimal root), unless the policy turns one off",
         );
     } else {
         wall(
             "namespaces",
-            "refused",
-            "creating a user namespace fails here",
+            "weakened",
+            "creating namespaces needs root here (user namespaces are not used yet)",
+        );
+    }
+}
+
+fn cgroup_walls(backend: &Backend, wall: &dyn Fn(&str, &str, &str)) {
+    let (memory, pids, kill) = match backend {
+        Backend::V2 { .. } => (true, true, true),
+        Backend::V1 { memory, pids, kill } => (memory.is_some(), pids.is_some(), kill.is_some()),
+        Backend::None { .. } => (false, false, false),
+    };
+    if memory {
+        wall(
+            "memory",
+            "enforced",
+            "a memory cgroup per worker: an out-of-memory kill is attributed (verdict memory)",
+        );
+    } else {
+        wall(
+            "memory",
+            "weakened",
+            "RLIMIT_AS only: a memory verdict cannot be told from another SIGKILL",
+        );
+    }
+    if pids {
+        wall(
+            "process count",
+            "enforced",
+            "a pids cgroup per worker (limits.processes + 1 tasks; 64 threads when 0)",
+        );
+    } else {
+        wall(
+            "process count",
+            "weakened",
+            "no pids cgroup: only seccomp's rule for limits.processes = 0 holds",
+        );
+    }
+    if kill {
+        wall(
+            "tree kill",
+            "enforced",
+            "cgroup.kill ends every process of a worker, even one that called setsid",
+        );
+    } else if memory || pids {
+        wall(
+            "tree kill",
+            "weakened",
+            "by pid from the cgroup's list (no cgroup.kill)",
+        );
+    } else {
+        wall(
+            "tree kill",
+            "weakened",
+            "no cgroup: a grandchild that escaped the session may outlive its worker",
         );
     }
 }

@@ -18,7 +18,9 @@
 //! the round that sees nothing new has run every input under the learned
 //! allowlist.
 //!
-//! Landlock grants read access to `/` and no write. Paths are not yet
+//! Landlock grants read access to `/` and no write; the minimal root
+//! (mount namespace) is off while observing, so that read grant means
+//! what it says. Paths are not yet
 //! observed (openat is in `@startup`, so it never reaches the supervisor),
 //! so the learned policy grants no path and says so.
 
@@ -86,6 +88,9 @@ fn observation_policy(timeout: Option<Duration>, seen: &Observed) -> Result<Poli
         exec: Vec::new(),
     };
     p.network = Default::default();
+    // A minimal root would hide what the broad read grant is for (and
+    // cannot bind `/` onto itself); Landlock alone confines the reads.
+    p.namespaces.mount = false;
     if let Some(t) = timeout {
         p.limits.wall = t;
         p.limits.cpu = t;

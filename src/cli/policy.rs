@@ -163,6 +163,8 @@ fn explain(name: &str) -> Result<u8, Usage> {
     println!();
     processes(&p, &allowed);
     println!();
+    namespaces(&p);
+    println!();
     limits(&p);
     println!();
     syscalls(&p);
@@ -266,8 +268,11 @@ fn processes(p: &Policy, allowed: &dyn Fn(&str) -> bool) {
         println!("  clone3 answers ENOSYS (its flags are out of the filter's sight), so libc falls back to clone.");
     } else {
         println!(
-            "  the plugin may create processes (fork, vfork, clone without namespace flags); limits.processes = {} (not yet a cap on their number).",
-            p.limits.processes
+            "  the plugin may create processes (clone without namespace flags, and fork, vfork if listed);"
+        );
+        println!(
+            "  a pids cgroup caps its tasks at {} where cgroups are usable (see `plugwarden doctor`).",
+            p.limits.processes + 1
         );
     }
     if allowed("clone") {
@@ -282,6 +287,44 @@ fn processes(p: &Policy, allowed: &dyn Fn(&str) -> bool) {
             "  exec: only the host's own execve of the plugin; seccomp denies every later execve."
         );
     }
+}
+
+fn namespaces(p: &Policy) {
+    let ns = &p.namespaces;
+    println!("namespaces (created when plugwarden runs as root; `plugwarden doctor` says what this machine does):");
+    let line = |on: bool, name: &str, yes: &str, no: &str| {
+        println!("  {name}: {}", if on { yes } else { no });
+    };
+    line(
+        ns.mount,
+        "mount",
+        "a minimal root: a tmpfs with read-only binds of /usr and the granted paths, a minimal /dev, a private /tmp",
+        "off: the plugin sees the host's filesystem tree (Landlock still confines its opens)",
+    );
+    line(
+        ns.pid,
+        "pid",
+        "its own PID namespace: the plugin is PID 1 and sees no other process",
+        "off: the plugin shares the host's PID namespace",
+    );
+    line(
+        ns.net,
+        "net",
+        "an empty network namespace: no interface but a downed loopback",
+        "off: the plugin shares the host's network namespace",
+    );
+    line(
+        ns.ipc,
+        "ipc",
+        "private System V IPC and POSIX message queues",
+        "off: shares the host's IPC objects",
+    );
+    line(
+        ns.uts,
+        "uts",
+        "a private hostname",
+        "off: shares the host's hostname",
+    );
 }
 
 fn limits(p: &Policy) {

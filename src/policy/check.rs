@@ -109,6 +109,7 @@ pub fn check(origin: Origin, text: &str) -> Vec<Finding> {
     c.paths(&file);
     c.allow_and_deny(&file);
     c.ioctls(&file);
+    c.namespaces(&file);
     let local_errors = c.findings.iter().any(|f| f.severity == Severity::Error);
     match resolve(origin.clone(), text) {
         Ok(policy) => c.resolved(&file, &policy),
@@ -320,6 +321,18 @@ impl Checker<'_> {
 
     fn paths(&mut self, f: &PolicyFile) {
         let fs = &f.filesystem;
+        for (list, items) in [("read", &fs.read), ("write", &fs.write), ("exec", &fs.exec)] {
+            for item in items
+                .iter()
+                .filter(|i| Path::new(i.get_ref()) == Path::new("/"))
+            {
+                self.at_span(
+                    Severity::Warning,
+                    item.span(),
+                    format!("filesystem.{list} grants \"/\", the whole filesystem; grant the directories the plugin needs"),
+                );
+            }
+        }
         for exec in &fs.exec {
             let path = PathBuf::from(exec.get_ref());
             if path.is_absolute() && !path.exists() {
@@ -371,6 +384,25 @@ impl Checker<'_> {
                         "{:?} is both allowed and denied in this file; remove one of the two",
                         d.get_ref()
                     ),
+                );
+            }
+        }
+    }
+
+    fn namespaces(&mut self, f: &PolicyFile) {
+        let ns = &f.namespaces;
+        let off: [(&str, Option<bool>, &str); 3] = [
+            ("mount", ns.mount, "the plugin sees the host's whole filesystem tree instead of a minimal root (Landlock still confines its opens)"),
+            ("pid", ns.pid, "the plugin shares the host's PID namespace and can see every process"),
+            ("net", ns.net, "the plugin shares the host's network namespace: if sockets are allowed, the host's interfaces are reachable"),
+        ];
+        for (key, value, why) in off {
+            if value == Some(false) {
+                let pos = key_position(self.text, "namespaces", key);
+                self.at(
+                    Severity::Warning,
+                    pos,
+                    format!("namespaces.{key} = false: {why}"),
                 );
             }
         }
