@@ -173,7 +173,10 @@ fn describe(e: ImageError, limits: &DecodeLimits) -> String {
         ImageError::Limits(l) => match l.kind() {
             // The decoder refuses from the header; it does not say the size.
             LimitErrorKind::DimensionError => {
-                format!("image too large: more than {} pixels a side", limits.max_side)
+                format!(
+                    "image too large: more than {} pixels a side",
+                    limits.max_side
+                )
             }
             LimitErrorKind::InsufficientMemory => {
                 format!("image too large: decoding needs more memory than allowed ({l})")

@@ -11,8 +11,8 @@ fn main() {
     // default hook would open files, which the lockdown filter kills.
     std::panic::set_hook(Box::new(|info| {
         // Formatted first so the line goes out in a single write.
-        let line = format!("pw-image-sanitize: decoder panicked: {info}").replace('\n', " ");
-        eprint!("{line}\n");
+        let line = format!("pw-image-sanitize: decoder panicked: {info}").replace('\n', " ") + "\n";
+        eprint!("{line}");
     }));
     let limits = DecodeLimits::default();
     plugwarden::plugin::serve_parts(|input, parts| {
