@@ -13,9 +13,9 @@
 //!   the slots do not all restart together), when its RSS passes
 //!   `recycle_rss`, after `max_lifetime`, and after any verdict that may
 //!   have corrupted it ([`Verdict::taints_worker`]); the reason goes with
-//!   the job's result. A **warm spare** is forked after each job, so its
-//!   exec and start-up overlap the next job, and the retired worker is shut
-//!   down on a reaper thread: recycling costs the queue no latency.
+//!   the job's result. A **warm spare** is started on its own thread while
+//!   the current worker runs jobs, and the retired worker is shut down on a
+//!   reaper thread: recycling costs the queue no fork, exec or wait.
 //! - **Retry and quarantine.** A crash, timeout or memory verdict is retried
 //!   once on a fresh worker; a second failure keeps its verdict and marks the
 //!   input as poison. Violations are never retried.
@@ -80,7 +80,7 @@ impl RecycleReason {
 /// What the pool needs to know beyond the sandbox.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PoolConfig {
-    /// Worker slots (threads, each with one plugin process and one spare).
+    /// Worker slots (threads, each with one plugin process and one warm spare).
     pub workers: usize,
     /// Jobs per worker before it is recycled (jittered by ±10%).
     pub batch: u64,
@@ -213,7 +213,7 @@ impl<T: Send + 'static> Pool<T> {
                     config: config.clone(),
                     shared: shared.clone(),
                     current: None,
-                    spare: None,
+                    spares: None,
                     retire: None,
                 };
                 let rx = task_rx.clone();
@@ -308,13 +308,22 @@ struct Slot {
     config: PoolConfig,
     shared: Arc<Shared>,
     current: Option<Live>,
-    spare: Option<Live>,
+    /// Worker mode: fresh workers, started ahead of need.
+    spares: Option<Spares>,
     /// Retired workers go to a reaper thread that shuts them down.
     retire: Option<(Sender<Worker>, JoinHandle<()>)>,
 }
 
 impl Slot {
     fn run<T>(mut self, rx: &Mutex<Receiver<Task<T>>>, tx: &SyncSender<Finished<T>>) {
+        if self.sandbox.plugin.mode == Mode::Worker {
+            self.spares = Some(Spares::start(
+                self.index,
+                &self.sandbox,
+                &self.config,
+                &self.shared,
+            ));
+        }
         while let Some(task) = self.next_task(rx) {
             let finished = match task.input {
                 Err(verdict) => Finished {
@@ -336,8 +345,8 @@ impl Slot {
         if let Some(live) = self.current.take() {
             self.retire(live.worker);
         }
-        if let Some(live) = self.spare.take() {
-            self.retire(live.worker);
+        if let Some(spares) = self.spares.take() {
+            spares.finish();
         }
         if let Some((tx, reaper)) = self.retire.take() {
             drop(tx);
@@ -407,14 +416,15 @@ impl Slot {
         if self.sandbox.plugin.mode == Mode::Filter {
             return (run_filter(&self.sandbox, input), None, None);
         }
-        let live = match self.current.take().or_else(|| self.spare.take()) {
-            Some(live) => live,
-            None => match self.start_worker() {
-                Ok(live) => live,
-                Err(verdict) => return (failed_outcome(verdict), None, None),
-            },
+        let taken = match (self.current.take(), &self.spares) {
+            (Some(live), _) => Ok(live),
+            (None, Some(spares)) => spares.take(),
+            (None, None) => start_worker(&self.sandbox, &self.config, &self.shared),
         };
-        let mut live = live;
+        let mut live = match taken {
+            Ok(live) => live,
+            Err(verdict) => return (failed_outcome(verdict), None, None),
+        };
         self.publish(live.worker.process().pidfd().try_clone().ok());
         let outcome = live.worker.run_job(input);
         self.publish(None);
@@ -429,14 +439,10 @@ impl Slot {
                     reason = r.word(),
                     "recycling a worker"
                 );
-                self.current = self.spare.take();
+                // The next job takes a spare that is already running.
                 self.retire(live.worker);
             }
             None => self.current = Some(live),
-        }
-        // The next worker forks now, so its exec overlaps the next job.
-        if self.spare.is_none() && !self.shared.stop.load(Ordering::SeqCst) {
-            self.spare = self.start_worker().ok();
         }
         (outcome, Some(generation), reason)
     }
@@ -457,18 +463,6 @@ impl Slot {
         } else {
             None
         }
-    }
-
-    fn start_worker(&self) -> Result<Live, Verdict> {
-        let worker =
-            Worker::start(&self.sandbox).map_err(|e| Verdict::SetupError(e.to_string()))?;
-        let generation = self.shared.generation.fetch_add(1, Ordering::SeqCst) + 1;
-        Ok(Live {
-            worker,
-            generation,
-            limit: jittered(self.config.batch, random()),
-            born: Instant::now(),
-        })
     }
 
     fn publish(&self, pidfd: Option<OwnedFd>) {
@@ -504,6 +498,63 @@ impl Slot {
                 w.shutdown();
             }
         }
+    }
+}
+
+fn start_worker(sandbox: &Sandbox, config: &PoolConfig, shared: &Shared) -> Result<Live, Verdict> {
+    let worker = Worker::start(sandbox).map_err(|e| Verdict::SetupError(e.to_string()))?;
+    let generation = shared.generation.fetch_add(1, Ordering::SeqCst) + 1;
+    Ok(Live {
+        worker,
+        generation,
+        limit: jittered(config.batch, random()),
+        born: Instant::now(),
+    })
+}
+
+/// Warm spares: a thread that starts the slot's next worker while the
+/// current one runs jobs. It hands the worker over through a rendezvous
+/// channel and at once starts the next, so one spare is ready (forked,
+/// exec'd, loading) whenever a recycle needs it, and the fork server's
+/// round trip and the plugin's exec never sit on the queue's path.
+struct Spares {
+    rx: Receiver<Result<Live, Verdict>>,
+    thread: JoinHandle<()>,
+}
+
+impl Spares {
+    fn start(
+        index: usize,
+        sandbox: &Arc<Sandbox>,
+        config: &PoolConfig,
+        shared: &Arc<Shared>,
+    ) -> Spares {
+        let (tx, rx) = mpsc::sync_channel(0);
+        let (sandbox, config, shared) = (sandbox.clone(), config.clone(), shared.clone());
+        let thread = std::thread::Builder::new()
+            .name(format!("pw-spares-{index}"))
+            .spawn(move || {
+                while !shared.stop.load(Ordering::SeqCst) {
+                    // A spare nobody takes is dropped here: its process is killed and reaped.
+                    if tx.send(start_worker(&sandbox, &config, &shared)).is_err() {
+                        break;
+                    }
+                }
+            })
+            .expect("spawn a spare-worker thread");
+        Spares { rx, thread }
+    }
+
+    /// The next fresh worker (waits if it is still being started).
+    fn take(&self) -> Result<Live, Verdict> {
+        // Closed only once the pool stops: the job never started.
+        self.rx.recv().unwrap_or(Err(Verdict::Cancelled))
+    }
+
+    /// Stops the thread and reaps the spare it held.
+    fn finish(self) {
+        drop(self.rx);
+        let _ = self.thread.join();
     }
 }
 

@@ -413,6 +413,7 @@ pub struct Worker {
     wall_limit: Duration,
     output_limit: u64,
     dead: bool,
+    greeted: bool,
 }
 
 impl Worker {
@@ -432,6 +433,7 @@ impl Worker {
             wall_limit: limits.wall,
             output_limit: limits.output,
             dead: false,
+            greeted: false,
         })
     }
 
@@ -503,8 +505,58 @@ impl Worker {
         self.outcome(verdict, output, started, cpu_start)
     }
 
+    /// Runs several jobs pipelined: every input is written at once and the
+    /// answers are read as they come, so the plugin never waits for the
+    /// host between jobs. Each job has the full wall and CPU budgets,
+    /// counted from the previous answer. Returns one outcome per input in
+    /// order, stopping after the first job that retires the worker; the
+    /// caller runs the rest on a fresh worker.
+    pub fn run_batch(&mut self, inputs: &[&[u8]]) -> Vec<JobOutcome> {
+        let mut out = Vec::with_capacity(inputs.len());
+        if self.dead {
+            return out;
+        }
+        let first_id = self.next_id;
+        for input in inputs {
+            let Ok(len) = u32::try_from(input.len()) else { break };
+            self.conn.queue(&protocol::encode_header(Kind::Job, self.next_id, len));
+            self.conn.queue(input);
+            self.next_id += 1;
+        }
+        let sent = (self.next_id - first_id) as usize;
+        self.conn.denied.clear();
+        for (k, id) in (first_id..first_id + sent as u64).enumerate() {
+            let started = Instant::now();
+            let cpu_start = self.conn.proc.cpu_ms().unwrap_or(0);
+            let last = k + 1 == sent;
+            let result = self.await_answer_pipelined(id, started, cpu_start, last);
+            let (verdict, output) = match result {
+                Ok(o) => (Verdict::Ok, o),
+                Err(v) => {
+                    self.dead = !matches!(v, Verdict::PluginError(_));
+                    (v, Vec::new())
+                }
+            };
+            self.jobs += 1;
+            out.push(self.outcome(verdict, output, started, cpu_start));
+            if self.dead {
+                break;
+            }
+        }
+        if sent < inputs.len() && !self.dead {
+            out.push(JobOutcome::failed(Verdict::InputError("input larger than 4 GiB".into())));
+        }
+        out
+    }
+
     fn await_answer(&mut self, id: u64, started: Instant, cpu_start: u64) -> Result<Vec<u8>, Verdict> {
-        if self.jobs == 0 {
+        self.await_answer_pipelined(id, started, cpu_start, true)
+    }
+
+    /// Reads the answer to `id`; with `last`, nothing may follow it.
+    fn await_answer_pipelined(&mut self, id: u64, started: Instant, cpu_start: u64, last: bool) -> Result<Vec<u8>, Verdict> {
+        if self.jobs == 0 && !self.greeted {
+            self.greeted = true;
             self.handshake()?;
         }
         let deadline = started + self.wall_limit;
@@ -548,8 +600,8 @@ impl Worker {
                 }
             }
         }
-        // Nothing may follow the answer: one job is in flight at a time.
-        if !self.conn.frames.is_empty() || !self.conn.decoder.as_ref().is_some_and(FrameDecoder::is_idle) {
+        // Nothing may follow the last answer: no job is in flight then.
+        if last && (!self.conn.frames.is_empty() || !self.conn.decoder.as_ref().is_some_and(FrameDecoder::is_idle)) {
             self.conn.proc.kill();
             return Err(Verdict::ProtocolError("the plugin sent bytes after its answer".into()));
         }

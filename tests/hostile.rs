@@ -393,7 +393,10 @@ struct Attack {
     layer: &'static str,
     input: fn(&Ctx) -> String,
     bare: Bare,
-    /// (verdict word, a part of its detail; `a|b`: either) under strict and default.
+    /// (verdict word, a part of its detail; `a|b`: either) under strict and
+    /// default. Alternatives exist only where the outcome depends on a layer
+    /// being present (EACCES from Landlock or ENOENT from the minimal root)
+    /// or on a known race (hostile-close-stdout-early).
     strict: (&'static str, &'static str),
     default: (&'static str, &'static str),
     /// The attack's own effect is absent after a sandboxed run.
@@ -410,6 +413,21 @@ fn no_effect(_: &Ctx, _: &JobOutcome) -> Result<(), String> {
 
 fn escaped(_: &Ctx, r: &BareRun) -> Result<Option<String>, String> {
     r.escaped().map(|_| None)
+}
+
+/// For privileged calls: the attack works, or this kernel lacks the call or
+/// refuses it even to root (a sysctl, a container): then the unsandboxed
+/// half is not applicable here, and the sandboxed half still runs.
+fn escaped_or_refused(_: &Ctx, r: &BareRun) -> Result<Option<String>, String> {
+    match &r.reply {
+        Some(Err(e)) if e.contains("ENOSYS") => Ok(Some(format!(
+            "the unsandboxed half: this kernel lacks the call ({e})"
+        ))),
+        Some(Err(e)) if e.contains("EPERM") || e.contains("EACCES") => Ok(Some(format!(
+            "the unsandboxed half: this machine refuses it even to root ({e})"
+        ))),
+        _ => r.escaped().map(|_| None),
+    }
 }
 
 fn escaped_with_secret(c: &Ctx, r: &BareRun) -> Result<Option<String>, String> {
@@ -521,7 +539,7 @@ const BASE: Attack = Attack {
     bin: "",
     layer: "",
     input: no_input,
-    bare: Bare::Same(escaped),
+    bare: Bare::Same(escaped_or_refused),
     strict: ("", ""),
     default: ("", ""),
     effect: no_effect,
@@ -1126,11 +1144,11 @@ fn attacks() -> Vec<Attack> {
             // KNOWN HOST BUG (src/worker.rs, Conn::pump): when the hello and
             // the end of stdout arrive in one read, the handshake consumes the
             // EOF, the job's pump no longer polls stdout and waits for the
-            // wall deadline. Contained (killed at the deadline), but the
-            // verdict should be protocol_error "closed stdout before
-            // answering", as for hostile-close-stdout; flip this once fixed.
-            strict: wall,
-            default: wall,
+            // wall deadline. Contained (killed at the deadline) either way,
+            // but which verdict comes out is a race; once fixed, this is
+            // protocol_error "closed stdout before answering" only.
+            strict: ("timeout|protocol_error", "wall|closed stdout before answering"),
+            default: ("timeout|protocol_error", "wall|closed stdout before answering"),
             ..BASE
         },
         // ---- protocol ----
@@ -1408,7 +1426,7 @@ fn test_hostile_suite_every_attack_is_contained_and_host_survives() {
             pids.push(o.pid);
             verdicts.push(o.verdict.to_string());
             let detail_ok = detail.split('|').any(|d| o.verdict.detail().contains(d));
-            if o.verdict.word() != word || !detail_ok {
+            if !word.split('|').any(|w| o.verdict.word() == w) || !detail_ok {
                 failures.push(format!(
                     "{} under {policy}: verdict {:?}, expected {word} with {detail:?} (stderr: {})",
                     a.bin,

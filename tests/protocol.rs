@@ -137,3 +137,27 @@ fn test_cli_call_echoes_through_the_plugin_directory() {
     assert_eq!(o.stdout, b"round trip");
     assert_eq!(o.status.code(), Some(0));
 }
+
+#[test]
+fn test_pipelined_batch_answers_in_order_and_stops_at_a_crash() {
+    let sb = sandbox(plugin("pw-echo"), &[], "strict", Mode::Worker);
+    let mut w = Worker::start(&sb).unwrap();
+    let inputs: Vec<Vec<u8>> = (0..500u32).map(|i| i.to_le_bytes().repeat(i as usize % 7)).collect();
+    let refs: Vec<&[u8]> = inputs.iter().map(Vec::as_slice).collect();
+    let outcomes = w.run_batch(&refs);
+    assert_eq!(outcomes.len(), 500);
+    for (o, i) in outcomes.iter().zip(&inputs) {
+        assert_eq!(o.verdict, Verdict::Ok);
+        assert_eq!(&o.output, i);
+    }
+    w.shutdown();
+
+    let sb = sandbox(plugin("pw-probe"), &[], "strict", Mode::Worker);
+    let mut w = Worker::start(&sb).unwrap();
+    let batch: [&[u8]; 5] = [b"echo:a", b"fail:b", b"crash", b"echo:d", b"echo:e"];
+    let outcomes = w.run_batch(&batch);
+    let words: Vec<&str> = outcomes.iter().map(|o| o.verdict.word()).collect();
+    assert_eq!(words, ["ok", "plugin_error", "crashed"]);
+    assert!(!w.is_alive());
+    w.shutdown();
+}

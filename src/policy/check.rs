@@ -644,6 +644,15 @@ mod tests {
     }
 
     #[test]
+    fn test_check_namespace_off_warning_on_its_line() {
+        let text = "extends = \"strict\"\n[namespaces]\nuts = false\npid = false\n";
+        assert_eq!(
+            lines(text),
+            vec!["p.toml:4:1: warning: namespaces.pid = false: the plugin shares the host's PID namespace and can see every process"]
+        );
+    }
+
+    #[test]
     fn test_key_position_finds_key_in_its_table() {
         let text = "wall = 1\n[worker]\nbatch = 0\n[limits]\n  wall = \"0s\"\n";
         assert_eq!(key_position(text, "limits", "wall"), (5, 3));

@@ -163,3 +163,69 @@ fn test_sanitize_to_vec_benign_png_header_and_exact_length() {
     assert_eq!(&out[12..16], &48u32.to_le_bytes());
     assert_eq!(out.len(), HEADER_LEN + 64 * 48 * 4);
 }
+
+/// Runs a sample through the plugin's logic and the host's re-encoding.
+fn sanitize_sample(name: &str) -> (Vec<u8>, u32, u32) {
+    let out = sanitize_to_vec(&sample(name), &DecodeLimits::default()).unwrap();
+    plugwarden::sanitize::png_from_plugin_output(&out, &Default::default()).unwrap()
+}
+
+fn png_chunk_names(png: &[u8]) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut at = 8;
+    while at + 8 <= png.len() {
+        let len = u32::from_be_bytes(png[at..at + 4].try_into().unwrap()) as usize;
+        names.push(String::from_utf8_lossy(&png[at + 4..at + 8]).into_owned());
+        at += 12 + len;
+    }
+    names
+}
+
+#[test]
+fn test_round_trip_benign_png_through_host_pixels_equal() {
+    let decoded = decode_sample("benign.png").unwrap();
+
+    let (png, _, _) = sanitize_sample("benign.png");
+
+    let mut reader = png::Decoder::new(std::io::Cursor::new(&png))
+        .read_info()
+        .unwrap();
+    let mut rgb = vec![0; reader.output_buffer_size().unwrap()];
+    reader.next_frame(&mut rgb).unwrap();
+    let rgba: Vec<u8> = rgb
+        .chunks(3)
+        .flat_map(|p| [p[0], p[1], p[2], 255])
+        .collect();
+    assert_eq!(rgba, decoded.rgba);
+}
+
+#[test]
+fn test_round_trip_text_chunk_dropped() {
+    let (png, _, _) = sanitize_sample("benign.png");
+
+    assert_eq!(
+        png_chunk_names(&sample("benign.png")),
+        ["IHDR", "tEXt", "IDAT", "IEND"]
+    );
+    assert_eq!(png_chunk_names(&png), ["IHDR", "IDAT", "IEND"]);
+}
+
+#[test]
+fn test_round_trip_huge_exif_dropped() {
+    let (png, w, h) = sanitize_sample("hostile-huge-exif.jpg");
+
+    assert_eq!((w, h), (64, 48));
+    assert_eq!(png_chunk_names(&png), ["IHDR", "IDAT", "IEND"]);
+    assert!(png.len() < 20_000, "{} bytes", png.len());
+}
+
+#[test]
+fn test_round_trip_trailing_data_dropped() {
+    let (png, _, _) = sanitize_sample("hostile-trailing-data.png");
+
+    assert!(
+        png.ends_with(b"IEND\xaeB`\x82"),
+        "output does not end at IEND"
+    );
+    assert!(!png.windows(8).any(|w| w == b"<script>"));
+}
