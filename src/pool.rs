@@ -28,7 +28,7 @@ use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -311,7 +311,10 @@ struct Slot {
     /// Worker mode: fresh workers, started ahead of need.
     spares: Option<Spares>,
     /// Retired workers go to a reaper thread that shuts them down.
-    retire: Option<(Sender<Worker>, JoinHandle<()>)>,
+    /// A rendezvous: a slot never has more than one worker waiting to be
+    /// retired, so its processes (and the fork server's fds) stay bounded
+    /// even when retiring is slower than running jobs (`--batch 1`).
+    retire: Option<(SyncSender<Worker>, JoinHandle<()>)>,
 }
 
 impl Slot {
@@ -482,7 +485,7 @@ impl Slot {
 
     fn retire(&mut self, worker: Worker) {
         if self.retire.is_none() {
-            let (tx, rx) = mpsc::channel::<Worker>();
+            let (tx, rx) = mpsc::sync_channel::<Worker>(0);
             let reaper = std::thread::Builder::new()
                 .name(format!("pw-reaper-{}", self.index))
                 .spawn(move || {

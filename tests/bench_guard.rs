@@ -32,7 +32,17 @@ fn bounds() -> (f64, f64) {
 fn sandbox(exe: std::path::PathBuf, mode: Mode) -> Sandbox {
     let fs = Arc::new(ForkServer::start(&plugwarden()).expect("fork server"));
     let policy = Arc::new(plugwarden::policy::load("strict").expect("strict policy"));
-    Sandbox::new(fs, PluginSpec { exe, args: Vec::new(), mode }, policy, Enforce::Policy).expect("sandbox")
+    Sandbox::new(
+        fs,
+        PluginSpec {
+            exe,
+            args: Vec::new(),
+            mode,
+        },
+        policy,
+        Enforce::Policy,
+    )
+    .expect("sandbox")
 }
 
 /// Seconds per call of `f`, over `n` calls.
@@ -64,13 +74,23 @@ fn test_spawn_strict_true_within_loose_bound_of_fork_exec_floor() {
         assert_eq!(p.wait().expect("wait").code(), Some(0));
     };
     let bare = || {
-        assert!(Command::new("/bin/true").status().expect("/bin/true").success());
+        assert!(Command::new("/bin/true")
+            .status()
+            .expect("/bin/true")
+            .success());
     };
     per_call(3, spawn_wait);
     let (ratio, log) = best_ratio(|| per_call(30, spawn_wait), || per_call(30, bare));
     let (bound, _) = bounds();
-    println!("spawn under strict / bare spawn of /bin/true: best {ratio:.2}× ({})", log.join(", "));
-    assert!(ratio < bound, "sandboxed spawn is {ratio:.1}× the bare spawn (bound {bound}×): {}", log.join(", "));
+    println!(
+        "spawn under strict / bare spawn of /bin/true: best {ratio:.2}× ({})",
+        log.join(", ")
+    );
+    assert!(
+        ratio < bound,
+        "sandboxed spawn is {ratio:.1}× the bare spawn (bound {bound}×): {}",
+        log.join(", ")
+    );
 }
 
 #[test]
@@ -80,12 +100,23 @@ fn test_round_trip_1kib_within_loose_bound_of_pipe_ping_pong() {
     let input = vec![0x5a; 1024];
     let mut job = || {
         let o = w.run_job(&input);
-        assert!(o.verdict.is_ok() && o.output.len() == input.len(), "echo failed: {}", o.verdict);
+        assert!(
+            o.verdict.is_ok() && o.output.len() == input.len(),
+            "echo failed: {}",
+            o.verdict
+        );
     };
     per_call(50, &mut job);
     // The floor: the same 1 KiB through `cat` and back over two pipes.
-    let mut cat = Command::new("cat").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("cat");
-    let (mut to_cat, mut from_cat) = (cat.stdin.take().expect("stdin"), cat.stdout.take().expect("stdout"));
+    let mut cat = Command::new("cat")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("cat");
+    let (mut to_cat, mut from_cat) = (
+        cat.stdin.take().expect("stdin"),
+        cat.stdout.take().expect("stdout"),
+    );
     let mut back = vec![0u8; 1024];
     let mut ping = || {
         to_cat.write_all(&input).expect("write to cat");
@@ -97,6 +128,13 @@ fn test_round_trip_1kib_within_loose_bound_of_pipe_ping_pong() {
     let _ = cat.wait();
     w.shutdown();
     let (_, bound) = bounds();
-    println!("1 KiB round trip, warm pw-echo / pipe ping-pong: best {ratio:.2}× ({})", log.join(", "));
-    assert!(ratio < bound, "worker round trip is {ratio:.1}× a pipe ping-pong (bound {bound}×): {}", log.join(", "));
+    println!(
+        "1 KiB round trip, warm pw-echo / pipe ping-pong: best {ratio:.2}× ({})",
+        log.join(", ")
+    );
+    assert!(
+        ratio < bound,
+        "worker round trip is {ratio:.1}× a pipe ping-pong (bound {bound}×): {}",
+        log.join(", ")
+    );
 }

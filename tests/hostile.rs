@@ -1357,111 +1357,69 @@ fn run_sandboxed(
     Ok(o)
 }
 
-#[test]
-fn test_hostile_suite_every_attack_is_contained_and_host_survives() {
-    if !is_root() {
-        println!(
-            "not applicable: the hostile suite needs root (identity drop, setuid fixture, handles)"
-        );
-        return;
+/// (a) Runs `a` without the sandbox and checks it works; `Err` if it does not.
+fn check_unsandboxed(ctx: &Ctx, a: &Attack, exe: &Path, pids: &mut Vec<i32>) -> Result<(), String> {
+    let (run, check) = match &a.bare {
+        Bare::Skip(why) => {
+            println!("{}: not run unsandboxed: {why}", a.bin);
+            return Ok(());
+        }
+        Bare::Same(check) => (run_bare(ctx, exe, &(a.input)(ctx), false, pids), check),
+        Bare::With(input, check) => (run_bare(ctx, exe, &input(ctx), false, pids), check),
+        Bare::Leaky(check) => (run_bare(ctx, exe, &(a.input)(ctx), true, pids), check),
+    };
+    let result = check(ctx, &run);
+    ctx.restore_victim();
+    let _ = ctx.listener_hits();
+    match result {
+        Ok(None) => println!("{}: works unsandboxed", a.bin),
+        Ok(Some(reason)) => println!("{}: not applicable: {reason}", a.bin),
+        Err(e) => return Err(format!("{}: unsandboxed: {e}", a.bin)),
     }
-    let fs = Arc::new(ForkServer::start(&plugwarden()).unwrap());
-    let fs_pid = fs.pid();
-    let mut ctx = Ctx::new(fs_pid);
-    let before = host_usage();
+    Ok(())
+}
+
+/// (b) Runs `a` under one policy; returns the verdict shown and any failures.
+fn check_sandboxed(
+    fs: &Arc<ForkServer>,
+    ctx: &Ctx,
+    a: &Attack,
+    exe: &Path,
+    policy: &str,
+    (word, detail): (&str, &str),
+    pids: &mut Vec<i32>,
+) -> (String, Vec<String>) {
+    let o = match run_sandboxed(fs, exe, policy, &(a.input)(ctx)) {
+        Ok(o) => o,
+        Err(e) => {
+            return (
+                String::new(),
+                vec![format!("{} under {policy}: cannot run: {e}", a.bin)],
+            )
+        }
+    };
+    pids.push(o.pid);
     let mut failures = Vec::new();
-    let mut pids = Vec::new();
-    let (mut tried, mut held) = (0, 0);
-    let mut table = Vec::new();
-    let started = Instant::now();
-    for a in attacks() {
-        let exe = plugin(a.bin);
-        if cfg!(not(target_arch = "x86_64"))
-            && matches!(a.bin, "hostile-x32-syscall" | "hostile-int80")
-        {
-            println!(
-                "not applicable: {}: the attack exists only on x86_64",
-                a.bin
-            );
-            continue;
-        }
-        // (a) without the sandbox.
-        let bare = match &a.bare {
-            Bare::Skip(why) => Err(format!("not run unsandboxed: {why}")),
-            Bare::Same(check) => Ok((
-                run_bare(&ctx, &exe, &(a.input)(&ctx), false, &mut pids),
-                check,
-            )),
-            Bare::With(input, check) => {
-                Ok((run_bare(&ctx, &exe, &input(&ctx), false, &mut pids), check))
-            }
-            Bare::Leaky(check) => Ok((
-                run_bare(&ctx, &exe, &(a.input)(&ctx), true, &mut pids),
-                check,
-            )),
-        };
-        match bare {
-            Err(note) => println!("{}: {note}", a.bin),
-            Ok((run, check)) => match check(&ctx, &run) {
-                Ok(None) => println!("{}: works unsandboxed", a.bin),
-                Ok(Some(reason)) => println!("{}: not applicable: {reason}", a.bin),
-                Err(e) => failures.push(format!("{}: unsandboxed: {e}", a.bin)),
-            },
-        }
-        ctx.restore_victim();
-        let _ = ctx.listener_hits();
-        // (b) under strict and default.
-        tried += 1;
-        let mut ok = true;
-        let mut verdicts = Vec::new();
-        for (policy, (word, detail)) in [("strict", a.strict), ("default", a.default)] {
-            let o = match run_sandboxed(&fs, &exe, policy, &(a.input)(&ctx)) {
-                Ok(o) => o,
-                Err(e) => {
-                    failures.push(format!("{} under {policy}: cannot run: {e}", a.bin));
-                    ok = false;
-                    continue;
-                }
-            };
-            pids.push(o.pid);
-            verdicts.push(o.verdict.to_string());
-            let detail_ok = detail.split('|').any(|d| o.verdict.detail().contains(d));
-            if !word.split('|').any(|w| o.verdict.word() == w) || !detail_ok {
-                failures.push(format!(
-                    "{} under {policy}: verdict {:?}, expected {word} with {detail:?} (stderr: {})",
-                    a.bin,
-                    o.verdict.to_string(),
-                    o.stderr_tail.chars().take(300).collect::<String>()
-                ));
-                ok = false;
-            }
-            if let Err(e) = contained(&ctx, &o).and_then(|()| (a.effect)(&ctx, &o)) {
-                failures.push(format!("{} under {policy}: ESCAPED or leaked: {e}", a.bin));
-                ok = false;
-            }
-            ctx.restore_victim();
-        }
-        if ok {
-            held += 1;
-        }
-        table.push(format!(
-            "| {} | {} | {} | {} |",
+    let word_ok = word.split('|').any(|w| o.verdict.word() == w);
+    let detail_ok = detail.split('|').any(|d| o.verdict.detail().contains(d));
+    if !word_ok || !detail_ok {
+        failures.push(format!(
+            "{} under {policy}: verdict {:?}, expected {word} with {detail:?} (stderr: {})",
             a.bin,
-            a.layer,
-            verdicts.first().map_or("", |s| s),
-            verdicts.get(1).map_or("", |s| s)
+            o.verdict.to_string(),
+            o.stderr_tail.chars().take(300).collect::<String>()
         ));
     }
-    println!("\n| attack | layer that stops it | strict | default |\n|---|---|---|---|");
-    for row in &table {
-        println!("{row}");
+    if let Err(e) = contained(ctx, &o).and_then(|()| (a.effect)(ctx, &o)) {
+        failures.push(format!("{} under {policy}: ESCAPED or leaked: {e}", a.bin));
     }
-    println!("suite ran in {:?}", started.elapsed());
+    ctx.restore_victim();
+    (o.verdict.to_string(), failures)
+}
 
-    // Host survival: one host process ran everything.
-    let _ = ctx.sleeper.kill();
-    let _ = ctx.sleeper.wait();
-    pids.push(ctx.sleeper.id() as i32);
+/// Item 2: after the suite, the host is as it was and nothing is left.
+fn check_host_survived(before: (usize, usize, u64), fs_pid: u32, pids: &[i32]) -> Vec<String> {
+    let mut failures = Vec::new();
     let after = host_usage();
     println!("host before: {before:?} (fds, threads, RSS KiB), after: {after:?}");
     if after.0 != before.0 {
@@ -1482,8 +1440,7 @@ fn test_hostile_suite_every_attack_is_contained_and_host_survives() {
             before.2, after.2
         ));
     }
-    let me = std::process::id();
-    for child in children_of(me) {
+    for child in children_of(std::process::id()) {
         if child as u32 != fs_pid {
             failures.push(format!(
                 "the host has a child {child} (state {:?})",
@@ -1512,6 +1469,57 @@ fn test_hostile_suite_every_attack_is_contained_and_host_survives() {
     if !stray.is_empty() {
         failures.push(format!("hostile processes still running: {stray:?}"));
     }
+    failures
+}
+
+#[test]
+fn test_hostile_suite_every_attack_is_contained_and_host_survives() {
+    if !is_root() {
+        println!(
+            "not applicable: the hostile suite needs root (identity drop, setuid fixture, handles)"
+        );
+        return;
+    }
+    let fs = Arc::new(ForkServer::start(&plugwarden()).unwrap());
+    let fs_pid = fs.pid();
+    let mut ctx = Ctx::new(fs_pid);
+    let before = host_usage();
+    let (mut failures, mut pids, mut table) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut tried, mut held) = (0, 0);
+    let started = Instant::now();
+    for a in attacks() {
+        if cfg!(not(target_arch = "x86_64"))
+            && matches!(a.bin, "hostile-x32-syscall" | "hostile-int80")
+        {
+            println!(
+                "not applicable: {}: the attack exists only on x86_64",
+                a.bin
+            );
+            continue;
+        }
+        let exe = plugin(a.bin);
+        failures.extend(check_unsandboxed(&ctx, &a, &exe, &mut pids).err());
+        tried += 1;
+        let (strict, mut failed) =
+            check_sandboxed(&fs, &ctx, &a, &exe, "strict", a.strict, &mut pids);
+        let (default, more) = check_sandboxed(&fs, &ctx, &a, &exe, "default", a.default, &mut pids);
+        failed.extend(more);
+        held += usize::from(failed.is_empty());
+        failures.extend(failed);
+        table.push(format!(
+            "| {} | {} | {strict} | {default} |",
+            a.bin, a.layer
+        ));
+    }
+    println!("\n| attack | layer that stops it | strict | default |\n|---|---|---|---|");
+    for row in &table {
+        println!("{row}");
+    }
+    println!("suite ran in {:?}", started.elapsed());
+    let _ = ctx.sleeper.kill();
+    let _ = ctx.sleeper.wait();
+    pids.push(ctx.sleeper.id() as i32);
+    failures.extend(check_host_survived(before, fs_pid, &pids));
     println!("hostile suite: {tried} attacks tried, {held} contained");
     assert!(
         failures.is_empty(),

@@ -41,19 +41,33 @@ fn compile(dir: &Path, name: &str, source: &str) -> Result<PathBuf> {
 
 /// The first `python3` on PATH, if any.
 fn find_python() -> Option<PathBuf> {
-    let out = Command::new("python3").args(["-c", "import sys; print(sys.executable)"]).output().ok()?;
-    out.status.success().then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+    let out = Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
 }
 
 /// Runs `cmd` and returns the number on its `RESULT <x>` line.
 fn result_line(cmd: &mut Command) -> Result<f64> {
-    let out = cmd.output().with_context(|| format!("cannot run {cmd:?}"))?;
+    let out = cmd
+        .output()
+        .with_context(|| format!("cannot run {cmd:?}"))?;
     let text = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
-        bail!("{cmd:?} failed: {}{}", text, String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "{cmd:?} failed: {}{}",
+            text,
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     text.lines()
-        .find_map(|l| l.strip_prefix("RESULT ").and_then(|v| v.trim().parse().ok()))
+        .find_map(|l| {
+            l.strip_prefix("RESULT ")
+                .and_then(|v| v.trim().parse().ok())
+        })
         .with_context(|| format!("{cmd:?} printed no RESULT line: {text}"))
 }
 
@@ -64,7 +78,13 @@ impl Floors {
         let pipe_bw = compile(dir.path(), "pipe_bw", PIPE_BW_C)?;
         let pool_py = dir.path().join("pool_baseline.py");
         std::fs::write(&pool_py, POOL_BASELINE_PY)?;
-        Ok(Floors { spawn_bench, pipe_bw, pool_py, python: find_python(), _dir: dir })
+        Ok(Floors {
+            spawn_bench,
+            pipe_bw,
+            pool_py,
+            python: find_python(),
+            _dir: dir,
+        })
     }
 
     /// One round of spawn_bench: `n` launches of /bin/true per variant;
@@ -131,18 +151,20 @@ impl Floors {
     /// multiprocessing.Pool(2, maxtasksperchild=k) on `tasks` 4 KiB echo tasks: tasks/s.
     pub fn python_pool(&self, k: u64, tasks: usize) -> Result<f64> {
         let py = self.python.as_ref().context("python3 is not installed")?;
-        result_line(
-            Command::new(py)
-                .arg("-B")
-                .arg(&self.pool_py)
-                .args(["--only", &k.to_string(), "--tasks", &tasks.to_string()]),
-        )
+        result_line(Command::new(py).arg("-B").arg(&self.pool_py).args([
+            "--only",
+            &k.to_string(),
+            "--tasks",
+            &tasks.to_string(),
+        ]))
     }
 }
 
 /// A peer sandbox on PATH, or why it is skipped.
 pub fn peer(name: &str) -> std::result::Result<PathBuf, String> {
-    let out = Command::new("sh").args(["-c", &format!("command -v {name}")]).output();
+    let out = Command::new("sh")
+        .args(["-c", &format!("command -v {name}")])
+        .output();
     match out {
         Ok(o) if o.status.success() => Ok(PathBuf::from(String::from_utf8_lossy(&o.stdout).trim())),
         _ => Err(format!("skipped: {name} not installed")),

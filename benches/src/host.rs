@@ -23,7 +23,10 @@ impl Binaries {
     /// `cargo build` of the same profile when missing and cargo is at hand.
     pub fn beside(exe: &Path) -> Result<Binaries> {
         let dir = exe.parent().context("binary has no directory")?;
-        let b = Binaries { plugwarden: dir.join("plugwarden"), echo: dir.join("pw-echo") };
+        let b = Binaries {
+            plugwarden: dir.join("plugwarden"),
+            echo: dir.join("pw-echo"),
+        };
         if b.plugwarden.exists() && b.echo.exists() {
             return Ok(b);
         }
@@ -31,7 +34,10 @@ impl Binaries {
             "plugwarden or pw-echo is missing beside this binary: run `cargo build --release --workspace` first",
         )?;
         let release = dir.file_name().is_some_and(|n| n == "release");
-        eprintln!("note: building plugwarden and pw-echo (missing beside {})", exe.display());
+        eprintln!(
+            "note: building plugwarden and pw-echo (missing beside {})",
+            exe.display()
+        );
         let mut cmd = std::process::Command::new(cargo);
         cmd.args(["build", "-q", "-p", "plugwarden", "-p", "pw-echo"]);
         if release {
@@ -59,17 +65,45 @@ impl Host {
     pub fn start(bins: &Binaries) -> Result<Host> {
         let fs = Arc::new(ForkServer::start(&bins.plugwarden)?);
         let policy = Arc::new(plugwarden::policy::load("strict")?);
-        let spec = |exe: &Path, mode| PluginSpec { exe: exe.to_path_buf(), args: Vec::new(), mode };
-        let true_filter =
-            Sandbox::new(fs.clone(), spec(Path::new("/bin/true"), Mode::Filter), policy.clone(), Enforce::Policy)?;
-        let echo = Sandbox::new(fs.clone(), spec(&bins.echo, Mode::Worker), policy.clone(), Enforce::Policy)?;
+        let spec = |exe: &Path, mode| PluginSpec {
+            exe: exe.to_path_buf(),
+            args: Vec::new(),
+            mode,
+        };
+        let true_filter = Sandbox::new(
+            fs.clone(),
+            spec(Path::new("/bin/true"), Mode::Filter),
+            policy.clone(),
+            Enforce::Policy,
+        )?;
+        let echo = Sandbox::new(
+            fs.clone(),
+            spec(&bins.echo, Mode::Worker),
+            policy.clone(),
+            Enforce::Policy,
+        )?;
         let arch = plugwarden::policy::groups::Arch::native();
         let f = plugwarden::seccomp::compile(&policy.syscalls, policy.limits.processes, arch)?;
         let filters = [&f.clone3, &f.main]
             .into_iter()
-            .map(|p| p.iter().map(|i| libc::sock_filter { code: i.code, jt: i.jt, jf: i.jf, k: i.k }).collect())
+            .map(|p| {
+                p.iter()
+                    .map(|i| libc::sock_filter {
+                        code: i.code,
+                        jt: i.jt,
+                        jf: i.jf,
+                        k: i.k,
+                    })
+                    .collect()
+            })
             .collect();
-        Ok(Host { fs, true_filter, echo, filter_insns: (f.clone3.len(), f.main.len()), filters })
+        Ok(Host {
+            fs,
+            true_filter,
+            echo,
+            filter_insns: (f.clone3.len(), f.main.len()),
+            filters,
+        })
     }
 }
 
@@ -79,7 +113,10 @@ impl Host {
 fn fork_install_exit(filters: &[Vec<libc::sock_filter>], install: bool, n: usize) -> Result<f64> {
     let progs: Vec<libc::sock_fprog> = filters
         .iter()
-        .map(|f| libc::sock_fprog { len: f.len() as u16, filter: f.as_ptr() as *mut libc::sock_filter })
+        .map(|f| libc::sock_fprog {
+            len: f.len() as u16,
+            filter: f.as_ptr() as *mut libc::sock_filter,
+        })
         .collect();
     let t = Instant::now();
     for _ in 0..n {
@@ -92,8 +129,14 @@ fn fork_install_exit(filters: &[Vec<libc::sock_filter>], install: bool, n: usize
                 libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
                 if install {
                     for (i, p) in progs.iter().enumerate() {
-                        let flags = if i + 1 == progs.len() { libc::SECCOMP_FILTER_FLAG_NEW_LISTENER } else { 0 };
-                        if libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, flags, p) < 0 {
+                        let flags = if i + 1 == progs.len() {
+                            libc::SECCOMP_FILTER_FLAG_NEW_LISTENER
+                        } else {
+                            0
+                        };
+                        if libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, flags, p)
+                            < 0
+                        {
                             libc::_exit(1);
                         }
                     }
@@ -147,7 +190,11 @@ pub fn spawn_round(sb: &Sandbox, n: usize) -> Result<SpawnRound> {
         wait += (t2 - t1).as_secs_f64();
     }
     let us = |s: f64| s * 1e6 / n as f64;
-    Ok(SpawnRound { total: us(spawn + wait), spawn: us(spawn), wait: us(wait) })
+    Ok(SpawnRound {
+        total: us(spawn + wait),
+        spawn: us(spawn),
+        wait: us(wait),
+    })
 }
 
 /// `n` fork-server requests that do no work: µs per request.
@@ -163,7 +210,13 @@ pub fn fork_server_request_us(fs: &ForkServer, n: usize) -> f64 {
 fn echo_job(w: &mut Worker, input: &[u8]) -> Result<()> {
     let o = w.run_job(input);
     if !o.verdict.is_ok() || o.output.len() != input.len() {
-        bail!("echo job of {} bytes: {} ({} bytes back) {}", input.len(), o.verdict, o.output.len(), o.stderr_tail);
+        bail!(
+            "echo job of {} bytes: {} ({} bytes back) {}",
+            input.len(),
+            o.verdict,
+            o.output.len(),
+            o.stderr_tail
+        );
     }
     Ok(())
 }
@@ -253,14 +306,23 @@ pub fn batch(sb: &Sandbox, jobs: usize, batch: u64, workers: usize) -> Result<Ba
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("panicked")))).collect()
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("panicked")))
+            })
+            .collect()
     });
     let elapsed = t0.elapsed().as_secs_f64();
     let mut latencies_us = Vec::with_capacity(jobs);
     for r in results {
         latencies_us.extend(r?);
     }
-    Ok(BatchRun { jobs_per_s: jobs as f64 / elapsed, latencies_us })
+    Ok(BatchRun {
+        jobs_per_s: jobs as f64 / elapsed,
+        latencies_us,
+    })
 }
 
 /// This process's resident set size in KiB.

@@ -75,8 +75,18 @@ impl Config {
         while let Some(a) = it.next() {
             match a.as_str() {
                 "--quick" => {}
-                "--rounds" => c.rounds = it.next().and_then(|v| v.parse().ok()).unwrap_or(c.rounds).max(1),
-                "--only" => c.only = it.next().map(|v| v.split(',').map(str::to_string).collect()),
+                "--rounds" => {
+                    c.rounds = it
+                        .next()
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(c.rounds)
+                        .max(1)
+                }
+                "--only" => {
+                    c.only = it
+                        .next()
+                        .map(|v| v.split(',').map(str::to_string).collect())
+                }
                 "-h" | "--help" => {
                     println!(
                         "usage: plugwarden-bench [--quick] [--rounds N] [--only spawn,rt,bulk,batch,memory]"
@@ -90,7 +100,9 @@ impl Config {
     }
 
     fn wants(&self, section: &str) -> bool {
-        self.only.as_ref().is_none_or(|o| o.iter().any(|s| s == section))
+        self.only
+            .as_ref()
+            .is_none_or(|o| o.iter().any(|s| s == section))
     }
 }
 
@@ -160,7 +172,12 @@ fn fmt_summary(s: &Summary, unit: &str) -> String {
     if s.n <= 1 {
         format!("{} {unit}", fmt_num(s.median))
     } else {
-        format!("{} {unit} [{}–{}]", fmt_num(s.median), fmt_num(s.p10), fmt_num(s.p90))
+        format!(
+            "{} {unit} [{}–{}]",
+            fmt_num(s.median),
+            fmt_num(s.p10),
+            fmt_num(s.p90)
+        )
     }
 }
 
@@ -180,7 +197,15 @@ fn print_table(rows: &[Row]) {
             (Some(Target::AtLeast(t)), Some(s)) => (format!("≥ {t}×"), pass(s.median >= t)),
             _ => ("—".into(), "info"),
         };
-        println!("| {} | {} | {} | {} | {} | {} |", r.name, fmt_summary(&r.pw, r.unit), base, ratio, target, result);
+        println!(
+            "| {} | {} | {} | {} | {} | {} |",
+            r.name,
+            fmt_summary(&r.pw, r.unit),
+            base,
+            ratio,
+            target,
+            result
+        );
     }
 }
 
@@ -193,7 +218,10 @@ fn pass(ok: bool) -> &'static str {
 }
 
 fn progress(msg: &str) {
-    eprintln!("[{:>6.1} s] {msg}", START.with(|s| s.elapsed().as_secs_f64()));
+    eprintln!(
+        "[{:>6.1} s] {msg}",
+        START.with(|s| s.elapsed().as_secs_f64())
+    );
 }
 
 thread_local! {
@@ -213,18 +241,41 @@ const SPAWN_VARIANTS: &[&str] = &[
 ];
 
 /// Spawn, peers and the setup breakdown. Returns the rows and the median floor (fork+exec, µs).
-fn spawn_section(c: &Config, h: &host::Host, fl: &floor::Floors, rows: &mut Vec<Row>) -> Result<f64> {
+fn spawn_section(
+    c: &Config,
+    h: &host::Host,
+    fl: &floor::Floors,
+    rows: &mut Vec<Row>,
+) -> Result<f64> {
     let mut pw = Vec::new();
-    let (mut pw_spawn, mut pw_wait, mut pw_ipc, mut cmd) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut pw_spawn, mut pw_wait, mut pw_ipc, mut cmd) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut c_vals: HashMap<&str, Vec<f64>> = HashMap::new();
     let peers: Vec<(String, std::result::Result<Vec<String>, String>)> = [
-        ("bwrap --unshare-all --die-with-parent", "bwrap", vec!["--ro-bind", "/", "/", "--unshare-all", "--die-with-parent", "/bin/true"]),
-        ("firejail --noprofile", "firejail", vec!["--quiet", "--noprofile", "/bin/true"]),
+        (
+            "bwrap --unshare-all --die-with-parent",
+            "bwrap",
+            vec![
+                "--ro-bind",
+                "/",
+                "/",
+                "--unshare-all",
+                "--die-with-parent",
+                "/bin/true",
+            ],
+        ),
+        (
+            "firejail --noprofile",
+            "firejail",
+            vec!["--quiet", "--noprofile", "/bin/true"],
+        ),
     ]
     .into_iter()
     .map(|(label, bin, args)| {
         let argv = floor::peer(bin).map(|p| {
-            std::iter::once(p.to_string_lossy().into_owned()).chain(args.iter().map(|s| s.to_string())).collect()
+            std::iter::once(p.to_string_lossy().into_owned())
+                .chain(args.iter().map(|s| s.to_string()))
+                .collect()
         });
         (label.to_string(), argv)
     })
@@ -259,20 +310,45 @@ fn spawn_section(c: &Config, h: &host::Host, fl: &floor::Floors, rows: &mut Vec<
     let cv = |n: &str| c_vals.get(n).cloned().unwrap_or_default();
     let floor = cv("fork_exec");
     rows.push(
-        Row::versus("spawn /bin/true under strict (spawn + wait)", "µs", &pw, "fork+exec+wait (C)", &floor)
-            .target(Target::AtMost(1.3)),
+        Row::versus(
+            "spawn /bin/true under strict (spawn + wait)",
+            "µs",
+            &pw,
+            "fork+exec+wait (C)",
+            &floor,
+        )
+        .target(Target::AtMost(1.3)),
     );
-    rows.push(Row::versus("spawn vs vfork+exec", "µs", &pw, "vfork+exec+wait (C)", &cv("vfork_exec")));
+    rows.push(Row::versus(
+        "spawn vs vfork+exec",
+        "µs",
+        &pw,
+        "vfork+exec+wait (C)",
+        &cv("vfork_exec"),
+    ));
     rows.push(Row::versus(
         "spawn vs every hardening step in C",
         "µs",
         &pw,
         "fork + all steps + exec (C)",
-        &cv("fork_full_exec")));
-    rows.push(Row::versus("spawn vs std::process::Command", "µs", &pw, "Command /bin/true from this process", &cmd));
+        &cv("fork_full_exec"),
+    ));
+    rows.push(Row::versus(
+        "spawn vs std::process::Command",
+        "µs",
+        &pw,
+        "Command /bin/true from this process",
+        &cmd,
+    ));
     for ((label, argv), vals) in peers.iter().zip(&peer_vals) {
         match argv {
-            Ok(_) => rows.push(Row::versus(&format!("spawn vs {label}"), "µs", &pw, label, vals)),
+            Ok(_) => rows.push(Row::versus(
+                &format!("spawn vs {label}"),
+                "µs",
+                &pw,
+                label,
+                vals,
+            )),
             Err(note) => {
                 let mut row = Row::info(&format!("spawn vs {label}"), "µs", &pw);
                 row.base_name = note.clone();
@@ -285,11 +361,27 @@ fn spawn_section(c: &Config, h: &host::Host, fl: &floor::Floors, rows: &mut Vec<
     let full = cv("fork_full_exec");
     let seccomp = diff(&full, &cv("fork_full_nofilter_exec"));
     let landlock = diff(&full, &cv("fork_full_nolandlock_exec"));
-    let rest: Vec<f64> =
-        full.iter().zip(&floor).zip(seccomp.iter().zip(&landlock)).map(|((f, b), (s, l))| f - b - s - l).collect();
-    rows.push(Row::info("step (C): fork + exec + wait of /bin/true", "µs", &floor));
-    rows.push(Row::info("step (C): session, pdeathsig, close_range, 6 rlimits, drop to 65534, nnp", "µs", &rest));
-    rows.push(Row::info("step (C): landlock_restrict_self (ruleset prepared once)", "µs", &landlock));
+    let rest: Vec<f64> = full
+        .iter()
+        .zip(&floor)
+        .zip(seccomp.iter().zip(&landlock))
+        .map(|((f, b), (s, l))| f - b - s - l)
+        .collect();
+    rows.push(Row::info(
+        "step (C): fork + exec + wait of /bin/true",
+        "µs",
+        &floor,
+    ));
+    rows.push(Row::info(
+        "step (C): session, pdeathsig, close_range, 6 rlimits, drop to 65534, nnp",
+        "µs",
+        &rest,
+    ));
+    rows.push(Row::info(
+        "step (C): landlock_restrict_self (ruleset prepared once)",
+        "µs",
+        &landlock,
+    ));
     rows.push(Row::info(
         "step (C): seccomp allowlist install (203 insns, linear)",
         "µs",
@@ -300,24 +392,48 @@ fn spawn_section(c: &Config, h: &host::Host, fl: &floor::Floors, rows: &mut Vec<
         "µs",
         &diff(&cv("fork_full_llchild_exec"), &full),
     ));
-    rows.push(Row::info("step (C): clone(VM|VFORK) instead of fork, all steps", "µs", &diff(&cv("vfork_full_exec"), &full)));
+    rows.push(Row::info(
+        "step (C): clone(VM|VFORK) instead of fork, all steps",
+        "µs",
+        &diff(&cv("vfork_full_exec"), &full),
+    ));
     rows.push(Row::info(
         "step (plugwarden): installing strict's two programs + listener (fork+nnp+install+exit minus fork+nnp+exit)",
         "µs",
         &filter_install,
     ));
-    rows.push(Row::info("plugwarden: Sandbox::spawn (pipes, request, fork, road, exec)", "µs", &pw_spawn));
-    rows.push(Row::info("plugwarden: Process::wait (run, exit, reap via fork server)", "µs", &pw_wait));
-    rows.push(Row::info("plugwarden: one fork-server request round trip", "µs", &pw_ipc));
     rows.push(Row::info(
-        &format!("plugwarden: strict seccomp programs, instructions (clone3 + main = {} + {})", h.filter_insns.0, h.filter_insns.1),
+        "plugwarden: Sandbox::spawn (pipes, request, fork, road, exec)",
+        "µs",
+        &pw_spawn,
+    ));
+    rows.push(Row::info(
+        "plugwarden: Process::wait (run, exit, reap via fork server)",
+        "µs",
+        &pw_wait,
+    ));
+    rows.push(Row::info(
+        "plugwarden: one fork-server request round trip",
+        "µs",
+        &pw_ipc,
+    ));
+    rows.push(Row::info(
+        &format!(
+            "plugwarden: strict seccomp programs, instructions (clone3 + main = {} + {})",
+            h.filter_insns.0, h.filter_insns.1
+        ),
         "insns",
         &[(h.filter_insns.0 + h.filter_insns.1) as f64],
     ));
     Ok(summarize(&floor).median)
 }
 
-fn round_trip_section(c: &Config, h: &host::Host, fl: &floor::Floors, rows: &mut Vec<Row>) -> Result<()> {
+fn round_trip_section(
+    c: &Config,
+    h: &host::Host,
+    fl: &floor::Floors,
+    rows: &mut Vec<Row>,
+) -> Result<()> {
     let mut w = host::warm_worker(&h.echo, 200)?;
     let (mut pw, mut pipe) = (Vec::new(), Vec::new());
     for round in 0..c.rounds {
@@ -331,16 +447,38 @@ fn round_trip_section(c: &Config, h: &host::Host, fl: &floor::Floors, rows: &mut
     let cpu0 = host::thread_cpu_us();
     host::round_trip_us(&mut w, 1024, c.rt_iters)?;
     let host_cpu = (host::thread_cpu_us() - cpu0) / c.rt_iters as f64;
-    let stat = host::time_us(c.rt_iters, || { std::hint::black_box(w.process().cpu_ms()); });
-    let status = host::time_us(c.rt_iters, || { std::hint::black_box(w.process().rss_kib()); });
+    let stat = host::time_us(c.rt_iters, || {
+        std::hint::black_box(w.process().cpu_ms());
+    });
+    let status = host::time_us(c.rt_iters, || {
+        std::hint::black_box(w.process().rss_kib());
+    });
     w.shutdown();
     rows.push(
-        Row::versus("round trip, 1 KiB job, warm pw-echo", "µs", &pw, "pipe ping-pong 1 KiB (C)", &pipe)
-            .target(Target::AtMost(2.0)),
+        Row::versus(
+            "round trip, 1 KiB job, warm pw-echo",
+            "µs",
+            &pw,
+            "pipe ping-pong 1 KiB (C)",
+            &pipe,
+        )
+        .target(Target::AtMost(2.0)),
     );
-    rows.push(Row::info("round trip: host CPU per 1 KiB job (host thread)", "µs", &[host_cpu]));
-    rows.push(Row::info("round trip: Process::cpu_ms (/proc/<pid>/stat), ≥3 per job", "µs", &[stat]));
-    rows.push(Row::info("round trip: Process::rss_kib (/proc/<pid>/status), 1 per job", "µs", &[status]));
+    rows.push(Row::info(
+        "round trip: host CPU per 1 KiB job (host thread)",
+        "µs",
+        &[host_cpu],
+    ));
+    rows.push(Row::info(
+        "round trip: Process::cpu_ms (/proc/<pid>/stat), ≥3 per job",
+        "µs",
+        &[stat],
+    ));
+    rows.push(Row::info(
+        "round trip: Process::rss_kib (/proc/<pid>/status), 1 per job",
+        "µs",
+        &[status],
+    ));
     Ok(())
 }
 
@@ -357,17 +495,27 @@ fn bulk_section(c: &Config, h: &host::Host, fl: &floor::Floors, rows: &mut Vec<R
     w.shutdown();
     rows.push(
         Row::versus(
-            &format!("bulk, {} MiB in + {} MiB out, warm pw-echo", c.bulk_mib, c.bulk_mib),
+            &format!(
+                "bulk, {} MiB in + {} MiB out, warm pw-echo",
+                c.bulk_mib, c.bulk_mib
+            ),
             "GB/s",
             &pw,
             &format!("pipe, {} MiB one way, 1 MiB writes (C)", 2 * c.bulk_mib),
-            &pipe)
+            &pipe,
+        )
         .target(Target::AtLeast(1.0)),
     );
     Ok(())
 }
 
-fn batch_section(c: &Config, h: &host::Host, fl: &floor::Floors, floor_us: f64, rows: &mut Vec<Row>) -> Result<()> {
+fn batch_section(
+    c: &Config,
+    h: &host::Host,
+    fl: &floor::Floors,
+    floor_us: f64,
+    rows: &mut Vec<Row>,
+) -> Result<()> {
     let (mut b100, mut b1, mut py100, mut py1) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut lat100, mut lat1) = (Vec::new(), Vec::new());
     let python = fl.has_python();
@@ -391,7 +539,8 @@ fn batch_section(c: &Config, h: &host::Host, fl: &floor::Floors, floor_us: f64, 
                 "jobs/s",
                 &b100,
                 "Python Pool(2, maxtasksperchild=100)",
-                &py100)
+                &py100,
+            )
             .target(Target::AtLeast(10.0)),
         );
     } else {
@@ -407,7 +556,8 @@ fn batch_section(c: &Config, h: &host::Host, fl: &floor::Floors, floor_us: f64, 
             "jobs/s",
             &b1,
             "2 cores / fork+exec floor",
-            &limits)
+            &limits,
+        )
         .target(Target::AtLeast(0.75)),
     );
     if python {
@@ -416,13 +566,23 @@ fn batch_section(c: &Config, h: &host::Host, fl: &floor::Floors, floor_us: f64, 
             "jobs/s",
             &b1,
             &format!("Python Pool(2, maxtasksperchild=1), {} tasks", c.py1_tasks),
-            &py1));
+            &py1,
+        ));
     }
     for (name, lat) in [("batch 100", &lat100), ("batch 1", &lat1)] {
         let s = stats::sorted(lat);
         let q = |p| stats::quantile(&s, p);
-        let mut row = Row::info(&format!("{name}: job latency p50 / p95 / p99"), "µs", &[q(0.5)]);
-        row.name = format!("{name}: job latency p50 / p95 / p99 = {} / {} / {} µs", fmt_num(q(0.5)), fmt_num(q(0.95)), fmt_num(q(0.99)));
+        let mut row = Row::info(
+            &format!("{name}: job latency p50 / p95 / p99"),
+            "µs",
+            &[q(0.5)],
+        );
+        row.name = format!(
+            "{name}: job latency p50 / p95 / p99 = {} / {} / {} µs",
+            fmt_num(q(0.5)),
+            fmt_num(q(0.95)),
+            fmt_num(q(0.99))
+        );
         rows.push(row);
     }
     Ok(())
@@ -430,19 +590,32 @@ fn batch_section(c: &Config, h: &host::Host, fl: &floor::Floors, floor_us: f64, 
 
 fn memory_section(c: &Config, h: &host::Host, rows: &mut Vec<Row>) -> Result<()> {
     let (small, big) = c.mem_jobs;
-    progress(&format!("memory: {small} jobs"));
-    host::batch(&h.echo, small, 100, 2)?;
-    let rss_small = host::self_rss_kib() as f64;
-    progress(&format!("memory: {} more jobs", big - small));
-    host::batch(&h.echo, big - small, 100, 2)?;
-    let rss_big = host::self_rss_kib() as f64;
+    // Checkpoints show the trend, not just two points: flat means no growth
+    // per job once the allocator has its working set.
+    let checkpoints = [small, big / 10, big / 2, big];
+    let (mut done, mut rss) = (0, Vec::new());
+    for &at in &checkpoints {
+        progress(&format!("memory: up to {at} jobs"));
+        host::batch(&h.echo, at - done, 100, 2)?;
+        done = at;
+        rss.push(host::self_rss_kib() as f64);
+    }
+    let trend: Vec<String> = checkpoints
+        .iter()
+        .zip(&rss)
+        .map(|(n, r)| format!("{n}: {r:.0}"))
+        .collect();
     rows.push(
         Row::versus(
-            &format!("host RSS after {big} echo jobs"),
+            &format!(
+                "host RSS after {big} echo jobs (KiB at {})",
+                trend.join(", ")
+            ),
             "KiB",
-            &[rss_big],
+            &rss[3..],
             &format!("after {small} jobs"),
-            &[rss_small])
+            &rss[..1],
+        )
         .target(Target::AtMost(1.1)),
     );
     Ok(())

@@ -28,7 +28,12 @@ pub fn sorted(xs: &[f64]) -> Vec<f64> {
 
 pub fn summarize(xs: &[f64]) -> Summary {
     let s = sorted(xs);
-    Summary { p10: quantile(&s, 0.10), median: quantile(&s, 0.5), p90: quantile(&s, 0.90), n: s.len() }
+    Summary {
+        p10: quantile(&s, 0.10),
+        median: quantile(&s, 0.5),
+        p90: quantile(&s, 0.90),
+        n: s.len(),
+    }
 }
 
 /// Per-round ratios `a[i] / b[i]` of two series measured side by side.

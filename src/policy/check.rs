@@ -110,14 +110,18 @@ pub fn check(origin: Origin, text: &str) -> Vec<Finding> {
     c.allow_and_deny(&file);
     c.ioctls(&file);
     c.namespaces(&file);
-    let local_errors = c.findings.iter().any(|f| f.severity == Severity::Error);
     match resolve(origin.clone(), text) {
         Ok(policy) => c.resolved(&file, &policy),
         Err(e) => {
             let f = from_error(&origin, e);
-            // A resolve error at 1:1 in this file restates a limit problem
-            // that was already reported here with its real line.
-            let restated = local_errors && f.origin == c.label && (f.line, f.column) == (1, 1);
+            // Resolving reports limit problems at 1:1; when this file's own
+            // value was already reported with its real line, skip the echo.
+            let key = |m: &str| m.split(' ').next().unwrap_or("").to_string();
+            let restated = f.origin == c.label
+                && (f.line, f.column) == (1, 1)
+                && c.findings
+                    .iter()
+                    .any(|l| l.severity == Severity::Error && key(&l.message) == key(&f.message));
             if !restated {
                 c.findings.push(f);
             }

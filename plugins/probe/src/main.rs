@@ -133,6 +133,7 @@ fn handle(input: &[u8]) -> Result<Vec<u8>, String> {
             while n < 1000 {
                 // SAFETY: the child only sleeps and exits (raw syscalls).
                 match unsafe { libc::fork() } {
+                    // SAFETY: the forked child only sleeps and exits.
                     0 => unsafe {
                         libc::sleep(30);
                         libc::_exit(0)
@@ -151,6 +152,7 @@ fn handle(input: &[u8]) -> Result<Vec<u8>, String> {
             unsafe { libc::pipe(fds.as_mut_ptr()) };
             // SAFETY: fork; the children make raw syscalls only.
             if unsafe { libc::fork() } == 0 {
+                // SAFETY: raw syscalls only in the forked children.
                 unsafe {
                     libc::setsid();
                     if libc::fork() == 0 {
