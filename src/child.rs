@@ -319,10 +319,10 @@ pub enum RootOp {
     /// Creates an empty file to bind a file onto.
     Touch(CString),
     /// Read-only (or read-write) recursive bind mount.
-    /// `keep` holds the source mount's MS_NOEXEC/MS_NOSUID/MS_NODEV/
-    /// MS_RDONLY flags: inside a user namespace they are locked and a
-    /// remount that drops them fails.
-    Bind { src: CString, dst: CString, writable: bool, keep: libc::c_ulong },
+    /// `flags` are the remount flags: MS_RDONLY unless writable, MS_NOSUID,
+    /// MS_NODEV except for device nodes, plus the source mount's own flags
+    /// (inside a user namespace they are locked and dropping one fails).
+    Bind { src: CString, dst: CString, flags: libc::c_ulong },
     Symlink { target: CString, link: CString },
     Tmpfs { dst: CString, opts: CString },
     Proc(CString),
@@ -368,10 +368,9 @@ fn enter_root(r: &RootPlan) -> Result<(), (Stage, i32)> {
                 // SAFETY: closing the fd just opened.
                 unsafe { libc::close(fd) };
             }
-            RootOp::Bind { src, dst, writable, keep } => {
+            RootOp::Bind { src, dst, flags } => {
                 mount(src.as_ptr(), dst, null, libc::MS_BIND | libc::MS_REC, null)?;
-                let ro = if *writable { 0 } else { libc::MS_RDONLY };
-                mount(null, dst, null, libc::MS_BIND | libc::MS_REMOUNT | nosuid | ro | keep, null)?;
+                mount(null, dst, null, libc::MS_BIND | libc::MS_REMOUNT | flags, null)?;
             }
             RootOp::Symlink { target, link } => {
                 // SAFETY: both are NUL-terminated paths.

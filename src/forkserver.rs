@@ -826,19 +826,34 @@ fn root_plan(dir: &Path, grants: &Grants, pidns: bool) -> Result<child::RootPlan
             }
             keep
         });
-        ops.push(child::RootOp::Bind { src: c(&p)?, dst: c(&dst)?, writable, keep });
+        use std::os::unix::fs::FileTypeExt;
+        let device = std::fs::metadata(&p).is_ok_and(|m| m.file_type().is_char_device() || m.file_type().is_block_device());
+        let mut flags = keep | libc::MS_NOSUID;
+        if !device {
+            flags |= libc::MS_NODEV;
+        }
+        if writable {
+            flags &= !libc::MS_RDONLY;
+        } else {
+            flags |= libc::MS_RDONLY;
+        }
+        ops.push(child::RootOp::Bind { src: c(&p)?, dst: c(&dst)?, flags });
         bound.push(p);
     }
     // Top-level symlinks (lib -> usr/lib on merged /usr), so ELF
     // interpreter paths like /lib64/ld-linux-x86-64.so.2 resolve.
-    for e in std::fs::read_dir("/").map_err(|e| format!("/: {e}"))?.flatten() {
+    let whole_root = bound.iter().any(|b| b == Path::new("/"));
+    for e in std::fs::read_dir("/").map_err(|e| format!("/: {e}"))?.flatten().filter(|_| !whole_root) {
         let path = e.path();
         // Granted paths are canonical, so none of them runs through these.
         if let Ok(target) = std::fs::read_link(&path) {
             ops.push(child::RootOp::Symlink { target: c(&target)?, link: c(&inside(&path))? });
         }
     }
-    if pidns {
+    // A policy that grants /proc gets the host's (bound above, where its
+    // Landlock rule applies); otherwise a fresh one for the PID namespace.
+    let proc_granted = bound.iter().any(|b| b.starts_with("/proc"));
+    if pidns && !proc_granted {
         mkdirs(Path::new("/proc"), &mut ops)?;
         ops.push(child::RootOp::Proc(c(&inside(Path::new("/proc")))?));
     }

@@ -89,6 +89,7 @@ struct Conn {
     enforce: Enforce,
     killed_for: Option<TimeoutKind>,
     buf: Vec<u8>,
+    last_cpu_check: Instant,
 }
 
 fn readable(f: &PollFd) -> bool {
@@ -121,6 +122,7 @@ impl Conn {
             enforce: sandbox.enforce,
             killed_for: None,
             buf: vec![0; CHUNK],
+            last_cpu_check: Instant::now(),
         }
     }
 
@@ -153,7 +155,11 @@ impl Conn {
                 self.proc.kill();
                 return Stop::Timeout(TimeoutKind::Wall);
             }
-            if let Some((start, budget)) = cpu_budget {
+            // Reading /proc costs more than a whole echo job: look at the CPU
+            // clock at most every 100 ms of a job.
+            let check_cpu = self.last_cpu_check.elapsed() >= Duration::from_millis(100);
+            if let Some((start, budget)) = cpu_budget.filter(|_| check_cpu) {
+                self.last_cpu_check = Instant::now();
                 if self.proc.cpu_ms().is_some_and(|c| c.saturating_sub(start) > budget) {
                     self.killed_for = Some(TimeoutKind::Cpu);
                     self.proc.kill();
@@ -525,11 +531,14 @@ impl Worker {
         }
         let sent = (self.next_id - first_id) as usize;
         self.conn.denied.clear();
+        // CPU is read once for the batch: each job may use its budget, the
+        // batch as a whole n budgets; the time is shared out at the end.
+        let cpu_start = self.conn.proc.cpu_ms().unwrap_or(0);
+        let budget = self.cpu_limit.as_millis() as u64;
         for (k, id) in (first_id..first_id + sent as u64).enumerate() {
             let started = Instant::now();
-            let cpu_start = self.conn.proc.cpu_ms().unwrap_or(0);
             let last = k + 1 == sent;
-            let result = self.await_answer_pipelined(id, started, cpu_start, last);
+            let result = self.await_answer_pipelined(id, started, (cpu_start, budget * (k as u64 + 1)), last);
             let (verdict, output) = match result {
                 Ok(o) => (Verdict::Ok, o),
                 Err(v) => {
@@ -538,10 +547,28 @@ impl Worker {
                 }
             };
             self.jobs += 1;
-            out.push(self.outcome(verdict, output, started, cpu_start));
+            out.push(JobOutcome {
+                verdict,
+                output,
+                wall: started.elapsed(),
+                cpu_ms: 0,
+                max_rss_kib: 0,
+                pid: self.conn.proc.pid,
+                denied: std::mem::take(&mut self.conn.denied),
+                stderr_tail: String::new(),
+            });
             if self.dead {
                 break;
             }
+        }
+        let last = self.outcome(Verdict::Ok, Vec::new(), Instant::now(), cpu_start);
+        let share = last.cpu_ms / out.len().max(1) as u64;
+        for o in &mut out {
+            o.cpu_ms = share;
+            o.max_rss_kib = last.max_rss_kib;
+        }
+        if let Some(o) = out.last_mut() {
+            o.stderr_tail = last.stderr_tail;
         }
         if sent < inputs.len() && !self.dead {
             out.push(JobOutcome::failed(Verdict::InputError("input larger than 4 GiB".into())));
@@ -550,17 +577,19 @@ impl Worker {
     }
 
     fn await_answer(&mut self, id: u64, started: Instant, cpu_start: u64) -> Result<Vec<u8>, Verdict> {
-        self.await_answer_pipelined(id, started, cpu_start, true)
+        let budget = self.cpu_limit.as_millis() as u64;
+        self.await_answer_pipelined(id, started, (cpu_start, budget), true)
     }
 
     /// Reads the answer to `id`; with `last`, nothing may follow it.
-    fn await_answer_pipelined(&mut self, id: u64, started: Instant, cpu_start: u64, last: bool) -> Result<Vec<u8>, Verdict> {
+    /// `cpu` is (CPU clock at the start, budget in ms since then).
+    fn await_answer_pipelined(&mut self, id: u64, started: Instant, cpu: (u64, u64), last: bool) -> Result<Vec<u8>, Verdict> {
         if self.jobs == 0 && !self.greeted {
             self.greeted = true;
             self.handshake()?;
         }
         let deadline = started + self.wall_limit;
-        let budget = Some((cpu_start, self.cpu_limit.as_millis() as u64));
+        let budget = Some(cpu);
         let mut output = Vec::new();
         loop {
             let stop = self.conn.pump(deadline, budget, |c| !c.frames.is_empty());

@@ -506,6 +506,16 @@ fn raw_devices() -> Vec<String> {
     out
 }
 
+/// The C library this process (and every plugin) has mapped.
+fn libc_path() -> String {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    maps.lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .find(|p| p.contains("/libc.so") || p.contains("/libc-"))
+        .expect("libc in /proc/self/maps")
+        .to_string()
+}
+
 /// The candidate directories of the file-size bomb.
 const BOMB_DIRS: [&str; 3] = ["/tmp", "/dev/shm", "/var/tmp"];
 
@@ -709,6 +719,15 @@ fn attacks() -> Vec<Attack> {
             }),
             strict: eacces,
             default: eacces,
+            ..BASE
+        },
+        Attack {
+            bin: "hostile-trojan-lib",
+            layer: "Landlock (read-only grant); read-only bind in the minimal root (EROFS)",
+            input: |_| libc_path(),
+            strict: ("plugin_error", "EACCES|EROFS"),
+            default: ("plugin_error", "EACCES|EROFS"),
+            bare: Bare::Same(escaped),
             ..BASE
         },
         // ---- exec ----

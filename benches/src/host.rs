@@ -54,7 +54,7 @@ impl Binaries {
 pub struct Host {
     pub fs: Arc<ForkServer>,
     pub true_filter: Sandbox,
-    pub echo: Sandbox,
+    pub echo: Arc<Sandbox>,
     /// Instructions in the strict policy's two seccomp programs (clone3, main).
     pub filter_insns: (usize, usize),
     /// The strict policy's programs, in install order.
@@ -76,12 +76,12 @@ impl Host {
             policy.clone(),
             Enforce::Policy,
         )?;
-        let echo = Sandbox::new(
+        let echo = Arc::new(Sandbox::new(
             fs.clone(),
             spec(&bins.echo, Mode::Worker),
             policy.clone(),
             Enforce::Policy,
-        )?;
+        )?);
         let arch = plugwarden::policy::groups::Arch::native();
         let f = plugwarden::seccomp::compile(&policy.syscalls, policy.limits.processes, arch)?;
         let filters = [&f.clone3, &f.main]
@@ -277,7 +277,13 @@ pub struct BatchRun {
 /// `jobs` 4 KiB echo jobs on `workers` threads, each with its own worker
 /// recycled every `batch` jobs (killed and reaped) and a spare started
 /// ahead, so the next worker's exec and start-up overlap the current jobs.
-pub fn batch(sb: &Sandbox, jobs: usize, batch: u64, workers: usize) -> Result<BatchRun> {
+pub fn batch(
+    sb: &Sandbox,
+    jobs: usize,
+    batch: u64,
+    workers: usize,
+    pipelined: bool,
+) -> Result<BatchRun> {
     let next = AtomicUsize::new(0);
     let payload = vec![0x42u8; 4096];
     let t0 = Instant::now();
@@ -289,10 +295,35 @@ pub fn batch(sb: &Sandbox, jobs: usize, batch: u64, workers: usize) -> Result<Ba
                     let mut lat = Vec::with_capacity(jobs / workers + 1);
                     let mut cur = Worker::start(sb)?;
                     let mut spare = Worker::start(sb)?;
-                    while next.fetch_add(1, Ordering::Relaxed) < jobs {
-                        let t = Instant::now();
-                        echo_job(&mut cur, payload)?;
-                        lat.push(t.elapsed().as_secs_f64() * 1e6);
+                    // Pipelined: a whole batch in flight (Worker::run_batch);
+                    // otherwise one job at a time (Worker::run_job).
+                    let take = if pipelined { batch as usize } else { 1 };
+                    loop {
+                        let first = next.fetch_add(take, Ordering::Relaxed);
+                        if first >= jobs {
+                            break;
+                        }
+                        let n = take.min(jobs - first);
+                        if pipelined {
+                            let inputs: Vec<&[u8]> = vec![payload.as_slice(); n];
+                            let outs = cur.run_batch(&inputs);
+                            if outs.len() != n
+                                || outs
+                                    .iter()
+                                    .any(|o| !o.verdict.is_ok() || o.output.len() != payload.len())
+                            {
+                                bail!(
+                                    "pipelined batch of {n}: {} answers, first verdict {:?}",
+                                    outs.len(),
+                                    outs.first().map(|o| o.verdict.to_string())
+                                );
+                            }
+                            lat.extend(outs.iter().map(|o| o.wall.as_secs_f64() * 1e6));
+                        } else {
+                            let t = Instant::now();
+                            echo_job(&mut cur, payload)?;
+                            lat.push(t.elapsed().as_secs_f64() * 1e6);
+                        }
                         if cur.jobs >= batch {
                             // Retire (kill and reap) before starting the next
                             // spare: live children hold fork-server fds that
@@ -318,6 +349,74 @@ pub fn batch(sb: &Sandbox, jobs: usize, batch: u64, workers: usize) -> Result<Ba
     let mut latencies_us = Vec::with_capacity(jobs);
     for r in results {
         latencies_us.extend(r?);
+    }
+    Ok(BatchRun {
+        jobs_per_s: jobs as f64 / elapsed,
+        latencies_us,
+    })
+}
+
+/// `jobs` 4 KiB echo jobs through [`plugwarden::pool::Pool`] with `workers`
+/// slots recycling every `batch` jobs (the pool's own warm spares and
+/// reapers). Latency is each job's `JobOutcome::wall`.
+pub fn pool_batch(sb: &Arc<Sandbox>, jobs: usize, batch: u64, workers: usize) -> Result<BatchRun> {
+    pool_batch_rss(sb, jobs, batch, workers, &[]).map(|(run, _)| run)
+}
+
+/// [`pool_batch`] that also reads this process's RSS (KiB) when the
+/// `checkpoints`-th results have come back, all in one pool.
+pub fn pool_batch_rss(
+    sb: &Arc<Sandbox>,
+    jobs: usize,
+    batch: u64,
+    workers: usize,
+    checkpoints: &[usize],
+) -> Result<(BatchRun, Vec<f64>)> {
+    use plugwarden::pool::{Pool, PoolConfig, Task};
+    let config = PoolConfig {
+        workers,
+        batch,
+        recycle_rss: u64::MAX,
+        max_lifetime: std::time::Duration::from_secs(24 * 3600),
+        retry: false,
+    };
+    let payload = vec![0x42u8; 4096];
+    let t0 = Instant::now();
+    let (pool, feeder) = Pool::<usize>::start(sb.clone(), config);
+    let producer = std::thread::spawn(move || {
+        for tag in 0..jobs {
+            if feeder
+                .submit(Task {
+                    tag,
+                    input: Ok(payload.clone()),
+                })
+                .is_err()
+            {
+                break;
+            }
+        }
+    });
+    let mut latencies_us = Vec::with_capacity(jobs);
+    let mut rss = Vec::new();
+    let mut bad = None;
+    for f in pool.results().iter() {
+        if checkpoints.contains(&(latencies_us.len() + 1)) {
+            rss.push(self_rss_kib() as f64);
+        }
+        let o = &f.outcome;
+        if !o.verdict.is_ok() || o.output.len() != 4096 {
+            bad.get_or_insert_with(|| format!("job {}: {} {}", f.tag, o.verdict, o.stderr_tail));
+        }
+        latencies_us.push(o.wall.as_secs_f64() * 1e6);
+    }
+    let elapsed = t0.elapsed().as_secs_f64();
+    let _ = producer.join();
+    pool.join();
+    if let Some(b) = bad {
+        bail!("pool batch: {b}");
+    }
+    if latencies_us.len() != jobs {
+        bail!("pool batch: {} results for {jobs} jobs", latencies_us.len());
     }
     Ok(BatchRun {
         jobs_per_s: jobs as f64 / elapsed,

@@ -517,16 +517,20 @@ fn batch_section(
     rows: &mut Vec<Row>,
 ) -> Result<()> {
     let (mut b100, mut b1, mut py100, mut py1) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let (mut lat100, mut lat1) = (Vec::new(), Vec::new());
+    let (mut lat100, mut lat1, mut latp) = (Vec::new(), Vec::new(), Vec::new());
+    let mut piped = Vec::new();
     let python = fl.has_python();
     for round in 0..c.batch_rounds {
         progress(&format!("batch round {}/{}", round + 1, c.batch_rounds));
-        let r = host::batch(&h.echo, c.batch_jobs, 100, 2)?;
+        let r = host::pool_batch(&h.echo, c.batch_jobs, 100, 2)?;
         b100.push(r.jobs_per_s);
         lat100.extend(r.latencies_us);
-        let r = host::batch(&h.echo, c.batch1_jobs, 1, 2)?;
+        let r = host::pool_batch(&h.echo, c.batch1_jobs, 1, 2)?;
         b1.push(r.jobs_per_s);
         lat1.extend(r.latencies_us);
+        let r = host::batch(&h.echo, c.batch_jobs, 100, 2, true)?;
+        piped.push(r.jobs_per_s);
+        latp.extend(r.latencies_us);
         if python {
             py100.push(fl.python_pool(100, c.batch_jobs)?);
             py1.push(fl.python_pool(1, c.py1_tasks)?);
@@ -535,7 +539,10 @@ fn batch_section(
     if python {
         rows.push(
             Row::versus(
-                &format!("batch 100: {} 4 KiB jobs, 2 workers", c.batch_jobs),
+                &format!(
+                    "batch 100: {} 4 KiB jobs, plugwarden::pool, 2 workers",
+                    c.batch_jobs
+                ),
                 "jobs/s",
                 &b100,
                 "Python Pool(2, maxtasksperchild=100)",
@@ -543,6 +550,13 @@ fn batch_section(
             )
             .target(Target::AtLeast(10.0)),
         );
+        rows.push(Row::versus(
+            "batch 100 pipelined: Worker::run_batch, 100 jobs in flight, 2 threads",
+            "jobs/s",
+            &piped,
+            "Python Pool(2, maxtasksperchild=100)",
+            &py100,
+        ));
     } else {
         let mut row = Row::info("batch 100, 2 workers", "jobs/s", &b100);
         row.base_name = "skipped: python3 not installed".into();
@@ -552,7 +566,7 @@ fn batch_section(
     let limits = vec![limit; b1.len()];
     rows.push(
         Row::versus(
-            &format!("batch 1: {} 4 KiB jobs, 2 workers", c.batch1_jobs),
+            &format!("batch 1: {} 4 KiB jobs, plugwarden::pool, 2 workers", c.batch1_jobs),
             "jobs/s",
             &b1,
             "2 cores / fork+exec floor",
@@ -569,7 +583,11 @@ fn batch_section(
             &py1,
         ));
     }
-    for (name, lat) in [("batch 100", &lat100), ("batch 1", &lat1)] {
+    for (name, lat) in [
+        ("batch 100", &lat100),
+        ("batch 1", &lat1),
+        ("batch 100 pipelined", &latp),
+    ] {
         let s = stats::sorted(lat);
         let q = |p| stats::quantile(&s, p);
         let mut row = Row::info(
@@ -590,16 +608,12 @@ fn batch_section(
 
 fn memory_section(c: &Config, h: &host::Host, rows: &mut Vec<Row>) -> Result<()> {
     let (small, big) = c.mem_jobs;
-    // Checkpoints show the trend, not just two points: flat means no growth
-    // per job once the allocator has its working set.
-    let checkpoints = [small, big / 10, big / 2, big];
-    let (mut done, mut rss) = (0, Vec::new());
-    for &at in &checkpoints {
-        progress(&format!("memory: up to {at} jobs"));
-        host::batch(&h.echo, at - done, 100, 2)?;
-        done = at;
-        rss.push(host::self_rss_kib() as f64);
-    }
+    // One pool, as one long `plugwarden run`; the checkpoints show the
+    // trend, not just two points: flat means no growth per job.
+    let mut checkpoints = vec![small, big / 10, big / 2, big];
+    checkpoints.dedup();
+    progress(&format!("memory: {big} jobs in one pool"));
+    let (_, rss) = host::pool_batch_rss(&h.echo, big, 100, 2, &checkpoints)?;
     let trend: Vec<String> = checkpoints
         .iter()
         .zip(&rss)
@@ -612,7 +626,7 @@ fn memory_section(c: &Config, h: &host::Host, rows: &mut Vec<Row>) -> Result<()>
                 trend.join(", ")
             ),
             "KiB",
-            &rss[3..],
+            &rss[rss.len().saturating_sub(1)..],
             &format!("after {small} jobs"),
             &rss[..1],
         )
