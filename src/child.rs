@@ -113,7 +113,8 @@ pub struct Plan<'a> {
     pub userns: Option<&'a UsernsPlan>,
     /// (resource, soft, hard).
     pub rlimits: &'a [(u32, u64, u64)],
-    pub landlock: Option<landlock::RulesetCreated>,
+    /// The Landlock ruleset fd (built fully enforceable), or -1.
+    pub landlock: RawFd,
     /// (uid, gid) to drop to; `None` when the host is not root.
     pub identity: Option<(u32, u32)>,
     /// The fork server's pid as the child sees it (0 from inside a new PID
@@ -178,8 +179,12 @@ fn road(plan: &mut Plan) -> Result<(), (Stage, i32)> {
             check(Stage::Stdio, unsafe { libc::dup2(fd, target as RawFd) } as libc::c_long)?;
         }
     }
-    // SAFETY: only flags entries of our own fd table; CLOEXEC (not close)
-    // keeps the report pipe and the exe fd usable until execve.
+    // Close every other fd the fork server had (its socket, other workers'
+    // pidfds, ...): nothing may leak into the plugin, and the listener must
+    // get a low number under RLIMIT_NOFILE. What the road still needs stays
+    // open, close-on-exec.
+    close_others([plan.report, plan.go, plan.exe_fd, plan.netns, plan.landlock])?;
+    // SAFETY: only flags entries of our own fd table.
     let rc = unsafe { libc::close_range(3, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as i32) };
     check(Stage::Fds, rc as libc::c_long)?;
 
@@ -211,12 +216,16 @@ fn road(plan: &mut Plan) -> Result<(), (Stage, i32)> {
         check(Stage::Rlimit, rc as libc::c_long)?;
     }
 
-    // 5. Landlock, failing closed unless fully enforced.
-    if let Some(ruleset) = plan.landlock.take() {
-        let status = ruleset.restrict_self().map_err(|_| (Stage::Landlock, errno()))?;
-        if status.ruleset != landlock::RulesetStatus::FullyEnforced {
-            return Err((Stage::LandlockNotEnforced, libc::ENOSYS));
-        }
+    // 5. Landlock. The ruleset was built with every right of the pinned ABI
+    // as a hard requirement, so it is fully enforced once this succeeds.
+    // no_new_privs first: an unprivileged restrict needs it.
+    // SAFETY: integer-only prctl.
+    let rc = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
+    check(Stage::NoNewPrivs, rc as libc::c_long)?;
+    if plan.landlock >= 0 {
+        // SAFETY: landlock_restrict_self takes an fd and flags.
+        let rc = unsafe { libc::syscall(libc::SYS_landlock_restrict_self, plan.landlock, 0u32) };
+        check(Stage::Landlock, rc)?;
     }
 
     // 6. Identity (root only), then the parent-death signal, which a
@@ -395,6 +404,27 @@ fn enter_root(r: &RootPlan) -> Result<(), (Stage, i32)> {
         check(Stage::Mount, libc::chdir(c"/".as_ptr()) as libc::c_long)?;
     }
     Ok(())
+}
+
+/// Closes every fd from 3 up except those in `keep` (-1 entries ignored),
+/// without allocating: sort the five, close the gaps between them.
+fn close_others(mut keep: [RawFd; 5]) -> Result<(), (Stage, i32)> {
+    keep.sort_unstable();
+    let mut from: u32 = 3;
+    for fd in keep {
+        if fd < from as RawFd {
+            continue;
+        }
+        if fd as u32 > from {
+            // SAFETY: closes a range of our own fd table.
+            let rc = unsafe { libc::close_range(from, fd as u32 - 1, 0) };
+            check(Stage::Fds, rc as libc::c_long)?;
+        }
+        from = fd as u32 + 1;
+    }
+    // SAFETY: as above.
+    let rc = unsafe { libc::close_range(from, u32::MAX, 0) };
+    check(Stage::Fds, rc as libc::c_long)
 }
 
 fn reset_signals() -> Result<(), (Stage, i32)> {

@@ -216,7 +216,9 @@ impl ForkServer {
         .map_err(|e| start_err(e.into()))?;
         let server_raw = server.as_raw_fd();
         let mut cmd = Command::new(exe);
-        cmd.arg(SERVE_ARG).stdin(Stdio::null()).stdout(Stdio::null()).env_clear();
+        // Its own process group: a Ctrl-C at the terminal is the host's to
+        // handle; the fork server ends when the host's socket closes.
+        cmd.arg(SERVE_ARG).stdin(Stdio::null()).stdout(Stdio::null()).env_clear().process_group(0);
         for key in ["RUST_LOG", "PLUGWARDEN_NO_USERNS"] {
             if let Ok(v) = std::env::var(key) {
                 cmd.env(key, v);
@@ -325,7 +327,7 @@ pub fn serve_if_requested() {
 
 /// A profile ready to fork: everything the child needs, allocated now.
 struct Prepared {
-    ruleset: landlock::RulesetCreated,
+    ruleset: OwnedFd,
     filters: [Vec<seccompiler::sock_filter>; 2],
     exe_fd: Option<OwnedFd>,
     path: CString,
@@ -480,7 +482,8 @@ impl Server {
     }
 
     fn prepare(&self, spec: &ProfileSpec) -> Result<Prepared, String> {
-        let ruleset = landlock_rules::build(&spec.grants).map_err(|e| e.to_string())?;
+        let ruleset: Option<OwnedFd> = landlock_rules::build(&spec.grants).map_err(|e| e.to_string())?.into();
+        let ruleset = ruleset.ok_or("landlock ruleset has no fd on this kernel")?;
         let exe_fd = if spec.exec_by_fd {
             let fd = nix::fcntl::open(
                 &spec.exe,
@@ -577,6 +580,7 @@ impl Server {
         let (report_r, report_w) = pipe()?;
         let (go_r, go_w) = pipe()?;
         let ruleset = p.ruleset.try_clone().map_err(|e| format!("dup ruleset: {e}"))?;
+        let ruleset_fd = ruleset.as_raw_fd();
         self.spawned += 1;
         let group = if self.cgroups.is_active() {
             let name = format!("w{}", self.spawned);
@@ -595,7 +599,7 @@ impl Server {
             go: go_r.as_raw_fd(),
             new_session: p.new_session,
             rlimits: &p.rlimits,
-            landlock: Some(ruleset),
+            landlock: ruleset_fd,
             identity: p.identity,
             // Outside the new PID namespace the parent reads as pid 0.
             parent: if p.pidns { 0 } else { self.me },
@@ -620,7 +624,7 @@ impl Server {
             child => child as i32,
         };
         drop(plan);
-        drop((report_w, go_r, stdio));
+        drop((report_w, go_r, stdio, ruleset));
         // Into the cgroup before the child may exec: it waits for our go.
         if let Some(g) = &group {
             if let Err(e) = g.add(pid) {

@@ -249,6 +249,17 @@ impl Process {
         }
     }
 
+    /// Waits up to `timeout` for the exit; true if it happened.
+    pub fn exits_within(&self, timeout: std::time::Duration) -> bool {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        if self.exit.is_some() {
+            return true;
+        }
+        let mut fds = [PollFd::new(self.pidfd.as_fd(), PollFlags::POLLIN)];
+        let t = PollTimeout::try_from(timeout.as_millis() as i32).unwrap_or(PollTimeout::MAX);
+        matches!(poll(&mut fds, t), Ok(n) if n > 0)
+    }
+
     /// True once the process has exited (its pidfd is readable).
     pub fn has_exited(&self) -> bool {
         use nix::poll::{poll, PollFd, PollFlags, PollTimeout};

@@ -339,7 +339,9 @@ impl Conn {
             Stop::StdoutClosed | Stop::Exited => {
                 // The plugin closed stdout on its own (not because we killed it).
                 let ours = self.violation.is_some() || self.killed_for.is_some();
-                if stop == Stop::StdoutClosed && !ours && !self.proc.has_exited() {
+                // A dying process closes stdout a moment before its pidfd
+                // says it exited: give it that moment before blaming it.
+                if stop == Stop::StdoutClosed && !ours && !self.proc.exits_within(Duration::from_millis(100)) {
                     self.proc.kill();
                     let _ = self.proc.wait();
                     return Verdict::ProtocolError("the plugin closed stdout before answering".into());
@@ -584,9 +586,12 @@ impl Worker {
     /// Reads the answer to `id`; with `last`, nothing may follow it.
     /// `cpu` is (CPU clock at the start, budget in ms since then).
     fn await_answer_pipelined(&mut self, id: u64, started: Instant, cpu: (u64, u64), last: bool) -> Result<Vec<u8>, Verdict> {
+        let mut started = started;
         if self.jobs == 0 && !self.greeted {
             self.greeted = true;
             self.handshake()?;
+            // Start-up is not the job's time.
+            started = Instant::now();
         }
         let deadline = started + self.wall_limit;
         let budget = Some(cpu);

@@ -39,7 +39,7 @@ use plugwarden::worker::{JobOutcome, Worker};
 /// Wall-clock limit of every sandboxed job.
 const WALL: Duration = Duration::from_secs(2);
 /// How long an unsandboxed run may take before the driver stops it.
-const BARE_WAIT: Duration = Duration::from_millis(700);
+const BARE_WAIT: Duration = Duration::from_millis(1000);
 /// Bytes of an unsandboxed run's stdout or stderr kept for inspection.
 const BARE_KEEP: usize = 1 << 20;
 
@@ -396,7 +396,7 @@ struct Attack {
     /// (verdict word, a part of its detail; `a|b`: either) under strict and
     /// default. Alternatives exist only where the outcome depends on a layer
     /// being present (EACCES from Landlock or ENOENT from the minimal root)
-    /// or on a known race (hostile-close-stdout-early).
+    /// or on a known host race (hostile-close-stdout-early).
     strict: (&'static str, &'static str),
     default: (&'static str, &'static str),
     /// The attack's own effect is absent after a sandboxed run.
@@ -723,7 +723,7 @@ fn attacks() -> Vec<Attack> {
         },
         Attack {
             bin: "hostile-trojan-lib",
-            layer: "Landlock (read-only grant); read-only bind in the minimal root (EROFS)",
+            layer: "Landlock (read-only grant); behind it, the read-only bind of the minimal root (EROFS)",
             input: |_| libc_path(),
             strict: ("plugin_error", "EACCES|EROFS"),
             default: ("plugin_error", "EACCES|EROFS"),
@@ -1280,11 +1280,16 @@ fn state_of(pid: i32) -> Option<char> {
 }
 
 /// Live processes whose argv[0] names a hostile plugin.
+/// Only this process's descendants and orphans (reparented to init) count,
+/// so a hostile suite run by someone else at the same time is not blamed.
 fn hostile_processes(names: &[&str]) -> Vec<String> {
     let mut found = Vec::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        if name.parse::<i32>().is_err() {
+        let Ok(pid) = name.parse::<i32>() else {
+            continue;
+        };
+        if !descends_from_me_or_orphan(pid) {
             continue;
         }
         let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
@@ -1296,6 +1301,27 @@ fn hostile_processes(names: &[&str]) -> Vec<String> {
         }
     }
     found
+}
+
+fn parent_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rfind(')')
+        .and_then(|i| stat[i + 2..].split(' ').nth(1))
+        .and_then(|p| p.parse().ok())
+}
+
+fn descends_from_me_or_orphan(pid: i32) -> bool {
+    let me = std::process::id() as i32;
+    let mut p = pid;
+    for depth in 0..64 {
+        match parent_of(p) {
+            Some(pp) if pp == me => return true,
+            Some(1) => return depth == 0,
+            Some(pp) if pp > 1 => p = pp,
+            _ => return false,
+        }
+    }
+    false
 }
 
 /// Waits up to 1 s for the fork server to have no child left.

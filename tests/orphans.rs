@@ -28,6 +28,16 @@ fn running(exe: &Path) -> Vec<i32> {
     pids
 }
 
+/// Kills the host even when an assertion fails first.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[test]
 fn test_host_killed_leaves_no_process_of_the_batch() {
     let dir = scratch();
@@ -45,21 +55,24 @@ fn test_host_killed_leaves_no_process_of_the_batch() {
     std::fs::write(inputs.join("1-daemon"), "daemon").unwrap();
     std::fs::write(inputs.join("2-forks"), "forkbomb").unwrap();
     std::fs::write(inputs.join("3-sleep"), "sleep").unwrap();
-    let mut host = Command::new(plugwarden())
-        .args(["run", "--plugin", probe.to_str().unwrap(), "--policy", policy.to_str().unwrap()])
+    // One worker, so the daemon, the forked children and the sleeper all
+    // belong to the batch at the moment the host dies.
+    let host = Command::new(plugwarden())
+        .args(["run", "--workers", "1", "--plugin", probe.to_str().unwrap(), "--policy", policy.to_str().unwrap()])
         .arg(&inputs)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    let mut host = KillOnDrop(host);
     // Wait until the batch has its daemon, its forked children and the sleeper.
     let started = Instant::now();
     while running(&probe).len() < 10 {
         assert!(started.elapsed() < Duration::from_secs(20), "the batch never got going");
         std::thread::sleep(Duration::from_millis(20));
     }
-    host.kill().unwrap();
-    host.wait().unwrap();
+    host.0.kill().unwrap();
+    host.0.wait().unwrap();
     let killed = Instant::now();
     loop {
         let left = running(&probe);

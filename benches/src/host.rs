@@ -396,18 +396,24 @@ pub fn pool_batch_rss(
             }
         }
     });
-    let mut latencies_us = Vec::with_capacity(jobs);
-    let mut rss = Vec::new();
+    // When measuring memory, keep no per-job record: a growing latency
+    // vector would itself be the growth.
+    let keep = checkpoints.is_empty();
+    let mut latencies_us = Vec::with_capacity(if keep { jobs } else { 0 });
+    let (mut done, mut rss) = (0, Vec::new());
     let mut bad = None;
     for f in pool.results().iter() {
-        if checkpoints.contains(&(latencies_us.len() + 1)) {
+        done += 1;
+        if checkpoints.contains(&done) {
             rss.push(self_rss_kib() as f64);
         }
         let o = &f.outcome;
         if !o.verdict.is_ok() || o.output.len() != 4096 {
             bad.get_or_insert_with(|| format!("job {}: {} {}", f.tag, o.verdict, o.stderr_tail));
         }
-        latencies_us.push(o.wall.as_secs_f64() * 1e6);
+        if keep {
+            latencies_us.push(o.wall.as_secs_f64() * 1e6);
+        }
     }
     let elapsed = t0.elapsed().as_secs_f64();
     let _ = producer.join();
@@ -415,13 +421,14 @@ pub fn pool_batch_rss(
     if let Some(b) = bad {
         bail!("pool batch: {b}");
     }
-    if latencies_us.len() != jobs {
-        bail!("pool batch: {} results for {jobs} jobs", latencies_us.len());
+    if done != jobs {
+        bail!("pool batch: {done} results for {jobs} jobs");
     }
-    Ok(BatchRun {
+    let run = BatchRun {
         jobs_per_s: jobs as f64 / elapsed,
         latencies_us,
-    })
+    };
+    Ok((run, rss))
 }
 
 /// This process's resident set size in KiB.

@@ -566,7 +566,10 @@ fn batch_section(
     let limits = vec![limit; b1.len()];
     rows.push(
         Row::versus(
-            &format!("batch 1: {} 4 KiB jobs, plugwarden::pool, 2 workers", c.batch1_jobs),
+            &format!(
+                "batch 1: {} 4 KiB jobs, plugwarden::pool, 2 workers",
+                c.batch1_jobs
+            ),
             "jobs/s",
             &b1,
             "2 cores / fork+exec floor",

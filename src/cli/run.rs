@@ -388,8 +388,8 @@ impl Recorder {
                 line.push_str(&truncate(&detail, 300));
             }
             match &self.progress {
-                Some(pb) => pb.suspend(|| println!("{line}")),
-                None => println!("{line}"),
+                Some(pb) => pb.suspend(|| print_line(&line)),
+                None => print_line(&line),
             }
         }
         if let Some(pb) = &self.progress {
@@ -413,6 +413,11 @@ impl Recorder {
             .collect();
         parts.join(" · ")
     }
+}
+
+/// A line on stdout; a closed stdout (`| head`) must not stop the batch.
+fn print_line(line: &str) {
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
 }
 
 /// The error and its causes, one sentence.
@@ -692,7 +697,7 @@ fn print_summary(
             "audit_last_hash": last_hash,
             "host_max_rss_kib": host_max_rss_kib(),
         });
-        println!("{summary}");
+        print_line(&summary.to_string());
         return;
     }
     let parts: Vec<String> = WORDS
