@@ -1574,3 +1574,31 @@ fn test_hostile_suite_every_attack_is_contained_and_host_survives() {
     );
     assert_eq!(held, tried);
 }
+
+/// The negative control: the same harness, given a policy that grants the
+/// secret's directory, must see the secret leak. A suite that could not
+/// notice an escape would prove nothing.
+#[test]
+fn test_hostile_harness_reading_granted_secret_reports_the_leak() {
+    if !is_root() {
+        println!(
+            "not applicable: the hostile suite needs root (identity drop, setuid fixture, handles)"
+        );
+        return;
+    }
+    let fs = Arc::new(ForkServer::start(&plugwarden()).unwrap());
+    let ctx = Ctx::new(fs.pid());
+    let grant = format!(
+        "description = \"default plus the secret's directory\"\nextends = \"default\"\n[filesystem]\nread = [\"{}\"]\n",
+        ctx.dir.path().display()
+    );
+    let file = policy(ctx.dir.path(), "leaky.toml", &grant);
+    let exe = plugin("hostile-read-secret");
+    let o = run_sandboxed(&fs, &exe, file.to_str().unwrap(), &ctx.secret_s()).unwrap();
+    assert_eq!(o.verdict, plugwarden::Verdict::Ok, "{}", o.stderr_tail);
+    let judged = contained(&ctx, &o);
+    assert!(
+        judged.as_ref().is_err_and(|e| e.contains("ESCAPED")),
+        "{judged:?}"
+    );
+}

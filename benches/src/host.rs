@@ -326,9 +326,7 @@ pub fn batch(
                         }
                         if cur.jobs >= batch {
                             // Retire (kill and reap) before starting the next
-                            // spare: live children hold fork-server fds that
-                            // count against every new child's open_files
-                            // (docs/PERFORMANCE.md, "fd budget").
+                            // spare, so at most two workers per thread live.
                             drop(std::mem::replace(&mut cur, spare));
                             spare = Worker::start(sb)?;
                         }

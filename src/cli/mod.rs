@@ -7,6 +7,7 @@ mod doctor;
 mod learn;
 mod policy;
 mod run;
+mod sanitize;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -46,6 +47,8 @@ enum Command {
     Doctor,
     /// Run a plugin on sample inputs while observing; print the smallest policy they pass under.
     Learn(learn::LearnArgs),
+    /// Sanitize hostile PDFs and images: pixels-only safe files out.
+    Sanitize(sanitize::SanitizeArgs),
 }
 
 /// Flags shared by every command that starts a sandbox.
@@ -69,6 +72,9 @@ pub struct SandboxArgs {
     /// An argument for the plugin (repeat for several).
     #[arg(long = "arg", value_name = "ARG", allow_hyphen_values = true)]
     pub args: Vec<String>,
+    /// Jobs per worker (set by `run --batch`; sizes the worker's lifetime CPU limit).
+    #[arg(skip)]
+    pub batch: Option<u64>,
     /// `log` reports what the policy would deny instead of enforcing it.
     #[arg(long, value_enum, default_value = "policy")]
     pub enforce: EnforceArg,
@@ -122,6 +128,9 @@ impl SandboxArgs {
         if let Some(m) = self.memory {
             policy.limits.memory = m;
         }
+        if let Some(b) = self.batch {
+            policy.worker.batch = b;
+        }
         let mut args = located.args;
         args.extend(self.args.iter().cloned());
         let fs = start_fork_server()?;
@@ -162,6 +171,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Call(a) => call(a),
         Command::Run(a) => run::run(a),
+        Command::Sanitize(a) => sanitize::sanitize(a),
         Command::Audit(a) => audit::audit(a),
         Command::Policy(a) => policy::run(a),
         Command::Doctor => doctor::run(),

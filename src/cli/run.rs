@@ -128,12 +128,22 @@ pub fn write_output(dir: &Path, rel: &Path, data: &[u8]) -> std::io::Result<Path
 }
 
 /// What travels with an input through the pool.
-struct Item {
+pub struct Item {
     /// The input's name as walked (the audit `input`).
     name: String,
     rel: PathBuf,
     sha256: Option<String>,
+    /// Which pool (and plugin) the input went to.
+    route: usize,
 }
+
+/// Picks the pool for an input from its bytes, or gives its verdict
+/// without running it (e.g. `unsupported`).
+pub type Router = dyn Fn(&[u8]) -> Result<usize, Verdict> + Send + Sync;
+
+/// Turns an ok output of route `r` into the bytes and the relative name to
+/// write; an error becomes the input's verdict.
+pub type Converter = dyn Fn(usize, &Path, Vec<u8>) -> Result<(Vec<u8>, PathBuf), Verdict>;
 
 fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
@@ -164,12 +174,13 @@ struct FeedState {
 /// Walks, reads and queues every input; skips those already recorded.
 fn feed(
     inputs: &[PathBuf],
-    feeder: &Feeder<Item>,
+    feeders: &[Feeder<Item>],
+    router: &Router,
     recorded: &HashSet<(String, String)>,
     state: &FeedState,
 ) {
     for entry in walk(inputs) {
-        if feeder.is_stopped() {
+        if feeders.iter().any(Feeder::is_stopped) {
             return;
         }
         let task = match entry {
@@ -178,6 +189,7 @@ fn feed(
                     name: e.clone(),
                     rel: PathBuf::new(),
                     sha256: None,
+                    route: 0,
                 },
                 input: Err(Verdict::InputError(e)),
             },
@@ -189,6 +201,7 @@ fn feed(
                             name,
                             rel,
                             sha256: None,
+                            route: 0,
                         },
                         input: Err(Verdict::InputError(format!(
                             "cannot read {}: {e}",
@@ -201,19 +214,25 @@ fn feed(
                             state.skipped.fetch_add(1, Ordering::SeqCst);
                             continue;
                         }
+                        let (route, input) = match router(&data) {
+                            Ok(r) => (r, Ok(data)),
+                            Err(v) => (0, Err(v)),
+                        };
                         Task {
                             tag: Item {
                                 name,
                                 rel,
                                 sha256: Some(sha),
+                                route,
                             },
-                            input: Ok(data),
+                            input,
                         }
                     }
                 }
             }
         };
-        if feeder.submit(task).is_err() {
+        let route = task.tag.route.min(feeders.len() - 1);
+        if feeders[route].submit(task).is_err() {
             return;
         }
         state.submitted.fetch_add(1, Ordering::SeqCst);
@@ -271,8 +290,8 @@ impl Latencies {
     }
 }
 
-/// What stays the same in every record of this run.
-#[derive(Default)]
+/// What stays the same in every record of one route.
+#[derive(Clone, Default)]
 struct RecordBase {
     plugin: String,
     plugin_sha256: String,
@@ -285,7 +304,9 @@ struct RecordBase {
 struct Recorder {
     out: Option<PathBuf>,
     audit: Option<AuditWriter>,
-    base: RecordBase,
+    /// One per route.
+    bases: Vec<RecordBase>,
+    convert: Option<Box<Converter>>,
     json: bool,
     progress: Option<ProgressBar>,
     counts: BTreeMap<&'static str, u64>,
@@ -309,6 +330,18 @@ impl Recorder {
             poison,
             notes,
         } = f;
+        let mut outcome = outcome;
+        let mut rel = item.rel.clone();
+        if let (true, Some(convert)) = (outcome.verdict.is_ok(), &self.convert) {
+            match convert(item.route, &item.rel, std::mem::take(&mut outcome.output)) {
+                Ok((bytes, new_rel)) => {
+                    outcome.output = bytes;
+                    rel = new_rel;
+                }
+                Err(v) => outcome.verdict = v,
+            }
+        }
+        let base = self.bases[item.route.min(self.bases.len() - 1)].clone();
         let mut verdict_word = outcome.verdict.word();
         let mut detail = outcome.verdict.detail();
         let mut output_path = None;
@@ -316,7 +349,7 @@ impl Recorder {
         if outcome.verdict.is_ok() {
             output_sha = Some(sha256_hex(&outcome.output));
             if let Some(out) = &self.out {
-                match write_output(out, &item.rel, &outcome.output) {
+                match write_output(out, &rel, &outcome.output) {
                     Ok(p) => output_path = Some(p.display().to_string()),
                     Err(e) => {
                         // Never judged for good: `--resume` runs it again.
@@ -337,7 +370,7 @@ impl Recorder {
                 self.poison.push(item.name.clone());
             }
         }
-        let mut all_notes: Vec<String> = self.base.weakenings.clone();
+        let mut all_notes: Vec<String> = base.weakenings.clone();
         all_notes.extend(notes);
         all_notes.extend(outcome.denied.iter().map(|d| format!("denied: {d}")));
         if !outcome.verdict.is_ok() && !outcome.stderr_tail.is_empty() {
@@ -349,10 +382,10 @@ impl Recorder {
             let rec = AuditRecord {
                 input: item.name.clone(),
                 input_sha256: item.sha256.clone(),
-                plugin: self.base.plugin.clone(),
-                plugin_sha256: self.base.plugin_sha256.clone(),
-                policy: self.base.policy.clone(),
-                policy_sha256: self.base.policy_sha256.clone(),
+                plugin: base.plugin.clone(),
+                plugin_sha256: base.plugin_sha256.clone(),
+                policy: base.policy.clone(),
+                policy_sha256: base.policy_sha256.clone(),
                 worker_pid: u32::try_from(outcome.pid).ok().filter(|p| *p > 0),
                 generation,
                 verdict: verdict_word.to_string(),
@@ -470,14 +503,14 @@ impl Signals {
 /// would kill it with the jobs in flight. An ignored disposition survives
 /// exec, so it is ignored while the fork server starts; our own handler is
 /// installed afterwards.
-fn ignore_sigint_for_children() {
+pub fn ignore_sigint_for_children() {
     use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
     let ignore = SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
     // SAFETY: SIG_IGN installs no handler code; nothing else has a handler yet.
     let _ = unsafe { sigaction(Signal::SIGINT, &ignore) };
 }
 
-fn check_out_dir(out: &Path) -> Result<(), Usage> {
+pub fn check_out_dir(out: &Path) -> Result<(), Usage> {
     std::fs::create_dir_all(out).map_err(|e| {
         Usage(format!(
             "cannot create the output directory {}: {e}",
@@ -536,22 +569,62 @@ fn show_total(pb: &ProgressBar, total: u64) {
 }
 
 pub fn run(a: RunArgs) -> Result<u8, Usage> {
-    for input in &a.inputs {
-        if !input.exists() {
-            return Err(Usage(format!("input {} does not exist", input.display())));
-        }
-    }
+    check_inputs(&a.inputs)?;
     if let Some(out) = &a.out {
         check_out_dir(out)?;
     }
     ignore_sigint_for_children();
-    let sandbox = Arc::new(a.sandbox.build()?);
+    let mut sandbox_args = a.sandbox.clone();
+    sandbox_args.batch = a.batch;
+    let sandbox = Arc::new(sandbox_args.build()?);
+    drive(Batch {
+        sandboxes: vec![sandbox],
+        router: Box::new(|_| Ok(0)),
+        convert: None,
+        inputs: a.inputs,
+        out: a.out,
+        workers: a.workers,
+        batch: a.batch,
+        audit: a.audit,
+        resume: a.resume,
+        json: a.json,
+        grace: a.grace,
+    })
+}
+
+pub fn check_inputs(inputs: &[PathBuf]) -> Result<(), Usage> {
+    for input in inputs {
+        if !input.exists() {
+            return Err(Usage(format!("input {} does not exist", input.display())));
+        }
+    }
+    Ok(())
+}
+
+/// A batch of inputs over one or more sandboxes (one pool each).
+pub struct Batch {
+    /// One per route.
+    pub sandboxes: Vec<Arc<Sandbox>>,
+    pub router: Box<Router>,
+    pub convert: Option<Box<Converter>>,
+    pub inputs: Vec<PathBuf>,
+    pub out: Option<PathBuf>,
+    pub workers: Option<u16>,
+    pub batch: Option<u64>,
+    pub audit: Option<PathBuf>,
+    pub resume: bool,
+    pub json: bool,
+    pub grace: Duration,
+}
+
+/// Runs a batch: feeder thread, pools, and this thread recording results.
+pub fn drive(b: Batch) -> Result<u8, Usage> {
     let signals = Signals::register()?;
-    let mut audit = match &a.audit {
+    let mut audit = match &b.audit {
         Some(path) => Some(AuditWriter::open(path).map_err(|e| Usage(error_chain(&e)))?),
         None => None,
     };
-    let recorded = match (&a.audit, a.resume) {
+    let recorded = match (&b.audit, b.resume) {
         (Some(path), true) => {
             plugwarden::audit::recorded_inputs(path).map_err(|e| Usage(error_chain(&e)))?
         }
@@ -560,34 +633,43 @@ pub fn run(a: RunArgs) -> Result<u8, Usage> {
     if let Some(w) = &mut audit {
         w.set_sync(false);
     }
-    let base = match &audit {
-        Some(_) => record_base(&sandbox)?,
-        None => RecordBase::default(),
+    let bases = match &audit {
+        Some(_) => b.sandboxes.iter().map(|s| record_base(s)).collect::<Result<Vec<_>, _>>()?,
+        None => b.sandboxes.iter().map(|_| RecordBase::default()).collect(),
     };
-    let mut config = PoolConfig::from_policy(&sandbox.policy);
-    if let Some(n) = a.workers {
-        config.workers = usize::from(n);
-    }
-    if let Some(b) = a.batch {
-        config.batch = b;
-    }
-    let workers = config.workers;
+    let mut workers = 0;
     let started = Instant::now();
-    let (pool, feeder) = Pool::<Item>::start(sandbox.clone(), config);
+    let mut pools = Vec::new();
+    let mut feeders = Vec::new();
+    for sandbox in &b.sandboxes {
+        let mut config = PoolConfig::from_policy(&sandbox.policy);
+        if let Some(n) = b.workers {
+            config.workers = usize::from(n);
+        }
+        if let Some(n) = b.batch {
+            config.batch = n;
+        }
+        workers = workers.max(config.workers);
+        let (pool, feeder) = Pool::<Item>::start(sandbox.clone(), config);
+        pools.push(pool);
+        feeders.push(feeder);
+    }
     let state = Arc::new(FeedState::default());
     let feed_thread = {
         let state = state.clone();
-        let inputs = a.inputs.clone();
+        let inputs = b.inputs.clone();
+        let router = b.router;
         std::thread::Builder::new()
             .name("pw-feeder".into())
-            .spawn(move || feed(&inputs, &feeder, &recorded, &state))
+            .spawn(move || feed(&inputs, &feeders, &*router, &recorded, &state))
             .map_err(|e| Usage(format!("cannot start the feeder thread: {e}")))?
     };
     let mut rec = Recorder {
-        out: a.out.clone(),
+        out: b.out.clone(),
         audit,
-        base,
-        json: a.json,
+        bases,
+        convert: b.convert,
+        json: b.json,
         progress: progress_bar(),
         counts: BTreeMap::new(),
         latencies: Latencies::default(),
@@ -597,8 +679,15 @@ pub fn run(a: RunArgs) -> Result<u8, Usage> {
         started,
         fatal: None,
     };
-    let interrupted = consume(&pool, &mut rec, &signals, &state, a.grace);
-    let stats = pool.join();
+    let interrupted = consume(&pools, &mut rec, &signals, &state, b.grace);
+    let mut stats = PoolStats::default();
+    for pool in pools {
+        let s = pool.join();
+        for (total, n) in stats.recycles.iter_mut().zip(s.recycles) {
+            *total += n;
+        }
+        stats.workers_started += s.workers_started;
+    }
     let _ = feed_thread.join();
     if let Some(pb) = &rec.progress {
         pb.finish_and_clear();
@@ -617,7 +706,7 @@ pub fn run(a: RunArgs) -> Result<u8, Usage> {
 /// Takes results until every slot has exited; handles signals and fatal
 /// errors. Returns the signal's exit status, if one stopped the run.
 fn consume(
-    pool: &Pool<Item>,
+    pools: &[Pool<Item>],
     rec: &mut Recorder,
     signals: &Signals,
     state: &FeedState,
@@ -633,15 +722,15 @@ fn consume(
                 "plugwarden: stopping: no new inputs; jobs in flight have {} to finish (a second signal exits at once)",
                 humantime::format_duration(grace)
             );
-            pool.stop();
+            pools.iter().for_each(Pool::stop);
             kill_at = Some(Instant::now() + grace);
         }
         if kill_at.is_some_and(|t| Instant::now() >= t) && !killed {
-            pool.cancel();
+            pools.iter().for_each(Pool::cancel);
             killed = true;
         }
         if rec.fatal.is_some() && !stopped_for_fatal {
-            pool.stop();
+            pools.iter().for_each(Pool::stop);
             stopped_for_fatal = true;
         }
         if let (Some(pb), false) = (&rec.progress, total_shown) {
@@ -650,10 +739,21 @@ fn consume(
                 total_shown = true;
             }
         }
-        match pool.results().recv_timeout(Duration::from_millis(100)) {
-            Ok(f) => rec.take(f),
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => break,
+        // One pool waits on its channel; several are polled in turn.
+        let wait = Duration::from_millis(if pools.len() == 1 { 100 } else { 5 });
+        let mut open = 0;
+        for pool in pools {
+            match pool.results().recv_timeout(if open == 0 { wait } else { Duration::ZERO }) {
+                Ok(f) => {
+                    rec.take(f);
+                    open += 1;
+                }
+                Err(RecvTimeoutError::Timeout) => open += 1,
+                Err(RecvTimeoutError::Disconnected) => {}
+            }
+        }
+        if open == 0 {
+            break;
         }
     }
     signals.received()

@@ -1,0 +1,154 @@
+//! `plugwarden sanitize`: hostile PDFs and images in, pixels-only files out.
+//!
+//! Each input's type is found from its bytes ([`plugwarden::sanitize::detect`]),
+//! then it goes to one of two pools: images to `pw-image-sanitize` under the
+//! `image` policy, PDFs to `pw-pdf-sanitize` under `pdf`. Each plugin parses
+//! the hostile file in its sandbox and returns raw pixels; the host checks
+//! them byte for byte and writes a brand-new PNG or PDF that holds nothing
+//! else. Everything else about the batch (recycling, quarantine, audit,
+//! resume, progress, summary) is `plugwarden run`'s.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use plugwarden::sandbox::{Enforce, Mode, PluginSpec, Sandbox};
+use plugwarden::sanitize::{self, Limits, Sanitizer};
+use plugwarden::Verdict;
+
+use super::run::{self, Batch};
+use super::{parse_duration, start_fork_server, Usage};
+
+/// The two routes, in pool order.
+const ROUTES: [Sanitizer; 2] = [Sanitizer::Image, Sanitizer::Pdf];
+
+#[derive(Args)]
+pub struct SanitizeArgs {
+    /// Where the safe files go: DIR/<name>.safe.png or DIR/<name>.safe.pdf.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Append one hash-chained JSON record per input to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub audit: Option<PathBuf>,
+    /// Skip inputs already recorded in the --audit file.
+    #[arg(long, requires = "audit")]
+    pub resume: bool,
+    /// Worker processes per file kind (default: the number of CPUs).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub workers: Option<u16>,
+    /// Jobs per worker before it is recycled.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch: Option<u64>,
+    /// Resolution PDF pages are rendered at.
+    #[arg(long, default_value_t = 150, value_parser = clap::value_parser!(u32).range(18..=600))]
+    pub dpi: u32,
+    /// Wall-clock limit per input (overrides the policies).
+    #[arg(long, value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+    /// Directory holding pw-image-sanitize and pw-pdf-sanitize (default: next to this program).
+    #[arg(long, value_name = "DIR")]
+    pub plugins: Option<PathBuf>,
+    /// Print the summary as JSON on stdout instead of one line per input.
+    #[arg(long)]
+    pub json: bool,
+    /// On SIGINT/SIGTERM, how long jobs in flight may run before they are killed.
+    #[arg(long, value_parser = parse_duration, default_value = "2s")]
+    pub grace: Duration,
+    /// Files, or directories walked recursively.
+    #[arg(required = true)]
+    pub inputs: Vec<PathBuf>,
+}
+
+fn plugin_dir(given: Option<&Path>) -> Result<PathBuf, Usage> {
+    match given {
+        Some(d) => Ok(d.to_path_buf()),
+        None => std::env::current_exe()
+            .ok()
+            .and_then(|e| e.parent().map(Path::to_path_buf))
+            .ok_or_else(|| Usage("cannot find this program's directory; pass --plugins DIR".into())),
+    }
+}
+
+fn sandbox_for(s: Sanitizer, dir: &Path, a: &SanitizeArgs, fs: &Arc<plugwarden::forkserver::ForkServer>) -> Result<Arc<Sandbox>, Usage> {
+    let exe = dir.join(s.plugin_name());
+    if !exe.is_file() {
+        return Err(Usage(format!(
+            "the sanitize plugin {} is missing: build it with `cargo build --release --workspace`, or pass --plugins DIR",
+            exe.display()
+        )));
+    }
+    let mut policy = plugwarden::policy::load(s.policy_name())?;
+    if let Some(t) = a.timeout {
+        policy.limits.wall = t;
+    }
+    if let Some(b) = a.batch {
+        policy.worker.batch = b;
+    }
+    let args = match s {
+        Sanitizer::Pdf => vec!["--dpi".to_string(), a.dpi.to_string()],
+        Sanitizer::Image => Vec::new(),
+    };
+    let plugin = PluginSpec { exe: std::fs::canonicalize(&exe)?, args, mode: Mode::Worker };
+    Ok(Arc::new(Sandbox::new(fs.clone(), plugin, Arc::new(policy), Enforce::Policy)?))
+}
+
+/// `photo.jpg` → `photo.jpg.safe.png`: the original name stays visible,
+/// the extension says what the file now is.
+fn safe_name(rel: &Path, ext: &str) -> PathBuf {
+    let mut name = rel.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(format!(".safe.{ext}"));
+    rel.with_file_name(name)
+}
+
+pub fn sanitize(a: SanitizeArgs) -> Result<u8, Usage> {
+    run::check_inputs(&a.inputs)?;
+    run::check_out_dir(&a.out)?;
+    run::ignore_sigint_for_children();
+    let dir = plugin_dir(a.plugins.as_deref())?;
+    let fs = start_fork_server()?;
+    let sandboxes = ROUTES.iter().map(|s| sandbox_for(*s, &dir, &a, &fs)).collect::<Result<Vec<_>, _>>()?;
+    let limits = Limits { dpi: a.dpi, ..Limits::default() };
+    let router = |bytes: &[u8]| {
+        let kind = sanitize::detect(bytes);
+        match kind.sanitizer() {
+            Some(s) => Ok(ROUTES.iter().position(|r| *r == s).unwrap_or(0)),
+            None => Err(Verdict::Unsupported(kind.describe().to_string())),
+        }
+    };
+    let convert = move |route: usize, rel: &Path, pixels: Vec<u8>| {
+        let s = ROUTES[route.min(ROUTES.len() - 1)];
+        let result = match s {
+            Sanitizer::Image => sanitize::png_from_plugin_output(&pixels, &limits).map(|(png, _, _)| png),
+            Sanitizer::Pdf => sanitize::pdf_from_plugin_output(&pixels, &limits).map(|(pdf, _)| pdf),
+        };
+        match result {
+            Ok(bytes) => Ok((bytes, safe_name(rel, s.output_extension()))),
+            Err(e) if e.is_protocol_error() => Err(Verdict::ProtocolError(e.to_string())),
+            Err(e) => Err(Verdict::InputError(format!("cannot write the safe file: {e}"))),
+        }
+    };
+    run::drive(Batch {
+        sandboxes,
+        router: Box::new(router),
+        convert: Some(Box::new(convert)),
+        inputs: a.inputs,
+        out: Some(a.out),
+        workers: a.workers,
+        batch: a.batch,
+        audit: a.audit,
+        resume: a.resume,
+        json: a.json,
+        grace: a.grace,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_safe_name_keeps_name_and_adds_kind() {
+        assert_eq!(safe_name(Path::new("a/photo.jpg"), "png"), PathBuf::from("a/photo.jpg.safe.png"));
+    }
+}

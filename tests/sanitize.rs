@@ -1,0 +1,191 @@
+//! `plugwarden sanitize` end to end on the shipped samples: every hostile
+//! sample gets its verdict, every output is a fresh pixels-only file.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+
+/// The samples (not the 20-page benchmark file) copied into a scratch dir.
+fn samples(dir: &Path) -> PathBuf {
+    let dst = dir.join("samples");
+    std::fs::create_dir(&dst).unwrap();
+    for e in std::fs::read_dir(repo().join("samples")).unwrap().flatten() {
+        if e.file_type().unwrap().is_file() {
+            std::fs::copy(e.path(), dst.join(e.file_name())).unwrap();
+        }
+    }
+    dst
+}
+
+/// Verdict word per input file name, from `run`-style output lines.
+fn verdicts(stdout: &str) -> BTreeMap<String, String> {
+    stdout
+        .lines()
+        .filter_map(|l| {
+            let mut parts = l.split_whitespace();
+            let word = parts.next()?;
+            let path = parts.next()?;
+            Some((Path::new(path).file_name()?.to_string_lossy().into_owned(), word.to_string()))
+        })
+        .collect()
+}
+
+fn has_forbidden(doc: &lopdf::Document) -> Vec<String> {
+    const KEYS: [&[u8]; 9] =
+        [b"JavaScript", b"JS", b"OpenAction", b"AA", b"Launch", b"EmbeddedFile", b"URI", b"AcroForm", b"Annots"];
+    let mut found = Vec::new();
+    for obj in doc.objects.values() {
+        let dict = match obj {
+            lopdf::Object::Dictionary(d) => d,
+            lopdf::Object::Stream(s) => &s.dict,
+            _ => continue,
+        };
+        for (k, v) in dict.iter() {
+            if KEYS.contains(&k.as_slice()) {
+                found.push(String::from_utf8_lossy(k).into_owned());
+            }
+            if let lopdf::Object::Name(n) = v {
+                if KEYS.contains(&n.as_slice()) {
+                    found.push(String::from_utf8_lossy(n).into_owned());
+                }
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn test_sanitize_samples_give_expected_verdicts_and_clean_files() {
+    let dir = scratch();
+    let input = samples(dir.path());
+    let out = dir.path().join("safe");
+    let audit = dir.path().join("audit.jsonl");
+    let o = Command::new(plugwarden())
+        .args(["sanitize", "--out"])
+        .arg(&out)
+        .arg("--audit")
+        .arg(&audit)
+        .arg(&input)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    let v = verdicts(&stdout);
+    let expect = [
+        ("benign.png", "ok"),
+        ("benign.jpg", "ok"),
+        ("benign.gif", "ok"),
+        ("benign.bmp", "ok"),
+        ("benign.pdf", "ok"),
+        ("hostile-bomb.png", "plugin_error"),
+        ("hostile-bomb-pixels.png", "plugin_error"),
+        ("hostile-truncated.jpg", "ok"),
+        ("hostile-huge-exif.jpg", "ok"),
+        ("hostile-trailing-data.png", "ok"),
+        ("hostile-openaction-js.pdf", "ok"),
+        ("hostile-embedded-file.pdf", "ok"),
+        ("hostile-launch.pdf", "ok"),
+        ("hostile-broken-xref.pdf", "ok"),
+        ("hostile-million-pages.pdf", "ok"),
+        ("hostile-huge-page.pdf", "plugin_error"),
+        ("hostile-polyglot-pdf-zip.pdf", "ok"),
+        ("unsupported-archive.zip", "unsupported"),
+        ("unsupported-notes.txt", "unsupported"),
+    ];
+    for (name, word) in expect {
+        assert_eq!(v.get(name).map(String::as_str), Some(word), "{name}\n{stdout}\n{stderr}");
+    }
+    assert!(stdout.contains("plugin_error   ") && stdout.contains("image too large"), "{stdout}");
+    assert!(stdout.contains("ZIP archive"), "{stdout}");
+    assert_eq!(o.status.code(), Some(1), "some inputs are refused");
+    // One audit record per input, and the chain verifies.
+    let records = std::fs::read_to_string(&audit).unwrap().lines().count();
+    assert_eq!(records, v.len());
+    let verify = Command::new(plugwarden()).args(["audit", "verify"]).arg(&audit).output().unwrap();
+    assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stdout));
+
+    // Every PDF parses, has its pages, and carries nothing active.
+    for (name, pages) in [
+        ("benign.pdf", None),
+        ("hostile-openaction-js.pdf", None),
+        ("hostile-embedded-file.pdf", None),
+        ("hostile-launch.pdf", None),
+        ("hostile-broken-xref.pdf", Some(2)),
+        ("hostile-million-pages.pdf", Some(1)),
+        ("hostile-polyglot-pdf-zip.pdf", None),
+    ] {
+        let path = out.join(format!("{name}.safe.pdf"));
+        let doc = lopdf::Document::load(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let n = doc.get_pages().len();
+        assert!(n >= 1, "{name}");
+        if let Some(p) = pages {
+            assert_eq!(n, p, "{name}");
+        }
+        assert_eq!(has_forbidden(&doc), Vec::<String>::new(), "{name}");
+        assert!(doc.trailer.get(b"Info").is_err(), "{name}: has an Info dictionary");
+    }
+    // Every PNG decodes and has only the critical chunks.
+    for name in ["benign.png", "benign.jpg", "benign.gif", "benign.bmp", "hostile-huge-exif.jpg", "hostile-trailing-data.png"] {
+        let bytes = std::fs::read(out.join(format!("{name}.safe.png"))).unwrap();
+        let decoder = png::Decoder::new(std::io::Cursor::new(&bytes));
+        let mut reader = decoder.read_info().unwrap_or_else(|e| panic!("{name}: {e}"));
+        let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+        reader.next_frame(&mut buf).unwrap();
+        let mut chunks = Vec::new();
+        let mut pos = 8;
+        while pos + 8 <= bytes.len() {
+            let len = u32::from_be_bytes(bytes[pos..pos + 4].try_into().unwrap()) as usize;
+            chunks.push(String::from_utf8_lossy(&bytes[pos + 4..pos + 8]).into_owned());
+            pos += 12 + len;
+        }
+        assert_eq!(pos, bytes.len(), "{name}: bytes after IEND");
+        assert!(chunks.iter().all(|c| ["IHDR", "IDAT", "IEND"].contains(&c.as_str())), "{name}: {chunks:?}");
+    }
+}
+
+#[test]
+fn test_sanitize_png_pixels_survive() {
+    let dir = scratch();
+    let input = dir.path().join("in");
+    std::fs::create_dir(&input).unwrap();
+    std::fs::copy(repo().join("samples/benign.png"), input.join("benign.png")).unwrap();
+    let out = dir.path().join("safe");
+    let o = Command::new(plugwarden()).args(["sanitize", "--out"]).arg(&out).arg(&input).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // Both decoded to RGBA (8-bit RGB or RGBA, as the samples are).
+    let decode = |p: PathBuf| {
+        let mut r = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(p).unwrap())).read_info().unwrap();
+        let mut buf = vec![0; r.output_buffer_size().unwrap()];
+        let info = r.next_frame(&mut buf).unwrap();
+        buf.truncate(info.buffer_size());
+        let rgba: Vec<u8> = match info.color_type {
+            png::ColorType::Rgba => buf,
+            png::ColorType::Rgb => buf.chunks(3).flat_map(|c| [c[0], c[1], c[2], 255]).collect(),
+            other => panic!("sample color type {other:?} not handled by this test"),
+        };
+        (info.width, info.height, rgba)
+    };
+    let (w0, h0, a) = decode(repo().join("samples/benign.png"));
+    let (w1, h1, b) = decode(out.join("benign.png.safe.png"));
+    assert_eq!((w0, h0), (w1, h1));
+    let worst = a.iter().zip(&b).map(|(x, y)| x.abs_diff(*y)).max().unwrap();
+    assert!(worst <= 2, "pixels differ by up to {worst}");
+}
+
+#[test]
+fn test_pdf_policy_denies_files_outside_its_grants() {
+    // A test hook standing in for a compromised renderer: the probe under
+    // the `pdf` policy tries to open a file.
+    let dir = scratch();
+    let secret = dir.path().join("secret.txt");
+    std::fs::write(&secret, "top secret").unwrap();
+    let p = plugin("pw-probe");
+    let o = call(&["--plugin", p.to_str().unwrap(), "--policy", "pdf"], format!("read:{}", secret.display()).as_bytes());
+    let v = verdict(&o);
+    assert!(v.starts_with("plugin_error: denied: "), "{v}");
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("top secret"));
+}
