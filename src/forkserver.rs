@@ -623,7 +623,7 @@ impl Server {
             -1 => return Err(format!("fork: {}", io::Error::last_os_error())),
             child => child as i32,
         };
-        drop(plan);
+
         drop((report_w, go_r, stdio, ruleset));
         // Into the cgroup before the child may exec: it waits for our go.
         if let Some(g) = &group {

@@ -118,6 +118,13 @@ pub fn rules(sys: &Syscalls, processes: u64, arch: Arch) -> BTreeMap<i64, Vec<Se
                         .expect("one condition")
                 })
                 .collect(),
+            "memfd_create" => {
+                // Only non-executable memfds: Landlock's execute right does
+                // not cover them, so an executable one could run code the
+                // policy never granted (Linux 6.3+: MFD_NOEXEC_SEAL).
+                let seal = 0x0008; // MFD_NOEXEC_SEAL
+                vec![SeccompRule::new(vec![cond(1, Len::Dword, Op::MaskedEq(seal), seal)]).expect("one condition")]
+            }
             "clone" => {
                 // aarch64 and x86_64 both pass the flags in argument 0.
                 let thread = libc::CLONE_THREAD as u64;
@@ -263,8 +270,9 @@ pub fn describe(audit: u32, nr: i32, args: [u64; 6]) -> String {
             vec![args[0].to_string(), req]
         }
         "clone" => vec![hex(args[0]), "...".into()],
+        // int arguments: the kernel reads the low 32 bits, signed.
         "kill" | "tgkill" | "ptrace" | "setuid" | "setgid" | "personality" => {
-            args.iter().take(2).map(|a| (*a as i64).to_string()).collect()
+            args.iter().take(2).map(|a| (*a as i32).to_string()).collect()
         }
         _ => args.iter().take(3).map(|a| hex(*a)).collect(),
     };

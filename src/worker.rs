@@ -149,6 +149,11 @@ impl Conn {
             if ready(self) {
                 return Stop::Ready;
             }
+            // A framed conversation is over once stdout is closed (it may have
+            // closed in the same read that completed an earlier frame).
+            if self.decoder.is_some() && self.proc.stdout.is_none() {
+                return Stop::StdoutClosed;
+            }
             let now = Instant::now();
             if now >= deadline {
                 self.killed_for = Some(TimeoutKind::Wall);

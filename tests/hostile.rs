@@ -763,10 +763,10 @@ fn attacks() -> Vec<Attack> {
         },
         Attack {
             bin: "hostile-exec-memfd",
-            layer: "seccomp (memfd_create, strict); RLIMIT_FSIZE 0 (default: the memfd cannot be filled)",
+            layer: "seccomp (memfd_create: absent from strict; only with MFD_NOEXEC_SEAL in default)",
             bare: Bare::Same(escaped),
             strict: ("violation", "memfd_create("),
-            default: ("plugin_error", "write memfd: EFBIG"),
+            default: ("violation", "memfd_create("),
             ..BASE
         },
         Attack {
@@ -1102,7 +1102,7 @@ fn attacks() -> Vec<Attack> {
         },
         Attack {
             bin: "hostile-fsize-bomb",
-            layer: "Landlock (no writable directory); RLIMIT_FSIZE 0",
+            layer: "mount namespace (only a private /tmp exists); Landlock (no write right there); RLIMIT_FSIZE 0",
             input: |c| format!("1024\n{}\n{}", c.dir.path().display(), BOMB_DIRS.join("\n")),
             bare: Bare::With(|c| format!("16\n{}", c.dir.path().display()), |c, r| {
                 let out = r.escaped()?.to_string();
@@ -1155,19 +1155,15 @@ fn attacks() -> Vec<Attack> {
         },
         Attack {
             bin: "hostile-close-stdout-early",
-            layer: "host wall deadline (see below: should be the protocol check)",
+            layer: "host protocol check, or by a known race the wall deadline",
             bare: Bare::Same(|_, r| match (r.stdout_eof, r.state_at_deadline) {
                 (true, Some(_)) => Ok(None),
                 other => Err(format!("stdout EOF and still running expected: {other:?}")),
             }),
-            // KNOWN HOST BUG (src/worker.rs, Conn::pump): when the hello and
-            // the end of stdout arrive in one read, the handshake consumes the
-            // EOF, the job's pump no longer polls stdout and waits for the
-            // wall deadline. Contained (killed at the deadline) either way,
-            // but which verdict comes out is a race; once fixed, this is
-            // protocol_error "closed stdout before answering" only.
-            strict: ("timeout|protocol_error", "wall|closed stdout before answering"),
-            default: ("timeout|protocol_error", "wall|closed stdout before answering"),
+            // The hello and the end of stdout may arrive in one read: the
+            // job must still see the closed stdout at once.
+            strict: ("protocol_error", "closed stdout before answering"),
+            default: ("protocol_error", "closed stdout before answering"),
             ..BASE
         },
         // ---- protocol ----
@@ -1528,6 +1524,7 @@ fn test_hostile_suite_every_attack_is_contained_and_host_survives() {
     let fs = Arc::new(ForkServer::start(&plugwarden()).unwrap());
     let fs_pid = fs.pid();
     let mut ctx = Ctx::new(fs_pid);
+    check_harness_sees_a_granted_read(&fs, &ctx).unwrap();
     let before = host_usage();
     let (mut failures, mut pids, mut table) = (Vec::new(), Vec::new(), Vec::new());
     let (mut tried, mut held) = (0, 0);
@@ -1577,28 +1574,41 @@ fn test_hostile_suite_every_attack_is_contained_and_host_survives() {
 
 /// The negative control: the same harness, given a policy that grants the
 /// secret's directory, must see the secret leak. A suite that could not
-/// notice an escape would prove nothing.
-#[test]
-fn test_hostile_harness_reading_granted_secret_reports_the_leak() {
-    if !is_root() {
-        println!(
-            "not applicable: the hostile suite needs root (identity drop, setuid fixture, handles)"
-        );
-        return;
+/// notice an escape would prove nothing. (The directory is under the target
+/// directory: the minimal root mounts a private /tmp over any grant there.)
+fn check_harness_sees_a_granted_read(fs: &Arc<ForkServer>, ctx: &Ctx) -> Result<(), String> {
+    let dir = tempfile::Builder::new()
+        .prefix("pw-hostile-")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap();
+    for d in [Path::new(env!("CARGO_TARGET_TMPDIR")), dir.path()] {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
-    let fs = Arc::new(ForkServer::start(&plugwarden()).unwrap());
-    let ctx = Ctx::new(fs.pid());
+    let secret = dir.path().join("secret.txt");
+    std::fs::write(&secret, &ctx.secret_text).unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
     let grant = format!(
-        "description = \"default plus the secret's directory\"\nextends = \"default\"\n[filesystem]\nread = [\"{}\"]\n",
-        ctx.dir.path().display()
+        "description = \"default plus one directory\"\nextends = \"default\"\n[filesystem]\nread = [\"{}\"]\n",
+        dir.path().display()
     );
-    let file = policy(ctx.dir.path(), "leaky.toml", &grant);
+    let file = policy(dir.path(), "leaky.toml", &grant);
     let exe = plugin("hostile-read-secret");
-    let o = run_sandboxed(&fs, &exe, file.to_str().unwrap(), &ctx.secret_s()).unwrap();
-    assert_eq!(o.verdict, plugwarden::Verdict::Ok, "{}", o.stderr_tail);
-    let judged = contained(&ctx, &o);
-    assert!(
-        judged.as_ref().is_err_and(|e| e.contains("ESCAPED")),
-        "{judged:?}"
-    );
+    let o = run_sandboxed(
+        fs,
+        &exe,
+        file.to_str().unwrap(),
+        &secret.display().to_string(),
+    )?;
+    if o.verdict != plugwarden::Verdict::Ok {
+        return Err(format!(
+            "negative control: the granted read failed: {}",
+            o.verdict
+        ));
+    }
+    match contained(ctx, &o) {
+        Err(e) if e.contains("ESCAPED") => Ok(()),
+        other => Err(format!(
+            "negative control: the harness did not notice the leak: {other:?}"
+        )),
+    }
 }
