@@ -30,7 +30,11 @@ pub enum Backend {
     /// A delegated cgroup v2 subtree.
     V2 { base: PathBuf },
     /// cgroup v1 hierarchies (each optional) plus a cgroup2 mount for kill.
-    V1 { memory: Option<PathBuf>, pids: Option<PathBuf>, kill: Option<PathBuf> },
+    V1 {
+        memory: Option<PathBuf>,
+        pids: Option<PathBuf>,
+        kill: Option<PathBuf>,
+    },
     /// No usable cgroup; why.
     None { reason: String },
 }
@@ -59,7 +63,11 @@ fn own_path(controller: &str) -> Option<String> {
     text.lines().find_map(|l| {
         let mut parts = l.splitn(3, ':');
         let (_, ctrls, path) = (parts.next()?, parts.next()?, parts.next()?);
-        let hit = if controller.is_empty() { ctrls.is_empty() } else { ctrls.split(',').any(|c| c == controller) };
+        let hit = if controller.is_empty() {
+            ctrls.is_empty()
+        } else {
+            ctrls.split(',').any(|c| c == controller)
+        };
         hit.then(|| path.to_string())
     })
 }
@@ -79,7 +87,8 @@ impl Backend {
     /// unique to one fork server.
     pub fn detect(name: &str) -> Backend {
         let root = Path::new("/sys/fs/cgroup");
-        let v2_controllers = fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default();
+        let v2_controllers =
+            fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default();
         if v2_controllers.split_whitespace().any(|c| c == "memory")
             && v2_controllers.split_whitespace().any(|c| c == "pids")
         {
@@ -103,20 +112,20 @@ impl Backend {
         let (memory, pids) = (v1("memory"), v1("pids"));
         let unified = root.join("unified");
         let kill = if unified.join("cgroup.procs").exists() {
-            writable_base(&unified, &own_path("").unwrap_or_default(), name)
-                .filter(|b| {
-                    // cgroup.kill exists in child groups only; check one.
-                    let probe = b.join("probe-kill");
-                    let ok = fs::create_dir(&probe).is_ok() && probe.join("cgroup.kill").exists();
-                    let _ = fs::remove_dir(&probe);
-                    ok
-                })
+            writable_base(&unified, &own_path("").unwrap_or_default(), name).filter(|b| {
+                // cgroup.kill exists in child groups only; check one.
+                let probe = b.join("probe-kill");
+                let ok = fs::create_dir(&probe).is_ok() && probe.join("cgroup.kill").exists();
+                let _ = fs::remove_dir(&probe);
+                ok
+            })
         } else {
             None
         };
         if memory.is_none() && pids.is_none() {
             return Backend::None {
-                reason: "no writable memory or pids cgroup (not root, or cgroups not delegated)".into(),
+                reason: "no writable memory or pids cgroup (not root, or cgroups not delegated)"
+                    .into(),
             };
         }
         Backend::V1 { memory, pids, kill }
@@ -134,7 +143,11 @@ impl Backend {
                 "cgroup v1: memory {}, pids {}, tree kill {}",
                 if memory.is_some() { "yes" } else { "no" },
                 if pids.is_some() { "yes" } else { "no" },
-                if kill.is_some() { "cgroup.kill" } else { "by pid" }
+                if kill.is_some() {
+                    "cgroup.kill"
+                } else {
+                    "by pid"
+                }
             ),
             Backend::None { reason } => format!("none ({reason}); rlimits only"),
         }
@@ -163,7 +176,11 @@ pub struct Group {
 #[derive(Debug)]
 enum Kind {
     V2,
-    V1 { memory: Option<PathBuf>, pids: Option<PathBuf>, kill: Option<PathBuf> },
+    V1 {
+        memory: Option<PathBuf>,
+        pids: Option<PathBuf>,
+        kill: Option<PathBuf>,
+    },
 }
 
 fn write(path: &Path, value: &str) -> io::Result<()> {
@@ -177,18 +194,24 @@ fn read_u64(path: &Path) -> Option<u64> {
 /// `key value` lines (memory.events, memory.oom_control, pids.events).
 fn read_key(path: &Path, key: &str) -> Option<u64> {
     let text = fs::read_to_string(path).ok()?;
-    text.lines().find_map(|l| l.strip_prefix(key)?.trim().parse().ok())
+    text.lines()
+        .find_map(|l| l.strip_prefix(key)?.trim().parse().ok())
 }
 
 impl Group {
     /// Creates group `name` with `limits`.
     pub fn create(backend: &Backend, name: &str, limits: Limits) -> io::Result<Group> {
         match backend {
-            Backend::None { reason } => Err(io::Error::new(io::ErrorKind::Unsupported, reason.clone())),
+            Backend::None { reason } => {
+                Err(io::Error::new(io::ErrorKind::Unsupported, reason.clone()))
+            }
             Backend::V2 { base } => {
                 let dir = base.join(name);
                 fs::create_dir(&dir)?;
-                let group = Group { dirs: vec![dir.clone()], kind: Kind::V2 };
+                let group = Group {
+                    dirs: vec![dir.clone()],
+                    kind: Kind::V2,
+                };
                 if let Some(m) = limits.memory {
                     write(&dir.join("memory.max"), &m.to_string())?;
                     let _ = write(&dir.join("memory.swap.max"), "0");
@@ -209,7 +232,14 @@ impl Group {
                 };
                 let (m, p, k) = (mk(memory)?, mk(pids)?, mk(kill)?);
                 let dirs = m.iter().chain(&p).chain(&k).cloned().collect();
-                let group = Group { dirs, kind: Kind::V1 { memory: m.clone(), pids: p.clone(), kill: k } };
+                let group = Group {
+                    dirs,
+                    kind: Kind::V1 {
+                        memory: m.clone(),
+                        pids: p.clone(),
+                        kill: k,
+                    },
+                };
                 if let (Some(d), Some(limit)) = (&m, limits.memory) {
                     write(&d.join("memory.limit_in_bytes"), &limit.to_string())?;
                     // No swap: memsw limit equal to the memory limit, where it exists.
@@ -233,7 +263,9 @@ impl Group {
 
     /// Pids currently in the group.
     pub fn pids(&self) -> Vec<i32> {
-        let Some(d) = self.dirs.first() else { return Vec::new() };
+        let Some(d) = self.dirs.first() else {
+            return Vec::new();
+        };
         fs::read_to_string(d.join("cgroup.procs"))
             .unwrap_or_default()
             .lines()
@@ -273,17 +305,23 @@ impl Group {
                 let d = &self.dirs[0];
                 Usage {
                     memory_peak: read_u64(&d.join("memory.peak")),
-                    oom_killed: read_key(&d.join("memory.events"), "oom_kill").is_some_and(|n| n > 0),
+                    oom_killed: read_key(&d.join("memory.events"), "oom_kill")
+                        .is_some_and(|n| n > 0),
                     pids_exhausted: read_key(&d.join("pids.events"), "max").is_some_and(|n| n > 0),
                 }
             }
             Kind::V1 { memory, pids, .. } => Usage {
-                memory_peak: memory.as_ref().and_then(|d| read_u64(&d.join("memory.max_usage_in_bytes"))),
+                memory_peak: memory
+                    .as_ref()
+                    .and_then(|d| read_u64(&d.join("memory.max_usage_in_bytes"))),
                 oom_killed: memory
                     .as_ref()
                     .and_then(|d| read_key(&d.join("memory.oom_control"), "oom_kill"))
                     .is_some_and(|n| n > 0),
-                pids_exhausted: pids.as_ref().and_then(|d| read_key(&d.join("pids.events"), "max")).is_some_and(|n| n > 0),
+                pids_exhausted: pids
+                    .as_ref()
+                    .and_then(|d| read_key(&d.join("pids.events"), "max"))
+                    .is_some_and(|n| n > 0),
             },
         }
     }
@@ -316,8 +354,19 @@ mod tests {
             println!("not applicable: {}", backend.describe());
             return;
         }
-        let g = Group::create(&backend, "g1", Limits { memory: Some(64 << 20), pids: Some(8) }).unwrap();
-        let mut child = std::process::Command::new("/bin/sleep").arg("30").spawn().unwrap();
+        let g = Group::create(
+            &backend,
+            "g1",
+            Limits {
+                memory: Some(64 << 20),
+                pids: Some(8),
+            },
+        )
+        .unwrap();
+        let mut child = std::process::Command::new("/bin/sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
         g.add(child.id() as i32).unwrap();
         assert_eq!(g.pids(), vec![child.id() as i32]);
         g.remove();

@@ -133,7 +133,9 @@ pub struct Plan<'a> {
 }
 
 fn errno() -> i32 {
-    std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
+    std::io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
 }
 
 fn report(fd: RawFd, tag: u32, value: i32) {
@@ -176,7 +178,8 @@ fn road(plan: &mut Plan) -> Result<(), (Stage, i32)> {
     for (target, &fd) in plan.stdio.iter().enumerate() {
         if fd != target as RawFd {
             // SAFETY: dup2 on fds the plan owns; no memory is touched.
-            check(Stage::Stdio, unsafe { libc::dup2(fd, target as RawFd) } as libc::c_long)?;
+            check(Stage::Stdio, unsafe { libc::dup2(fd, target as RawFd) }
+                as libc::c_long)?;
         }
     }
     // Close every other fd the fork server had (its socket, other workers'
@@ -198,11 +201,15 @@ fn road(plan: &mut Plan) -> Result<(), (Stage, i32)> {
     }
     if plan.netns >= 0 {
         // SAFETY: setns on an fd the plan owns; no memory is passed.
-        check(Stage::Namespaces, unsafe { libc::setns(plan.netns, libc::CLONE_NEWNET) } as libc::c_long)?;
+        check(
+            Stage::Namespaces,
+            unsafe { libc::setns(plan.netns, libc::CLONE_NEWNET) } as libc::c_long,
+        )?;
     }
     if plan.unshare != 0 {
         // SAFETY: unshare takes flags only.
-        check(Stage::Namespaces, unsafe { libc::unshare(plan.unshare) } as libc::c_long)?;
+        check(Stage::Namespaces, unsafe { libc::unshare(plan.unshare) }
+            as libc::c_long)?;
     }
     if let Some(root) = plan.root {
         enter_root(root)?;
@@ -210,7 +217,10 @@ fn road(plan: &mut Plan) -> Result<(), (Stage, i32)> {
 
     // 4. rlimits.
     for &(resource, soft, hard) in plan.rlimits {
-        let lim = libc::rlimit64 { rlim_cur: soft, rlim_max: hard };
+        let lim = libc::rlimit64 {
+            rlim_cur: soft,
+            rlim_max: hard,
+        };
         // SAFETY: prlimit64 on ourselves reads one stack struct.
         let rc = unsafe { libc::prlimit64(0, resource as _, &lim, std::ptr::null_mut()) };
         check(Stage::Rlimit, rc as libc::c_long)?;
@@ -238,7 +248,15 @@ fn road(plan: &mut Plan) -> Result<(), (Stage, i32)> {
         clear_caps()?;
     }
     // SAFETY: integer-only prctl.
-    let rc = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) };
+    let rc = unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    };
     check(Stage::Pdeathsig, rc as libc::c_long)?;
     // SAFETY: getppid cannot fail.
     if unsafe { libc::getppid() } != plan.parent {
@@ -331,9 +349,19 @@ pub enum RootOp {
     /// `flags` are the remount flags: MS_RDONLY unless writable, MS_NOSUID,
     /// MS_NODEV except for device nodes, plus the source mount's own flags
     /// (inside a user namespace they are locked and dropping one fails).
-    Bind { src: CString, dst: CString, flags: libc::c_ulong },
-    Symlink { target: CString, link: CString },
-    Tmpfs { dst: CString, opts: CString },
+    Bind {
+        src: CString,
+        dst: CString,
+        flags: libc::c_ulong,
+    },
+    Symlink {
+        target: CString,
+        link: CString,
+    },
+    Tmpfs {
+        dst: CString,
+        opts: CString,
+    },
     Proc(CString),
 }
 
@@ -348,7 +376,13 @@ pub struct RootPlan {
     pub ops: Vec<RootOp>,
 }
 
-fn mount(src: *const c_char, dst: &CStr, fstype: *const c_char, flags: libc::c_ulong, data: *const c_char) -> Result<(), (Stage, i32)> {
+fn mount(
+    src: *const c_char,
+    dst: &CStr,
+    fstype: *const c_char,
+    flags: libc::c_ulong,
+    data: *const c_char,
+) -> Result<(), (Stage, i32)> {
     // SAFETY: every pointer is NULL or a NUL-terminated string that outlives the call.
     let rc = unsafe { libc::mount(src, dst.as_ptr(), fstype, flags, data.cast()) };
     check(Stage::Mount, rc as libc::c_long)
@@ -357,11 +391,18 @@ fn mount(src: *const c_char, dst: &CStr, fstype: *const c_char, flags: libc::c_u
 fn enter_root(r: &RootPlan) -> Result<(), (Stage, i32)> {
     let null = std::ptr::null();
     // SAFETY: unshare takes flags only.
-    check(Stage::Mount, unsafe { libc::unshare(libc::CLONE_NEWNS) } as libc::c_long)?;
+    check(Stage::Mount, unsafe { libc::unshare(libc::CLONE_NEWNS) }
+        as libc::c_long)?;
     // Nothing we mount may propagate back to the host.
     mount(null, c"/", null, libc::MS_REC | libc::MS_PRIVATE, null)?;
     let nosuid = libc::MS_NOSUID | libc::MS_NODEV;
-    mount(c"tmpfs".as_ptr(), &r.mountpoint, c"tmpfs".as_ptr(), nosuid, r.opts.as_ptr())?;
+    mount(
+        c"tmpfs".as_ptr(),
+        &r.mountpoint,
+        c"tmpfs".as_ptr(),
+        nosuid,
+        r.opts.as_ptr(),
+    )?;
     for op in &r.ops {
         match op {
             RootOp::Mkdir(p) => {
@@ -372,35 +413,77 @@ fn enter_root(r: &RootPlan) -> Result<(), (Stage, i32)> {
             }
             RootOp::Touch(p) => {
                 // SAFETY: p is a NUL-terminated path; the fd is closed at once.
-                let fd = unsafe { libc::open(p.as_ptr(), libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC, 0o644) };
+                let fd = unsafe {
+                    libc::open(
+                        p.as_ptr(),
+                        libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC,
+                        0o644,
+                    )
+                };
                 check(Stage::Mount, fd as libc::c_long)?;
                 // SAFETY: closing the fd just opened.
                 unsafe { libc::close(fd) };
             }
             RootOp::Bind { src, dst, flags } => {
                 mount(src.as_ptr(), dst, null, libc::MS_BIND | libc::MS_REC, null)?;
-                mount(null, dst, null, libc::MS_BIND | libc::MS_REMOUNT | flags, null)?;
+                mount(
+                    null,
+                    dst,
+                    null,
+                    libc::MS_BIND | libc::MS_REMOUNT | flags,
+                    null,
+                )?;
             }
             RootOp::Symlink { target, link } => {
                 // SAFETY: both are NUL-terminated paths.
-                check(Stage::Mount, unsafe { libc::symlink(target.as_ptr(), link.as_ptr()) } as libc::c_long)?;
+                check(
+                    Stage::Mount,
+                    unsafe { libc::symlink(target.as_ptr(), link.as_ptr()) } as libc::c_long,
+                )?;
             }
             RootOp::Tmpfs { dst, opts } => {
-                mount(c"tmpfs".as_ptr(), dst, c"tmpfs".as_ptr(), nosuid, opts.as_ptr())?;
+                mount(
+                    c"tmpfs".as_ptr(),
+                    dst,
+                    c"tmpfs".as_ptr(),
+                    nosuid,
+                    opts.as_ptr(),
+                )?;
             }
             RootOp::Proc(dst) => {
-                mount(c"proc".as_ptr(), dst, c"proc".as_ptr(), nosuid | libc::MS_NOEXEC, null)?;
+                mount(
+                    c"proc".as_ptr(),
+                    dst,
+                    c"proc".as_ptr(),
+                    nosuid | libc::MS_NOEXEC,
+                    null,
+                )?;
             }
         }
     }
     // The root itself becomes read-only, then we move into it and detach
     // the old root (pivot_root(".", ".") as runc does).
-    mount(null, &r.mountpoint, null, libc::MS_REMOUNT | libc::MS_RDONLY | nosuid, null)?;
+    mount(
+        null,
+        &r.mountpoint,
+        null,
+        libc::MS_REMOUNT | libc::MS_RDONLY | nosuid,
+        null,
+    )?;
     // SAFETY: chdir/pivot_root/umount2 take NUL-terminated paths.
     unsafe {
-        check(Stage::Mount, libc::chdir(r.mountpoint.as_ptr()) as libc::c_long)?;
-        check(Stage::Mount, libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()))?;
-        check(Stage::Mount, libc::umount2(c".".as_ptr(), libc::MNT_DETACH) as libc::c_long)?;
+        check(
+            Stage::Mount,
+            libc::chdir(r.mountpoint.as_ptr()) as libc::c_long,
+        )?;
+        check(
+            Stage::Mount,
+            libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()),
+        )?;
+        check(
+            Stage::Mount,
+            libc::umount2(c".".as_ptr(), libc::MNT_DETACH) as libc::c_long,
+        )?;
         check(Stage::Mount, libc::chdir(c"/".as_ptr()) as libc::c_long)?;
     }
     Ok(())
@@ -448,12 +531,17 @@ fn reset_signals() -> Result<(), (Stage, i32)> {
 
 fn drop_identity(uid: u32, gid: u32) -> Result<(), (Stage, i32)> {
     // SAFETY: an empty group list; no pointer is read.
-    check(Stage::Groups, unsafe { libc::setgroups(0, std::ptr::null()) } as libc::c_long)?;
+    check(
+        Stage::Groups,
+        unsafe { libc::setgroups(0, std::ptr::null()) } as libc::c_long,
+    )?;
     drop_bounding()?;
     // SAFETY: plain id syscalls; the child is single-threaded.
-    check(Stage::Setresgid, unsafe { libc::setresgid(gid, gid, gid) } as libc::c_long)?;
+    check(Stage::Setresgid, unsafe { libc::setresgid(gid, gid, gid) }
+        as libc::c_long)?;
     // SAFETY: as above.
-    check(Stage::Setresuid, unsafe { libc::setresuid(uid, uid, uid) } as libc::c_long)?;
+    check(Stage::Setresuid, unsafe { libc::setresuid(uid, uid, uid) }
+        as libc::c_long)?;
     // setresuid cleared permitted, effective and ambient; inheritable stays
     // until cleared here, ambient once more for good measure.
     clear_caps()
@@ -474,14 +562,23 @@ fn drop_bounding() -> Result<(), (Stage, i32)> {
 
 /// Empties the effective, permitted, inheritable and ambient sets.
 fn clear_caps() -> Result<(), (Stage, i32)> {
-    let header = CapHeader { version: 0x2008_0522, pid: 0 }; // _LINUX_CAPABILITY_VERSION_3
+    let header = CapHeader {
+        version: 0x2008_0522,
+        pid: 0,
+    }; // _LINUX_CAPABILITY_VERSION_3
     let data = [CapData::default(); 2];
     // SAFETY: capset reads a header and two data structs from our stack.
     let rc = unsafe { libc::syscall(libc::SYS_capset, &header, data.as_ptr()) };
     check(Stage::Capabilities, rc)?;
     // SAFETY: integer-only prctl.
     let rc = unsafe {
-        libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong, 0, 0, 0)
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
     };
     check(Stage::Capabilities, rc as libc::c_long)
 }
@@ -501,11 +598,24 @@ struct CapData {
 }
 
 /// Installs one BPF program; returns the listener fd for NEW_LISTENER.
-fn install_filter(prog: &[seccompiler::sock_filter], flags: libc::c_ulong) -> Result<i32, (Stage, i32)> {
-    let fprog = libc::sock_fprog { len: prog.len() as u16, filter: prog.as_ptr() as *mut libc::sock_filter };
+fn install_filter(
+    prog: &[seccompiler::sock_filter],
+    flags: libc::c_ulong,
+) -> Result<i32, (Stage, i32)> {
+    let fprog = libc::sock_fprog {
+        len: prog.len() as u16,
+        filter: prog.as_ptr() as *mut libc::sock_filter,
+    };
     // SAFETY: fprog points to `prog`, which outlives the call; seccompiler's
     // sock_filter has the kernel's layout.
-    let rc = unsafe { libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, flags, &fprog) };
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            flags,
+            &fprog,
+        )
+    };
     if rc < 0 {
         return Err((Stage::Seccomp, errno()));
     }

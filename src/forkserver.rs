@@ -69,21 +69,39 @@ pub struct ProfileSpec {
 
 #[derive(Debug, Serialize, Deserialize)]
 enum Request {
-    Prepare { spec: Box<ProfileSpec> },
+    Prepare {
+        spec: Box<ProfileSpec>,
+    },
     /// Carries three fds: the child's stdin, stdout, stderr.
-    Spawn { profile: u64 },
-    Wait { pid: i32 },
-    Release { profile: u64 },
+    Spawn {
+        profile: u64,
+    },
+    Wait {
+        pid: i32,
+    },
+    Release {
+        profile: u64,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 enum Reply {
-    Prepared { profile: u64, walls: Walls },
+    Prepared {
+        profile: u64,
+        walls: Walls,
+    },
     /// Carries the pidfd and the seccomp listener.
-    Spawned { pid: i32 },
-    SetupFailed { stage: u32, errno: i32 },
+    Spawned {
+        pid: i32,
+    },
+    SetupFailed {
+        stage: u32,
+        errno: i32,
+    },
     Exited(ExitInfo),
-    Error { message: String },
+    Error {
+        message: String,
+    },
 }
 
 /// Which optional walls the fork server could raise for a profile.
@@ -166,7 +184,12 @@ fn recv<T: for<'de> Deserialize<'de>>(
     let mut cmsg = nix::cmsg_space!([RawFd; 4]);
     let (n, fds) = loop {
         let mut iov = [IoSliceMut::new(buf)];
-        match recvmsg::<()>(fd.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC) {
+        match recvmsg::<()>(
+            fd.as_raw_fd(),
+            &mut iov,
+            Some(&mut cmsg),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        ) {
             Ok(msg) => {
                 let mut fds = Vec::new();
                 for c in msg.cmsgs()? {
@@ -206,7 +229,10 @@ impl ForkServer {
     /// Starts `exe` (the plugwarden binary, or any program that calls
     /// [`serve_if_requested`] first thing in `main`) as the fork server.
     pub fn start(exe: &Path) -> Result<ForkServer, ForkServerError> {
-        let start_err = |source| ForkServerError::Start { exe: exe.to_path_buf(), source };
+        let start_err = |source| ForkServerError::Start {
+            exe: exe.to_path_buf(),
+            source,
+        };
         let (host, server) = socketpair(
             AddressFamily::Unix,
             SockType::SeqPacket,
@@ -218,7 +244,11 @@ impl ForkServer {
         let mut cmd = Command::new(exe);
         // Its own process group: a Ctrl-C at the terminal is the host's to
         // handle; the fork server ends when the host's socket closes.
-        cmd.arg(SERVE_ARG).stdin(Stdio::null()).stdout(Stdio::null()).env_clear().process_group(0);
+        cmd.arg(SERVE_ARG)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .env_clear()
+            .process_group(0);
         for key in ["RUST_LOG", "PLUGWARDEN_NO_USERNS"] {
             if let Ok(v) = std::env::var(key) {
                 cmd.env(key, v);
@@ -236,7 +266,10 @@ impl ForkServer {
         let process = cmd.spawn().map_err(start_err)?;
         drop(server);
         Ok(ForkServer {
-            conn: Mutex::new(Conn { sock: host, buf: vec![0; MAX_MSG] }),
+            conn: Mutex::new(Conn {
+                sock: host,
+                buf: vec![0; MAX_MSG],
+            }),
             process: Mutex::new(process),
         })
     }
@@ -255,7 +288,12 @@ impl ForkServer {
     /// Prepares a profile; returns its id for [`ForkServer::spawn`] and
     /// the walls this machine allows for it.
     pub fn prepare(&self, spec: &ProfileSpec) -> Result<(u64, Walls), ForkServerError> {
-        match self.call(&Request::Prepare { spec: Box::new(spec.clone()) }, &[])? {
+        match self.call(
+            &Request::Prepare {
+                spec: Box::new(spec.clone()),
+            },
+            &[],
+        )? {
             (Reply::Prepared { profile, walls }, _) => Ok((profile, walls)),
             (r, _) => Err(ForkServerError::Protocol(format!("unexpected reply {r:?}"))),
         }
@@ -268,7 +306,11 @@ impl ForkServer {
             (Reply::Spawned { pid }, fds) => {
                 let mut fds = fds.into_iter();
                 match (fds.next(), fds.next()) {
-                    (Some(pidfd), Some(listener)) => Ok(Spawned { pid, pidfd, listener }),
+                    (Some(pidfd), Some(listener)) => Ok(Spawned {
+                        pid,
+                        pidfd,
+                        listener,
+                    }),
                     _ => Err(ForkServerError::Protocol("spawn reply without fds".into())),
                 }
             }
@@ -383,7 +425,11 @@ impl Server {
         let cgroups = crate::cgroup::Backend::detect(&format!("plugwarden-{me}"));
         let is_root = nix::unistd::geteuid().is_root();
         let netns = if is_root { empty_netns() } else { None };
-        let userns = if is_root { Err("running as root".to_string()) } else { userns_available() };
+        let userns = if is_root {
+            Err("running as root".to_string())
+        } else {
+            userns_available()
+        };
         let root_dir = if is_root || userns.is_ok() {
             let dir = std::env::temp_dir().join(format!("plugwarden-root-{me}"));
             std::fs::create_dir_all(&dir).ok().map(|()| dir)
@@ -465,8 +511,16 @@ impl Server {
                     return error("spawn needs exactly three fds".into());
                 };
                 match self.spawn(profile, stdio) {
-                    Ok(Ok((pid, pidfd, listener))) => (Reply::Spawned { pid }, vec![pidfd, listener]),
-                    Ok(Err((stage, errno))) => (Reply::SetupFailed { stage: stage as u32, errno }, Vec::new()),
+                    Ok(Ok((pid, pidfd, listener))) => {
+                        (Reply::Spawned { pid }, vec![pidfd, listener])
+                    }
+                    Ok(Err((stage, errno))) => (
+                        Reply::SetupFailed {
+                            stage: stage as u32,
+                            errno,
+                        },
+                        Vec::new(),
+                    ),
                     Err(e) => error(e),
                 }
             }
@@ -476,13 +530,21 @@ impl Server {
             },
             Request::Release { profile } => {
                 self.profiles.remove(&profile);
-                (Reply::Prepared { profile, walls: Walls::default() }, Vec::new())
+                (
+                    Reply::Prepared {
+                        profile,
+                        walls: Walls::default(),
+                    },
+                    Vec::new(),
+                )
             }
         }
     }
 
     fn prepare(&self, spec: &ProfileSpec) -> Result<Prepared, String> {
-        let ruleset: Option<OwnedFd> = landlock_rules::build(&spec.grants).map_err(|e| e.to_string())?.into();
+        let ruleset: Option<OwnedFd> = landlock_rules::build(&spec.grants)
+            .map_err(|e| e.to_string())?
+            .into();
         let ruleset = ruleset.ok_or("landlock ruleset has no fd on this kernel")?;
         let exe_fd = if spec.exec_by_fd {
             let fd = nix::fcntl::open(
@@ -495,24 +557,49 @@ impl Server {
         } else {
             None
         };
-        let cstr = |s: &[u8]| CString::new(s).map_err(|_| "argument or environment contains a NUL byte".to_string());
+        let cstr = |s: &[u8]| {
+            CString::new(s).map_err(|_| "argument or environment contains a NUL byte".to_string())
+        };
         let path = cstr(spec.exe.as_os_str().as_bytes())?;
-        let argv_s: Vec<CString> = spec.argv.iter().map(|a| cstr(a.as_bytes())).collect::<Result<_, _>>()?;
-        let env_s: Vec<CString> = spec.env.iter().map(|a| cstr(a.as_bytes())).collect::<Result<_, _>>()?;
-        let ptrs = |v: &[CString]| v.iter().map(|c| c.as_ptr()).chain([std::ptr::null()]).collect::<Vec<_>>();
+        let argv_s: Vec<CString> = spec
+            .argv
+            .iter()
+            .map(|a| cstr(a.as_bytes()))
+            .collect::<Result<_, _>>()?;
+        let env_s: Vec<CString> = spec
+            .env
+            .iter()
+            .map(|a| cstr(a.as_bytes()))
+            .collect::<Result<_, _>>()?;
+        let ptrs = |v: &[CString]| {
+            v.iter()
+                .map(|c| c.as_ptr())
+                .chain([std::ptr::null()])
+                .collect::<Vec<_>>()
+        };
         let (argv, envp) = (ptrs(&argv_s), ptrs(&env_s));
-        let mut walls = Walls { cgroups: self.cgroups.describe(), cgroups_active: self.cgroups.is_active(), ..Walls::default() };
+        let mut walls = Walls {
+            cgroups: self.cgroups.describe(),
+            cgroups_active: self.cgroups.is_active(),
+            ..Walls::default()
+        };
         let mut rlimits = spec.rlimits.clone();
         if !self.cgroups.is_active() {
-            walls.missing.push(format!("cgroups: {}", self.cgroups.describe()));
+            walls
+                .missing
+                .push(format!("cgroups: {}", self.cgroups.describe()));
         } else if let Some(mem) = spec.cgroup.memory {
             // The memory cgroup is the real limit and names an OOM kill; the
             // address-space rlimit stays as a looser backstop.
             for r in &mut rlimits {
                 if r.0 == libc::RLIMIT_AS {
-                    let host_hard = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_AS)
-                        .map_or(u64::MAX, |(_, h)| h);
-                    let loose = mem.saturating_mul(2).max(mem.saturating_add(1 << 30)).min(host_hard);
+                    let host_hard =
+                        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_AS)
+                            .map_or(u64::MAX, |(_, h)| h);
+                    let loose = mem
+                        .saturating_mul(2)
+                        .max(mem.saturating_add(1 << 30))
+                        .min(host_hard);
                     *r = (r.0, loose.max(r.1), loose.max(r.2));
                 }
             }
@@ -526,7 +613,8 @@ impl Server {
             join_net = wanted_ns & libc::CLONE_NEWNET as u64 != 0 && self.netns.is_some();
         } else if userns {
             // No shared namespace to join without privilege: a fresh one each.
-            unshare = wanted_ns & (libc::CLONE_NEWIPC | libc::CLONE_NEWUTS | libc::CLONE_NEWNET) as u64;
+            unshare =
+                wanted_ns & (libc::CLONE_NEWIPC | libc::CLONE_NEWUTS | libc::CLONE_NEWNET) as u64;
         } else if let Err(why) = &self.userns {
             walls.missing.push(format!(
                 "user namespaces unavailable ({why}): no namespaces and no minimal root; \
@@ -539,10 +627,22 @@ impl Server {
             _ => None,
         };
         walls.namespaces = unshare
-            | if join_net { libc::CLONE_NEWNET as u64 } else { 0 }
+            | if join_net {
+                libc::CLONE_NEWNET as u64
+            } else {
+                0
+            }
             | if pidns { libc::CLONE_NEWPID as u64 } else { 0 }
-            | if root.is_some() { libc::CLONE_NEWNS as u64 } else { 0 }
-            | if userns { libc::CLONE_NEWUSER as u64 } else { 0 };
+            | if root.is_some() {
+                libc::CLONE_NEWNS as u64
+            } else {
+                0
+            }
+            | if userns {
+                libc::CLONE_NEWUSER as u64
+            } else {
+                0
+            };
         let filters = spec.filters.clone().map(|p| {
             p.into_iter()
                 .map(|(code, jt, jf, k)| seccompiler::sock_filter { code, jt, jf, k })
@@ -564,7 +664,12 @@ impl Server {
             join_net,
             pidns,
             root,
-            userns: userns.then(|| child::UsernsPlan::new(nix::unistd::getuid().as_raw(), nix::unistd::getgid().as_raw())),
+            userns: userns.then(|| {
+                child::UsernsPlan::new(
+                    nix::unistd::getuid().as_raw(),
+                    nix::unistd::getgid().as_raw(),
+                )
+            }),
             walls,
         })
     }
@@ -575,26 +680,44 @@ impl Server {
         profile: u64,
         stdio: [OwnedFd; 3],
     ) -> Result<Result<(i32, OwnedFd, OwnedFd), (Stage, i32)>, String> {
-        let p = self.profiles.get(&profile).ok_or_else(|| format!("unknown profile {profile}"))?;
-        let pipe = || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"));
+        let p = self
+            .profiles
+            .get(&profile)
+            .ok_or_else(|| format!("unknown profile {profile}"))?;
+        let pipe =
+            || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"));
         let (report_r, report_w) = pipe()?;
         let (go_r, go_w) = pipe()?;
-        let ruleset = p.ruleset.try_clone().map_err(|e| format!("dup ruleset: {e}"))?;
+        let ruleset = p
+            .ruleset
+            .try_clone()
+            .map_err(|e| format!("dup ruleset: {e}"))?;
         let ruleset_fd = ruleset.as_raw_fd();
         self.spawned += 1;
         let group = if self.cgroups.is_active() {
             let name = format!("w{}", self.spawned);
-            Some(crate::cgroup::Group::create(&self.cgroups, &name, p.cgroup).map_err(|e| format!("cgroup: {e}"))?)
+            Some(
+                crate::cgroup::Group::create(&self.cgroups, &name, p.cgroup)
+                    .map_err(|e| format!("cgroup: {e}"))?,
+            )
         } else {
             None
         };
-        let netns = if p.join_net { self.netns.as_ref().map_or(-1, |f| f.as_raw_fd()) } else { -1 };
+        let netns = if p.join_net {
+            self.netns.as_ref().map_or(-1, |f| f.as_raw_fd())
+        } else {
+            -1
+        };
         let mut plan = child::Plan {
             netns,
             unshare: p.unshare as i32,
             root: p.root.as_ref(),
             userns: p.userns.as_ref(),
-            stdio: [stdio[0].as_raw_fd(), stdio[1].as_raw_fd(), stdio[2].as_raw_fd()],
+            stdio: [
+                stdio[0].as_raw_fd(),
+                stdio[1].as_raw_fd(),
+                stdio[2].as_raw_fd(),
+            ],
             report: report_w.as_raw_fd(),
             go: go_r.as_raw_fd(),
             new_session: p.new_session,
@@ -613,12 +736,22 @@ impl Server {
         // it sees and signals only its own descendants, and when it dies the
         // kernel kills them all).
         let flags = libc::SIGCHLD as libc::c_ulong
-            | if p.pidns { libc::CLONE_NEWPID as libc::c_ulong } else { 0 }
-            | if p.userns.is_some() { libc::CLONE_NEWUSER as libc::c_ulong } else { 0 };
+            | if p.pidns {
+                libc::CLONE_NEWPID as libc::c_ulong
+            } else {
+                0
+            }
+            | if p.userns.is_some() {
+                libc::CLONE_NEWUSER as libc::c_ulong
+            } else {
+                0
+            };
         // SAFETY: clone without CLONE_VM and with a null stack is fork: the
         // child gets a copy of this single-threaded process and runs only
         // child::enter, which makes raw syscalls and never returns.
-        let pid = match unsafe { libc::syscall(libc::SYS_clone, flags, 0usize, 0usize, 0usize, 0usize) } {
+        let pid = match unsafe {
+            libc::syscall(libc::SYS_clone, flags, 0usize, 0usize, 0usize, 0usize)
+        } {
             0 => child::enter(&mut plan),
             -1 => return Err(format!("fork: {}", io::Error::last_os_error())),
             child => child as i32,
@@ -651,7 +784,13 @@ impl Server {
         }
         // SAFETY: pidfd_open returned a new fd that we now own.
         let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd as RawFd) };
-        self.live.insert(pid, (pidfd.try_clone().map_err(|e| format!("dup pidfd: {e}"))?, group));
+        self.live.insert(
+            pid,
+            (
+                pidfd.try_clone().map_err(|e| format!("dup pidfd: {e}"))?,
+                group,
+            ),
+        );
         let mut listener = None;
         loop {
             let mut msg = [0u8; 8];
@@ -663,14 +802,17 @@ impl Server {
             let value = i32::from_ne_bytes(msg[4..].try_into().expect("4 bytes"));
             if n == 8 && tag == child::LISTENER_READY {
                 // SAFETY: pidfd_getfd copies fd `value` of our child into our table.
-                let fd = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), value, 0) };
+                let fd =
+                    unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), value, 0) };
                 if fd >= 0 {
                     // SAFETY: a new fd that we now own.
                     listener = Some(unsafe { OwnedFd::from_raw_fd(fd as RawFd) });
                     let _ = nix::unistd::write(&go_w, b"g");
                     continue;
                 }
-                let errno = io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO);
+                let errno = io::Error::last_os_error()
+                    .raw_os_error()
+                    .unwrap_or(libc::EIO);
                 self.kill_and_reap(pid);
                 return Ok(Err((Stage::Listener, errno)));
             }
@@ -744,7 +886,13 @@ impl Server {
             }
             // SAFETY: pidfd_send_signal on a pidfd we own; no memory passed.
             unsafe {
-                libc::syscall(libc::SYS_pidfd_send_signal, pidfd.as_raw_fd(), libc::SIGKILL, 0usize, 0u32)
+                libc::syscall(
+                    libc::SYS_pidfd_send_signal,
+                    pidfd.as_raw_fd(),
+                    libc::SIGKILL,
+                    0usize,
+                    0u32,
+                )
             };
         }
         let pids: Vec<i32> = self.live.keys().copied().collect();
@@ -766,7 +914,10 @@ impl Server {
 /// namespace, and a bounded private /tmp.
 fn root_plan(dir: &Path, grants: &Grants, pidns: bool) -> Result<child::RootPlan, String> {
     use std::collections::BTreeSet;
-    let c = |p: &Path| CString::new(p.as_os_str().as_bytes()).map_err(|_| format!("path {} contains NUL", p.display()));
+    let c = |p: &Path| {
+        CString::new(p.as_os_str().as_bytes())
+            .map_err(|_| format!("path {} contains NUL", p.display()))
+    };
     let inside = |p: &Path| dir.join(p.strip_prefix("/").unwrap_or(p));
     let mut ops = Vec::new();
     let mut made: BTreeSet<PathBuf> = BTreeSet::new();
@@ -831,7 +982,8 @@ fn root_plan(dir: &Path, grants: &Grants, pidns: bool) -> Result<child::RootPlan
             keep
         });
         use std::os::unix::fs::FileTypeExt;
-        let device = std::fs::metadata(&p).is_ok_and(|m| m.file_type().is_char_device() || m.file_type().is_block_device());
+        let device = std::fs::metadata(&p)
+            .is_ok_and(|m| m.file_type().is_char_device() || m.file_type().is_block_device());
         let mut flags = keep | libc::MS_NOSUID;
         if !device {
             flags |= libc::MS_NODEV;
@@ -841,17 +993,28 @@ fn root_plan(dir: &Path, grants: &Grants, pidns: bool) -> Result<child::RootPlan
         } else {
             flags |= libc::MS_RDONLY;
         }
-        ops.push(child::RootOp::Bind { src: c(&p)?, dst: c(&dst)?, flags });
+        ops.push(child::RootOp::Bind {
+            src: c(&p)?,
+            dst: c(&dst)?,
+            flags,
+        });
         bound.push(p);
     }
     // Top-level symlinks (lib -> usr/lib on merged /usr), so ELF
     // interpreter paths like /lib64/ld-linux-x86-64.so.2 resolve.
     let whole_root = bound.iter().any(|b| b == Path::new("/"));
-    for e in std::fs::read_dir("/").map_err(|e| format!("/: {e}"))?.flatten().filter(|_| !whole_root) {
+    for e in std::fs::read_dir("/")
+        .map_err(|e| format!("/: {e}"))?
+        .flatten()
+        .filter(|_| !whole_root)
+    {
         let path = e.path();
         // Granted paths are canonical, so none of them runs through these.
         if let Ok(target) = std::fs::read_link(&path) {
-            ops.push(child::RootOp::Symlink { target: c(&target)?, link: c(&inside(&path))? });
+            ops.push(child::RootOp::Symlink {
+                target: c(&target)?,
+                link: c(&inside(&path))?,
+            });
         }
     }
     // A policy that grants /proc gets the host's (bound above, where its
@@ -862,8 +1025,15 @@ fn root_plan(dir: &Path, grants: &Grants, pidns: bool) -> Result<child::RootPlan
         ops.push(child::RootOp::Proc(c(&inside(Path::new("/proc")))?));
     }
     mkdirs(Path::new("/tmp"), &mut ops)?;
-    ops.push(child::RootOp::Tmpfs { dst: c(&inside(Path::new("/tmp")))?, opts: c(Path::new("size=16m,mode=1777"))? });
-    Ok(child::RootPlan { mountpoint: c(dir)?, opts: c(Path::new("size=1m,mode=0755"))?, ops })
+    ops.push(child::RootOp::Tmpfs {
+        dst: c(&inside(Path::new("/tmp")))?,
+        opts: c(Path::new("size=16m,mode=1777"))?,
+    });
+    Ok(child::RootPlan {
+        mountpoint: c(dir)?,
+        opts: c(Path::new("size=1m,mode=0755"))?,
+        ops,
+    })
 }
 
 /// Whether an ordinary user may create a user namespace here: probed in a
@@ -877,11 +1047,19 @@ fn userns_available() -> Result<(), String> {
     match unsafe { nix::unistd::fork() } {
         Ok(nix::unistd::ForkResult::Child) => {
             // SAFETY: unshare and _exit take integers.
-            unsafe { libc::_exit(if libc::unshare(libc::CLONE_NEWUSER) == 0 { 0 } else { 1 }) }
+            unsafe {
+                libc::_exit(if libc::unshare(libc::CLONE_NEWUSER) == 0 {
+                    0
+                } else {
+                    1
+                })
+            }
         }
         Ok(nix::unistd::ForkResult::Parent { child }) => match wait4(child.as_raw(), 0) {
             Some((_, info)) if info.code() == Some(0) => Ok(()),
-            _ => Err("this kernel refuses unprivileged user namespaces (see `plugwarden doctor`)".into()),
+            _ => Err(
+                "this kernel refuses unprivileged user namespaces (see `plugwarden doctor`)".into(),
+            ),
         },
         Err(e) => Err(format!("cannot probe user namespaces: {e}")),
     }
@@ -911,8 +1089,16 @@ fn empty_netns() -> Option<OwnedFd> {
             let mine = std::fs::read_link("/proc/self/ns/net").ok();
             let mut fd = None;
             for _ in 0..1000 {
-                if std::fs::read_link(&path).ok().is_some_and(|l| Some(&l) != mine.as_ref()) {
-                    fd = nix::fcntl::open(path.as_str(), nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty()).ok();
+                if std::fs::read_link(&path)
+                    .ok()
+                    .is_some_and(|l| Some(&l) != mine.as_ref())
+                {
+                    fd = nix::fcntl::open(
+                        path.as_str(),
+                        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+                        nix::sys::stat::Mode::empty(),
+                    )
+                    .ok();
                     break;
                 }
                 std::thread::sleep(std::time::Duration::from_micros(200));

@@ -59,9 +59,16 @@ fn fs_rule(
             return Ok(rs);
         }
     };
-    let access = if path.is_dir() { access } else { access & AccessFs::from_file(ABI_PINNED) };
+    let access = if path.is_dir() {
+        access
+    } else {
+        access & AccessFs::from_file(ABI_PINNED)
+    };
     rs.add_rule(PathBeneath::new(fd, access))
-        .map_err(|source| LandlockError::Path { path: path.to_path_buf(), source })
+        .map_err(|source| LandlockError::Path {
+            path: path.to_path_buf(),
+            source,
+        })
 }
 
 /// Builds the ruleset (in the fork server, once per profile).
@@ -89,10 +96,14 @@ pub fn build(grants: &Grants) -> Result<RulesetCreated, LandlockError> {
         rs = fs_rule(rs, p, read | AccessFs::from_write(abi))?;
     }
     for &port in &grants.connect_tcp {
-        rs = rs.add_rule(NetPort::new(port, AccessNet::ConnectTcp)).map_err(unsupported)?;
+        rs = rs
+            .add_rule(NetPort::new(port, AccessNet::ConnectTcp))
+            .map_err(unsupported)?;
     }
     for &port in &grants.bind_tcp {
-        rs = rs.add_rule(NetPort::new(port, AccessNet::BindTcp)).map_err(unsupported)?;
+        rs = rs
+            .add_rule(NetPort::new(port, AccessNet::BindTcp))
+            .map_err(unsupported)?;
     }
     Ok(rs)
 }
@@ -101,6 +112,13 @@ pub fn build(grants: &Grants) -> Result<RulesetCreated, LandlockError> {
 pub fn kernel_abi() -> i64 {
     // SAFETY: landlock_create_ruleset(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION)
     // only returns the ABI version; no memory is passed.
-    unsafe { libc::syscall(libc::SYS_landlock_create_ruleset, std::ptr::null::<u8>(), 0usize, 1u32) }
-        .max(0)
+    unsafe {
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<u8>(),
+            0usize,
+            1u32,
+        )
+    }
+    .max(0)
 }

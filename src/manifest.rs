@@ -59,7 +59,10 @@ pub enum ManifestError {
     #[error("{path}: {message}")]
     Invalid { path: PathBuf, message: String },
     #[error("{manifest}: none of the executables exists: {}; build the plugin first (cargo build --release --workspace)", .tried.join(", "))]
-    NoExecutable { manifest: PathBuf, tried: Vec<String> },
+    NoExecutable {
+        manifest: PathBuf,
+        tried: Vec<String>,
+    },
     #[error("plugin {0} is not executable: chmod +x it")]
     NotExecutable(PathBuf),
 }
@@ -75,16 +78,30 @@ pub fn locate(path: &Path) -> Result<Located, ManifestError> {
         return Err(ManifestError::Missing(path.to_path_buf()));
     }
     if !path.is_dir() {
-        let exe = std::fs::canonicalize(path).map_err(|source| ManifestError::Read { path: path.into(), source })?;
+        let exe = std::fs::canonicalize(path).map_err(|source| ManifestError::Read {
+            path: path.into(),
+            source,
+        })?;
         check_executable(&exe)?;
-        return Ok(Located { exe, args: Vec::new(), mode: None, policy: None });
+        return Ok(Located {
+            exe,
+            args: Vec::new(),
+            mode: None,
+            policy: None,
+        });
     }
     let file = path.join("plugin.toml");
     if !file.exists() {
         return Err(ManifestError::NoManifest(path.to_path_buf()));
     }
-    let text = std::fs::read_to_string(&file).map_err(|source| ManifestError::Read { path: file.clone(), source })?;
-    let m = parse(&text).map_err(|message| ManifestError::Invalid { path: file.clone(), message })?;
+    let text = std::fs::read_to_string(&file).map_err(|source| ManifestError::Read {
+        path: file.clone(),
+        source,
+    })?;
+    let m = parse(&text).map_err(|message| ManifestError::Invalid {
+        path: file.clone(),
+        message,
+    })?;
     let candidates = match m.executable {
         Executable::One(s) => vec![s],
         Executable::Candidates(v) => v,
@@ -93,8 +110,14 @@ pub fn locate(path: &Path) -> Result<Located, ManifestError> {
         .iter()
         .map(|c| path.join(c))
         .find(|p| p.is_file())
-        .ok_or_else(|| ManifestError::NoExecutable { manifest: file.clone(), tried: candidates.clone() })?;
-    let exe = std::fs::canonicalize(&exe).map_err(|source| ManifestError::Read { path: exe.clone(), source })?;
+        .ok_or_else(|| ManifestError::NoExecutable {
+            manifest: file.clone(),
+            tried: candidates.clone(),
+        })?;
+    let exe = std::fs::canonicalize(&exe).map_err(|source| ManifestError::Read {
+        path: exe.clone(),
+        source,
+    })?;
     check_executable(&exe)?;
     let policy = m.policy.map(|p| {
         if crate::policy::BUILTIN.iter().any(|(n, _)| *n == p) {
@@ -103,12 +126,20 @@ pub fn locate(path: &Path) -> Result<Located, ManifestError> {
             path.join(p).display().to_string()
         }
     });
-    Ok(Located { exe, args: m.args, mode: m.mode, policy })
+    Ok(Located {
+        exe,
+        args: m.args,
+        mode: m.mode,
+        policy,
+    })
 }
 
 fn check_executable(exe: &Path) -> Result<(), ManifestError> {
     use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(exe).map_err(|source| ManifestError::Read { path: exe.into(), source })?;
+    let meta = std::fs::metadata(exe).map_err(|source| ManifestError::Read {
+        path: exe.into(),
+        source,
+    })?;
     if !meta.is_file() || meta.permissions().mode() & 0o111 == 0 {
         return Err(ManifestError::NotExecutable(exe.to_path_buf()));
     }
@@ -121,7 +152,9 @@ mod tests {
 
     #[test]
     fn test_parse_unknown_key_is_error() {
-        assert!(parse("executable = \"x\"\nmoed = \"worker\"\n").unwrap_err().contains("moed"));
+        assert!(parse("executable = \"x\"\nmoed = \"worker\"\n")
+            .unwrap_err()
+            .contains("moed"));
     }
 
     #[test]

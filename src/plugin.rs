@@ -26,10 +26,35 @@ use crate::protocol::{self, Frame, FrameDecoder, Kind};
 /// Syscalls a Rust plugin needs once started: I/O on the pipes, memory
 /// (never executable), threads, time, signals for abort.
 const LOCKDOWN: &[&str] = &[
-    "read", "write", "writev", "close", "exit", "exit_group", "brk", "munmap", "mremap", "madvise",
-    "futex", "rt_sigreturn", "rt_sigprocmask", "rt_sigaction", "sigaltstack", "clock_gettime",
-    "clock_nanosleep", "nanosleep", "getrandom", "sched_yield", "sched_getaffinity", "poll",
-    "ppoll", "getpid", "gettid", "tgkill", "set_robust_list", "rseq", "membarrier",
+    "read",
+    "write",
+    "writev",
+    "close",
+    "exit",
+    "exit_group",
+    "brk",
+    "munmap",
+    "mremap",
+    "madvise",
+    "futex",
+    "rt_sigreturn",
+    "rt_sigprocmask",
+    "rt_sigaction",
+    "sigaltstack",
+    "clock_gettime",
+    "clock_nanosleep",
+    "nanosleep",
+    "getrandom",
+    "sched_yield",
+    "sched_getaffinity",
+    "poll",
+    "ppoll",
+    "getpid",
+    "gettid",
+    "tgkill",
+    "set_robust_list",
+    "rseq",
+    "membarrier",
     // Allowed here only so that the host's earlier clone3 filter answers
     // ENOSYS (glibc then falls back to clone, checked below) instead of
     // this filter killing a plugin that starts a thread.
@@ -47,7 +72,8 @@ pub fn lockdown_program() -> Result<seccompiler::BpfProgram, String> {
         }
     }
     let no_exec = || {
-        SeccompRule::new(vec![cond(2, Op::MaskedEq(libc::PROT_EXEC as u64), 0)]).expect("one condition")
+        SeccompRule::new(vec![cond(2, Op::MaskedEq(libc::PROT_EXEC as u64), 0)])
+            .expect("one condition")
     };
     for name in ["mmap", "mprotect"] {
         if let Some(nr) = groups::number(arch, name) {
@@ -62,27 +88,41 @@ pub fn lockdown_program() -> Result<seccompiler::BpfProgram, String> {
         rules.insert(nr, vec![rule]);
     }
     if let Some(nr) = groups::number(arch, "prctl") {
-        let rule = SeccompRule::new(vec![cond(0, Op::Eq, libc::PR_SET_NAME as u64)]).expect("one condition");
+        let rule = SeccompRule::new(vec![cond(0, Op::Eq, libc::PR_SET_NAME as u64)])
+            .expect("one condition");
         rules.insert(nr, vec![rule]);
     }
     let target = match arch {
         Arch::X86_64 => seccompiler::TargetArch::x86_64,
         Arch::Aarch64 => seccompiler::TargetArch::aarch64,
     };
-    let filter = SeccompFilter::new(rules, SeccompAction::KillProcess, SeccompAction::Allow, target)
-        .map_err(|e| e.to_string())?;
-    filter.try_into().map_err(|e: seccompiler::BackendError| e.to_string())
+    let filter = SeccompFilter::new(
+        rules,
+        SeccompAction::KillProcess,
+        SeccompAction::Allow,
+        target,
+    )
+    .map_err(|e| e.to_string())?;
+    filter
+        .try_into()
+        .map_err(|e: seccompiler::BackendError| e.to_string())
 }
 
 /// Installs the lockdown filter on this process (all threads must not exist yet).
 pub fn lockdown() -> Result<(), String> {
     let prog = lockdown_program()?;
-    let fprog = libc::sock_fprog { len: prog.len() as u16, filter: prog.as_ptr() as *mut libc::sock_filter };
+    let fprog = libc::sock_fprog {
+        len: prog.len() as u16,
+        filter: prog.as_ptr() as *mut libc::sock_filter,
+    };
     // SAFETY: fprog points into `prog`, alive for the call; NO_NEW_PRIVS is
     // already set by the host, so no prctl is needed (it may be denied).
     let rc = unsafe { libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, 0, &fprog) };
     if rc != 0 {
-        return Err(format!("cannot install the lockdown filter: {}", io::Error::last_os_error()));
+        return Err(format!(
+            "cannot install the lockdown filter: {}",
+            io::Error::last_os_error()
+        ));
     }
     Ok(())
 }
@@ -102,7 +142,9 @@ impl Parts<'_> {
         for chunk in bytes.chunks(self.max_frame.max(1)) {
             self.buf.clear();
             protocol::encode_frame(&mut self.buf, Kind::Part, self.id, chunk);
-            self.out.write_all(&self.buf).map_err(|e| format!("cannot write to the host: {e}"))?;
+            self.out
+                .write_all(&self.buf)
+                .map_err(|e| format!("cannot write to the host: {e}"))?;
         }
         self.sent = true;
         Ok(())
@@ -135,7 +177,10 @@ pub fn serve_without_lockdown<F>(mut handler: F) -> !
 where
     F: FnMut(&[u8]) -> Result<Vec<u8>, String>,
 {
-    finish(run(&mut |input: &[u8], parts: &mut Parts| parts.send(&handler(input)?), false))
+    finish(run(
+        &mut |input: &[u8], parts: &mut Parts| parts.send(&handler(input)?),
+        false,
+    ))
 }
 
 fn finish(result: Result<(), String>) -> ! {
@@ -154,17 +199,24 @@ where
 {
     // SAFETY: fds 0 and 1 are the protocol pipes, open for the whole life of
     // the process; ManuallyDrop keeps them from being closed here.
-    let mut stdin = BufReader::with_capacity(1 << 20, ManuallyDrop::into_inner(ManuallyDrop::new(unsafe { File::from_raw_fd(0) })));
+    let mut stdin = BufReader::with_capacity(
+        1 << 20,
+        ManuallyDrop::into_inner(ManuallyDrop::new(unsafe { File::from_raw_fd(0) })),
+    );
     // SAFETY: as above.
     let mut stdout = ManuallyDrop::new(unsafe { File::from_raw_fd(1) });
     let mut decoder = FrameDecoder::new(protocol::DEFAULT_MAX_FRAME);
-    let hello = next_frame(&mut stdin, &mut decoder)?.ok_or("the host closed the pipe before hello")?;
+    let hello =
+        next_frame(&mut stdin, &mut decoder)?.ok_or("the host closed the pipe before hello")?;
     if hello.kind != Kind::Hello || hello.payload.len() < 8 {
         return Err("the host did not start with a hello frame".into());
     }
     let version = u32::from_le_bytes(hello.payload[..4].try_into().expect("4 bytes"));
     if version != protocol::VERSION {
-        return Err(format!("host speaks protocol {version}, this plugin speaks {}", protocol::VERSION));
+        return Err(format!(
+            "host speaks protocol {version}, this plugin speaks {}",
+            protocol::VERSION
+        ));
     }
     let max_frame = u32::from_le_bytes(hello.payload[4..8].try_into().expect("4 bytes"));
     decoder = FrameDecoder::new(max_frame);
@@ -181,16 +233,24 @@ where
         if job.kind != Kind::Job {
             return Err(format!("unexpected {} frame from the host", job.kind));
         }
-        let mut parts = Parts { out: &mut stdout, id: job.id, max_frame: max_frame as usize, buf: Vec::new(), sent: false };
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(&job.payload, &mut parts)))
-            .unwrap_or_else(|p| {
-                let msg = p
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| p.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "unknown panic".into());
-                Err(format!("plugin panicked: {msg}"))
-            });
+        let mut parts = Parts {
+            out: &mut stdout,
+            id: job.id,
+            max_frame: max_frame as usize,
+            buf: Vec::new(),
+            sent: false,
+        };
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            handler(&job.payload, &mut parts)
+        }))
+        .unwrap_or_else(|p| {
+            let msg = p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            Err(format!("plugin panicked: {msg}"))
+        });
         frame.clear();
         match result {
             Ok(()) => protocol::encode_frame(&mut frame, Kind::Done, job.id, &[]),
@@ -199,14 +259,19 @@ where
                 protocol::encode_frame(&mut frame, Kind::Error, job.id, msg)
             }
         }
-        stdout.write_all(&frame).map_err(|e| format!("cannot write to the host: {e}"))?;
+        stdout
+            .write_all(&frame)
+            .map_err(|e| format!("cannot write to the host: {e}"))?;
     }
     Ok(())
 }
 
 /// Reads the next frame; `None` at a clean EOF between frames. Consumes
 /// only the bytes of that frame, so pipelined jobs stay buffered.
-fn next_frame(input: &mut impl BufRead, decoder: &mut FrameDecoder) -> Result<Option<Frame>, String> {
+fn next_frame(
+    input: &mut impl BufRead,
+    decoder: &mut FrameDecoder,
+) -> Result<Option<Frame>, String> {
     loop {
         let buf = match input.fill_buf() {
             Ok(b) => b,
@@ -214,7 +279,11 @@ fn next_frame(input: &mut impl BufRead, decoder: &mut FrameDecoder) -> Result<Op
             Err(e) => return Err(e.to_string()),
         };
         if buf.is_empty() {
-            return if decoder.is_idle() { Ok(None) } else { Err("the host closed the pipe mid-frame".into()) };
+            return if decoder.is_idle() {
+                Ok(None)
+            } else {
+                Err("the host closed the pipe mid-frame".into())
+            };
         }
         let (used, frame) = decoder.push(buf).map_err(|e| e.to_string())?;
         input.consume(used);

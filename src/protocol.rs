@@ -85,7 +85,10 @@ pub fn decode_header(h: &[u8; HEADER_LEN], max_frame: u32) -> Result<Header, Fra
     }
     let len = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
     if len > max_frame {
-        return Err(FrameError::TooLarge { len, max: max_frame });
+        return Err(FrameError::TooLarge {
+            len,
+            max: max_frame,
+        });
     }
     let id = u64::from_le_bytes(h[8..16].try_into().expect("8 bytes"));
     Ok(Header { kind, len, id })
@@ -267,13 +270,19 @@ mod tests {
         let h = encode_header(Kind::Done, 1, u32::MAX);
         assert_eq!(
             frames_of(&h, DEFAULT_MAX_FRAME),
-            Err(FrameError::TooLarge { len: u32::MAX, max: DEFAULT_MAX_FRAME })
+            Err(FrameError::TooLarge {
+                len: u32::MAX,
+                max: DEFAULT_MAX_FRAME
+            })
         );
     }
 
     #[test]
     fn test_decoder_garbage_is_bad_magic() {
-        assert!(matches!(frames_of(b"hello world, garbage!", 1024), Err(FrameError::BadMagic(_))));
+        assert!(matches!(
+            frames_of(b"hello world, garbage!", 1024),
+            Err(FrameError::BadMagic(_))
+        ));
     }
 
     #[test]

@@ -85,8 +85,11 @@ impl Sandbox {
         policy: Arc<Policy>,
         enforce: Enforce,
     ) -> Result<Sandbox, SandboxError> {
-        let deps = crate::elf::exec_dependencies(&plugin.exe)
-            .map_err(|source| SandboxError::Elf { path: plugin.exe.clone(), source })?;
+        let deps =
+            crate::elf::exec_dependencies(&plugin.exe).map_err(|source| SandboxError::Elf {
+                path: plugin.exe.clone(),
+                source,
+            })?;
         let fsys = &policy.filesystem;
         let grants = Grants {
             exec: deps.exec.iter().chain(&fsys.exec).cloned().collect(),
@@ -95,20 +98,32 @@ impl Sandbox {
             connect_tcp: policy.network.connect_tcp.clone(),
             bind_tcp: policy.network.bind_tcp.clone(),
         };
-        let filters = crate::seccomp::compile(&policy.syscalls, policy.limits.processes, Arch::native())?;
-        let pack = |p: &Vec<seccompiler::sock_filter>| p.iter().map(|i| (i.code, i.jt, i.jf, i.k)).collect();
+        let filters =
+            crate::seccomp::compile(&policy.syscalls, policy.limits.processes, Arch::native())?;
+        let pack = |p: &Vec<seccompiler::sock_filter>| {
+            p.iter().map(|i| (i.code, i.jt, i.jf, i.k)).collect()
+        };
         let is_root = nix::unistd::geteuid().is_root();
         let mut weakenings = Vec::new();
         if !is_root {
             weakenings.push("identity: not root, the plugin keeps the host's uid".to_string());
         }
-        let name = plugin.exe.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-        let argv = std::iter::once(name).chain(plugin.args.iter().cloned()).collect();
+        let name = plugin
+            .exe
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        let argv = std::iter::once(name)
+            .chain(plugin.args.iter().cloned())
+            .collect();
         let spec = ProfileSpec {
             exe: plugin.exe.clone(),
             exec_by_fd: !deps.is_script,
             argv,
-            env: vec!["PATH=/usr/local/bin:/usr/bin:/bin".into(), "LC_ALL=C.UTF-8".into(), "PLUGWARDEN=1".into()],
+            env: vec![
+                "PATH=/usr/local/bin:/usr/bin:/bin".into(),
+                "LC_ALL=C.UTF-8".into(),
+                "PLUGWARDEN=1".into(),
+            ],
             rlimits: rlimits(&policy, plugin.mode),
             grants,
             identity: Some((policy.identity.uid, policy.identity.gid)),
@@ -118,7 +133,11 @@ impl Sandbox {
                 memory: Some(policy.limits.memory),
                 // Threads count as tasks too: with no processes allowed
                 // (seccomp enforces that), leave room for a thread pool.
-                pids: Some(if policy.limits.processes == 0 { 64 } else { policy.limits.processes + 1 }),
+                pids: Some(if policy.limits.processes == 0 {
+                    64
+                } else {
+                    policy.limits.processes + 1
+                }),
             },
             namespaces: policy.namespaces.flags(),
         };
@@ -127,7 +146,15 @@ impl Sandbox {
             tracing::warn!(plugin = %plugin.exe.display(), "weaker sandbox: {m}");
         }
         weakenings.extend(walls.missing.iter().cloned());
-        Ok(Sandbox { fs, profile, plugin, policy, enforce, weakenings, walls })
+        Ok(Sandbox {
+            fs,
+            profile,
+            plugin,
+            policy,
+            enforce,
+            weakenings,
+            walls,
+        })
     }
 
     /// Starts one sandboxed child with fresh pipes.
@@ -136,7 +163,9 @@ impl Sandbox {
         let (in_r, in_w) = nix::unistd::pipe2(flags).map_err(std::io::Error::from)?;
         let (out_r, out_w) = nix::unistd::pipe2(flags).map_err(std::io::Error::from)?;
         let (err_r, err_w) = nix::unistd::pipe2(flags).map_err(std::io::Error::from)?;
-        let spawned = self.fs.spawn(self.profile, [in_r.as_fd(), out_w.as_fd(), err_w.as_fd()])?;
+        let spawned = self
+            .fs
+            .spawn(self.profile, [in_r.as_fd(), out_w.as_fd(), err_w.as_fd()])?;
         drop((in_r, out_w, err_w));
         for fd in [&in_w, &out_r, &err_r] {
             set_nonblocking(fd)?;
@@ -151,6 +180,8 @@ impl Sandbox {
             exit: None,
             fs: self.fs.clone(),
             started: Instant::now(),
+            stat_file: Default::default(),
+            statm_file: Default::default(),
         })
     }
 
@@ -180,7 +211,9 @@ fn rlimits(policy: &Policy, mode: Mode) -> Vec<(u32, u64, u64)> {
     // host; the rlimit is the backstop for the worker's whole life.
     let cpu_total = match mode {
         Mode::Filter => cpu,
-        Mode::Worker => cpu.saturating_mul(policy.worker.batch.max(1)).saturating_add(1),
+        Mode::Worker => cpu
+            .saturating_mul(policy.worker.batch.max(1))
+            .saturating_add(1),
     };
     let wanted = [
         (libc::RLIMIT_AS, l.memory, l.memory),
@@ -193,7 +226,8 @@ fn rlimits(policy: &Policy, mode: Mode) -> Vec<(u32, u64, u64)> {
     wanted
         .into_iter()
         .map(|(res, soft, hard)| {
-            let current = nix::sys::resource::getrlimit(resource_of(res)).map_or(u64::MAX, |(_, h)| h);
+            let current =
+                nix::sys::resource::getrlimit(resource_of(res)).map_or(u64::MAX, |(_, h)| h);
             let hard = hard.min(current);
             (res, soft.min(hard), hard)
         })
@@ -224,6 +258,8 @@ pub struct Process {
     exit: Option<ExitInfo>,
     fs: Arc<ForkServer>,
     pub started: Instant,
+    stat_file: std::cell::OnceCell<Option<std::fs::File>>,
+    statm_file: std::cell::OnceCell<Option<std::fs::File>>,
 }
 
 impl Process {
@@ -244,7 +280,13 @@ impl Process {
         if self.exit.is_none() {
             // SAFETY: pidfd_send_signal on a pidfd we own; no memory passed.
             unsafe {
-                libc::syscall(libc::SYS_pidfd_send_signal, self.pidfd.as_raw_fd(), libc::SIGKILL, 0usize, 0u32)
+                libc::syscall(
+                    libc::SYS_pidfd_send_signal,
+                    self.pidfd.as_raw_fd(),
+                    libc::SIGKILL,
+                    0usize,
+                    0u32,
+                )
             };
         }
     }
@@ -295,28 +337,45 @@ impl Process {
         self.wait().ok()
     }
 
-    /// `/proc/<pid>/stat` CPU time (user + system) in milliseconds.
+    /// Reads `/proc/<pid>/<name>` through an fd kept open for the life of
+    /// the process: a job's bookkeeping must cost microseconds, and the
+    /// path walk of a fresh open is most of a /proc read.
+    fn proc_read<'b>(
+        &self,
+        cell: &std::cell::OnceCell<Option<std::fs::File>>,
+        name: &str,
+        buf: &'b mut [u8],
+    ) -> Option<&'b str> {
+        use std::os::unix::fs::FileExt;
+        let file = cell
+            .get_or_init(|| std::fs::File::open(format!("/proc/{}/{name}", self.pid)).ok())
+            .as_ref()?;
+        let n = file.read_at(buf, 0).ok()?;
+        std::str::from_utf8(&buf[..n]).ok()
+    }
+
+    /// CPU time (user + system) in milliseconds, from `/proc/<pid>/stat`.
     pub fn cpu_ms(&self) -> Option<u64> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).ok()?;
+        let mut buf = [0u8; 1024];
+        let stat = self.proc_read(&self.stat_file, "stat", &mut buf)?;
         let rest = &stat[stat.rfind(')')? + 2..];
-        let fields: Vec<&str> = rest.split(' ').collect();
         // Fields 14 and 15 of stat(5); `rest` starts at field 3.
-        let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+        let mut fields = rest.split(' ').skip(11);
+        let ticks: u64 =
+            fields.next()?.parse::<u64>().ok()? + fields.next()?.parse::<u64>().ok()?;
         // SAFETY: sysconf has no memory effects.
         let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
         Some(ticks * 1000 / hz)
     }
 
-    /// Resident set size and its peak, in KiB, from `/proc/<pid>/status`.
-    pub fn rss_kib(&self) -> Option<(u64, u64)> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).ok()?;
-        let field = |name: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
-        };
-        Some((field("VmRSS:")?, field("VmHWM:")?))
+    /// Resident set size in KiB, from `/proc/<pid>/statm`.
+    pub fn rss_kib(&self) -> Option<u64> {
+        let mut buf = [0u8; 256];
+        let statm = self.proc_read(&self.statm_file, "statm", &mut buf)?;
+        let pages: u64 = statm.split(' ').nth(1)?.trim().parse().ok()?;
+        // SAFETY: sysconf has no memory effects.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as u64;
+        Some(pages * page / 1024)
     }
 }
 

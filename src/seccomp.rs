@@ -74,13 +74,22 @@ fn cond(arg: u8, len: Len, op: Op, value: u64) -> Cond {
 /// The allowlist that `sys` compiles to on `arch`, with argument rules.
 pub fn rules(sys: &Syscalls, processes: u64, arch: Arch) -> BTreeMap<i64, Vec<SeccompRule>> {
     let mut map = BTreeMap::new();
-    let names = sys.allow.iter().map(String::as_str).chain(ROAD.iter().copied());
+    let names = sys
+        .allow
+        .iter()
+        .map(String::as_str)
+        .chain(ROAD.iter().copied());
     // A plugin may always add filters of its own (they can only restrict
     // it further): seccomp(SECCOMP_SET_MODE_FILTER, flags = 0, ...). No
     // flags means no second listener and no TSYNC games.
     if let Some(nr) = groups::number(arch, "seccomp") {
         let rule = SeccompRule::new(vec![
-            cond(0, Len::Dword, Op::Eq, u64::from(libc::SECCOMP_SET_MODE_FILTER)),
+            cond(
+                0,
+                Len::Dword,
+                Op::Eq,
+                u64::from(libc::SECCOMP_SET_MODE_FILTER),
+            ),
             cond(1, Len::Qword, Op::Eq, 0),
         ])
         .expect("two conditions");
@@ -96,7 +105,9 @@ pub fn rules(sys: &Syscalls, processes: u64, arch: Arch) -> BTreeMap<i64, Vec<Se
         if name == "clone3" {
             continue; // answered by the clone3 filter
         }
-        let Some(nr) = groups::number(arch, name) else { continue };
+        let Some(nr) = groups::number(arch, name) else {
+            continue;
+        };
         let rules = match name {
             "ioctl" => {
                 if sys.ioctl.is_empty() {
@@ -123,13 +134,21 @@ pub fn rules(sys: &Syscalls, processes: u64, arch: Arch) -> BTreeMap<i64, Vec<Se
                 // not cover them, so an executable one could run code the
                 // policy never granted (Linux 6.3+: MFD_NOEXEC_SEAL).
                 let seal = 0x0008; // MFD_NOEXEC_SEAL
-                vec![SeccompRule::new(vec![cond(1, Len::Dword, Op::MaskedEq(seal), seal)]).expect("one condition")]
+                vec![
+                    SeccompRule::new(vec![cond(1, Len::Dword, Op::MaskedEq(seal), seal)])
+                        .expect("one condition"),
+                ]
             }
             "clone" => {
                 // aarch64 and x86_64 both pass the flags in argument 0.
                 let thread = libc::CLONE_THREAD as u64;
                 let c = if processes == 0 {
-                    cond(0, Len::Qword, Op::MaskedEq(CLONE_NAMESPACE_FLAGS | thread), thread)
+                    cond(
+                        0,
+                        Len::Qword,
+                        Op::MaskedEq(CLONE_NAMESPACE_FLAGS | thread),
+                        thread,
+                    )
                 } else {
                     cond(0, Len::Qword, Op::MaskedEq(CLONE_NAMESPACE_FLAGS), 0)
                 };
@@ -152,7 +171,9 @@ pub fn compile(sys: &Syscalls, processes: u64, arch: Arch) -> Result<Filters, Se
         target(arch),
     )
     .map_err(|e| build(e.to_string()))?;
-    let mut main: BpfProgram = main.try_into().map_err(|e: seccompiler::BackendError| build(e.to_string()))?;
+    let mut main: BpfProgram = main
+        .try_into()
+        .map_err(|e: seccompiler::BackendError| build(e.to_string()))?;
     for insn in &mut main {
         if insn.code == BPF_RET_K && insn.k == RET_TRACE {
             insn.k = RET_USER_NOTIF;
@@ -169,7 +190,9 @@ pub fn compile(sys: &Syscalls, processes: u64, arch: Arch) -> Result<Filters, Se
         target(arch),
     )
     .map_err(|e| build(e.to_string()))?;
-    let clone3: BpfProgram = clone3.try_into().map_err(|e: seccompiler::BackendError| build(e.to_string()))?;
+    let clone3: BpfProgram = clone3
+        .try_into()
+        .map_err(|e: seccompiler::BackendError| build(e.to_string()))?;
     Ok(Filters { clone3, main })
 }
 
@@ -182,7 +205,9 @@ pub fn audit_arch(arch: Arch) -> u32 {
 }
 
 fn arch_of_audit(audit: u32) -> Option<Arch> {
-    [Arch::X86_64, Arch::Aarch64].into_iter().find(|a| audit_arch(*a) == audit)
+    [Arch::X86_64, Arch::Aarch64]
+        .into_iter()
+        .find(|a| audit_arch(*a) == audit)
 }
 
 /// Runs a classic BPF program the way the kernel runs a seccomp filter, in
@@ -200,21 +225,25 @@ pub fn evaluate(prog: &[sock_filter], audit: u32, nr: i32, args: [u64; 6]) -> u3
     let (mut acc, mut x, mut pc) = (0u32, 0u32, 0usize);
     let mut mem = [0u32; 16];
     for _ in 0..prog.len() + 1 {
-        let Some(i) = prog.get(pc) else { return RET_KILL_PROCESS };
+        let Some(i) = prog.get(pc) else {
+            return RET_KILL_PROCESS;
+        };
         pc += 1;
         let k = i.k;
         match i.code {
             0x20 => {
                 // BPF_LD | BPF_W | BPF_ABS
-                let Some(w) = data.get(k as usize..k as usize + 4) else { return RET_KILL_PROCESS };
+                let Some(w) = data.get(k as usize..k as usize + 4) else {
+                    return RET_KILL_PROCESS;
+                };
                 acc = u32::from_ne_bytes(w.try_into().expect("4 bytes"));
             }
-            0x00 => acc = k,                               // BPF_LD | BPF_IMM
-            0x01 => x = k,                                 // BPF_LDX | BPF_IMM
-            0x02 => mem[(k & 15) as usize] = acc,          // BPF_ST
-            0x60 => acc = mem[(k & 15) as usize],          // BPF_LD | BPF_MEM
-            0x54 => acc &= k,                              // BPF_ALU | BPF_AND | BPF_K
-            0x05 => pc += k as usize,                      // BPF_JMP | BPF_JA
+            0x00 => acc = k,                      // BPF_LD | BPF_IMM
+            0x01 => x = k,                        // BPF_LDX | BPF_IMM
+            0x02 => mem[(k & 15) as usize] = acc, // BPF_ST
+            0x60 => acc = mem[(k & 15) as usize], // BPF_LD | BPF_MEM
+            0x54 => acc &= k,                     // BPF_ALU | BPF_AND | BPF_K
+            0x05 => pc += k as usize,             // BPF_JMP | BPF_JA
             0x15 | 0x25 | 0x35 | 0x45 => {
                 let taken = match i.code {
                     0x15 => acc == k,
@@ -251,7 +280,8 @@ pub fn describe(audit: u32, nr: i32, args: [u64; 6]) -> String {
     let hex = |a: u64| format!("{a:#x}");
     let shown: Vec<String> = match name {
         "socket" | "socketpair" => {
-            let family = policy::family_name(args[0]).map_or_else(|| args[0].to_string(), str::to_string);
+            let family =
+                policy::family_name(args[0]).map_or_else(|| args[0].to_string(), str::to_string);
             let ty = match args[1] as i32 & 0xf {
                 libc::SOCK_STREAM => "SOCK_STREAM".to_string(),
                 libc::SOCK_DGRAM => "SOCK_DGRAM".to_string(),
@@ -271,9 +301,11 @@ pub fn describe(audit: u32, nr: i32, args: [u64; 6]) -> String {
         }
         "clone" => vec![hex(args[0]), "...".into()],
         // int arguments: the kernel reads the low 32 bits, signed.
-        "kill" | "tgkill" | "ptrace" | "setuid" | "setgid" | "personality" => {
-            args.iter().take(2).map(|a| (*a as i32).to_string()).collect()
-        }
+        "kill" | "tgkill" | "ptrace" | "setuid" | "setgid" | "personality" => args
+            .iter()
+            .take(2)
+            .map(|a| (*a as i32).to_string())
+            .collect(),
         _ => args.iter().take(3).map(|a| hex(*a)).collect(),
     };
     format!("{name}({})", shown.join(", "))
@@ -294,7 +326,11 @@ mod tests {
         let b = evaluate(&f.main, audit_arch(arch), nr, args);
         // Precedence as in the kernel: the numerically smaller action wins
         // (ignoring KILL, which these programs only use for a wrong arch).
-        if a & 0xffff_0000 < b & 0xffff_0000 { a } else { b }
+        if a & 0xffff_0000 < b & 0xffff_0000 {
+            a
+        } else {
+            b
+        }
     }
 
     #[test]
@@ -313,7 +349,10 @@ mod tests {
         let f = compile(&p.syscalls, 0, Arch::native()).unwrap();
         let thread_flags = (libc::CLONE_VM | libc::CLONE_THREAD | libc::CLONE_SIGHAND) as u64;
         assert_eq!(run(&f, "clone", [thread_flags, 0, 0, 0, 0, 0]), RET_ALLOW);
-        assert_eq!(run(&f, "clone", [libc::SIGCHLD as u64, 0, 0, 0, 0, 0]), RET_USER_NOTIF);
+        assert_eq!(
+            run(&f, "clone", [libc::SIGCHLD as u64, 0, 0, 0, 0, 0]),
+            RET_USER_NOTIF
+        );
         let ns = thread_flags | libc::CLONE_NEWUSER as u64;
         assert_eq!(run(&f, "clone", [ns, 0, 0, 0, 0, 0]), RET_USER_NOTIF);
     }
@@ -324,7 +363,10 @@ mod tests {
         let f = compile(&p.syscalls, p.limits.processes, Arch::native()).unwrap();
         assert_eq!(run(&f, "ioctl", [0, 0x5401, 0, 0, 0, 0]), RET_ALLOW);
         assert_eq!(run(&f, "ioctl", [0, 0x5412, 0, 0, 0, 0]), RET_USER_NOTIF);
-        assert_eq!(run(&f, "ioctl", [0, 0x1_0000_5412, 0, 0, 0, 0]), RET_USER_NOTIF);
+        assert_eq!(
+            run(&f, "ioctl", [0, 0x1_0000_5412, 0, 0, 0, 0]),
+            RET_USER_NOTIF
+        );
     }
 
     #[test]
@@ -332,10 +374,16 @@ mod tests {
         let p = crate::policy::load("default").unwrap();
         let f = compile(&p.syscalls, 0, Arch::Aarch64).unwrap();
         let nr = groups::number(Arch::Aarch64, "read").unwrap() as i32;
-        assert_eq!(evaluate(&f.main, audit_arch(Arch::Aarch64), nr, [0; 6]), RET_ALLOW);
+        assert_eq!(
+            evaluate(&f.main, audit_arch(Arch::Aarch64), nr, [0; 6]),
+            RET_ALLOW
+        );
         // The x86_64 program refuses aarch64 callers outright.
         let x = compile(&p.syscalls, 0, Arch::X86_64).unwrap();
-        assert_eq!(evaluate(&x.main, audit_arch(Arch::Aarch64), nr, [0; 6]), RET_KILL_PROCESS);
+        assert_eq!(
+            evaluate(&x.main, audit_arch(Arch::Aarch64), nr, [0; 6]),
+            RET_KILL_PROCESS
+        );
     }
 
     #[test]

@@ -106,7 +106,10 @@ impl Verdict {
     /// Whether a fresh worker might give another outcome (crash, timeout,
     /// memory): such inputs are retried once, then quarantined.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Verdict::Crashed { .. } | Verdict::Timeout(_) | Verdict::Memory(_))
+        matches!(
+            self,
+            Verdict::Crashed { .. } | Verdict::Timeout(_) | Verdict::Memory(_)
+        )
     }
 
     pub fn is_ok(&self) -> bool {
@@ -161,7 +164,10 @@ mod tests {
 
     #[test]
     fn test_display_crash_names_signal() {
-        let v = Verdict::Crashed { signal: 11, detail: String::new() };
+        let v = Verdict::Crashed {
+            signal: 11,
+            detail: String::new(),
+        };
         assert_eq!(v.to_string(), "crashed: killed by SIGSEGV");
     }
 
@@ -170,7 +176,10 @@ mod tests {
         let all = [
             Verdict::Ok,
             Verdict::PluginError(String::new()),
-            Verdict::Crashed { signal: 9, detail: String::new() },
+            Verdict::Crashed {
+                signal: 9,
+                detail: String::new(),
+            },
             Verdict::Timeout(TimeoutKind::Wall),
             Verdict::Memory(String::new()),
             Verdict::Violation(String::new()),

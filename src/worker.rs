@@ -93,7 +93,8 @@ struct Conn {
 }
 
 fn readable(f: &PollFd) -> bool {
-    f.revents().is_some_and(|r| r.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR))
+    f.revents()
+        .is_some_and(|r| r.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR))
 }
 
 /// Adds `fd` to the poll set; returns its index.
@@ -135,7 +136,9 @@ impl Conn {
     }
 
     fn stderr_text(&self) -> String {
-        String::from_utf8_lossy(&self.stderr_tail).trim().to_string()
+        String::from_utf8_lossy(&self.stderr_tail)
+            .trim()
+            .to_string()
     }
 
     /// Runs the loop until `ready` holds or something ends the job.
@@ -165,31 +168,52 @@ impl Conn {
             let check_cpu = self.last_cpu_check.elapsed() >= Duration::from_millis(100);
             if let Some((start, budget)) = cpu_budget.filter(|_| check_cpu) {
                 self.last_cpu_check = Instant::now();
-                if self.proc.cpu_ms().is_some_and(|c| c.saturating_sub(start) > budget) {
+                if self
+                    .proc
+                    .cpu_ms()
+                    .is_some_and(|c| c.saturating_sub(start) > budget)
+                {
                     self.killed_for = Some(TimeoutKind::Cpu);
                     self.proc.kill();
                     return Stop::Timeout(TimeoutKind::Cpu);
                 }
             }
-            let wait = (deadline - now).min(Duration::from_millis(if cpu_budget.is_some() { 100 } else { 1000 }));
+            let wait = (deadline - now).min(Duration::from_millis(if cpu_budget.is_some() {
+                100
+            } else {
+                1000
+            }));
             let want_write = self.pending_pos < self.pending.len() && self.proc.stdin.is_some();
             let (stdin_r, stdout_r, stderr_r, listener_r, exited) = {
                 let none = PollFlags::empty();
                 let p = &self.proc;
                 let mut fds = Vec::with_capacity(5);
-                let i_in = slot(&mut fds, p.stdin.as_ref().filter(|_| want_write), PollFlags::POLLOUT);
+                let i_in = slot(
+                    &mut fds,
+                    p.stdin.as_ref().filter(|_| want_write),
+                    PollFlags::POLLOUT,
+                );
                 let i_out = slot(&mut fds, p.stdout.as_ref(), PollFlags::POLLIN);
                 let i_err = slot(&mut fds, p.stderr.as_ref(), PollFlags::POLLIN);
                 let i_lis = slot(&mut fds, p.listener(), PollFlags::POLLIN);
                 let i_pid = slot(&mut fds, Some(p.pidfd()), PollFlags::POLLIN);
-                let timeout = PollTimeout::try_from(wait.as_millis().max(1) as i32).unwrap_or(PollTimeout::MAX);
+                let timeout = PollTimeout::try_from(wait.as_millis().max(1) as i32)
+                    .unwrap_or(PollTimeout::MAX);
                 match poll(&mut fds, timeout) {
                     Ok(_) | Err(nix::errno::Errno::EINTR) => {}
                     Err(e) => return Stop::Protocol(format!("poll failed: {e}")),
                 }
-                let get = |i: Option<usize>| i.is_some_and(|i| fds[i].revents().is_some_and(|r| r != none));
+                let get = |i: Option<usize>| {
+                    i.is_some_and(|i| fds[i].revents().is_some_and(|r| r != none))
+                };
                 let get_r = |i: Option<usize>| i.is_some_and(|i| readable(&fds[i]));
-                (get(i_in), get_r(i_out), get_r(i_err), get_r(i_lis), get_r(i_pid))
+                (
+                    get(i_in),
+                    get_r(i_out),
+                    get_r(i_err),
+                    get_r(i_lis),
+                    get_r(i_pid),
+                )
             };
             if listener_r {
                 self.handle_notification();
@@ -216,13 +240,19 @@ impl Conn {
                     }
                 }
                 self.read_stderr();
-                return if ready(self) { Stop::Ready } else { Stop::Exited };
+                return if ready(self) {
+                    Stop::Ready
+                } else {
+                    Stop::Exited
+                };
             }
         }
     }
 
     fn write_pending(&mut self) {
-        let Some(stdin) = &self.proc.stdin else { return };
+        let Some(stdin) = &self.proc.stdin else {
+            return;
+        };
         while self.pending_pos < self.pending.len() {
             match nix::unistd::write(stdin, &self.pending[self.pending_pos..]) {
                 Ok(n) => self.pending_pos += n,
@@ -240,7 +270,9 @@ impl Conn {
     /// Reads what is available on stdout; `Some` ends the job.
     fn read_stdout(&mut self) -> Option<Stop> {
         loop {
-            let Some(out) = &self.proc.stdout else { return Some(Stop::StdoutClosed) };
+            let Some(out) = &self.proc.stdout else {
+                return Some(Stop::StdoutClosed);
+            };
             let n = match nix::unistd::read(out, &mut self.buf) {
                 Ok(0) => {
                     self.proc.stdout = None;
@@ -293,7 +325,9 @@ impl Conn {
     /// Answers one seccomp user notification: the syscall is outside the
     /// allowlist. Kill (violation), fail it with EPERM, or let it run (log).
     fn handle_notification(&mut self) {
-        let Some(listener) = self.proc.listener().map(|l| l.as_raw_fd()) else { return };
+        let Some(listener) = self.proc.listener().map(|l| l.as_raw_fd()) else {
+            return;
+        };
         // SAFETY: seccomp_notif is plain data; the kernel requires it zeroed.
         let mut req: libc::seccomp_notif = unsafe { std::mem::zeroed() };
         // SAFETY: NOTIF_RECV writes one seccomp_notif into `req`.
@@ -308,7 +342,12 @@ impl Conn {
         }
         let d = req.data;
         let what = crate::seccomp::describe(d.arch, d.nr, d.args);
-        let mut resp = libc::seccomp_notif_resp { id: req.id, val: 0, error: -libc::EPERM, flags: 0 };
+        let mut resp = libc::seccomp_notif_resp {
+            id: req.id,
+            val: 0,
+            error: -libc::EPERM,
+            flags: 0,
+        };
         match (self.enforce, self.on_violation) {
             (Enforce::Log, _) => {
                 resp.error = 0;
@@ -346,10 +385,15 @@ impl Conn {
                 let ours = self.violation.is_some() || self.killed_for.is_some();
                 // A dying process closes stdout a moment before its pidfd
                 // says it exited: give it that moment before blaming it.
-                if stop == Stop::StdoutClosed && !ours && !self.proc.exits_within(Duration::from_millis(100)) {
+                if stop == Stop::StdoutClosed
+                    && !ours
+                    && !self.proc.exits_within(Duration::from_millis(100))
+                {
                     self.proc.kill();
                     let _ = self.proc.wait();
-                    return Verdict::ProtocolError("the plugin closed stdout before answering".into());
+                    return Verdict::ProtocolError(
+                        "the plugin closed stdout before answering".into(),
+                    );
                 }
                 match self.proc.wait() {
                     Ok(info) => self.exit_verdict(info, cpu_limit),
@@ -368,7 +412,9 @@ impl Conn {
         }
         let stderr = self.stderr_text();
         if let Some(cg) = info.cgroup.filter(|c| c.oom_killed) {
-            let peak = cg.memory_peak.map_or(String::new(), |p| format!(", peak {} MiB", p >> 20));
+            let peak = cg
+                .memory_peak
+                .map_or(String::new(), |p| format!(", peak {} MiB", p >> 20));
             return Verdict::Memory(format!("memory limit reached (cgroup OOM kill{peak})"));
         }
         match (info.signal(), info.code()) {
@@ -397,9 +443,15 @@ impl Conn {
 }
 
 fn looks_like_oom(stderr: &str) -> bool {
-    ["memory allocation of", "MemoryError", "Cannot allocate memory", "out of memory", "std::bad_alloc"]
-        .iter()
-        .any(|m| stderr.contains(m))
+    [
+        "memory allocation of",
+        "MemoryError",
+        "Cannot allocate memory",
+        "out of memory",
+        "std::bad_alloc",
+    ]
+    .iter()
+    .any(|m| stderr.contains(m))
 }
 
 fn last_line(s: &str) -> String {
@@ -427,6 +479,7 @@ pub struct Worker {
     output_limit: u64,
     dead: bool,
     greeted: bool,
+    peak_rss_kib: u64,
 }
 
 impl Worker {
@@ -436,7 +489,12 @@ impl Worker {
         let limits = &sandbox.policy.limits;
         let mut conn = Conn::new(proc, sandbox, true);
         let mut hello = Vec::new();
-        protocol::encode_frame(&mut hello, Kind::Hello, 0, &protocol::host_hello(limits.max_frame));
+        protocol::encode_frame(
+            &mut hello,
+            Kind::Hello,
+            0,
+            &protocol::host_hello(limits.max_frame),
+        );
         conn.queue(&hello);
         Ok(Worker {
             conn,
@@ -447,6 +505,7 @@ impl Worker {
             output_limit: limits.output,
             dead: false,
             greeted: false,
+            peak_rss_kib: 0,
         })
     }
 
@@ -465,7 +524,8 @@ impl Worker {
 
     /// Waits for the plugin's hello (at most 10 s).
     fn handshake(&mut self) -> Result<(), Verdict> {
-        let deadline = Instant::now() + HELLO_TIMEOUT.min(self.wall_limit.max(Duration::from_secs(1)));
+        let deadline =
+            Instant::now() + HELLO_TIMEOUT.min(self.wall_limit.max(Duration::from_secs(1)));
         let stop = self.conn.pump(deadline, None, |c| !c.frames.is_empty());
         if stop != Stop::Ready {
             return Err(match self.conn.verdict_for(stop, self.cpu_limit) {
@@ -475,7 +535,10 @@ impl Worker {
         }
         let frame = self.conn.frames.pop_front().expect("ready");
         if frame.kind != Kind::Hello {
-            return Err(Verdict::ProtocolError(format!("expected hello, the plugin sent a {} frame", frame.kind)));
+            return Err(Verdict::ProtocolError(format!(
+                "expected hello, the plugin sent a {} frame",
+                frame.kind
+            )));
         }
         match protocol::PluginHello::parse(&frame.payload) {
             Ok(h) if h.version == protocol::VERSION => Ok(()),
@@ -492,7 +555,9 @@ impl Worker {
     pub fn run_job(&mut self, input: &[u8]) -> JobOutcome {
         let started = Instant::now();
         if self.dead {
-            return JobOutcome::failed(Verdict::ProtocolError("the worker is no longer running".into()));
+            return JobOutcome::failed(Verdict::ProtocolError(
+                "the worker is no longer running".into(),
+            ));
         }
         let cpu_start = self.conn.proc.cpu_ms().unwrap_or(0);
         let id = self.next_id;
@@ -500,7 +565,8 @@ impl Worker {
         let Ok(len) = u32::try_from(input.len()) else {
             return JobOutcome::failed(Verdict::InputError("input larger than 4 GiB".into()));
         };
-        self.conn.queue(&protocol::encode_header(Kind::Job, id, len));
+        self.conn
+            .queue(&protocol::encode_header(Kind::Job, id, len));
         self.conn.queue(input);
         self.conn.denied.clear();
         let result = self.await_answer(id, started, cpu_start);
@@ -531,8 +597,11 @@ impl Worker {
         }
         let first_id = self.next_id;
         for input in inputs {
-            let Ok(len) = u32::try_from(input.len()) else { break };
-            self.conn.queue(&protocol::encode_header(Kind::Job, self.next_id, len));
+            let Ok(len) = u32::try_from(input.len()) else {
+                break;
+            };
+            self.conn
+                .queue(&protocol::encode_header(Kind::Job, self.next_id, len));
             self.conn.queue(input);
             self.next_id += 1;
         }
@@ -545,7 +614,12 @@ impl Worker {
         for (k, id) in (first_id..first_id + sent as u64).enumerate() {
             let started = Instant::now();
             let last = k + 1 == sent;
-            let result = self.await_answer_pipelined(id, started, (cpu_start, budget * (k as u64 + 1)), last);
+            let result = self.await_answer_pipelined(
+                id,
+                started,
+                (cpu_start, budget * (k as u64 + 1)),
+                last,
+            );
             let (verdict, output) = match result {
                 Ok(o) => (Verdict::Ok, o),
                 Err(v) => {
@@ -578,19 +652,32 @@ impl Worker {
             o.stderr_tail = last.stderr_tail;
         }
         if sent < inputs.len() && !self.dead {
-            out.push(JobOutcome::failed(Verdict::InputError("input larger than 4 GiB".into())));
+            out.push(JobOutcome::failed(Verdict::InputError(
+                "input larger than 4 GiB".into(),
+            )));
         }
         out
     }
 
-    fn await_answer(&mut self, id: u64, started: Instant, cpu_start: u64) -> Result<Vec<u8>, Verdict> {
+    fn await_answer(
+        &mut self,
+        id: u64,
+        started: Instant,
+        cpu_start: u64,
+    ) -> Result<Vec<u8>, Verdict> {
         let budget = self.cpu_limit.as_millis() as u64;
         self.await_answer_pipelined(id, started, (cpu_start, budget), true)
     }
 
     /// Reads the answer to `id`; with `last`, nothing may follow it.
     /// `cpu` is (CPU clock at the start, budget in ms since then).
-    fn await_answer_pipelined(&mut self, id: u64, started: Instant, cpu: (u64, u64), last: bool) -> Result<Vec<u8>, Verdict> {
+    fn await_answer_pipelined(
+        &mut self,
+        id: u64,
+        started: Instant,
+        cpu: (u64, u64),
+        last: bool,
+    ) -> Result<Vec<u8>, Verdict> {
         let mut started = started;
         if self.jobs == 0 && !self.greeted {
             self.greeted = true;
@@ -630,34 +717,65 @@ impl Worker {
                     }
                 }
                 Kind::Error => {
-                    let msg = String::from_utf8_lossy(&frame.payload[..frame.payload.len().min(4096)]).into_owned();
+                    let msg =
+                        String::from_utf8_lossy(&frame.payload[..frame.payload.len().min(4096)])
+                            .into_owned();
                     return Err(Verdict::PluginError(msg));
                 }
                 kind => {
                     self.conn.proc.kill();
-                    return Err(Verdict::ProtocolError(format!("unexpected {kind} frame from the plugin")));
+                    return Err(Verdict::ProtocolError(format!(
+                        "unexpected {kind} frame from the plugin"
+                    )));
                 }
             }
         }
         // Nothing may follow the last answer: no job is in flight then.
-        if last && (!self.conn.frames.is_empty() || !self.conn.decoder.as_ref().is_some_and(FrameDecoder::is_idle)) {
+        if last
+            && (!self.conn.frames.is_empty()
+                || !self
+                    .conn
+                    .decoder
+                    .as_ref()
+                    .is_some_and(FrameDecoder::is_idle))
+        {
             self.conn.proc.kill();
-            return Err(Verdict::ProtocolError("the plugin sent bytes after its answer".into()));
+            return Err(Verdict::ProtocolError(
+                "the plugin sent bytes after its answer".into(),
+            ));
         }
         Ok(output)
     }
 
-    fn outcome(&mut self, verdict: Verdict, output: Vec<u8>, started: Instant, cpu_start: u64) -> JobOutcome {
+    fn outcome(
+        &mut self,
+        verdict: Verdict,
+        output: Vec<u8>,
+        started: Instant,
+        cpu_start: u64,
+    ) -> JobOutcome {
         let (cpu_ms, max_rss_kib) = match self.conn.proc.has_exited() {
             true => {
                 let info = self.conn.proc.wait().unwrap_or_default();
-                let peak = info.cgroup.and_then(|c| c.memory_peak).map_or(info.maxrss_kib, |p| p / 1024);
+                let peak = info
+                    .cgroup
+                    .and_then(|c| c.memory_peak)
+                    .map_or(info.maxrss_kib, |p| p / 1024);
                 (info.cpu_ms().saturating_sub(cpu_start), peak)
             }
-            false => (
-                self.conn.proc.cpu_ms().unwrap_or(0).saturating_sub(cpu_start),
-                self.conn.proc.rss_kib().map_or(0, |(_, hwm)| hwm),
-            ),
+            false => {
+                // The worker's peak as seen at job ends (the cgroup's peak
+                // replaces it once the process has exited).
+                self.peak_rss_kib = self.peak_rss_kib.max(self.conn.proc.rss_kib().unwrap_or(0));
+                (
+                    self.conn
+                        .proc
+                        .cpu_ms()
+                        .unwrap_or(0)
+                        .saturating_sub(cpu_start),
+                    self.peak_rss_kib,
+                )
+            }
         };
         JobOutcome {
             verdict,
@@ -673,17 +791,14 @@ impl Worker {
 
     /// Current resident set size in bytes (for recycling decisions).
     pub fn rss_bytes(&self) -> Option<u64> {
-        self.conn.proc.rss_kib().map(|(rss, _)| rss * 1024)
+        self.conn.proc.rss_kib().map(|rss| rss * 1024)
     }
 
     /// Ends the worker: closes stdin, gives it a moment to exit, then kills and reaps it.
     pub fn shutdown(mut self) -> Option<ExitInfo> {
         self.conn.proc.stdin = None;
-        let deadline = Instant::now() + Duration::from_millis(200);
-        while !self.conn.proc.has_exited() && Instant::now() < deadline {
-            self.conn.read_stderr();
-            std::thread::sleep(Duration::from_millis(2));
-        }
+        self.conn.read_stderr();
+        self.conn.proc.exits_within(Duration::from_millis(200));
         self.conn.proc.terminate()
     }
 }
@@ -723,7 +838,9 @@ pub fn run_filter(sandbox: &Sandbox, input: &[u8]) -> JobOutcome {
                         let code = info.code().unwrap_or(-1);
                         let stderr = conn.stderr_text();
                         if looks_like_oom(&stderr) {
-                            Verdict::Memory(format!("address-space limit reached (exit status {code})"))
+                            Verdict::Memory(format!(
+                                "address-space limit reached (exit status {code})"
+                            ))
                         } else {
                             Verdict::PluginError(format!("exit status {code}{}", suffix(&stderr)))
                         }
@@ -737,7 +854,11 @@ pub fn run_filter(sandbox: &Sandbox, input: &[u8]) -> JobOutcome {
         other => conn.verdict_for(other, limits.cpu),
     };
     let info = conn.proc.terminate().unwrap_or_default();
-    let output = if verdict.is_ok() { std::mem::take(&mut conn.raw) } else { Vec::new() };
+    let output = if verdict.is_ok() {
+        std::mem::take(&mut conn.raw)
+    } else {
+        Vec::new()
+    };
     JobOutcome {
         verdict,
         output,

@@ -17,8 +17,15 @@ fn sandbox_with(policy_text: &str) -> (Sandbox, tempfile::TempDir) {
     let p = policy(dir.path(), "p.toml", policy_text);
     let policy = plugwarden::policy::load(p.to_str().unwrap()).unwrap();
     let fs = Arc::new(ForkServer::start(&plugwarden()).unwrap());
-    let plugin = PluginSpec { exe: plugin("pw-probe"), args: Vec::new(), mode: Mode::Worker };
-    (Sandbox::new(fs, plugin, Arc::new(policy), Enforce::Policy).unwrap(), dir)
+    let plugin = PluginSpec {
+        exe: plugin("pw-probe"),
+        args: Vec::new(),
+        mode: Mode::Worker,
+    };
+    (
+        Sandbox::new(fs, plugin, Arc::new(policy), Enforce::Policy).unwrap(),
+        dir,
+    )
 }
 
 fn applicable(sb: &Sandbox, what: &str) -> bool {
@@ -32,7 +39,13 @@ fn applicable(sb: &Sandbox, what: &str) -> bool {
 fn alive(pid: i32) -> bool {
     // A zombie is not alive for this purpose.
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
+        .map(|s| {
+            !s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
         .unwrap_or(false)
 }
 
@@ -40,13 +53,17 @@ const PROCESSES: &str = "description = \"x\"\nextends = \"default\"\n[syscalls]\
 
 #[test]
 fn test_memory_limit_is_attributed_by_the_cgroup() {
-    let (sb, _d) = sandbox_with("description = \"x\"\nextends = \"default\"\n[limits]\nmemory = \"128MiB\"\n");
+    let (sb, _d) =
+        sandbox_with("description = \"x\"\nextends = \"default\"\n[limits]\nmemory = \"128MiB\"\n");
     if !applicable(&sb, "an attributed OOM kill") {
         return;
     }
     let mut w = Worker::start(&sb).unwrap();
     let o = w.run_job(b"alloc:1024");
-    assert_eq!(o.verdict, Verdict::Memory("memory limit reached (cgroup OOM kill, peak 128 MiB)".into()));
+    assert_eq!(
+        o.verdict,
+        Verdict::Memory("memory limit reached (cgroup OOM kill, peak 128 MiB)".into())
+    );
     assert!(o.max_rss_kib >= 100 * 1024, "peak {} KiB", o.max_rss_kib);
 }
 
@@ -70,11 +87,15 @@ fn test_fork_bomb_stops_at_process_limit_and_leaves_nothing() {
     b.shutdown();
     let started = Instant::now();
     loop {
-        let children = std::fs::read_to_string(format!("/proc/{fs_pid}/task/{fs_pid}/children")).unwrap();
+        let children =
+            std::fs::read_to_string(format!("/proc/{fs_pid}/task/{fs_pid}/children")).unwrap();
         if children.trim().is_empty() {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(1), "left behind: {children}");
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "left behind: {children}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -91,11 +112,17 @@ fn test_double_forked_setsid_daemon_is_gone_within_a_second() {
     let o = w.run_job(b"daemon");
     assert_eq!(o.verdict, Verdict::Ok);
     let pid: i32 = String::from_utf8_lossy(&o.output).parse().unwrap();
-    assert!(alive(pid), "the daemon should be running while its worker lives");
+    assert!(
+        alive(pid),
+        "the daemon should be running while its worker lives"
+    );
     w.shutdown();
     let started = Instant::now();
     while alive(pid) {
-        assert!(started.elapsed() < Duration::from_secs(1), "daemon {pid} outlived its worker");
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "daemon {pid} outlived its worker"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
 }
@@ -110,17 +137,28 @@ fn test_network_namespace_has_only_loopback_and_no_route() {
     );
     let (sb, _d) = sandbox_with(&text);
     if sb.walls.namespaces & libc::CLONE_NEWNET as u64 == 0 {
-        println!("not applicable: no network namespace here ({:?})", sb.walls.missing);
+        println!(
+            "not applicable: no network namespace here ({:?})",
+            sb.walls.missing
+        );
         return;
     }
     let mut w = Worker::start(&sb).unwrap();
     // Even with Landlock allowing the port, the empty namespace has no route.
     let o = w.run_job(format!("connect:{port}").as_bytes());
-    assert_eq!(o.verdict, Verdict::PluginError("denied: Network is unreachable (os error 101)".into()));
+    assert_eq!(
+        o.verdict,
+        Verdict::PluginError("denied: Network is unreachable (os error 101)".into())
+    );
     assert!(listener.accept().is_err(), "the listener got a connection");
     let o = w.run_job(b"read:/proc/net/dev");
     let dev = String::from_utf8_lossy(&o.output).into_owned();
-    let ifaces: Vec<&str> = dev.lines().skip(2).filter_map(|l| l.split(':').next()).map(str::trim).collect();
+    let ifaces: Vec<&str> = dev
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split(':').next())
+        .map(str::trim)
+        .collect();
     assert_eq!(ifaces, ["lo"], "{dev}");
     w.shutdown();
 }
@@ -131,7 +169,10 @@ fn test_pid_namespace_plugin_is_pid_one_and_cannot_signal_the_host() {
         "description = \"x\"\nextends = \"default\"\n[syscalls]\nallow = [\"getsid\", \"kill\"]\n",
     );
     if sb.walls.namespaces & libc::CLONE_NEWPID as u64 == 0 {
-        println!("not applicable: no PID namespace here ({:?})", sb.walls.missing);
+        println!(
+            "not applicable: no PID namespace here ({:?})",
+            sb.walls.missing
+        );
         return;
     }
     let mut w = Worker::start(&sb).unwrap();
@@ -139,7 +180,10 @@ fn test_pid_namespace_plugin_is_pid_one_and_cannot_signal_the_host() {
     assert_eq!(String::from_utf8_lossy(&o.output), "sid=1 pid=1");
     let me = std::process::id();
     let o = w.run_job(format!("kill:{me}").as_bytes());
-    assert_eq!(o.verdict, Verdict::PluginError("denied: No such process (os error 3)".into()));
+    assert_eq!(
+        o.verdict,
+        Verdict::PluginError("denied: No such process (os error 3)".into())
+    );
     w.shutdown();
 }
 
@@ -147,23 +191,42 @@ fn test_pid_namespace_plugin_is_pid_one_and_cannot_signal_the_host() {
 fn test_minimal_root_hides_host_files_and_still_runs() {
     let (sb, _d) = sandbox_with("description = \"x\"\nextends = \"default\"\n");
     if sb.walls.namespaces & libc::CLONE_NEWNS as u64 == 0 {
-        println!("not applicable: no minimal root here ({:?})", sb.walls.missing);
+        println!(
+            "not applicable: no minimal root here ({:?})",
+            sb.walls.missing
+        );
         return;
     }
     let host_tmp_file = tempfile::NamedTempFile::new_in("/tmp").unwrap();
     let mut w = Worker::start(&sb).unwrap();
     // Metadata is not mediated by Landlock, so this shows what exists at all.
-    for path in ["/etc/passwd", "/home", "/root", host_tmp_file.path().to_str().unwrap()] {
+    for path in [
+        "/etc/passwd",
+        "/home",
+        "/root",
+        host_tmp_file.path().to_str().unwrap(),
+    ] {
         let o = w.run_job(format!("exists:{path}").as_bytes());
-        assert_eq!(o.verdict, Verdict::PluginError("missing: No such file or directory (os error 2)".into()), "{path}");
+        assert_eq!(
+            o.verdict,
+            Verdict::PluginError("missing: No such file or directory (os error 2)".into()),
+            "{path}"
+        );
     }
-    for path in ["/usr/lib", "/etc/ld.so.cache", "/dev/null", "/tmp", "/proc/self"] {
+    for path in [
+        "/usr/lib",
+        "/etc/ld.so.cache",
+        "/dev/null",
+        "/tmp",
+        "/proc/self",
+    ] {
         let o = w.run_job(format!("exists:{path}").as_bytes());
         assert_eq!(o.verdict, Verdict::Ok, "{path}");
     }
     w.shutdown();
     // And without it, the same probe sees the host's files.
-    let (sb, _d) = sandbox_with("description = \"x\"\nextends = \"default\"\n[namespaces]\nmount = false\n");
+    let (sb, _d) =
+        sandbox_with("description = \"x\"\nextends = \"default\"\n[namespaces]\nmount = false\n");
     let mut w = Worker::start(&sb).unwrap();
     assert_eq!(w.run_job(b"exists:/etc/passwd").verdict, Verdict::Ok);
     w.shutdown();

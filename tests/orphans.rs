@@ -16,12 +16,20 @@ use common::*;
 fn running(exe: &Path) -> Vec<i32> {
     let mut pids = Vec::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
         if std::fs::read_link(e.path().join("exe")).ok().as_deref() != Some(exe) {
             continue;
         }
         let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
-        if !stat.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z') {
+        if !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+        {
             pids.push(pid);
         }
     }
@@ -58,7 +66,15 @@ fn test_host_killed_leaves_no_process_of_the_batch() {
     // One worker, so the daemon, the forked children and the sleeper all
     // belong to the batch at the moment the host dies.
     let host = Command::new(plugwarden())
-        .args(["run", "--workers", "1", "--plugin", probe.to_str().unwrap(), "--policy", policy.to_str().unwrap()])
+        .args([
+            "run",
+            "--workers",
+            "1",
+            "--plugin",
+            probe.to_str().unwrap(),
+            "--policy",
+            policy.to_str().unwrap(),
+        ])
         .arg(&inputs)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -68,7 +84,10 @@ fn test_host_killed_leaves_no_process_of_the_batch() {
     // Wait until the batch has its daemon, its forked children and the sleeper.
     let started = Instant::now();
     while running(&probe).len() < 10 {
-        assert!(started.elapsed() < Duration::from_secs(20), "the batch never got going");
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the batch never got going"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     host.0.kill().unwrap();
@@ -79,7 +98,10 @@ fn test_host_killed_leaves_no_process_of_the_batch() {
         if left.is_empty() {
             break;
         }
-        assert!(killed.elapsed() < Duration::from_secs(1), "still running 1 s after the host died: {left:?}");
+        assert!(
+            killed.elapsed() < Duration::from_secs(1),
+            "still running 1 s after the host died: {left:?}"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
 }

@@ -309,7 +309,7 @@ fn test_policy_explain_strict_bpf_denies_socket_and_later_execve() {
     );
     assert_eq!(
         sample_row(&text, "clone3"),
-        row("deny (ENOSYS)", "deny (killed)")
+        row("deny (ENOSYS)", "deny (ENOSYS)")
     );
 }
 

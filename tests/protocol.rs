@@ -16,13 +16,24 @@ fn sandbox(exe: std::path::PathBuf, args: &[&str], policy: &str, mode: Mode) -> 
     let fs = Arc::new(ForkServer::start(&plugwarden()).unwrap());
     let mut policy = plugwarden::policy::load(policy).unwrap();
     policy.limits.wall = std::time::Duration::from_secs(2);
-    let plugin = PluginSpec { exe, args: args.iter().map(|s| s.to_string()).collect(), mode };
+    let plugin = PluginSpec {
+        exe,
+        args: args.iter().map(|s| s.to_string()).collect(),
+        mode,
+    };
     Sandbox::new(fs, plugin, Arc::new(policy), Enforce::Policy).unwrap()
 }
 
 fn host_rss_kib() -> u64 {
     let s = std::fs::read_to_string("/proc/self/status").unwrap();
-    s.lines().find_map(|l| l.strip_prefix("VmRSS:")).unwrap().trim().trim_end_matches(" kB").trim().parse().unwrap()
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .unwrap()
+        .trim()
+        .trim_end_matches(" kB")
+        .trim()
+        .parse()
+        .unwrap()
 }
 
 fn one(sb: &Sandbox, input: &str) -> Verdict {
@@ -38,9 +49,18 @@ fn test_hostile_replies_end_in_protocol_error_with_bounded_memory() {
     let before = host_rss_kib();
     let cases = [
         ("garbage", "protocol_error: bad frame magic"),
-        ("hugelen", "protocol_error: frame of 4294967295 bytes exceeds the limit"),
-        ("wrongid", "protocol_error: the plugin answered job 999999 which was never sent"),
-        ("exit", "protocol_error: the plugin exited with status 3 before answering"),
+        (
+            "hugelen",
+            "protocol_error: frame of 4294967295 bytes exceeds the limit",
+        ),
+        (
+            "wrongid",
+            "protocol_error: the plugin answered job 999999 which was never sent",
+        ),
+        (
+            "exit",
+            "protocol_error: the plugin exited with status 3 before answering",
+        ),
     ];
     for (input, want) in cases {
         let v = one(&sb, input).to_string();
@@ -52,7 +72,10 @@ fn test_hostile_replies_end_in_protocol_error_with_bounded_memory() {
 #[test]
 fn test_silent_plugin_never_saying_hello_is_protocol_error() {
     let sb = sandbox(plugin("pw-probe"), &["silent"], "strict", Mode::Worker);
-    assert_eq!(one(&sb, "echo:x"), Verdict::ProtocolError("the plugin never said hello".into()));
+    assert_eq!(
+        one(&sb, "echo:x"),
+        Verdict::ProtocolError("the plugin never said hello".into())
+    );
 }
 
 #[test]
@@ -68,7 +91,13 @@ fn test_rust_and_python_echo_pass_the_same_protocol_test() {
         let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
         for input in [b"hello".to_vec(), Vec::new(), big] {
             let o = w.run_job(&input);
-            assert_eq!(o.verdict, Verdict::Ok, "{}: {}", exe.display(), o.stderr_tail);
+            assert_eq!(
+                o.verdict,
+                Verdict::Ok,
+                "{}: {}",
+                exe.display(),
+                o.stderr_tail
+            );
             assert_eq!(o.output, input, "{}", exe.display());
         }
         assert_eq!(w.jobs, 3);
@@ -83,9 +112,18 @@ fn test_filter_mode_runs_an_existing_program() {
     assert_eq!(o.verdict, Verdict::Ok, "{}", o.stderr_tail);
     assert_eq!(o.output, b"cGx1Z3dhcmRlbg==\n");
     // A non-zero exit is the filter saying no.
-    let sb = sandbox("/usr/bin/base64".into(), &["--decode"], "default", Mode::Filter);
+    let sb = sandbox(
+        "/usr/bin/base64".into(),
+        &["--decode"],
+        "default",
+        Mode::Filter,
+    );
     let o = plugwarden::worker::run_filter(&sb, b"!!!not base64");
-    assert!(matches!(o.verdict, Verdict::PluginError(ref m) if m.starts_with("exit status 1")), "{:?}", o.verdict);
+    assert!(
+        matches!(o.verdict, Verdict::PluginError(ref m) if m.starts_with("exit status 1")),
+        "{:?}",
+        o.verdict
+    );
 }
 
 #[test]
@@ -106,10 +144,14 @@ fn test_thousand_jobs_leave_no_zombie_and_no_process() {
     w.shutdown();
     assert_eq!(pids.len(), 10);
     for pid in pids {
-        assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "worker {pid} still exists");
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "worker {pid} still exists"
+        );
     }
     // Nothing left under the fork server, not even a zombie.
-    let children = std::fs::read_to_string(format!("/proc/{fs_pid}/task/{fs_pid}/children")).unwrap();
+    let children =
+        std::fs::read_to_string(format!("/proc/{fs_pid}/task/{fs_pid}/children")).unwrap();
     assert_eq!(children.trim(), "", "fork server still has children");
 }
 
@@ -118,7 +160,10 @@ fn test_cli_bad_input_is_usage_error_with_one_sentence() {
     let cases: [(&[&str], &str); 3] = [
         (&["--plugin", "/nonexistent/plugin"], "does not exist"),
         (&["--plugin", "/etc/passwd"], "is not executable"),
-        (&["--plugin", "/bin/true", "--policy", "nosuch"], "unknown policy \"nosuch\""),
+        (
+            &["--plugin", "/bin/true", "--policy", "nosuch"],
+            "unknown policy \"nosuch\"",
+        ),
     ];
     for (args, want) in cases {
         let o = call(args, b"");
@@ -142,7 +187,9 @@ fn test_cli_call_echoes_through_the_plugin_directory() {
 fn test_pipelined_batch_answers_in_order_and_stops_at_a_crash() {
     let sb = sandbox(plugin("pw-echo"), &[], "strict", Mode::Worker);
     let mut w = Worker::start(&sb).unwrap();
-    let inputs: Vec<Vec<u8>> = (0..500u32).map(|i| i.to_le_bytes().repeat(i as usize % 7)).collect();
+    let inputs: Vec<Vec<u8>> = (0..500u32)
+        .map(|i| i.to_le_bytes().repeat(i as usize % 7))
+        .collect();
     let refs: Vec<&[u8]> = inputs.iter().map(Vec::as_slice).collect();
     let outcomes = w.run_batch(&refs);
     assert_eq!(outcomes.len(), 500);

@@ -29,14 +29,26 @@ fn verdicts(stdout: &str) -> BTreeMap<String, String> {
             let mut parts = l.split_whitespace();
             let word = parts.next()?;
             let path = parts.next()?;
-            Some((Path::new(path).file_name()?.to_string_lossy().into_owned(), word.to_string()))
+            Some((
+                Path::new(path).file_name()?.to_string_lossy().into_owned(),
+                word.to_string(),
+            ))
         })
         .collect()
 }
 
 fn has_forbidden(doc: &lopdf::Document) -> Vec<String> {
-    const KEYS: [&[u8]; 9] =
-        [b"JavaScript", b"JS", b"OpenAction", b"AA", b"Launch", b"EmbeddedFile", b"URI", b"AcroForm", b"Annots"];
+    const KEYS: [&[u8]; 9] = [
+        b"JavaScript",
+        b"JS",
+        b"OpenAction",
+        b"AA",
+        b"Launch",
+        b"EmbeddedFile",
+        b"URI",
+        b"AcroForm",
+        b"Annots",
+    ];
     let mut found = Vec::new();
     for obj in doc.objects.values() {
         let dict = match obj {
@@ -97,16 +109,31 @@ fn test_sanitize_samples_give_expected_verdicts_and_clean_files() {
         ("unsupported-notes.txt", "unsupported"),
     ];
     for (name, word) in expect {
-        assert_eq!(v.get(name).map(String::as_str), Some(word), "{name}\n{stdout}\n{stderr}");
+        assert_eq!(
+            v.get(name).map(String::as_str),
+            Some(word),
+            "{name}\n{stdout}\n{stderr}"
+        );
     }
-    assert!(stdout.contains("plugin_error   ") && stdout.contains("image too large"), "{stdout}");
+    assert!(
+        stdout.contains("plugin_error   ") && stdout.contains("image too large"),
+        "{stdout}"
+    );
     assert!(stdout.contains("ZIP archive"), "{stdout}");
     assert_eq!(o.status.code(), Some(1), "some inputs are refused");
     // One audit record per input, and the chain verifies.
     let records = std::fs::read_to_string(&audit).unwrap().lines().count();
     assert_eq!(records, v.len());
-    let verify = Command::new(plugwarden()).args(["audit", "verify"]).arg(&audit).output().unwrap();
-    assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stdout));
+    let verify = Command::new(plugwarden())
+        .args(["audit", "verify"])
+        .arg(&audit)
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
 
     // Every PDF parses, has its pages, and carries nothing active.
     for (name, pages) in [
@@ -126,13 +153,25 @@ fn test_sanitize_samples_give_expected_verdicts_and_clean_files() {
             assert_eq!(n, p, "{name}");
         }
         assert_eq!(has_forbidden(&doc), Vec::<String>::new(), "{name}");
-        assert!(doc.trailer.get(b"Info").is_err(), "{name}: has an Info dictionary");
+        assert!(
+            doc.trailer.get(b"Info").is_err(),
+            "{name}: has an Info dictionary"
+        );
     }
     // Every PNG decodes and has only the critical chunks.
-    for name in ["benign.png", "benign.jpg", "benign.gif", "benign.bmp", "hostile-huge-exif.jpg", "hostile-trailing-data.png"] {
+    for name in [
+        "benign.png",
+        "benign.jpg",
+        "benign.gif",
+        "benign.bmp",
+        "hostile-huge-exif.jpg",
+        "hostile-trailing-data.png",
+    ] {
         let bytes = std::fs::read(out.join(format!("{name}.safe.png"))).unwrap();
         let decoder = png::Decoder::new(std::io::Cursor::new(&bytes));
-        let mut reader = decoder.read_info().unwrap_or_else(|e| panic!("{name}: {e}"));
+        let mut reader = decoder
+            .read_info()
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
         let mut buf = vec![0; reader.output_buffer_size().unwrap()];
         reader.next_frame(&mut buf).unwrap();
         let mut chunks = Vec::new();
@@ -143,7 +182,12 @@ fn test_sanitize_samples_give_expected_verdicts_and_clean_files() {
             pos += 12 + len;
         }
         assert_eq!(pos, bytes.len(), "{name}: bytes after IEND");
-        assert!(chunks.iter().all(|c| ["IHDR", "IDAT", "IEND"].contains(&c.as_str())), "{name}: {chunks:?}");
+        assert!(
+            chunks
+                .iter()
+                .all(|c| ["IHDR", "IDAT", "IEND"].contains(&c.as_str())),
+            "{name}: {chunks:?}"
+        );
     }
 }
 
@@ -154,17 +198,27 @@ fn test_sanitize_png_pixels_survive() {
     std::fs::create_dir(&input).unwrap();
     std::fs::copy(repo().join("samples/benign.png"), input.join("benign.png")).unwrap();
     let out = dir.path().join("safe");
-    let o = Command::new(plugwarden()).args(["sanitize", "--out"]).arg(&out).arg(&input).output().unwrap();
+    let o = Command::new(plugwarden())
+        .args(["sanitize", "--out"])
+        .arg(&out)
+        .arg(&input)
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     // Both decoded to RGBA (8-bit RGB or RGBA, as the samples are).
     let decode = |p: PathBuf| {
-        let mut r = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(p).unwrap())).read_info().unwrap();
+        let mut r = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(p).unwrap()))
+            .read_info()
+            .unwrap();
         let mut buf = vec![0; r.output_buffer_size().unwrap()];
         let info = r.next_frame(&mut buf).unwrap();
         buf.truncate(info.buffer_size());
         let rgba: Vec<u8> = match info.color_type {
             png::ColorType::Rgba => buf,
-            png::ColorType::Rgb => buf.chunks(3).flat_map(|c| [c[0], c[1], c[2], 255]).collect(),
+            png::ColorType::Rgb => buf
+                .chunks(3)
+                .flat_map(|c| [c[0], c[1], c[2], 255])
+                .collect(),
             other => panic!("sample color type {other:?} not handled by this test"),
         };
         (info.width, info.height, rgba)
@@ -184,7 +238,10 @@ fn test_pdf_policy_denies_files_outside_its_grants() {
     let secret = dir.path().join("secret.txt");
     std::fs::write(&secret, "top secret").unwrap();
     let p = plugin("pw-probe");
-    let o = call(&["--plugin", p.to_str().unwrap(), "--policy", "pdf"], format!("read:{}", secret.display()).as_bytes());
+    let o = call(
+        &["--plugin", p.to_str().unwrap(), "--policy", "pdf"],
+        format!("read:{}", secret.display()).as_bytes(),
+    );
     let v = verdict(&o);
     assert!(v.starts_with("plugin_error: denied: "), "{v}");
     assert!(!String::from_utf8_lossy(&o.stdout).contains("top secret"));

@@ -38,11 +38,24 @@ fn as_nobody(s: &Staged, policy: &str, input: &str) -> (String, String) {
     (verdict(&o), String::from_utf8_lossy(&o.stdout).into_owned())
 }
 
-fn as_nobody_env(s: &Staged, policy: &str, input: &str, env: &[(&str, &str)]) -> std::process::Output {
+fn as_nobody_env(
+    s: &Staged,
+    policy: &str,
+    input: &str,
+    env: &[(&str, &str)],
+) -> std::process::Output {
     let mut cmd = Command::new(s.root.join("plugwarden"));
-    cmd.uid(65534).gid(65534).current_dir(&s.root).env_remove("PLUGWARDEN_EXE").envs(env.iter().copied());
+    cmd.uid(65534)
+        .gid(65534)
+        .current_dir(&s.root)
+        .env_remove("PLUGWARDEN_EXE")
+        .envs(env.iter().copied());
     let probe = s.root.join("pw-probe");
-    call_with(cmd, &["--plugin", probe.to_str().unwrap(), "--policy", policy], input.as_bytes())
+    call_with(
+        cmd,
+        &["--plugin", probe.to_str().unwrap(), "--policy", policy],
+        input.as_bytes(),
+    )
 }
 
 fn secret(root: &Path) -> PathBuf {
@@ -62,7 +75,10 @@ fn test_unprivileged_host_escapes_still_fail() {
     let target = writable.join("pwned");
     for policy in ["strict", "default"] {
         // Denied by Landlock, or not even there inside the minimal root.
-        let hidden = ["plugin_error: denied: Permission denied (os error 13)", "plugin_error: denied: No such file or directory (os error 2)"];
+        let hidden = [
+            "plugin_error: denied: Permission denied (os error 13)",
+            "plugin_error: denied: No such file or directory (os error 2)",
+        ];
         let (v, out) = as_nobody(&s, policy, &format!("read:{}", secret.display()));
         assert!(hidden.contains(&v.as_str()), "{policy}: {v}");
         assert!(!out.contains("top secret"));
@@ -98,7 +114,11 @@ fn test_unprivileged_host_gets_namespaces_from_a_user_namespace() {
         return;
     }
     // The minimal root, built inside the plugin's own user namespace.
-    assert_eq!(verdict(&o), "plugin_error: missing: No such file or directory (os error 2)", "{err}");
+    assert_eq!(
+        verdict(&o),
+        "plugin_error: missing: No such file or directory (os error 2)",
+        "{err}"
+    );
     let (v, out) = as_nobody(&s, "default", "echo:inside");
     assert_eq!((v.as_str(), out.as_str()), ("ok", "inside"));
 }
@@ -107,10 +127,24 @@ fn test_unprivileged_host_gets_namespaces_from_a_user_namespace() {
 fn test_unprivileged_host_without_user_namespaces_reports_the_fallback() {
     let Some(s) = stage() else { return };
     // Simulates a distribution that blocks user namespaces.
-    let o = as_nobody_env(&s, "default", "exists:/etc/passwd", &[("PLUGWARDEN_NO_USERNS", "1")]);
+    let o = as_nobody_env(
+        &s,
+        "default",
+        "exists:/etc/passwd",
+        &[("PLUGWARDEN_NO_USERNS", "1")],
+    );
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("weaker sandbox: user namespaces unavailable (disabled by PLUGWARDEN_NO_USERNS=1)"), "{err}");
-    assert_eq!(verdict(&o), "ok", "no minimal root: the host's /etc/passwd is visible (but not readable)");
+    assert!(
+        err.contains(
+            "weaker sandbox: user namespaces unavailable (disabled by PLUGWARDEN_NO_USERNS=1)"
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        verdict(&o),
+        "ok",
+        "no minimal root: the host's /etc/passwd is visible (but not readable)"
+    );
     let (v, _) = as_nobody(&s, "default", "socket");
     assert_eq!(v, "violation: socket(AF_INET, SOCK_STREAM, 0)");
 }

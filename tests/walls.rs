@@ -21,8 +21,16 @@ fn test_landlock_alone_denies_reading_a_visible_secret() {
     let secret = dir.path().join("secret.txt");
     std::fs::write(&secret, "top secret").unwrap();
     std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let p = policy(dir.path(), "nomount.toml", "description = \"x\"\nextends = \"default\"\n[namespaces]\nmount = false\n");
-    let (v, out, _) = probe_call(p.to_str().unwrap(), &format!("read:{}", secret.display()), &[]);
+    let p = policy(
+        dir.path(),
+        "nomount.toml",
+        "description = \"x\"\nextends = \"default\"\n[namespaces]\nmount = false\n",
+    );
+    let (v, out, _) = probe_call(
+        p.to_str().unwrap(),
+        &format!("read:{}", secret.display()),
+        &[],
+    );
     assert_eq!(v, "plugin_error: denied: Permission denied (os error 13)");
     assert!(!out.contains("top secret"));
 }
@@ -36,7 +44,11 @@ fn probe_call(policy: &str, input: &str, extra: &[&str]) -> (String, String, i32
     let mut args = vec!["--plugin", p.as_str(), "--policy", policy];
     args.extend_from_slice(extra);
     let o = call(&args, input.as_bytes());
-    (verdict(&o), String::from_utf8_lossy(&o.stdout).into_owned(), o.status.code().unwrap_or(-1))
+    (
+        verdict(&o),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        o.status.code().unwrap_or(-1),
+    )
 }
 
 #[test]
@@ -118,7 +130,11 @@ fn test_identity_and_flags_in_proc_status() {
 #[test]
 fn test_only_stdio_fds_are_open_in_the_child() {
     let dir = scratch();
-    let p = policy(dir.path(), "proc.toml", "description = \"x\"\nextends = \"default\"\n[filesystem]\nread = [\"/proc\"]\n");
+    let p = policy(
+        dir.path(),
+        "proc.toml",
+        "description = \"x\"\nextends = \"default\"\n[filesystem]\nread = [\"/proc\"]\n",
+    );
     let (v, out, _) = probe_call(p.to_str().unwrap(), "fds", &[]);
     assert_eq!(v, "ok");
     // 0, 1, 2 and the directory handle used to list /proc/self/fd.
@@ -136,9 +152,16 @@ fn test_child_is_session_leader_without_terminal() {
     let (v, out, _) = probe_call(p.to_str().unwrap(), "sid", &[]);
     assert_eq!(v, "ok");
     let (sid, pid) = out.split_once(' ').unwrap();
-    assert_eq!(sid.trim_start_matches("sid="), pid.trim_start_matches("pid="), "not a session leader: {out}");
+    assert_eq!(
+        sid.trim_start_matches("sid="),
+        pid.trim_start_matches("pid="),
+        "not a session leader: {out}"
+    );
     let (v, _, _) = probe_call(p.to_str().unwrap(), "tty", &[]);
-    assert_eq!(v, "plugin_error: no tty: No such device or address (os error 6)");
+    assert_eq!(
+        v,
+        "plugin_error: no tty: No such device or address (os error 6)"
+    );
 }
 
 #[test]
@@ -150,7 +173,11 @@ fn test_memory_limit_gives_memory_verdict() {
 #[test]
 fn test_cpu_limit_gives_cpu_timeout() {
     let dir = scratch();
-    let p = policy(dir.path(), "cpu.toml", "description = \"x\"\nextends = \"strict\"\n[limits]\ncpu = \"1s\"\nwall = \"20s\"\n");
+    let p = policy(
+        dir.path(),
+        "cpu.toml",
+        "description = \"x\"\nextends = \"strict\"\n[limits]\ncpu = \"1s\"\nwall = \"20s\"\n",
+    );
     let started = Instant::now();
     let (v, _, _) = probe_call(p.to_str().unwrap(), "spin", &[]);
     assert_eq!(v, "timeout: cpu");
@@ -163,7 +190,11 @@ fn test_sleeping_plugin_times_out_within_deadline_plus_grace() {
     let (v, _, code) = probe_call("strict", "sleep", &["--timeout", "500ms"]);
     assert_eq!(v, "timeout: wall");
     assert_eq!(code, 1);
-    assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
 }
 
 #[test]

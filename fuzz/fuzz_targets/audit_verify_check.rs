@@ -15,7 +15,10 @@ pub fn check(data: &[u8]) {
         }
     };
     let lines = data.iter().filter(|&&b| b == b'\n').count() as u64;
-    assert_eq!(summary.records, lines, "every line of an accepted log is a record");
+    assert_eq!(
+        summary.records, lines,
+        "every line of an accepted log is a record"
+    );
     assert!(
         data.is_empty() || data.ends_with(b"\n"),
         "an accepted log ends with a newline"

@@ -24,7 +24,11 @@ pub const EXIT_USAGE: u8 = 2;
 pub const EXIT_INTERNAL: u8 = 3;
 
 #[derive(Parser)]
-#[command(name = "plugwarden", version, about = "Run untrusted plugins safely on Linux")]
+#[command(
+    name = "plugwarden",
+    version,
+    about = "Run untrusted plugins safely on Linux"
+)]
 struct Cli {
     /// More log output (-v info, -vv debug); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -120,7 +124,11 @@ impl SandboxArgs {
             Some(ModeArg::Filter) => Mode::Filter,
             None => located.mode.unwrap_or_default(),
         };
-        let policy_name = self.policy.clone().or(located.policy).unwrap_or_else(|| "default".into());
+        let policy_name = self
+            .policy
+            .clone()
+            .or(located.policy)
+            .unwrap_or_else(|| "default".into());
         let mut policy = plugwarden::policy::load(&policy_name)?;
         if let Some(t) = self.timeout {
             policy.limits.wall = t;
@@ -138,7 +146,11 @@ impl SandboxArgs {
             EnforceArg::Policy => Enforce::Policy,
             EnforceArg::Log => Enforce::Log,
         };
-        let plugin = PluginSpec { exe: located.exe, args, mode };
+        let plugin = PluginSpec {
+            exe: located.exe,
+            args,
+            mode,
+        };
         Ok(Sandbox::new(fs, plugin, Arc::new(policy), enforce)?)
     }
 }
@@ -162,7 +174,10 @@ fn init_logging(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 pub fn main() -> ExitCode {
@@ -205,5 +220,9 @@ fn call(a: CallArgs) -> Result<u8, Usage> {
         }
     }
     eprintln!("{}", outcome.verdict);
-    Ok(if outcome.verdict.is_ok() { EXIT_OK } else { EXIT_VERDICT })
+    Ok(if outcome.verdict.is_ok() {
+        EXIT_OK
+    } else {
+        EXIT_VERDICT
+    })
 }

@@ -634,7 +634,11 @@ pub fn drive(b: Batch) -> Result<u8, Usage> {
         w.set_sync(false);
     }
     let bases = match &audit {
-        Some(_) => b.sandboxes.iter().map(|s| record_base(s)).collect::<Result<Vec<_>, _>>()?,
+        Some(_) => b
+            .sandboxes
+            .iter()
+            .map(|s| record_base(s))
+            .collect::<Result<Vec<_>, _>>()?,
         None => b.sandboxes.iter().map(|_| RecordBase::default()).collect(),
     };
     let mut workers = 0;
@@ -743,7 +747,10 @@ fn consume(
         let wait = Duration::from_millis(if pools.len() == 1 { 100 } else { 5 });
         let mut open = 0;
         for pool in pools {
-            match pool.results().recv_timeout(if open == 0 { wait } else { Duration::ZERO }) {
+            match pool
+                .results()
+                .recv_timeout(if open == 0 { wait } else { Duration::ZERO })
+            {
                 Ok(f) => {
                     rec.take(f);
                     open += 1;

@@ -66,11 +66,18 @@ fn plugin_dir(given: Option<&Path>) -> Result<PathBuf, Usage> {
         None => std::env::current_exe()
             .ok()
             .and_then(|e| e.parent().map(Path::to_path_buf))
-            .ok_or_else(|| Usage("cannot find this program's directory; pass --plugins DIR".into())),
+            .ok_or_else(|| {
+                Usage("cannot find this program's directory; pass --plugins DIR".into())
+            }),
     }
 }
 
-fn sandbox_for(s: Sanitizer, dir: &Path, a: &SanitizeArgs, fs: &Arc<plugwarden::forkserver::ForkServer>) -> Result<Arc<Sandbox>, Usage> {
+fn sandbox_for(
+    s: Sanitizer,
+    dir: &Path,
+    a: &SanitizeArgs,
+    fs: &Arc<plugwarden::forkserver::ForkServer>,
+) -> Result<Arc<Sandbox>, Usage> {
     let exe = dir.join(s.plugin_name());
     if !exe.is_file() {
         return Err(Usage(format!(
@@ -89,14 +96,26 @@ fn sandbox_for(s: Sanitizer, dir: &Path, a: &SanitizeArgs, fs: &Arc<plugwarden::
         Sanitizer::Pdf => vec!["--dpi".to_string(), a.dpi.to_string()],
         Sanitizer::Image => Vec::new(),
     };
-    let plugin = PluginSpec { exe: std::fs::canonicalize(&exe)?, args, mode: Mode::Worker };
-    Ok(Arc::new(Sandbox::new(fs.clone(), plugin, Arc::new(policy), Enforce::Policy)?))
+    let plugin = PluginSpec {
+        exe: std::fs::canonicalize(&exe)?,
+        args,
+        mode: Mode::Worker,
+    };
+    Ok(Arc::new(Sandbox::new(
+        fs.clone(),
+        plugin,
+        Arc::new(policy),
+        Enforce::Policy,
+    )?))
 }
 
 /// `photo.jpg` → `photo.jpg.safe.png`: the original name stays visible,
 /// the extension says what the file now is.
 fn safe_name(rel: &Path, ext: &str) -> PathBuf {
-    let mut name = rel.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    let mut name = rel
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
     name.push(format!(".safe.{ext}"));
     rel.with_file_name(name)
 }
@@ -107,8 +126,14 @@ pub fn sanitize(a: SanitizeArgs) -> Result<u8, Usage> {
     run::ignore_sigint_for_children();
     let dir = plugin_dir(a.plugins.as_deref())?;
     let fs = start_fork_server()?;
-    let sandboxes = ROUTES.iter().map(|s| sandbox_for(*s, &dir, &a, &fs)).collect::<Result<Vec<_>, _>>()?;
-    let limits = Limits { dpi: a.dpi, ..Limits::default() };
+    let sandboxes = ROUTES
+        .iter()
+        .map(|s| sandbox_for(*s, &dir, &a, &fs))
+        .collect::<Result<Vec<_>, _>>()?;
+    let limits = Limits {
+        dpi: a.dpi,
+        ..Limits::default()
+    };
     let router = |bytes: &[u8]| {
         let kind = sanitize::detect(bytes);
         match kind.sanitizer() {
@@ -119,13 +144,19 @@ pub fn sanitize(a: SanitizeArgs) -> Result<u8, Usage> {
     let convert = move |route: usize, rel: &Path, pixels: Vec<u8>| {
         let s = ROUTES[route.min(ROUTES.len() - 1)];
         let result = match s {
-            Sanitizer::Image => sanitize::png_from_plugin_output(&pixels, &limits).map(|(png, _, _)| png),
-            Sanitizer::Pdf => sanitize::pdf_from_plugin_output(&pixels, &limits).map(|(pdf, _)| pdf),
+            Sanitizer::Image => {
+                sanitize::png_from_plugin_output(&pixels, &limits).map(|(png, _, _)| png)
+            }
+            Sanitizer::Pdf => {
+                sanitize::pdf_from_plugin_output(&pixels, &limits).map(|(pdf, _)| pdf)
+            }
         };
         match result {
             Ok(bytes) => Ok((bytes, safe_name(rel, s.output_extension()))),
             Err(e) if e.is_protocol_error() => Err(Verdict::ProtocolError(e.to_string())),
-            Err(e) => Err(Verdict::InputError(format!("cannot write the safe file: {e}"))),
+            Err(e) => Err(Verdict::InputError(format!(
+                "cannot write the safe file: {e}"
+            ))),
         }
     };
     run::drive(Batch {
@@ -149,6 +180,9 @@ mod tests {
 
     #[test]
     fn test_safe_name_keeps_name_and_adds_kind() {
-        assert_eq!(safe_name(Path::new("a/photo.jpg"), "png"), PathBuf::from("a/photo.jpg.safe.png"));
+        assert_eq!(
+            safe_name(Path::new("a/photo.jpg"), "png"),
+            PathBuf::from("a/photo.jpg.safe.png")
+        );
     }
 }

@@ -69,7 +69,9 @@ pub struct Dur(pub Duration);
 impl<'de> Deserialize<'de> for Dur {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        parse_duration(&s).map(Dur).map_err(serde::de::Error::custom)
+        parse_duration(&s)
+            .map(Dur)
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -223,7 +225,13 @@ pub struct Namespaces {
 
 impl Default for Namespaces {
     fn default() -> Self {
-        Namespaces { net: true, ipc: true, uts: true, pid: true, mount: true }
+        Namespaces {
+            net: true,
+            ipc: true,
+            uts: true,
+            pid: true,
+            mount: true,
+        }
     }
 }
 
@@ -310,7 +318,10 @@ pub struct Identity {
 
 impl Default for Identity {
     fn default() -> Self {
-        Identity { uid: 65534, gid: 65534 }
+        Identity {
+            uid: 65534,
+            gid: 65534,
+        }
     }
 }
 
@@ -323,14 +334,21 @@ pub struct Worker {
 
 impl Default for Worker {
     fn default() -> Self {
-        Worker { batch: 100, recycle_rss: 256 << 20, max_lifetime: Duration::from_secs(600) }
+        Worker {
+            batch: 100,
+            recycle_rss: 256 << 20,
+            max_lifetime: Duration::from_secs(600),
+        }
     }
 }
 
 /// A policy problem, located in its file.
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
-    #[error("unknown policy {name:?}: use one of {} or a path to a .toml file", builtin_names())]
+    #[error(
+        "unknown policy {name:?}: use one of {} or a path to a .toml file",
+        builtin_names()
+    )]
     UnknownName { name: String },
     #[error("cannot read policy {path}: {source}")]
     Read {
@@ -339,13 +357,22 @@ pub enum PolicyError {
         source: std::io::Error,
     },
     #[error("{origin}:{line}:{column}: {message}")]
-    Invalid { origin: String, line: usize, column: usize, message: String },
+    Invalid {
+        origin: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
     #[error("policy {origin}: `extends` chain is longer than 8 or loops back to itself")]
     ExtendsLoop { origin: String },
 }
 
 fn builtin_names() -> String {
-    BUILTIN.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+    BUILTIN
+        .iter()
+        .map(|(n, _)| *n)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Where a policy's text came from, for messages and for relative `extends`.
@@ -368,13 +395,26 @@ impl Origin {
 pub fn line_col(text: &str, pos: usize) -> (usize, usize) {
     let before = &text[..pos.min(text.len())];
     let line = before.matches('\n').count() + 1;
-    let column = before.rfind('\n').map_or(before.len(), |nl| before.len() - nl - 1) + 1;
+    let column = before
+        .rfind('\n')
+        .map_or(before.len(), |nl| before.len() - nl - 1)
+        + 1;
     (line, column)
 }
 
-fn invalid(origin: &Origin, text: &str, span: std::ops::Range<usize>, message: String) -> PolicyError {
+fn invalid(
+    origin: &Origin,
+    text: &str,
+    span: std::ops::Range<usize>,
+    message: String,
+) -> PolicyError {
     let (line, column) = line_col(text, span.start);
-    PolicyError::Invalid { origin: origin.label(), line, column, message }
+    PolicyError::Invalid {
+        origin: origin.label(),
+        line,
+        column,
+        message,
+    }
 }
 
 /// Loads a policy by built-in name or file path.
@@ -385,10 +425,14 @@ pub fn load(name_or_path: &str) -> Result<Policy, PolicyError> {
     let path = Path::new(name_or_path);
     let looks_like_path = name_or_path.contains('/') || name_or_path.ends_with(".toml");
     if !looks_like_path && !path.exists() {
-        return Err(PolicyError::UnknownName { name: name_or_path.to_string() });
+        return Err(PolicyError::UnknownName {
+            name: name_or_path.to_string(),
+        });
     }
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| PolicyError::Read { path: path.to_path_buf(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
     resolve(Origin::File(path.to_path_buf()), &text)
 }
 
@@ -407,7 +451,9 @@ pub fn resolve(origin: Origin, text: &str) -> Result<Policy, PolicyError> {
     let mut current = (origin.clone(), text.to_string());
     loop {
         if chain.len() >= 8 {
-            return Err(PolicyError::ExtendsLoop { origin: origin.label() });
+            return Err(PolicyError::ExtendsLoop {
+                origin: origin.label(),
+            });
         }
         let file = parse(&current.0, &current.1)?;
         let parent = file.extends.clone();
@@ -498,7 +544,11 @@ fn apply(p: &mut Policy, origin: &Origin, text: &str, f: &PolicyFile) -> Result<
                         item.span(),
                         format!(
                             "unknown ioctl {name:?}: use one of {} or its number",
-                            IOCTLS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+                            IOCTLS
+                                .iter()
+                                .map(|(n, _)| *n)
+                                .collect::<Vec<_>>()
+                                .join(", ")
                         ),
                     )
                 })?,
@@ -517,7 +567,11 @@ fn apply(p: &mut Policy, origin: &Origin, text: &str, f: &PolicyFile) -> Result<
                     format!(
                         "unknown socket family {:?}: use one of {}",
                         item.get_ref(),
-                        FAMILIES.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+                        FAMILIES
+                            .iter()
+                            .map(|(n, _)| *n)
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ),
                 )
             })?;
@@ -558,14 +612,22 @@ fn apply(p: &mut Policy, origin: &Origin, text: &str, f: &PolicyFile) -> Result<
     set(&mut lim.output, l.output.map(|s| s.0));
     if let Some(m) = l.max_frame {
         lim.max_frame = u32::try_from(m.0).map_err(|_| {
-            invalid(origin, text, 0..0, "limits.max_frame must be below 4GiB".into())
+            invalid(
+                origin,
+                text,
+                0..0,
+                "limits.max_frame must be below 4GiB".into(),
+            )
         })?;
     }
     set(&mut p.identity.uid, f.identity.uid);
     set(&mut p.identity.gid, f.identity.gid);
     set(&mut p.worker.batch, f.worker.batch);
     set(&mut p.worker.recycle_rss, f.worker.recycle_rss.map(|s| s.0));
-    set(&mut p.worker.max_lifetime, f.worker.max_lifetime.map(|d| d.0));
+    set(
+        &mut p.worker.max_lifetime,
+        f.worker.max_lifetime.map(|d| d.0),
+    );
     set(&mut p.namespaces.net, f.namespaces.net);
     set(&mut p.namespaces.ipc, f.namespaces.ipc);
     set(&mut p.namespaces.uts, f.namespaces.uts);
@@ -594,12 +656,21 @@ fn expand_name<'a>(
                 name.span(),
                 format!(
                     "unknown syscall group {n:?}: known groups are {}",
-                    groups::GROUPS.iter().map(|g| g.name).collect::<Vec<_>>().join(", ")
+                    groups::GROUPS
+                        .iter()
+                        .map(|g| g.name)
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             ));
         };
         let expanded = groups::expand(&[n]).map_err(|bad| {
-            invalid(origin, text, name.span(), format!("unknown syscall group {bad:?}"))
+            invalid(
+                origin,
+                text,
+                name.span(),
+                format!("unknown syscall group {bad:?}"),
+            )
         })?;
         return Ok(expanded);
     }
@@ -634,7 +705,9 @@ fn validate(p: &Policy, origin: &Origin, text: &str) -> Result<(), PolicyError> 
         ));
     }
     if p.limits.open_files < 4 {
-        return fail("limits.open_files must be at least 4 (stdin, stdout, stderr and one more)".into());
+        return fail(
+            "limits.open_files must be at least 4 (stdin, stdout, stderr and one more)".into(),
+        );
     }
     if p.limits.max_frame < 4096 {
         return fail("limits.max_frame must be at least \"4KiB\"".into());
@@ -689,7 +762,10 @@ pub fn socket_family(name: &str) -> Option<u32> {
 }
 
 pub fn family_name(nr: u64) -> Option<&'static str> {
-    FAMILIES.iter().find(|(_, v)| u64::from(*v) == nr).map(|(n, _)| *n)
+    FAMILIES
+        .iter()
+        .find(|(_, v)| u64::from(*v) == nr)
+        .map(|(n, _)| *n)
 }
 
 #[cfg(test)]
@@ -708,27 +784,37 @@ mod tests {
     #[test]
     fn test_unknown_syscall_names_line_and_column() {
         let text = "description = \"x\"\n[syscalls]\nallow = [\"read\", \"raed\"]\n";
-        let err = resolve(Origin::File("p.toml".into()), text).unwrap_err().to_string();
-        assert!(err.starts_with("p.toml:3:18: unknown syscall \"raed\""), "{err}");
+        let err = resolve(Origin::File("p.toml".into()), text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("p.toml:3:18: unknown syscall \"raed\""),
+            "{err}"
+        );
     }
 
     #[test]
     fn test_unknown_key_is_error_with_line() {
         let text = "[limits]\nwal = \"1s\"\n";
-        let err = resolve(Origin::File("p.toml".into()), text).unwrap_err().to_string();
+        let err = resolve(Origin::File("p.toml".into()), text)
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("p.toml:2:1: unknown field `wal`"), "{err}");
     }
 
     #[test]
     fn test_unknown_group_is_error() {
         let text = "[syscalls]\nallow = [\"@nope\"]\n";
-        let err = resolve(Origin::File("p.toml".into()), text).unwrap_err().to_string();
+        let err = resolve(Origin::File("p.toml".into()), text)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("unknown syscall group \"@nope\""), "{err}");
     }
 
     #[test]
     fn test_extends_adds_and_overrides() {
-        let text = "extends = \"strict\"\n[syscalls]\nallow = [\"socket\"]\n[limits]\nwall = \"3s\"\n";
+        let text =
+            "extends = \"strict\"\n[syscalls]\nallow = [\"socket\"]\n[limits]\nwall = \"3s\"\n";
         let p = resolve(Origin::File("p.toml".into()), text).unwrap();
         assert!(p.syscalls.allow.contains("socket"));
         assert!(p.syscalls.allow.contains("read"));
@@ -738,7 +824,10 @@ mod tests {
 
     #[test]
     fn test_unknown_policy_name_is_error() {
-        assert!(matches!(load("nosuch"), Err(PolicyError::UnknownName { .. })));
+        assert!(matches!(
+            load("nosuch"),
+            Err(PolicyError::UnknownName { .. })
+        ));
     }
 
     #[test]

@@ -32,31 +32,49 @@ fn handle(input: &[u8]) -> Result<Vec<u8>, String> {
         },
         "listdir" => std::fs::read_dir(arg)
             .map(|d| {
-                let names: Vec<String> = d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+                let names: Vec<String> = d
+                    .filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect();
                 names.join("\n").into_bytes()
             })
             .map_err(|e| format!("denied: {e}")),
         "socket" => {
             // SAFETY: plain syscall with integer arguments.
             let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
-            if fd < 0 { Err(format!("denied: {}", last_error())) } else { Ok(b"socket created".to_vec()) }
+            if fd < 0 {
+                Err(format!("denied: {}", last_error()))
+            } else {
+                Ok(b"socket created".to_vec())
+            }
         }
         "ptrace" => {
             let pid: i32 = arg.parse().map_err(|_| "bad pid")?;
             // SAFETY: plain syscall with integer arguments.
             let rc = unsafe { libc::ptrace(libc::PTRACE_ATTACH, pid, 0, 0) };
-            if rc < 0 { Err(format!("denied: {}", last_error())) } else { Ok(b"attached".to_vec()) }
+            if rc < 0 {
+                Err(format!("denied: {}", last_error()))
+            } else {
+                Ok(b"attached".to_vec())
+            }
         }
         "kill" => {
             let pid: i32 = arg.parse().map_err(|_| "bad pid")?;
             // SAFETY: plain syscall with integer arguments.
             let rc = unsafe { libc::kill(pid, libc::SIGKILL) };
-            if rc < 0 { Err(format!("denied: {}", last_error())) } else { Ok(b"killed".to_vec()) }
+            if rc < 0 {
+                Err(format!("denied: {}", last_error()))
+            } else {
+                Ok(b"killed".to_vec())
+            }
         }
         "status" => std::fs::read("/proc/self/status").map_err(|e| format!("denied: {e}")),
         "fds" => std::fs::read_dir("/proc/self/fd")
             .map(|d| {
-                let mut names: Vec<String> = d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+                let mut names: Vec<String> = d
+                    .filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect();
                 names.sort();
                 names.join(",").into_bytes()
             })
@@ -97,7 +115,8 @@ fn handle(input: &[u8]) -> Result<Vec<u8>, String> {
         "crash" => {
             // SAFETY: not safe at all: a read through a null pointer is the
             // point of this command (a real SIGSEGV, not a raised one).
-            let v = unsafe { std::ptr::read_volatile(std::hint::black_box(std::ptr::null::<u8>())) };
+            let v =
+                unsafe { std::ptr::read_volatile(std::hint::black_box(std::ptr::null::<u8>())) };
             Ok(vec![v])
         }
         "exit" => std::process::exit(3),
@@ -107,14 +126,20 @@ fn handle(input: &[u8]) -> Result<Vec<u8>, String> {
             Ok(Vec::new())
         }
         "hugelen" => {
-            let h = plugwarden::protocol::encode_header(plugwarden::protocol::Kind::Done, 1, u32::MAX);
+            let h =
+                plugwarden::protocol::encode_header(plugwarden::protocol::Kind::Done, 1, u32::MAX);
             raw_stdout(&h);
             std::thread::sleep(std::time::Duration::from_secs(3600));
             Ok(Vec::new())
         }
         "wrongid" => {
             let mut f = Vec::new();
-            plugwarden::protocol::encode_frame(&mut f, plugwarden::protocol::Kind::Done, 999_999, b"x");
+            plugwarden::protocol::encode_frame(
+                &mut f,
+                plugwarden::protocol::Kind::Done,
+                999_999,
+                b"x",
+            );
             raw_stdout(&f);
             std::thread::sleep(std::time::Duration::from_secs(3600));
             Ok(Vec::new())
