@@ -201,10 +201,8 @@ fn road(plan: &mut Plan) -> Result<(), (Stage, i32)> {
     }
     if plan.netns >= 0 {
         // SAFETY: setns on an fd the plan owns; no memory is passed.
-        check(
-            Stage::Namespaces,
-            unsafe { libc::setns(plan.netns, libc::CLONE_NEWNET) } as libc::c_long,
-        )?;
+        let rc = unsafe { libc::setns(plan.netns, libc::CLONE_NEWNET) };
+        check(Stage::Namespaces, rc as libc::c_long)?;
     }
     if plan.unshare != 0 {
         // SAFETY: unshare takes flags only.
@@ -436,10 +434,8 @@ fn enter_root(r: &RootPlan) -> Result<(), (Stage, i32)> {
             }
             RootOp::Symlink { target, link } => {
                 // SAFETY: both are NUL-terminated paths.
-                check(
-                    Stage::Mount,
-                    unsafe { libc::symlink(target.as_ptr(), link.as_ptr()) } as libc::c_long,
-                )?;
+                let rc = unsafe { libc::symlink(target.as_ptr(), link.as_ptr()) };
+                check(Stage::Mount, rc as libc::c_long)?;
             }
             RootOp::Tmpfs { dst, opts } => {
                 mount(
@@ -531,10 +527,8 @@ fn reset_signals() -> Result<(), (Stage, i32)> {
 
 fn drop_identity(uid: u32, gid: u32) -> Result<(), (Stage, i32)> {
     // SAFETY: an empty group list; no pointer is read.
-    check(
-        Stage::Groups,
-        unsafe { libc::setgroups(0, std::ptr::null()) } as libc::c_long,
-    )?;
+    let rc = unsafe { libc::setgroups(0, std::ptr::null()) };
+    check(Stage::Groups, rc as libc::c_long)?;
     drop_bounding()?;
     // SAFETY: plain id syscalls; the child is single-threaded.
     check(Stage::Setresgid, unsafe { libc::setresgid(gid, gid, gid) }
