@@ -480,6 +480,8 @@ pub struct Worker {
     dead: bool,
     greeted: bool,
     peak_rss_kib: u64,
+    /// CPU clock (ms) at the end of the previous job.
+    last_cpu: Option<u64>,
 }
 
 impl Worker {
@@ -506,6 +508,7 @@ impl Worker {
             dead: false,
             greeted: false,
             peak_rss_kib: 0,
+            last_cpu: None,
         })
     }
 
@@ -559,7 +562,10 @@ impl Worker {
                 "the worker is no longer running".into(),
             ));
         }
-        let cpu_start = self.conn.proc.cpu_ms().unwrap_or(0);
+        // The CPU clock as the previous job left it: one /proc read per job.
+        let cpu_start = self
+            .last_cpu
+            .unwrap_or_else(|| self.conn.proc.cpu_ms().unwrap_or(0));
         let id = self.next_id;
         self.next_id += 1;
         let Ok(len) = u32::try_from(input.len()) else {
@@ -609,7 +615,10 @@ impl Worker {
         self.conn.denied.clear();
         // CPU is read once for the batch: each job may use its budget, the
         // batch as a whole n budgets; the time is shared out at the end.
-        let cpu_start = self.conn.proc.cpu_ms().unwrap_or(0);
+        // The CPU clock as the previous job left it: one /proc read per job.
+        let cpu_start = self
+            .last_cpu
+            .unwrap_or_else(|| self.conn.proc.cpu_ms().unwrap_or(0));
         let budget = self.cpu_limit.as_millis() as u64;
         for (k, id) in (first_id..first_id + sent as u64).enumerate() {
             let started = Instant::now();
@@ -767,14 +776,9 @@ impl Worker {
                 // The worker's peak as seen at job ends (the cgroup's peak
                 // replaces it once the process has exited).
                 self.peak_rss_kib = self.peak_rss_kib.max(self.conn.proc.rss_kib().unwrap_or(0));
-                (
-                    self.conn
-                        .proc
-                        .cpu_ms()
-                        .unwrap_or(0)
-                        .saturating_sub(cpu_start),
-                    self.peak_rss_kib,
-                )
+                let now = self.conn.proc.cpu_ms().unwrap_or(cpu_start);
+                self.last_cpu = Some(now);
+                (now.saturating_sub(cpu_start), self.peak_rss_kib)
             }
         };
         JobOutcome {
