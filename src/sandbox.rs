@@ -64,6 +64,9 @@ pub enum SandboxError {
     Io(#[from] std::io::Error),
 }
 
+/// Size asked for the plugin's stdin and stdout pipes.
+const PIPE_SIZE: i32 = 1 << 20;
+
 /// A prepared profile in the fork server.
 #[derive(Debug)]
 pub struct Sandbox {
@@ -169,6 +172,12 @@ impl Sandbox {
         drop((in_r, out_w, err_w));
         for fd in [&in_w, &out_r, &err_r] {
             set_nonblocking(fd)?;
+        }
+        // 1 MiB pipes: a 64 KiB pipe makes bulk transfers across CPUs crawl
+        // (a wake-up per 64 KiB). Best effort: the kernel may refuse (per-user
+        // pipe limits), and then the default size still works.
+        for fd in [&in_w, &out_r] {
+            let _ = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETPIPE_SZ(PIPE_SIZE));
         }
         Ok(Process {
             pid: spawned.pid,
