@@ -62,6 +62,8 @@ pub enum SandboxError {
     ForkServer(#[from] ForkServerError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    #[error("policy {policy} needs walls this machine cannot raise: {missing}; run as root or where they are available (see `plugwarden doctor`), or set best_effort = true in the policy to run weakened")]
+    Refused { policy: String, missing: String },
 }
 
 /// Size asked for the plugin's stdin and stdout pipes.
@@ -145,6 +147,13 @@ impl Sandbox {
             namespaces: policy.namespaces.flags(),
         };
         let (profile, walls) = fs.prepare(&spec)?;
+        if !policy.best_effort && !walls.missing.is_empty() {
+            fs.release(profile);
+            return Err(SandboxError::Refused {
+                policy: policy.name.clone(),
+                missing: walls.missing.join("; "),
+            });
+        }
         for m in &walls.missing {
             tracing::warn!(plugin = %plugin.exe.display(), "weaker sandbox: {m}");
         }

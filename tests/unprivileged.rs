@@ -148,3 +148,28 @@ fn test_unprivileged_host_without_user_namespaces_reports_the_fallback() {
     let (v, _) = as_nobody(&s, "default", "socket");
     assert_eq!(v, "violation: socket(AF_INET, SOCK_STREAM, 0)");
 }
+
+#[test]
+fn test_unprivileged_policy_without_best_effort_is_refused_naming_the_wall() {
+    let Some(s) = stage() else { return };
+    // As uid 65534 there is no cgroup to create here.
+    let p = policy(
+        &s.root,
+        "strictest.toml",
+        "description = \"x\"\nextends = \"default\"\nbest_effort = false\n",
+    );
+    let o = as_nobody_env(&s, p.to_str().unwrap(), "echo:x", &[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    if !err.contains("needs walls") {
+        println!(
+            "not applicable: this machine gives uid 65534 every wall (cgroups delegated): {err}"
+        );
+        return;
+    }
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("needs walls this machine cannot raise: cgroups:"),
+        "{err}"
+    );
+    assert!(err.contains("set best_effort = true"), "{err}");
+}
