@@ -54,6 +54,9 @@ impl Binaries {
 pub struct Host {
     pub fs: Arc<ForkServer>,
     pub true_filter: Sandbox,
+    /// `/bin/true` under a strict-derived policy with every namespace off
+    /// (net, ipc, uts, pid, mount), to show what the namespaces cost.
+    pub true_filter_no_ns: Sandbox,
     pub echo: Arc<Sandbox>,
     /// Instructions in the strict policy's two seccomp programs (clone3, main).
     pub filter_insns: (usize, usize),
@@ -74,6 +77,12 @@ impl Host {
             fs.clone(),
             spec(Path::new("/bin/true"), Mode::Filter),
             policy.clone(),
+            Enforce::Policy,
+        )?;
+        let true_filter_no_ns = Sandbox::new(
+            fs.clone(),
+            spec(Path::new("/bin/true"), Mode::Filter),
+            Arc::new(strict_without_namespaces()?),
             Enforce::Policy,
         )?;
         let echo = Arc::new(Sandbox::new(
@@ -100,11 +109,31 @@ impl Host {
         Ok(Host {
             fs,
             true_filter,
+            true_filter_no_ns,
             echo,
             filter_insns: (f.clone3.len(), f.main.len()),
             filters,
         })
     }
+}
+
+/// `strict` with every namespace turned off, through a policy file as a
+/// user would write it.
+fn strict_without_namespaces() -> Result<plugwarden::policy::Policy> {
+    let mut file = tempfile::Builder::new()
+        .prefix("pw-bench-strict-no-ns-")
+        .suffix(".toml")
+        .tempfile()?;
+    std::io::Write::write_all(
+        &mut file,
+        b"extends = \"strict\"\n\n[namespaces]\nnet = false\nipc = false\nuts = false\npid = false\nmount = false\n",
+    )?;
+    let path = file.path().to_str().context("temp path is not UTF-8")?;
+    let policy = plugwarden::policy::load(path)?;
+    if policy.namespaces.flags() != 0 {
+        bail!("the no-namespace policy still asks for namespaces");
+    }
+    Ok(policy)
 }
 
 /// Forks `n` children one at a time; each sets no_new_privs, installs

@@ -247,7 +247,7 @@ fn spawn_section(
     fl: &floor::Floors,
     rows: &mut Vec<Row>,
 ) -> Result<f64> {
-    let mut pw = Vec::new();
+    let (mut pw, mut pw_no_ns) = (Vec::new(), Vec::new());
     let (mut pw_spawn, mut pw_wait, mut pw_ipc, mut cmd) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut c_vals: HashMap<&str, Vec<f64>> = HashMap::new();
@@ -283,12 +283,14 @@ fn spawn_section(
     let mut peer_vals: Vec<Vec<f64>> = vec![Vec::new(); peers.len()];
     let mut filter_install = Vec::new();
     host::spawn_round(&h.true_filter, 5)?; // warm-up
+    host::spawn_round(&h.true_filter_no_ns, 5)?;
     for round in 0..c.rounds {
         progress(&format!("spawn round {}/{}", round + 1, c.rounds));
         let r = host::spawn_round(&h.true_filter, c.spawn_n)?;
         pw.push(r.total);
         pw_spawn.push(r.spawn);
         pw_wait.push(r.wait);
+        pw_no_ns.push(host::spawn_round(&h.true_filter_no_ns, c.spawn_n)?.total);
         pw_ipc.push(host::fork_server_request_us(&h.fs, c.spawn_n));
         for (k, v) in fl.spawn_round(c.spawn_n, SPAWN_VARIANTS)? {
             if let Some(name) = SPAWN_VARIANTS.iter().find(|n| **n == k) {
@@ -319,6 +321,20 @@ fn spawn_section(
         )
         .target(Target::AtMost(1.3)),
     );
+    rows.push(Row::versus(
+        "spawn /bin/true under strict with every namespace off (net, ipc, uts, pid, mount)",
+        "µs",
+        &pw_no_ns,
+        "fork+exec+wait (C)",
+        &floor,
+    ));
+    rows.push(Row::versus(
+        "spawn: all namespaces on (strict) vs all off",
+        "µs",
+        &pw,
+        "strict with every namespace off",
+        &pw_no_ns,
+    ));
     rows.push(Row::versus(
         "spawn vs vfork+exec",
         "µs",
