@@ -12,6 +12,7 @@
 
 mod floor;
 mod host;
+mod sanitize;
 mod stats;
 
 use std::collections::HashMap;
@@ -33,6 +34,8 @@ struct Config {
     batch_rounds: usize,
     py1_tasks: usize,
     mem_jobs: (usize, usize),
+    sanitize_copies: usize,
+    sanitize_rounds: usize,
     only: Option<Vec<String>>,
 }
 
@@ -53,6 +56,8 @@ impl Config {
                 batch_rounds: 3,
                 py1_tasks: 300,
                 mem_jobs: (1_000, 10_000),
+                sanitize_copies: 2,
+                sanitize_rounds: 2,
                 only: None,
             }
         } else {
@@ -68,6 +73,8 @@ impl Config {
                 batch_rounds: 3,
                 py1_tasks: 1_000,
                 mem_jobs: (1_000, 100_000),
+                sanitize_copies: 5,
+                sanitize_rounds: 5,
                 only: None,
             }
         };
@@ -89,7 +96,7 @@ impl Config {
                 }
                 "-h" | "--help" => {
                     println!(
-                        "usage: plugwarden-bench [--quick] [--rounds N] [--only spawn,rt,bulk,batch,memory]"
+                        "usage: plugwarden-bench [--quick] [--rounds N] [--only spawn,rt,bulk,batch,memory,sanitize]"
                     );
                     std::process::exit(0);
                 }
@@ -654,6 +661,85 @@ fn memory_section(c: &Config, h: &host::Host, rows: &mut Vec<Row>) -> Result<()>
     Ok(())
 }
 
+/// Pages per second through `plugwarden sanitize` against hayro in this
+/// process without a sandbox, both on 2 CPUs' worth of workers.
+fn sanitize_section(c: &Config, bins: &host::Binaries, rows: &mut Vec<Row>) -> Result<()> {
+    const WORKERS: usize = 2;
+    let plugin = bins.plugwarden.with_file_name("pw-pdf-sanitize");
+    let skip = |rows: &mut Vec<Row>, why: String| {
+        let mut row = Row::info("sanitize, pages/s", "pages/s", &[]);
+        row.base_name = format!("skipped: {why}");
+        rows.push(row);
+    };
+    let Some(sample) = sanitize::sample_path() else {
+        skip(rows, format!("{} not found", sanitize::SAMPLE));
+        return Ok(());
+    };
+    if !plugin.is_file() {
+        skip(
+            rows,
+            format!("{} missing (cargo build --release --workspace)", plugin.display()),
+        );
+        return Ok(());
+    }
+    let inputs = sanitize::Inputs::new(&sample, c.sanitize_copies)?;
+    let pages = sanitize::pages_per_copy(&inputs)?;
+    let total = pages as usize * inputs.copies;
+    let (mut cli, mut render, mut full) = (Vec::new(), Vec::new(), Vec::new());
+    sanitize::cli_pages_per_s(&bins.plugwarden, &inputs, pages, WORKERS)?; // warm-up
+    for round in 0..c.sanitize_rounds {
+        progress(&format!("sanitize round {}/{}", round + 1, c.sanitize_rounds));
+        cli.push(sanitize::cli_pages_per_s(
+            &bins.plugwarden,
+            &inputs,
+            pages,
+            WORKERS,
+        )?);
+        render.push(sanitize::in_process_pages_per_s(&inputs, WORKERS, false)?);
+        full.push(sanitize::in_process_pages_per_s(&inputs, WORKERS, true)?);
+    }
+    let what = format!(
+        "sanitize: {} × {pages}-page PDF = {total} pages at {} dpi",
+        inputs.copies,
+        pw_pdf_sanitize::DEFAULT_DPI
+    );
+    rows.push(
+        Row::versus(
+            &format!("{what}, `plugwarden sanitize --workers {WORKERS}` end to end"),
+            "pages/s",
+            &cli,
+            &format!("hayro in-process, no sandbox, {WORKERS} threads (render only)"),
+            &render,
+        )
+        .target(Target::AtLeast(0.9)),
+    );
+    rows.push(
+        Row::versus(
+            "sanitize pipeline vs 50 pages/s",
+            "pages/s",
+            &cli,
+            "50 pages/s",
+            &vec![50.0; cli.len()],
+        )
+        .target(Target::AtLeast(1.0)),
+    );
+    rows.push(Row::versus(
+        "sanitize vs the same work in-process (render + validate + write PDF)",
+        "pages/s",
+        &cli,
+        &format!("in-process, no sandbox, {WORKERS} threads"),
+        &full,
+    ));
+    rows.push(Row::versus(
+        "sanitize vs Dangerzone (order of magnitude: ~0.5 s per page)",
+        "pages/s",
+        &cli,
+        "Dangerzone ~2 pages/s",
+        &vec![2.0; cli.len()],
+    ));
+    Ok(())
+}
+
 fn main() -> Result<()> {
     START.with(|_| ());
     let c = Config::from_args()?;
@@ -681,6 +767,9 @@ fn main() -> Result<()> {
     }
     if c.wants("memory") {
         memory_section(&c, &h, &mut rows)?;
+    }
+    if c.wants("sanitize") {
+        sanitize_section(&c, &bins, &mut rows)?;
     }
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!(
