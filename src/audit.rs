@@ -42,20 +42,7 @@ pub const GENESIS: &str = "00000000000000000000000000000000000000000000000000000
 pub const MAX_LINE: usize = 1 << 20;
 
 /// The one-word verdicts a record may carry (DESIGN.md, "Verdicts").
-pub const VERDICTS: [&str; 12] = [
-    "ok",
-    "plugin_error",
-    "crashed",
-    "timeout",
-    "memory",
-    "violation",
-    "protocol_error",
-    "output_limit",
-    "setup_error",
-    "input_error",
-    "cancelled",
-    "unsupported",
-];
+pub use crate::verdict::WORDS as VERDICTS;
 
 /// How much of a parser message a [`VerifyError::Malformed`] keeps: the
 /// message may quote hostile bytes.
