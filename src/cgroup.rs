@@ -386,10 +386,31 @@ mod tests {
             backend.cleanup();
             return;
         };
-        let g = Group::create(&backend, "g1", Limits { memory: Some(64 << 20), pids: Some(8) }).unwrap();
-        assert_eq!(fs::read_to_string(g.dirs[0].join("memory.max")).unwrap().trim(), (64u64 << 20).to_string());
-        assert_eq!(fs::read_to_string(g.dirs[0].join("pids.max")).unwrap().trim(), "8");
-        let mut child = std::process::Command::new("/bin/sleep").arg("30").spawn().unwrap();
+        let g = Group::create(
+            &backend,
+            "g1",
+            Limits {
+                memory: Some(64 << 20),
+                pids: Some(8),
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            fs::read_to_string(g.dirs[0].join("memory.max"))
+                .unwrap()
+                .trim(),
+            (64u64 << 20).to_string()
+        );
+        assert_eq!(
+            fs::read_to_string(g.dirs[0].join("pids.max"))
+                .unwrap()
+                .trim(),
+            "8"
+        );
+        let mut child = std::process::Command::new("/bin/sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
         g.add(child.id() as i32).unwrap();
         assert!(!g.usage().oom_killed);
         g.remove();

@@ -19,10 +19,11 @@ use plugwarden::worker::Worker;
 
 const ROUNDS: usize = 3;
 
-/// Bounds (spawn × bare spawn, round trip × pipe). Today's figures on a
-/// loaded 2-CPU machine are about 5× and 4–12× (docs/PERFORMANCE.md); the
-/// bounds leave room for noise and catch a doubling of the spawn. A debug
-/// build of the host is slower, so its bounds are looser.
+/// Bounds (spawn × bare spawn, round trip × pipe). Today's best rounds on
+/// a loaded 2-CPU machine, in a debug build, are about 2× and 4×
+/// (docs/PERFORMANCE.md); the bounds leave room for noise and catch gross
+/// regressions only. A debug build of the host is slower, so its bounds
+/// are looser.
 fn bounds() -> (f64, f64) {
     if cfg!(debug_assertions) {
         (12.0, 40.0)

@@ -20,7 +20,9 @@ pub fn sample_path() -> Option<PathBuf> {
     if from_cwd.is_file() {
         return Some(from_cwd);
     }
-    let from_src = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(SAMPLE);
+    let from_src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(SAMPLE);
     from_src.is_file().then_some(from_src)
 }
 
@@ -34,7 +36,9 @@ pub struct Inputs {
 impl Inputs {
     pub fn new(sample: &Path, copies: usize) -> Result<Inputs> {
         let pdf = std::fs::read(sample).with_context(|| format!("reading {}", sample.display()))?;
-        let dir = tempfile::Builder::new().prefix("pw-bench-sanitize-").tempdir()?;
+        let dir = tempfile::Builder::new()
+            .prefix("pw-bench-sanitize-")
+            .tempdir()?;
         for i in 0..copies {
             std::fs::write(dir.path().join(format!("copy-{i:02}.pdf")), &pdf)?;
         }
@@ -117,7 +121,9 @@ pub fn cli_pages_per_s(
     pages: u32,
     workers: usize,
 ) -> Result<f64> {
-    let out = tempfile::Builder::new().prefix("pw-bench-safe-").tempdir()?;
+    let out = tempfile::Builder::new()
+        .prefix("pw-bench-safe-")
+        .tempdir()?;
     let t = Instant::now();
     let run = Command::new(plugwarden)
         .arg("sanitize")
