@@ -947,6 +947,13 @@ fn root_plan(dir: &Path, grants: &Grants, pidns: bool) -> Result<child::RootPlan
     for dev in ["/dev/null", "/dev/zero", "/dev/urandom"] {
         binds.push((PathBuf::from(dev), true));
     }
+    // The private /tmp first, so that a granted path below /tmp is bound
+    // on top of it rather than hidden under it.
+    mkdirs(Path::new("/tmp"), &mut ops)?;
+    ops.push(child::RootOp::Tmpfs {
+        dst: c(&inside(Path::new("/tmp")))?,
+        opts: c(Path::new("size=16m,mode=1777"))?,
+    });
     binds.sort_by_key(|(p, _)| p.components().count());
     let mut bound: Vec<PathBuf> = Vec::new();
     for (p, writable) in binds {
@@ -1024,11 +1031,6 @@ fn root_plan(dir: &Path, grants: &Grants, pidns: bool) -> Result<child::RootPlan
         mkdirs(Path::new("/proc"), &mut ops)?;
         ops.push(child::RootOp::Proc(c(&inside(Path::new("/proc")))?));
     }
-    mkdirs(Path::new("/tmp"), &mut ops)?;
-    ops.push(child::RootOp::Tmpfs {
-        dst: c(&inside(Path::new("/tmp")))?,
-        opts: c(Path::new("size=16m,mode=1777"))?,
-    });
     Ok(child::RootPlan {
         mountpoint: c(dir)?,
         opts: c(Path::new("size=1m,mode=0755"))?,

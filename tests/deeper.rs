@@ -231,3 +231,24 @@ fn test_minimal_root_hides_host_files_and_still_runs() {
     assert_eq!(w.run_job(b"exists:/etc/passwd").verdict, Verdict::Ok);
     w.shutdown();
 }
+
+#[test]
+fn test_minimal_root_shows_a_granted_directory_under_tmp() {
+    let data = scratch(); // under /tmp, where the private /tmp is mounted
+    let file = data.path().join("granted.txt");
+    std::fs::write(&file, "visible").unwrap();
+    std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let text = format!(
+        "description = \"x\"\nextends = \"default\"\n[filesystem]\nread = [\"{}\"]\n",
+        data.path().display()
+    );
+    let (sb, _d) = sandbox_with(&text);
+    let mut w = Worker::start(&sb).unwrap();
+    let o = w.run_job(format!("read:{}", file.display()).as_bytes());
+    assert_eq!(o.verdict, Verdict::Ok, "{}", o.stderr_tail);
+    assert_eq!(o.output, b"visible");
+    // The rest of the host's /tmp stays hidden.
+    let o = w.run_job(b"exists:/tmp/.X11-unix-not-there-anyway");
+    assert!(matches!(o.verdict, Verdict::PluginError(_)));
+    w.shutdown();
+}
