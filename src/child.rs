@@ -23,7 +23,6 @@ pub enum Stage {
     Mount,
     Rlimit,
     Landlock,
-    LandlockNotEnforced,
     Groups,
     CapBounding,
     Setresgid,
@@ -40,7 +39,7 @@ pub enum Stage {
 impl Stage {
     pub fn from_u32(v: u32) -> Option<Stage> {
         use Stage::*;
-        const ALL: [Stage; 20] = [
+        const ALL: [Stage; 19] = [
             Session,
             Signals,
             Stdio,
@@ -49,7 +48,6 @@ impl Stage {
             Mount,
             Rlimit,
             Landlock,
-            LandlockNotEnforced,
             Groups,
             CapBounding,
             Setresgid,
@@ -75,7 +73,6 @@ impl Stage {
             Stage::Mount => "minimal root (mount namespace)",
             Stage::Rlimit => "rlimit",
             Stage::Landlock => "landlock",
-            Stage::LandlockNotEnforced => "landlock (not fully enforced by this kernel)",
             Stage::Groups => "setgroups",
             Stage::CapBounding => "capability bounding set",
             Stage::Setresgid => "setresgid",

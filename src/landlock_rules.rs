@@ -2,7 +2,8 @@
 //!
 //! The ABI is pinned ([`ABI`]) and requested as a hard requirement, so a
 //! kernel that cannot enforce every right fails loudly here instead of
-//! silently weakening the sandbox; the child checks `FullyEnforced` again.
+//! silently weakening the sandbox: a ruleset that builds is fully enforced
+//! once the child restricts itself with it.
 //! Every filesystem and TCP right is handled (denied unless granted), and
 //! signals and abstract unix sockets are scoped to the sandbox.
 

@@ -177,7 +177,11 @@ fn test_unprivileged_policy_without_best_effort_is_refused_naming_the_wall() {
 #[test]
 fn test_unprivileged_host_plugin_is_pid_one_of_its_namespace() {
     let Some(s) = stage() else { return };
-    let p = policy(&s.root, "sid.toml", "description = \"x\"\nextends = \"default\"\n[syscalls]\nallow = [\"getsid\"]\n");
+    let p = policy(
+        &s.root,
+        "sid.toml",
+        "description = \"x\"\nextends = \"default\"\n[syscalls]\nallow = [\"getsid\"]\n",
+    );
     let o = as_nobody_env(&s, p.to_str().unwrap(), "sid", &[]);
     let err = String::from_utf8_lossy(&o.stderr);
     if err.contains("user namespaces unavailable") {
