@@ -25,6 +25,8 @@ use crate::verdict::{TimeoutKind, Verdict};
 const STDERR_TAIL: usize = 4096;
 /// Bytes read per `read` call.
 const CHUNK: usize = 256 << 10;
+/// Reads of one pipe per wake-up of the poll loop (16 × 256 KiB).
+const READS_PER_WAKE: usize = 16;
 /// How long a worker may take to say hello after exec.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -90,6 +92,8 @@ struct Conn {
     killed_for: Option<TimeoutKind>,
     buf: Vec<u8>,
     last_cpu_check: Instant,
+    /// The last read of stdout stopped at its budget, not at EAGAIN.
+    stdout_pending: bool,
 }
 
 fn readable(f: &PollFd) -> bool {
@@ -124,6 +128,7 @@ impl Conn {
             killed_for: None,
             buf: vec![0; CHUNK],
             last_cpu_check: Instant::now(),
+            stdout_pending: false,
         }
     }
 
@@ -233,10 +238,14 @@ impl Conn {
                 }
             }
             if exited {
-                // Take whatever it wrote before dying, then decide.
-                if let Some(stop) = self.read_stdout() {
-                    if stop != Stop::StdoutClosed {
-                        return stop;
+                // Take whatever it wrote before dying (a descendant may still
+                // hold the pipe: bounded), then decide.
+                for _ in 0..1024 {
+                    match self.read_stdout() {
+                        Some(Stop::StdoutClosed) => break,
+                        Some(stop) => return stop,
+                        None if !self.stdout_pending => break,
+                        None => {}
                     }
                 }
                 self.read_stderr();
@@ -269,7 +278,9 @@ impl Conn {
 
     /// Reads what is available on stdout; `Some` ends the job.
     fn read_stdout(&mut self) -> Option<Stop> {
-        loop {
+        // Bounded per call: a plugin that floods must not keep the loop from
+        // its deadline checks.
+        for _ in 0..READS_PER_WAKE {
             let Some(out) = &self.proc.stdout else {
                 return Some(Stop::StdoutClosed);
             };
@@ -280,7 +291,10 @@ impl Conn {
                 }
                 Ok(n) => n,
                 Err(nix::errno::Errno::EINTR) => continue,
-                Err(_) => return None, // EAGAIN: all read
+                Err(_) => {
+                    self.stdout_pending = false;
+                    return None; // EAGAIN: all read
+                }
             };
             if let Some(decoder) = &mut self.decoder {
                 let mut frames = Vec::new();
@@ -295,10 +309,12 @@ impl Conn {
                 self.raw.extend_from_slice(&self.buf[..n]);
             }
         }
+        self.stdout_pending = true;
+        None
     }
 
     fn read_stderr(&mut self) {
-        loop {
+        for _ in 0..READS_PER_WAKE {
             let Some(err) = &self.proc.stderr else { return };
             match nix::unistd::read(err, &mut self.buf) {
                 Ok(0) => {
