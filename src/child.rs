@@ -10,82 +10,53 @@
 use std::ffi::{c_char, CStr, CString};
 use std::os::fd::RawFd;
 
-/// A step of the road; `name()` is what users read in
-/// `sandbox setup failed at landlock: EACCES`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u32)]
-pub enum Stage {
-    Session = 1,
-    Signals,
-    Stdio,
-    Fds,
-    Namespaces,
-    Mount,
-    Rlimit,
-    Landlock,
-    Groups,
-    CapBounding,
-    Setresgid,
-    Setresuid,
-    Capabilities,
-    Pdeathsig,
-    ParentGone,
-    NoNewPrivs,
-    Seccomp,
-    Listener,
-    Exec,
+/// Declares [`Stage`] once: each step with the name users read.
+macro_rules! stages {
+    ($($variant:ident => $name:literal),+ $(,)?) => {
+        /// A step of the road; `name()` is what users read in
+        /// `sandbox setup failed at landlock: EACCES`.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        #[repr(u32)]
+        pub enum Stage {
+            $($variant),+
+        }
+
+        impl Stage {
+            const ALL: &'static [Stage] = &[$(Stage::$variant),+];
+
+            pub fn from_u32(v: u32) -> Option<Stage> {
+                Stage::ALL.iter().copied().find(|s| *s as u32 == v)
+            }
+
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(Stage::$variant => $name),+
+                }
+            }
+        }
+    };
 }
 
-impl Stage {
-    pub fn from_u32(v: u32) -> Option<Stage> {
-        use Stage::*;
-        const ALL: [Stage; 19] = [
-            Session,
-            Signals,
-            Stdio,
-            Fds,
-            Namespaces,
-            Mount,
-            Rlimit,
-            Landlock,
-            Groups,
-            CapBounding,
-            Setresgid,
-            Setresuid,
-            Capabilities,
-            Pdeathsig,
-            ParentGone,
-            NoNewPrivs,
-            Seccomp,
-            Listener,
-            Exec,
-        ];
-        ALL.into_iter().find(|s| *s as u32 == v)
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Stage::Session => "session",
-            Stage::Signals => "signals",
-            Stage::Stdio => "stdio",
-            Stage::Fds => "fds",
-            Stage::Namespaces => "namespaces",
-            Stage::Mount => "minimal root (mount namespace)",
-            Stage::Rlimit => "rlimit",
-            Stage::Landlock => "landlock",
-            Stage::Groups => "setgroups",
-            Stage::CapBounding => "capability bounding set",
-            Stage::Setresgid => "setresgid",
-            Stage::Setresuid => "setresuid",
-            Stage::Capabilities => "capabilities",
-            Stage::Pdeathsig => "parent-death signal",
-            Stage::ParentGone => "parent-death check (the fork server exited)",
-            Stage::NoNewPrivs => "no_new_privs",
-            Stage::Seccomp => "seccomp",
-            Stage::Listener => "seccomp listener",
-            Stage::Exec => "exec",
-        }
-    }
+stages! {
+    Session => "session",
+    Signals => "signals",
+    Stdio => "stdio",
+    Fds => "fds",
+    Namespaces => "namespaces",
+    Mount => "minimal root (mount namespace)",
+    Rlimit => "rlimit",
+    Landlock => "landlock",
+    Groups => "setgroups",
+    CapBounding => "capability bounding set",
+    Setresgid => "setresgid",
+    Setresuid => "setresuid",
+    Capabilities => "capabilities",
+    Pdeathsig => "parent-death signal",
+    ParentGone => "parent-death check (the fork server exited)",
+    NoNewPrivs => "no_new_privs",
+    Seccomp => "seccomp",
+    Listener => "seccomp listener",
+    Exec => "exec",
 }
 
 /// Report tag meaning "the seccomp listener is fd N, take it and say go".
@@ -620,5 +591,19 @@ pub fn errno_name(e: i32) -> String {
         format!("errno {e}")
     } else {
         format!("{errno:?}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_stage_round_trips_through_its_number() {
+        for s in Stage::ALL {
+            assert_eq!(Stage::from_u32(*s as u32), Some(*s));
+        }
+        assert_eq!(Stage::from_u32(LISTENER_READY), None);
+        assert_eq!(Stage::Landlock.name(), "landlock");
     }
 }
