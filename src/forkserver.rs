@@ -884,16 +884,7 @@ impl Server {
             if let Some(g) = group {
                 g.kill_all();
             }
-            // SAFETY: pidfd_send_signal on a pidfd we own; no memory passed.
-            unsafe {
-                libc::syscall(
-                    libc::SYS_pidfd_send_signal,
-                    pidfd.as_raw_fd(),
-                    libc::SIGKILL,
-                    0usize,
-                    0u32,
-                )
-            };
+            kill_pidfd(pidfd.as_fd());
         }
         let pids: Vec<i32> = self.live.keys().copied().collect();
         for pid in pids {
@@ -1146,6 +1137,21 @@ fn read_full(fd: BorrowedFd, buf: &mut [u8]) -> usize {
         }
     }
     n
+}
+
+/// SIGKILL through a pidfd: no pid-reuse race. Errors (already dead) are
+/// of no interest.
+pub fn kill_pidfd(pidfd: BorrowedFd) {
+    // SAFETY: pidfd_send_signal takes an fd and integers; no memory is passed.
+    unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            libc::SIGKILL,
+            0usize,
+            0u32,
+        )
+    };
 }
 
 /// Where the fork server binary is: `PLUGWARDEN_EXE`, else this executable.

@@ -26,7 +26,7 @@
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
@@ -261,7 +261,7 @@ impl<T> Pool<T> {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         for pidfd in inflight.iter().flatten() {
-            kill_pidfd(pidfd);
+            crate::forkserver::kill_pidfd(pidfd.as_fd());
         }
     }
 
@@ -277,19 +277,6 @@ impl<T> Pool<T> {
             workers_started: self.shared.generation.load(Ordering::SeqCst),
         }
     }
-}
-
-fn kill_pidfd(pidfd: &OwnedFd) {
-    // SAFETY: pidfd_send_signal on a pidfd we own; no memory is passed.
-    unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            pidfd.as_raw_fd(),
-            libc::SIGKILL,
-            0usize,
-            0u32,
-        )
-    };
 }
 
 /// A worker process with its bookkeeping.
@@ -331,7 +318,7 @@ impl Slot {
             let finished = match task.input {
                 Err(verdict) => Finished {
                     tag: task.tag,
-                    outcome: failed_outcome(verdict),
+                    outcome: JobOutcome::failed(verdict),
                     attempt: 1,
                     generation: None,
                     recycle_reason: None,
@@ -426,7 +413,7 @@ impl Slot {
         };
         let mut live = match taken {
             Ok(live) => live,
-            Err(verdict) => return (failed_outcome(verdict), None, None),
+            Err(verdict) => return (JobOutcome::failed(verdict), None, None),
         };
         self.publish(live.worker.process().pidfd().try_clone().ok());
         let outcome = live.worker.run_job(input);
@@ -478,7 +465,7 @@ impl Slot {
         // A cancel that came before the job was published must still reach it.
         if self.shared.cancel.load(Ordering::SeqCst) {
             if let Some(fd) = &inflight[self.index] {
-                kill_pidfd(fd);
+                crate::forkserver::kill_pidfd(fd.as_fd());
             }
         }
     }
@@ -558,20 +545,6 @@ impl Spares {
     fn finish(self) {
         drop(self.rx);
         let _ = self.thread.join();
-    }
-}
-
-/// A job outcome for an input that never reached a plugin.
-pub fn failed_outcome(verdict: Verdict) -> JobOutcome {
-    JobOutcome {
-        verdict,
-        output: Vec::new(),
-        wall: Duration::ZERO,
-        cpu_ms: 0,
-        max_rss_kib: 0,
-        pid: 0,
-        denied: Vec::new(),
-        stderr_tail: String::new(),
     }
 }
 

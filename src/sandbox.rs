@@ -7,7 +7,7 @@
 //! starts a [`Process`] with fresh pipes. A `Process` is reaped when it is
 //! dropped, so there are no zombies by construction.
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -296,16 +296,7 @@ impl Process {
     /// SIGKILL through the pidfd (no pid-reuse race).
     pub fn kill(&self) {
         if self.exit.is_none() {
-            // SAFETY: pidfd_send_signal on a pidfd we own; no memory passed.
-            unsafe {
-                libc::syscall(
-                    libc::SYS_pidfd_send_signal,
-                    self.pidfd.as_raw_fd(),
-                    libc::SIGKILL,
-                    0usize,
-                    0u32,
-                )
-            };
+            crate::forkserver::kill_pidfd(self.pidfd.as_fd());
         }
     }
 

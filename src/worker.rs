@@ -48,7 +48,8 @@ pub struct JobOutcome {
 }
 
 impl JobOutcome {
-    fn failed(verdict: Verdict) -> JobOutcome {
+    /// The outcome of a job that never produced anything.
+    pub fn failed(verdict: Verdict) -> JobOutcome {
         JobOutcome {
             verdict,
             output: Vec::new(),

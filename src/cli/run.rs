@@ -18,9 +18,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use plugwarden::audit::{AuditRecord, AuditWriter};
-use plugwarden::pool::{
-    failed_outcome, truncate, Feeder, Finished, Pool, PoolConfig, PoolStats, Task,
-};
+use plugwarden::pool::{truncate, Feeder, Finished, Pool, PoolConfig, PoolStats, Task};
 use plugwarden::sandbox::{Mode, Sandbox};
 use plugwarden::verdict::{Verdict, WORDS};
 use plugwarden::worker::{run_filter, JobOutcome, Worker};
@@ -44,7 +42,14 @@ pub struct RunArgs {
     /// Write each ok output to DIR (same relative name as the input).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
-    /// Worker processes running at once (default: the number of CPUs).
+    #[command(flatten)]
+    pub batch: BatchArgs,
+}
+
+/// The flags of every batch command (`run`, `sanitize`).
+#[derive(Args, Clone)]
+pub struct BatchArgs {
+    /// Worker processes per plugin running at once (default: the number of CPUs).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub workers: Option<u16>,
     /// Jobs per worker before it is recycled (overrides the policy's worker.batch; 1 = a fresh process per input).
@@ -77,7 +82,7 @@ pub fn run_one(sandbox: &Sandbox, input: &[u8]) -> JobOutcome {
                 w.shutdown();
                 outcome
             }
-            Err(e) => failed_outcome(Verdict::SetupError(e.to_string())),
+            Err(e) => JobOutcome::failed(Verdict::SetupError(e.to_string())),
         },
     }
 }
@@ -569,26 +574,20 @@ fn show_total(pb: &ProgressBar, total: u64) {
 }
 
 pub fn run(a: RunArgs) -> Result<u8, Usage> {
-    check_inputs(&a.inputs)?;
+    check_inputs(&a.batch.inputs)?;
     if let Some(out) = &a.out {
         check_out_dir(out)?;
     }
     ignore_sigint_for_children();
     let mut sandbox_args = a.sandbox.clone();
-    sandbox_args.batch = a.batch;
+    sandbox_args.batch = a.batch.batch;
     let sandbox = Arc::new(sandbox_args.build()?);
     drive(Batch {
         sandboxes: vec![sandbox],
         router: Box::new(|_| Ok(0)),
         convert: None,
-        inputs: a.inputs,
         out: a.out,
-        workers: a.workers,
-        batch: a.batch,
-        audit: a.audit,
-        resume: a.resume,
-        json: a.json,
-        grace: a.grace,
+        args: a.batch,
     })
 }
 
@@ -607,24 +606,18 @@ pub struct Batch {
     pub sandboxes: Vec<Arc<Sandbox>>,
     pub router: Box<Router>,
     pub convert: Option<Box<Converter>>,
-    pub inputs: Vec<PathBuf>,
     pub out: Option<PathBuf>,
-    pub workers: Option<u16>,
-    pub batch: Option<u64>,
-    pub audit: Option<PathBuf>,
-    pub resume: bool,
-    pub json: bool,
-    pub grace: Duration,
+    pub args: BatchArgs,
 }
 
 /// Runs a batch: feeder thread, pools, and this thread recording results.
 pub fn drive(b: Batch) -> Result<u8, Usage> {
     let signals = Signals::register()?;
-    let mut audit = match &b.audit {
+    let mut audit = match &b.args.audit {
         Some(path) => Some(AuditWriter::open(path).map_err(|e| Usage(error_chain(&e)))?),
         None => None,
     };
-    let recorded = match (&b.audit, b.resume) {
+    let recorded = match (&b.args.audit, b.args.resume) {
         (Some(path), true) => {
             plugwarden::audit::recorded_inputs(path).map_err(|e| Usage(error_chain(&e)))?
         }
@@ -647,10 +640,10 @@ pub fn drive(b: Batch) -> Result<u8, Usage> {
     let mut feeders = Vec::new();
     for sandbox in &b.sandboxes {
         let mut config = PoolConfig::from_policy(&sandbox.policy);
-        if let Some(n) = b.workers {
+        if let Some(n) = b.args.workers {
             config.workers = usize::from(n);
         }
-        if let Some(n) = b.batch {
+        if let Some(n) = b.args.batch {
             config.batch = n;
         }
         workers = workers.max(config.workers);
@@ -661,7 +654,7 @@ pub fn drive(b: Batch) -> Result<u8, Usage> {
     let state = Arc::new(FeedState::default());
     let feed_thread = {
         let state = state.clone();
-        let inputs = b.inputs.clone();
+        let inputs = b.args.inputs.clone();
         let router = b.router;
         std::thread::Builder::new()
             .name("pw-feeder".into())
@@ -673,7 +666,7 @@ pub fn drive(b: Batch) -> Result<u8, Usage> {
         audit,
         bases,
         convert: b.convert,
-        json: b.json,
+        json: b.args.json,
         progress: progress_bar(),
         counts: BTreeMap::new(),
         latencies: Latencies::default(),
@@ -683,7 +676,7 @@ pub fn drive(b: Batch) -> Result<u8, Usage> {
         started,
         fatal: None,
     };
-    let interrupted = consume(&pools, &mut rec, &signals, &state, b.grace);
+    let interrupted = consume(&pools, &mut rec, &signals, &state, b.args.grace);
     let mut stats = PoolStats::default();
     for pool in pools {
         let s = pool.join();

@@ -17,7 +17,7 @@ use plugwarden::sandbox::{Enforce, Mode, PluginSpec, Sandbox};
 use plugwarden::sanitize::{self, Limits, Sanitizer};
 use plugwarden::Verdict;
 
-use super::run::{self, Batch};
+use super::run::{self, Batch, BatchArgs};
 use super::{parse_duration, start_fork_server, Usage};
 
 /// The two routes, in pool order.
@@ -28,18 +28,6 @@ pub struct SanitizeArgs {
     /// Where the safe files go: DIR/<name>.safe.png or DIR/<name>.safe.pdf.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
-    /// Append one hash-chained JSON record per input to FILE.
-    #[arg(long, value_name = "FILE")]
-    pub audit: Option<PathBuf>,
-    /// Skip inputs already recorded in the --audit file.
-    #[arg(long, requires = "audit")]
-    pub resume: bool,
-    /// Worker processes per file kind (default: the number of CPUs).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
-    pub workers: Option<u16>,
-    /// Jobs per worker before it is recycled.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
-    pub batch: Option<u64>,
     /// Resolution PDF pages are rendered at.
     #[arg(long, default_value_t = 150, value_parser = clap::value_parser!(u32).range(18..=600))]
     pub dpi: u32,
@@ -49,15 +37,8 @@ pub struct SanitizeArgs {
     /// Directory holding pw-image-sanitize and pw-pdf-sanitize (default: next to this program).
     #[arg(long, value_name = "DIR")]
     pub plugins: Option<PathBuf>,
-    /// Print the summary as JSON on stdout instead of one line per input.
-    #[arg(long)]
-    pub json: bool,
-    /// On SIGINT/SIGTERM, how long jobs in flight may run before they are killed.
-    #[arg(long, value_parser = parse_duration, default_value = "2s")]
-    pub grace: Duration,
-    /// Files, or directories walked recursively.
-    #[arg(required = true)]
-    pub inputs: Vec<PathBuf>,
+    #[command(flatten)]
+    pub batch: BatchArgs,
 }
 
 fn plugin_dir(given: Option<&Path>) -> Result<PathBuf, Usage> {
@@ -89,7 +70,7 @@ fn sandbox_for(
     if let Some(t) = a.timeout {
         policy.limits.wall = t;
     }
-    if let Some(b) = a.batch {
+    if let Some(b) = a.batch.batch {
         policy.worker.batch = b;
     }
     let args = match s {
@@ -121,7 +102,7 @@ fn safe_name(rel: &Path, ext: &str) -> PathBuf {
 }
 
 pub fn sanitize(a: SanitizeArgs) -> Result<u8, Usage> {
-    run::check_inputs(&a.inputs)?;
+    run::check_inputs(&a.batch.inputs)?;
     run::check_out_dir(&a.out)?;
     run::ignore_sigint_for_children();
     let dir = plugin_dir(a.plugins.as_deref())?;
@@ -163,14 +144,8 @@ pub fn sanitize(a: SanitizeArgs) -> Result<u8, Usage> {
         sandboxes,
         router: Box::new(router),
         convert: Some(Box::new(convert)),
-        inputs: a.inputs,
         out: Some(a.out),
-        workers: a.workers,
-        batch: a.batch,
-        audit: a.audit,
-        resume: a.resume,
-        json: a.json,
-        grace: a.grace,
+        args: a.batch,
     })
 }
 
