@@ -132,21 +132,19 @@ pub struct Parts<'a> {
     out: &'a mut File,
     id: u64,
     max_frame: usize,
-    buf: Vec<u8>,
-    sent: bool,
 }
 
 impl Parts<'_> {
     /// Sends `bytes` as one or more `part` frames.
     pub fn send(&mut self, bytes: &[u8]) -> Result<(), String> {
         for chunk in bytes.chunks(self.max_frame.max(1)) {
-            self.buf.clear();
-            protocol::encode_frame(&mut self.buf, Kind::Part, self.id, chunk);
+            // Header and payload written apart: no copy of the payload.
+            let header = protocol::encode_header(Kind::Part, self.id, chunk.len() as u32);
             self.out
-                .write_all(&self.buf)
+                .write_all(&header)
+                .and_then(|()| self.out.write_all(chunk))
                 .map_err(|e| format!("cannot write to the host: {e}"))?;
         }
-        self.sent = true;
         Ok(())
     }
 }
@@ -237,8 +235,6 @@ where
             out: &mut stdout,
             id: job.id,
             max_frame: max_frame as usize,
-            buf: Vec::new(),
-            sent: false,
         };
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             handler(&job.payload, &mut parts)

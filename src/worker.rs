@@ -298,11 +298,16 @@ impl Conn {
                 }
             };
             if let Some(decoder) = &mut self.decoder {
-                let mut frames = Vec::new();
-                if let Err(e) = decoder.push_all(&self.buf[..n], &mut frames) {
-                    return Some(Stop::Protocol(e.to_string()));
+                let mut data = &self.buf[..n];
+                while !data.is_empty() {
+                    match decoder.push(data) {
+                        Ok((used, frame)) => {
+                            data = &data[used..];
+                            self.frames.extend(frame);
+                        }
+                        Err(e) => return Some(Stop::Protocol(e.to_string())),
+                    }
                 }
-                self.frames.extend(frames);
             } else {
                 if self.raw.len() as u64 + n as u64 > self.raw_limit {
                     return Some(Stop::OutputLimit);
