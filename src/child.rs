@@ -64,8 +64,9 @@ pub const LISTENER_READY: u32 = 0xffff;
 
 /// Everything the child needs, prepared before fork.
 pub struct Plan<'a> {
-    /// Become fd 0, 1, 2.
-    pub stdio: [RawFd; 3],
+    /// Become fd 0, 1, 2 and, when not -1, fd 3 (the shared-memory arena
+    /// of the bulk path).
+    pub stdio: [RawFd; 4],
     /// Write end of the report pipe (close-on-exec).
     pub report: RawFd,
     /// Read end of the go pipe: one byte once the listener has been taken.
@@ -143,8 +144,10 @@ fn road(plan: &mut Plan) -> Result<(), (Stage, i32)> {
     reset_signals()?;
 
     // 2. Only the intended fds: stdio from the plan, everything else close-on-exec.
+    // Every source fd is above 3 (the fork server's own fds 0-3 are never
+    // handed out), so no dup2 here overwrites a later source.
     for (target, &fd) in plan.stdio.iter().enumerate() {
-        if fd != target as RawFd {
+        if fd >= 0 && fd != target as RawFd {
             // SAFETY: dup2 on fds the plan owns; no memory is touched.
             check(Stage::Stdio, unsafe { libc::dup2(fd, target as RawFd) }
                 as libc::c_long)?;
@@ -154,9 +157,13 @@ fn road(plan: &mut Plan) -> Result<(), (Stage, i32)> {
     // pidfds, ...): nothing may leak into the plugin, and the listener must
     // get a low number under RLIMIT_NOFILE. What the road still needs stays
     // open, close-on-exec.
-    close_others([plan.report, plan.go, plan.exe_fd, plan.netns, plan.landlock])?;
+    let first = if plan.stdio[3] >= 0 { 4 } else { 3 };
+    close_others(
+        first,
+        [plan.report, plan.go, plan.exe_fd, plan.netns, plan.landlock],
+    )?;
     // SAFETY: only flags entries of our own fd table.
-    let rc = unsafe { libc::close_range(3, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as i32) };
+    let rc = unsafe { libc::close_range(first, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as i32) };
     check(Stage::Fds, rc as libc::c_long)?;
 
     // 3. Namespaces: as an ordinary user, first map our uid inside the user
@@ -455,9 +462,9 @@ fn enter_root(r: &RootPlan) -> Result<(), (Stage, i32)> {
 
 /// Closes every fd from 3 up except those in `keep` (-1 entries ignored),
 /// without allocating: sort the five, close the gaps between them.
-fn close_others(mut keep: [RawFd; 5]) -> Result<(), (Stage, i32)> {
+/// Closes every fd from `from` up except `keep`.
+fn close_others(mut from: u32, mut keep: [RawFd; 5]) -> Result<(), (Stage, i32)> {
     keep.sort_unstable();
-    let mut from: u32 = 3;
     for fd in keep {
         if fd < from as RawFd {
             continue;

@@ -217,6 +217,7 @@ fn recv<T: for<'de> Deserialize<'de>>(
 pub struct ForkServer {
     conn: Mutex<Conn>,
     process: Mutex<std::process::Child>,
+    exe: PathBuf,
 }
 
 #[derive(Debug)]
@@ -271,7 +272,14 @@ impl ForkServer {
                 buf: vec![0; MAX_MSG],
             }),
             process: Mutex::new(process),
+            exe: exe.to_path_buf(),
         })
+    }
+
+    /// Starts another fork server from the same executable (a pool gives
+    /// each slot its own, so that slots spawn in parallel).
+    pub fn start_another(&self) -> Result<ForkServer, ForkServerError> {
+        ForkServer::start(&self.exe)
     }
 
     fn call(&self, req: &Request, fds: &[RawFd]) -> Result<(Reply, Vec<OwnedFd>), ForkServerError> {
@@ -299,9 +307,19 @@ impl ForkServer {
         }
     }
 
-    /// Forks one sandboxed child of `profile` with the given stdio.
-    pub fn spawn(&self, profile: u64, stdio: [BorrowedFd; 3]) -> Result<Spawned, ForkServerError> {
-        let raw = stdio.map(|f| f.as_raw_fd());
+    /// Forks one sandboxed child of `profile` with the given stdio and,
+    /// when given, `arena` as its fd 3.
+    pub fn spawn(
+        &self,
+        profile: u64,
+        stdio: [BorrowedFd; 3],
+        arena: Option<BorrowedFd>,
+    ) -> Result<Spawned, ForkServerError> {
+        let raw: Vec<RawFd> = stdio
+            .iter()
+            .chain(arena.as_ref())
+            .map(|f| f.as_raw_fd())
+            .collect();
         match self.call(&Request::Spawn { profile }, &raw)? {
             (Reply::Spawned { pid }, fds) => {
                 let mut fds = fds.into_iter();
@@ -507,10 +525,10 @@ impl Server {
                 Err(e) => error(e),
             },
             Request::Spawn { profile } => {
-                let Ok(stdio) = <[OwnedFd; 3]>::try_from(fds) else {
-                    return error("spawn needs exactly three fds".into());
-                };
-                match self.spawn(profile, stdio) {
+                if !(3..=4).contains(&fds.len()) {
+                    return error("spawn needs three fds (stdio) and an optional arena".into());
+                }
+                match self.spawn(profile, fds) {
                     Ok(Ok((pid, pidfd, listener))) => {
                         (Reply::Spawned { pid }, vec![pidfd, listener])
                     }
@@ -678,7 +696,7 @@ impl Server {
     fn spawn(
         &mut self,
         profile: u64,
-        stdio: [OwnedFd; 3],
+        stdio: Vec<OwnedFd>,
     ) -> Result<Result<(i32, OwnedFd, OwnedFd), (Stage, i32)>, String> {
         let p = self
             .profiles
@@ -713,11 +731,7 @@ impl Server {
             unshare: p.unshare as i32,
             root: p.root.as_ref(),
             userns: p.userns.as_ref(),
-            stdio: [
-                stdio[0].as_raw_fd(),
-                stdio[1].as_raw_fd(),
-                stdio[2].as_raw_fd(),
-            ],
+            stdio: [0, 1, 2, 3].map(|i| stdio.get(i).map_or(-1, |f| f.as_raw_fd())),
             report: report_w.as_raw_fd(),
             go: go_r.as_raw_fd(),
             new_session: p.new_session,

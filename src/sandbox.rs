@@ -81,6 +81,8 @@ pub struct Sandbox {
     pub weakenings: Vec<String>,
     /// The optional walls in force (cgroups, namespaces).
     pub walls: crate::forkserver::Walls,
+    /// What was prepared, to prepare it again on another fork server.
+    spec: ProfileSpec,
 }
 
 impl Sandbox {
@@ -166,6 +168,23 @@ impl Sandbox {
             enforce,
             weakenings,
             walls,
+            spec,
+        })
+    }
+
+    /// The same sandbox on `fs`: the profile prepared there once more. The
+    /// walls come from the same machine, so they are the same.
+    pub fn replicate(&self, fs: Arc<ForkServer>) -> Result<Sandbox, SandboxError> {
+        let (profile, walls) = fs.prepare(&self.spec)?;
+        Ok(Sandbox {
+            fs,
+            profile,
+            plugin: self.plugin.clone(),
+            policy: self.policy.clone(),
+            enforce: self.enforce,
+            weakenings: self.weakenings.clone(),
+            walls,
+            spec: self.spec.clone(),
         })
     }
 
@@ -175,9 +194,11 @@ impl Sandbox {
         let (in_r, in_w) = nix::unistd::pipe2(flags).map_err(std::io::Error::from)?;
         let (out_r, out_w) = nix::unistd::pipe2(flags).map_err(std::io::Error::from)?;
         let (err_r, err_w) = nix::unistd::pipe2(flags).map_err(std::io::Error::from)?;
-        let spawned = self
-            .fs
-            .spawn(self.profile, [in_r.as_fd(), out_w.as_fd(), err_w.as_fd()])?;
+        let spawned = self.fs.spawn(
+            self.profile,
+            [in_r.as_fd(), out_w.as_fd(), err_w.as_fd()],
+            None,
+        )?;
         drop((in_r, out_w, err_w));
         for fd in [&in_w, &out_r, &err_r] {
             set_nonblocking(fd)?;
