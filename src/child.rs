@@ -160,7 +160,14 @@ fn road(plan: &mut Plan) -> Result<(), (Stage, i32)> {
     let first = if plan.stdio[3] >= 0 { 4 } else { 3 };
     close_others(
         first,
-        [plan.report, plan.go, plan.exe_fd, plan.netns, plan.landlock],
+        [
+            plan.report,
+            plan.go,
+            plan.exe_fd,
+            plan.netns,
+            plan.landlock,
+            plan.root.map_or(-1, |r| r.template),
+        ],
     )?;
     // SAFETY: only flags entries of our own fd table.
     let rc = unsafe { libc::close_range(first, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as i32) };
@@ -312,8 +319,9 @@ fn write_file(path: &CStr, data: &CStr) -> Result<(), (Stage, i32)> {
     Ok(())
 }
 
-/// One step of building the minimal root; paths are absolute in the host
-/// view, prefixed with the new root's mount point.
+/// One step of building the minimal root. Destinations are relative to
+/// the new root (the child stands in it when they run); bind sources are
+/// host paths.
 pub enum RootOp {
     Mkdir(CString),
     /// Creates an empty file to bind a file onto.
@@ -331,11 +339,20 @@ pub enum RootOp {
         target: CString,
         link: CString,
     },
+    /// Per child: a fresh, bounded tmpfs (the private /tmp).
     Tmpfs {
         dst: CString,
         opts: CString,
     },
+    /// Per child: a /proc of the child's PID namespace.
     Proc(CString),
+}
+
+impl RootOp {
+    /// Whether every child needs its own (not part of a template).
+    pub fn per_child(&self) -> bool {
+        matches!(self, RootOp::Tmpfs { .. } | RootOp::Proc(_))
+    }
 }
 
 /// A minimal root: a fresh tmpfs with read-only binds of what the policy
@@ -347,6 +364,10 @@ pub struct RootPlan {
     pub mountpoint: CString,
     pub opts: CString,
     pub ops: Vec<RootOp>,
+    /// A mount namespace holding this root already built (everything but
+    /// the per-child ops), or -1. The child joins a copy of it instead of
+    /// building the root: a handful of syscalls instead of dozens.
+    pub template: RawFd,
 }
 
 fn mount(
@@ -361,7 +382,34 @@ fn mount(
     check(Stage::Mount, rc as libc::c_long)
 }
 
+fn chdir(path: &CStr) -> Result<(), (Stage, i32)> {
+    // SAFETY: path is NUL-terminated.
+    check(Stage::Mount, unsafe { libc::chdir(path.as_ptr()) }
+        as libc::c_long)
+}
+
 fn enter_root(r: &RootPlan) -> Result<(), (Stage, i32)> {
+    if r.template >= 0 {
+        // A private copy of the template (its mounts are private already),
+        // then what is each child's own.
+        // SAFETY: setns takes an fd and flags.
+        let rc = unsafe { libc::setns(r.template, libc::CLONE_NEWNS) };
+        check(Stage::Mount, rc as libc::c_long)?;
+        // SAFETY: unshare takes flags only.
+        let rc = unsafe { libc::unshare(libc::CLONE_NEWNS) };
+        check(Stage::Mount, rc as libc::c_long)?;
+        chdir(c"/")?;
+        for op in r.ops.iter().filter(|op| op.per_child()) {
+            apply(op)?;
+        }
+        return Ok(());
+    }
+    build_root(r, true)
+}
+
+/// Builds the root in a new mount namespace and pivots into it; with
+/// `per_child` false, leaves out the per-child ops (a template).
+pub fn build_root(r: &RootPlan, per_child: bool) -> Result<(), (Stage, i32)> {
     let null = std::ptr::null();
     // SAFETY: unshare takes flags only.
     check(Stage::Mount, unsafe { libc::unshare(libc::CLONE_NEWNS) }
@@ -376,61 +424,9 @@ fn enter_root(r: &RootPlan) -> Result<(), (Stage, i32)> {
         nosuid,
         r.opts.as_ptr(),
     )?;
-    for op in &r.ops {
-        match op {
-            RootOp::Mkdir(p) => {
-                // SAFETY: p is a NUL-terminated path.
-                if unsafe { libc::mkdir(p.as_ptr(), 0o755) } != 0 && errno() != libc::EEXIST {
-                    return Err((Stage::Mount, errno()));
-                }
-            }
-            RootOp::Touch(p) => {
-                // SAFETY: p is a NUL-terminated path; the fd is closed at once.
-                let fd = unsafe {
-                    libc::open(
-                        p.as_ptr(),
-                        libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC,
-                        0o644,
-                    )
-                };
-                check(Stage::Mount, fd as libc::c_long)?;
-                // SAFETY: closing the fd just opened.
-                unsafe { libc::close(fd) };
-            }
-            RootOp::Bind { src, dst, flags } => {
-                mount(src.as_ptr(), dst, null, libc::MS_BIND | libc::MS_REC, null)?;
-                mount(
-                    null,
-                    dst,
-                    null,
-                    libc::MS_BIND | libc::MS_REMOUNT | flags,
-                    null,
-                )?;
-            }
-            RootOp::Symlink { target, link } => {
-                // SAFETY: both are NUL-terminated paths.
-                let rc = unsafe { libc::symlink(target.as_ptr(), link.as_ptr()) };
-                check(Stage::Mount, rc as libc::c_long)?;
-            }
-            RootOp::Tmpfs { dst, opts } => {
-                mount(
-                    c"tmpfs".as_ptr(),
-                    dst,
-                    c"tmpfs".as_ptr(),
-                    nosuid,
-                    opts.as_ptr(),
-                )?;
-            }
-            RootOp::Proc(dst) => {
-                mount(
-                    c"proc".as_ptr(),
-                    dst,
-                    c"proc".as_ptr(),
-                    nosuid | libc::MS_NOEXEC,
-                    null,
-                )?;
-            }
-        }
+    chdir(&r.mountpoint)?;
+    for op in r.ops.iter().filter(|op| per_child || !op.per_child()) {
+        apply(op)?;
     }
     // The root itself becomes read-only, then we move into it and detach
     // the old root (pivot_root(".", ".") as runc does).
@@ -441,12 +437,8 @@ fn enter_root(r: &RootPlan) -> Result<(), (Stage, i32)> {
         libc::MS_REMOUNT | libc::MS_RDONLY | nosuid,
         null,
     )?;
-    // SAFETY: chdir/pivot_root/umount2 take NUL-terminated paths.
+    // SAFETY: pivot_root/umount2 take NUL-terminated paths.
     unsafe {
-        check(
-            Stage::Mount,
-            libc::chdir(r.mountpoint.as_ptr()) as libc::c_long,
-        )?;
         check(
             Stage::Mount,
             libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()),
@@ -455,15 +447,73 @@ fn enter_root(r: &RootPlan) -> Result<(), (Stage, i32)> {
             Stage::Mount,
             libc::umount2(c".".as_ptr(), libc::MNT_DETACH) as libc::c_long,
         )?;
-        check(Stage::Mount, libc::chdir(c"/".as_ptr()) as libc::c_long)?;
+    }
+    chdir(c"/")
+}
+
+fn apply(op: &RootOp) -> Result<(), (Stage, i32)> {
+    let null = std::ptr::null();
+    let nosuid = libc::MS_NOSUID | libc::MS_NODEV;
+    match op {
+        RootOp::Mkdir(p) => {
+            // SAFETY: p is a NUL-terminated path.
+            if unsafe { libc::mkdir(p.as_ptr(), 0o755) } != 0 && errno() != libc::EEXIST {
+                return Err((Stage::Mount, errno()));
+            }
+        }
+        RootOp::Touch(p) => {
+            // SAFETY: p is a NUL-terminated path; the fd is closed at once.
+            let fd = unsafe {
+                libc::open(
+                    p.as_ptr(),
+                    libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC,
+                    0o644,
+                )
+            };
+            check(Stage::Mount, fd as libc::c_long)?;
+            // SAFETY: closing the fd just opened.
+            unsafe { libc::close(fd) };
+        }
+        RootOp::Bind { src, dst, flags } => {
+            mount(src.as_ptr(), dst, null, libc::MS_BIND | libc::MS_REC, null)?;
+            mount(
+                null,
+                dst,
+                null,
+                libc::MS_BIND | libc::MS_REMOUNT | flags,
+                null,
+            )?;
+        }
+        RootOp::Symlink { target, link } => {
+            // SAFETY: both are NUL-terminated paths.
+            let rc = unsafe { libc::symlink(target.as_ptr(), link.as_ptr()) };
+            check(Stage::Mount, rc as libc::c_long)?;
+        }
+        RootOp::Tmpfs { dst, opts } => {
+            mount(
+                c"tmpfs".as_ptr(),
+                dst,
+                c"tmpfs".as_ptr(),
+                nosuid,
+                opts.as_ptr(),
+            )?;
+        }
+        RootOp::Proc(dst) => {
+            mount(
+                c"proc".as_ptr(),
+                dst,
+                c"proc".as_ptr(),
+                nosuid | libc::MS_NOEXEC,
+                null,
+            )?;
+        }
     }
     Ok(())
 }
 
-/// Closes every fd from 3 up except those in `keep` (-1 entries ignored),
-/// without allocating: sort the five, close the gaps between them.
-/// Closes every fd from `from` up except `keep`.
-fn close_others(mut from: u32, mut keep: [RawFd; 5]) -> Result<(), (Stage, i32)> {
+/// Closes every fd from `from` up except those in `keep` (-1 entries
+/// ignored), without allocating: sort them, close the gaps between them.
+fn close_others(mut from: u32, mut keep: [RawFd; 6]) -> Result<(), (Stage, i32)> {
     keep.sort_unstable();
     for fd in keep {
         if fd < from as RawFd {

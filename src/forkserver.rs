@@ -402,6 +402,8 @@ struct Prepared {
     join_net: bool,
     pidns: bool,
     root: Option<child::RootPlan>,
+    /// Owns the fd in `root.template`.
+    _root_template: Option<OwnedFd>,
     userns: Option<child::UsernsPlan>,
     walls: Walls,
 }
@@ -422,6 +424,13 @@ struct Server {
     /// namespace instead (`Err` says why not).
     userns: Result<(), String>,
     spawned: u64,
+    /// Groups made ahead, while idle, for the next spawn of each limits.
+    ready_groups: Vec<(crate::cgroup::Limits, crate::cgroup::Group)>,
+    /// Whether to make groups ahead (off after a failure, until a spawn
+    /// makes one).
+    make_ahead: bool,
+    /// Groups of reaped workers, removed while idle.
+    dead_groups: Vec<crate::cgroup::Group>,
     /// Workers reaped before the host asked.
     exited: HashMap<i32, ExitInfo>,
     is_root: bool,
@@ -455,6 +464,7 @@ impl Server {
             None
         };
         Ok(Server {
+            make_ahead: cgroups.is_active(),
             sock,
             sigchld,
             profiles: HashMap::new(),
@@ -468,6 +478,8 @@ impl Server {
             root_dir,
             userns,
             spawned: 0,
+            ready_groups: Vec::new(),
+            dead_groups: Vec::new(),
         })
     }
 
@@ -480,7 +492,20 @@ impl Server {
                     PollFd::new(self.sock.as_fd(), PollFlags::POLLIN),
                     PollFd::new(self.sigchld.as_fd(), PollFlags::POLLIN),
                 ];
-                match poll(&mut fds, PollTimeout::NONE) {
+                // Cgroup housekeeping waits until no request does.
+                let chore = self.chore();
+                let timeout = if chore.is_some() {
+                    PollTimeout::ZERO
+                } else {
+                    PollTimeout::NONE
+                };
+                match poll(&mut fds, timeout) {
+                    Ok(0) => {
+                        if let Some(chore) = chore {
+                            self.do_chore(chore);
+                        }
+                        continue;
+                    }
                     Ok(_) => {}
                     Err(nix::errno::Errno::EINTR) => continue,
                     Err(e) => return Err(e.into()),
@@ -640,10 +665,19 @@ impl Server {
             ));
         }
         let pidns = (self.is_root || userns) && wanted_ns & libc::CLONE_NEWPID as u64 != 0;
-        let root = match (&self.root_dir, wanted_ns & libc::CLONE_NEWNS as u64 != 0) {
+        let mut root = match (&self.root_dir, wanted_ns & libc::CLONE_NEWNS as u64 != 0) {
             (Some(dir), true) => Some(root_plan(dir, &spec.grants, pidns)?),
             _ => None,
         };
+        // As root, every child of the profile joins a copy of one prepared
+        // root (a child in its own user namespace could not join it).
+        let template = root
+            .as_ref()
+            .filter(|_| self.is_root)
+            .and_then(|r| root_template(r, &spec.grants));
+        if let (Some(r), Some(t)) = (&mut root, &template) {
+            r.template = t.as_raw_fd();
+        }
         walls.namespaces = unshare
             | if join_net {
                 libc::CLONE_NEWNET as u64
@@ -682,6 +716,7 @@ impl Server {
             join_net,
             pidns,
             root,
+            _root_template: template,
             userns: userns.then(|| {
                 child::UsernsPlan::new(
                     nix::unistd::getuid().as_raw(),
@@ -711,16 +746,21 @@ impl Server {
             .try_clone()
             .map_err(|e| format!("dup ruleset: {e}"))?;
         let ruleset_fd = ruleset.as_raw_fd();
-        self.spawned += 1;
+        let limits = p.cgroup;
         let group = if self.cgroups.is_active() {
-            let name = format!("w{}", self.spawned);
-            Some(
-                crate::cgroup::Group::create(&self.cgroups, &name, p.cgroup)
-                    .map_err(|e| format!("cgroup: {e}"))?,
-            )
+            let ready = self.ready_groups.iter().position(|(l, _)| *l == limits);
+            Some(match ready {
+                Some(i) => self.ready_groups.swap_remove(i).1,
+                None => {
+                    let g = self.new_group(limits).map_err(|e| format!("cgroup: {e}"))?;
+                    self.make_ahead = true;
+                    g
+                }
+            })
         } else {
             None
         };
+        let p = &self.profiles[&profile];
         let netns = if p.join_net {
             self.netns.as_ref().map_or(-1, |f| f.as_raw_fd())
         } else {
@@ -883,14 +923,52 @@ impl Server {
         }
     }
 
-    /// A worker was reaped: kill what is left of its tree, read and remove
-    /// its cgroup.
+    /// A worker was reaped: kill what is left of its tree and read its
+    /// cgroup, which is removed later, while idle.
     fn finish(&mut self, pid: i32, mut info: ExitInfo) -> ExitInfo {
         if let Some((_, Some(group))) = self.live.remove(&pid) {
+            group.kill_all();
             info.cgroup = Some(group.usage());
-            group.remove();
+            self.dead_groups.push(group);
         }
         info
+    }
+
+    fn new_group(&mut self, limits: crate::cgroup::Limits) -> io::Result<crate::cgroup::Group> {
+        self.spawned += 1;
+        crate::cgroup::Group::create(&self.cgroups, &format!("w{}", self.spawned), limits)
+    }
+
+    /// Work kept off the spawn and wait paths: remove a dead group, or
+    /// make a group ahead for a prepared profile that has none ready.
+    fn chore(&self) -> Option<Chore> {
+        if !self.dead_groups.is_empty() {
+            return Some(Chore::RemoveGroup);
+        }
+        if !self.make_ahead {
+            return None;
+        }
+        self.profiles
+            .values()
+            .map(|p| p.cgroup)
+            .find(|l| !self.ready_groups.iter().any(|(r, _)| r == l))
+            .map(Chore::MakeGroup)
+    }
+
+    fn do_chore(&mut self, chore: Chore) {
+        match chore {
+            Chore::RemoveGroup => {
+                if let Some(g) = self.dead_groups.pop() {
+                    g.remove();
+                }
+            }
+            Chore::MakeGroup(limits) => match self.new_group(limits) {
+                Ok(g) => self.ready_groups.push((limits, g)),
+                // The next spawn makes its own and reports the error; until
+                // one succeeds, make none ahead.
+                Err(_) => self.make_ahead = false,
+            },
+        }
     }
 
     fn shutdown(&mut self) {
@@ -905,11 +983,23 @@ impl Server {
             let _ = self.wait(pid);
         }
         self.reap_all();
+        for g in self.dead_groups.drain(..) {
+            g.remove();
+        }
+        for (_, g) in self.ready_groups.drain(..) {
+            g.remove();
+        }
         self.cgroups.cleanup();
         if let Some(d) = &self.root_dir {
             let _ = std::fs::remove_dir(d);
         }
     }
+}
+
+/// Idle-time work of the fork server.
+enum Chore {
+    RemoveGroup,
+    MakeGroup(crate::cgroup::Limits),
 }
 
 /// Lays out the minimal root of a profile (see [`child::RootPlan`]): /usr
@@ -923,7 +1013,11 @@ fn root_plan(dir: &Path, grants: &Grants, pidns: bool) -> Result<child::RootPlan
         CString::new(p.as_os_str().as_bytes())
             .map_err(|_| format!("path {} contains NUL", p.display()))
     };
-    let inside = |p: &Path| dir.join(p.strip_prefix("/").unwrap_or(p));
+    // Destinations relative to the new root (the child stands in it).
+    let inside = |p: &Path| match p.strip_prefix("/").unwrap_or(p) {
+        r if r.as_os_str().is_empty() => PathBuf::from("."),
+        r => r.to_path_buf(),
+    };
     let mut ops = Vec::new();
     let mut made: BTreeSet<PathBuf> = BTreeSet::new();
     let mut mkdirs = |p: &Path, ops: &mut Vec<child::RootOp>| -> Result<(), String> {
@@ -1040,7 +1134,54 @@ fn root_plan(dir: &Path, grants: &Grants, pidns: bool) -> Result<child::RootPlan
         mountpoint: c(dir)?,
         opts: c(Path::new("size=1m,mode=0755"))?,
         ops,
+        template: -1,
     })
+}
+
+/// Builds `root` once in a throwaway child and keeps its mount namespace
+/// as the profile's template (see [`child::RootPlan::template`]). `None`
+/// when the root cannot be a template (a bind under /tmp would be hidden
+/// by each child's own /tmp) or building it failed: children then build
+/// the root themselves, as they do without root privileges.
+fn root_template(root: &child::RootPlan, grants: &Grants) -> Option<OwnedFd> {
+    let under_tmp = grants
+        .exec
+        .iter()
+        .chain(&grants.read)
+        .chain(&grants.write)
+        .filter_map(|p| std::fs::canonicalize(p).ok())
+        .any(|p| p == Path::new("/") || p.starts_with("/tmp"));
+    if under_tmp {
+        return None;
+    }
+    let (ready_r, ready_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ok()?;
+    // SAFETY: the fork server is single-threaded; the child builds the root
+    // with raw syscalls, reports one byte and waits to be killed.
+    let pid = match unsafe { libc::fork() } {
+        0 => {
+            let ok = child::build_root(root, false).is_ok();
+            let byte = [u8::from(ok)];
+            // SAFETY: writes one byte from the stack, then waits for SIGKILL.
+            unsafe {
+                libc::write(ready_w.as_raw_fd(), byte.as_ptr().cast(), 1);
+                loop {
+                    libc::pause();
+                }
+            }
+        }
+        -1 => return None,
+        pid => pid,
+    };
+    drop(ready_w);
+    let mut byte = [0u8; 1];
+    let built = read_full(ready_r.as_fd(), &mut byte) == 1 && byte[0] == 1;
+    let ns = built
+        .then(|| std::fs::File::open(format!("/proc/{pid}/ns/mnt")).ok())
+        .flatten();
+    // SAFETY: kill + reap our own child; no memory involved.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    let _ = wait4(pid, 0);
+    ns.map(OwnedFd::from)
 }
 
 /// Whether an ordinary user may create a user namespace here: probed in a
