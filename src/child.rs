@@ -90,6 +90,10 @@ pub struct Plan<'a> {
     /// namespace), for the parent-death race check. If the fork server dies
     /// later still, the child also sees EOF on the go pipe and stops.
     pub parent: libc::pid_t,
+    /// Signals the fork server ignores (inherited from the host, or Rust's
+    /// SIGPIPE): an ignored disposition survives exec, so these go back to
+    /// the default. Handlers need nothing: exec resets them.
+    pub ignored_signals: &'a [i32],
     /// Installed in order; the last one gets the user-notification listener.
     pub filters: [&'a [seccompiler::sock_filter]; 2],
     /// O_PATH fd of the executable (exec by fd, immune to path swaps), or -1
@@ -141,7 +145,7 @@ fn road(plan: &mut Plan) -> Result<(), (Stage, i32)> {
         // SAFETY: setsid has no memory effects.
         check(Stage::Session, unsafe { libc::setsid() } as libc::c_long)?;
     }
-    reset_signals()?;
+    reset_signals(plan.ignored_signals)?;
 
     // 2. Only the intended fds: stdio from the plan, everything else close-on-exec.
     // Every source fd is above 3 (the fork server's own fds 0-3 are never
@@ -531,7 +535,31 @@ fn close_others(mut from: u32, mut keep: [RawFd; 6]) -> Result<(), (Stage, i32)>
     check(Stage::Fds, rc as libc::c_long)
 }
 
-fn reset_signals() -> Result<(), (Stage, i32)> {
+/// The kernel's `struct sigaction` (x86_64 and aarch64 share its layout).
+/// Raw, because glibc refuses to touch the signals it reserves (32, 33),
+/// which a host may still have ignored.
+#[repr(C)]
+struct KernelSigaction {
+    handler: usize,
+    flags: u64,
+    restorer: usize,
+    mask: u64,
+}
+
+fn rt_sigaction(
+    sig: i32,
+    new: Option<&KernelSigaction>,
+    old: Option<&mut KernelSigaction>,
+) -> bool {
+    let new = new.map_or(std::ptr::null(), |n| n as *const KernelSigaction);
+    let old = old.map_or(std::ptr::null_mut(), |o| o as *mut KernelSigaction);
+    // SAFETY: both pointers are null or point to a KernelSigaction on the
+    // caller's stack; the kernel reads or writes exactly one.
+    let rc = unsafe { libc::syscall(libc::SYS_rt_sigaction, sig, new, old, 8usize) };
+    rc == 0
+}
+
+fn reset_signals(ignored: &[i32]) -> Result<(), (Stage, i32)> {
     // SAFETY: sigset_t is plain data; sigemptyset initialises it.
     let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
     // SAFETY: set points to a valid sigset_t on our stack.
@@ -539,15 +567,33 @@ fn reset_signals() -> Result<(), (Stage, i32)> {
     // SAFETY: installs an empty mask from a stack sigset_t.
     let rc = unsafe { libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut()) };
     check(Stage::Signals, rc as libc::c_long)?;
-    for sig in 1..libc::SIGRTMAX() {
-        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
-            continue;
+    let default = KernelSigaction {
+        handler: libc::SIG_DFL,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    for &sig in ignored {
+        if !rt_sigaction(sig, Some(&default), None) {
+            return Err((Stage::Signals, errno()));
         }
-        // SAFETY: resets a disposition to SIG_DFL; invalid numbers (glibc's
-        // reserved real-time signals) fail harmlessly with EINVAL.
-        unsafe { libc::signal(sig, libc::SIG_DFL) };
     }
     Ok(())
+}
+
+/// The signals this process ignores (see [`Plan::ignored_signals`]).
+pub fn ignored_signals() -> Vec<i32> {
+    (1..=64)
+        .filter(|&sig| {
+            let mut old = KernelSigaction {
+                handler: 0,
+                flags: 0,
+                restorer: 0,
+                mask: 0,
+            };
+            rt_sigaction(sig, None, Some(&mut old)) && old.handler == libc::SIG_IGN
+        })
+        .collect()
 }
 
 fn drop_identity(uid: u32, gid: u32) -> Result<(), (Stage, i32)> {

@@ -429,6 +429,8 @@ struct Server {
     /// Whether to make groups ahead (off after a failure, until a spawn
     /// makes one).
     make_ahead: bool,
+    /// Dispositions each child resets (see `child::Plan::ignored_signals`).
+    ignored_signals: Vec<i32>,
     /// Groups of reaped workers, removed while idle.
     dead_groups: Vec<crate::cgroup::Group>,
     /// Workers reaped before the host asked.
@@ -464,6 +466,7 @@ impl Server {
             None
         };
         Ok(Server {
+            ignored_signals: child::ignored_signals(),
             make_ahead: cgroups.is_active(),
             sock,
             sigchld,
@@ -780,6 +783,7 @@ impl Server {
             identity: p.identity,
             // Outside the new PID namespace the parent reads as pid 0.
             parent: if p.pidns { 0 } else { self.me },
+            ignored_signals: &self.ignored_signals,
             filters: [&p.filters[0], &p.filters[1]],
             exe_fd: p.exe_fd.as_ref().map_or(-1, |f| f.as_raw_fd()),
             path: &p.path,

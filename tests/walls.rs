@@ -105,8 +105,27 @@ fn test_identity_and_flags_in_proc_status() {
         "proc.toml",
         "description = \"default plus /proc\"\nextends = \"default\"\n[filesystem]\nread = [\"/proc\"]\n",
     );
-    let (v, out, _) = probe_call(p.to_str().unwrap(), "status", &[]);
-    assert_eq!(v, "ok");
+    // The host ignores SIGHUP (and Rust ignores SIGPIPE in every program).
+    let mut cmd = std::process::Command::new(plugwarden());
+    // SAFETY: the closure only calls signal(), which is async-signal-safe.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            libc::signal(libc::SIGHUP, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    let o = call_with(
+        cmd,
+        &[
+            "--plugin",
+            probe().as_str(),
+            "--policy",
+            p.to_str().unwrap(),
+        ],
+        b"status",
+    );
+    assert_eq!(verdict(&o), "ok");
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
     let field = |name: &str| {
         out.lines()
             .find_map(|l| l.strip_prefix(name))
@@ -115,6 +134,14 @@ fn test_identity_and_flags_in_proc_status() {
     };
     assert_eq!(field("NoNewPrivs:"), ["1"]);
     assert_eq!(field("Seccomp:"), ["2"]);
+    // The plugin starts with every disposition at its default and nothing
+    // blocked: what it ignores is only its own SIGPIPE (pw-probe is a Rust
+    // program), not the host's SIGHUP.
+    assert_eq!(
+        field("SigIgn:"),
+        [format!("{:016x}", 1u64 << (libc::SIGPIPE - 1))]
+    );
+    assert_eq!(field("SigBlk:"), ["0000000000000000"]);
     if !is_root() {
         println!("not applicable: uid and capability drop need the host to run as root (this test runs as uid {})", nix::unistd::geteuid());
         return;
@@ -137,8 +164,9 @@ fn test_only_stdio_fds_are_open_in_the_child() {
     );
     let (v, out, _) = probe_call(p.to_str().unwrap(), "fds", &[]);
     assert_eq!(v, "ok");
-    // 0, 1, 2 and the directory handle used to list /proc/self/fd.
-    assert_eq!(out, "0,1,2,3");
+    // 0, 1, 2, the worker's shared-memory arena (3) and the directory
+    // handle used to list /proc/self/fd.
+    assert_eq!(out, "0,1,2,3,4");
 }
 
 #[test]

@@ -250,6 +250,23 @@ fn echo_job(w: &mut Worker, input: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// `n` fresh `sb` workers, one at a time: µs from `Worker::start` until
+/// the worker has answered one 4 KiB job (spawn, hello, job) — the work a
+/// `--batch 1` job repeats. Killing and reaping each is not timed (the
+/// pool does it on its reaper thread).
+pub fn fresh_worker_us(sb: &Sandbox, n: usize) -> Result<f64> {
+    let input = vec![0x5a; 4096];
+    let mut total = 0.0;
+    for _ in 0..n {
+        let t = Instant::now();
+        let mut w = Worker::start(sb)?;
+        echo_job(&mut w, &input)?;
+        total += t.elapsed().as_secs_f64();
+        drop(w);
+    }
+    Ok(total * 1e6 / n as f64)
+}
+
 /// A started worker that has answered `warm` jobs.
 pub fn warm_worker(sb: &Sandbox, warm: usize) -> Result<Worker> {
     let mut w = Worker::start(sb)?;
