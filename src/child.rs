@@ -95,7 +95,7 @@ pub struct Plan<'a> {
     /// the default. Handlers need nothing: exec resets them.
     pub ignored_signals: &'a [i32],
     /// Installed in order; the last one gets the user-notification listener.
-    pub filters: [&'a [seccompiler::sock_filter]; 2],
+    pub filters: &'a [Vec<seccompiler::sock_filter>],
     /// O_PATH fd of the executable (exec by fd, immune to path swaps), or -1
     /// to exec `path` (scripts: the interpreter needs a path).
     pub exe_fd: RawFd,
@@ -251,9 +251,13 @@ fn road(plan: &mut Plan) -> Result<(), (Stage, i32)> {
     check(Stage::NoNewPrivs, rc as libc::c_long)?;
 
     // 7. seccomp last; the last filter hands its listener to the fork server.
-    let [first, main] = plan.filters;
-    install_filter(first, 0)?;
-    let listener = install_filter(main, libc::SECCOMP_FILTER_FLAG_NEW_LISTENER)?;
+    let Some((last, first)) = plan.filters.split_last() else {
+        return Err((Stage::Seccomp, libc::EINVAL));
+    };
+    for prog in first {
+        install_filter(prog, 0)?;
+    }
+    let listener = install_filter(last, libc::SECCOMP_FILTER_FLAG_NEW_LISTENER)?;
     report(plan.report, LISTENER_READY, listener);
     let mut go = [0u8; 1];
     // SAFETY: reads one byte into a stack buffer.

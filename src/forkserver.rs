@@ -59,7 +59,7 @@ pub struct ProfileSpec {
     pub identity: Option<(u32, u32)>,
     pub new_session: bool,
     /// BPF programs as (code, jt, jf, k), installed in order.
-    pub filters: [Vec<(u16, u8, u8, u32)>; 2],
+    pub filters: Vec<Vec<(u16, u8, u8, u32)>>,
     /// Limits of each worker's cgroup, where the fork server can make one.
     pub cgroup: crate::cgroup::Limits,
     /// Namespaces to enter: `CLONE_NEWNET` joins the fork server's shared
@@ -388,7 +388,7 @@ pub fn serve_if_requested() {
 /// A profile ready to fork: everything the child needs, allocated now.
 struct Prepared {
     ruleset: OwnedFd,
-    filters: [Vec<seccompiler::sock_filter>; 2],
+    filters: Vec<Vec<seccompiler::sock_filter>>,
     exe_fd: Option<OwnedFd>,
     path: CString,
     _strings: Vec<CString>,
@@ -429,6 +429,8 @@ struct Server {
     /// Whether to make groups ahead (off after a failure, until a spawn
     /// makes one).
     make_ahead: bool,
+    /// The stack each child runs its road on, in our memory.
+    child_stack: ChildStack,
     /// Dispositions each child resets (see `child::Plan::ignored_signals`).
     ignored_signals: Vec<i32>,
     /// Groups of reaped workers, removed while idle.
@@ -466,6 +468,7 @@ impl Server {
             None
         };
         Ok(Server {
+            child_stack: ChildStack::new()?,
             ignored_signals: child::ignored_signals(),
             make_ahead: cgroups.is_active(),
             sock,
@@ -698,11 +701,16 @@ impl Server {
             } else {
                 0
             };
-        let filters = spec.filters.clone().map(|p| {
-            p.into_iter()
-                .map(|(code, jt, jf, k)| seccompiler::sock_filter { code, jt, jf, k })
-                .collect()
-        });
+        let filters = spec
+            .filters
+            .iter()
+            .map(|p| {
+                p.iter()
+                    .copied()
+                    .map(|(code, jt, jf, k)| seccompiler::sock_filter { code, jt, jf, k })
+                    .collect()
+            })
+            .collect();
         Ok(Prepared {
             ruleset,
             filters,
@@ -784,36 +792,47 @@ impl Server {
             // Outside the new PID namespace the parent reads as pid 0.
             parent: if p.pidns { 0 } else { self.me },
             ignored_signals: &self.ignored_signals,
-            filters: [&p.filters[0], &p.filters[1]],
+            filters: &p.filters,
             exe_fd: p.exe_fd.as_ref().map_or(-1, |f| f.as_raw_fd()),
             path: &p.path,
             argv: &p.argv,
             envp: &p.envp,
         };
-        // A fork, in a new PID namespace when asked (the plugin is its PID 1:
-        // it sees and signals only its own descendants, and when it dies the
-        // kernel kills them all).
-        let flags = libc::SIGCHLD as libc::c_ulong
-            | if p.pidns {
-                libc::CLONE_NEWPID as libc::c_ulong
-            } else {
-                0
-            }
+        // A clone sharing our memory (as posix_spawn does: no page tables
+        // to copy, no copy-on-write faults for either side), on a stack of
+        // its own, in a new PID namespace when asked (the plugin is its PID
+        // 1: it sees and signals only its own descendants, and when it dies
+        // the kernel kills them all). Not CLONE_VFORK: we must keep running
+        // to take the listener while the child waits for our go.
+        let flags = libc::CLONE_VM
+            | libc::SIGCHLD
+            | if p.pidns { libc::CLONE_NEWPID } else { 0 }
             | if p.userns.is_some() {
-                libc::CLONE_NEWUSER as libc::c_ulong
+                libc::CLONE_NEWUSER
             } else {
                 0
             };
-        // SAFETY: clone without CLONE_VM and with a null stack is fork: the
-        // child gets a copy of this single-threaded process and runs only
-        // child::enter, which makes raw syscalls and never returns.
-        let pid = match unsafe {
-            libc::syscall(libc::SYS_clone, flags, 0usize, 0usize, 0usize, 0usize)
-        } {
-            0 => child::enter(&mut plan),
-            -1 => return Err(format!("fork: {}", io::Error::last_os_error())),
-            child => child as i32,
+        extern "C" fn child_main(plan: *mut libc::c_void) -> libc::c_int {
+            // SAFETY: `plan` is the Plan on the fork server's stack below,
+            // alive (and untouched) until this child has exec'd or exited.
+            child::enter(unsafe { &mut *plan.cast::<child::Plan>() })
+        }
+        // SAFETY: the child runs only child::enter on `child_stack` (used by
+        // one child at a time: we wait below until it has exec'd, which
+        // gives it its own memory, or exited), makes raw syscalls, writes
+        // nothing but its stack, and never returns. `plan` and everything it
+        // points to outlive that. The fd table is the child's own copy.
+        let pid = unsafe {
+            libc::clone(
+                child_main,
+                self.child_stack.top(),
+                flags,
+                (&mut plan as *mut child::Plan).cast(),
+            )
         };
+        if pid == -1 {
+            return Err(format!("clone: {}", io::Error::last_os_error()));
+        }
 
         drop((report_w, go_r, stdio, ruleset));
         // Into the cgroup before the child may exec: it waits for our go.
@@ -997,6 +1016,56 @@ impl Server {
         if let Some(d) = &self.root_dir {
             let _ = std::fs::remove_dir(d);
         }
+    }
+}
+
+/// A stack for the child's road (which needs a few KiB), with a guard
+/// page below it.
+struct ChildStack {
+    base: *mut libc::c_void,
+    len: usize,
+}
+
+impl ChildStack {
+    const LEN: usize = 256 << 10;
+
+    fn new() -> io::Result<ChildStack> {
+        // SAFETY: a fresh anonymous mapping; no existing memory is touched.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                Self::LEN,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let stack = ChildStack {
+            base,
+            len: Self::LEN,
+        };
+        // SAFETY: the lowest page of the mapping made above becomes the guard.
+        if unsafe { libc::mprotect(base, 4096, libc::PROT_NONE) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(stack)
+    }
+
+    /// The (16-byte aligned) top: stacks grow down.
+    fn top(&self) -> *mut libc::c_void {
+        // SAFETY: one past the end of our own mapping, never dereferenced here.
+        unsafe { self.base.cast::<u8>().add(self.len).cast() }
+    }
+}
+
+impl Drop for ChildStack {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the mapping made in new().
+        unsafe { libc::munmap(self.base, self.len) };
     }
 }
 

@@ -107,7 +107,7 @@ impl Sandbox {
         };
         let filters =
             crate::seccomp::compile(&policy.syscalls, policy.limits.processes, Arch::native())?;
-        let pack = |p: &Vec<seccompiler::sock_filter>| {
+        let pack = |p: &[seccompiler::sock_filter]| {
             p.iter().map(|i| (i.code, i.jt, i.jf, i.k)).collect()
         };
         let is_root = nix::unistd::geteuid().is_root();
@@ -135,7 +135,7 @@ impl Sandbox {
             grants,
             identity: Some((policy.identity.uid, policy.identity.gid)),
             new_session: true,
-            filters: [pack(&filters.clone3), pack(&filters.main)],
+            filters: filters.programs().iter().map(|p| pack(p)).collect(),
             cgroup: crate::cgroup::Limits {
                 memory: Some(policy.limits.memory),
                 // Threads count as tasks too: with no processes allowed

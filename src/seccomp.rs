@@ -1,34 +1,54 @@
 //! Seccomp: compile a policy's syscall rules to BPF, and name violations.
 //!
-//! Programs are compiled in the host with seccompiler, from syscall names
-//! resolved per architecture (so the same policy compiles for x86_64 and
-//! aarch64). Anything not allowed returns `SECCOMP_RET_USER_NOTIF`: the
+//! The host compiles, from syscall names resolved per architecture (so the
+//! same policy compiles for x86_64 and aarch64), ONE classic BPF program:
+//! the architecture check, then a balanced binary search (`JGE`) over the
+//! syscall number whose leaves return directly or enter a short argument
+//! block. Anything not allowed returns `SECCOMP_RET_USER_NOTIF`: the
 //! supervisor (the host, holding the listener fd) learns the syscall and
 //! its arguments with authority, not from the compromised child, and then
 //! kills the plugin (verdict `violation: socket(AF_INET, ...)`) or answers
-//! EPERM. seccompiler 0.5 has no user-notif action, so the program is
-//! compiled with `Trace(0)` as a placeholder and the return instructions
-//! are rewritten. `clone3` gets its own, earlier filter answering ENOSYS so
-//! libc falls back to `clone`, whose flags BPF can inspect.
+//! EPERM. `clone3` answers ENOSYS so libc falls back to `clone`, whose
+//! flags BPF can inspect.
+//!
+//! We emit the BPF ourselves instead of through seccompiler because its
+//! programs are a linear chain of compares: the kernel validates, converts
+//! and, per syscall number, emulates the program at install, so install
+//! cost grows with its length, and every syscall the plugin makes walks the
+//! chain. For `strict` the tree is under a fifth as long and reaches any
+//! syscall in O(log n) compares.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use seccompiler::{
-    sock_filter, BpfProgram, SeccompAction, SeccompCmpArgLen as Len, SeccompCmpOp as Op,
-    SeccompCondition as Cond, SeccompFilter, SeccompRule, TargetArch,
-};
+use seccompiler::{sock_filter, BpfProgram};
 
 use crate::policy::groups::{self, Arch};
 use crate::policy::{self, Syscalls};
 
-/// `SECCOMP_RET_TRACE`, the placeholder action seccompiler emits.
-const RET_TRACE: u32 = 0x7ff0_0000;
 /// `SECCOMP_RET_USER_NOTIF`.
 pub const RET_USER_NOTIF: u32 = 0x7fc0_0000;
 pub const RET_ALLOW: u32 = 0x7fff_0000;
 pub const RET_ERRNO: u32 = 0x0005_0000;
 pub const RET_KILL_PROCESS: u32 = 0x8000_0000;
+
+/// The kernel's limit on a program's length (`BPF_MAXINSNS`).
+pub const MAX_INSNS: usize = 4096;
+
+// Classic BPF opcodes (linux/bpf_common.h), the few this emitter uses.
+const BPF_LD_W_ABS: u16 = 0x20;
+const BPF_ALU_AND_K: u16 = 0x54;
+const BPF_JMP_JA: u16 = 0x05;
+const BPF_JMP_JEQ_K: u16 = 0x15;
+const BPF_JMP_JGE_K: u16 = 0x35;
 const BPF_RET_K: u16 = 0x06;
+
+/// Offsets in `struct seccomp_data`.
+const DATA_NR: u32 = 0;
+const DATA_ARCH: u32 = 4;
+const DATA_ARGS: u32 = 16;
+
+/// Longest forward distance of a conditional jump (8-bit offsets).
+const MAX_COND_JUMP: usize = 255;
 
 /// Namespace-creating clone flags: never allowed.
 pub const CLONE_NAMESPACE_FLAGS: u64 = (libc::CLONE_NEWNS
@@ -45,13 +65,19 @@ pub const CLONE_NAMESPACE_FLAGS: u64 = (libc::CLONE_NEWNS
 /// allowed; a plugin's own lockdown can forbid the exec family again.
 pub const ROAD: &[&str] = &["read", "write", "execve", "execveat", "exit", "exit_group"];
 
-/// The two programs installed in the child, in this order.
+/// The programs installed in the child, in this order.
 #[derive(Clone, Debug)]
 pub struct Filters {
-    /// `clone3` → ENOSYS, everything else allowed.
-    pub clone3: BpfProgram,
-    /// The allowlist; everything else → user notification.
+    /// The whole policy: architecture check, `clone3` → ENOSYS, the
+    /// allowlist; everything else → user notification.
     pub main: BpfProgram,
+}
+
+impl Filters {
+    /// The programs to install, in order; the last one gets the listener.
+    pub fn programs(&self) -> [&[sock_filter]; 1] {
+        [&self.main]
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -60,140 +86,384 @@ pub enum SeccompError {
     Build { arch: Arch, message: String },
 }
 
-fn target(arch: Arch) -> TargetArch {
-    match arch {
-        Arch::X86_64 => TargetArch::x86_64,
-        Arch::Aarch64 => TargetArch::aarch64,
+/// How much of a 64-bit argument a check compares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Width {
+    /// The low 32 bits only (what the kernel reads of an `int`).
+    Dword,
+    /// Both 32-bit halves.
+    Qword,
+}
+
+/// `(args[arg] & mask) == value`, over `width`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ArgCheck {
+    pub arg: u8,
+    pub width: Width,
+    pub mask: u64,
+    pub value: u64,
+}
+
+impl ArgCheck {
+    fn eq(arg: u8, width: Width, value: u64) -> ArgCheck {
+        ArgCheck {
+            arg,
+            width,
+            mask: u64::MAX,
+            value,
+        }
+    }
+
+    fn masked(arg: u8, width: Width, mask: u64, value: u64) -> ArgCheck {
+        ArgCheck {
+            arg,
+            width,
+            mask,
+            value,
+        }
+    }
+
+    /// The 32-bit compares this check makes: (offset, mask, value); the
+    /// arguments are little-endian u64s on both supported arches.
+    fn halves(&self) -> Vec<(u32, u32, u32)> {
+        let off = DATA_ARGS + 8 * u32::from(self.arg);
+        let lo = (off, self.mask as u32, self.value as u32);
+        let hi = (off + 4, (self.mask >> 32) as u32, (self.value >> 32) as u32);
+        match self.width {
+            Width::Dword => vec![lo],
+            Width::Qword => vec![lo, hi],
+        }
     }
 }
 
-fn cond(arg: u8, len: Len, op: Op, value: u64) -> Cond {
-    Cond::new(arg, len, op, value).expect("argument index below 6")
+/// What the program does for one allowed syscall number.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Leaf {
+    /// Return this action whatever the arguments.
+    Ret(u32),
+    /// Allowed when every check of one of the rules holds, else user
+    /// notification.
+    Rules(Vec<Vec<ArgCheck>>),
 }
 
-/// The allowlist that `sys` compiles to on `arch`, with argument rules.
-pub fn rules(sys: &Syscalls, processes: u64, arch: Arch) -> BTreeMap<i64, Vec<SeccompRule>> {
+/// The allowlist that `sys` compiles to on `arch`, with argument rules;
+/// numbers not in the map get user notification.
+pub fn rules(sys: &Syscalls, processes: u64, arch: Arch) -> BTreeMap<u32, Leaf> {
     let mut map = BTreeMap::new();
+    let mut put = |name: &str, leaf: Leaf| {
+        if let Some(nr) = groups::number(arch, name).and_then(|n| u32::try_from(n).ok()) {
+            map.insert(nr, leaf);
+        }
+    };
+    // BPF cannot read clone3's flags (they are in memory): ENOSYS makes
+    // libc fall back to clone, whose flags it can check.
+    put("clone3", Leaf::Ret(RET_ERRNO | libc::ENOSYS as u32));
+    // A plugin may always add filters of its own (they can only restrict
+    // it further): seccomp(SECCOMP_SET_MODE_FILTER, flags = 0, ...). No
+    // flags means no second listener and no TSYNC games.
+    put(
+        "seccomp",
+        Leaf::Rules(vec![vec![
+            ArgCheck::eq(0, Width::Dword, u64::from(libc::SECCOMP_SET_MODE_FILTER)),
+            ArgCheck::eq(1, Width::Qword, 0),
+        ]]),
+    );
     let names = sys
         .allow
         .iter()
         .map(String::as_str)
         .chain(ROAD.iter().copied());
-    // A plugin may always add filters of its own (they can only restrict
-    // it further): seccomp(SECCOMP_SET_MODE_FILTER, flags = 0, ...). No
-    // flags means no second listener and no TSYNC games.
-    if let Some(nr) = groups::number(arch, "seccomp") {
-        let rule = SeccompRule::new(vec![
-            cond(
-                0,
-                Len::Dword,
-                Op::Eq,
-                u64::from(libc::SECCOMP_SET_MODE_FILTER),
-            ),
-            cond(1, Len::Qword, Op::Eq, 0),
-        ])
-        .expect("two conditions");
-        map.insert(nr, vec![rule]);
-    }
     for name in names {
-        if name == "seccomp" {
+        if matches!(name, "seccomp" | "clone3") {
             continue;
         }
         if processes == 0 && matches!(name, "fork" | "vfork") {
             continue;
         }
-        if name == "clone3" {
-            continue; // answered by the clone3 filter
-        }
-        let Some(nr) = groups::number(arch, name) else {
-            continue;
-        };
-        let rules = match name {
-            "ioctl" => {
-                if sys.ioctl.is_empty() {
-                    continue;
-                }
-                sys.ioctl
-                    .iter()
-                    .map(|&req| {
-                        SeccompRule::new(vec![cond(1, Len::Dword, Op::Eq, u64::from(req))])
-                            .expect("one condition")
-                    })
-                    .collect()
+        let leaf = match name {
+            "ioctl" if sys.ioctl.is_empty() => continue,
+            // The kernel reads the request as an unsigned int.
+            "ioctl" => one_of(1, &sys.ioctl),
+            "socket" | "socketpair" if !sys.socket_families.is_empty() => {
+                one_of(0, &sys.socket_families)
             }
-            "socket" | "socketpair" if !sys.socket_families.is_empty() => sys
-                .socket_families
-                .iter()
-                .map(|&f| {
-                    SeccompRule::new(vec![cond(0, Len::Dword, Op::Eq, u64::from(f))])
-                        .expect("one condition")
-                })
-                .collect(),
             "memfd_create" => {
                 // Only non-executable memfds: Landlock's execute right does
                 // not cover them, so an executable one could run code the
                 // policy never granted (Linux 6.3+: MFD_NOEXEC_SEAL).
                 let seal = 0x0008; // MFD_NOEXEC_SEAL
-                vec![
-                    SeccompRule::new(vec![cond(1, Len::Dword, Op::MaskedEq(seal), seal)])
-                        .expect("one condition"),
-                ]
+                Leaf::Rules(vec![vec![ArgCheck::masked(1, Width::Dword, seal, seal)]])
             }
             "clone" => {
                 // aarch64 and x86_64 both pass the flags in argument 0.
                 let thread = libc::CLONE_THREAD as u64;
-                let c = if processes == 0 {
-                    cond(
-                        0,
-                        Len::Qword,
-                        Op::MaskedEq(CLONE_NAMESPACE_FLAGS | thread),
-                        thread,
-                    )
+                let check = if processes == 0 {
+                    ArgCheck::masked(0, Width::Qword, CLONE_NAMESPACE_FLAGS | thread, thread)
                 } else {
-                    cond(0, Len::Qword, Op::MaskedEq(CLONE_NAMESPACE_FLAGS), 0)
+                    ArgCheck::masked(0, Width::Qword, CLONE_NAMESPACE_FLAGS, 0)
                 };
-                vec![SeccompRule::new(vec![c]).expect("one condition")]
+                Leaf::Rules(vec![vec![check]])
             }
-            _ => Vec::new(),
+            _ => Leaf::Ret(RET_ALLOW),
         };
-        map.insert(nr, rules);
+        put(name, leaf);
     }
     map
 }
 
-/// Compiles the policy's programs for `arch`.
-pub fn compile(sys: &Syscalls, processes: u64, arch: Arch) -> Result<Filters, SeccompError> {
-    let build = |m: String| SeccompError::Build { arch, message: m };
-    let main = SeccompFilter::new(
-        rules(sys, processes, arch),
-        SeccompAction::Trace(0),
-        SeccompAction::Allow,
-        target(arch),
+/// Argument `arg`'s low 32 bits equal one of `values`.
+fn one_of(arg: u8, values: &BTreeSet<u32>) -> Leaf {
+    Leaf::Rules(
+        values
+            .iter()
+            .map(|&v| vec![ArgCheck::eq(arg, Width::Dword, u64::from(v))])
+            .collect(),
     )
-    .map_err(|e| build(e.to_string()))?;
-    let mut main: BpfProgram = main
-        .try_into()
-        .map_err(|e: seccompiler::BackendError| build(e.to_string()))?;
-    for insn in &mut main {
-        if insn.code == BPF_RET_K && insn.k == RET_TRACE {
-            insn.k = RET_USER_NOTIF;
+}
+
+/// Compiles the policy's program for `arch`.
+pub fn compile(sys: &Syscalls, processes: u64, arch: Arch) -> Result<Filters, SeccompError> {
+    let main =
+        emit(&rules(sys, processes, arch), audit_arch(arch)).map_err(|n| SeccompError::Build {
+            arch,
+            message: format!(
+                "the program has {n} instructions, more than the kernel's {MAX_INSNS}; \
+                 allow fewer ioctl requests or socket families"
+            ),
+        })?;
+    Ok(Filters { main })
+}
+
+fn insn(code: u16, jt: u8, jf: u8, k: u32) -> sock_filter {
+    sock_filter { code, jt, jf, k }
+}
+
+/// Emits the program for `map` (see [`rules`]) checking the audit arch
+/// `audit`; `Err(length)` when it exceeds [`MAX_INSNS`].
+pub fn emit(map: &BTreeMap<u32, Leaf>, audit: u32) -> Result<BpfProgram, usize> {
+    let mut e = Emitter::default();
+    // x32 calls on x86_64 (bit 30 set) land in the gap above the highest
+    // allowed number: user notification, as seccompiler's chain gave them,
+    // and `describe` names them.
+    let spans = spans(
+        map.iter().map(|(&nr, l)| (nr, l.clone())),
+        Leaf::Ret(RET_USER_NOTIF),
+    );
+    let tree = search(&mut e, &spans, &mut |e, leaf| match leaf {
+        Leaf::Ret(action) => Jump::Ret(*action),
+        Leaf::Rules(rules) => argument_block(e, rules),
+    });
+    e.fall_into(tree);
+    let load_nr = e.push(insn(BPF_LD_W_ABS, 0, 0, DATA_NR));
+    let arch_ok = e.jump(BPF_JMP_JEQ_K, audit, load_nr, Jump::Ret(RET_KILL_PROCESS));
+    e.fall_into(arch_ok);
+    e.push(insn(BPF_LD_W_ABS, 0, 0, DATA_ARCH));
+    let prog = e.finish();
+    if prog.len() > MAX_INSNS {
+        return Err(prog.len());
+    }
+    Ok(prog)
+}
+
+/// Where a jump goes: a return of this action (any copy of it will do), or
+/// a given instruction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Jump {
+    Ret(u32),
+    /// Index in [`Emitter::rev`].
+    At(usize),
+}
+
+/// Builds a program backwards, from its last instruction to its first, so
+/// every jump target is already placed and its distance known: a target
+/// beyond a conditional jump's 255 gets a nearer copy of its return or a
+/// `JA` (32-bit offset) trampoline.
+#[derive(Default)]
+struct Emitter {
+    /// The program, reversed.
+    rev: Vec<sock_filter>,
+    /// The nearest (last emitted) return of each action.
+    rets: HashMap<u32, usize>,
+}
+
+impl Emitter {
+    fn push(&mut self, i: sock_filter) -> Jump {
+        self.rev.push(i);
+        Jump::At(self.rev.len() - 1)
+    }
+
+    /// The jump offset from the next instruction emitted to `at`.
+    fn distance(&self, at: usize) -> usize {
+        self.rev.len() - 1 - at
+    }
+
+    /// `to` as an instruction index the next instruction reaches with a
+    /// conditional jump.
+    fn near(&mut self, to: Jump) -> usize {
+        match to {
+            Jump::Ret(action) => match self.rets.get(&action) {
+                Some(&at) if self.distance(at) <= MAX_COND_JUMP => at,
+                _ => {
+                    self.rev.push(insn(BPF_RET_K, 0, 0, action));
+                    let at = self.rev.len() - 1;
+                    self.rets.insert(action, at);
+                    at
+                }
+            },
+            Jump::At(at) if self.distance(at) <= MAX_COND_JUMP => at,
+            Jump::At(at) => {
+                let k = self.distance(at) as u32;
+                self.rev.push(insn(BPF_JMP_JA, 0, 0, k));
+                self.rev.len() - 1
+            }
         }
     }
-    let mut clone3 = BTreeMap::new();
-    if let Some(nr) = groups::number(arch, "clone3") {
-        clone3.insert(nr, Vec::new());
+
+    /// A conditional jump on the accumulator; emits nothing when both
+    /// branches go to the same place.
+    fn jump(&mut self, code: u16, k: u32, yes: Jump, no: Jump) -> Jump {
+        if yes == no {
+            return yes;
+        }
+        let mut t = self.near(yes);
+        let f = self.near(no);
+        if self.distance(t) > MAX_COND_JUMP {
+            // `no` needed an instruction of its own and pushed `t` one
+            // step out of reach.
+            t = self.near(Jump::At(t));
+        }
+        let reach = |d: usize| u8::try_from(d).expect("targets resolved within reach");
+        let (jt, jf) = (reach(self.distance(t)), reach(self.distance(f)));
+        self.push(insn(code, jt, jf, k))
     }
-    let clone3 = SeccompFilter::new(
-        clone3,
-        SeccompAction::Allow,
-        SeccompAction::Errno(libc::ENOSYS as u32),
-        target(arch),
-    )
-    .map_err(|e| build(e.to_string()))?;
-    let clone3: BpfProgram = clone3
-        .try_into()
-        .map_err(|e: seccompiler::BackendError| build(e.to_string()))?;
-    Ok(Filters { clone3, main })
+
+    /// Makes `to` the instruction right after the next one emitted.
+    fn fall_into(&mut self, to: Jump) {
+        match to {
+            Jump::At(at) if at + 1 == self.rev.len() => {}
+            Jump::Ret(action) => {
+                self.push(insn(BPF_RET_K, 0, 0, action));
+            }
+            Jump::At(at) => {
+                let k = self.distance(at) as u32;
+                self.push(insn(BPF_JMP_JA, 0, 0, k));
+            }
+        }
+    }
+
+    fn finish(mut self) -> BpfProgram {
+        self.rev.reverse();
+        self.rev
+    }
+}
+
+/// Sorted `(first value, leaf)` spans covering all of u32 from `points`
+/// (sorted, distinct values), every other value getting `default`;
+/// neighbours with equal leaves are merged.
+fn spans<T: Clone + PartialEq>(
+    points: impl Iterator<Item = (u32, T)>,
+    default: T,
+) -> Vec<(u32, T)> {
+    let mut out = vec![(0, default.clone())];
+    for (v, leaf) in points {
+        if out.last().is_some_and(|l| l.0 == v) {
+            out.pop();
+        }
+        if out.last().is_none_or(|l| l.1 != leaf) {
+            out.push((v, leaf.clone()));
+        }
+        if let Some(next) = v.checked_add(1) {
+            if leaf != default {
+                out.push((next, default.clone()));
+            }
+        }
+    }
+    out
+}
+
+/// Emits a binary search on the accumulator over `spans` and returns its
+/// entry; `leaf` emits (or names) the code for one span.
+fn search<T: PartialEq>(
+    e: &mut Emitter,
+    spans: &[(u32, T)],
+    leaf: &mut impl FnMut(&mut Emitter, &T) -> Jump,
+) -> Jump {
+    match spans {
+        [] => unreachable!("spans cover all of u32"),
+        [(_, only)] => leaf(e, only),
+        // One value between two equal spans: a single JEQ.
+        [(_, out), (v, one), (w, after)] if out == after && v.checked_add(1) == Some(*w) => {
+            let no = leaf(e, out);
+            let yes = leaf(e, one);
+            e.jump(BPF_JMP_JEQ_K, *v, yes, no)
+        }
+        _ => {
+            let mid = spans.len() / 2;
+            // Backwards: the upper half first, so the lower half's entry
+            // is right after the JGE.
+            let upper = search(e, &spans[mid..], leaf);
+            let lower = search(e, &spans[..mid], leaf);
+            e.jump(BPF_JMP_JGE_K, spans[mid].0, upper, lower)
+        }
+    }
+}
+
+/// Emits the argument checks of one syscall: allowed when all checks of
+/// one rule hold, else user notification.
+fn argument_block(e: &mut Emitter, rules: &[Vec<ArgCheck>]) -> Jump {
+    if let Some(arg) = single_dword_compares(rules) {
+        // ioctl requests, socket families: one load, then a search over
+        // the allowed values.
+        let values = rules
+            .iter()
+            .map(|r| (r[0].value as u32, Jump::Ret(RET_ALLOW)));
+        let values: BTreeMap<u32, Jump> = values.collect();
+        let spans = spans(values.into_iter(), Jump::Ret(RET_USER_NOTIF));
+        let tree = search(e, &spans, &mut |_, j| *j);
+        e.fall_into(tree);
+        return e.push(insn(BPF_LD_W_ABS, 0, 0, DATA_ARGS + 8 * u32::from(arg)));
+    }
+    let mut fail = Jump::Ret(RET_USER_NOTIF);
+    for rule in rules.iter().rev() {
+        let mut pass = Jump::Ret(RET_ALLOW);
+        for check in rule.iter().rev() {
+            pass = check_block(e, check, pass, fail);
+        }
+        fail = pass;
+    }
+    fail
+}
+
+/// The argument when every rule is one full-width Dword equality on it.
+fn single_dword_compares(rules: &[Vec<ArgCheck>]) -> Option<u8> {
+    let arg = rules.first()?.first()?.arg;
+    rules
+        .iter()
+        .all(|r| {
+            matches!(r.as_slice(), [c] if c.arg == arg && c.width == Width::Dword && c.mask as u32 == u32::MAX)
+        })
+        .then_some(arg)
+}
+
+/// Emits one check: load each half, mask it, compare.
+fn check_block(e: &mut Emitter, check: &ArgCheck, pass: Jump, fail: Jump) -> Jump {
+    let halves = check.halves();
+    if halves.iter().any(|&(_, mask, value)| value & !mask != 0) {
+        return fail; // bits outside the mask never compare equal
+    }
+    let mut next = pass;
+    for (offset, mask, value) in halves.into_iter().rev() {
+        if mask == 0 || next == fail {
+            continue; // 0 == 0 always holds; or both outcomes are the same
+        }
+        next = e.jump(BPF_JMP_JEQ_K, value, next, fail);
+        e.fall_into(next);
+        if mask != u32::MAX {
+            e.push(insn(BPF_ALU_AND_K, 0, 0, mask));
+        }
+        next = e.push(insn(BPF_LD_W_ABS, 0, 0, offset));
+    }
+    next
 }
 
 /// `AUDIT_ARCH_*` value the kernel reports for `arch`.
@@ -315,28 +585,409 @@ pub fn describe(audit: u32, nr: i32, args: [u64; 6]) -> String {
 mod tests {
     use super::*;
 
-    fn strict() -> crate::policy::Policy {
-        crate::policy::load("strict").unwrap()
+    /// The previous compiler, seccompiler's linear chain as two programs
+    /// (clone3 first, then the allowlist), kept as the reference the
+    /// emitter is checked against.
+    mod reference {
+        use std::collections::BTreeMap;
+
+        use seccompiler::{
+            BpfProgram, SeccompAction, SeccompCmpArgLen as Len, SeccompCmpOp as Op,
+            SeccompCondition as Cond, SeccompFilter, SeccompRule, TargetArch,
+        };
+
+        use super::super::{CLONE_NAMESPACE_FLAGS, RET_USER_NOTIF, ROAD};
+        use crate::policy::groups::{self, Arch};
+        use crate::policy::Syscalls;
+
+        const RET_TRACE: u32 = 0x7ff0_0000;
+
+        fn target(arch: Arch) -> TargetArch {
+            match arch {
+                Arch::X86_64 => TargetArch::x86_64,
+                Arch::Aarch64 => TargetArch::aarch64,
+            }
+        }
+
+        fn cond(arg: u8, len: Len, op: Op, value: u64) -> Cond {
+            Cond::new(arg, len, op, value).unwrap()
+        }
+
+        fn rules(sys: &Syscalls, processes: u64, arch: Arch) -> BTreeMap<i64, Vec<SeccompRule>> {
+            let mut map = BTreeMap::new();
+            let names = sys
+                .allow
+                .iter()
+                .map(String::as_str)
+                .chain(ROAD.iter().copied());
+            if let Some(nr) = groups::number(arch, "seccomp") {
+                let rule = SeccompRule::new(vec![
+                    cond(
+                        0,
+                        Len::Dword,
+                        Op::Eq,
+                        u64::from(libc::SECCOMP_SET_MODE_FILTER),
+                    ),
+                    cond(1, Len::Qword, Op::Eq, 0),
+                ])
+                .unwrap();
+                map.insert(nr, vec![rule]);
+            }
+            for name in names {
+                if name == "seccomp" || name == "clone3" {
+                    continue;
+                }
+                if processes == 0 && matches!(name, "fork" | "vfork") {
+                    continue;
+                }
+                let Some(nr) = groups::number(arch, name) else {
+                    continue;
+                };
+                let one = |c: Cond| SeccompRule::new(vec![c]).unwrap();
+                let rules = match name {
+                    "ioctl" => {
+                        if sys.ioctl.is_empty() {
+                            continue;
+                        }
+                        sys.ioctl
+                            .iter()
+                            .map(|&r| one(cond(1, Len::Dword, Op::Eq, u64::from(r))))
+                            .collect()
+                    }
+                    "socket" | "socketpair" if !sys.socket_families.is_empty() => sys
+                        .socket_families
+                        .iter()
+                        .map(|&f| one(cond(0, Len::Dword, Op::Eq, u64::from(f))))
+                        .collect(),
+                    "memfd_create" => vec![one(cond(1, Len::Dword, Op::MaskedEq(8), 8))],
+                    "clone" => {
+                        let thread = libc::CLONE_THREAD as u64;
+                        vec![one(if processes == 0 {
+                            cond(
+                                0,
+                                Len::Qword,
+                                Op::MaskedEq(CLONE_NAMESPACE_FLAGS | thread),
+                                thread,
+                            )
+                        } else {
+                            cond(0, Len::Qword, Op::MaskedEq(CLONE_NAMESPACE_FLAGS), 0)
+                        })]
+                    }
+                    _ => Vec::new(),
+                };
+                map.insert(nr, rules);
+            }
+            map
+        }
+
+        /// `(clone3, main)` as the old `compile` built them.
+        pub fn compile(sys: &Syscalls, processes: u64, arch: Arch) -> (BpfProgram, BpfProgram) {
+            let main = SeccompFilter::new(
+                rules(sys, processes, arch),
+                SeccompAction::Trace(0),
+                SeccompAction::Allow,
+                target(arch),
+            )
+            .unwrap();
+            let mut main: BpfProgram = main.try_into().unwrap();
+            for insn in &mut main {
+                if insn.code == 0x06 && insn.k == RET_TRACE {
+                    insn.k = RET_USER_NOTIF;
+                }
+            }
+            let mut clone3 = BTreeMap::new();
+            if let Some(nr) = groups::number(arch, "clone3") {
+                clone3.insert(nr, Vec::new());
+            }
+            let clone3 = SeccompFilter::new(
+                clone3,
+                SeccompAction::Allow,
+                SeccompAction::Errno(libc::ENOSYS as u32),
+                target(arch),
+            )
+            .unwrap();
+            let clone3: BpfProgram = clone3.try_into().unwrap();
+            (clone3, main)
+        }
     }
 
+    const BUILT_IN: [&str; 4] = ["strict", "default", "image", "pdf"];
+    const ARCHES: [Arch; 2] = [Arch::X86_64, Arch::Aarch64];
+
+    fn policy(name: &str) -> crate::policy::Policy {
+        crate::policy::load(name).unwrap()
+    }
+
+    fn compiled(name: &str, arch: Arch) -> Filters {
+        let p = policy(name);
+        compile(&p.syscalls, p.limits.processes, arch).unwrap()
+    }
+
+    /// What the kernel returns with several filters installed: the most
+    /// restrictive action (lowest as a signed number).
+    fn strictest(results: &[u32]) -> u32 {
+        *results
+            .iter()
+            .min_by_key(|r| (**r & 0xffff_0000) as i32)
+            .unwrap()
+    }
+
+    /// Runs the installed program, as the kernel would.
     fn run(f: &Filters, name: &str, args: [u64; 6]) -> u32 {
         let arch = Arch::native();
         let nr = groups::number(arch, name).unwrap() as i32;
-        let a = evaluate(&f.clone3, audit_arch(arch), nr, args);
-        let b = evaluate(&f.main, audit_arch(arch), nr, args);
-        // Precedence as in the kernel: the numerically smaller action wins
-        // (ignoring KILL, which these programs only use for a wrong arch).
-        if a & 0xffff_0000 < b & 0xffff_0000 {
-            a
-        } else {
-            b
+        evaluate(&f.main, audit_arch(arch), nr, args)
+    }
+
+    /// Every jump of `prog` lands inside it and it ends in a return, as the
+    /// kernel's checker demands.
+    fn assert_well_formed(prog: &[sock_filter]) {
+        assert!(prog.len() <= MAX_INSNS, "{} instructions", prog.len());
+        assert_eq!(prog.last().map(|i| i.code), Some(BPF_RET_K));
+        for (pc, i) in prog.iter().enumerate() {
+            let targets = match i.code {
+                BPF_JMP_JA => vec![pc + 1 + i.k as usize],
+                BPF_JMP_JEQ_K | BPF_JMP_JGE_K => {
+                    vec![pc + 1 + usize::from(i.jt), pc + 1 + usize::from(i.jf)]
+                }
+                _ => Vec::new(),
+            };
+            for t in targets {
+                assert!(t < prog.len(), "insn {pc} jumps to {t} of {}", prog.len());
+            }
+        }
+    }
+
+    /// A fixed-seed xorshift, for argument values nobody chose.
+    fn randoms(n: usize) -> Vec<u64> {
+        let mut s = 0x9e37_79b9_7f4a_7c15_u64;
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                s
+            })
+            .collect()
+    }
+
+    /// Argument vectors that cross every argument rule's edges.
+    fn argument_vectors(sys: &Syscalls) -> Vec<[u64; 6]> {
+        let high = 1u64 << 32;
+        let mut v = vec![[0; 6], [u64::MAX; 6]];
+        for &r in sys.ioctl.iter().chain([&0x5412u32]) {
+            let r = u64::from(r);
+            for req in [r, r | high, r | 0xffff_ffff_0000_0000, r ^ 1, r + 1] {
+                v.push([0, req, 0, 0, 0, 0]);
+            }
+        }
+        for family in 0..50u64 {
+            v.push([family, 1, 0, 0, 0, 0]);
+            v.push([family | high, 1, 0, 0, 0, 0]);
+        }
+        let thread = (libc::CLONE_VM
+            | libc::CLONE_FS
+            | libc::CLONE_FILES
+            | libc::CLONE_SIGHAND
+            | libc::CLONE_THREAD
+            | libc::CLONE_SYSVSEM
+            | libc::CLONE_SETTLS
+            | libc::CLONE_PARENT_SETTID
+            | libc::CLONE_CHILD_CLEARTID) as u64;
+        let sigchld = libc::SIGCHLD as u64;
+        for base in [thread, sigchld, 0, thread | high, sigchld | high] {
+            v.push([base, 0, 0, 0, 0, 0]);
+            for bit in 0..32 {
+                let flag = 1u64 << bit;
+                if CLONE_NAMESPACE_FLAGS & flag != 0 {
+                    v.push([base | flag, 0, 0, 0, 0, 0]);
+                }
+            }
+        }
+        for flags in [0, 8, 9, 1, high | 8, high, 0xffff_fff7] {
+            v.push([0, flags, 0, 0, 0, 0]);
+        }
+        for (a, b) in [(1, 0), (1, 8), (0, 0), (1, high), (1 | high, 0), (2, 0)] {
+            v.push([a, b, 0, 0, 0, 0]);
+        }
+        for chunk in randoms(6 * 12).chunks(6) {
+            v.push(chunk.try_into().unwrap());
+        }
+        v
+    }
+
+    fn syscall_numbers(arch: Arch) -> Vec<i32> {
+        let mut nrs: Vec<i32> = (0..=600).collect();
+        nrs.extend([1000, 4096, -1, i32::MAX, 0x4000_0000]);
+        if arch == Arch::X86_64 {
+            nrs.extend([0x4000_0001, 0x4000_0000 | 435, 0x4000_0000 | 56]);
+        }
+        nrs
+    }
+
+    #[test]
+    fn test_emit_every_builtin_policy_matches_seccompiler_pair() {
+        for name in BUILT_IN {
+            let p = policy(name);
+            let vectors = argument_vectors(&p.syscalls);
+            for arch in ARCHES {
+                let new = compile(&p.syscalls, p.limits.processes, arch).unwrap();
+                let (old_clone3, old_main) =
+                    reference::compile(&p.syscalls, p.limits.processes, arch);
+                assert_well_formed(&new.main);
+                let audit = audit_arch(arch);
+                for nr in syscall_numbers(arch) {
+                    for args in &vectors {
+                        let old = strictest(&[
+                            evaluate(&old_clone3, audit, nr, *args),
+                            evaluate(&old_main, audit, nr, *args),
+                        ]);
+                        let got = run_programs(&new, audit, nr, *args);
+                        assert_eq!(
+                            got, old,
+                            "{name} {arch:?} nr {nr:#x} args {args:x?}: new {got:#x}, old {old:#x}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    fn run_programs(f: &Filters, audit: u32, nr: i32, args: [u64; 6]) -> u32 {
+        strictest(&f.programs().map(|p| evaluate(p, audit, nr, args)))
+    }
+
+    #[test]
+    fn test_emit_foreign_audit_arch_kills_like_seccompiler() {
+        for arch in ARCHES {
+            let p = policy("default");
+            let new = compile(&p.syscalls, p.limits.processes, arch).unwrap();
+            let (_, old_main) = reference::compile(&p.syscalls, p.limits.processes, arch);
+            let other = audit_arch(match arch {
+                Arch::X86_64 => Arch::Aarch64,
+                Arch::Aarch64 => Arch::X86_64,
+            });
+            // i386 on x86_64 (AUDIT_ARCH_I386), arm on aarch64, nonsense.
+            for audit in [other, 0x4000_0003, 0x4000_0028, 0, u32::MAX] {
+                for nr in [0, 1, 56, 59, 435, 0x4000_0001] {
+                    assert_eq!(evaluate(&new.main, audit, nr, [0; 6]), RET_KILL_PROCESS);
+                    assert_eq!(evaluate(&old_main, audit, nr, [0; 6]), RET_KILL_PROCESS);
+                }
+            }
         }
     }
 
     #[test]
+    fn test_emit_strict_is_under_half_the_old_length() {
+        let p = policy("strict");
+        let arch = Arch::native();
+        let new = compile(&p.syscalls, p.limits.processes, arch).unwrap();
+        let (c, m) = reference::compile(&p.syscalls, p.limits.processes, arch);
+        let old = c.len() + m.len();
+        println!(
+            "strict on {arch:?}: {} instructions in one program; seccompiler: {} + {} = {old}",
+            new.main.len(),
+            c.len(),
+            m.len()
+        );
+        assert!(new.main.len() * 2 < old, "{} vs {old}", new.main.len());
+    }
+
+    /// Every syscall allowed, `ioctls` requests: the ioctl block alone is
+    /// longer than a conditional jump can cross.
+    fn everything_with_ioctls(ioctls: u32) -> Syscalls {
+        let mut allow: BTreeSet<String> = (0..600)
+            .filter_map(|nr| groups::name_of(Arch::native(), nr))
+            .map(str::to_string)
+            .collect();
+        allow.insert("ioctl".into());
+        Syscalls {
+            allow,
+            on_violation: policy("strict").syscalls.on_violation,
+            // Spread over the whole u32 range, with neighbours one apart.
+            ioctl: (0..ioctls)
+                .map(|i| (i / 2).wrapping_mul(0x9e37_79b9) + i % 2)
+                .collect(),
+            socket_families: [1, 2, 10].into(),
+        }
+    }
+
+    #[test]
+    fn test_emit_300_ioctls_allows_exactly_those_requests() {
+        let sys = everything_with_ioctls(300);
+        let f = compile(&sys, 0, Arch::native()).unwrap();
+        assert_well_formed(&f.main);
+        for &req in &sys.ioctl {
+            let r = u64::from(req);
+            assert_eq!(run(&f, "ioctl", [0, r, 0, 0, 0, 0]), RET_ALLOW);
+            assert_eq!(run(&f, "ioctl", [0, r | 1 << 32, 0, 0, 0, 0]), RET_ALLOW);
+            if !sys.ioctl.contains(&req.wrapping_add(2)) {
+                let other = u64::from(req.wrapping_add(2));
+                assert_eq!(run(&f, "ioctl", [0, other, 0, 0, 0, 0]), RET_USER_NOTIF);
+            }
+        }
+    }
+
+    #[test]
+    fn test_emit_block_longer_than_jump_range_keeps_every_syscall_reachable() {
+        let sys = everything_with_ioctls(2000);
+        let arch = Arch::native();
+        let f = compile(&sys, 1, arch).unwrap();
+        assert_well_formed(&f.main);
+        assert!(f.main.len() > 1000, "{} instructions", f.main.len());
+        assert!(
+            f.main.iter().any(|i| i.code == BPF_JMP_JA),
+            "no trampoline exercised"
+        );
+        let audit = audit_arch(arch);
+        for nr in 0..600 {
+            let Some(name) = groups::name_of(arch, i64::from(nr)) else {
+                continue;
+            };
+            let got = evaluate(&f.main, audit, nr, [0; 6]);
+            let want = match name {
+                "clone3" => RET_ERRNO | libc::ENOSYS as u32,
+                "socket" | "socketpair" | "seccomp" | "memfd_create" => RET_USER_NOTIF,
+                _ => RET_ALLOW, // ioctl: 0 is among the requests
+            };
+            assert_eq!(got, want, "{name}");
+        }
+        let ioctl = groups::number(arch, "ioctl").unwrap() as i32;
+        for &req in &sys.ioctl {
+            let args = [0, u64::from(req), 0, 0, 0, 0];
+            assert_eq!(evaluate(&f.main, audit, ioctl, args), RET_ALLOW);
+        }
+    }
+
+    #[test]
+    fn test_compile_over_kernel_limit_is_build_error() {
+        let sys = everything_with_ioctls(6000);
+        let err = compile(&sys, 0, Arch::native()).unwrap_err();
+        assert!(
+            err.to_string().contains("more than the kernel's 4096"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn test_spans_merge_neighbours_and_cover_u32() {
+        let points = [(0, 'a'), (1, 'a'), (2, 'b'), (5, 'a'), (u32::MAX, 'b')];
+        assert_eq!(
+            spans(points.into_iter(), 'n'),
+            vec![
+                (0, 'a'),
+                (2, 'b'),
+                (3, 'n'),
+                (5, 'a'),
+                (6, 'n'),
+                (u32::MAX, 'b')
+            ]
+        );
+    }
+
+    #[test]
     fn test_compile_strict_allows_read_and_notifies_socket() {
-        let p = strict();
-        let f = compile(&p.syscalls, p.limits.processes, Arch::native()).unwrap();
+        let f = compiled("strict", Arch::native());
         assert_eq!(run(&f, "read", [0; 6]), RET_ALLOW);
         assert_eq!(run(&f, "socket", [2, 1, 0, 0, 0, 0]), RET_USER_NOTIF);
         assert_eq!(run(&f, "ptrace", [0; 6]), RET_USER_NOTIF);
@@ -345,7 +996,7 @@ mod tests {
 
     #[test]
     fn test_compile_strict_allows_threads_but_not_processes() {
-        let p = strict();
+        let p = policy("strict");
         let f = compile(&p.syscalls, 0, Arch::native()).unwrap();
         let thread_flags = (libc::CLONE_VM | libc::CLONE_THREAD | libc::CLONE_SIGHAND) as u64;
         assert_eq!(run(&f, "clone", [thread_flags, 0, 0, 0, 0, 0]), RET_ALLOW);
@@ -359,8 +1010,7 @@ mod tests {
 
     #[test]
     fn test_compile_default_ioctl_masked_compare_denies_tiocsti() {
-        let p = crate::policy::load("default").unwrap();
-        let f = compile(&p.syscalls, p.limits.processes, Arch::native()).unwrap();
+        let f = compiled("default", Arch::native());
         assert_eq!(run(&f, "ioctl", [0, 0x5401, 0, 0, 0, 0]), RET_ALLOW);
         assert_eq!(run(&f, "ioctl", [0, 0x5412, 0, 0, 0, 0]), RET_USER_NOTIF);
         assert_eq!(
@@ -370,16 +1020,24 @@ mod tests {
     }
 
     #[test]
+    fn test_compile_seccomp_needs_both_halves_of_flags_zero() {
+        let f = compiled("strict", Arch::native());
+        assert_eq!(run(&f, "seccomp", [1, 0, 0, 0, 0, 0]), RET_ALLOW);
+        assert_eq!(run(&f, "seccomp", [1, 1 << 32, 0, 0, 0, 0]), RET_USER_NOTIF);
+        assert_eq!(run(&f, "seccomp", [1, 8, 0, 0, 0, 0]), RET_USER_NOTIF);
+        assert_eq!(run(&f, "seccomp", [1 | 1 << 32, 0, 0, 0, 0, 0]), RET_ALLOW);
+    }
+
+    #[test]
     fn test_compile_aarch64_builds_by_name() {
-        let p = crate::policy::load("default").unwrap();
-        let f = compile(&p.syscalls, 0, Arch::Aarch64).unwrap();
+        let f = compiled("default", Arch::Aarch64);
         let nr = groups::number(Arch::Aarch64, "read").unwrap() as i32;
         assert_eq!(
             evaluate(&f.main, audit_arch(Arch::Aarch64), nr, [0; 6]),
             RET_ALLOW
         );
         // The x86_64 program refuses aarch64 callers outright.
-        let x = compile(&p.syscalls, 0, Arch::X86_64).unwrap();
+        let x = compiled("default", Arch::X86_64);
         assert_eq!(
             evaluate(&x.main, audit_arch(Arch::Aarch64), nr, [0; 6]),
             RET_KILL_PROCESS
@@ -393,5 +1051,174 @@ mod tests {
             describe(audit_arch(Arch::X86_64), nr, [2, 1, 0, 0, 0, 0]),
             "socket(AF_INET, SOCK_STREAM, 0)"
         );
+    }
+
+    /// Whether this kernel has the user-notification action.
+    fn kernel_has_user_notif() -> bool {
+        std::fs::read_to_string("/proc/sys/kernel/seccomp/actions_avail")
+            .is_ok_and(|a| a.split_whitespace().any(|w| w == "user_notif"))
+    }
+
+    fn fprog(prog: &[sock_filter]) -> libc::sock_fprog {
+        libc::sock_fprog {
+            len: prog.len() as u16,
+            filter: prog.as_ptr() as *mut libc::sock_filter,
+        }
+    }
+
+    /// The child's half of the install test: raw syscalls only (it was
+    /// forked from a threaded test harness). Returns a bitmask of failures.
+    fn install_and_probe(prog: &libc::sock_fprog) -> i32 {
+        // SAFETY: integer-only prctl.
+        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+            return 1;
+        }
+        // SAFETY: `prog` points to a program that outlives the call.
+        let rc =
+            unsafe { libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, 0, prog) };
+        if rc != 0 {
+            return 2;
+        }
+        // A denied syscall: user notification without a listener is ENOSYS.
+        let enosys = |rc: libc::c_long| {
+            // SAFETY: reads this thread's errno.
+            rc == -1 && unsafe { *libc::__errno_location() } == libc::ENOSYS
+        };
+        let mut failed = 0;
+        // SAFETY: getpid has no arguments.
+        if unsafe { libc::syscall(libc::SYS_getpid) } <= 0 {
+            failed |= 4;
+        }
+        // SAFETY: write to an invalid fd touches no memory.
+        let rc = unsafe { libc::syscall(libc::SYS_write, -1, [0u8].as_ptr(), 1) };
+        // SAFETY: reads this thread's errno.
+        if rc != -1 || unsafe { *libc::__errno_location() } != libc::EBADF {
+            failed |= 8;
+        }
+        // SAFETY: socket takes integers only.
+        if !enosys(unsafe { libc::syscall(libc::SYS_socket, libc::AF_INET, libc::SOCK_STREAM, 0) })
+        {
+            failed |= 16;
+        }
+        // SAFETY: PTRACE_TRACEME takes no pointers.
+        if !enosys(unsafe { libc::syscall(libc::SYS_ptrace, libc::PTRACE_TRACEME, 0, 0, 0) }) {
+            failed |= 32;
+        }
+        // SAFETY: clone3 with a null argument never creates a process.
+        if !enosys(unsafe { libc::syscall(libc::SYS_clone3, 0, 0) }) {
+            failed |= 64;
+        }
+        failed
+    }
+
+    #[test]
+    fn test_install_strict_in_child_allows_getpid_and_denies_socket_ptrace_clone3() {
+        if !kernel_has_user_notif() {
+            println!("not applicable: this kernel lacks SECCOMP_RET_USER_NOTIF");
+            return;
+        }
+        let f = compiled("strict", Arch::native());
+        let prog = fprog(&f.main);
+        // SAFETY: the child makes raw syscalls only and leaves with _exit.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+        if pid == 0 {
+            let failed = install_and_probe(&prog);
+            // SAFETY: _exit is async-signal-safe and skips the harness.
+            unsafe { libc::_exit(failed) };
+        }
+        let mut status = 0;
+        // SAFETY: waits for our own child into a stack integer.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        assert!(libc::WIFEXITED(status), "child status {status:#x}");
+        // 1 nnp, 2 install, 4 getpid, 8 write, 16 socket, 32 ptrace, 64 clone3.
+        assert_eq!(libc::WEXITSTATUS(status), 0, "failures bitmask");
+    }
+
+    /// Installs `progs` in a forked child (the last with a listener, as the
+    /// road does) and returns the nanoseconds the installs took.
+    fn time_install(progs: &[&[sock_filter]]) -> u64 {
+        let fprogs: Vec<libc::sock_fprog> = progs.iter().map(|p| fprog(p)).collect();
+        let mut fds = [0; 2];
+        // SAFETY: pipe writes two fds into `fds`.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        // SAFETY: the child makes raw syscalls only and leaves with _exit.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            let now = || {
+                let mut t = libc::timespec {
+                    tv_sec: 0,
+                    tv_nsec: 0,
+                };
+                // SAFETY: writes one timespec on our stack.
+                unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) };
+                t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+            };
+            // SAFETY: integer-only prctl.
+            unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
+            let start = now();
+            for (i, p) in fprogs.iter().enumerate() {
+                let flags = if i + 1 == fprogs.len() {
+                    libc::SECCOMP_FILTER_FLAG_NEW_LISTENER
+                } else {
+                    0
+                };
+                // SAFETY: `p` points to a program that outlives the call.
+                unsafe {
+                    libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, flags, p)
+                };
+            }
+            let took = (now() - start).to_ne_bytes();
+            // SAFETY: writes 8 bytes from the stack; write is allowed.
+            unsafe { libc::write(fds[1], took.as_ptr().cast(), 8) };
+            // SAFETY: _exit is async-signal-safe and skips the harness.
+            unsafe { libc::_exit(0) };
+        }
+        let mut took = [0u8; 8];
+        // SAFETY: reads 8 bytes into a stack buffer.
+        let n = unsafe { libc::read(fds[0], took.as_mut_ptr().cast(), 8) };
+        // SAFETY: closes the pipe's two ends, ours.
+        unsafe { (libc::close(fds[0]), libc::close(fds[1])) };
+        let mut status = 0;
+        // SAFETY: waits for our own child into a stack integer.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert_eq!(n, 8);
+        u64::from_ne_bytes(took)
+    }
+
+    fn median_install_micros(progs: &[&[sock_filter]]) -> f64 {
+        let mut ns: Vec<u64> = (0..200).map(|_| time_install(progs)).collect();
+        ns.sort_unstable();
+        ns[ns.len() / 2] as f64 / 1000.0
+    }
+
+    /// A measurement, not a check of correctness: run with
+    /// `cargo test -p plugwarden --lib seccomp -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "timing; run on a quiet machine"]
+    fn test_install_tree_program_median_is_below_seccompiler_pair() {
+        if !kernel_has_user_notif() {
+            println!("not applicable: this kernel lacks SECCOMP_RET_USER_NOTIF");
+            return;
+        }
+        let p = policy("strict");
+        let arch = Arch::native();
+        let new = compile(&p.syscalls, p.limits.processes, arch).unwrap();
+        let (c, m) = reference::compile(&p.syscalls, p.limits.processes, arch);
+        let mut old_us = Vec::new();
+        let mut new_us = Vec::new();
+        for _ in 0..3 {
+            old_us.push(median_install_micros(&[&c, &m]));
+            new_us.push(median_install_micros(&[&new.main]));
+        }
+        println!(
+            "median install of strict over 200 children, 3 rounds: seccompiler {}+{} insns {old_us:.1?} µs; tree {} insns {new_us:.1?} µs",
+            c.len(),
+            m.len(),
+            new.main.len()
+        );
+        let min = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
+        assert!(min(&new_us) < min(&old_us));
     }
 }

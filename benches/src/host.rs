@@ -58,8 +58,8 @@ pub struct Host {
     /// (net, ipc, uts, pid, mount), to show what the namespaces cost.
     pub true_filter_no_ns: Sandbox,
     pub echo: Arc<Sandbox>,
-    /// Instructions in the strict policy's two seccomp programs (clone3, main).
-    pub filter_insns: (usize, usize),
+    /// Instructions in the strict policy's seccomp program.
+    pub filter_insns: usize,
     /// The strict policy's programs, in install order.
     pub filters: Vec<Vec<libc::sock_filter>>,
 }
@@ -93,7 +93,8 @@ impl Host {
         )?);
         let arch = plugwarden::policy::groups::Arch::native();
         let f = plugwarden::seccomp::compile(&policy.syscalls, policy.limits.processes, arch)?;
-        let filters = [&f.clone3, &f.main]
+        let filters = f
+            .programs()
             .into_iter()
             .map(|p| {
                 p.iter()
@@ -111,7 +112,7 @@ impl Host {
             true_filter,
             true_filter_no_ns,
             echo,
-            filter_insns: (f.clone3.len(), f.main.len()),
+            filter_insns: f.programs().iter().map(|p| p.len()).sum(),
             filters,
         })
     }

@@ -421,7 +421,7 @@ fn spawn_section(
         &diff(&cv("vfork_full_exec"), &full),
     ));
     rows.push(Row::info(
-        "step (plugwarden): installing strict's two programs + listener (fork+nnp+install+exit minus fork+nnp+exit)",
+        "step (plugwarden): installing strict's program + listener (fork+nnp+install+exit minus fork+nnp+exit)",
         "µs",
         &filter_install,
     ));
@@ -441,12 +441,9 @@ fn spawn_section(
         &pw_ipc,
     ));
     rows.push(Row::info(
-        &format!(
-            "plugwarden: strict seccomp programs, instructions (clone3 + main = {} + {})",
-            h.filter_insns.0, h.filter_insns.1
-        ),
+        "plugwarden: strict seccomp program, instructions",
         "insns",
-        &[(h.filter_insns.0 + h.filter_insns.1) as f64],
+        &[h.filter_insns as f64],
     ));
     Ok(summarize(&floor).median)
 }

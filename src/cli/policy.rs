@@ -545,14 +545,15 @@ fn samples(p: &Policy) -> Result<(), Usage> {
             continue;
         };
         let nr = nr as i32;
-        let a = seccomp::evaluate(&host.clone3, audit, nr, s.args);
-        let b = seccomp::evaluate(&host.main, audit, nr, s.args);
+        let start = host
+            .programs()
+            .map(|prog| seccomp::evaluate(prog, audit, nr, s.args));
         let c = seccomp::evaluate(&lockdown, audit, nr, s.args);
-        let before = action_word(strictest(&[a, b]), on_violation);
-        let after = action_word(strictest(&[a, b, c]), on_violation);
+        let before = action_word(strictest(&start), on_violation);
+        let after = action_word(strictest(&[strictest(&start), c]), on_violation);
         println!("  {:<30} {:<20} {after}", s.label, before);
     }
-    println!("  start-up: the host's filters (clone3 → ENOSYS, then the allowlist), from exec until the plugin's first job.");
+    println!("  start-up: the host's filter (clone3 → ENOSYS, then the allowlist), from exec until the plugin's first job.");
     println!("  after start-up: plugwarden::plugin::serve adds its lockdown filter (no openat, no execve, no executable");
     println!("  memory, threads only); plugins without the Rust SDK stay at the start-up column.");
     Ok(())
