@@ -94,6 +94,10 @@ pub struct Plan<'a> {
     /// SIGPIPE): an ignored disposition survives exec, so these go back to
     /// the default. Handlers need nothing: exec resets them.
     pub ignored_signals: &'a [i32],
+    /// The highest capability number of this kernel: the road drops
+    /// 0..=last_cap from the bounding set (no failing probe past the end:
+    /// the child shares the fork server's memory, errno included).
+    pub last_cap: u32,
     /// Installed in order; the last one gets the user-notification listener.
     pub filters: &'a [Vec<seccompiler::sock_filter>],
     /// O_PATH fd of the executable (exec by fd, immune to path swaps), or -1
@@ -225,10 +229,10 @@ fn road(plan: &mut Plan) -> Result<(), (Stage, i32)> {
     // 6. Identity (root only), then the parent-death signal, which a
     // credential change would have cleared.
     if let Some((uid, gid)) = plan.identity {
-        drop_identity(uid, gid)?;
+        drop_identity(uid, gid, plan.last_cap)?;
     } else if plan.userns.is_some() {
         // Capabilities held inside our own user namespace go too.
-        drop_bounding()?;
+        drop_bounding(plan.last_cap)?;
         clear_caps()?;
     }
     // SAFETY: integer-only prctl.
@@ -600,11 +604,11 @@ pub fn ignored_signals() -> Vec<i32> {
         .collect()
 }
 
-fn drop_identity(uid: u32, gid: u32) -> Result<(), (Stage, i32)> {
+fn drop_identity(uid: u32, gid: u32, last_cap: u32) -> Result<(), (Stage, i32)> {
     // SAFETY: an empty group list; no pointer is read.
     let rc = unsafe { libc::setgroups(0, std::ptr::null()) };
     check(Stage::Groups, rc as libc::c_long)?;
-    drop_bounding()?;
+    drop_bounding(last_cap)?;
     // SAFETY: plain id syscalls; the child is single-threaded.
     check(Stage::Setresgid, unsafe { libc::setresgid(gid, gid, gid) }
         as libc::c_long)?;
@@ -616,17 +620,22 @@ fn drop_identity(uid: u32, gid: u32) -> Result<(), (Stage, i32)> {
     clear_caps()
 }
 
-fn drop_bounding() -> Result<(), (Stage, i32)> {
-    for cap in 0..64 {
-        // SAFETY: integer-only prctl; EINVAL marks the end of the capability list.
-        if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) } != 0 {
-            match errno() {
-                libc::EINVAL => break,
-                e => return Err((Stage::CapBounding, e)),
-            }
-        }
+fn drop_bounding(last_cap: u32) -> Result<(), (Stage, i32)> {
+    for cap in 0..=last_cap {
+        // SAFETY: integer-only prctl.
+        let rc = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) };
+        check(Stage::CapBounding, rc as libc::c_long)?;
     }
     Ok(())
+}
+
+/// The highest capability this kernel knows
+/// (`/proc/sys/kernel/cap_last_cap`), read once by the fork server.
+pub fn last_cap() -> u32 {
+    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(40) // CAP_CHECKPOINT_RESTORE, the last one since Linux 5.9
 }
 
 /// Empties the effective, permitted, inheritable and ambient sets.

@@ -431,6 +431,8 @@ struct Server {
     make_ahead: bool,
     /// The stack each child runs its road on, in our memory.
     child_stack: ChildStack,
+    /// See `child::Plan::last_cap`.
+    last_cap: u32,
     /// Dispositions each child resets (see `child::Plan::ignored_signals`).
     ignored_signals: Vec<i32>,
     /// Groups of reaped workers, removed while idle.
@@ -470,6 +472,7 @@ impl Server {
         Ok(Server {
             child_stack: ChildStack::new()?,
             ignored_signals: child::ignored_signals(),
+            last_cap: child::last_cap(),
             make_ahead: cgroups.is_active(),
             sock,
             sigchld,
@@ -792,6 +795,7 @@ impl Server {
             // Outside the new PID namespace the parent reads as pid 0.
             parent: if p.pidns { 0 } else { self.me },
             ignored_signals: &self.ignored_signals,
+            last_cap: self.last_cap,
             filters: &p.filters,
             exe_fd: p.exe_fd.as_ref().map_or(-1, |f| f.as_raw_fd()),
             path: &p.path,
@@ -820,8 +824,10 @@ impl Server {
         // SAFETY: the child runs only child::enter on `child_stack` (used by
         // one child at a time: we wait below until it has exec'd, which
         // gives it its own memory, or exited), makes raw syscalls, writes
-        // nothing but its stack, and never returns. `plan` and everything it
-        // points to outlive that. The fd table is the child's own copy.
+        // nothing but its stack (and errno, on the road's failure paths
+        // only: we read errno only for error messages), and never returns.
+        // `plan` and everything it points to outlive that. The fd table is
+        // the child's own copy.
         let pid = unsafe {
             libc::clone(
                 child_main,
