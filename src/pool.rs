@@ -2,13 +2,30 @@
 //!
 //! Why it is shaped this way:
 //! - **Dynamic scheduling.** Every worker slot is a host thread that owns
-//!   its plugin process and pulls the next task from one central queue when
+//!   its plugin process and pulls the next tasks from one central queue when
 //!   it is free, so a slow input holds up only its own slot.
-//! - **Bounded memory.** The queue is a `sync_channel` of about twice the
-//!   number of workers, and so is the results channel: the producer (a
-//!   streaming directory walk) blocks when the workers are busy, and the
-//!   workers block when the consumer is slow. Memory is O(workers), never
-//!   O(inputs).
+//! - **One fork server per slot.** The fork server is serial (it answers a
+//!   spawn once the child has exec'd, and reaps one child at a time); slots
+//!   sharing one would queue their spawns behind each other. Each slot after
+//!   the first starts its own fork server with the same profile, on its own
+//!   thread; a slot that cannot falls back to the pool's (slower, not
+//!   weaker). A slot's fork server ends with the slot, after its workers.
+//! - **Pipelining.** A slot sends its worker a *window* of jobs at once
+//!   ([`Worker::run_batch`]): the plugin never waits for the host between
+//!   them. The window starts at one job, doubles while jobs take less than
+//!   [`FAST_JOB`] (up to [`MAX_WINDOW`]) and falls back to one after a slower
+//!   job, so slow inputs keep the one-job-per-slot scheduling. It never
+//!   crosses the worker's recycle point, a fresh worker's first job and a
+//!   retry run alone, and it is capped so that the worker's measured growth
+//!   per job cannot carry it past `recycle_rss` within one window. Jobs sent
+//!   behind one that killed the worker were never answered: they are run
+//!   again on a fresh worker, not charged with a failure.
+//! - **Bounded memory.** The queue holds at most about
+//!   `workers × (2 + MAX_WINDOW)` tasks and [`QUEUE_BYTES`] per worker of
+//!   inputs (one input always fits), and the results channel is bounded:
+//!   the producer (a streaming directory walk) blocks when the workers are
+//!   busy, and the workers block when the consumer is slow. Memory is
+//!   O(workers), never O(inputs).
 //! - **Recycling.** A worker is retired after its batch (with ±10% jitter so
 //!   the slots do not all restart together), when its RSS passes
 //!   `recycle_rss`, after `max_lifetime`, and after any verdict that may
@@ -22,24 +39,35 @@
 //! - **Cancellation.** [`Pool::stop`] stops intake; [`Pool::cancel`] also
 //!   kills the plugins of the jobs in flight (through duplicates of their
 //!   pidfds, so no pid can be reused under us) and their results come back
-//!   as `cancelled`.
+//!   as `cancelled`. Tasks a slot had taken but its worker never answered
+//!   are dropped like queued ones (they have no result).
 
 use std::collections::hash_map::RandomState;
+use std::collections::VecDeque;
 use std::hash::{BuildHasher, Hasher};
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, TryLockError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::policy::Policy;
-use crate::sandbox::{Mode, Sandbox};
+use crate::sandbox::{Mode, Sandbox, SandboxError};
 use crate::verdict::Verdict;
 use crate::worker::{run_filter, JobOutcome, Worker};
 
 /// How often an idle slot looks at the stop flag.
 const TICK: Duration = Duration::from_millis(50);
+/// Most jobs a slot sends its worker at once.
+pub const MAX_WINDOW: usize = 32;
+/// A window takes no more inputs once it holds this many bytes: pipelining
+/// big inputs gains nothing and holds memory.
+const WINDOW_BYTES: usize = 256 << 10;
+/// Jobs faster than this grow a slot's window; a slower one shrinks it to one.
+pub const FAST_JOB: Duration = Duration::from_millis(1);
+/// Bytes of queued inputs per worker slot before the feeder waits.
+pub const QUEUE_BYTES: u64 = 2 << 20;
 
 /// Why a worker was retired.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -103,9 +131,10 @@ impl PoolConfig {
         }
     }
 
-    /// Capacity of the task and result queues.
+    /// Capacity of the task queue (tasks; [`QUEUE_BYTES`] bounds its bytes)
+    /// and of the results channel: room for each slot's next window.
     pub fn queue_capacity(&self) -> usize {
-        self.workers.max(1) * 2
+        self.workers.max(1) * (2 + MAX_WINDOW)
     }
 }
 
@@ -115,6 +144,12 @@ impl PoolConfig {
 pub struct Task<T> {
     pub tag: T,
     pub input: Result<Vec<u8>, Verdict>,
+}
+
+impl<T> Task<T> {
+    fn len(&self) -> u64 {
+        self.input.as_ref().map_or(0, |i| i.len() as u64)
+    }
 }
 
 /// The result of one input, after any retry.
@@ -141,13 +176,18 @@ pub struct Feeder<T> {
 }
 
 impl<T> Feeder<T> {
-    /// Queues a task, blocking while the queue is full. Gives the task back
-    /// once the pool stops taking work.
+    /// Queues a task, blocking while the queue is full (in tasks or in
+    /// bytes; one input always fits). Gives the task back once the pool
+    /// stops taking work.
     pub fn submit(&self, task: Task<T>) -> Result<(), Task<T>> {
-        if self.shared.stop.load(Ordering::SeqCst) {
+        let len = task.len();
+        if !self.shared.gate.admit(len, &self.shared.stop) {
             return Err(task);
         }
-        self.tx.send(task).map_err(|e| e.0)
+        self.tx.send(task).map_err(|e| {
+            self.shared.gate.release(len);
+            e.0
+        })
     }
 
     /// True once the pool takes no more tasks.
@@ -163,11 +203,53 @@ pub struct PoolStats {
     pub recycles: [u64; 4],
     /// Worker processes started (including spares).
     pub workers_started: u64,
+    /// Jobs answered in a window of more than one job.
+    pub pipelined: u64,
+    /// Jobs sent to a worker that died before answering them (behind the
+    /// job that killed it), and so run again on a fresh worker.
+    pub resent: u64,
 }
 
 impl PoolStats {
     pub fn recycles_by_reason(&self) -> impl Iterator<Item = (RecycleReason, u64)> + '_ {
         RecycleReason::ALL.into_iter().zip(self.recycles)
+    }
+}
+
+/// Bytes of inputs in the task queue: a window's worth of small inputs may
+/// queue up, big ones only a few at a time.
+struct Gate {
+    bytes: Mutex<u64>,
+    room: Condvar,
+    limit: u64,
+}
+
+impl Gate {
+    /// Waits until `len` more bytes fit; false once `stop` is set.
+    fn admit(&self, len: u64, stop: &AtomicBool) -> bool {
+        let mut queued = self.bytes.lock().unwrap_or_else(|p| p.into_inner());
+        while *queued > 0 && queued.saturating_add(len) > self.limit {
+            if stop.load(Ordering::SeqCst) {
+                return false;
+            }
+            queued = self
+                .room
+                .wait_timeout(queued, TICK)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        if stop.load(Ordering::SeqCst) {
+            return false;
+        }
+        *queued += len;
+        true
+    }
+
+    /// `len` bytes left the queue.
+    fn release(&self, len: u64) {
+        let mut queued = self.bytes.lock().unwrap_or_else(|p| p.into_inner());
+        *queued = queued.saturating_sub(len);
+        self.room.notify_all();
     }
 }
 
@@ -180,6 +262,9 @@ struct Shared {
     inflight: Mutex<Vec<Option<OwnedFd>>>,
     recycles: [AtomicU64; 4],
     generation: AtomicU64,
+    pipelined: AtomicU64,
+    resent: AtomicU64,
+    gate: Gate,
 }
 
 /// A running pool. Read results from [`Pool::results`] until it reports
@@ -192,7 +277,9 @@ pub struct Pool<T> {
 
 impl<T: Send + 'static> Pool<T> {
     /// Starts the worker slots. The slots exit when the [`Feeder`] is
-    /// dropped and the queue is empty, or when the pool is stopped.
+    /// dropped and the queue is empty, or when the pool is stopped. Each
+    /// slot after the first starts its own fork server (see the module
+    /// docs); `sandbox`'s own serves the first.
     pub fn start(sandbox: Arc<Sandbox>, config: PoolConfig) -> (Pool<T>, Feeder<T>) {
         let workers = config.workers.max(1);
         let (task_tx, task_rx) = mpsc::sync_channel::<Task<T>>(config.queue_capacity());
@@ -203,6 +290,13 @@ impl<T: Send + 'static> Pool<T> {
             inflight: Mutex::new((0..workers).map(|_| None).collect()),
             recycles: Default::default(),
             generation: AtomicU64::new(0),
+            pipelined: AtomicU64::new(0),
+            resent: AtomicU64::new(0),
+            gate: Gate {
+                bytes: Mutex::new(0),
+                room: Condvar::new(),
+                limit: QUEUE_BYTES.saturating_mul(workers as u64),
+            },
         });
         let task_rx = Arc::new(Mutex::new(task_rx));
         let slots = (0..workers)
@@ -215,6 +309,7 @@ impl<T: Send + 'static> Pool<T> {
                     current: None,
                     spares: None,
                     retire: None,
+                    window: 1,
                 };
                 let rx = task_rx.clone();
                 let tx = result_tx.clone();
@@ -265,16 +360,19 @@ impl<T> Pool<T> {
         }
     }
 
-    /// Waits for every slot (and its reaper) to finish; every plugin
-    /// process of the pool has been reaped when this returns.
+    /// Waits for every slot (and its reaper and fork server) to finish;
+    /// every plugin process of the pool has been reaped when this returns.
     pub fn join(self) -> PoolStats {
         drop(self.results);
         for slot in self.slots {
             let _ = slot.join();
         }
+        let load = |c: &AtomicU64| c.load(Ordering::SeqCst);
         PoolStats {
-            recycles: std::array::from_fn(|i| self.shared.recycles[i].load(Ordering::SeqCst)),
-            workers_started: self.shared.generation.load(Ordering::SeqCst),
+            recycles: std::array::from_fn(|i| load(&self.shared.recycles[i])),
+            workers_started: load(&self.shared.generation),
+            pipelined: load(&self.shared.pipelined),
+            resent: load(&self.shared.resent),
         }
     }
 }
@@ -286,9 +384,33 @@ struct Live {
     /// Jobs it may run before it is recycled (the jittered batch).
     limit: u64,
     born: Instant,
+    /// Its RSS peak (KiB) as of its last window, and the growth per job
+    /// measured over that window (None until two windows have run).
+    rss_kib: Option<u64>,
+    growth_kib: Option<u64>,
 }
 
-/// One worker slot: a thread, its worker, its warm spare, its reaper.
+impl Live {
+    /// Records the RSS peak after `jobs` more jobs.
+    fn note_rss(&mut self, peak_kib: u64, jobs: u64) {
+        if let Some(before) = self.rss_kib {
+            self.growth_kib = Some(peak_kib.saturating_sub(before).div_ceil(jobs.max(1)));
+        }
+        self.rss_kib = Some(peak_kib);
+    }
+}
+
+/// A task a slot has taken from the queue, until its result is final.
+struct Pending<T> {
+    tag: T,
+    input: Vec<u8>,
+    attempt: u32,
+    /// What happened to earlier attempts.
+    notes: Vec<String>,
+}
+
+/// One worker slot: a thread, its fork server, its worker, its warm spare,
+/// its reaper.
 struct Slot {
     index: usize,
     sandbox: Arc<Sandbox>,
@@ -302,10 +424,13 @@ struct Slot {
     /// retired, so its processes (and the fork server's fds) stay bounded
     /// even when retiring is slower than running jobs (`--batch 1`).
     retire: Option<(SyncSender<Worker>, JoinHandle<()>)>,
+    /// Jobs the next window may hold, before the worker's own caps.
+    window: usize,
 }
 
 impl Slot {
     fn run<T>(mut self, rx: &Mutex<Receiver<Task<T>>>, tx: &SyncSender<Finished<T>>) {
+        self.sandbox = own_sandbox(self.index, &self.sandbox);
         if self.sandbox.plugin.mode == Mode::Worker {
             self.spares = Some(Spares::start(
                 self.index,
@@ -314,23 +439,13 @@ impl Slot {
                 &self.shared,
             ));
         }
-        while let Some(task) = self.next_task(rx) {
-            let finished = match task.input {
-                Err(verdict) => Finished {
-                    tag: task.tag,
-                    outcome: JobOutcome::failed(verdict),
-                    attempt: 1,
-                    generation: None,
-                    recycle_reason: None,
-                    poison: false,
-                    notes: Vec::new(),
-                },
-                Ok(input) => self.process(task.tag, &input),
-            };
-            if tx.send(finished).is_err() {
+        let mut backlog = VecDeque::new();
+        while self.fill(rx, tx, &mut backlog) {
+            if !self.run_window(&mut backlog, tx) {
                 break;
             }
         }
+        self.abandon(backlog, tx);
         // Retire what is left; the reaper is joined so that nothing outlives the pool.
         if let Some(live) = self.current.take() {
             self.retire(live.worker);
@@ -342,6 +457,50 @@ impl Slot {
             drop(tx);
             let _ = reaper.join();
         }
+        // Dropping `self` drops the slot's sandbox and with it its own fork
+        // server, now that every process it forked has been reaped.
+    }
+
+    /// Tops `backlog` up to the next window from the queue (waiting only
+    /// for its first task); false when there is nothing more to run.
+    fn fill<T>(
+        &self,
+        rx: &Mutex<Receiver<Task<T>>>,
+        tx: &SyncSender<Finished<T>>,
+        backlog: &mut VecDeque<Pending<T>>,
+    ) -> bool {
+        while backlog.is_empty() {
+            let Some(task) = self.next_task(rx) else {
+                return false;
+            };
+            if let Some(unread) = self.admit(task, backlog) {
+                if !self.deliver(tx, unread) {
+                    return false;
+                }
+            }
+        }
+        if self.shared.stop.load(Ordering::SeqCst) {
+            return false;
+        }
+        let want = self.window_size(backlog);
+        let mut bytes: usize = backlog.iter().map(|p| p.input.len()).sum();
+        let mut unread = Vec::new();
+        if backlog.len() < want && bytes < WINDOW_BYTES {
+            // Another slot holding the queue is waiting for work: it is empty.
+            let rx = match rx.try_lock() {
+                Ok(rx) => Some(rx),
+                Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
+                Err(TryLockError::WouldBlock) => None,
+            };
+            if let Some(rx) = rx {
+                while backlog.len() < want && bytes < WINDOW_BYTES {
+                    let Ok(task) = rx.try_recv() else { break };
+                    bytes += task.len() as usize;
+                    unread.extend(self.admit(task, backlog));
+                }
+            }
+        }
+        unread.into_iter().all(|f| self.deliver(tx, f))
     }
 
     fn next_task<T>(&self, rx: &Mutex<Receiver<Task<T>>>) -> Option<Task<T>> {
@@ -361,50 +520,75 @@ impl Slot {
         }
     }
 
-    /// Runs one input to its final verdict, retrying once if allowed.
-    fn process<T>(&mut self, tag: T, input: &[u8]) -> Finished<T> {
-        let mut notes = Vec::new();
-        let mut attempt = 1;
-        loop {
-            let (mut outcome, generation, recycle_reason) = self.run_once(input);
-            if self.shared.cancel.load(Ordering::SeqCst) && !outcome.verdict.is_ok() {
-                notes.push(format!(
-                    "killed at shutdown; the plugin's verdict was: {}",
-                    outcome.verdict
-                ));
-                outcome.verdict = Verdict::Cancelled;
+    /// Takes a task off the queue into `backlog`; an input that could not
+    /// be read is its own result at once.
+    fn admit<T>(&self, task: Task<T>, backlog: &mut VecDeque<Pending<T>>) -> Option<Finished<T>> {
+        self.shared.gate.release(task.len());
+        match task.input {
+            Ok(input) => {
+                backlog.push_back(Pending {
+                    tag: task.tag,
+                    input,
+                    attempt: 1,
+                    notes: Vec::new(),
+                });
+                None
             }
-            let retry = self.config.retry
-                && attempt == 1
-                && outcome.verdict.is_retryable()
-                && !self.shared.stop.load(Ordering::SeqCst);
-            if retry {
-                notes.push(format!(
-                    "attempt 1 (worker pid {}, generation {}): {}; retried on a fresh worker",
-                    outcome.pid,
-                    generation.map_or_else(|| "-".to_string(), |g| g.to_string()),
-                    truncate(&outcome.verdict.to_string(), 1000),
-                ));
-                attempt = 2;
-                continue;
-            }
-            let poison = attempt > 1 && outcome.verdict.is_retryable();
-            return Finished {
-                tag,
-                outcome,
-                attempt,
-                generation,
-                recycle_reason,
-                poison,
-                notes,
-            };
+            Err(verdict) => Some(Finished {
+                tag: task.tag,
+                outcome: JobOutcome::failed(verdict),
+                attempt: 1,
+                generation: None,
+                recycle_reason: None,
+                poison: false,
+                notes: Vec::new(),
+            }),
         }
     }
 
-    /// One attempt on the current worker (or a fresh filter process).
-    fn run_once(&mut self, input: &[u8]) -> (JobOutcome, Option<u64>, Option<RecycleReason>) {
+    /// Sends a result; once nobody reads results, the pool stops.
+    fn deliver<T>(&self, tx: &SyncSender<Finished<T>>, finished: Finished<T>) -> bool {
+        if tx.send(finished).is_err() {
+            self.shared.stop.store(true, Ordering::SeqCst);
+            return false;
+        }
+        true
+    }
+
+    /// How many of `backlog`'s tasks the next window may send.
+    fn window_size<T>(&self, backlog: &VecDeque<Pending<T>>) -> usize {
+        // Filters, a fresh worker's first job (it waits for the hello) and
+        // a retry run alone.
+        let Some(live) = &self.current else { return 1 };
+        if backlog.front().is_some_and(|p| p.attempt > 1) {
+            return 1;
+        }
+        let left = live.limit.saturating_sub(live.worker.jobs);
+        let left = usize::try_from(left).unwrap_or(usize::MAX);
+        self.window.min(left).min(self.rss_room(live)).max(1)
+    }
+
+    /// Jobs the worker may run before its RSS, growing as measured, would
+    /// pass `recycle_rss` (checked after each window).
+    fn rss_room(&self, live: &Live) -> usize {
+        rss_room(self.config.recycle_rss, live.rss_kib, live.growth_kib)
+    }
+
+    /// Runs the next window of `backlog` and delivers what is final. Tasks
+    /// to run again (a retry, jobs never answered) go back to its front.
+    fn run_window<T>(
+        &mut self,
+        backlog: &mut VecDeque<Pending<T>>,
+        tx: &SyncSender<Finished<T>>,
+    ) -> bool {
+        let n = self.window_size(backlog).clamp(1, backlog.len().max(1));
+        let window: Vec<Pending<T>> = backlog.drain(..n.min(backlog.len())).collect();
         if self.sandbox.plugin.mode == Mode::Filter {
-            return (run_filter(&self.sandbox, input), None, None);
+            // One process per input: the window is one job.
+            return window.into_iter().all(|p| {
+                let outcome = run_filter(&self.sandbox, &p.input);
+                self.settle_into(p, outcome, None, None, backlog, tx)
+            });
         }
         let taken = match (self.current.take(), &self.spares) {
             (Some(live), _) => Ok(live),
@@ -413,13 +597,85 @@ impl Slot {
         };
         let mut live = match taken {
             Ok(live) => live,
-            Err(verdict) => return (JobOutcome::failed(verdict), None, None),
+            // No worker means a window of one (see window_size).
+            Err(verdict) => {
+                return window.into_iter().all(|p| {
+                    let outcome = JobOutcome::failed(verdict.clone());
+                    self.settle_into(p, outcome, None, None, backlog, tx)
+                })
+            }
         };
+        let fresh = live.worker.jobs == 0;
         self.publish(live.worker.process().pidfd().try_clone().ok());
-        let outcome = live.worker.run_job(input);
+        let outcomes = if let [one] = window.as_slice() {
+            vec![live.worker.run_job(&one.input)]
+        } else {
+            let inputs: Vec<&[u8]> = window.iter().map(|p| p.input.as_slice()).collect();
+            live.worker.run_batch(&inputs)
+        };
         self.publish(None);
+        let answered = outcomes.len().min(window.len());
+        if window.len() > 1 {
+            self.shared
+                .pipelined
+                .fetch_add(answered as u64, Ordering::SeqCst);
+        }
+        self.shared
+            .resent
+            .fetch_add((window.len() - answered) as u64, Ordering::SeqCst);
+        if !fresh {
+            self.adapt_window(&outcomes);
+        }
+        let outcomes = latencies(outcomes);
         let generation = live.generation;
-        let reason = self.recycle_reason(&live, &outcome.verdict);
+        let last = answered.checked_sub(1).and_then(|i| outcomes.get(i));
+        let reason = self.recycle(live, last, answered);
+        let mut window = window.into_iter();
+        let mut retries = Vec::new();
+        // `outcomes` first: zip must not take a task it has no outcome for.
+        for (i, (outcome, p)) in outcomes.into_iter().zip(window.by_ref()).enumerate() {
+            let reason = if i + 1 == answered { reason } else { None };
+            match self.settle(p, outcome, Some(generation), reason) {
+                Ok(finished) => {
+                    if !self.deliver(tx, finished) {
+                        return false;
+                    }
+                }
+                Err(retry) => retries.push(retry),
+            }
+        }
+        // Never answered: an earlier job of the window retired the worker.
+        for p in window.rev() {
+            backlog.push_front(p);
+        }
+        for p in retries.into_iter().rev() {
+            backlog.push_front(p);
+        }
+        true
+    }
+
+    /// Grows the window while jobs are fast; one slow job shrinks it to one.
+    fn adapt_window(&mut self, outcomes: &[JobOutcome]) {
+        let slow = outcomes.is_empty() || outcomes.iter().any(|o| o.wall >= FAST_JOB);
+        self.window = if slow {
+            1
+        } else {
+            (self.window * 2).min(MAX_WINDOW)
+        };
+    }
+
+    /// Decides whether `live` is retired after its window (whose last
+    /// answer is `last`) and retires it or keeps it as the current worker.
+    fn recycle(
+        &mut self,
+        mut live: Live,
+        last: Option<&JobOutcome>,
+        answered: usize,
+    ) -> Option<RecycleReason> {
+        let reason = match last {
+            Some(outcome) => self.recycle_reason(&live, outcome),
+            None => Some(RecycleReason::Tainted),
+        };
         match reason {
             Some(r) => {
                 self.shared.recycles[r.index()].fetch_add(1, Ordering::SeqCst);
@@ -432,26 +688,112 @@ impl Slot {
                 // The next job takes a spare that is already running.
                 self.retire(live.worker);
             }
-            None => self.current = Some(live),
+            None => {
+                if let Some(outcome) = last {
+                    live.note_rss(outcome.max_rss_kib, answered as u64);
+                }
+                self.current = Some(live);
+            }
         }
-        (outcome, Some(generation), reason)
+        reason
     }
 
-    fn recycle_reason(&self, live: &Live, verdict: &Verdict) -> Option<RecycleReason> {
-        if verdict.taints_worker() || !live.worker.is_alive() {
+    /// `last` is the last answer of the worker's window. Its `max_rss_kib`
+    /// is the worker's peak over the RSS read at each window's end (no
+    /// extra `/proc` read here): it passes `recycle_rss` exactly when the
+    /// current RSS does, since the worker is retired the first time it does.
+    fn recycle_reason(&self, live: &Live, last: &JobOutcome) -> Option<RecycleReason> {
+        if last.verdict.taints_worker() || !live.worker.is_alive() {
             Some(RecycleReason::Tainted)
         } else if live.worker.jobs >= live.limit {
             Some(RecycleReason::Batch)
-        } else if live
-            .worker
-            .rss_bytes()
-            .is_some_and(|rss| rss > self.config.recycle_rss)
-        {
+        } else if last.max_rss_kib.saturating_mul(1024) > self.config.recycle_rss {
             Some(RecycleReason::Rss)
         } else if live.born.elapsed() >= self.config.max_lifetime {
             Some(RecycleReason::Lifetime)
         } else {
             None
+        }
+    }
+
+    /// The final result of `p`'s attempt, or `p` again if it is retried.
+    fn settle<T>(
+        &self,
+        mut p: Pending<T>,
+        mut outcome: JobOutcome,
+        generation: Option<u64>,
+        recycle_reason: Option<RecycleReason>,
+    ) -> Result<Finished<T>, Pending<T>> {
+        if self.shared.cancel.load(Ordering::SeqCst) && !outcome.verdict.is_ok() {
+            p.notes.push(format!(
+                "killed at shutdown; the plugin's verdict was: {}",
+                outcome.verdict
+            ));
+            outcome.verdict = Verdict::Cancelled;
+        }
+        let retry = self.config.retry
+            && p.attempt == 1
+            && outcome.verdict.is_retryable()
+            && !self.shared.stop.load(Ordering::SeqCst);
+        if retry {
+            p.notes.push(format!(
+                "attempt 1 (worker pid {}, generation {}): {}; retried on a fresh worker",
+                outcome.pid,
+                generation.map_or_else(|| "-".to_string(), |g| g.to_string()),
+                truncate(&outcome.verdict.to_string(), 1000),
+            ));
+            p.attempt = 2;
+            return Err(p);
+        }
+        let poison = p.attempt > 1 && outcome.verdict.is_retryable();
+        Ok(Finished {
+            tag: p.tag,
+            outcome,
+            attempt: p.attempt,
+            generation,
+            recycle_reason,
+            poison,
+            notes: p.notes,
+        })
+    }
+
+    /// [`Slot::settle`], delivering the result or queueing the retry first.
+    fn settle_into<T>(
+        &self,
+        p: Pending<T>,
+        outcome: JobOutcome,
+        generation: Option<u64>,
+        recycle_reason: Option<RecycleReason>,
+        backlog: &mut VecDeque<Pending<T>>,
+        tx: &SyncSender<Finished<T>>,
+    ) -> bool {
+        match self.settle(p, outcome, generation, recycle_reason) {
+            Ok(finished) => self.deliver(tx, finished),
+            Err(retry) => {
+                backlog.push_front(retry);
+                true
+            }
+        }
+    }
+
+    /// The pool stopped with `backlog` not run: tasks never answered are
+    /// dropped like queued ones; a retry due is recorded as cancelled.
+    fn abandon<T>(&self, backlog: VecDeque<Pending<T>>, tx: &SyncSender<Finished<T>>) {
+        for mut p in backlog.into_iter().filter(|p| p.attempt > 1) {
+            p.notes
+                .push("the retry did not run: the pool stopped first".to_string());
+            let finished = Finished {
+                tag: p.tag,
+                outcome: JobOutcome::failed(Verdict::Cancelled),
+                attempt: p.attempt,
+                generation: None,
+                recycle_reason: None,
+                poison: false,
+                notes: p.notes,
+            };
+            if !self.deliver(tx, finished) {
+                return;
+            }
         }
     }
 
@@ -491,6 +833,61 @@ impl Slot {
     }
 }
 
+/// The sandbox slot `index` spawns from: its own fork server with the same
+/// profile, so that slots spawn and reap in parallel (slot 0 keeps the
+/// pool's). If one cannot be started the slot shares the pool's, which is
+/// slower but no weaker, and says so in the log.
+fn own_sandbox(index: usize, pool: &Arc<Sandbox>) -> Arc<Sandbox> {
+    if index == 0 {
+        return pool.clone();
+    }
+    let own = pool
+        .fork_server()
+        .start_another()
+        .map_err(SandboxError::from)
+        .and_then(|fs| pool.replicate(Arc::new(fs)));
+    match own {
+        Ok(sandbox) => Arc::new(sandbox),
+        Err(e) => {
+            tracing::warn!(
+                slot = index,
+                "cannot start a fork server for this worker slot; it shares the pool's, so its spawns queue behind the others': {e}"
+            );
+            pool.clone()
+        }
+    }
+}
+
+/// `run_batch` times each job from the previous answer, and answers read
+/// together then show next to no time. A job's latency is the time from
+/// its window's write to its answer (the jobs ahead of it included): the
+/// running sum.
+fn latencies(mut outcomes: Vec<JobOutcome>) -> Vec<JobOutcome> {
+    let mut since_sent = Duration::ZERO;
+    for o in &mut outcomes {
+        since_sent += o.wall;
+        o.wall = since_sent;
+    }
+    outcomes
+}
+
+/// Jobs a worker at `rss_kib`, growing `growth_kib` per job, may run
+/// before it passes `recycle_rss` bytes; 2 while its growth is unknown.
+fn rss_room(recycle_rss: u64, rss_kib: Option<u64>, growth_kib: Option<u64>) -> usize {
+    if recycle_rss == u64::MAX {
+        return usize::MAX;
+    }
+    match (rss_kib, growth_kib) {
+        (Some(_), Some(0)) => usize::MAX,
+        (Some(rss), Some(growth)) => {
+            let room = (recycle_rss / 1024).saturating_sub(rss) / growth;
+            usize::try_from(room).unwrap_or(usize::MAX)
+        }
+        // Not measured yet: a small window measures it.
+        _ => 2,
+    }
+}
+
 fn start_worker(sandbox: &Sandbox, config: &PoolConfig, shared: &Shared) -> Result<Live, Verdict> {
     let worker = Worker::start(sandbox).map_err(|e| Verdict::SetupError(e.to_string()))?;
     let generation = shared.generation.fetch_add(1, Ordering::SeqCst) + 1;
@@ -499,6 +896,8 @@ fn start_worker(sandbox: &Sandbox, config: &PoolConfig, shared: &Shared) -> Resu
         generation,
         limit: jittered(config.batch, random()),
         born: Instant::now(),
+        rss_kib: None,
+        growth_kib: None,
     })
 }
 
@@ -595,6 +994,41 @@ mod tests {
     #[test]
     fn test_truncate_multibyte_cuts_on_char_boundary() {
         assert_eq!(truncate("ééé", 3), "é…");
+    }
+
+    #[test]
+    fn test_rss_room_leak_of_8_mib_per_job_stops_at_the_limit() {
+        assert_eq!(rss_room(64 << 20, Some(27 << 10), Some(8 << 10)), 4);
+    }
+
+    #[test]
+    fn test_rss_room_unmeasured_growth_is_two_jobs() {
+        assert_eq!(rss_room(64 << 20, Some(27 << 10), None), 2);
+    }
+
+    #[test]
+    fn test_rss_room_flat_worker_is_unbounded() {
+        assert_eq!(rss_room(64 << 20, Some(27 << 10), Some(0)), usize::MAX);
+    }
+
+    #[test]
+    fn test_rss_room_at_the_limit_is_zero() {
+        assert_eq!(rss_room(64 << 20, Some(70 << 10), Some(8 << 10)), 0);
+    }
+
+    #[test]
+    fn test_latencies_of_a_window_are_times_since_it_was_sent() {
+        let job = |us| JobOutcome {
+            wall: Duration::from_micros(us),
+            ..JobOutcome::failed(Verdict::Ok)
+        };
+
+        let walls: Vec<u64> = latencies(vec![job(30), job(0), job(5)])
+            .iter()
+            .map(|o| o.wall.as_micros() as u64)
+            .collect();
+
+        assert_eq!(walls, [30, 30, 35]);
     }
 
     #[test]

@@ -773,3 +773,245 @@ fn test_run_unreadable_input_gets_input_error_and_others_go_on() {
         .expect("the input_error record");
     assert_eq!(unread["input_sha256"], Value::Null);
 }
+
+// The pool as a library: per-slot fork servers and pipelined windows.
+
+use plugwarden::forkserver::ForkServer;
+use plugwarden::pool::{Finished, Pool, PoolConfig, PoolStats, RecycleReason, Task};
+use plugwarden::sandbox::{Enforce, Mode, PluginSpec, Sandbox};
+use std::sync::Arc;
+
+fn probe_sandbox() -> Arc<Sandbox> {
+    let fs = Arc::new(ForkServer::start(&plugwarden()).expect("fork server"));
+    let policy = Arc::new(plugwarden::policy::load("strict").expect("strict policy"));
+    let spec = PluginSpec {
+        exe: plugin("pw-probe"),
+        args: Vec::new(),
+        mode: Mode::Worker,
+    };
+    Arc::new(Sandbox::new(fs, spec, policy, Enforce::Policy).expect("sandbox"))
+}
+
+fn pool_config(workers: usize, batch: u64) -> PoolConfig {
+    PoolConfig {
+        workers,
+        batch,
+        recycle_rss: u64::MAX,
+        max_lifetime: Duration::from_secs(3600),
+        retry: true,
+    }
+}
+
+/// Runs probe commands through a pool (tag = index); `on_result` sees each
+/// result as it arrives, while its worker may still be alive.
+fn pool_run(
+    sandbox: Arc<Sandbox>,
+    config: PoolConfig,
+    commands: Vec<String>,
+    mut on_result: impl FnMut(&Finished<usize>),
+) -> (Vec<Finished<usize>>, PoolStats) {
+    let (pool, feeder) = Pool::start(sandbox, config);
+    let producer = std::thread::spawn(move || {
+        for (tag, cmd) in commands.into_iter().enumerate() {
+            let task = Task {
+                tag,
+                input: Ok(cmd.into_bytes()),
+            };
+            if feeder.submit(task).is_err() {
+                break;
+            }
+        }
+    });
+    let mut results = Vec::new();
+    for f in pool.results().iter() {
+        on_result(&f);
+        results.push(f);
+    }
+    producer.join().expect("producer thread");
+    (results, pool.join())
+}
+
+/// The parent pid of `pid`, from /proc (None once it is gone).
+fn parent_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit(')')
+        .next()?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// True while `pid` exists and is not a zombie.
+fn is_running(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        !s.rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+    })
+}
+
+/// Two slots fork from two fork servers (so they spawn in parallel), and
+/// the extra one is gone once the pool is joined.
+#[test]
+fn test_pool_two_slots_spawn_from_two_fork_servers_and_leave_none() {
+    let sandbox = probe_sandbox();
+    let own = sandbox.fork_server().pid() as i32;
+    let mut parents = BTreeSet::new();
+
+    let (results, _) = pool_run(
+        sandbox.clone(),
+        pool_config(2, 100),
+        vec!["nap:40".to_string(); 16],
+        |f| parents.extend(parent_of(f.outcome.pid)),
+    );
+
+    assert_eq!(results.len(), 16);
+    assert!(results.iter().all(|f| f.outcome.verdict.is_ok()));
+    assert_eq!(parents.len(), 2, "parents of the workers: {parents:?}");
+    assert!(
+        parents.contains(&own),
+        "parents {parents:?}, pool's fork server {own}"
+    );
+    let others: Vec<i32> = parents.into_iter().filter(|p| *p != own).collect();
+    assert_eq!(others.iter().filter(|p| is_running(**p)).count(), 0);
+}
+
+/// A job that crashes its worker in the middle of a pipelined window: it
+/// is retried and quarantined; the jobs sent behind it are run again on a
+/// fresh worker and answer ok at their first attempt.
+#[test]
+fn test_pool_crash_in_pipelined_window_does_not_fail_neighbours() {
+    let commands: Vec<String> = (0..2000)
+        .map(|i| match i % 100 {
+            60 => "crash".to_string(),
+            70 => "fail:no".to_string(),
+            _ => format!("echo:{i}"),
+        })
+        .collect();
+
+    let (results, stats) = pool_run(probe_sandbox(), pool_config(1, 10_000), commands, |_| {});
+
+    assert_eq!(results.len(), 2000);
+    let tags: BTreeSet<usize> = results.iter().map(|f| f.tag).collect();
+    assert_eq!(tags.len(), 2000);
+    let mut wrong = Vec::new();
+    for f in &results {
+        let (verdict, attempt) = (f.outcome.verdict.word(), f.attempt);
+        let right = match f.tag % 100 {
+            // A dying plugin may be seen closing stdout first (see judge_mixed).
+            60 => (verdict, attempt) == ("crashed", 2) || verdict == "protocol_error",
+            70 => (verdict, attempt) == ("plugin_error", 1),
+            _ => {
+                (verdict, attempt) == ("ok", 1)
+                    && f.outcome.output == format!("{}", f.tag).as_bytes()
+            }
+        };
+        if !right {
+            wrong.push(format!("{}: {verdict} (attempt {attempt})", f.tag));
+        }
+    }
+    assert_eq!(wrong, Vec::<String>::new());
+    assert!(stats.pipelined > 0, "no window of more than one job formed");
+    assert!(stats.resent > 0, "no job was ever sent behind a crash");
+}
+
+/// With pipelining, a worker still answers exactly its jittered batch
+/// (40 ± 4 jobs) and the last of them carries the `batch` recycle reason.
+#[test]
+fn test_pool_pipelined_worker_recycles_after_its_jittered_batch() {
+    let commands: Vec<String> = (0..600).map(|i| format!("echo:{i}")).collect();
+
+    let (results, stats) = pool_run(probe_sandbox(), pool_config(1, 40), commands, |_| {});
+
+    assert_eq!(results.len(), 600);
+    let mut by_generation: BTreeMap<u64, Vec<Option<RecycleReason>>> = BTreeMap::new();
+    for f in &results {
+        let generation = f.generation.expect("a worker ran it");
+        by_generation
+            .entry(generation)
+            .or_default()
+            .push(f.recycle_reason);
+    }
+    let last = *by_generation.keys().last().expect("a generation");
+    for (generation, reasons) in &by_generation {
+        if *generation == last {
+            continue;
+        }
+        assert!(
+            (36..=44).contains(&reasons.len()),
+            "generation {generation} ran {} jobs",
+            reasons.len()
+        );
+        let (end, before) = reasons.split_last().expect("jobs");
+        assert_eq!(*end, Some(RecycleReason::Batch), "generation {generation}");
+        assert!(
+            before.iter().all(Option::is_none),
+            "generation {generation}"
+        );
+    }
+    let batch_recycles = stats
+        .recycles_by_reason()
+        .find_map(|(r, n)| (r == RecycleReason::Batch).then_some(n));
+    let generations = by_generation.len() as u64;
+    // The last worker is retired by the end of the run, with a reason only
+    // if its batch happened to end with the last input.
+    assert!(
+        batch_recycles == Some(generations - 1) || batch_recycles == Some(generations),
+        "{batch_recycles:?} batch recycles for {generations} workers"
+    );
+    assert!(stats.pipelined > 0, "no window of more than one job formed");
+}
+
+/// A host killed with SIGKILL while two slots run: each slot's fork server
+/// sees its socket close, kills its workers and exits; nothing is left.
+#[test]
+fn test_run_killed_host_leaves_no_fork_server_or_worker_of_either_slot() {
+    let dir = scratch();
+    let inputs: Vec<(String, String)> = (0..4)
+        .map(|i| (format!("in-{i}"), "sleep".to_string()))
+        .collect();
+    write_inputs(&dir.path().join("in"), &inputs);
+    let mark = marker();
+    let mut host = run_cmd(&[
+        "--plugin",
+        path_str(&plugin("pw-probe")),
+        "--policy",
+        "strict",
+        "--timeout",
+        "60s",
+        "--workers",
+        "2",
+        "--arg",
+        &mark,
+        path_str(&dir.path().join("in")),
+    ])
+    .spawn()
+    .expect("spawn plugwarden");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut parents = BTreeSet::new();
+    while parents.len() < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        // The host carries the marker too (in its own arguments).
+        parents = processes_with(&mark)
+            .iter()
+            .filter_map(|pid| pid.parse().ok())
+            .filter(|pid| *pid != host.id() as i32)
+            .filter_map(parent_of)
+            .collect();
+    }
+
+    host.kill().expect("kill -9 the host");
+    host.wait().expect("wait");
+
+    assert_eq!(parents.len(), 2, "fork servers seen: {parents:?}");
+    assert_eq!(leftovers_after_exit(&mark), Vec::<String>::new());
+    let gone_by = Instant::now() + Duration::from_secs(3);
+    while parents.iter().any(|p| is_running(*p)) && Instant::now() < gone_by {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let left: Vec<i32> = parents.into_iter().filter(|p| is_running(*p)).collect();
+    assert_eq!(left, Vec::<i32>::new());
+}
