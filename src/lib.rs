@@ -8,6 +8,7 @@
 //! seccomp user notification, and gives every input one [`verdict`].
 //! docs/ARCHITECTURE.md is the map.
 
+pub mod arena;
 pub mod audit;
 pub mod cgroup;
 pub mod child;

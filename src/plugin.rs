@@ -8,6 +8,12 @@
 //! not, so a worker compromised by a hostile input cannot even reopen its
 //! own libraries (sandbox2 calls this step SandboxMeHere). A denied call
 //! kills the process (SIGSYS), which the host reports as a violation.
+//!
+//! When the host hands over a shared-memory arena (fd 3, announced in its
+//! hello), [`serve`] and [`serve_parts`] map it before the lockdown and say
+//! so in their hello; a bulk input then arrives as a slice of the mapping
+//! (no copy) and large parts are written into its output region instead
+//! of the pipe (docs/PROTOCOL.md, "The arena").
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -20,6 +26,7 @@ use seccompiler::{
     SeccompFilter, SeccompRule,
 };
 
+use crate::arena::Arena;
 use crate::policy::groups::{self, Arch};
 use crate::protocol::{self, Frame, FrameDecoder, Kind};
 
@@ -132,11 +139,20 @@ pub struct Parts<'a> {
     out: &'a mut File,
     id: u64,
     max_frame: usize,
+    /// The arena, when the host offered its output region for this job.
+    arena: Option<&'a Arena>,
+    /// Bytes of the output region already used by this job's parts.
+    arena_used: usize,
 }
 
 impl Parts<'_> {
-    /// Sends `bytes` as one or more `part` frames.
+    /// Sends `bytes`: copied into the arena's output region when the host
+    /// offered it, the part is large and it still fits; otherwise as one or
+    /// more `part` frames through the pipe.
     pub fn send(&mut self, bytes: &[u8]) -> Result<(), String> {
+        if self.send_in_arena(bytes)? {
+            return Ok(());
+        }
         for chunk in bytes.chunks(self.max_frame.max(1)) {
             // Header and payload written apart: no copy of the payload.
             let header = protocol::encode_header(Kind::Part, self.id, chunk.len() as u32);
@@ -146,6 +162,44 @@ impl Parts<'_> {
                 .map_err(|e| format!("cannot write to the host: {e}"))?;
         }
         Ok(())
+    }
+
+    /// One `part` frame naming `bytes` copied into the output region;
+    /// false when this part goes through the pipe instead. Parts never
+    /// overlap within a job, so the host may copy each whenever it reads it.
+    fn send_in_arena(&mut self, bytes: &[u8]) -> Result<bool, String> {
+        let Some(arena) = self.arena else {
+            return Ok(false);
+        };
+        let region = arena.region();
+        let fits = self
+            .arena_used
+            .checked_add(bytes.len())
+            .is_some_and(|end| end <= region);
+        if bytes.len() < crate::arena::THRESHOLD || !fits {
+            return Ok(false);
+        }
+        let offset = region + self.arena_used;
+        if !arena.write(offset, bytes) {
+            return Ok(false);
+        }
+        self.arena_used += bytes.len();
+        let slice = protocol::ArenaSlice {
+            offset: offset as u64,
+            len: bytes.len() as u64,
+        };
+        let mut frame = [0u8; protocol::HEADER_LEN + protocol::ARENA_SLICE_LEN];
+        frame[..protocol::HEADER_LEN].copy_from_slice(&protocol::encode_header_flags(
+            Kind::Part,
+            protocol::FLAG_ARENA,
+            self.id,
+            protocol::ARENA_SLICE_LEN as u32,
+        ));
+        frame[protocol::HEADER_LEN..].copy_from_slice(&slice.encode());
+        self.out
+            .write_all(&frame)
+            .map_err(|e| format!("cannot write to the host: {e}"))?;
+        Ok(true)
     }
 }
 
@@ -206,23 +260,32 @@ where
     let mut decoder = FrameDecoder::new(protocol::DEFAULT_MAX_FRAME);
     let hello =
         next_frame(&mut stdin, &mut decoder)?.ok_or("the host closed the pipe before hello")?;
-    if hello.kind != Kind::Hello || hello.payload.len() < 8 {
-        return Err("the host did not start with a hello frame".into());
-    }
-    let version = u32::from_le_bytes(hello.payload[..4].try_into().expect("4 bytes"));
-    if version != protocol::VERSION {
+    let host = match protocol::HostHello::parse(&hello.payload) {
+        Ok(h) if hello.kind == Kind::Hello => h,
+        _ => return Err("the host did not start with a hello frame".into()),
+    };
+    if host.version != protocol::VERSION {
         return Err(format!(
-            "host speaks protocol {version}, this plugin speaks {}",
+            "host speaks protocol {}, this plugin speaks {}",
+            host.version,
             protocol::VERSION
         ));
     }
-    let max_frame = u32::from_le_bytes(hello.payload[4..8].try_into().expect("4 bytes"));
+    let max_frame = host.max_frame;
     decoder = FrameDecoder::new(max_frame);
+    // The arena is for the locked-down SDK only: serve_without_lockdown
+    // serves test probes that must see exactly what the host gave them.
+    let arena = host.arena_region.filter(|_| lock).and_then(map_arena);
     let name = std::env::args().next().unwrap_or_default();
     let mut reply = protocol::VERSION.to_le_bytes().to_vec();
     reply.extend_from_slice(name.as_bytes());
     let mut frame = Vec::new();
-    protocol::encode_frame(&mut frame, Kind::Hello, 0, &reply);
+    let flags = if arena.is_some() {
+        protocol::FLAG_ARENA
+    } else {
+        0
+    };
+    protocol::encode_frame_flags(&mut frame, Kind::Hello, flags, 0, &reply);
     stdout.write_all(&frame).map_err(|e| e.to_string())?;
     if lock {
         lockdown()?;
@@ -231,22 +294,26 @@ where
         if job.kind != Kind::Job {
             return Err(format!("unexpected {} frame from the host", job.kind));
         }
+        let input = job_input(&job, arena.as_ref())?;
         let mut parts = Parts {
             out: &mut stdout,
             id: job.id,
             max_frame: max_frame as usize,
+            arena: arena
+                .as_ref()
+                .filter(|_| job.flags & protocol::FLAG_REPLY_IN_ARENA != 0),
+            arena_used: 0,
         };
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            handler(&job.payload, &mut parts)
-        }))
-        .unwrap_or_else(|p| {
-            let msg = p
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| p.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
-            Err(format!("plugin panicked: {msg}"))
-        });
+        let result =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(input, &mut parts)))
+                .unwrap_or_else(|p| {
+                    let msg = p
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| p.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "unknown panic".into());
+                    Err(format!("plugin panicked: {msg}"))
+                });
         frame.clear();
         match result {
             Ok(()) => protocol::encode_frame(&mut frame, Kind::Done, job.id, &[]),
@@ -260,6 +327,35 @@ where
             .map_err(|e| format!("cannot write to the host: {e}"))?;
     }
     Ok(())
+}
+
+/// Maps the arena the host handed over as fd 3; `None` (the pipes are used)
+/// when it is not what the hello announced or cannot be mapped.
+fn map_arena(region: u64) -> Option<Arena> {
+    let region = usize::try_from(region).ok()?;
+    // SAFETY: fd 3 is the arena the host handed over (docs/PROTOCOL.md);
+    // nothing else in this process uses it.
+    unsafe { Arena::attach(crate::arena::PLUGIN_FD, region) }
+        .inspect_err(|e| eprintln!("plugin: no arena, using the pipes: {e}"))
+        .ok()
+}
+
+/// The input of `job`: its payload, or the slice of the arena's input
+/// region it names.
+fn job_input<'a>(job: &'a Frame, arena: Option<&'a Arena>) -> Result<&'a [u8], String> {
+    if job.flags & protocol::FLAG_ARENA == 0 {
+        return Ok(&job.payload);
+    }
+    let arena = arena.ok_or("the host sent a job in an arena this plugin does not have")?;
+    let region = arena.region() as u64;
+    let (offset, len) = protocol::ArenaSlice::parse(&job.payload)
+        .ok_or("arena job without a 16-byte slice")?
+        .within(0, region)
+        .map_err(|e| format!("the host's job: {e}"))?;
+    // SAFETY: the host writes the input region only before sending a job
+    // and not again until this job is answered; the slice lives for this
+    // job's handler only.
+    unsafe { arena.input(offset, len) }.ok_or_else(|| "arena job out of bounds".into())
 }
 
 /// Reads the next frame; `None` at a clean EOF between frames. Consumes

@@ -18,6 +18,16 @@ pub const DEFAULT_MAX_FRAME: u32 = 64 << 20;
 /// The two bytes every header starts with.
 pub const MAGIC: [u8; 2] = *b"PW";
 
+/// Header flag: the payload is an [`ArenaSlice`] (16 bytes) naming where
+/// the bytes are in the shared arena (job, part, done); on the plugin's
+/// hello, "this plugin maps the arena".
+pub const FLAG_ARENA: u8 = 0x01;
+/// Header flag, job only: the plugin may answer this job in the arena's
+/// output region.
+pub const FLAG_REPLY_IN_ARENA: u8 = 0x02;
+/// Length of an [`ArenaSlice`] payload.
+pub const ARENA_SLICE_LEN: usize = 16;
+
 /// What a frame carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
@@ -46,31 +56,53 @@ impl Kind {
             _ => return None,
         })
     }
+
+    /// The flags a frame of this kind may carry.
+    fn allowed_flags(self) -> u8 {
+        match self {
+            Kind::Hello | Kind::Part | Kind::Done => FLAG_ARENA,
+            Kind::Job => FLAG_ARENA | FLAG_REPLY_IN_ARENA,
+            Kind::Error => 0,
+        }
+    }
 }
 
 /// A decoded header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Header {
     pub kind: Kind,
+    pub flags: u8,
     pub len: u32,
     pub id: u64,
 }
 
-/// Encodes a header: `"PW", kind u8, flags u8 (0), len u32 LE, id u64 LE`.
+/// Encodes a header with no flags: `"PW", kind u8, flags u8 (0), len u32
+/// LE, id u64 LE`.
 pub fn encode_header(kind: Kind, id: u64, len: u32) -> [u8; HEADER_LEN] {
+    encode_header_flags(kind, 0, id, len)
+}
+
+/// Encodes a header with `flags` (the caller picks flags valid for `kind`).
+pub fn encode_header_flags(kind: Kind, flags: u8, id: u64, len: u32) -> [u8; HEADER_LEN] {
     let mut h = [0u8; HEADER_LEN];
     h[0..2].copy_from_slice(&MAGIC);
     h[2] = kind as u8;
+    h[3] = flags;
     h[4..8].copy_from_slice(&len.to_le_bytes());
     h[8..16].copy_from_slice(&id.to_le_bytes());
     h
 }
 
-/// Appends a whole frame to `out`. Panics only if `payload` exceeds 4 GiB,
-/// which the callers rule out by their own limits.
+/// Appends a whole frame with no flags to `out`. Panics only if `payload`
+/// exceeds 4 GiB, which the callers rule out by their own limits.
 pub fn encode_frame(out: &mut Vec<u8>, kind: Kind, id: u64, payload: &[u8]) {
+    encode_frame_flags(out, kind, 0, id, payload);
+}
+
+/// Appends a whole frame with `flags` to `out` (panics as [`encode_frame`]).
+pub fn encode_frame_flags(out: &mut Vec<u8>, kind: Kind, flags: u8, id: u64, payload: &[u8]) {
     let len = u32::try_from(payload.len()).expect("payload over 4 GiB");
-    out.extend_from_slice(&encode_header(kind, id, len));
+    out.extend_from_slice(&encode_header_flags(kind, flags, id, len));
     out.extend_from_slice(payload);
 }
 
@@ -80,8 +112,9 @@ pub fn decode_header(h: &[u8; HEADER_LEN], max_frame: u32) -> Result<Header, Fra
         return Err(FrameError::BadMagic([h[0], h[1]]));
     }
     let kind = Kind::from_u8(h[2]).ok_or(FrameError::UnknownKind(h[2]))?;
-    if h[3] != 0 {
-        return Err(FrameError::BadFlags(h[3]));
+    let flags = h[3];
+    if flags & !kind.allowed_flags() != 0 {
+        return Err(FrameError::BadFlags(flags));
     }
     let len = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
     if len > max_frame {
@@ -90,14 +123,23 @@ pub fn decode_header(h: &[u8; HEADER_LEN], max_frame: u32) -> Result<Header, Fra
             max: max_frame,
         });
     }
+    if flags & FLAG_ARENA != 0 && kind != Kind::Hello && len as usize != ARENA_SLICE_LEN {
+        return Err(FrameError::BadArenaSlice(len));
+    }
     let id = u64::from_le_bytes(h[8..16].try_into().expect("8 bytes"));
-    Ok(Header { kind, len, id })
+    Ok(Header {
+        kind,
+        flags,
+        len,
+        id,
+    })
 }
 
 /// A whole frame.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Frame {
     pub kind: Kind,
+    pub flags: u8,
     pub id: u64,
     pub payload: Vec<u8>,
 }
@@ -109,8 +151,10 @@ pub enum FrameError {
     BadMagic([u8; 2]),
     #[error("unknown frame kind {0}")]
     UnknownKind(u8),
-    #[error("frame flags {0:#04x} are reserved and must be 0")]
+    #[error("frame flags {0:#04x} are reserved or not valid for this kind of frame")]
     BadFlags(u8),
+    #[error("arena frame with a payload of {0} bytes (an arena slice is 16 bytes)")]
+    BadArenaSlice(u32),
     #[error("frame of {len} bytes exceeds the limit of {max} bytes")]
     TooLarge { len: u32, max: u32 },
 }
@@ -174,6 +218,7 @@ impl FrameDecoder {
         self.current = None;
         let frame = Frame {
             kind: header.kind,
+            flags: header.flags,
             id: header.id,
             payload: std::mem::take(&mut self.payload),
         };
@@ -197,6 +242,104 @@ pub fn host_hello(max_frame: u32) -> [u8; 8] {
     p[..4].copy_from_slice(&VERSION.to_le_bytes());
     p[4..].copy_from_slice(&max_frame.to_le_bytes());
     p
+}
+
+/// Host → plugin hello payload when the plugin was given an arena of two
+/// regions of `region` bytes as fd 3: the plain hello, then `u64 region`.
+/// A plugin that does not know the arena reads the first 8 bytes only.
+pub fn host_hello_arena(max_frame: u32, region: u64) -> [u8; 16] {
+    let mut p = [0u8; 16];
+    p[..8].copy_from_slice(&host_hello(max_frame));
+    p[8..].copy_from_slice(&region.to_le_bytes());
+    p
+}
+
+/// The host's hello, parsed (by the SDK).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HostHello {
+    pub version: u32,
+    pub max_frame: u32,
+    /// Size of each arena region, when the host handed over an arena.
+    pub arena_region: Option<u64>,
+}
+
+impl HostHello {
+    /// Parses the host's hello payload; bytes past the known fields are
+    /// ignored (room for later additions).
+    pub fn parse(payload: &[u8]) -> Result<HostHello, HelloError> {
+        let word = |at: usize| {
+            payload
+                .get(at..at + 4)
+                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        };
+        let (Some(version), Some(max_frame)) = (word(0), word(4)) else {
+            return Err(HelloError::Short(payload.len()));
+        };
+        let arena_region = payload
+            .get(8..16)
+            .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+            .filter(|&r| r > 0);
+        Ok(HostHello {
+            version,
+            max_frame,
+            arena_region,
+        })
+    }
+}
+
+/// Where a payload lies in the arena: `[offset, offset + len)` in bytes
+/// from the start of the memfd. Sent as `u64 offset, u64 len` (LE) in the
+/// payload of a job, part or done frame with [`FLAG_ARENA`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ArenaSlice {
+    pub offset: u64,
+    pub len: u64,
+}
+
+impl ArenaSlice {
+    pub fn encode(&self) -> [u8; ARENA_SLICE_LEN] {
+        let mut p = [0u8; ARENA_SLICE_LEN];
+        p[..8].copy_from_slice(&self.offset.to_le_bytes());
+        p[8..].copy_from_slice(&self.len.to_le_bytes());
+        p
+    }
+
+    /// Parses a slice payload; `None` unless it is exactly 16 bytes.
+    pub fn parse(payload: &[u8]) -> Option<ArenaSlice> {
+        let p: &[u8; ARENA_SLICE_LEN] = payload.try_into().ok()?;
+        Some(ArenaSlice {
+            offset: u64::from_le_bytes(p[..8].try_into().ok()?),
+            len: u64::from_le_bytes(p[8..].try_into().ok()?),
+        })
+    }
+
+    /// Checks that the slice lies within the region `[start, start + size)`
+    /// (checked arithmetic: no overflow wraps into bounds) and returns
+    /// `(offset, len)` as `usize`.
+    pub fn within(&self, start: u64, size: u64) -> Result<(usize, usize), ArenaSliceError> {
+        let out = || ArenaSliceError {
+            slice: *self,
+            start,
+            size,
+        };
+        let end = self.offset.checked_add(self.len).ok_or_else(out)?;
+        let region_end = start.checked_add(size).ok_or_else(out)?;
+        if self.offset < start || end > region_end {
+            return Err(out());
+        }
+        let offset = usize::try_from(self.offset).map_err(|_| out())?;
+        let len = usize::try_from(self.len).map_err(|_| out())?;
+        Ok((offset, len))
+    }
+}
+
+/// An arena slice outside the region it must lie in.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("arena slice at offset {} of {} bytes is outside the region [{start}, {start} + {size})", slice.offset, slice.len)]
+pub struct ArenaSliceError {
+    pub slice: ArenaSlice,
+    pub start: u64,
+    pub size: u64,
 }
 
 /// The plugin's hello reply, parsed.
@@ -294,6 +437,48 @@ mod tests {
         d.push(&[0u8; 10]).unwrap();
         assert!(d.payload.capacity() < 4096);
         assert!(!d.is_idle());
+    }
+
+    #[test]
+    fn test_decoder_arena_flags_round_trip_and_misuse_rejected() {
+        let slice = ArenaSlice {
+            offset: 4096,
+            len: 10,
+        }
+        .encode();
+        let mut bytes = Vec::new();
+        encode_frame_flags(&mut bytes, Kind::Done, FLAG_ARENA, 3, &slice);
+        let frames = frames_of(&bytes, 1024).unwrap();
+        assert_eq!(frames[0].flags, FLAG_ARENA);
+        assert_eq!(ArenaSlice::parse(&frames[0].payload).unwrap().offset, 4096);
+        let error = encode_header_flags(Kind::Error, FLAG_ARENA, 3, 16);
+        assert_eq!(frames_of(&error, 1024), Err(FrameError::BadFlags(1)));
+        let reply_on_done = encode_header_flags(Kind::Done, FLAG_REPLY_IN_ARENA, 3, 0);
+        assert_eq!(
+            frames_of(&reply_on_done, 1024),
+            Err(FrameError::BadFlags(2))
+        );
+        let short = encode_header_flags(Kind::Part, FLAG_ARENA, 3, 8);
+        assert_eq!(frames_of(&short, 1024), Err(FrameError::BadArenaSlice(8)));
+    }
+
+    #[test]
+    fn test_arena_slice_within_overflow_and_outside_rejected() {
+        let s = |offset, len| ArenaSlice { offset, len };
+        assert_eq!(s(100, 28).within(100, 28), Ok((100, 28)));
+        assert!(s(99, 1).within(100, 28).is_err());
+        assert!(s(100, 29).within(100, 28).is_err());
+        assert!(s(u64::MAX, 2).within(0, u64::MAX).is_err());
+        assert!(s(1, u64::MAX).within(0, 1 << 20).is_err());
+    }
+
+    #[test]
+    fn test_host_hello_with_and_without_arena_parses() {
+        let plain = HostHello::parse(&host_hello(4096)).unwrap();
+        assert_eq!((plain.max_frame, plain.arena_region), (4096, None));
+        let arena = HostHello::parse(&host_hello_arena(4096, 1 << 20)).unwrap();
+        assert_eq!(arena.arena_region, Some(1 << 20));
+        assert_eq!(HostHello::parse(&[1, 0, 0]), Err(HelloError::Short(3)));
     }
 
     #[test]

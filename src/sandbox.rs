@@ -4,8 +4,9 @@
 //! profile: it finds what loading the executable needs (ELF interpreter,
 //! libraries, script interpreters) for Landlock, compiles the seccomp
 //! programs, fixes the rlimits and the identity. [`Sandbox::spawn`] then
-//! starts a [`Process`] with fresh pipes. A `Process` is reaped when it is
-//! dropped, so there are no zombies by construction.
+//! starts a [`Process`] with fresh pipes and, for a worker, a shared-memory
+//! arena as its fd 3 (the bulk path, [`crate::arena`]). A `Process` is
+//! reaped when it is dropped, so there are no zombies by construction.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
@@ -14,6 +15,7 @@ use std::time::Instant;
 
 use nix::fcntl::OFlag;
 
+use crate::arena::{self, Arena};
 use crate::forkserver::{ExitInfo, ForkServer, ForkServerError, ProfileSpec};
 use crate::landlock_rules::Grants;
 use crate::policy::{groups::Arch, Policy};
@@ -68,6 +70,8 @@ pub enum SandboxError {
 
 /// Size asked for the plugin's stdin and stdout pipes.
 const PIPE_SIZE: i32 = 1 << 20;
+/// Arena regions are whole pages of at most this size.
+const PAGE: usize = 4096;
 
 /// A prepared profile in the fork server.
 #[derive(Debug)]
@@ -107,9 +111,8 @@ impl Sandbox {
         };
         let filters =
             crate::seccomp::compile(&policy.syscalls, policy.limits.processes, Arch::native())?;
-        let pack = |p: &[seccompiler::sock_filter]| {
-            p.iter().map(|i| (i.code, i.jt, i.jf, i.k)).collect()
-        };
+        let pack =
+            |p: &[seccompiler::sock_filter]| p.iter().map(|i| (i.code, i.jt, i.jf, i.k)).collect();
         let is_root = nix::unistd::geteuid().is_root();
         let mut weakenings = Vec::new();
         if !is_root {
@@ -194,10 +197,11 @@ impl Sandbox {
         let (in_r, in_w) = nix::unistd::pipe2(flags).map_err(std::io::Error::from)?;
         let (out_r, out_w) = nix::unistd::pipe2(flags).map_err(std::io::Error::from)?;
         let (err_r, err_w) = nix::unistd::pipe2(flags).map_err(std::io::Error::from)?;
+        let arena = self.new_arena();
         let spawned = self.fs.spawn(
             self.profile,
             [in_r.as_fd(), out_w.as_fd(), err_w.as_fd()],
-            None,
+            arena.as_ref().map(Arena::fd),
         )?;
         drop((in_r, out_w, err_w));
         for fd in [&in_w, &out_r, &err_r] {
@@ -221,7 +225,31 @@ impl Sandbox {
             started: Instant::now(),
             stat_file: Default::default(),
             statm_file: Default::default(),
+            arena,
         })
+    }
+
+    /// Size of each region of a worker's arena: the frame limit, at most a
+    /// quarter of the memory limit (the SDK maps both regions, 2 × region,
+    /// inside the plugin's address-space limit), whole pages; `None` for
+    /// filters and when that is below [`arena::THRESHOLD`].
+    pub fn arena_region(&self) -> Option<usize> {
+        if self.plugin.mode != Mode::Worker {
+            return None;
+        }
+        let limits = &self.policy.limits;
+        let region = u64::from(limits.max_frame).min(limits.memory / 4);
+        let region = usize::try_from(region).ok()? & !(PAGE - 1);
+        (region >= arena::THRESHOLD).then_some(region)
+    }
+
+    /// A fresh arena for a worker; without one (filters, a tiny frame
+    /// limit, or memfd refused) every job goes through the pipes.
+    fn new_arena(&self) -> Option<Arena> {
+        let region = self.arena_region()?;
+        Arena::create(region)
+            .inspect_err(|e| tracing::warn!("no shared-memory arena, bulk jobs use the pipes: {e}"))
+            .ok()
     }
 
     pub fn fork_server(&self) -> &Arc<ForkServer> {
@@ -299,9 +327,17 @@ pub struct Process {
     pub started: Instant,
     stat_file: std::cell::OnceCell<Option<std::fs::File>>,
     statm_file: std::cell::OnceCell<Option<std::fs::File>>,
+    /// The shared-memory arena (workers only), the plugin's fd 3; unmapped
+    /// when the process is dropped, after it was killed and reaped.
+    arena: Option<Arena>,
 }
 
 impl Process {
+    /// The shared-memory arena handed to this worker as fd 3, if any.
+    pub fn arena(&self) -> Option<&Arena> {
+        self.arena.as_ref()
+    }
+
     pub fn pidfd(&self) -> &OwnedFd {
         &self.pidfd
     }

@@ -496,6 +496,10 @@ pub struct Worker {
     next_id: u64,
     /// Jobs answered so far.
     pub jobs: u64,
+    /// Jobs whose input went through the shared-memory arena.
+    pub arena_inputs: u64,
+    /// Answer parts taken from the arena's output region.
+    pub arena_parts: u64,
     cpu_limit: Duration,
     wall_limit: Duration,
     output_limit: u64,
@@ -504,6 +508,10 @@ pub struct Worker {
     peak_rss_kib: u64,
     /// CPU clock (ms) at the end of the previous job.
     last_cpu: Option<u64>,
+    /// The plugin has an arena and said in its hello that it maps it.
+    arena_on: bool,
+    /// The one job in flight that was sent with `FLAG_REPLY_IN_ARENA`.
+    reply_offered: Option<u64>,
 }
 
 impl Worker {
@@ -513,17 +521,27 @@ impl Worker {
         let limits = &sandbox.policy.limits;
         let mut conn = Conn::new(proc, sandbox, true);
         let mut hello = Vec::new();
-        protocol::encode_frame(
-            &mut hello,
-            Kind::Hello,
-            0,
-            &protocol::host_hello(limits.max_frame),
-        );
+        match conn.proc.arena() {
+            Some(arena) => protocol::encode_frame(
+                &mut hello,
+                Kind::Hello,
+                0,
+                &protocol::host_hello_arena(limits.max_frame, arena.region() as u64),
+            ),
+            None => protocol::encode_frame(
+                &mut hello,
+                Kind::Hello,
+                0,
+                &protocol::host_hello(limits.max_frame),
+            ),
+        }
         conn.queue(&hello);
         Ok(Worker {
             conn,
             next_id: 1,
             jobs: 0,
+            arena_inputs: 0,
+            arena_parts: 0,
             cpu_limit: limits.cpu,
             wall_limit: limits.wall,
             output_limit: limits.output,
@@ -531,6 +549,8 @@ impl Worker {
             greeted: false,
             peak_rss_kib: 0,
             last_cpu: None,
+            arena_on: false,
+            reply_offered: None,
         })
     }
 
@@ -566,7 +586,13 @@ impl Worker {
             )));
         }
         match protocol::PluginHello::parse(&frame.payload) {
-            Ok(h) if h.version == protocol::VERSION => Ok(()),
+            Ok(h) if h.version == protocol::VERSION => {
+                // A plugin that claims the arena without having one is
+                // simply not offered any.
+                self.arena_on =
+                    frame.flags & protocol::FLAG_ARENA != 0 && self.conn.proc.arena().is_some();
+                Ok(())
+            }
             Ok(h) => Err(Verdict::ProtocolError(format!(
                 "the plugin speaks protocol version {}, this host speaks {}",
                 h.version,
@@ -578,7 +604,7 @@ impl Worker {
 
     /// Runs one job to its verdict.
     pub fn run_job(&mut self, input: &[u8]) -> JobOutcome {
-        let started = Instant::now();
+        let mut started = Instant::now();
         if self.dead {
             return JobOutcome::failed(Verdict::ProtocolError(
                 "the worker is no longer running".into(),
@@ -588,14 +614,34 @@ impl Worker {
         let cpu_start = self
             .last_cpu
             .unwrap_or_else(|| self.conn.proc.cpu_ms().unwrap_or(0));
+        // With an arena, the plugin's hello says whether it maps it: wait
+        // for it before the first job (one round trip, once per worker).
+        if !self.greeted && self.conn.proc.arena().is_some() {
+            self.greeted = true;
+            if let Err(v) = self.handshake() {
+                self.dead = true;
+                self.jobs += 1;
+                return self.outcome(v, Vec::new(), started, cpu_start);
+            }
+            // Start-up is not the job's time.
+            started = Instant::now();
+        }
         let id = self.next_id;
         self.next_id += 1;
         let Ok(len) = u32::try_from(input.len()) else {
             return JobOutcome::failed(Verdict::InputError("input larger than 4 GiB".into()));
         };
-        self.conn
-            .queue(&protocol::encode_header(Kind::Job, id, len));
-        self.conn.queue(input);
+        self.reply_offered = self.arena_on.then_some(id);
+        if !self.arena_on || !self.send_in_arena(id, input) {
+            let flags = if self.arena_on {
+                protocol::FLAG_REPLY_IN_ARENA
+            } else {
+                0
+            };
+            self.conn
+                .queue(&protocol::encode_header_flags(Kind::Job, flags, id, len));
+            self.conn.queue(input);
+        }
         self.conn.denied.clear();
         let result = self.await_answer(id, started, cpu_start);
         let (verdict, output) = match result {
@@ -612,25 +658,77 @@ impl Worker {
         self.outcome(verdict, output, started, cpu_start)
     }
 
+    /// Writes a bulk input straight into the arena's input region and
+    /// queues the job frame naming it; false when the input is small (the
+    /// pipes are as fast) or larger than the region.
+    fn send_in_arena(&mut self, id: u64, input: &[u8]) -> bool {
+        let Some(arena) = self.conn.proc.arena() else {
+            return false;
+        };
+        if input.len() < crate::arena::THRESHOLD || input.len() > arena.region() {
+            return false;
+        }
+        if !arena.write(0, input) {
+            return false;
+        }
+        let slice = protocol::ArenaSlice {
+            offset: 0,
+            len: input.len() as u64,
+        };
+        let mut frame = Vec::with_capacity(protocol::HEADER_LEN + protocol::ARENA_SLICE_LEN);
+        protocol::encode_frame_flags(
+            &mut frame,
+            Kind::Job,
+            protocol::FLAG_ARENA | protocol::FLAG_REPLY_IN_ARENA,
+            id,
+            &slice.encode(),
+        );
+        self.conn.queue(&frame);
+        self.arena_inputs += 1;
+        true
+    }
+
     /// Runs several jobs pipelined: every input is written at once and the
     /// answers are read as they come, so the plugin never waits for the
     /// host between jobs. Each job has the full wall and CPU budgets,
     /// counted from the previous answer. Returns one outcome per input in
     /// order, stopping after the first job that retires the worker; the
-    /// caller runs the rest on a fresh worker.
+    /// caller runs the rest on a fresh worker. The arena has one input and
+    /// one output region, which only one job in flight can own: the first
+    /// input of at least [`crate::arena::THRESHOLD`] bytes gets it, every
+    /// other job goes through the pipes.
     pub fn run_batch(&mut self, inputs: &[&[u8]]) -> Vec<JobOutcome> {
         let mut out = Vec::with_capacity(inputs.len());
         if self.dead {
             return out;
+        }
+        self.reply_offered = None;
+        // As in run_job: with an arena, learn from the hello whether the
+        // plugin maps it before any job is sent.
+        if !self.greeted && self.conn.proc.arena().is_some() {
+            self.greeted = true;
+            if let Err(v) = self.handshake() {
+                self.dead = true;
+                self.jobs += 1;
+                let cpu_start = self.last_cpu.unwrap_or(0);
+                out.push(self.outcome(v, Vec::new(), Instant::now(), cpu_start));
+                return out;
+            }
         }
         let first_id = self.next_id;
         for input in inputs {
             let Ok(len) = u32::try_from(input.len()) else {
                 break;
             };
-            self.conn
-                .queue(&protocol::encode_header(Kind::Job, self.next_id, len));
-            self.conn.queue(input);
+            let id = self.next_id;
+            let arena_free = self.arena_on && self.reply_offered.is_none();
+            if arena_free && self.send_in_arena(id, input) {
+                self.reply_offered = Some(id);
+            } else {
+                self.conn
+                    .queue(&protocol::encode_header(Kind::Job, id, len));
+                self.conn.queue(input);
+            }
             self.next_id += 1;
         }
         let sent = (self.next_id - first_id) as usize;
@@ -733,6 +831,15 @@ impl Worker {
                 )));
             }
             match frame.kind {
+                Kind::Part | Kind::Done if frame.flags & protocol::FLAG_ARENA != 0 => {
+                    if let Err(v) = self.take_from_arena(id, &frame.payload, &mut output) {
+                        self.conn.proc.kill();
+                        return Err(v);
+                    }
+                    if frame.kind == Kind::Done {
+                        break;
+                    }
+                }
                 Kind::Part | Kind::Done => {
                     if output.len() as u64 + frame.payload.len() as u64 > self.output_limit {
                         self.conn.proc.kill();
@@ -776,6 +883,41 @@ impl Worker {
             ));
         }
         Ok(output)
+    }
+
+    /// Appends a part the plugin left in the arena's output region to
+    /// `output`: the slice is checked against the region and the output
+    /// limit, then copied once (a snapshot the plugin can no longer change;
+    /// nothing is ever parsed in place).
+    fn take_from_arena(
+        &mut self,
+        id: u64,
+        payload: &[u8],
+        output: &mut Vec<u8>,
+    ) -> Result<(), Verdict> {
+        let violation = |what: String| Verdict::ProtocolError(what);
+        let arena = match self.conn.proc.arena() {
+            Some(arena) if self.reply_offered == Some(id) => arena,
+            _ => {
+                return Err(violation(format!(
+                    "the plugin answered job {id} in the arena, which the host did not offer"
+                )))
+            }
+        };
+        let slice = protocol::ArenaSlice::parse(payload)
+            .ok_or_else(|| violation("arena answer without a 16-byte slice".into()))?;
+        let region = arena.region() as u64;
+        let (offset, len) = slice
+            .within(region, region)
+            .map_err(|e| violation(format!("the plugin's answer: {e}")))?;
+        if output.len() as u64 + len as u64 > self.output_limit {
+            return Err(Verdict::OutputLimit(self.output_limit));
+        }
+        if !arena.read_into(offset, len, output) {
+            return Err(violation("arena answer out of bounds".into()));
+        }
+        self.arena_parts += 1;
+        Ok(())
     }
 
     fn outcome(

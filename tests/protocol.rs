@@ -208,3 +208,173 @@ fn test_pipelined_batch_answers_in_order_and_stops_at_a_crash() {
     assert!(!w.is_alive());
     w.shutdown();
 }
+
+/// A worker of `hostile-arena` (with `args`) under strict, plus the two
+/// resizing syscalls and the file-size limit its `resize` attack needs to
+/// reach the seals (with `file_size = 0`, RLIMIT_FSIZE refuses first).
+fn hostile_arena(dir: &std::path::Path, args: &[&str]) -> Sandbox {
+    let p = policy(
+        dir,
+        "arena.toml",
+        "description = \"x\"\nextends = \"strict\"\n[syscalls]\nallow = [\"ftruncate\", \"fallocate\"]\n[limits]\nfile_size = \"1GiB\"\n",
+    );
+    sandbox(
+        plugin("hostile-arena"),
+        args,
+        p.to_str().unwrap(),
+        Mode::Worker,
+    )
+}
+
+/// The verdict and output of one fresh worker's first job.
+fn first_job(sb: &Sandbox, input: &[u8]) -> (Verdict, Vec<u8>) {
+    let mut w = Worker::start(sb).unwrap();
+    let o = w.run_job(input);
+    w.shutdown();
+    (o.verdict, o.output)
+}
+
+#[test]
+fn test_echo_64mib_through_the_arena_returns_identical_bytes() {
+    let sb = sandbox(plugin("pw-echo"), &[], "strict", Mode::Worker);
+    assert_eq!(sb.arena_region(), Some(64 << 20));
+    let input: Vec<u8> = (0..64u32 << 20).map(|i| (i % 251) as u8).collect();
+    let mut w = Worker::start(&sb).unwrap();
+    for _ in 0..2 {
+        let o = w.run_job(&input);
+        assert_eq!(o.verdict, Verdict::Ok, "{}", o.stderr_tail);
+        assert!(o.output == input, "the echo differs from the input");
+    }
+    assert_eq!((w.arena_inputs, w.arena_parts), (2, 2));
+    w.shutdown();
+}
+
+#[test]
+fn test_echo_small_job_goes_through_the_pipes() {
+    let sb = sandbox(plugin("pw-echo"), &[], "strict", Mode::Worker);
+    let mut w = Worker::start(&sb).unwrap();
+    let o = w.run_job(b"hello");
+    assert_eq!((o.verdict, o.output), (Verdict::Ok, b"hello".to_vec()));
+    assert_eq!((w.arena_inputs, w.arena_parts), (0, 0));
+    w.shutdown();
+}
+
+#[test]
+fn test_python_echo_big_input_goes_through_the_pipes() {
+    let py = repo().join("plugins/python-echo");
+    let policy = py.join("policy.toml");
+    let sb = sandbox(
+        py.join("plugin.py"),
+        &[],
+        policy.to_str().unwrap(),
+        Mode::Worker,
+    );
+    assert!(
+        sb.arena_region().is_some(),
+        "python-echo is offered an arena"
+    );
+    let input = vec![0x5a; 8 << 20];
+    let mut w = Worker::start(&sb).unwrap();
+    let o = w.run_job(&input);
+    assert_eq!(o.verdict, Verdict::Ok, "{}", o.stderr_tail);
+    assert!(o.output == input, "the echo differs from the input");
+    assert_eq!((w.arena_inputs, w.arena_parts), (0, 0));
+    w.shutdown();
+}
+
+#[test]
+fn test_arena_resize_by_plugin_is_refused_and_host_keeps_working() {
+    let dir = scratch();
+    let sb = hostile_arena(dir.path(), &[]);
+    let mut w = Worker::start(&sb).unwrap();
+    let o = w.run_job(b"resize");
+    assert_eq!(o.verdict, Verdict::Ok, "{}", o.stderr_tail);
+    assert_eq!(
+        String::from_utf8_lossy(&o.output),
+        "ftruncate 0: EPERM (Operation not permitted); \
+         ftruncate grow: EPERM (Operation not permitted); \
+         fallocate grow: EPERM (Operation not permitted)"
+    );
+    let o = w.run_job(b"fill 7 100000");
+    assert_eq!((o.verdict, o.output), (Verdict::Ok, vec![7; 100_000]));
+    assert_eq!(w.arena_parts, 2);
+    w.shutdown();
+}
+
+#[test]
+fn test_arena_answer_inside_output_region_is_ok() {
+    let dir = scratch();
+    let sb = hostile_arena(dir.path(), &[]);
+    let region = sb.arena_region().unwrap() as u64;
+    let (v, out) = first_job(&sb, format!("slice {} 10", 2 * region - 10).as_bytes());
+    assert_eq!((v, out), (Verdict::Ok, vec![0; 10]));
+}
+
+#[test]
+fn test_arena_answer_outside_output_region_is_protocol_error() {
+    let dir = scratch();
+    let sb = hostile_arena(dir.path(), &[]);
+    let region = sb.arena_region().unwrap() as u64;
+    let lies = [
+        (0, 10),              // the input region
+        (region - 1, 10),     // straddles the regions
+        (2 * region - 5, 10), // runs past the end
+        (region, u64::MAX),   // offset + len overflows
+        (u64::MAX, 2),        // offset + len overflows
+        (region, 1 << 40),    // larger than the arena
+    ];
+    for (offset, len) in lies {
+        let (v, out) = first_job(&sb, format!("slice {offset} {len}").as_bytes());
+        assert_eq!(v.word(), "protocol_error", "slice {offset} {len}: {v:?}");
+        assert!(
+            v.detail().contains("outside the region"),
+            "slice {offset} {len}: {}",
+            v.detail()
+        );
+        assert!(out.is_empty());
+    }
+}
+
+#[test]
+fn test_arena_answer_never_offered_is_protocol_error() {
+    let dir = scratch();
+    let unannounced = hostile_arena(dir.path(), &["unannounced"]);
+    let (v, _) = first_job(&unannounced, b"fill 1 10");
+    assert_eq!(v.word(), "protocol_error");
+    assert!(v.detail().contains("did not offer"), "{}", v.detail());
+
+    // Pipelined jobs never offer the arena, even to a plugin that maps it.
+    let announced = hostile_arena(dir.path(), &[]);
+    let mut w = Worker::start(&announced).unwrap();
+    let outcomes = w.run_batch(&[b"fill 1 10"]);
+    assert_eq!(outcomes[0].verdict.word(), "protocol_error");
+    assert!(outcomes[0].verdict.detail().contains("did not offer"));
+    w.shutdown();
+}
+
+#[test]
+fn test_arena_rewritten_after_answer_leaves_returned_output_unchanged() {
+    let dir = scratch();
+    let sb = hostile_arena(dir.path(), &[]);
+    let mut w = Worker::start(&sb).unwrap();
+    let first = w.run_job(b"fill 65 1048576");
+    assert_eq!(first.verdict, Verdict::Ok, "{}", first.stderr_tail);
+    let second = w.run_job(b"rewrite 66");
+    assert_eq!(second.output, b"rewritten");
+    assert!(first.output == vec![65; 1 << 20], "the host's copy changed");
+    w.shutdown();
+}
+
+#[test]
+fn test_pipelined_batch_gives_the_arena_to_one_big_input_only() {
+    let sb = sandbox(plugin("pw-echo"), &[], "strict", Mode::Worker);
+    let mut w = Worker::start(&sb).unwrap();
+    let big_a = vec![0xa1; 1 << 20];
+    let big_b = vec![0xb2; 1 << 20];
+    let inputs: [&[u8]; 4] = [b"small", &big_a, &big_b, b"tail"];
+    let outcomes = w.run_batch(&inputs);
+    let outputs: Vec<&[u8]> = outcomes.iter().map(|o| o.output.as_slice()).collect();
+    assert_eq!(outputs, inputs);
+    assert_eq!((w.arena_inputs, w.arena_parts), (1, 1));
+    w.shutdown();
+}

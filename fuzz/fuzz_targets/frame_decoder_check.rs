@@ -6,7 +6,7 @@
 //! `push_all`, otherwise chunks of 1..=byte0 bytes), byte 1 seeds the chunk
 //! sizes; the rest is the stream a plugin would have written.
 
-use plugwarden::protocol::{encode_frame, Frame, FrameDecoder, FrameError};
+use plugwarden::protocol::{encode_frame_flags, Frame, FrameDecoder, FrameError};
 
 /// The decoder's payload limit here: small, so the fuzzer reaches it.
 const MAX_FRAME: u32 = 4096;
@@ -72,7 +72,13 @@ pub fn check(data: &[u8]) {
                             "decoder holds bytes right after a whole frame"
                         );
                         encoded.clear();
-                        encode_frame(&mut encoded, frame.kind, frame.id, &frame.payload);
+                        encode_frame_flags(
+                            &mut encoded,
+                            frame.kind,
+                            frame.flags,
+                            frame.id,
+                            &frame.payload,
+                        );
                         assert_eq!(
                             encoded[..],
                             stream[frames_end..consumed],
@@ -119,7 +125,13 @@ fn check_frames(stream: &[u8], frames: &[Frame]) {
             frame.payload.len() <= MAX_FRAME as usize,
             "frame over the limit"
         );
-        encode_frame(&mut encoded, frame.kind, frame.id, &frame.payload);
+        encode_frame_flags(
+            &mut encoded,
+            frame.kind,
+            frame.flags,
+            frame.id,
+            &frame.payload,
+        );
     }
     assert!(
         stream.starts_with(&encoded),
