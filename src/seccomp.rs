@@ -16,7 +16,9 @@
 //! and, per syscall number, emulates the program at install, so install
 //! cost grows with its length, and every syscall the plugin makes walks the
 //! chain. For `strict` the tree is under a fifth as long and reaches any
-//! syscall in O(log n) compares.
+//! syscall in O(log n) compares. The Rust SDK's lockdown
+//! (`plugin::lockdown_program`) is emitted the same way, with
+//! `SECCOMP_RET_KILL_PROCESS` as its miss action.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -136,13 +138,14 @@ impl ArgCheck {
     }
 }
 
-/// What the program does for one allowed syscall number.
+/// What the program does for one allowed syscall number (numbers not in
+/// the map get the program's miss action, see [`emit`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Leaf {
     /// Return this action whatever the arguments.
     Ret(u32),
-    /// Allowed when every check of one of the rules holds, else user
-    /// notification.
+    /// Allowed when every check of one of the rules holds, else the miss
+    /// action.
     Rules(Vec<Vec<ArgCheck>>),
 }
 
@@ -223,14 +226,14 @@ fn one_of(arg: u8, values: &BTreeSet<u32>) -> Leaf {
 
 /// Compiles the policy's program for `arch`.
 pub fn compile(sys: &Syscalls, processes: u64, arch: Arch) -> Result<Filters, SeccompError> {
-    let main =
-        emit(&rules(sys, processes, arch), audit_arch(arch)).map_err(|n| SeccompError::Build {
-            arch,
-            message: format!(
-                "the program has {n} instructions, more than the kernel's {MAX_INSNS}; \
-                 allow fewer ioctl requests or socket families"
-            ),
-        })?;
+    let map = rules(sys, processes, arch);
+    let main = emit(&map, audit_arch(arch), RET_USER_NOTIF).map_err(|n| SeccompError::Build {
+        arch,
+        message: format!(
+            "the program has {n} instructions, more than the kernel's {MAX_INSNS}; \
+             allow fewer ioctl requests or socket families"
+        ),
+    })?;
     Ok(Filters { main })
 }
 
@@ -239,16 +242,20 @@ fn insn(code: u16, jt: u8, jf: u8, k: u32) -> sock_filter {
 }
 
 /// Emits the program for `map` (see [`rules`]) checking the audit arch
-/// `audit`; `Err(length)` when it exceeds [`MAX_INSNS`].
-pub fn emit(map: &BTreeMap<u32, Leaf>, audit: u32) -> Result<BpfProgram, usize> {
-    let mut e = Emitter::default();
+/// `audit` (any other kills the process); syscall numbers not in `map` and
+/// calls no rule of their [`Leaf::Rules`] admits return `miss`
+/// ([`RET_USER_NOTIF`] for the host's program, [`RET_KILL_PROCESS`] for
+/// the SDK's lockdown). `Err(length)` when it exceeds [`MAX_INSNS`].
+pub fn emit(map: &BTreeMap<u32, Leaf>, audit: u32, miss: u32) -> Result<BpfProgram, usize> {
+    let mut e = Emitter {
+        rev: Vec::new(),
+        rets: HashMap::new(),
+        miss,
+    };
     // x32 calls on x86_64 (bit 30 set) land in the gap above the highest
-    // allowed number: user notification, as seccompiler's chain gave them,
+    // allowed number: the miss action, as seccompiler's chain gave them,
     // and `describe` names them.
-    let spans = spans(
-        map.iter().map(|(&nr, l)| (nr, l.clone())),
-        Leaf::Ret(RET_USER_NOTIF),
-    );
+    let spans = spans(map.iter().map(|(&nr, l)| (nr, l.clone())), Leaf::Ret(miss));
     let tree = search(&mut e, &spans, &mut |e, leaf| match leaf {
         Leaf::Ret(action) => Jump::Ret(*action),
         Leaf::Rules(rules) => argument_block(e, rules),
@@ -278,12 +285,13 @@ enum Jump {
 /// every jump target is already placed and its distance known: a target
 /// beyond a conditional jump's 255 gets a nearer copy of its return or a
 /// `JA` (32-bit offset) trampoline.
-#[derive(Default)]
 struct Emitter {
     /// The program, reversed.
     rev: Vec<sock_filter>,
     /// The nearest (last emitted) return of each action.
     rets: HashMap<u32, usize>,
+    /// What a miss or a rule mismatch returns.
+    miss: u32,
 }
 
 impl Emitter {
@@ -409,7 +417,7 @@ fn search<T: PartialEq>(
 }
 
 /// Emits the argument checks of one syscall: allowed when all checks of
-/// one rule hold, else user notification.
+/// one rule hold, else the miss action.
 fn argument_block(e: &mut Emitter, rules: &[Vec<ArgCheck>]) -> Jump {
     if let Some(arg) = single_dword_compares(rules) {
         // ioctl requests, socket families: one load, then a search over
@@ -418,12 +426,12 @@ fn argument_block(e: &mut Emitter, rules: &[Vec<ArgCheck>]) -> Jump {
             .iter()
             .map(|r| (r[0].value as u32, Jump::Ret(RET_ALLOW)));
         let values: BTreeMap<u32, Jump> = values.collect();
-        let spans = spans(values.into_iter(), Jump::Ret(RET_USER_NOTIF));
+        let spans = spans(values.into_iter(), Jump::Ret(e.miss));
         let tree = search(e, &spans, &mut |_, j| *j);
         e.fall_into(tree);
         return e.push(insn(BPF_LD_W_ABS, 0, 0, DATA_ARGS + 8 * u32::from(arg)));
     }
-    let mut fail = Jump::Ret(RET_USER_NOTIF);
+    let mut fail = Jump::Ret(e.miss);
     for rule in rules.iter().rev() {
         let mut pass = Jump::Ret(RET_ALLOW);
         for check in rule.iter().rev() {
@@ -582,7 +590,7 @@ pub fn describe(audit: u32, nr: i32, args: [u64; 6]) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// The previous compiler, seccompiler's linear chain as two programs
@@ -855,6 +863,33 @@ mod tests {
 
     fn run_programs(f: &Filters, audit: u32, nr: i32, args: [u64; 6]) -> u32 {
         strictest(&f.programs().map(|p| evaluate(p, audit, nr, args)))
+    }
+
+    #[test]
+    fn test_emit_kill_miss_action_replaces_every_user_notif() {
+        for name in BUILT_IN {
+            let p = policy(name);
+            for arch in ARCHES {
+                let map = rules(&p.syscalls, p.limits.processes, arch);
+                let audit = audit_arch(arch);
+                let notif = emit(&map, audit, RET_USER_NOTIF).unwrap();
+                let kill = emit(&map, audit, RET_KILL_PROCESS).unwrap();
+                assert_well_formed(&kill);
+                for nr in syscall_numbers(arch) {
+                    for args in argument_vectors(&p.syscalls) {
+                        let want = match evaluate(&notif, audit, nr, args) {
+                            RET_USER_NOTIF => RET_KILL_PROCESS,
+                            other => other,
+                        };
+                        assert_eq!(
+                            evaluate(&kill, audit, nr, args),
+                            want,
+                            "{name} {arch:?} {nr}"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]
@@ -1135,9 +1170,10 @@ mod tests {
         assert_eq!(libc::WEXITSTATUS(status), 0, "failures bitmask");
     }
 
-    /// Installs `progs` in a forked child (the last with a listener, as the
-    /// road does) and returns the nanoseconds the installs took.
-    fn time_install(progs: &[&[sock_filter]]) -> u64 {
+    /// Installs `progs` in a forked child (the last with a listener when
+    /// `listener`, as the road does) and returns the nanoseconds the
+    /// installs took.
+    fn time_install(progs: &[&[sock_filter]], listener: bool) -> u64 {
         let fprogs: Vec<libc::sock_fprog> = progs.iter().map(|p| fprog(p)).collect();
         let mut fds = [0; 2];
         // SAFETY: pipe writes two fds into `fds`.
@@ -1159,7 +1195,7 @@ mod tests {
             unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
             let start = now();
             for (i, p) in fprogs.iter().enumerate() {
-                let flags = if i + 1 == fprogs.len() {
+                let flags = if listener && i + 1 == fprogs.len() {
                     libc::SECCOMP_FILTER_FLAG_NEW_LISTENER
                 } else {
                     0
@@ -1187,8 +1223,9 @@ mod tests {
         u64::from_ne_bytes(took)
     }
 
-    fn median_install_micros(progs: &[&[sock_filter]]) -> f64 {
-        let mut ns: Vec<u64> = (0..200).map(|_| time_install(progs)).collect();
+    /// The median over 200 forked children of [`time_install`], in µs.
+    pub(crate) fn median_install_micros(progs: &[&[sock_filter]], listener: bool) -> f64 {
+        let mut ns: Vec<u64> = (0..200).map(|_| time_install(progs, listener)).collect();
         ns.sort_unstable();
         ns[ns.len() / 2] as f64 / 1000.0
     }
@@ -1209,8 +1246,8 @@ mod tests {
         let mut old_us = Vec::new();
         let mut new_us = Vec::new();
         for _ in 0..3 {
-            old_us.push(median_install_micros(&[&c, &m]));
-            new_us.push(median_install_micros(&[&new.main]));
+            old_us.push(median_install_micros(&[&c, &m], true));
+            new_us.push(median_install_micros(&[&new.main], true));
         }
         println!(
             "median install of strict over 200 children, 3 rounds: seccompiler {}+{} insns {old_us:.1?} µs; tree {} insns {new_us:.1?} µs",
