@@ -664,28 +664,4 @@ mod tests {
             );
         }
     }
-
-    /// A measurement, not a check of correctness: run with
-    /// `cargo test -p plugwarden --lib plugin -- --ignored --nocapture`.
-    #[test]
-    #[ignore = "timing; run on a quiet machine"]
-    fn test_install_lockdown_tree_median_is_below_seccompiler_chain() {
-        use crate::seccomp::tests::median_install_micros;
-        let arch = Arch::native();
-        let new = lockdown_program_for(arch).unwrap();
-        let old = reference_lockdown(arch);
-        let mut old_us = Vec::new();
-        let mut new_us = Vec::new();
-        for _ in 0..3 {
-            old_us.push(median_install_micros(&[&old], false));
-            new_us.push(median_install_micros(&[&new], false));
-        }
-        println!(
-            "median lockdown install over 200 children, 3 rounds: seccompiler {} insns {old_us:.1?} µs; tree {} insns {new_us:.1?} µs",
-            old.len(),
-            new.len()
-        );
-        let min = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
-        assert!(min(&new_us) < min(&old_us));
-    }
 }

@@ -62,6 +62,8 @@ pub struct Host {
     pub filter_insns: usize,
     /// The strict policy's programs, in install order.
     pub filters: Vec<Vec<libc::sock_filter>>,
+    /// The Rust SDK's lockdown program (every SDK plugin installs it).
+    pub lockdown: Vec<libc::sock_filter>,
 }
 
 impl Host {
@@ -114,6 +116,16 @@ impl Host {
             echo,
             filter_insns: f.programs().iter().map(|p| p.len()).sum(),
             filters,
+            lockdown: plugwarden::plugin::lockdown_program()
+                .map_err(|e| anyhow::anyhow!("lockdown program: {e}"))?
+                .iter()
+                .map(|i| libc::sock_filter {
+                    code: i.code,
+                    jt: i.jt,
+                    jf: i.jf,
+                    k: i.k,
+                })
+                .collect(),
         })
     }
 }
@@ -140,7 +152,12 @@ fn strict_without_namespaces() -> Result<plugwarden::policy::Policy> {
 /// Forks `n` children one at a time; each sets no_new_privs, installs
 /// `filters` when `install` (the last with a user-notification listener,
 /// as the child road does) and exits. µs per child.
-fn fork_install_exit(filters: &[Vec<libc::sock_filter>], install: bool, n: usize) -> Result<f64> {
+fn fork_install_exit(
+    filters: &[Vec<libc::sock_filter>],
+    install: bool,
+    listener: bool,
+    n: usize,
+) -> Result<f64> {
     let progs: Vec<libc::sock_fprog> = filters
         .iter()
         .map(|f| libc::sock_fprog {
@@ -159,7 +176,7 @@ fn fork_install_exit(filters: &[Vec<libc::sock_filter>], install: bool, n: usize
                 libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
                 if install {
                     for (i, p) in progs.iter().enumerate() {
-                        let flags = if i + 1 == progs.len() {
+                        let flags = if listener && i + 1 == progs.len() {
                             libc::SECCOMP_FILTER_FLAG_NEW_LISTENER
                         } else {
                             0
@@ -187,10 +204,15 @@ fn fork_install_exit(filters: &[Vec<libc::sock_filter>], install: bool, n: usize
     Ok(t.elapsed().as_secs_f64() * 1e6 / n as f64)
 }
 
-/// What installing the programs adds to a child, in µs.
-pub fn seccomp_install_us(filters: &[Vec<libc::sock_filter>], n: usize) -> Result<f64> {
-    let with = fork_install_exit(filters, true, n)?;
-    let without = fork_install_exit(filters, false, n)?;
+/// What installing the programs (the last with a listener when
+/// `listener`) adds to a child, in µs.
+pub fn seccomp_install_us(
+    filters: &[Vec<libc::sock_filter>],
+    listener: bool,
+    n: usize,
+) -> Result<f64> {
+    let with = fork_install_exit(filters, true, listener, n)?;
+    let without = fork_install_exit(filters, false, listener, n)?;
     Ok(with - without)
 }
 

@@ -288,7 +288,7 @@ fn spawn_section(
     })
     .collect();
     let mut peer_vals: Vec<Vec<f64>> = vec![Vec::new(); peers.len()];
-    let mut filter_install = Vec::new();
+    let (mut filter_install, mut lockdown_install) = (Vec::new(), Vec::new());
     host::spawn_round(&h.true_filter, 5)?; // warm-up
     host::spawn_round(&h.true_filter_no_ns, 5)?;
     for round in 0..c.rounds {
@@ -309,7 +309,12 @@ fn spawn_section(
             std::process::Command::new("/bin/true").status()?;
         }
         cmd.push(t.elapsed().as_secs_f64() * 1e6 / c.spawn_n as f64);
-        filter_install.push(host::seccomp_install_us(&h.filters, c.spawn_n)?);
+        filter_install.push(host::seccomp_install_us(&h.filters, true, c.spawn_n)?);
+        lockdown_install.push(host::seccomp_install_us(
+            std::slice::from_ref(&h.lockdown),
+            false,
+            c.spawn_n,
+        )?);
         for (i, (_, argv)) in peers.iter().enumerate() {
             if let Ok(argv) = argv {
                 peer_vals[i].push(floor::peer_round(argv, (c.spawn_n / 10).max(3))?);
@@ -424,6 +429,14 @@ fn spawn_section(
         "step (plugwarden): installing strict's program + listener (fork+nnp+install+exit minus fork+nnp+exit)",
         "µs",
         &filter_install,
+    ));
+    rows.push(Row::info(
+        &format!(
+            "step (plugin): the SDK's lockdown program ({} insns), installed by every Rust plugin at start",
+            h.lockdown.len()
+        ),
+        "µs",
+        &lockdown_install,
     ));
     rows.push(Row::info(
         "plugwarden: Sandbox::spawn (pipes, request, fork, road, exec)",
