@@ -444,19 +444,6 @@ mod tests {
         .unwrap()
     }
 
-    /// A fixed-seed xorshift, for argument values nobody chose.
-    fn randoms(n: usize) -> Vec<u64> {
-        let mut s = 0x2545_f491_4f6c_dd1d_u64;
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                s
-            })
-            .collect()
-    }
-
     /// Argument vectors across the lockdown's rules: PROT_EXEC in argument
     /// 2, clone flags with and without CLONE_THREAD and each namespace
     /// flag, prctl options, and random values.
@@ -500,7 +487,7 @@ mod tests {
         ] {
             v.push([option, 0x1000, 0, 0, 0, 0]);
         }
-        for chunk in randoms(6 * 64).chunks(6) {
+        for chunk in crate::seccomp::tests::randoms(0x2545_f491_4f6c_dd1d, 6 * 64).chunks(6) {
             v.push(chunk.try_into().unwrap());
         }
         v

@@ -767,8 +767,8 @@ pub(crate) mod tests {
     }
 
     /// A fixed-seed xorshift, for argument values nobody chose.
-    fn randoms(n: usize) -> Vec<u64> {
-        let mut s = 0x9e37_79b9_7f4a_7c15_u64;
+    pub(crate) fn randoms(seed: u64, n: usize) -> Vec<u64> {
+        let mut s = seed;
         (0..n)
             .map(|_| {
                 s ^= s << 13;
@@ -818,7 +818,7 @@ pub(crate) mod tests {
         for (a, b) in [(1, 0), (1, 8), (0, 0), (1, high), (1 | high, 0), (2, 0)] {
             v.push([a, b, 0, 0, 0, 0]);
         }
-        for chunk in randoms(6 * 12).chunks(6) {
+        for chunk in randoms(0x9e37_79b9_7f4a_7c15, 6 * 12).chunks(6) {
             v.push(chunk.try_into().unwrap());
         }
         v
