@@ -867,13 +867,16 @@ impl Server {
         }
         // SAFETY: pidfd_open returned a new fd that we now own.
         let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd as RawFd) };
-        self.live.insert(
-            pid,
-            (
-                pidfd.try_clone().map_err(|e| format!("dup pidfd: {e}"))?,
-                group,
-            ),
-        );
+        let kept = pidfd.try_clone();
+        self.live.insert(pid, (pidfd, group));
+        // Never return while the child may still run on our stack and plan.
+        let pidfd = match kept {
+            Ok(fd) => fd,
+            Err(e) => {
+                self.kill_and_reap(pid);
+                return Err(format!("dup pidfd: {e}"));
+            }
+        };
         let mut listener = None;
         loop {
             let mut msg = [0u8; 8];
