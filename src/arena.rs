@@ -145,9 +145,11 @@ impl Arena {
         }
         dst.reserve(len);
         let at = dst.len();
-        // Only for a fresh output (a bulk answer in one part): on a machine
+        // Only for a fresh output big enough to have its own mapping (a
+        // bulk answer in one part; glibc serves smaller ones from its heap,
+        // whose later tenants must not inherit the advice): on a machine
         // short of free huge pages, THP faults may compact memory first.
-        if at == 0 {
+        if at == 0 && len >= 32 << 20 {
             advise_huge_pages(dst.spare_capacity_mut().as_mut_ptr().cast(), len);
         }
         // SAFETY: the source range is inside the mapping (checked above);

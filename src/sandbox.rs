@@ -434,11 +434,18 @@ impl Process {
         Some(ticks * 1000 / hz)
     }
 
-    /// Resident set size in KiB, from `/proc/<pid>/statm`.
+    /// Resident anonymous memory in KiB: `/proc/<pid>/statm`'s resident
+    /// minus its shared pages. Mapped files and the shared-memory arena
+    /// are not the plugin's own growth (a worker that once moved 64 MiB
+    /// through its arena keeps those pages mapped until it is recycled),
+    /// so they must not count towards `recycle_rss`.
     pub fn rss_kib(&self) -> Option<u64> {
         let mut buf = [0u8; 256];
         let statm = self.proc_read(&self.statm_file, "statm", &mut buf)?;
-        let pages: u64 = statm.split(' ').nth(1)?.trim().parse().ok()?;
+        let mut fields = statm.split(' ').skip(1);
+        let resident: u64 = fields.next()?.trim().parse().ok()?;
+        let shared: u64 = fields.next()?.trim().parse().ok()?;
+        let pages = resident.saturating_sub(shared);
         // SAFETY: sysconf has no memory effects.
         let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as u64;
         Some(pages * page / 1024)

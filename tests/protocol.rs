@@ -250,6 +250,27 @@ fn test_echo_64mib_through_the_arena_returns_identical_bytes() {
 }
 
 #[test]
+fn test_arena_pages_do_not_count_as_the_workers_rss() {
+    // A worker that moved 48 MiB through its arena keeps those pages
+    // mapped; they are shared memory, not growth, and must not trigger
+    // `recycle_rss`.
+    let sb = sandbox(plugin("pw-echo"), &[], "strict", Mode::Worker);
+    let mut w = Worker::start(&sb).unwrap();
+    let o = w.run_job(&vec![7u8; 48 << 20]);
+    assert_eq!(o.verdict, Verdict::Ok, "{}", o.stderr_tail);
+    assert_eq!(w.arena_parts, 1);
+    let o = w.run_job(b"small");
+    assert_eq!(o.verdict, Verdict::Ok);
+    let rss = w.rss_bytes().expect("rss of a live worker");
+    assert!(
+        rss < 24 << 20,
+        "worker rss {} MiB after the arena job",
+        rss >> 20
+    );
+    w.shutdown();
+}
+
+#[test]
 fn test_echo_small_job_goes_through_the_pipes() {
     let sb = sandbox(plugin("pw-echo"), &[], "strict", Mode::Worker);
     let mut w = Worker::start(&sb).unwrap();
