@@ -512,6 +512,9 @@ pub struct Worker {
     arena_on: bool,
     /// The one job in flight that was sent with `FLAG_REPLY_IN_ARENA`.
     reply_offered: Option<u64>,
+    /// Set when a frame arrived for a job already answered: that job sent
+    /// bytes after its answer (the fault is its, not the awaited job's).
+    late_frame_for: Option<u64>,
 }
 
 impl Worker {
@@ -551,6 +554,7 @@ impl Worker {
             last_cpu: None,
             arena_on: false,
             reply_offered: None,
+            late_frame_for: None,
         })
     }
 
@@ -733,6 +737,7 @@ impl Worker {
         }
         let sent = (self.next_id - first_id) as usize;
         self.conn.denied.clear();
+        self.late_frame_for = None;
         // CPU is read once for the batch: each job may use its budget, the
         // batch as a whole n budgets; the time is shared out at the end.
         // The CPU clock as the previous job left it: one /proc read per job.
@@ -753,6 +758,22 @@ impl Worker {
                 Ok(o) => (Verdict::Ok, o),
                 Err(v) => {
                     self.dead = !matches!(v, Verdict::PluginError(_));
+                    // A second answer to an earlier job of this window: that
+                    // job broke the protocol; this one and the rest were not
+                    // run by an honest worker and get no outcome (a pool
+                    // resends them to a fresh worker).
+                    if let Some(late) = self.late_frame_for.take() {
+                        if let Some(o) = late
+                            .checked_sub(first_id)
+                            .and_then(|i| out.get_mut(i as usize))
+                        {
+                            o.verdict = Verdict::ProtocolError(
+                                "the plugin sent bytes after its answer".into(),
+                            );
+                            o.output.clear();
+                            break;
+                        }
+                    }
                     (v, Vec::new())
                 }
             };
@@ -825,6 +846,9 @@ impl Worker {
             let frame = self.conn.frames.pop_front().expect("ready");
             if frame.id != id {
                 self.conn.proc.kill();
+                if frame.id < id {
+                    self.late_frame_for = Some(frame.id);
+                }
                 return Err(Verdict::ProtocolError(format!(
                     "the plugin answered job {} which was never sent (expected {id})",
                     frame.id

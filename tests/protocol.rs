@@ -209,6 +209,28 @@ fn test_pipelined_batch_answers_in_order_and_stops_at_a_crash() {
     w.shutdown();
 }
 
+#[test]
+fn test_pipelined_second_answer_blames_its_job_not_the_next() {
+    let sb = sandbox(plugin("hostile-double-answer"), &[], "strict", Mode::Worker);
+    let mut w = Worker::start(&sb).unwrap();
+    assert_eq!(w.run_job(b"warm").verdict, Verdict::Ok); // job 1
+                                                         // Jobs 2, 3, 4 in one window; job 2 answers twice.
+    let window: Vec<&[u8]> = vec![b"twice 2", b"innocent", b"innocent too"];
+    let outcomes = w.run_batch(&window);
+    let words: Vec<&str> = outcomes.iter().map(|o| o.verdict.word()).collect();
+    // Job 2 carries the blame; jobs 3 and 4 get no outcome (not run by an
+    // honest worker: a pool resends them).
+    assert_eq!(words, ["protocol_error"]);
+    assert!(
+        outcomes[0].verdict.detail().contains("after its answer"),
+        "{}",
+        outcomes[0].verdict.detail()
+    );
+    assert!(outcomes[0].output.is_empty());
+    assert!(!w.is_alive());
+    w.shutdown();
+}
+
 /// A worker of `hostile-arena` (with `args`) under strict, plus the two
 /// resizing syscalls and the file-size limit its `resize` attack needs to
 /// reach the seals (with `file_size = 0`, RLIMIT_FSIZE refuses first).
