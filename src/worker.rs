@@ -694,8 +694,8 @@ impl Worker {
 
     /// Runs several jobs pipelined: every input is written at once and the
     /// answers are read as they come, so the plugin never waits for the
-    /// host between jobs. Each job has the full wall and CPU budgets,
-    /// counted from the previous answer. Returns one outcome per input in
+    /// host between jobs. Each job has the full wall budget, counted from
+    /// the previous answer, and one CPU budget (see the loop below). Returns one outcome per input in
     /// order, stopping after the first job that retires the worker; the
     /// caller runs the rest on a fresh worker. The arena has one input and
     /// one output region, which only one job in flight can own: the first
@@ -738,22 +738,32 @@ impl Worker {
         let sent = (self.next_id - first_id) as usize;
         self.conn.denied.clear();
         self.late_frame_for = None;
-        // CPU is read once for the batch: each job may use its budget, the
-        // batch as a whole n budgets; the time is shared out at the end.
-        // The CPU clock as the previous job left it: one /proc read per job.
+        // Each job has one CPU budget, counted from the CPU clock's last
+        // reading (`mark`). The clock is read after an answer that took 1 ms
+        // or more; the jobs answered faster in between used at most their
+        // wall time per thread, and what they used counts against the next
+        // slow job's budget (stricter, never looser). A fast window thus
+        // costs no /proc read per job, and a slow job late in a window gets
+        // no more than its own budget.
         let cpu_start = self
             .last_cpu
             .unwrap_or_else(|| self.conn.proc.cpu_ms().unwrap_or(0));
         let budget = self.cpu_limit.as_millis() as u64;
+        let mut mark = cpu_start;
+        let mut measured: Vec<Option<u64>> = Vec::with_capacity(sent);
         for (k, id) in (first_id..first_id + sent as u64).enumerate() {
             let started = Instant::now();
             let last = k + 1 == sent;
-            let result = self.await_answer_pipelined(
-                id,
-                started,
-                (cpu_start, budget * (k as u64 + 1)),
-                last,
-            );
+            let result = self.await_answer_pipelined(id, started, (mark, budget), last);
+            let cpu = if started.elapsed() >= Duration::from_millis(1) {
+                self.conn.proc.cpu_ms().map(|now| {
+                    let used = now.saturating_sub(mark);
+                    mark = now;
+                    used
+                })
+            } else {
+                None
+            };
             let (verdict, output) = match result {
                 Ok(o) => (Verdict::Ok, o),
                 Err(v) => {
@@ -778,6 +788,7 @@ impl Worker {
                 }
             };
             self.jobs += 1;
+            measured.push(cpu);
             out.push(JobOutcome {
                 verdict,
                 output,
@@ -792,10 +803,13 @@ impl Worker {
                 break;
             }
         }
+        // Jobs whose CPU was measured keep it; the rest share what is left.
         let last = self.outcome(Verdict::Ok, Vec::new(), Instant::now(), cpu_start);
-        let share = last.cpu_ms / out.len().max(1) as u64;
-        for o in &mut out {
-            o.cpu_ms = share;
+        let known: u64 = measured.iter().flatten().sum();
+        let unknown = measured.iter().filter(|m| m.is_none()).count().max(1) as u64;
+        let share = last.cpu_ms.saturating_sub(known) / unknown;
+        for (i, o) in out.iter_mut().enumerate() {
+            o.cpu_ms = measured.get(i).copied().flatten().unwrap_or(share);
             o.max_rss_kib = last.max_rss_kib;
         }
         if let Some(o) = out.last_mut() {

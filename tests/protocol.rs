@@ -5,6 +5,7 @@
 mod common;
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use common::*;
 use plugwarden::forkserver::ForkServer;
@@ -228,6 +229,33 @@ fn test_pipelined_second_answer_blames_its_job_not_the_next() {
     );
     assert!(outcomes[0].output.is_empty());
     assert!(!w.is_alive());
+    w.shutdown();
+}
+
+#[test]
+fn test_pipelined_slow_job_late_in_window_gets_one_cpu_budget() {
+    let dir = scratch();
+    let p = policy(
+        dir.path(),
+        "cpu.toml",
+        "description = \"x\"\nextends = \"strict\"\n[limits]\ncpu = \"1s\"\nwall = \"30s\"\n",
+    );
+    let sb = sandbox(plugin("pw-probe"), &[], p.to_str().unwrap(), Mode::Worker);
+    let mut w = Worker::start(&sb).unwrap();
+    // Nine fast jobs, then one that spins: it gets one second of CPU, not
+    // the ten its window would add up to.
+    let mut window: Vec<&[u8]> = vec![b"echo:fast"; 9];
+    window.push(b"spin");
+    let started = Instant::now();
+    let outcomes = w.run_batch(&window);
+    let took = started.elapsed();
+    let words: Vec<&str> = outcomes.iter().map(|o| o.verdict.word()).collect();
+    assert_eq!(words[..9], ["ok"; 9]);
+    assert_eq!(outcomes[9].verdict.to_string(), "timeout: cpu");
+    assert!(
+        took < Duration::from_secs(6),
+        "the spinning job ran {took:?}"
+    );
     w.shutdown();
 }
 
