@@ -179,6 +179,17 @@ impl Conn {
                     .cpu_ms()
                     .is_some_and(|c| c.saturating_sub(start) > budget)
                 {
+                    // An answer already waiting in the pipe was given in
+                    // time: the CPU since may be the next job's.
+                    if self.proc.stdout.is_some() {
+                        let early = self.read_stdout();
+                        if ready(self) {
+                            return Stop::Ready;
+                        }
+                        if let Some(stop) = early {
+                            return stop;
+                        }
+                    }
                     self.killed_for = Some(TimeoutKind::Cpu);
                     self.proc.kill();
                     return Stop::Timeout(TimeoutKind::Cpu);
