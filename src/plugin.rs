@@ -455,15 +455,7 @@ mod tests {
         for prot in [0, rw, exec, rw | exec, high, high | exec, !exec, u64::MAX] {
             v.push([0, 4096, prot, 0x22, u64::MAX, 0]);
         }
-        let thread = (libc::CLONE_VM
-            | libc::CLONE_FS
-            | libc::CLONE_FILES
-            | libc::CLONE_SIGHAND
-            | libc::CLONE_THREAD
-            | libc::CLONE_SYSVSEM
-            | libc::CLONE_SETTLS
-            | libc::CLONE_PARENT_SETTID
-            | libc::CLONE_CHILD_CLEARTID) as u64;
+        let thread = crate::seccomp::PTHREAD_CLONE_FLAGS;
         let sigchld = libc::SIGCHLD as u64;
         let bare = libc::CLONE_THREAD as u64;
         for base in [thread, sigchld, 0, bare, thread | high, sigchld | high] {

@@ -62,6 +62,18 @@ pub const CLONE_NAMESPACE_FLAGS: u64 = (libc::CLONE_NEWNS
     | libc::CLONE_NEWNET) as u64
     | 0x80; // CLONE_NEWTIME
 
+/// The `clone` flags glibc's `pthread_create` passes: a thread, which every
+/// policy allows (samples and tests check against them).
+pub const PTHREAD_CLONE_FLAGS: u64 = (libc::CLONE_VM
+    | libc::CLONE_FS
+    | libc::CLONE_FILES
+    | libc::CLONE_SIGHAND
+    | libc::CLONE_THREAD
+    | libc::CLONE_SYSVSEM
+    | libc::CLONE_SETTLS
+    | libc::CLONE_PARENT_SETTID
+    | libc::CLONE_CHILD_CLEARTID) as u64;
+
 /// Syscalls the child's road needs between installing the filter and the
 /// plugin's first instruction (report to the fork server, exec). Always
 /// allowed; a plugin's own lockdown can forbid the exec family again.
@@ -793,15 +805,7 @@ pub(crate) mod tests {
             v.push([family, 1, 0, 0, 0, 0]);
             v.push([family | high, 1, 0, 0, 0, 0]);
         }
-        let thread = (libc::CLONE_VM
-            | libc::CLONE_FS
-            | libc::CLONE_FILES
-            | libc::CLONE_SIGHAND
-            | libc::CLONE_THREAD
-            | libc::CLONE_SYSVSEM
-            | libc::CLONE_SETTLS
-            | libc::CLONE_PARENT_SETTID
-            | libc::CLONE_CHILD_CLEARTID) as u64;
+        let thread = PTHREAD_CLONE_FLAGS;
         let sigchld = libc::SIGCHLD as u64;
         for base in [thread, sigchld, 0, thread | high, sigchld | high] {
             v.push([base, 0, 0, 0, 0, 0]);

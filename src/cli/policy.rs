@@ -448,15 +448,7 @@ struct Sample {
 
 fn samples_list() -> Vec<Sample> {
     let fork = (libc::SIGCHLD | libc::CLONE_CHILD_SETTID | libc::CLONE_CHILD_CLEARTID) as u64;
-    let thread = (libc::CLONE_VM
-        | libc::CLONE_FS
-        | libc::CLONE_FILES
-        | libc::CLONE_SIGHAND
-        | libc::CLONE_THREAD
-        | libc::CLONE_SYSVSEM
-        | libc::CLONE_SETTLS
-        | libc::CLONE_PARENT_SETTID
-        | libc::CLONE_CHILD_CLEARTID) as u64;
+    let thread = seccomp::PTHREAD_CLONE_FLAGS;
     let userns = fork | libc::CLONE_NEWUSER as u64;
     let af = |f: i32| f as u64;
     let stream = libc::SOCK_STREAM as u64;
