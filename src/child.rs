@@ -98,8 +98,9 @@ pub struct Plan<'a> {
     /// 0..=last_cap from the bounding set (no failing probe past the end:
     /// the child shares the fork server's memory, errno included).
     pub last_cap: u32,
-    /// Installed in order; the last one gets the user-notification listener.
-    pub filters: &'a [Vec<seccompiler::sock_filter>],
+    /// The seccomp program; installing it makes the user-notification
+    /// listener.
+    pub filter: &'a [seccompiler::sock_filter],
     /// O_PATH fd of the executable (exec by fd, immune to path swaps), or -1
     /// to exec `path` (scripts: the interpreter needs a path).
     pub exe_fd: RawFd,
@@ -254,14 +255,8 @@ fn road(plan: &mut Plan) -> Result<(), (Stage, i32)> {
     let rc = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
     check(Stage::NoNewPrivs, rc as libc::c_long)?;
 
-    // 7. seccomp last; the last filter hands its listener to the fork server.
-    let Some((last, first)) = plan.filters.split_last() else {
-        return Err((Stage::Seccomp, libc::EINVAL));
-    };
-    for prog in first {
-        install_filter(prog, 0)?;
-    }
-    let listener = install_filter(last, libc::SECCOMP_FILTER_FLAG_NEW_LISTENER)?;
+    // 7. seccomp last; its listener goes to the fork server.
+    let listener = install_filter(plan.filter)?;
     report(plan.report, LISTENER_READY, listener);
     let mut go = [0u8; 1];
     // SAFETY: reads one byte into a stack buffer.
@@ -675,11 +670,9 @@ struct CapData {
     inheritable: u32,
 }
 
-/// Installs one BPF program; returns the listener fd for NEW_LISTENER.
-fn install_filter(
-    prog: &[seccompiler::sock_filter],
-    flags: libc::c_ulong,
-) -> Result<i32, (Stage, i32)> {
+/// Installs the BPF program with a user-notification listener; returns
+/// the listener's fd.
+fn install_filter(prog: &[seccompiler::sock_filter]) -> Result<i32, (Stage, i32)> {
     let fprog = libc::sock_fprog {
         len: prog.len() as u16,
         filter: prog.as_ptr() as *mut libc::sock_filter,
@@ -690,7 +683,7 @@ fn install_filter(
         libc::syscall(
             libc::SYS_seccomp,
             libc::SECCOMP_SET_MODE_FILTER,
-            flags,
+            libc::SECCOMP_FILTER_FLAG_NEW_LISTENER,
             &fprog,
         )
     };

@@ -58,8 +58,8 @@ pub struct ProfileSpec {
     /// (uid, gid) to drop to; only honoured when the fork server is root.
     pub identity: Option<(u32, u32)>,
     pub new_session: bool,
-    /// BPF programs as (code, jt, jf, k), installed in order.
-    pub filters: Vec<Vec<(u16, u8, u8, u32)>>,
+    /// The BPF program as (code, jt, jf, k).
+    pub filter: Vec<(u16, u8, u8, u32)>,
     /// Limits of each worker's cgroup, where the fork server can make one.
     pub cgroup: crate::cgroup::Limits,
     /// Namespaces to enter: `CLONE_NEWNET` joins the fork server's shared
@@ -388,7 +388,7 @@ pub fn serve_if_requested() {
 /// A profile ready to fork: everything the child needs, allocated now.
 struct Prepared {
     ruleset: OwnedFd,
-    filters: Vec<Vec<seccompiler::sock_filter>>,
+    filter: Vec<seccompiler::sock_filter>,
     exe_fd: Option<OwnedFd>,
     path: CString,
     _strings: Vec<CString>,
@@ -704,19 +704,14 @@ impl Server {
             } else {
                 0
             };
-        let filters = spec
-            .filters
+        let filter = spec
+            .filter
             .iter()
-            .map(|p| {
-                p.iter()
-                    .copied()
-                    .map(|(code, jt, jf, k)| seccompiler::sock_filter { code, jt, jf, k })
-                    .collect()
-            })
+            .map(|&(code, jt, jf, k)| seccompiler::sock_filter { code, jt, jf, k })
             .collect();
         Ok(Prepared {
             ruleset,
-            filters,
+            filter,
             exe_fd,
             path,
             _strings: argv_s.into_iter().chain(env_s).collect(),
@@ -796,7 +791,7 @@ impl Server {
             parent: if p.pidns { 0 } else { self.me },
             ignored_signals: &self.ignored_signals,
             last_cap: self.last_cap,
-            filters: &p.filters,
+            filter: &p.filter,
             exe_fd: p.exe_fd.as_ref().map_or(-1, |f| f.as_raw_fd()),
             path: &p.path,
             argv: &p.argv,

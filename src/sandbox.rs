@@ -109,7 +109,7 @@ impl Sandbox {
             connect_tcp: policy.network.connect_tcp.clone(),
             bind_tcp: policy.network.bind_tcp.clone(),
         };
-        let filters =
+        let filter =
             crate::seccomp::compile(&policy.syscalls, policy.limits.processes, Arch::native())?;
         let pack =
             |p: &[seccompiler::sock_filter]| p.iter().map(|i| (i.code, i.jt, i.jf, i.k)).collect();
@@ -138,7 +138,7 @@ impl Sandbox {
             grants,
             identity: Some((policy.identity.uid, policy.identity.gid)),
             new_session: true,
-            filters: filters.programs().iter().map(|p| pack(p)).collect(),
+            filter: pack(&filter),
             cgroup: crate::cgroup::Limits {
                 memory: Some(policy.limits.memory),
                 // Threads count as tasks too: with no processes allowed

@@ -79,21 +79,6 @@ pub const PTHREAD_CLONE_FLAGS: u64 = (libc::CLONE_VM
 /// allowed; a plugin's own lockdown can forbid the exec family again.
 pub const ROAD: &[&str] = &["read", "write", "execve", "execveat", "exit", "exit_group"];
 
-/// The programs installed in the child, in this order.
-#[derive(Clone, Debug)]
-pub struct Filters {
-    /// The whole policy: architecture check, `clone3` → ENOSYS, the
-    /// allowlist; everything else → user notification.
-    pub main: BpfProgram,
-}
-
-impl Filters {
-    /// The programs to install, in order; the last one gets the listener.
-    pub fn programs(&self) -> [&[sock_filter]; 1] {
-        [&self.main]
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum SeccompError {
     #[error("seccomp program cannot be built for {arch:?}: {message}")]
@@ -236,17 +221,17 @@ fn one_of(arg: u8, values: &BTreeSet<u32>) -> Leaf {
     )
 }
 
-/// Compiles the policy's program for `arch`.
-pub fn compile(sys: &Syscalls, processes: u64, arch: Arch) -> Result<Filters, SeccompError> {
+/// Compiles the policy's program for `arch`: the architecture check,
+/// `clone3` → ENOSYS, the allowlist; everything else → user notification.
+pub fn compile(sys: &Syscalls, processes: u64, arch: Arch) -> Result<BpfProgram, SeccompError> {
     let map = rules(sys, processes, arch);
-    let main = emit(&map, audit_arch(arch), RET_USER_NOTIF).map_err(|n| SeccompError::Build {
+    emit(&map, audit_arch(arch), RET_USER_NOTIF).map_err(|n| SeccompError::Build {
         arch,
         message: format!(
             "the program has {n} instructions, more than the kernel's {MAX_INSNS}; \
              allow fewer ioctl requests or socket families"
         ),
-    })?;
-    Ok(Filters { main })
+    })
 }
 
 fn insn(code: u16, jt: u8, jf: u8, k: u32) -> sock_filter {
@@ -738,7 +723,7 @@ pub(crate) mod tests {
         crate::policy::load(name).unwrap()
     }
 
-    fn compiled(name: &str, arch: Arch) -> Filters {
+    fn compiled(name: &str, arch: Arch) -> BpfProgram {
         let p = policy(name);
         compile(&p.syscalls, p.limits.processes, arch).unwrap()
     }
@@ -753,10 +738,10 @@ pub(crate) mod tests {
     }
 
     /// Runs the installed program, as the kernel would.
-    fn run(f: &Filters, name: &str, args: [u64; 6]) -> u32 {
+    fn run(f: &[sock_filter], name: &str, args: [u64; 6]) -> u32 {
         let arch = Arch::native();
         let nr = groups::number(arch, name).unwrap() as i32;
-        evaluate(&f.main, audit_arch(arch), nr, args)
+        evaluate(f, audit_arch(arch), nr, args)
     }
 
     /// Every jump of `prog` lands inside it and it ends in a return, as the
@@ -846,7 +831,7 @@ pub(crate) mod tests {
                 let new = compile(&p.syscalls, p.limits.processes, arch).unwrap();
                 let (old_clone3, old_main) =
                     reference::compile(&p.syscalls, p.limits.processes, arch);
-                assert_well_formed(&new.main);
+                assert_well_formed(&new);
                 let audit = audit_arch(arch);
                 for nr in syscall_numbers(arch) {
                     for args in &vectors {
@@ -854,7 +839,7 @@ pub(crate) mod tests {
                             evaluate(&old_clone3, audit, nr, *args),
                             evaluate(&old_main, audit, nr, *args),
                         ]);
-                        let got = run_programs(&new, audit, nr, *args);
+                        let got = evaluate(&new, audit, nr, *args);
                         assert_eq!(
                             got, old,
                             "{name} {arch:?} nr {nr:#x} args {args:x?}: new {got:#x}, old {old:#x}"
@@ -863,10 +848,6 @@ pub(crate) mod tests {
                 }
             }
         }
-    }
-
-    fn run_programs(f: &Filters, audit: u32, nr: i32, args: [u64; 6]) -> u32 {
-        strictest(&f.programs().map(|p| evaluate(p, audit, nr, args)))
     }
 
     #[test]
@@ -909,7 +890,7 @@ pub(crate) mod tests {
             // i386 on x86_64 (AUDIT_ARCH_I386), arm on aarch64, nonsense.
             for audit in [other, 0x4000_0003, 0x4000_0028, 0, u32::MAX] {
                 for nr in [0, 1, 56, 59, 435, 0x4000_0001] {
-                    assert_eq!(evaluate(&new.main, audit, nr, [0; 6]), RET_KILL_PROCESS);
+                    assert_eq!(evaluate(&new, audit, nr, [0; 6]), RET_KILL_PROCESS);
                     assert_eq!(evaluate(&old_main, audit, nr, [0; 6]), RET_KILL_PROCESS);
                 }
             }
@@ -925,11 +906,11 @@ pub(crate) mod tests {
         let old = c.len() + m.len();
         println!(
             "strict on {arch:?}: {} instructions in one program; seccompiler: {} + {} = {old}",
-            new.main.len(),
+            new.len(),
             c.len(),
             m.len()
         );
-        assert!(new.main.len() * 2 < old, "{} vs {old}", new.main.len());
+        assert!(new.len() * 2 < old, "{} vs {old}", new.len());
     }
 
     /// Every syscall allowed, `ioctls` requests: the ioctl block alone is
@@ -955,7 +936,7 @@ pub(crate) mod tests {
     fn test_emit_300_ioctls_allows_exactly_those_requests() {
         let sys = everything_with_ioctls(300);
         let f = compile(&sys, 0, Arch::native()).unwrap();
-        assert_well_formed(&f.main);
+        assert_well_formed(&f);
         for &req in &sys.ioctl {
             let r = u64::from(req);
             assert_eq!(run(&f, "ioctl", [0, r, 0, 0, 0, 0]), RET_ALLOW);
@@ -972,10 +953,10 @@ pub(crate) mod tests {
         let sys = everything_with_ioctls(2000);
         let arch = Arch::native();
         let f = compile(&sys, 1, arch).unwrap();
-        assert_well_formed(&f.main);
-        assert!(f.main.len() > 1000, "{} instructions", f.main.len());
+        assert_well_formed(&f);
+        assert!(f.len() > 1000, "{} instructions", f.len());
         assert!(
-            f.main.iter().any(|i| i.code == BPF_JMP_JA),
+            f.iter().any(|i| i.code == BPF_JMP_JA),
             "no trampoline exercised"
         );
         let audit = audit_arch(arch);
@@ -983,7 +964,7 @@ pub(crate) mod tests {
             let Some(name) = groups::name_of(arch, i64::from(nr)) else {
                 continue;
             };
-            let got = evaluate(&f.main, audit, nr, [0; 6]);
+            let got = evaluate(&f, audit, nr, [0; 6]);
             let want = match name {
                 "clone3" => RET_ERRNO | libc::ENOSYS as u32,
                 "socket" | "socketpair" | "seccomp" | "memfd_create" => RET_USER_NOTIF,
@@ -994,7 +975,7 @@ pub(crate) mod tests {
         let ioctl = groups::number(arch, "ioctl").unwrap() as i32;
         for &req in &sys.ioctl {
             let args = [0, u64::from(req), 0, 0, 0, 0];
-            assert_eq!(evaluate(&f.main, audit, ioctl, args), RET_ALLOW);
+            assert_eq!(evaluate(&f, audit, ioctl, args), RET_ALLOW);
         }
     }
 
@@ -1072,13 +1053,13 @@ pub(crate) mod tests {
         let f = compiled("default", Arch::Aarch64);
         let nr = groups::number(Arch::Aarch64, "read").unwrap() as i32;
         assert_eq!(
-            evaluate(&f.main, audit_arch(Arch::Aarch64), nr, [0; 6]),
+            evaluate(&f, audit_arch(Arch::Aarch64), nr, [0; 6]),
             RET_ALLOW
         );
         // The x86_64 program refuses aarch64 callers outright.
         let x = compiled("default", Arch::X86_64);
         assert_eq!(
-            evaluate(&x.main, audit_arch(Arch::Aarch64), nr, [0; 6]),
+            evaluate(&x, audit_arch(Arch::Aarch64), nr, [0; 6]),
             RET_KILL_PROCESS
         );
     }
@@ -1157,7 +1138,7 @@ pub(crate) mod tests {
             return;
         }
         let f = compiled("strict", Arch::native());
-        let prog = fprog(&f.main);
+        let prog = fprog(&f);
         // SAFETY: the child makes raw syscalls only and leaves with _exit.
         let pid = unsafe { libc::fork() };
         assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());

@@ -1232,16 +1232,7 @@ fn attacks() -> Vec<Attack> {
 }
 
 fn dummy_outcome() -> JobOutcome {
-    JobOutcome {
-        verdict: plugwarden::Verdict::Ok,
-        output: Vec::new(),
-        wall: Duration::ZERO,
-        cpu_ms: 0,
-        max_rss_kib: 0,
-        pid: 0,
-        denied: Vec::new(),
-        stderr_tail: String::new(),
-    }
+    JobOutcome::failed(plugwarden::Verdict::Ok)
 }
 
 /// fds, threads and RSS (KiB) of this process.

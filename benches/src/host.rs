@@ -60,7 +60,7 @@ pub struct Host {
     pub echo: Arc<Sandbox>,
     /// Instructions in the strict policy's seccomp program.
     pub filter_insns: usize,
-    /// The strict policy's programs, in install order.
+    /// The strict policy's program (a list, as the install probe takes).
     pub filters: Vec<Vec<libc::sock_filter>>,
     /// The Rust SDK's lockdown program (every SDK plugin installs it).
     pub lockdown: Vec<libc::sock_filter>,
@@ -95,26 +95,21 @@ impl Host {
         )?);
         let arch = plugwarden::policy::groups::Arch::native();
         let f = plugwarden::seccomp::compile(&policy.syscalls, policy.limits.processes, arch)?;
-        let filters = f
-            .programs()
-            .into_iter()
-            .map(|p| {
-                p.iter()
-                    .map(|i| libc::sock_filter {
-                        code: i.code,
-                        jt: i.jt,
-                        jf: i.jf,
-                        k: i.k,
-                    })
-                    .collect()
+        let filters = vec![f
+            .iter()
+            .map(|i| libc::sock_filter {
+                code: i.code,
+                jt: i.jt,
+                jf: i.jf,
+                k: i.k,
             })
-            .collect();
+            .collect()];
         Ok(Host {
             fs,
             true_filter,
             true_filter_no_ns,
             echo,
-            filter_insns: f.programs().iter().map(|p| p.len()).sum(),
+            filter_insns: f.len(),
             filters,
             lockdown: plugwarden::plugin::lockdown_program()
                 .map_err(|e| anyhow::anyhow!("lockdown program: {e}"))?

@@ -537,12 +537,10 @@ fn samples(p: &Policy) -> Result<(), Usage> {
             continue;
         };
         let nr = nr as i32;
-        let start = host
-            .programs()
-            .map(|prog| seccomp::evaluate(prog, audit, nr, s.args));
+        let start = seccomp::evaluate(&host, audit, nr, s.args);
         let c = seccomp::evaluate(&lockdown, audit, nr, s.args);
-        let before = action_word(strictest(&start), on_violation);
-        let after = action_word(strictest(&[strictest(&start), c]), on_violation);
+        let before = action_word(start, on_violation);
+        let after = action_word(strictest(&[start, c]), on_violation);
         println!("  {:<30} {:<20} {after}", s.label, before);
     }
     println!("  start-up: the host's filter (clone3 → ENOSYS, then the allowlist), from exec until the plugin's first job.");

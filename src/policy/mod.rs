@@ -715,8 +715,9 @@ fn validate(p: &Policy, origin: &Origin, text: &str) -> Result<(), PolicyError> 
     if p.worker.batch == 0 {
         return fail("worker.batch must be at least 1".into());
     }
-    // Each request is a rule of 5 BPF instructions; with every syscall
-    // allowed, 256 still fit the kernel's 4096 (found by fuzz/policy_parser).
+    // Each request costs one or two BPF instructions in the search over
+    // requests; the cap keeps policies far from the kernel's 4096 (which
+    // `seccomp::compile` also reports), as fuzz/policy_parser once found.
     if p.syscalls.ioctl.len() > MAX_IOCTLS {
         return fail(format!(
             "syscalls.ioctl lists {} requests; at most {MAX_IOCTLS} fit in a seccomp program",
