@@ -37,6 +37,15 @@ fn host_rss_kib() -> u64 {
         .unwrap()
 }
 
+/// The host-memory test measures this process's RSS, which the tests here
+/// that move megabytes would inflate when run beside it: they share this
+/// lock, the memory test takes it alone.
+static MEMORY: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+fn big_allocations() -> std::sync::RwLockReadGuard<'static, ()> {
+    MEMORY.read().unwrap_or_else(|p| p.into_inner())
+}
+
 fn one(sb: &Sandbox, input: &str) -> Verdict {
     let mut w = Worker::start(sb).unwrap();
     let v = w.run_job(input.as_bytes()).verdict;
@@ -46,6 +55,7 @@ fn one(sb: &Sandbox, input: &str) -> Verdict {
 
 #[test]
 fn test_hostile_replies_end_in_protocol_error_with_bounded_memory() {
+    let _alone = MEMORY.write().unwrap_or_else(|p| p.into_inner());
     let sb = sandbox(plugin("pw-probe"), &[], "strict", Mode::Worker);
     let before = host_rss_kib();
     let cases = [
@@ -81,6 +91,7 @@ fn test_silent_plugin_never_saying_hello_is_protocol_error() {
 
 #[test]
 fn test_rust_and_python_echo_pass_the_same_protocol_test() {
+    let _shared = big_allocations();
     let py = repo().join("plugins/python-echo");
     let py_policy = py.join("policy.toml");
     for (exe, policy) in [
@@ -286,6 +297,7 @@ fn first_job(sb: &Sandbox, input: &[u8]) -> (Verdict, Vec<u8>) {
 
 #[test]
 fn test_echo_64mib_through_the_arena_returns_identical_bytes() {
+    let _shared = big_allocations();
     let sb = sandbox(plugin("pw-echo"), &[], "strict", Mode::Worker);
     assert_eq!(sb.arena_region(), Some(64 << 20));
     let input: Vec<u8> = (0..64u32 << 20).map(|i| (i % 251) as u8).collect();
@@ -301,6 +313,7 @@ fn test_echo_64mib_through_the_arena_returns_identical_bytes() {
 
 #[test]
 fn test_arena_pages_do_not_count_as_the_workers_rss() {
+    let _shared = big_allocations();
     // A worker that moved 48 MiB through its arena keeps those pages
     // mapped; they are shared memory, not growth, and must not trigger
     // `recycle_rss`.
@@ -332,6 +345,7 @@ fn test_echo_small_job_goes_through_the_pipes() {
 
 #[test]
 fn test_python_echo_big_input_goes_through_the_pipes() {
+    let _shared = big_allocations();
     let py = repo().join("plugins/python-echo");
     let policy = py.join("policy.toml");
     let sb = sandbox(
@@ -425,6 +439,7 @@ fn test_arena_answer_never_offered_is_protocol_error() {
 
 #[test]
 fn test_arena_rewritten_after_answer_leaves_returned_output_unchanged() {
+    let _shared = big_allocations();
     let dir = scratch();
     let sb = hostile_arena(dir.path(), &[]);
     let mut w = Worker::start(&sb).unwrap();
@@ -438,6 +453,7 @@ fn test_arena_rewritten_after_answer_leaves_returned_output_unchanged() {
 
 #[test]
 fn test_pipelined_batch_gives_the_arena_to_one_big_input_only() {
+    let _shared = big_allocations();
     let sb = sandbox(plugin("pw-echo"), &[], "strict", Mode::Worker);
     let mut w = Worker::start(&sb).unwrap();
     let big_a = vec![0xa1; 1 << 20];
