@@ -14,9 +14,19 @@ use plugwarden::worker::Worker;
 use plugwarden::Verdict;
 
 fn sandbox(exe: std::path::PathBuf, args: &[&str], policy: &str, mode: Mode) -> Sandbox {
+    sandbox_with_wall(exe, args, policy, mode, Duration::from_secs(2))
+}
+
+fn sandbox_with_wall(
+    exe: std::path::PathBuf,
+    args: &[&str],
+    policy: &str,
+    mode: Mode,
+    wall: Duration,
+) -> Sandbox {
     let fs = Arc::new(ForkServer::start(&plugwarden()).unwrap());
     let mut policy = plugwarden::policy::load(policy).unwrap();
-    policy.limits.wall = std::time::Duration::from_secs(2);
+    policy.limits.wall = wall;
     let plugin = PluginSpec {
         exe,
         args: args.iter().map(|s| s.to_string()).collect(),
@@ -251,10 +261,19 @@ fn test_pipelined_slow_job_late_in_window_gets_one_cpu_budget() {
         "cpu.toml",
         "description = \"x\"\nextends = \"strict\"\n[limits]\ncpu = \"1s\"\nwall = \"30s\"\n",
     );
-    let sb = sandbox(plugin("pw-probe"), &[], p.to_str().unwrap(), Mode::Worker);
+    // A wall limit far above the CPU limit: on a loaded machine one second
+    // of CPU can take several seconds of wall time.
+    let sb = sandbox_with_wall(
+        plugin("pw-probe"),
+        &[],
+        p.to_str().unwrap(),
+        Mode::Worker,
+        Duration::from_secs(30),
+    );
     let mut w = Worker::start(&sb).unwrap();
     // Nine fast jobs, then one that spins: it gets one second of CPU, not
-    // the ten its window would add up to.
+    // the ten its window would add up to (ten seconds of CPU cannot take
+    // less than ten seconds of wall time).
     let mut window: Vec<&[u8]> = vec![b"echo:fast"; 9];
     window.push(b"spin");
     let started = Instant::now();
@@ -264,7 +283,7 @@ fn test_pipelined_slow_job_late_in_window_gets_one_cpu_budget() {
     assert_eq!(words[..9], ["ok"; 9]);
     assert_eq!(outcomes[9].verdict.to_string(), "timeout: cpu");
     assert!(
-        took < Duration::from_secs(6),
+        took < Duration::from_secs(10),
         "the spinning job ran {took:?}"
     );
     w.shutdown();
