@@ -65,6 +65,9 @@ pub struct ProfileSpec {
     /// Namespaces to enter: `CLONE_NEWNET` joins the fork server's shared
     /// empty network namespace; `CLONE_NEWIPC`/`CLONE_NEWUTS` are unshared.
     pub namespaces: u64,
+    /// The policy's `limits.processes` (0: seccomp allows no new process).
+    #[serde(default)]
+    pub processes: u64,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -112,6 +115,11 @@ pub struct Walls {
     pub cgroups_active: bool,
     /// Namespaces the children will enter (CLONE_* flags).
     pub namespaces: u64,
+    /// The Landlock ABI of the ruleset (0: none).
+    pub landlock_abi: u8,
+    /// What holds the process count: "pids cgroup", "RLIMIT_NPROC in the
+    /// plugin's user namespace", or "" (nothing but seccomp's rule for 0).
+    pub process_limit: String,
     /// What was asked for and cannot be had here.
     pub missing: Vec<String>,
 }
@@ -250,7 +258,11 @@ impl ForkServer {
             .stdout(Stdio::null())
             .env_clear()
             .process_group(0);
-        for key in ["RUST_LOG", "PLUGWARDEN_NO_USERNS"] {
+        let switches = crate::kernel::Kernel::switch_names();
+        for key in ["RUST_LOG", "PLUGWARDEN_NO_USERNS"]
+            .into_iter()
+            .chain(switches)
+        {
             if let Ok(v) = std::env::var(key) {
                 cmd.env(key, v);
             }
@@ -387,7 +399,8 @@ pub fn serve_if_requested() {
 
 /// A profile ready to fork: everything the child needs, allocated now.
 struct Prepared {
-    ruleset: OwnedFd,
+    /// `None` without Landlock (a named weakening, see `landlock_rules::gaps`).
+    ruleset: Option<OwnedFd>,
     filter: Vec<seccompiler::sock_filter>,
     exe_fd: Option<OwnedFd>,
     path: CString,
@@ -594,10 +607,15 @@ impl Server {
     }
 
     fn prepare(&self, spec: &ProfileSpec) -> Result<Prepared, String> {
-        let ruleset: Option<OwnedFd> = landlock_rules::build(&spec.grants)
+        let kernel = crate::kernel::kernel();
+        let ruleset = match landlock_rules::build(&spec.grants, kernel.landlock())
             .map_err(|e| e.to_string())?
-            .into();
-        let ruleset = ruleset.ok_or("landlock ruleset has no fd on this kernel")?;
+        {
+            Some(rs) => Some(
+                Option::<OwnedFd>::from(rs).ok_or("landlock ruleset has no fd on this kernel")?,
+            ),
+            None => None,
+        };
         let exe_fd = if spec.exec_by_fd {
             let fd = nix::fcntl::open(
                 &spec.exe,
@@ -633,13 +651,15 @@ impl Server {
         let mut walls = Walls {
             cgroups: self.cgroups.describe(),
             cgroups_active: self.cgroups.is_active(),
+            landlock_abi: kernel.landlock_abi,
             ..Walls::default()
         };
         let mut rlimits = spec.rlimits.clone();
-        if !self.cgroups.is_active() {
-            walls
-                .missing
-                .push(format!("cgroups: {}", self.cgroups.describe()));
+        if !self.cgroups.has_memory() {
+            walls.missing.push(format!(
+                "memory: no memory cgroup ({}): RLIMIT_AS bounds the address space, and a memory verdict needs the plugin's own report of the failed allocation",
+                self.cgroups.describe()
+            ));
         } else if let Some(mem) = spec.cgroup.memory {
             // The memory cgroup is the real limit and names an OOM kill; the
             // address-space rlimit stays as a looser backstop.
@@ -674,6 +694,12 @@ impl Server {
             ));
         }
         let pidns = (self.is_root || userns) && wanted_ns & libc::CLONE_NEWPID as u64 != 0;
+        walls.process_limit = self.process_limit(spec, userns, &mut rlimits, &mut walls.missing);
+        if !self.cgroups.has_kill() && !pidns && spec.processes > 0 && !self.cgroups.is_active() {
+            walls.missing.push(
+                "tree kill: no cgroup and no PID namespace: a process that left the worker's session may outlive it".into(),
+            );
+        }
         let mut root = match (&self.root_dir, wanted_ns & libc::CLONE_NEWNS as u64 != 0) {
             (Some(dir), true) => Some(root_plan(dir, &spec.grants, pidns)?),
             _ => None,
@@ -736,6 +762,46 @@ impl Server {
         })
     }
 
+    /// What holds `limits.processes` for a profile: the pids cgroup, else
+    /// (not root, in the plugin's own user namespace, Linux 5.14+)
+    /// RLIMIT_NPROC, which the kernel counts per user in each user
+    /// namespace, so that it counts only the worker's own tasks. As root
+    /// the plugin's uid is shared with other workers: no such rlimit.
+    fn process_limit(
+        &self,
+        spec: &ProfileSpec,
+        userns: bool,
+        rlimits: &mut Vec<(u32, u64, u64)>,
+        missing: &mut Vec<String>,
+    ) -> String {
+        use crate::kernel::Feature;
+        if self.cgroups.has_pids() {
+            return "pids cgroup".into();
+        }
+        let tasks = spec.cgroup.pids.unwrap_or(u64::MAX);
+        if userns && crate::kernel::kernel().has(Feature::NprocPerUserns) {
+            let hard = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NPROC)
+                .map_or(u64::MAX, |(_, h)| h);
+            let n = tasks.min(hard);
+            rlimits.push((libc::RLIMIT_NPROC, n, n));
+            return "RLIMIT_NPROC in the plugin's user namespace".into();
+        }
+        if spec.processes > 0 {
+            let why = if userns {
+                Feature::NprocPerUserns.without()
+            } else {
+                "no user namespace to count the plugin's processes in"
+            };
+            missing.push(format!(
+                "process count: no pids cgroup ({}); {why}: limits.processes = {} is not enforced",
+                self.cgroups.describe(),
+                spec.processes
+            ));
+            return String::new();
+        }
+        "seccomp (no new processes)".into()
+    }
+
     #[allow(clippy::type_complexity)]
     fn spawn(
         &mut self,
@@ -752,9 +818,11 @@ impl Server {
         let (go_r, go_w) = pipe()?;
         let ruleset = p
             .ruleset
-            .try_clone()
+            .as_ref()
+            .map(OwnedFd::try_clone)
+            .transpose()
             .map_err(|e| format!("dup ruleset: {e}"))?;
-        let ruleset_fd = ruleset.as_raw_fd();
+        let ruleset_fd = ruleset.as_ref().map_or(-1, |r| r.as_raw_fd());
         let limits = p.cgroup;
         let group = if self.cgroups.is_active() {
             let ready = self.ready_groups.iter().position(|(l, _)| *l == limits);
@@ -1264,7 +1332,7 @@ fn root_template(root: &child::RootPlan, grants: &Grants) -> Option<OwnedFd> {
 /// Whether an ordinary user may create a user namespace here: probed in a
 /// throwaway child. `PLUGWARDEN_NO_USERNS=1` pretends it may not (to test
 /// the fallback, or to match a deployment where they are blocked).
-fn userns_available() -> Result<(), String> {
+pub fn userns_available() -> Result<(), String> {
     if std::env::var_os("PLUGWARDEN_NO_USERNS").is_some_and(|v| v == "1") {
         return Err("disabled by PLUGWARDEN_NO_USERNS=1".into());
     }
