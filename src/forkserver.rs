@@ -851,6 +851,11 @@ impl Server {
             stdio: [0, 1, 2, 3].map(|i| stdio.get(i).map_or(-1, |f| f.as_raw_fd())),
             report: report_w.as_raw_fd(),
             go: go_r.as_raw_fd(),
+            fd_limit: if crate::kernel::kernel().has(crate::kernel::Feature::CloseRange) {
+                -1
+            } else {
+                highest_fd() + 1
+            },
             new_session: p.new_session,
             rlimits: &p.rlimits,
             landlock: ruleset_fd,
@@ -1423,6 +1428,19 @@ fn wait4(pid: i32, flags: i32) -> Option<(i32, ExitInfo)> {
             cgroup: None,
         },
     ))
+}
+
+/// The highest fd this process holds (for a child's close loop where
+/// close_range is missing).
+fn highest_fd() -> RawFd {
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .max()
+                .unwrap_or(1024)
+        })
+        .unwrap_or(1024)
 }
 
 /// Reads until `buf` is full or EOF; returns the bytes read.
