@@ -553,7 +553,7 @@ fn close_fds(first: u32, last: u32, limit: RawFd) -> Result<(), (Stage, i32)> {
         let rc = unsafe { libc::close_range(first, last, 0) };
         return check(Stage::Fds, rc as libc::c_long);
     }
-    for fd in first..=last.min(limit as u32) {
+    for fd in first..last.saturating_add(1).min(limit as u32) {
         // SAFETY: closes an entry of our own fd table; EBADF (a gap) is fine.
         unsafe { libc::close(fd as RawFd) };
     }

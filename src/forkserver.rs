@@ -66,7 +66,6 @@ pub struct ProfileSpec {
     /// empty network namespace; `CLONE_NEWIPC`/`CLONE_NEWUTS` are unshared.
     pub namespaces: u64,
     /// The policy's `limits.processes` (0: seccomp allows no new process).
-    #[serde(default)]
     pub processes: u64,
 }
 
@@ -117,9 +116,6 @@ pub struct Walls {
     pub namespaces: u64,
     /// The Landlock ABI of the ruleset (0: none).
     pub landlock_abi: u8,
-    /// What holds the process count: "pids cgroup", "RLIMIT_NPROC in the
-    /// plugin's user namespace", or "" (nothing but seccomp's rule for 0).
-    pub process_limit: String,
     /// What was asked for and cannot be had here.
     pub missing: Vec<String>,
 }
@@ -657,7 +653,7 @@ impl Server {
         let mut rlimits = spec.rlimits.clone();
         if !self.cgroups.has_memory() {
             walls.missing.push(format!(
-                "memory: no memory cgroup ({}): RLIMIT_AS bounds the address space, and a memory verdict needs the plugin's own report of the failed allocation",
+                "memory: no memory cgroup ({}): RLIMIT_AS bounds the address space, and the verdict is memory only when the plugin reports the failed allocation",
                 self.cgroups.describe()
             ));
         } else if let Some(mem) = spec.cgroup.memory {
@@ -694,8 +690,8 @@ impl Server {
             ));
         }
         let pidns = (self.is_root || userns) && wanted_ns & libc::CLONE_NEWPID as u64 != 0;
-        walls.process_limit = self.process_limit(spec, userns, &mut rlimits, &mut walls.missing);
-        if !self.cgroups.has_kill() && !pidns && spec.processes > 0 && !self.cgroups.is_active() {
+        self.process_limit(spec, userns, &mut rlimits, &mut walls.missing);
+        if !self.cgroups.is_active() && !pidns && spec.processes > 0 {
             walls.missing.push(
                 "tree kill: no cgroup and no PID namespace: a process that left the worker's session may outlive it".into(),
             );
@@ -762,21 +758,21 @@ impl Server {
         })
     }
 
-    /// What holds `limits.processes` for a profile: the pids cgroup, else
-    /// (not root, in the plugin's own user namespace, Linux 5.14+)
-    /// RLIMIT_NPROC, which the kernel counts per user in each user
-    /// namespace, so that it counts only the worker's own tasks. As root
-    /// the plugin's uid is shared with other workers: no such rlimit.
+    /// Holds `limits.processes` for a profile: the pids cgroup, else (not
+    /// root, in the plugin's own user namespace, Linux 5.14+) RLIMIT_NPROC,
+    /// which the kernel counts per user in each user namespace, so that it
+    /// counts only the worker's own tasks. As root the plugin's uid is
+    /// shared with other workers: no such rlimit.
     fn process_limit(
         &self,
         spec: &ProfileSpec,
         userns: bool,
         rlimits: &mut Vec<(u32, u64, u64)>,
         missing: &mut Vec<String>,
-    ) -> String {
+    ) {
         use crate::kernel::Feature;
         if self.cgroups.has_pids() {
-            return "pids cgroup".into();
+            return;
         }
         let tasks = spec.cgroup.pids.unwrap_or(u64::MAX);
         if userns && crate::kernel::kernel().has(Feature::NprocPerUserns) {
@@ -784,7 +780,7 @@ impl Server {
                 .map_or(u64::MAX, |(_, h)| h);
             let n = tasks.min(hard);
             rlimits.push((libc::RLIMIT_NPROC, n, n));
-            return "RLIMIT_NPROC in the plugin's user namespace".into();
+            return;
         }
         if spec.processes > 0 {
             let why = if userns {
@@ -797,9 +793,7 @@ impl Server {
                 self.cgroups.describe(),
                 spec.processes
             ));
-            return String::new();
         }
-        "seccomp (no new processes)".into()
     }
 
     #[allow(clippy::type_complexity)]

@@ -1519,8 +1519,15 @@ fn check_host_survived(before: (usize, usize, u64), fs_pid: u32, pids: &[i32]) -
     failures
 }
 
+/// The suite checks that the host has no stray child or hostile process:
+/// its two runs (as root, as uid 65534 in a child) must not overlap.
+static ONE_SUITE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
 #[test]
 fn test_hostile_suite_every_attack_is_contained_and_host_survives() {
+    let _one = ONE_SUITE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
     println!(
         "host: uid {}, Landlock ABI {}",
         nix::unistd::geteuid(),
@@ -1592,6 +1599,9 @@ fn test_hostile_suite_as_uid_65534() {
     }
     let names: Vec<&str> = attacks().iter().map(|a| a.bin).collect();
     let (dir, test_bin) = stage_binaries(&names);
+    let _one = ONE_SUITE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
     let o = Command::new(&test_bin)
         .args([
             "--exact",
