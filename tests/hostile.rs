@@ -1597,11 +1597,11 @@ fn test_hostile_suite_as_uid_65534() {
         );
         return;
     }
-    let names: Vec<&str> = attacks().iter().map(|a| a.bin).collect();
-    let (dir, test_bin) = stage_binaries(&names);
     let _one = ONE_SUITE_AT_A_TIME
         .lock()
         .unwrap_or_else(|p| p.into_inner());
+    let names: Vec<&str> = attacks().iter().map(|a| a.bin).collect();
+    let (dir, test_bin) = stage_binaries(&names);
     let o = Command::new(&test_bin)
         .args([
             "--exact",
