@@ -255,10 +255,7 @@ impl ForkServer {
             .env_clear()
             .process_group(0);
         let switches = crate::kernel::Kernel::switch_names();
-        for key in ["RUST_LOG", "PLUGWARDEN_NO_USERNS"]
-            .into_iter()
-            .chain(switches)
-        {
+        for key in std::iter::once("RUST_LOG").chain(switches) {
             if let Ok(v) = std::env::var(key) {
                 cmd.env(key, v);
             }
@@ -470,7 +467,7 @@ impl Server {
         let userns = if is_root {
             Err("running as root".to_string())
         } else {
-            userns_available()
+            crate::kernel::userns_available()
         };
         let root_dir = if is_root || userns.is_ok() {
             let dir = std::env::temp_dir().join(format!("plugwarden-root-{me}"));
@@ -1326,68 +1323,6 @@ fn root_template(root: &child::RootPlan, grants: &Grants) -> Option<OwnedFd> {
     unsafe { libc::kill(pid, libc::SIGKILL) };
     let _ = wait4(pid, 0);
     ns.map(OwnedFd::from)
-}
-
-/// Whether an ordinary user may create a user namespace here: probed in a
-/// throwaway child. `PLUGWARDEN_NO_USERNS=1` pretends it may not (to test
-/// the fallback, or to match a deployment where they are blocked).
-pub fn userns_available() -> Result<(), String> {
-    if std::env::var_os("PLUGWARDEN_NO_USERNS").is_some_and(|v| v == "1") {
-        return Err("disabled by PLUGWARDEN_NO_USERNS=1".into());
-    }
-    // What a child's road does with it: map our ids, then mount. An LSM
-    // may allow the namespace but no capability in it (Ubuntu's
-    // kernel.apparmor_restrict_unprivileged_userns), so creating one is
-    // not enough of a probe.
-    let plan = child::UsernsPlan::new(
-        nix::unistd::getuid().as_raw(),
-        nix::unistd::getgid().as_raw(),
-    );
-    // SAFETY: single-threaded fork server (or doctor); the child makes raw
-    // syscalls only, on strings prepared above.
-    match unsafe { nix::unistd::fork() } {
-        Ok(nix::unistd::ForkResult::Child) => {
-            let write = |path: &std::ffi::CStr, data: &std::ffi::CStr| {
-                // SAFETY: NUL-terminated path and data owned by `plan`.
-                unsafe {
-                    let fd = libc::open(path.as_ptr(), libc::O_WRONLY);
-                    let len = data.to_bytes().len();
-                    fd >= 0 && libc::write(fd, data.as_ptr().cast(), len) == len as isize
-                }
-            };
-            // SAFETY: unshare, mount and _exit take integers or NUL-terminated strings.
-            let code = unsafe {
-                if libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS) != 0 {
-                    1
-                } else if !(write(plan.setgroups_path, c"deny")
-                    && write(plan.uid_map_path, &plan.uid_map)
-                    && write(plan.gid_map_path, &plan.gid_map))
-                {
-                    2
-                } else {
-                    let null = std::ptr::null();
-                    let flags = libc::MS_REC | libc::MS_PRIVATE;
-                    if libc::mount(null, c"/".as_ptr(), null, flags, std::ptr::null()) != 0 {
-                        2
-                    } else {
-                        0
-                    }
-                }
-            };
-            // SAFETY: _exit never returns and runs no destructors.
-            unsafe { libc::_exit(code) }
-        }
-        Ok(nix::unistd::ForkResult::Parent { child }) => match wait4(child.as_raw(), 0) {
-            Some((_, info)) if info.code() == Some(0) => Ok(()),
-            Some((_, info)) if info.code() == Some(2) => Err(
-                "user namespaces are created but give no capability inside (an LSM restricts them, e.g. kernel.apparmor_restrict_unprivileged_userns = 1; allow plugwarden `userns` in its AppArmor profile)".into(),
-            ),
-            _ => Err(
-                "this kernel refuses unprivileged user namespaces (see `plugwarden doctor`)".into(),
-            ),
-        },
-        Err(e) => Err(format!("cannot probe user namespaces: {e}")),
-    }
 }
 
 /// Opens a fresh, empty network namespace (only a downed loopback) that

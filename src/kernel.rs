@@ -26,6 +26,9 @@ pub const LANDLOCK_NEWEST: u8 = 7;
 pub const LANDLOCK_SWITCH: &str = "PLUGWARDEN_LANDLOCK_ABI";
 /// The variable that lowers the kernel release the floor check reads.
 pub const RELEASE_SWITCH: &str = "PLUGWARDEN_KERNEL";
+/// The variable that makes an ordinary user's host act as if user
+/// namespaces were blocked.
+pub const USERNS_SWITCH: &str = "PLUGWARDEN_NO_USERNS";
 
 /// A kernel feature probed at start.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -317,7 +320,7 @@ impl Kernel {
 
     /// Names of every `PLUGWARDEN_*` variable the fork server must see too.
     pub fn switch_names() -> impl Iterator<Item = &'static str> {
-        [LANDLOCK_SWITCH, RELEASE_SWITCH]
+        [LANDLOCK_SWITCH, RELEASE_SWITCH, USERNS_SWITCH]
             .into_iter()
             .chain(Feature::ALL.into_iter().map(Feature::switch))
     }
@@ -333,6 +336,68 @@ pub fn kernel() -> &'static Kernel {
         }
         k
     })
+}
+
+/// Whether an ordinary user may create a user namespace here: probed in a
+/// throwaway child. `PLUGWARDEN_NO_USERNS=1` pretends it may not (to test
+/// the fallback, or to match a deployment where they are blocked).
+pub fn userns_available() -> Result<(), String> {
+    if std::env::var_os(USERNS_SWITCH).is_some_and(|v| v == "1") {
+        return Err("disabled by PLUGWARDEN_NO_USERNS=1".into());
+    }
+    // What a child's road does with it: map our ids, then mount. An LSM
+    // may allow the namespace but no capability in it (Ubuntu's
+    // kernel.apparmor_restrict_unprivileged_userns), so creating one is
+    // not enough of a probe.
+    let plan = crate::child::UsernsPlan::new(
+        nix::unistd::getuid().as_raw(),
+        nix::unistd::getgid().as_raw(),
+    );
+    // SAFETY: single-threaded fork server (or doctor); the child makes raw
+    // syscalls only, on strings prepared above.
+    match unsafe { nix::unistd::fork() } {
+        Ok(nix::unistd::ForkResult::Child) => {
+            let write = |path: &std::ffi::CStr, data: &std::ffi::CStr| {
+                // SAFETY: NUL-terminated path and data owned by `plan`.
+                unsafe {
+                    let fd = libc::open(path.as_ptr(), libc::O_WRONLY);
+                    let len = data.to_bytes().len();
+                    fd >= 0 && libc::write(fd, data.as_ptr().cast(), len) == len as isize
+                }
+            };
+            // SAFETY: unshare, mount and _exit take integers or NUL-terminated strings.
+            let code = unsafe {
+                if libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS) != 0 {
+                    1
+                } else if !(write(plan.setgroups_path, c"deny")
+                    && write(plan.uid_map_path, &plan.uid_map)
+                    && write(plan.gid_map_path, &plan.gid_map))
+                {
+                    2
+                } else {
+                    let null = std::ptr::null();
+                    let flags = libc::MS_REC | libc::MS_PRIVATE;
+                    if libc::mount(null, c"/".as_ptr(), null, flags, std::ptr::null()) != 0 {
+                        2
+                    } else {
+                        0
+                    }
+                }
+            };
+            // SAFETY: _exit never returns and runs no destructors.
+            unsafe { libc::_exit(code) }
+        }
+        Ok(nix::unistd::ForkResult::Parent { child }) => match nix::sys::wait::waitpid(child, None) {
+            Ok(nix::sys::wait::WaitStatus::Exited(_, 0)) => Ok(()),
+            Ok(nix::sys::wait::WaitStatus::Exited(_, 2)) => Err(
+                "user namespaces are created but give no capability inside (an LSM restricts them, e.g. kernel.apparmor_restrict_unprivileged_userns = 1; allow plugwarden `userns` in its AppArmor profile)".into(),
+            ),
+            _ => Err(
+                "this kernel refuses unprivileged user namespaces (see `plugwarden doctor`)".into(),
+            ),
+        },
+        Err(e) => Err(format!("cannot probe user namespaces: {e}")),
+    }
 }
 
 /// The Linux release in which Landlock ABI `abi` arrived.

@@ -62,7 +62,7 @@ fn probe() -> Facts {
         cgroup: cgroups(),
         backend: backend(),
         userns_max: read("/proc/sys/user/max_user_namespaces").and_then(|s| s.trim().parse().ok()),
-        userns: plugwarden::forkserver::userns_available(),
+        userns: kernel::userns_available(),
         root: nix::unistd::geteuid().is_root(),
         sys_resource_effective: has(CapSet::Effective),
         sys_resource_bounding: has(CapSet::Bounding),
