@@ -10,9 +10,11 @@
 //!
 //! To test those paths on a new kernel, environment variables lower what
 //! the probes found (never raise it): `PLUGWARDEN_LANDLOCK_ABI=N`,
-//! `PLUGWARDEN_KERNEL=5.10` (the release the floor check reads) and one
-//! `PLUGWARDEN_NO_<FEATURE>=1` per feature ([`Feature::switch`]). The host
-//! passes them on to its fork server, so both see the same kernel.
+//! `PLUGWARDEN_KERNEL=5.10` (the release the floor check reads), one
+//! `PLUGWARDEN_NO_<FEATURE>=1` per feature ([`Feature::switch`]) and
+//! `PLUGWARDEN_NO_USERNS=1` for the user-namespace probe
+//! ([`userns_available`]). The host passes them on to its fork server, so
+//! both see the same kernel.
 
 use std::sync::OnceLock;
 

@@ -68,15 +68,6 @@ fn doctor(env: &[(&str, &str)]) -> String {
     text(&o.stdout)
 }
 
-/// The doctor row of `wall`, whitespace collapsed.
-fn row(out: &str, wall: &str) -> String {
-    let line = out
-        .lines()
-        .find(|l| l.trim_start().starts_with(wall))
-        .unwrap_or_else(|| panic!("no row {wall:?} in:\n{out}"));
-    line.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
 #[test]
 fn test_echo_round_trip_at_landlock_abi_1_4_and_6() {
     for abi in ["1", "4", "6"] {
@@ -180,9 +171,9 @@ fn test_doctor_names_each_missing_right_and_what_covers_it() {
             let name = want.split(" covered").next().unwrap();
             let name = name.split(" enforced").next().unwrap();
             assert!(
-                row(&out, name).starts_with(want),
+                doctor_row(&out, name).starts_with(want),
                 "ABI {abi}: {}",
-                row(&out, name)
+                doctor_row(&out, name)
             );
         }
     }
@@ -329,7 +320,7 @@ fn test_kernel_below_the_floor_is_refused_in_one_sentence() {
         out.contains("  kernel: 5.10 (REFUSED: this is Linux 5.10"),
         "{out}"
     );
-    assert!(row(&out, "every wall").starts_with("every wall refused"));
+    assert!(doctor_row(&out, "every wall").starts_with("every wall refused"));
 }
 
 #[test]
@@ -373,7 +364,7 @@ fn test_log_only_mode_without_continue_is_refused() {
         "plugwarden: log-only mode needs seccomp notification CONTINUE flag (Linux 5.5+), which this kernel lacks: run with the policy's own enforcement"
     );
     let out = doctor(&[("PLUGWARDEN_NO_NOTIF_CONTINUE", "1")]);
-    assert!(row(&out, "log-only mode").starts_with("log-only mode refused"));
+    assert!(doctor_row(&out, "log-only mode").starts_with("log-only mode refused"));
 }
 
 #[test]
@@ -406,17 +397,13 @@ fn test_without_noexec_seal_the_arena_still_works() {
     assert_eq!(verdict(&o), "ok", "{}", text(&o.stderr));
     assert_eq!(o.stdout, big);
     let out = doctor(&[("PLUGWARDEN_NO_MFD_NOEXEC_SEAL", "1")]);
-    assert!(row(&out, "arena seal").starts_with("arena seal covered fallback:"));
+    assert!(doctor_row(&out, "arena seal").starts_with("arena seal covered fallback:"));
 }
 
 /// The daemon probe's grandchild calls setsid and tries to outlive its
 /// job; without a PID namespace only the tree kill can reach it.
 fn daemon_outlives(env: &[(&str, &str)], dir: &Path) -> bool {
-    let p = policy(
-        dir,
-        "daemon.toml",
-        "description = \"x\"\nextends = \"default\"\n[syscalls]\nallow = [\"fork\", \"wait4\", \"setsid\", \"pipe\", \"pipe2\"]\n[limits]\nprocesses = 8\n[namespaces]\npid = false\n",
-    );
+    let p = policy(dir, "daemon.toml", DAEMON_POLICY);
     let (v, out, err) = probe(p.to_str().unwrap(), "daemon", env);
     assert_eq!(v, "ok", "{err}");
     let pid: i32 = out.trim().parse().expect("the daemon's pid");

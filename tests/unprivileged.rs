@@ -204,15 +204,6 @@ fn doctor_as_nobody(s: &Staged, env: &[(&str, &str)]) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-/// doctor's row for `wall`, whitespace collapsed.
-fn row(out: &str, wall: &str) -> String {
-    let line = out
-        .lines()
-        .find(|l| l.trim_start().starts_with(wall))
-        .unwrap_or_else(|| panic!("no row {wall:?} in:\n{out}"));
-    line.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
 const FORK_BOMB_POLICY: &str = "description = \"x\"\nextends = \"default\"\n[syscalls]\nallow = [\"fork\", \"wait4\"]\n[limits]\nprocesses = 64\n";
 
 #[test]
@@ -235,7 +226,7 @@ fn test_unprivileged_fork_bomb_stops_at_the_process_limit() {
     let out = doctor_as_nobody(&s, &[]);
     if out.contains("cgroup backend for workers: none") {
         assert!(
-            row(&out, "process count").starts_with(
+            doctor_row(&out, "process count").starts_with(
                 "process count enforced RLIMIT_NPROC in the plugin's own user namespace"
             ),
             "{out}"
@@ -253,7 +244,7 @@ fn test_unprivileged_without_per_userns_nproc_the_process_limit_is_named() {
         return;
     }
     assert!(
-        row(&out, "process count").starts_with("process count weakened"),
+        doctor_row(&out, "process count").starts_with("process count weakened"),
         "{out}"
     );
     // Refused rather than run without a limit (a best_effort run would
@@ -276,7 +267,7 @@ fn test_unprivileged_without_per_userns_nproc_the_process_limit_is_named() {
 fn test_unprivileged_memory_verdict_without_a_memory_cgroup() {
     let Some(s) = stage() else { return };
     let out = doctor_as_nobody(&s, &[]);
-    if !row(&out, "memory").starts_with("memory weakened") {
+    if !doctor_row(&out, "memory").starts_with("memory weakened") {
         println!("not applicable: uid 65534 has a memory cgroup here");
         return;
     }
@@ -318,27 +309,31 @@ fn test_unprivileged_doctor_table_matches_what_the_tests_observe() {
         ("seccomp allowlist", "seccomp allowlist enforced"),
         ("landlock files", "landlock files enforced"),
     ] {
-        assert!(row(&out, wall).starts_with(want), "{}", row(&out, wall));
+        assert!(
+            doctor_row(&out, wall).starts_with(want),
+            "{}",
+            doctor_row(&out, wall)
+        );
     }
     if out.contains("cgroup backend for workers: none") {
         assert!(
-            row(&out, "tree kill").starts_with("tree kill enforced the PID namespace"),
+            doctor_row(&out, "tree kill").starts_with("tree kill enforced the PID namespace"),
             "{out}"
         );
     }
     // Without user namespaces: no namespaces, and nothing kills a tree.
     let out = doctor_as_nobody(&s, &[("PLUGWARDEN_NO_USERNS", "1")]);
     assert!(
-        row(&out, "namespaces").starts_with("namespaces weakened"),
+        doctor_row(&out, "namespaces").starts_with("namespaces weakened"),
         "{out}"
     );
     if out.contains("cgroup backend for workers: none") {
         assert!(
-            row(&out, "tree kill").starts_with("tree kill weakened"),
+            doctor_row(&out, "tree kill").starts_with("tree kill weakened"),
             "{out}"
         );
         assert!(
-            row(&out, "process count").starts_with("process count weakened"),
+            doctor_row(&out, "process count").starts_with("process count weakened"),
             "{out}"
         );
     }
@@ -458,12 +453,8 @@ fn test_unprivileged_host_uses_a_delegated_cgroup_v2_subtree() {
     // The tree kill: without a PID namespace only cgroup.kill reaches a
     // grandchild that called setsid.
     assert!(backend.contains("tree kill cgroup.kill"), "{backend}");
-    assert!(row(&out, "tree kill").starts_with("tree kill enforced cgroup.kill"));
-    let p = policy(
-        &s.root,
-        "daemon.toml",
-        "description = \"x\"\nextends = \"default\"\n[syscalls]\nallow = [\"fork\", \"wait4\", \"setsid\", \"pipe\", \"pipe2\"]\n[limits]\nprocesses = 8\n[namespaces]\npid = false\n",
-    );
+    assert!(doctor_row(&out, "tree kill").starts_with("tree kill enforced cgroup.kill"));
+    let p = policy(&s.root, "daemon.toml", DAEMON_POLICY);
     let probe = s.root.join("pw-probe");
     let args = [
         "--plugin",

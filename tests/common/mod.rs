@@ -101,3 +101,16 @@ pub fn verdict(o: &Output) -> String {
         .unwrap_or("")
         .to_string()
 }
+
+/// `plugwarden doctor`'s row for `wall`, whitespace collapsed.
+pub fn doctor_row(out: &str, wall: &str) -> String {
+    let line = out
+        .lines()
+        .find(|l| l.trim_start().starts_with(wall))
+        .unwrap_or_else(|| panic!("no row {wall:?} in:\n{out}"));
+    line.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// A policy under which pw-probe's `daemon` can double-fork and `setsid`,
+/// without a PID namespace: only a tree kill can reach the grandchild.
+pub const DAEMON_POLICY: &str = "description = \"x\"\nextends = \"default\"\n[syscalls]\nallow = [\"fork\", \"wait4\", \"setsid\", \"pipe\", \"pipe2\"]\n[limits]\nprocesses = 8\n[namespaces]\npid = false\n";
