@@ -227,8 +227,9 @@ fn road(plan: &mut Plan) -> Result<(), (Stage, i32)> {
         check(Stage::Rlimit, rc as libc::c_long)?;
     }
 
-    // 5. Landlock. The ruleset was built with every right of the pinned ABI
-    // as a hard requirement, so it is fully enforced once this succeeds.
+    // 5. Landlock. The ruleset was built with every right of the kernel's
+    // ABI as a hard requirement, so it is fully enforced once this succeeds
+    // (-1: no Landlock, a weakening the host named).
     // no_new_privs first: an unprivileged restrict needs it.
     // SAFETY: integer-only prctl.
     let rc = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
