@@ -114,3 +114,22 @@ pub fn doctor_row(out: &str, wall: &str) -> String {
 /// A policy under which pw-probe's `daemon` can double-fork and `setsid`,
 /// without a PID namespace: only a tree kill can reach the grandchild.
 pub const DAEMON_POLICY: &str = "description = \"x\"\nextends = \"default\"\n[syscalls]\nallow = [\"fork\", \"wait4\", \"setsid\", \"pipe\", \"pipe2\"]\n[limits]\nprocesses = 8\n[namespaces]\npid = false\n";
+
+/// Whether process `pid` is gone (or a zombie, dead but not yet reaped)
+/// within `within`; if not, it is killed before returning false.
+pub fn gone_within(pid: i32, within: std::time::Duration) -> bool {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let state = stat.rfind(')').and_then(|i| stat[i + 2..].chars().next());
+        if matches!(state, None | Some('Z' | 'X')) {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            // SAFETY: kill with integers; `pid` is the test's own straggler.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
