@@ -207,14 +207,16 @@ fn fits(offset: usize, len: usize, size: usize) -> bool {
 fn memfd() -> io::Result<OwnedFd> {
     let name = c"plugwarden-arena";
     let base = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
+    // Before Linux 6.3 (or with PLUGWARDEN_NO_MFD_NOEXEC_SEAL=1) there is
+    // no NOEXEC_SEAL; the plugin's seccomp filters still forbid executable
+    // mappings and exec of a memfd.
+    let flags = if crate::kernel::kernel().has(crate::kernel::Feature::MfdNoexecSeal) {
+        base | MFD_NOEXEC_SEAL
+    } else {
+        base
+    };
     // SAFETY: name is NUL-terminated; flags are integers.
-    let mut fd = unsafe { libc::memfd_create(name.as_ptr(), base | MFD_NOEXEC_SEAL) };
-    if fd < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL) {
-        // Before Linux 6.3: no NOEXEC_SEAL; the plugin's seccomp filters
-        // still forbid executable mappings and exec of a memfd.
-        // SAFETY: as above.
-        fd = unsafe { libc::memfd_create(name.as_ptr(), base) };
-    }
+    let fd = unsafe { libc::memfd_create(name.as_ptr(), flags) };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }

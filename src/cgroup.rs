@@ -9,17 +9,21 @@
 //! whatever is left in the group and removes it.
 //!
 //! Backends, chosen once by [`Backend::detect`]:
-//! - cgroup v2 with the `memory` and `pids` controllers delegated to us:
-//!   `memory.max`, `memory.swap.max`, `pids.max`, `memory.events` (oom_kill),
-//!   `memory.peak`, `cgroup.kill`;
+//! - a cgroup v2 subtree this process may write: root's, or one delegated
+//!   to this user (systemd `Delegate=yes`, a user scope, a pod with a
+//!   writable cgroupfs, a Slurm job). Used exactly as root's, with what it
+//!   offers of `memory` (`memory.max`, `memory.swap.max`, `memory.events`,
+//!   `memory.peak`), `pids` (`pids.max`) and `cgroup.kill`;
 //! - cgroup v1 (this project's CI machines): `memory.limit_in_bytes`,
 //!   `memory.max_usage_in_bytes`, `memory.oom_control` (oom_kill),
 //!   `pids.max`, and `cgroup.kill` from a controller-less cgroup2 mount
 //!   (`/sys/fs/cgroup/unified`) for the tree kill when there is one;
 //! - neither: rlimits only, and the reason is reported (doctor, log, audit).
 
+use std::ffi::CString;
 use std::fs;
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -27,8 +31,14 @@ use serde::{Deserialize, Serialize};
 /// Where worker groups can be made.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Backend {
-    /// A delegated cgroup v2 subtree.
-    V2 { base: PathBuf },
+    /// A cgroup v2 subtree we may write, and which of the memory and pids
+    /// controllers and `cgroup.kill` it offers.
+    V2 {
+        base: PathBuf,
+        memory: bool,
+        pids: bool,
+        kill: bool,
+    },
     /// cgroup v1 hierarchies (each optional) plus a cgroup2 mount for kill.
     V1 {
         memory: Option<PathBuf>,
@@ -82,27 +92,88 @@ fn writable_base(mount: &Path, own: &str, name: &str) -> Option<PathBuf> {
     Some(base)
 }
 
+fn yes(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+/// The best subtree of the cgroup v2 mount `mount` for worker groups:
+/// under this process's own cgroup or the nearest ancestor we may write
+/// (a cgroup holding processes cannot hand memory and pids to children, so
+/// a delegated scope's parent often offers them where the scope does not).
+/// A worker moves from our cgroup into its group, which needs write access
+/// to the common ancestor's `cgroup.procs`; that is checked too.
+fn v2_backend(mount: &Path, name: &str) -> Option<Backend> {
+    if !mount.join("cgroup.procs").exists() {
+        return None;
+    }
+    let own = PathBuf::from(own_path("")?);
+    let mut best: Option<Backend> = None;
+    for dir in own.ancestors() {
+        let Some(b) = v2_base(mount, dir, name) else {
+            continue;
+        };
+        let score = |b: &Backend| u8::from(b.has_memory()) + u8::from(b.has_pids());
+        match &best {
+            Some(old) if score(old) >= score(&b) => b.cleanup(),
+            _ => {
+                if let Some(old) = best.replace(b) {
+                    old.cleanup();
+                }
+            }
+        }
+        if best
+            .as_ref()
+            .is_some_and(|b| b.has_memory() && b.has_pids())
+        {
+            break;
+        }
+    }
+    best
+}
+
+/// `mount/dir/name` as a V2 backend, if we may make groups there and move
+/// our children into them.
+fn v2_base(mount: &Path, dir: &Path, name: &str) -> Option<Backend> {
+    let parent = mount.join(dir.strip_prefix("/").unwrap_or(dir));
+    let procs = CString::new(parent.join("cgroup.procs").as_os_str().as_bytes()).ok()?;
+    // SAFETY: access reads a NUL-terminated path.
+    if unsafe { libc::access(procs.as_ptr(), libc::W_OK) } != 0 {
+        return None;
+    }
+    let base = writable_base(mount, &dir.to_string_lossy(), name)?;
+    let offered = fs::read_to_string(base.join("cgroup.controllers")).unwrap_or_default();
+    let enabled = |c: &str| {
+        offered.split_whitespace().any(|o| o == c)
+            && fs::write(base.join("cgroup.subtree_control"), format!("+{c}")).is_ok()
+    };
+    let (memory, pids) = (enabled("memory"), enabled("pids"));
+    // cgroup.kill exists in child groups only; check one.
+    let probe = base.join("probe-kill");
+    let kill = crate::kernel::kernel().has(crate::kernel::Feature::CgroupKill)
+        && fs::create_dir(&probe).is_ok()
+        && probe.join("cgroup.kill").exists();
+    let _ = fs::remove_dir(&probe);
+    Some(Backend::V2 {
+        base,
+        memory,
+        pids,
+        kill,
+    })
+}
+
 impl Backend {
     /// Finds what this machine and process allow. `name` makes the subtree
     /// unique to one fork server.
     pub fn detect(name: &str) -> Backend {
         let root = Path::new("/sys/fs/cgroup");
-        let v2_controllers =
-            fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default();
-        if v2_controllers.split_whitespace().any(|c| c == "memory")
-            && v2_controllers.split_whitespace().any(|c| c == "pids")
-        {
-            let own = own_path("").unwrap_or_default();
-            if let Some(base) = writable_base(root, &own, name) {
-                let enable = fs::write(base.join("cgroup.subtree_control"), "+memory +pids");
-                if enable.is_ok() {
-                    return Backend::V2 { base };
-                }
-                let _ = fs::remove_dir(&base);
-            }
-            return Backend::None {
-                reason: "cgroup v2 is mounted but no subtree with memory and pids is delegated to this user".into(),
-            };
+        if root.join("cgroup.controllers").exists() {
+            return v2_backend(root, name).unwrap_or_else(|| Backend::None {
+                reason: "cgroup v2 is mounted but no cgroup above this process may be written by this user (none delegated)".into(),
+            });
         }
         let v1 = |c: &str| {
             let mount = root.join(c);
@@ -110,24 +181,22 @@ impl Backend {
             writable_base(&mount, &own_path(c).unwrap_or_default(), name)
         };
         let (memory, pids) = (v1("memory"), v1("pids"));
-        let unified = root.join("unified");
-        let kill = if unified.join("cgroup.procs").exists() {
-            writable_base(&unified, &own_path("").unwrap_or_default(), name).filter(|b| {
-                // cgroup.kill exists in child groups only; check one.
-                let probe = b.join("probe-kill");
-                let ok = fs::create_dir(&probe).is_ok() && probe.join("cgroup.kill").exists();
-                let _ = fs::remove_dir(&probe);
-                ok
-            })
-        } else {
-            None
-        };
+        let unified = v2_backend(&root.join("unified"), name);
         if memory.is_none() && pids.is_none() {
-            return Backend::None {
-                reason: "no writable memory or pids cgroup (not root, or cgroups not delegated)"
-                    .into(),
-            };
+            return unified.unwrap_or_else(|| Backend::None {
+                reason: "no writable memory or pids cgroup and no writable cgroup v2 subtree (not root, and none delegated)".into(),
+            });
         }
+        let kill = match unified {
+            Some(Backend::V2 {
+                base, kill: true, ..
+            }) => Some(base),
+            Some(other) => {
+                other.cleanup();
+                None
+            }
+            None => None,
+        };
         Backend::V1 { memory, pids, kill }
     }
 
@@ -135,14 +204,57 @@ impl Backend {
         !matches!(self, Backend::None { .. })
     }
 
+    /// A memory limit per worker, and OOM kills attributed.
+    pub fn has_memory(&self) -> bool {
+        match self {
+            Backend::V2 { memory, .. } => *memory,
+            Backend::V1 { memory, .. } => memory.is_some(),
+            Backend::None { .. } => false,
+        }
+    }
+
+    /// A process limit per worker.
+    pub fn has_pids(&self) -> bool {
+        match self {
+            Backend::V2 { pids, .. } => *pids,
+            Backend::V1 { pids, .. } => pids.is_some(),
+            Backend::None { .. } => false,
+        }
+    }
+
+    /// `cgroup.kill` for the tree kill (else by pid from the group's list).
+    pub fn has_kill(&self) -> bool {
+        match self {
+            Backend::V2 { kill, .. } => *kill,
+            Backend::V1 { kill, .. } => kill.is_some(),
+            Backend::None { .. } => false,
+        }
+    }
+
     /// One line for doctor and the log.
     pub fn describe(&self) -> String {
         match self {
-            Backend::V2 { base } => format!("cgroup v2 at {}", base.display()),
+            Backend::V2 {
+                base,
+                memory,
+                pids,
+                kill,
+            } => format!(
+                "cgroup v2 at {}{}: memory {}, pids {}, tree kill {}",
+                base.display(),
+                if nix::unistd::geteuid().is_root() {
+                    ""
+                } else {
+                    " (delegated to this user)"
+                },
+                yes(*memory),
+                yes(*pids),
+                if *kill { "cgroup.kill" } else { "by pid" }
+            ),
             Backend::V1 { memory, pids, kill } => format!(
                 "cgroup v1: memory {}, pids {}, tree kill {}",
-                if memory.is_some() { "yes" } else { "no" },
-                if pids.is_some() { "yes" } else { "no" },
+                yes(memory.is_some()),
+                yes(pids.is_some()),
                 if kill.is_some() {
                     "cgroup.kill"
                 } else {
@@ -156,7 +268,7 @@ impl Backend {
     /// Removes the (empty) subtree created by `detect`.
     pub fn cleanup(&self) {
         let bases: Vec<&PathBuf> = match self {
-            Backend::V2 { base } => vec![base],
+            Backend::V2 { base, .. } => vec![base],
             Backend::V1 { memory, pids, kill } => memory.iter().chain(pids).chain(kill).collect(),
             Backend::None { .. } => Vec::new(),
         };
@@ -175,7 +287,11 @@ pub struct Group {
 
 #[derive(Debug)]
 enum Kind {
-    V2,
+    V2 {
+        memory: bool,
+        pids: bool,
+        kill: bool,
+    },
     V1 {
         memory: Option<PathBuf>,
         pids: Option<PathBuf>,
@@ -205,18 +321,27 @@ impl Group {
             Backend::None { reason } => {
                 Err(io::Error::new(io::ErrorKind::Unsupported, reason.clone()))
             }
-            Backend::V2 { base } => {
+            Backend::V2 {
+                base,
+                memory,
+                pids,
+                kill,
+            } => {
                 let dir = base.join(name);
                 fs::create_dir(&dir)?;
                 let group = Group {
                     dirs: vec![dir.clone()],
-                    kind: Kind::V2,
+                    kind: Kind::V2 {
+                        memory: *memory,
+                        pids: *pids,
+                        kill: *kill,
+                    },
                 };
-                if let Some(m) = limits.memory {
+                if let (true, Some(m)) = (memory, limits.memory) {
                     write(&dir.join("memory.max"), &m.to_string())?;
                     let _ = write(&dir.join("memory.swap.max"), "0");
                 }
-                if let Some(p) = limits.pids {
+                if let (true, Some(p)) = (pids, limits.pids) {
                     write(&dir.join("pids.max"), &p.to_string())?;
                 }
                 Ok(group)
@@ -276,7 +401,11 @@ impl Group {
     /// Kills every process in the group, even ones that called `setsid`.
     pub fn kill_all(&self) {
         let kill_file = match &self.kind {
-            Kind::V2 => self.dirs.first().map(|d| d.join("cgroup.kill")),
+            Kind::V2 { kill, .. } => self
+                .dirs
+                .first()
+                .filter(|_| *kill)
+                .map(|d| d.join("cgroup.kill")),
             Kind::V1 { kill, .. } => kill.as_ref().map(|d| d.join("cgroup.kill")),
         };
         if let Some(f) = kill_file {
@@ -301,13 +430,18 @@ impl Group {
 
     pub fn usage(&self) -> Usage {
         match &self.kind {
-            Kind::V2 => {
+            Kind::V2 { memory, pids, .. } => {
                 let d = &self.dirs[0];
+                let memory = memory.then_some(d);
                 Usage {
-                    memory_peak: read_u64(&d.join("memory.peak")),
-                    oom_killed: read_key(&d.join("memory.events"), "oom_kill")
+                    memory_peak: memory.and_then(|d| read_u64(&d.join("memory.peak"))),
+                    oom_killed: memory
+                        .and_then(|d| read_key(&d.join("memory.events"), "oom_kill"))
                         .is_some_and(|n| n > 0),
-                    pids_exhausted: read_key(&d.join("pids.events"), "max").is_some_and(|n| n > 0),
+                    pids_exhausted: pids
+                        .then(|| read_key(&d.join("pids.events"), "max"))
+                        .flatten()
+                        .is_some_and(|n| n > 0),
                 }
             }
             Kind::V1 { memory, pids, .. } => Usage {
@@ -378,7 +512,12 @@ mod tests {
     #[test]
     fn test_v2_backend_sets_limits_and_kills_the_tree() {
         let backend = Backend::detect(&format!("plugwarden-v2-{}", std::process::id()));
-        let Backend::V2 { .. } = backend else {
+        let Backend::V2 {
+            memory: true,
+            pids: true,
+            ..
+        } = backend
+        else {
             println!(
                 "not applicable: cgroup v2 with the memory and pids controllers delegated is not available here ({}); the v1 path runs instead",
                 backend.describe()

@@ -71,6 +71,10 @@ pub struct Plan<'a> {
     pub report: RawFd,
     /// Read end of the go pipe: one byte once the listener has been taken.
     pub go: RawFd,
+    /// -1 where close_range works (Linux 5.9+, 5.11+ for its CLOEXEC flag);
+    /// else one past the fork server's highest fd, and fds are closed one
+    /// by one below it.
+    pub fd_limit: RawFd,
     pub new_session: bool,
     /// A network namespace to join (-1: stay).
     pub netns: RawFd,
@@ -169,6 +173,7 @@ fn road(plan: &mut Plan) -> Result<(), (Stage, i32)> {
     let first = if plan.stdio[3] >= 0 { 4 } else { 3 };
     close_others(
         first,
+        plan.fd_limit,
         [
             plan.report,
             plan.go,
@@ -178,9 +183,16 @@ fn road(plan: &mut Plan) -> Result<(), (Stage, i32)> {
             plan.root.map_or(-1, |r| r.template),
         ],
     )?;
-    // SAFETY: only flags entries of our own fd table.
-    let rc = unsafe { libc::close_range(first, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as i32) };
-    check(Stage::Fds, rc as libc::c_long)?;
+    if plan.fd_limit < 0 {
+        // SAFETY: only flags entries of our own fd table.
+        let rc = unsafe { libc::close_range(first, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as i32) };
+        check(Stage::Fds, rc as libc::c_long)?;
+    } else {
+        for fd in first as RawFd..plan.fd_limit {
+            // SAFETY: flags an entry of our own fd table; EBADF (a gap) is fine.
+            unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+        }
+    }
 
     // 3. Namespaces: as an ordinary user, first map our uid inside the user
     // namespace the fork server cloned us into; then the shared empty
@@ -215,8 +227,9 @@ fn road(plan: &mut Plan) -> Result<(), (Stage, i32)> {
         check(Stage::Rlimit, rc as libc::c_long)?;
     }
 
-    // 5. Landlock. The ruleset was built with every right of the pinned ABI
-    // as a hard requirement, so it is fully enforced once this succeeds.
+    // 5. Landlock. The ruleset was built with every right of the kernel's
+    // ABI as a hard requirement, so it is fully enforced once this succeeds
+    // (-1: no Landlock, a weakening the host named).
     // no_new_privs first: an unprivileged restrict needs it.
     // SAFETY: integer-only prctl.
     let rc = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
@@ -520,22 +533,32 @@ fn apply(op: &RootOp) -> Result<(), (Stage, i32)> {
 
 /// Closes every fd from `from` up except those in `keep` (-1 entries
 /// ignored), without allocating: sort them, close the gaps between them.
-fn close_others(mut from: u32, mut keep: [RawFd; 6]) -> Result<(), (Stage, i32)> {
+fn close_others(mut from: u32, limit: RawFd, mut keep: [RawFd; 6]) -> Result<(), (Stage, i32)> {
     keep.sort_unstable();
     for fd in keep {
         if fd < from as RawFd {
             continue;
         }
         if fd as u32 > from {
-            // SAFETY: closes a range of our own fd table.
-            let rc = unsafe { libc::close_range(from, fd as u32 - 1, 0) };
-            check(Stage::Fds, rc as libc::c_long)?;
+            close_fds(from, fd as u32 - 1, limit)?;
         }
         from = fd as u32 + 1;
     }
-    // SAFETY: as above.
-    let rc = unsafe { libc::close_range(from, u32::MAX, 0) };
-    check(Stage::Fds, rc as libc::c_long)
+    close_fds(from, u32::MAX, limit)
+}
+
+/// Closes fds `first..=last`: with close_range, or one by one below `limit`.
+fn close_fds(first: u32, last: u32, limit: RawFd) -> Result<(), (Stage, i32)> {
+    if limit < 0 {
+        // SAFETY: closes a range of our own fd table.
+        let rc = unsafe { libc::close_range(first, last, 0) };
+        return check(Stage::Fds, rc as libc::c_long);
+    }
+    for fd in first..last.saturating_add(1).min(limit as u32) {
+        // SAFETY: closes an entry of our own fd table; EBADF (a gap) is fine.
+        unsafe { libc::close(fd as RawFd) };
+    }
+    Ok(())
 }
 
 /// The kernel's `struct sigaction` (x86_64 and aarch64 share its layout).

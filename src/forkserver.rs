@@ -65,6 +65,8 @@ pub struct ProfileSpec {
     /// Namespaces to enter: `CLONE_NEWNET` joins the fork server's shared
     /// empty network namespace; `CLONE_NEWIPC`/`CLONE_NEWUTS` are unshared.
     pub namespaces: u64,
+    /// The policy's `limits.processes` (0: seccomp allows no new process).
+    pub processes: u64,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -112,6 +114,8 @@ pub struct Walls {
     pub cgroups_active: bool,
     /// Namespaces the children will enter (CLONE_* flags).
     pub namespaces: u64,
+    /// The Landlock ABI of the ruleset (0: none).
+    pub landlock_abi: u8,
     /// What was asked for and cannot be had here.
     pub missing: Vec<String>,
 }
@@ -250,7 +254,8 @@ impl ForkServer {
             .stdout(Stdio::null())
             .env_clear()
             .process_group(0);
-        for key in ["RUST_LOG", "PLUGWARDEN_NO_USERNS"] {
+        let switches = crate::kernel::Kernel::switch_names();
+        for key in std::iter::once("RUST_LOG").chain(switches) {
             if let Ok(v) = std::env::var(key) {
                 cmd.env(key, v);
             }
@@ -387,7 +392,8 @@ pub fn serve_if_requested() {
 
 /// A profile ready to fork: everything the child needs, allocated now.
 struct Prepared {
-    ruleset: OwnedFd,
+    /// `None` without Landlock (a named weakening, see `landlock_rules::gaps`).
+    ruleset: Option<OwnedFd>,
     filter: Vec<seccompiler::sock_filter>,
     exe_fd: Option<OwnedFd>,
     path: CString,
@@ -461,7 +467,7 @@ impl Server {
         let userns = if is_root {
             Err("running as root".to_string())
         } else {
-            userns_available()
+            crate::kernel::userns_available()
         };
         let root_dir = if is_root || userns.is_ok() {
             let dir = std::env::temp_dir().join(format!("plugwarden-root-{me}"));
@@ -594,10 +600,15 @@ impl Server {
     }
 
     fn prepare(&self, spec: &ProfileSpec) -> Result<Prepared, String> {
-        let ruleset: Option<OwnedFd> = landlock_rules::build(&spec.grants)
+        let kernel = crate::kernel::kernel();
+        let ruleset = match landlock_rules::build(&spec.grants, kernel.landlock())
             .map_err(|e| e.to_string())?
-            .into();
-        let ruleset = ruleset.ok_or("landlock ruleset has no fd on this kernel")?;
+        {
+            Some(rs) => Some(
+                Option::<OwnedFd>::from(rs).ok_or("landlock ruleset has no fd on this kernel")?,
+            ),
+            None => None,
+        };
         let exe_fd = if spec.exec_by_fd {
             let fd = nix::fcntl::open(
                 &spec.exe,
@@ -633,13 +644,15 @@ impl Server {
         let mut walls = Walls {
             cgroups: self.cgroups.describe(),
             cgroups_active: self.cgroups.is_active(),
+            landlock_abi: kernel.landlock_abi,
             ..Walls::default()
         };
         let mut rlimits = spec.rlimits.clone();
-        if !self.cgroups.is_active() {
-            walls
-                .missing
-                .push(format!("cgroups: {}", self.cgroups.describe()));
+        if !self.cgroups.has_memory() {
+            walls.missing.push(format!(
+                "memory: no memory cgroup ({}): RLIMIT_AS bounds the address space, and the verdict is memory only when the plugin reports the failed allocation",
+                self.cgroups.describe()
+            ));
         } else if let Some(mem) = spec.cgroup.memory {
             // The memory cgroup is the real limit and names an OOM kill; the
             // address-space rlimit stays as a looser backstop.
@@ -674,6 +687,12 @@ impl Server {
             ));
         }
         let pidns = (self.is_root || userns) && wanted_ns & libc::CLONE_NEWPID as u64 != 0;
+        self.process_limit(spec, userns, &mut rlimits, &mut walls.missing);
+        if !self.cgroups.is_active() && !pidns && spec.processes > 0 {
+            walls.missing.push(
+                "tree kill: no cgroup and no PID namespace: a process that left the worker's session may outlive it".into(),
+            );
+        }
         let mut root = match (&self.root_dir, wanted_ns & libc::CLONE_NEWNS as u64 != 0) {
             (Some(dir), true) => Some(root_plan(dir, &spec.grants, pidns)?),
             _ => None,
@@ -736,6 +755,44 @@ impl Server {
         })
     }
 
+    /// Holds `limits.processes` for a profile: the pids cgroup, else (not
+    /// root, in the plugin's own user namespace, Linux 5.14+) RLIMIT_NPROC,
+    /// which the kernel counts per user in each user namespace, so that it
+    /// counts only the worker's own tasks. As root the plugin's uid is
+    /// shared with other workers: no such rlimit.
+    fn process_limit(
+        &self,
+        spec: &ProfileSpec,
+        userns: bool,
+        rlimits: &mut Vec<(u32, u64, u64)>,
+        missing: &mut Vec<String>,
+    ) {
+        use crate::kernel::Feature;
+        if self.cgroups.has_pids() {
+            return;
+        }
+        let tasks = spec.cgroup.pids.unwrap_or(u64::MAX);
+        if userns && crate::kernel::kernel().has(Feature::NprocPerUserns) {
+            let hard = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NPROC)
+                .map_or(u64::MAX, |(_, h)| h);
+            let n = tasks.min(hard);
+            rlimits.push((libc::RLIMIT_NPROC, n, n));
+            return;
+        }
+        if spec.processes > 0 {
+            let why = if userns {
+                Feature::NprocPerUserns.without()
+            } else {
+                "no user namespace to count the plugin's processes in"
+            };
+            missing.push(format!(
+                "process count: no pids cgroup ({}); {why}: limits.processes = {} is not enforced",
+                self.cgroups.describe(),
+                spec.processes
+            ));
+        }
+    }
+
     #[allow(clippy::type_complexity)]
     fn spawn(
         &mut self,
@@ -752,9 +809,11 @@ impl Server {
         let (go_r, go_w) = pipe()?;
         let ruleset = p
             .ruleset
-            .try_clone()
+            .as_ref()
+            .map(OwnedFd::try_clone)
+            .transpose()
             .map_err(|e| format!("dup ruleset: {e}"))?;
-        let ruleset_fd = ruleset.as_raw_fd();
+        let ruleset_fd = ruleset.as_ref().map_or(-1, |r| r.as_raw_fd());
         let limits = p.cgroup;
         let group = if self.cgroups.is_active() {
             let ready = self.ready_groups.iter().position(|(l, _)| *l == limits);
@@ -783,6 +842,11 @@ impl Server {
             stdio: [0, 1, 2, 3].map(|i| stdio.get(i).map_or(-1, |f| f.as_raw_fd())),
             report: report_w.as_raw_fd(),
             go: go_r.as_raw_fd(),
+            fd_limit: if crate::kernel::kernel().has(crate::kernel::Feature::CloseRange) {
+                -1
+            } else {
+                highest_fd() + 1
+            },
             new_session: p.new_session,
             rlimits: &p.rlimits,
             landlock: ruleset_fd,
@@ -1261,35 +1325,6 @@ fn root_template(root: &child::RootPlan, grants: &Grants) -> Option<OwnedFd> {
     ns.map(OwnedFd::from)
 }
 
-/// Whether an ordinary user may create a user namespace here: probed in a
-/// throwaway child. `PLUGWARDEN_NO_USERNS=1` pretends it may not (to test
-/// the fallback, or to match a deployment where they are blocked).
-fn userns_available() -> Result<(), String> {
-    if std::env::var_os("PLUGWARDEN_NO_USERNS").is_some_and(|v| v == "1") {
-        return Err("disabled by PLUGWARDEN_NO_USERNS=1".into());
-    }
-    // SAFETY: single-threaded fork server; the child makes raw syscalls only.
-    match unsafe { nix::unistd::fork() } {
-        Ok(nix::unistd::ForkResult::Child) => {
-            // SAFETY: unshare and _exit take integers.
-            unsafe {
-                libc::_exit(if libc::unshare(libc::CLONE_NEWUSER) == 0 {
-                    0
-                } else {
-                    1
-                })
-            }
-        }
-        Ok(nix::unistd::ForkResult::Parent { child }) => match wait4(child.as_raw(), 0) {
-            Some((_, info)) if info.code() == Some(0) => Ok(()),
-            _ => Err(
-                "this kernel refuses unprivileged user namespaces (see `plugwarden doctor`)".into(),
-            ),
-        },
-        Err(e) => Err(format!("cannot probe user namespaces: {e}")),
-    }
-}
-
 /// Opens a fresh, empty network namespace (only a downed loopback) that
 /// every worker joins with `setns`: creating one per spawn would double the
 /// spawn time, and an empty namespace holds nothing to share.
@@ -1355,6 +1390,19 @@ fn wait4(pid: i32, flags: i32) -> Option<(i32, ExitInfo)> {
             cgroup: None,
         },
     ))
+}
+
+/// The highest fd this process holds (for a child's close loop where
+/// close_range is missing).
+fn highest_fd() -> RawFd {
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .max()
+                .unwrap_or(1024)
+        })
+        .unwrap_or(1024)
 }
 
 /// Reads until `buf` is full or EOF; returns the bytes read.

@@ -1,11 +1,15 @@
-//! Landlock: build the filesystem and network ruleset of one profile.
+//! Landlock: build the filesystem and network ruleset of one profile, at
+//! the best ABI this kernel offers, and say what stands in for each right
+//! an older ABI lacks.
 //!
-//! The ABI is pinned ([`ABI`]) and requested as a hard requirement, so a
-//! kernel that cannot enforce every right fails loudly here instead of
-//! silently weakening the sandbox: a ruleset that builds is fully enforced
-//! once the child restricts itself with it.
-//! Every filesystem and TCP right is handled (denied unless granted), and
-//! signals and abstract unix sockets are scoped to the sandbox.
+//! The ruleset is built at exactly the ABI [`crate::kernel`] reports, as a
+//! hard requirement: what it handles is fully enforced once the child
+//! restricts itself, and nothing is weakened silently. What that ABI
+//! cannot handle is a [`Gap`]: either another wall in force covers the
+//! same ground (the empty network namespace for TCP, the PID namespace for
+//! signals, the minimal root for truncate, seccomp for device ioctls), or
+//! it is a weakening, which the policy's `best_effort` turns into a
+//! refusal or a line in the log and in every audit record.
 
 use std::path::{Path, PathBuf};
 
@@ -15,8 +19,7 @@ use landlock::{
 };
 use serde::{Deserialize, Serialize};
 
-/// The Landlock ABI plugwarden is tested against (Linux 6.15+: scopes and audit flags).
-pub const ABI_PINNED: ABI = ABI::V7;
+use crate::kernel::landlock_since;
 
 /// What a profile grants; paths are absolute.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,7 +36,7 @@ pub struct Grants {
 
 #[derive(Debug, thiserror::Error)]
 pub enum LandlockError {
-    #[error("landlock ABI {abi:?} cannot be fully enforced by this kernel ({source}); plugwarden needs Linux 6.12 or later with Landlock enabled (see `plugwarden doctor`)")]
+    #[error("landlock ABI {abi:?} cannot be enforced by this kernel ({source}); see `plugwarden doctor`")]
     Unsupported {
         abi: ABI,
         #[source]
@@ -49,6 +52,7 @@ pub enum LandlockError {
 
 fn fs_rule(
     rs: RulesetCreated,
+    abi: ABI,
     path: &Path,
     access: landlock::BitFlags<AccessFs>,
 ) -> Result<RulesetCreated, LandlockError> {
@@ -63,7 +67,7 @@ fn fs_rule(
     let access = if path.is_dir() {
         access
     } else {
-        access & AccessFs::from_file(ABI_PINNED)
+        access & AccessFs::from_file(abi)
     };
     rs.add_rule(PathBeneath::new(fd, access))
         .map_err(|source| LandlockError::Path {
@@ -72,54 +76,244 @@ fn fs_rule(
         })
 }
 
-/// Builds the ruleset (in the fork server, once per profile).
-pub fn build(grants: &Grants) -> Result<RulesetCreated, LandlockError> {
-    let abi = ABI_PINNED;
+/// Builds the ruleset at `abi` (in the fork server, once per profile):
+/// every right of that ABI handled, denied unless granted. `None` without
+/// Landlock (ABI 0).
+pub fn build(grants: &Grants, abi: ABI) -> Result<Option<RulesetCreated>, LandlockError> {
+    if abi == ABI::Unsupported {
+        return Ok(None);
+    }
     let unsupported = |source| LandlockError::Unsupported { abi, source };
     let mut rs = Ruleset::default()
         .set_compatibility(CompatLevel::HardRequirement)
         .handle_access(AccessFs::from_all(abi))
-        .map_err(unsupported)?
-        .handle_access(AccessNet::from_all(abi))
-        .map_err(unsupported)?
-        .scope(Scope::from_all(abi))
-        .map_err(unsupported)?
-        .create()
         .map_err(unsupported)?;
+    // Before ABI 4 there is no TCP right, before ABI 6 no scope: handling
+    // an empty set is an error, not a no-op.
+    let net = AccessNet::from_all(abi);
+    if !net.is_empty() {
+        rs = rs.handle_access(net).map_err(unsupported)?;
+    }
+    let scopes = Scope::from_all(abi);
+    if !scopes.is_empty() {
+        rs = rs.scope(scopes).map_err(unsupported)?;
+    }
+    let mut rs = rs.create().map_err(unsupported)?;
     let read = AccessFs::ReadFile | AccessFs::ReadDir;
     for p in &grants.read {
-        rs = fs_rule(rs, p, read)?;
+        rs = fs_rule(rs, abi, p, read)?;
     }
     for p in &grants.exec {
-        rs = fs_rule(rs, p, read | AccessFs::Execute)?;
+        rs = fs_rule(rs, abi, p, read | AccessFs::Execute)?;
     }
     for p in &grants.write {
-        rs = fs_rule(rs, p, read | AccessFs::from_write(abi))?;
+        rs = fs_rule(rs, abi, p, read | AccessFs::from_write(abi))?;
     }
-    for &port in &grants.connect_tcp {
-        rs = rs
-            .add_rule(NetPort::new(port, AccessNet::ConnectTcp))
-            .map_err(unsupported)?;
+    if !net.is_empty() {
+        for &port in &grants.connect_tcp {
+            rs = rs
+                .add_rule(NetPort::new(port, AccessNet::ConnectTcp))
+                .map_err(unsupported)?;
+        }
+        for &port in &grants.bind_tcp {
+            rs = rs
+                .add_rule(NetPort::new(port, AccessNet::BindTcp))
+                .map_err(unsupported)?;
+        }
     }
-    for &port in &grants.bind_tcp {
-        rs = rs
-            .add_rule(NetPort::new(port, AccessNet::BindTcp))
-            .map_err(unsupported)?;
-    }
-    Ok(rs)
+    Ok(Some(rs))
 }
 
-/// The Landlock ABI this kernel offers (0 = none).
-pub fn kernel_abi() -> i64 {
-    // SAFETY: landlock_create_ruleset(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION)
-    // only returns the ABI version; no memory is passed.
-    unsafe {
-        libc::syscall(
-            libc::SYS_landlock_create_ruleset,
-            std::ptr::null::<u8>(),
-            0usize,
-            1u32,
-        )
+/// The walls in force around the ruleset that can stand in for a right
+/// the Landlock ABI lacks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Cover {
+    /// The plugin is in an empty network namespace.
+    pub net_ns: bool,
+    /// The plugin has its own PID namespace.
+    pub pid_ns: bool,
+    /// The plugin sees only the minimal root (read-only binds but for
+    /// write grants).
+    pub minimal_root: bool,
+    /// The policy grants TCP ports.
+    pub tcp_grants: bool,
+    /// seccomp lets `socket()` make AF_INET or AF_INET6 sockets.
+    pub inet_sockets: bool,
+    /// seccomp lets `socket()` make AF_UNIX sockets.
+    pub unix_sockets: bool,
+}
+
+/// A right the Landlock ABI in use lacks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Gap {
+    /// What Landlock would have enforced.
+    pub right: &'static str,
+    /// The ABI that has it.
+    pub abi: u8,
+    /// `Ok(wall)`: another wall in force covers it; `Err(loss)`: what the
+    /// plugin can do that Landlock would have stopped.
+    pub cover: Result<&'static str, &'static str>,
+}
+
+impl Gap {
+    /// One line for doctor, the log and the audit notes.
+    pub fn describe(&self) -> String {
+        let (major, minor) = landlock_since(self.abi);
+        let head = format!(
+            "landlock {} (ABI {}, Linux {major}.{minor})",
+            self.right, self.abi
+        );
+        match self.cover {
+            Ok(wall) => format!("{head} missing, covered by {wall}"),
+            Err(loss) => format!("{head} missing: {loss}"),
+        }
     }
-    .max(0)
+}
+
+/// The rights Landlock ABI `abi` lacks, each with what covers it.
+pub fn gaps(abi: u8, c: &Cover) -> Vec<Gap> {
+    let gap = |right, abi, cover| Gap { right, abi, cover };
+    let mut out = Vec::new();
+    if abi == 0 {
+        out.push(gap(
+            "file rules",
+            1,
+            Err(if c.minimal_root {
+                "files are limited only by the minimal root (what is bound in may be read and executed; Unix permissions decide writes to write grants)"
+            } else {
+                "no file limits beyond Unix permissions"
+            }),
+        ));
+    }
+    if abi == 1 {
+        out.push(gap(
+            "rename and link across directories (refer)",
+            2,
+            Ok("ABI 1 itself, which refuses every rename and link across directories (stricter)"),
+        ));
+    }
+    if abi < 3 {
+        out.push(gap(
+            "truncate",
+            3,
+            if c.minimal_root {
+                Ok("the minimal root (everything but the write grants is a read-only bind)")
+            } else {
+                Err("truncate(2) and O_TRUNC reach any file Unix permissions allow")
+            },
+        ));
+    }
+    if abi < 4 {
+        out.push(gap(
+            "TCP bind and connect",
+            4,
+            if c.net_ns {
+                Ok("the empty network namespace (there is nothing to connect to or bind on)")
+            } else if c.tcp_grants || c.inet_sockets {
+                Err("any TCP port may be connected to or bound, not only the policy's")
+            } else {
+                Ok("seccomp (socket() may not create AF_INET or AF_INET6 sockets)")
+            },
+        ));
+    }
+    if abi < 5 {
+        out.push(gap(
+            "device ioctls",
+            5,
+            Ok("seccomp (only the policy's ioctl requests pass)"),
+        ));
+    }
+    if abi < 6 {
+        out.push(gap(
+            "signal scope",
+            6,
+            if c.pid_ns {
+                Ok("the PID namespace (no process outside it can be named)")
+            } else {
+                Err("signals may reach processes of the same user outside the sandbox")
+            },
+        ));
+        out.push(gap(
+            "abstract unix socket scope",
+            6,
+            if c.net_ns {
+                Ok("the empty network namespace (abstract sockets belong to a network namespace)")
+            } else if c.unix_sockets {
+                Err("abstract unix sockets outside the sandbox may be reached")
+            } else {
+                Ok("seccomp (socket() may not create AF_UNIX sockets)")
+            },
+        ));
+    }
+    if (1..7).contains(&abi) {
+        out.push(gap(
+            "audit logging of denials",
+            7,
+            Ok("the lower ABI itself: ABI 7 adds only the kernel's audit records of denials, no right"),
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all_walls() -> Cover {
+        Cover {
+            net_ns: true,
+            pid_ns: true,
+            minimal_root: true,
+            ..Cover::default()
+        }
+    }
+
+    #[test]
+    fn test_gaps_abi_7_has_none() {
+        assert!(gaps(7, &Cover::default()).is_empty());
+    }
+
+    #[test]
+    fn test_gaps_abi_1_under_every_namespace_are_all_covered() {
+        let g = gaps(1, &all_walls());
+        assert_eq!(g.len(), 7);
+        assert!(g.iter().all(|g| g.cover.is_ok()), "{g:?}");
+    }
+
+    #[test]
+    fn test_gaps_abi_4_without_namespaces_lose_the_scopes() {
+        let c = Cover {
+            unix_sockets: true,
+            ..Cover::default()
+        };
+        let lost: Vec<&str> = gaps(4, &c)
+            .iter()
+            .filter(|g| g.cover.is_err())
+            .map(|g| g.right)
+            .collect();
+        assert_eq!(lost, ["signal scope", "abstract unix socket scope"]);
+    }
+
+    #[test]
+    fn test_gaps_tcp_grants_without_a_network_namespace_are_a_loss() {
+        let c = Cover {
+            tcp_grants: true,
+            ..all_walls()
+        };
+        let tcp = |c: &Cover| gaps(3, c).into_iter().find(|g| g.abi == 4).unwrap();
+        assert!(tcp(&c).cover.is_ok(), "the empty namespace still covers");
+        let c = Cover { net_ns: false, ..c };
+        assert!(tcp(&c).cover.is_err());
+        assert_eq!(
+            tcp(&c).describe(),
+            "landlock TCP bind and connect (ABI 4, Linux 6.7) missing: any TCP port may be connected to or bound, not only the policy's"
+        );
+    }
+
+    #[test]
+    fn test_gaps_without_landlock_name_the_file_rules() {
+        let g = gaps(0, &all_walls());
+        assert_eq!(g[0].right, "file rules");
+        assert!(g[0].cover.is_err());
+    }
 }

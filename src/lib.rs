@@ -14,6 +14,7 @@ pub mod cgroup;
 pub mod child;
 pub mod elf;
 pub mod forkserver;
+pub mod kernel;
 pub mod landlock_rules;
 pub mod manifest;
 pub mod plugin;

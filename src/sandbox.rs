@@ -64,8 +64,18 @@ pub enum SandboxError {
     ForkServer(#[from] ForkServerError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
-    #[error("policy {policy} needs walls this machine cannot raise: {missing}; run as root or where they are available (see `plugwarden doctor`), or set best_effort = true in the policy to run weakened")]
+    #[error("policy {policy} needs walls this machine cannot raise: {missing}; run where they are available (as root, on a newer kernel: see `plugwarden doctor`), or set best_effort = true in the policy to run weakened")]
     Refused { policy: String, missing: String },
+    #[error(transparent)]
+    Kernel(#[from] crate::kernel::KernelError),
+    #[error("policy {policy} needs Landlock ABI {wanted} (Linux {}.{}) by its [landlock] min_abi; this kernel offers ABI {offered}: run on a newer kernel or lower min_abi", crate::kernel::landlock_since(*.wanted).0, crate::kernel::landlock_since(*.wanted).1)]
+    LandlockFloor {
+        policy: String,
+        wanted: u8,
+        offered: u8,
+    },
+    #[error("log-only mode needs {} (Linux 5.5+), which this kernel lacks: run with the policy's own enforcement", crate::kernel::Feature::NotifContinue.name())]
+    NoLogOnly,
 }
 
 /// Size asked for the plugin's stdin and stdout pipes.
@@ -96,6 +106,18 @@ impl Sandbox {
         policy: Arc<Policy>,
         enforce: Enforce,
     ) -> Result<Sandbox, SandboxError> {
+        let kernel = crate::kernel::kernel();
+        kernel.check()?;
+        if policy.landlock_min_abi > kernel.landlock_abi {
+            return Err(SandboxError::LandlockFloor {
+                policy: policy.name.clone(),
+                wanted: policy.landlock_min_abi,
+                offered: kernel.landlock_abi,
+            });
+        }
+        if enforce == Enforce::Log && !kernel.has(crate::kernel::Feature::NotifContinue) {
+            return Err(SandboxError::NoLogOnly);
+        }
         let deps =
             crate::elf::exec_dependencies(&plugin.exe).map_err(|source| SandboxError::Elf {
                 path: plugin.exe.clone(),
@@ -150,8 +172,15 @@ impl Sandbox {
                 }),
             },
             namespaces: policy.namespaces.flags(),
+            processes: policy.limits.processes,
         };
-        let (profile, walls) = fs.prepare(&spec)?;
+        let (profile, mut walls) = fs.prepare(&spec)?;
+        for gap in crate::landlock_rules::gaps(walls.landlock_abi, &cover(&policy, &walls)) {
+            match gap.cover {
+                Ok(_) => tracing::debug!("{}", gap.describe()),
+                Err(_) => walls.missing.push(gap.describe()),
+            }
+        }
         if !policy.best_effort && !walls.missing.is_empty() {
             fs.release(profile);
             return Err(SandboxError::Refused {
@@ -260,6 +289,25 @@ impl Sandbox {
 impl Drop for Sandbox {
     fn drop(&mut self) {
         self.fs.release(self.profile);
+    }
+}
+
+/// The walls in force that can stand in for a Landlock right.
+fn cover(policy: &Policy, walls: &crate::forkserver::Walls) -> crate::landlock_rules::Cover {
+    let ns = |flag: i32| walls.namespaces & flag as u64 != 0;
+    let sys = &policy.syscalls;
+    let socket = |families: &[u32]| {
+        sys.allow.contains("socket")
+            && (sys.socket_families.is_empty()
+                || families.iter().any(|f| sys.socket_families.contains(f)))
+    };
+    crate::landlock_rules::Cover {
+        net_ns: ns(libc::CLONE_NEWNET),
+        pid_ns: ns(libc::CLONE_NEWPID),
+        minimal_root: ns(libc::CLONE_NEWNS),
+        tcp_grants: !policy.network.connect_tcp.is_empty() || !policy.network.bind_tcp.is_empty(),
+        inet_sockets: socket(&[libc::AF_INET as u32, libc::AF_INET6 as u32]),
+        unix_sockets: socket(&[libc::AF_UNIX as u32]),
     }
 }
 

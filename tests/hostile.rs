@@ -424,7 +424,8 @@ fn escaped_or_refused(_: &Ctx, r: &BareRun) -> Result<Option<String>, String> {
             "the unsandboxed half: this kernel lacks the call ({e})"
         ))),
         Some(Err(e)) if e.contains("EPERM") || e.contains("EACCES") => Ok(Some(format!(
-            "the unsandboxed half: this machine refuses it even to root ({e})"
+            "the unsandboxed half: this machine refuses it even to uid {} ({e})",
+            nix::unistd::geteuid()
         ))),
         _ => r.escaped().map(|_| None),
     }
@@ -1408,6 +1409,13 @@ fn check_unsandboxed(ctx: &Ctx, a: &Attack, exe: &Path, pids: &mut Vec<i32>) -> 
     match result {
         Ok(None) => println!("{}: works unsandboxed", a.bin),
         Ok(Some(reason)) => println!("{}: not applicable: {reason}", a.bin),
+        // The root run proves these work; as an ordinary user the
+        // privileged ones fail even unsandboxed. The sandboxed half runs.
+        Err(e) if !is_root() => println!(
+            "{}: not applicable as uid {}: the unsandboxed half needs root ({e})",
+            a.bin,
+            nix::unistd::geteuid()
+        ),
         Err(e) => return Err(format!("{}: unsandboxed: {e}", a.bin)),
     }
     Ok(())
@@ -1511,14 +1519,20 @@ fn check_host_survived(before: (usize, usize, u64), fs_pid: u32, pids: &[i32]) -
     failures
 }
 
+/// The suite checks that the host has no stray child or hostile process:
+/// its two runs (as root, as uid 65534 in a child) must not overlap.
+static ONE_SUITE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
 #[test]
 fn test_hostile_suite_every_attack_is_contained_and_host_survives() {
-    if !is_root() {
-        println!(
-            "not applicable: the hostile suite needs root (identity drop, setuid fixture, handles)"
-        );
-        return;
-    }
+    let _one = ONE_SUITE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    println!(
+        "host: uid {}, Landlock ABI {}",
+        nix::unistd::geteuid(),
+        plugwarden::kernel::kernel().landlock_abi
+    );
     let fs = Arc::new(ForkServer::start(&plugwarden()).unwrap());
     let fs_pid = fs.pid();
     let mut ctx = Ctx::new(fs_pid);
@@ -1570,17 +1584,73 @@ fn test_hostile_suite_every_attack_is_contained_and_host_survives() {
     assert_eq!(held, tried);
 }
 
+/// The whole suite again with the host as uid 65534: this test binary,
+/// plugwarden and the attacks are copied into a world-readable directory
+/// and the suite above runs there as an ordinary user (no identity drop,
+/// no cgroup here: the walls doctor names for a non-root host).
+#[test]
+fn test_hostile_suite_as_uid_65534() {
+    if !is_root() {
+        println!(
+            "not applicable: switching to uid 65534 needs root; the suite above already runs as uid {}",
+            nix::unistd::geteuid()
+        );
+        return;
+    }
+    let _one = ONE_SUITE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    let names: Vec<&str> = attacks().iter().map(|a| a.bin).collect();
+    let (dir, test_bin) = stage_binaries(&names);
+    let o = Command::new(&test_bin)
+        .args([
+            "--exact",
+            "test_hostile_suite_every_attack_is_contained_and_host_survives",
+            "--nocapture",
+        ])
+        .env(BIN_DIR, dir.path())
+        .current_dir(dir.path())
+        .uid(65534)
+        .gid(65534)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    println!(
+        "{out}
+{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(o.status.success(), "the suite failed as uid 65534");
+    assert!(out.contains("host: uid 65534"), "{out}");
+    let tally = out
+        .lines()
+        .find(|l| l.starts_with("hostile suite: "))
+        .expect("the suite's tally");
+    let tried = tally.split(' ').nth(2).unwrap();
+    assert_eq!(
+        tally,
+        format!("hostile suite: {tried} attacks tried, {tried} contained")
+    );
+}
+
 /// The negative control: the same harness, given a policy that grants the
 /// secret's directory, must see the secret leak. A suite that could not
 /// notice an escape would prove nothing. (The directory is under the target
 /// directory: the minimal root mounts a private /tmp over any grant there.)
 fn check_harness_sees_a_granted_read(fs: &Arc<ForkServer>, ctx: &Ctx) -> Result<(), String> {
+    // Staged as another user, the target directory may be out of reach:
+    // the temporary directory stands in for it.
+    let parent = match std::env::var_os(BIN_DIR) {
+        Some(_) => std::env::temp_dir(),
+        None => PathBuf::from(env!("CARGO_TARGET_TMPDIR")),
+    };
     let dir = tempfile::Builder::new()
         .prefix("pw-hostile-")
-        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .tempdir_in(&parent)
         .unwrap();
-    for d in [Path::new(env!("CARGO_TARGET_TMPDIR")), dir.path()] {
-        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for d in [parent.as_path(), dir.path()] {
+        let _ = std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755));
     }
     let secret = dir.path().join("secret.txt");
     std::fs::write(&secret, &ctx.secret_text).unwrap();

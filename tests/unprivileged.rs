@@ -168,7 +168,7 @@ fn test_unprivileged_policy_without_best_effort_is_refused_naming_the_wall() {
     }
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(
-        err.contains("needs walls this machine cannot raise: cgroups:"),
+        err.contains("needs walls this machine cannot raise: memory: no memory cgroup"),
         "{err}"
     );
     assert!(err.contains("set best_effort = true"), "{err}");
@@ -190,4 +190,323 @@ fn test_unprivileged_host_plugin_is_pid_one_of_its_namespace() {
     }
     assert_eq!(verdict(&o), "ok", "{err}");
     assert_eq!(String::from_utf8_lossy(&o.stdout), "sid=1 pid=1");
+}
+
+fn doctor_as_nobody(s: &Staged, env: &[(&str, &str)]) -> String {
+    let o = Command::new(s.root.join("plugwarden"))
+        .arg("doctor")
+        .uid(65534)
+        .gid(65534)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+const FORK_BOMB_POLICY: &str = "description = \"x\"\nextends = \"default\"\n[syscalls]\nallow = [\"fork\", \"wait4\"]\n[limits]\nprocesses = 64\n";
+
+#[test]
+fn test_unprivileged_fork_bomb_stops_at_the_process_limit() {
+    let Some(s) = stage() else { return };
+    let p = policy(&s.root, "bomb.toml", FORK_BOMB_POLICY);
+    let o = as_nobody_env(&s, p.to_str().unwrap(), "forkbomb", &[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    if err.contains("user namespaces unavailable") {
+        println!("not applicable: this kernel refuses unprivileged user namespaces: {err}");
+        return;
+    }
+    assert_eq!(verdict(&o), "ok", "{err}");
+    // The plugin and 64 children: RLIMIT_NPROC counts only the tasks of
+    // the plugin's uid in its own user namespace.
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "forked 64 then Resource temporarily unavailable (os error 11)"
+    );
+    let out = doctor_as_nobody(&s, &[]);
+    if out.contains("cgroup backend for workers: none") {
+        assert!(
+            doctor_row(&out, "process count").starts_with(
+                "process count enforced RLIMIT_NPROC in the plugin's own user namespace"
+            ),
+            "{out}"
+        );
+    }
+}
+
+#[test]
+fn test_unprivileged_without_per_userns_nproc_the_process_limit_is_named() {
+    let Some(s) = stage() else { return };
+    let env = [("PLUGWARDEN_NO_NPROC_USERNS", "1")];
+    let out = doctor_as_nobody(&s, &env);
+    if !out.contains("cgroup backend for workers: none") {
+        println!("not applicable: uid 65534 has a cgroup here");
+        return;
+    }
+    assert!(
+        doctor_row(&out, "process count").starts_with("process count weakened"),
+        "{out}"
+    );
+    // Refused rather than run without a limit (a best_effort run would
+    // let the bomb reach its own cap of 1000).
+    let p = policy(
+        &s.root,
+        "bomb-strict.toml",
+        &FORK_BOMB_POLICY.replacen("[syscalls]", "best_effort = false\n[syscalls]", 1),
+    );
+    let o = as_nobody_env(&s, p.to_str().unwrap(), "forkbomb", &env);
+    let v = verdict(&o);
+    assert!(
+        v.contains("process count: no pids cgroup")
+            && v.contains("limits.processes = 64 is not enforced"),
+        "{v}"
+    );
+}
+
+#[test]
+fn test_unprivileged_memory_verdict_without_a_memory_cgroup() {
+    let Some(s) = stage() else { return };
+    let out = doctor_as_nobody(&s, &[]);
+    if !doctor_row(&out, "memory").starts_with("memory weakened") {
+        println!("not applicable: uid 65534 has a memory cgroup here");
+        return;
+    }
+    let o = as_nobody_env(&s, "default", "alloc:2000", &[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("weaker sandbox: memory: no memory cgroup"),
+        "{err}"
+    );
+    assert!(
+        verdict(&o).starts_with("memory: address-space limit reached"),
+        "{err}"
+    );
+}
+
+#[test]
+fn test_unprivileged_doctor_table_matches_what_the_tests_observe() {
+    let Some(s) = stage() else { return };
+    let out = doctor_as_nobody(&s, &[]);
+    assert!(
+        out.contains("walls on this machine, without root (uid 65534):"),
+        "{out}"
+    );
+    if out.contains("user namespaces: max") && out.contains("not usable") {
+        println!("not applicable: no unprivileged user namespaces here");
+        return;
+    }
+    // Observed by the tests above and in this file: the namespaces and
+    // PID 1, the kept uid, Landlock, seccomp.
+    for (wall, want) in [
+        (
+            "namespaces",
+            "namespaces enforced from a user namespace of its own",
+        ),
+        (
+            "identity drop",
+            "identity drop weakened the plugin keeps this user's uid",
+        ),
+        ("seccomp allowlist", "seccomp allowlist enforced"),
+        ("landlock files", "landlock files enforced"),
+    ] {
+        assert!(
+            doctor_row(&out, wall).starts_with(want),
+            "{}",
+            doctor_row(&out, wall)
+        );
+    }
+    if out.contains("cgroup backend for workers: none") {
+        assert!(
+            doctor_row(&out, "tree kill").starts_with("tree kill enforced the PID namespace"),
+            "{out}"
+        );
+    }
+    // Without user namespaces: no namespaces, and nothing kills a tree.
+    let out = doctor_as_nobody(&s, &[("PLUGWARDEN_NO_USERNS", "1")]);
+    assert!(
+        doctor_row(&out, "namespaces").starts_with("namespaces weakened"),
+        "{out}"
+    );
+    if out.contains("cgroup backend for workers: none") {
+        assert!(
+            doctor_row(&out, "tree kill").starts_with("tree kill weakened"),
+            "{out}"
+        );
+        assert!(
+            doctor_row(&out, "process count").starts_with("process count weakened"),
+            "{out}"
+        );
+    }
+}
+
+/// A cgroup v2 subtree made by root and handed to uid 65534, as systemd's
+/// `Delegate=yes` does: the subtree, and a leaf in it where the host runs.
+struct Delegated {
+    subtree: PathBuf,
+    leaf: PathBuf,
+}
+
+impl Delegated {
+    fn make() -> Option<Delegated> {
+        let mount = [
+            Path::new("/sys/fs/cgroup"),
+            Path::new("/sys/fs/cgroup/unified"),
+        ]
+        .into_iter()
+        .find(|m| m.join("cgroup.controllers").exists())?;
+        let subtree = mount.join(format!("pw-delegated-{}", std::process::id()));
+        std::fs::create_dir(&subtree).ok()?;
+        // Hand down what the mount offers of memory and pids (none here,
+        // where the cgroup2 mount has only hugetlb).
+        let offered = std::fs::read_to_string(subtree.join("cgroup.controllers")).unwrap();
+        for c in ["memory", "pids"] {
+            if offered.split_whitespace().any(|o| o == c) {
+                let _ = std::fs::write(subtree.join("cgroup.subtree_control"), format!("+{c}"));
+            }
+        }
+        let leaf = subtree.join("host");
+        std::fs::create_dir(&leaf).unwrap();
+        for dir in [&subtree, &leaf] {
+            for f in [
+                "",
+                "cgroup.procs",
+                "cgroup.subtree_control",
+                "cgroup.threads",
+            ] {
+                let path = dir.join(f);
+                std::os::unix::fs::chown(&path, Some(65534), Some(65534)).unwrap();
+            }
+        }
+        Some(Delegated { subtree, leaf })
+    }
+
+    /// `plugwarden ARGS` as uid 65534, started inside the leaf.
+    fn run(&self, s: &Staged, args: &[&str], input: &str) -> std::process::Output {
+        let procs = std::ffi::CString::new(
+            self.leaf
+                .join("cgroup.procs")
+                .as_os_str()
+                .as_encoded_bytes(),
+        )
+        .unwrap();
+        let mut cmd = Command::new(s.root.join("plugwarden"));
+        cmd.current_dir(&s.root).env_remove("PLUGWARDEN_EXE");
+        // SAFETY: open/write/close/setgroups/setgid/setuid only, on data
+        // prepared before the fork: join the leaf as root, then drop.
+        unsafe {
+            cmd.pre_exec(move || {
+                let fd = libc::open(procs.as_ptr(), libc::O_WRONLY);
+                if fd < 0 || libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                libc::close(fd);
+                if libc::setgroups(0, std::ptr::null()) != 0
+                    || libc::setgid(65534) != 0
+                    || libc::setuid(65534) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        if args[0] == "doctor" {
+            return cmd.args(args).output().unwrap();
+        }
+        call_with(cmd, args, input.as_bytes())
+    }
+}
+
+impl Drop for Delegated {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.leaf);
+        if let Ok(entries) = std::fs::read_dir(&self.subtree) {
+            for e in entries.flatten().filter(|e| e.path().is_dir()) {
+                let _ = std::fs::remove_dir(e.path());
+            }
+        }
+        let _ = std::fs::remove_dir(&self.subtree);
+    }
+}
+
+#[test]
+fn test_unprivileged_host_uses_a_delegated_cgroup_v2_subtree() {
+    let Some(s) = stage() else { return };
+    let Some(d) = Delegated::make() else {
+        println!("not applicable: no cgroup v2 mount where root can make a subtree to delegate");
+        return;
+    };
+    let o = d.run(&s, &["doctor"], "");
+    let out = String::from_utf8_lossy(&o.stdout);
+    let backend = out
+        .lines()
+        .find(|l| l.contains("cgroup backend for workers"))
+        .unwrap();
+    if backend.contains("cgroup v1") {
+        println!("not applicable: uid 65534 has writable v1 cgroups here: {backend}");
+        return;
+    }
+    assert!(
+        backend.contains(&format!("cgroup v2 at {}", d.subtree.display()))
+            && backend.contains("(delegated to this user)"),
+        "{backend}"
+    );
+    // The tree kill: without a PID namespace only cgroup.kill reaches a
+    // grandchild that called setsid.
+    assert!(backend.contains("tree kill cgroup.kill"), "{backend}");
+    assert!(doctor_row(&out, "tree kill").starts_with("tree kill enforced cgroup.kill"));
+    let p = policy(&s.root, "daemon.toml", DAEMON_POLICY);
+    let probe = s.root.join("pw-probe");
+    let args = [
+        "--plugin",
+        probe.to_str().unwrap(),
+        "--policy",
+        p.to_str().unwrap(),
+    ];
+    let o = d.run(&s, &args, "daemon");
+    assert_eq!(verdict(&o), "ok", "{}", String::from_utf8_lossy(&o.stderr));
+    let pid: i32 = String::from_utf8_lossy(&o.stdout).trim().parse().unwrap();
+    assert!(
+        gone_within(pid, std::time::Duration::from_secs(2)),
+        "the daemon outlived its job despite the delegated cgroup"
+    );
+
+    let offered = std::fs::read_to_string(d.subtree.join("cgroup.subtree_control")).unwrap();
+    for c in ["memory", "pids"] {
+        let has = offered.split_whitespace().any(|o| o == c);
+        assert!(
+            backend.contains(&format!("{c} {}", if has { "yes" } else { "no" })),
+            "{backend}"
+        );
+        if !has {
+            println!(
+                "not applicable here: the {c} controller (this cgroup v2 mount offers only {:?}); its limit is tested as root through cgroup v1",
+                std::fs::read_to_string(d.subtree.parent().unwrap().join("cgroup.controllers"))
+                    .unwrap()
+                    .trim()
+            );
+        }
+    }
+    if offered.contains("pids") {
+        let p = policy(&s.root, "bomb.toml", FORK_BOMB_POLICY);
+        let args = [
+            "--plugin",
+            probe.to_str().unwrap(),
+            "--policy",
+            p.to_str().unwrap(),
+        ];
+        let o = d.run(&s, &args, "forkbomb");
+        assert_eq!(
+            String::from_utf8_lossy(&o.stdout),
+            "forked 64 then Resource temporarily unavailable (os error 11)"
+        );
+    }
+    if offered.contains("memory") {
+        let args = ["--plugin", probe.to_str().unwrap(), "--policy", "default"];
+        let o = d.run(&s, &args, "alloc:2000");
+        assert!(
+            verdict(&o).starts_with("memory: memory limit reached (cgroup OOM kill"),
+            "{}",
+            verdict(&o)
+        );
+    }
 }

@@ -1,31 +1,32 @@
 //! `plugwarden doctor`: what this kernel and this process can do, and what
 //! that means for each wall of the sandbox (enforced, weakened, refused).
 //!
-//! Every answer comes from a probe, not from a version number: the Landlock
-//! ABI the kernel reports, the seccomp actions it lists, a cgroup created
-//! and removed again, a user namespace created in a throwaway child.
+//! Every answer comes from the probes the sandbox itself uses
+//! ([`plugwarden::kernel`], the cgroup backend, the user-namespace probe),
+//! after the `PLUGWARDEN_*` simulation switches, so doctor says what a
+//! sandbox started the same way would get. The walls are shown for this
+//! process (root or not) and, for each Landlock right the ABI lacks, what
+//! stands in for it under the shipped policies.
 
 use std::path::Path;
 
 use caps::{CapSet, Capability};
 use plugwarden::cgroup::Backend;
+use plugwarden::kernel::{self, Feature, Kernel};
 use plugwarden::landlock_rules;
 
 use super::{Usage, EXIT_OK};
 
-/// The pinned Landlock ABI as a number (landlock_rules::ABI_PINNED).
-const LANDLOCK_PINNED: i64 = 7;
-
 /// What the probes found.
 struct Facts {
-    landlock_abi: i64,
+    kernel: &'static Kernel,
     seccomp_actions: Option<String>,
-    kernel: (u32, u32),
     cgroup: Cgroups,
     /// What the fork server would use (probed the same way, then removed).
     backend: Backend,
     userns_max: Option<u64>,
-    userns_ok: bool,
+    /// Not root: whether children get a user namespace (`Err`: why not).
+    userns: Result<(), String>,
     root: bool,
     sys_resource_effective: bool,
     sys_resource_bounding: bool,
@@ -55,28 +56,17 @@ fn probe() -> Facts {
     let read = |p: &str| std::fs::read_to_string(p).ok();
     let has = |set| caps::has_cap(None, set, Capability::CAP_SYS_RESOURCE).unwrap_or(false);
     Facts {
-        landlock_abi: landlock_rules::kernel_abi(),
+        kernel: kernel::kernel(),
         seccomp_actions: read("/proc/sys/kernel/seccomp/actions_avail")
             .map(|s| s.trim().to_string()),
-        kernel: kernel_version(),
         cgroup: cgroups(),
         backend: backend(),
         userns_max: read("/proc/sys/user/max_user_namespaces").and_then(|s| s.trim().parse().ok()),
-        userns_ok: try_user_namespace(),
+        userns: kernel::userns_available(),
         root: nix::unistd::geteuid().is_root(),
         sys_resource_effective: has(CapSet::Effective),
         sys_resource_bounding: has(CapSet::Bounding),
     }
-}
-
-fn kernel_version() -> (u32, u32) {
-    let release = nix::sys::utsname::uname()
-        .map(|u| u.release().to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let mut parts = release
-        .split(|c: char| !c.is_ascii_digit())
-        .filter_map(|p| p.parse().ok());
-    (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
 }
 
 /// The cgroup backend a fork server would pick, detected the same way and
@@ -145,26 +135,6 @@ fn cgroups() -> Cgroups {
     }
 }
 
-/// Forks a child that tries `unshare(CLONE_NEWUSER)` and reports by exit status.
-fn try_user_namespace() -> bool {
-    // SAFETY: doctor is single-threaded here; the child calls only the
-    // async-signal-safe unshare and _exit.
-    let pid = unsafe { libc::fork() };
-    if pid == 0 {
-        // SAFETY: unshare takes an integer; the child exits right after.
-        let rc = unsafe { libc::unshare(libc::CLONE_NEWUSER) };
-        // SAFETY: _exit never returns and runs no destructors.
-        unsafe { libc::_exit(if rc == 0 { 0 } else { 1 }) };
-    }
-    if pid < 0 {
-        return false;
-    }
-    let mut status = 0;
-    // SAFETY: waits for the child we just forked; `status` is ours.
-    let rc = unsafe { libc::waitpid(pid, &mut status, 0) };
-    rc == pid && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0
-}
-
 fn yes(b: bool) -> &'static str {
     if b {
         "yes"
@@ -174,14 +144,28 @@ fn yes(b: bool) -> &'static str {
 }
 
 fn print_facts(f: &Facts) {
+    let k = f.kernel;
     println!("this machine and this process:");
-    println!("  kernel: {}.{}", f.kernel.0, f.kernel.1);
-    if f.landlock_abi == 0 {
-        println!("  landlock: not available (disabled or kernel too old)");
+    let floor = match k.check() {
+        Ok(()) => format!(
+            "at or above the floor, Linux {}.{}",
+            kernel::FLOOR.0,
+            kernel::FLOOR.1
+        ),
+        Err(e) => format!("REFUSED: {e}"),
+    };
+    println!("  kernel: {}.{} ({floor})", k.release.0, k.release.1);
+    for s in &k.switches {
+        println!("  simulated: {s}");
+    }
+    if k.landlock_abi == 0 {
+        println!("  landlock: not available (Linux 5.13+ with landlock in the boot's lsm= list)");
     } else {
         println!(
-            "  landlock: ABI {} (plugwarden pins ABI {LANDLOCK_PINNED})",
-            f.landlock_abi
+            "  landlock: ABI {} (the kernel reports {}; plugwarden uses up to {})",
+            k.landlock_abi,
+            k.landlock_abi_kernel,
+            kernel::LANDLOCK_NEWEST
         );
     }
     match &f.seccomp_actions {
@@ -190,11 +174,18 @@ fn print_facts(f: &Facts) {
             "  seccomp actions: unknown (/proc/sys/kernel/seccomp/actions_avail is missing)"
         ),
     }
-    println!("  seccomp user notification: {}", yes(user_notif(f)));
-    println!(
-        "  seccomp notification CONTINUE (log-only mode): {}",
-        yes(user_notif(f) && f.kernel >= (5, 5))
-    );
+    for feature in Feature::ALL {
+        let (major, minor) = feature.since();
+        if k.has(feature) {
+            println!("  {} (Linux {major}.{minor}): yes", feature.name());
+        } else {
+            println!(
+                "  {} (Linux {major}.{minor}): no: {}",
+                feature.name(),
+                feature.without()
+            );
+        }
+    }
     let c = &f.cgroup;
     match &c.v2 {
         Some((dir, ctl)) if ctl.is_empty() => {
@@ -215,12 +206,10 @@ fn print_facts(f: &Facts) {
         println!("  may create cgroups under {why}: no");
     }
     println!("  cgroup backend for workers: {}", f.backend.describe());
-    match f.userns_max {
-        Some(n) => println!(
-            "  user namespaces: max {n}, creating one {}",
-            if f.userns_ok { "works" } else { "fails" }
-        ),
-        None => println!("  user namespaces: not available"),
+    match (f.userns_max, &f.userns) {
+        (None, _) => println!("  user namespaces: not available"),
+        (Some(n), Ok(())) => println!("  user namespaces: max {n}, creating one works"),
+        (Some(n), Err(why)) => println!("  user namespaces: max {n}, not usable: {why}"),
     }
     println!("  running as root: {}", yes(f.root));
     println!(
@@ -230,151 +219,240 @@ fn print_facts(f: &Facts) {
     );
 }
 
-fn user_notif(f: &Facts) -> bool {
-    f.seccomp_actions
-        .as_deref()
-        .is_some_and(|a| a.split_whitespace().any(|w| w == "user_notif"))
+/// What a wall is on this machine for this process.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum State {
+    Enforced,
+    /// Another wall stands in for it.
+    Covered,
+    Weakened,
+    Available,
+    Refused,
+}
+
+impl State {
+    fn word(self) -> &'static str {
+        match self {
+            State::Enforced => "enforced",
+            State::Covered => "covered",
+            State::Weakened => "weakened",
+            State::Available => "available",
+            State::Refused => "refused",
+        }
+    }
+}
+
+/// The namespaces a child of this process gets (with the shipped
+/// policies, which keep them all on).
+fn namespaces(f: &Facts) -> bool {
+    f.root || f.userns.is_ok()
 }
 
 fn print_walls(f: &Facts) {
-    println!("walls on this machine:");
-    let wall = |name: &str, state: &str, why: &str| println!("  {name:<20} {state:<10} {why}");
-    if user_notif(f) {
+    let who = if f.root {
+        "as root".to_string()
+    } else {
+        format!("without root (uid {})", nix::unistd::geteuid())
+    };
+    println!("walls on this machine, {who}:");
+    let wall =
+        |name: &str, state: State, why: &str| println!("  {name:<36} {:<9} {why}", state.word());
+    let k = f.kernel;
+    if let Err(e) = k.check() {
+        wall("every wall", State::Refused, &e.to_string());
+        return;
+    }
+    seccomp_walls(k, &wall);
+    landlock_walls(f, &wall);
+    let userns = match &f.userns {
+        Ok(()) => String::new(),
+        Err(why) => why.clone(),
+    };
+    match (f.root, namespaces(f)) {
+        (true, _) => wall(
+            "identity drop",
+            State::Enforced,
+            "children drop to the policy's uid/gid and lose every capability",
+        ),
+        (false, true) => wall(
+            "identity drop",
+            State::Weakened,
+            "the plugin keeps this user's uid (65534 inside its own user namespace, with no capability there); Landlock, seccomp and the namespaces keep it from this user's other processes and files",
+        ),
+        (false, false) => wall(
+            "identity drop",
+            State::Weakened,
+            "the plugin keeps this user's uid and no user namespace separates it (Landlock and seccomp still apply)",
+        ),
+    }
+    if f.sys_resource_effective {
         wall(
-            "seccomp allowlist",
-            "enforced",
-            "violations are named by the supervisor (user notification)",
+            "rlimits",
+            State::Enforced,
+            "CPU, open files, file size, address space; may exceed this process's own limits",
+        );
+    } else {
+        wall("rlimits", State::Enforced, "CPU, open files, file size, address space; capped at this process's own hard limits (no CAP_SYS_RESOURCE)");
+    }
+    cgroup_walls(f, &wall);
+    match (f.root, namespaces(f)) {
+        (true, _) => wall(
+            "namespaces",
+            State::Enforced,
+            "ipc, uts, an empty network, pid (the plugin is PID 1) and mount (a minimal root), unless the policy turns one off",
+        ),
+        (false, true) => wall(
+            "namespaces",
+            State::Enforced,
+            "from a user namespace of its own: ipc, uts, an empty network, pid (the plugin is PID 1) and mount (a minimal root), unless the policy turns one off",
+        ),
+        (false, false) => wall(
+            "namespaces",
+            State::Weakened,
+            &format!("none and no minimal root: {userns}"),
+        ),
+    }
+    if k.has(Feature::MfdNoexecSeal) {
+        wall(
+            "arena seal",
+            State::Enforced,
+            "the shared-memory arena can never be made executable (MFD_NOEXEC_SEAL)",
         );
     } else {
         wall(
-            "seccomp allowlist",
-            "refused",
-            "this kernel has no seccomp user notification (Linux 5.0+)",
+            "arena seal",
+            State::Covered,
+            Feature::MfdNoexecSeal.without(),
         );
     }
-    if user_notif(f) && f.kernel >= (5, 5) {
+}
+
+fn seccomp_walls(k: &Kernel, wall: &dyn Fn(&str, State, &str)) {
+    // check() passed: user notification and the pidfd calls are there.
+    wall(
+        "seccomp allowlist",
+        State::Enforced,
+        "violations are named by the supervisor (user notification)",
+    );
+    if k.has(Feature::NotifContinue) {
         wall(
             "log-only mode",
-            "available",
+            State::Available,
             "denied syscalls continue and are reported (--enforce log, learn)",
         );
     } else {
         wall(
             "log-only mode",
-            "refused",
-            "needs SECCOMP_USER_NOTIF_FLAG_CONTINUE (Linux 5.5+)",
-        );
-    }
-    if f.landlock_abi >= LANDLOCK_PINNED {
-        wall(
-            "landlock files",
-            "enforced",
-            "read/write/exec limited to the policy's paths",
-        );
-        wall(
-            "landlock TCP ports",
-            "enforced",
-            "connect/bind limited to the policy's ports",
-        );
-        wall(
-            "landlock scopes",
-            "enforced",
-            "no signals or abstract unix sockets outside the sandbox",
-        );
-    } else {
-        let why = format!(
-            "the kernel offers Landlock ABI {}, plugwarden requires {LANDLOCK_PINNED}: sandboxes are refused at start",
-            f.landlock_abi
-        );
-        wall("landlock", "refused", &why);
-    }
-    if f.root {
-        wall(
-            "identity drop",
-            "enforced",
-            "children drop to the policy's uid/gid and lose every capability",
-        );
-    } else {
-        wall(
-            "identity drop",
-            "weakened",
-            "not root: the plugin keeps this user's uid (Landlock and seccomp still apply)",
-        );
-    }
-    if f.sys_resource_effective {
-        wall(
-            "rlimits",
-            "enforced",
-            "CPU, open files, file size, address space; may exceed this process's own limits",
-        );
-    } else {
-        wall("rlimits", "enforced", "CPU, open files, file size, address space; capped at this process's own hard limits (no CAP_SYS_RESOURCE)");
-    }
-    cgroup_walls(&f.backend, &wall);
-    if f.root {
-        wall(
-            "namespaces",
-            "enforced",
-            "ipc, uts, an empty network, pid (the plugin is PID 1) and mount (a minimal root), unless the policy turns one off",
-        );
-    } else {
-        wall(
-            "namespaces",
-            "weakened",
-            "creating namespaces needs root here (user namespaces are not used yet)",
+            State::Refused,
+            "needs the seccomp notification CONTINUE flag (Linux 5.5+)",
         );
     }
 }
 
-fn cgroup_walls(backend: &Backend, wall: &dyn Fn(&str, &str, &str)) {
-    let (memory, pids, kill) = match backend {
-        Backend::V2 { .. } => (true, true, true),
-        Backend::V1 { memory, pids, kill } => (memory.is_some(), pids.is_some(), kill.is_some()),
-        Backend::None { .. } => (false, false, false),
+fn landlock_walls(f: &Facts, wall: &dyn Fn(&str, State, &str)) {
+    let abi = f.kernel.landlock_abi;
+    if abi > 0 {
+        wall(
+            "landlock files",
+            State::Enforced,
+            &format!("read/write/exec limited to the policy's paths (ABI {abi})"),
+        );
+    }
+    if abi >= 4 {
+        wall(
+            "landlock TCP ports",
+            State::Enforced,
+            "connect/bind limited to the policy's ports",
+        );
+    }
+    if abi >= 6 {
+        wall(
+            "landlock scopes",
+            State::Enforced,
+            "no signals or abstract unix sockets outside the sandbox",
+        );
+    }
+    let ns = namespaces(f);
+    let shipped = landlock_rules::Cover {
+        net_ns: ns,
+        pid_ns: ns,
+        minimal_root: ns,
+        ..Default::default()
     };
-    if memory {
+    for gap in landlock_rules::gaps(abi, &shipped) {
+        let (major, minor) = kernel::landlock_since(gap.abi);
+        let name = format!("landlock {}", gap.right);
+        let head = format!("needs ABI {} (Linux {major}.{minor})", gap.abi);
+        match gap.cover {
+            Ok(by) => wall(&name, State::Covered, &format!("{head}; covered by {by}")),
+            Err(loss) => wall(
+                &name,
+                State::Weakened,
+                &format!("{head}; {loss} (best_effort = false refuses)"),
+            ),
+        }
+    }
+}
+
+fn cgroup_walls(f: &Facts, wall: &dyn Fn(&str, State, &str)) {
+    let b = &f.backend;
+    let pidns = namespaces(f);
+    if b.has_memory() {
         wall(
             "memory",
-            "enforced",
+            State::Enforced,
             "a memory cgroup per worker: an out-of-memory kill is attributed (verdict memory)",
         );
     } else {
         wall(
             "memory",
-            "weakened",
-            "RLIMIT_AS only: a memory verdict cannot be told from another SIGKILL",
+            State::Weakened,
+            "RLIMIT_AS only: an allocation failure the plugin reports on stderr (Rust's \"memory allocation of N bytes failed\", MemoryError, std::bad_alloc, ENOMEM's message) is the verdict memory; a kernel OOM kill is the verdict crashed",
         );
     }
-    if pids {
+    let nproc = !f.root && pidns && f.kernel.has(Feature::NprocPerUserns);
+    if b.has_pids() {
         wall(
             "process count",
-            "enforced",
+            State::Enforced,
             "a pids cgroup per worker (limits.processes + 1 tasks; 64 threads when 0)",
+        );
+    } else if nproc {
+        wall(
+            "process count",
+            State::Enforced,
+            "RLIMIT_NPROC in the plugin's own user namespace, which counts only its tasks (limits.processes + 1; 64 threads when 0)",
         );
     } else {
         wall(
             "process count",
-            "weakened",
-            "no pids cgroup: only seccomp's rule for limits.processes = 0 holds",
+            State::Weakened,
+            "no pids cgroup and no per-user-namespace RLIMIT_NPROC: only seccomp's rule for limits.processes = 0 holds",
         );
     }
-    if kill {
+    if b.has_kill() {
         wall(
             "tree kill",
-            "enforced",
+            State::Enforced,
             "cgroup.kill ends every process of a worker, even one that called setsid",
         );
-    } else if memory || pids {
+    } else if pidns {
         wall(
             "tree kill",
-            "weakened",
+            State::Enforced,
+            "the PID namespace: when the plugin (its PID 1) dies, the kernel kills every process in it",
+        );
+    } else if b.is_active() {
+        wall(
+            "tree kill",
+            State::Weakened,
             "by pid from the cgroup's list (no cgroup.kill)",
         );
     } else {
         wall(
             "tree kill",
-            "weakened",
-            "no cgroup: a grandchild that escaped the session may outlive its worker",
+            State::Weakened,
+            "no cgroup and no PID namespace: a grandchild that escaped the session may outlive its worker",
         );
     }
 }

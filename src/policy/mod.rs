@@ -105,6 +105,16 @@ pub struct PolicyFile {
     pub worker: WorkerFile,
     #[serde(default)]
     pub namespaces: NamespacesFile,
+    #[serde(default)]
+    pub landlock: LandlockFile,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LandlockFile {
+    /// The lowest Landlock ABI (1 to 7) this policy runs with; below it the
+    /// sandbox is refused whatever `best_effort` says.
+    pub min_abi: Option<u8>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -211,6 +221,8 @@ pub struct Policy {
     pub identity: Identity,
     pub worker: Worker,
     pub namespaces: Namespaces,
+    /// `[landlock] min_abi`: 0 when the policy states no floor.
+    pub landlock_min_abi: u8,
 }
 
 /// Namespaces the plugin gets, each on unless the policy turns it off.
@@ -502,6 +514,7 @@ pub fn resolve(origin: Origin, text: &str) -> Result<Policy, PolicyError> {
         identity: Identity::default(),
         worker: Worker::default(),
         namespaces: Namespaces::default(),
+        landlock_min_abi: 0,
     };
     // Apply outermost first so the file itself wins.
     for (origin, text, file) in chain.iter().rev() {
@@ -633,6 +646,18 @@ fn apply(p: &mut Policy, origin: &Origin, text: &str, f: &PolicyFile) -> Result<
     set(&mut p.namespaces.uts, f.namespaces.uts);
     set(&mut p.namespaces.pid, f.namespaces.pid);
     set(&mut p.namespaces.mount, f.namespaces.mount);
+    if let Some(abi) = f.landlock.min_abi {
+        let newest = crate::kernel::LANDLOCK_NEWEST;
+        if !(1..=newest).contains(&abi) {
+            return Err(invalid(
+                origin,
+                text,
+                0..0,
+                format!("landlock.min_abi = {abi}: give an ABI from 1 to {newest}"),
+            ));
+        }
+        p.landlock_min_abi = abi;
+    }
     Ok(())
 }
 

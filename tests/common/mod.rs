@@ -7,8 +7,15 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+/// Set by a test that re-runs a test binary as another user: the directory
+/// the binaries were copied to (see [`stage_binaries`]).
+pub const BIN_DIR: &str = "PW_TEST_BIN_DIR";
+
 pub fn plugwarden() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_plugwarden"))
+    match std::env::var_os(BIN_DIR) {
+        Some(d) => PathBuf::from(d).join("plugwarden"),
+        None => PathBuf::from(env!("CARGO_BIN_EXE_plugwarden")),
+    }
 }
 
 /// A binary of another workspace crate (`pw-probe`, `pw-echo`), from the
@@ -36,6 +43,24 @@ pub fn scratch() -> tempfile::TempDir {
         .expect("tempdir");
     std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
     d
+}
+
+/// Copies this test binary, plugwarden and `plugins` into a fresh
+/// world-readable directory (the checkout may sit where uid 65534 cannot
+/// enter) and returns it with the path of the copied test binary.
+pub fn stage_binaries(plugins: &[&str]) -> (tempfile::TempDir, PathBuf) {
+    let dir = scratch();
+    let me = std::env::current_exe().expect("test binary");
+    let test_bin = dir.path().join(me.file_name().expect("name"));
+    let bins = [me.clone(), plugwarden()]
+        .into_iter()
+        .chain(plugins.iter().map(|p| plugin(p)));
+    for bin in bins {
+        let dst = dir.path().join(bin.file_name().expect("name"));
+        std::fs::copy(&bin, &dst).expect("copy binary");
+        std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    (dir, test_bin)
 }
 
 /// Writes a policy file into `dir` and returns its path.
@@ -75,4 +100,36 @@ pub fn verdict(o: &Output) -> String {
         .last()
         .unwrap_or("")
         .to_string()
+}
+
+/// `plugwarden doctor`'s row for `wall`, whitespace collapsed.
+pub fn doctor_row(out: &str, wall: &str) -> String {
+    let line = out
+        .lines()
+        .find(|l| l.trim_start().starts_with(wall))
+        .unwrap_or_else(|| panic!("no row {wall:?} in:\n{out}"));
+    line.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// A policy under which pw-probe's `daemon` can double-fork and `setsid`,
+/// without a PID namespace: only a tree kill can reach the grandchild.
+pub const DAEMON_POLICY: &str = "description = \"x\"\nextends = \"default\"\n[syscalls]\nallow = [\"fork\", \"wait4\", \"setsid\", \"pipe\", \"pipe2\"]\n[limits]\nprocesses = 8\n[namespaces]\npid = false\n";
+
+/// Whether process `pid` is gone (or a zombie, dead but not yet reaped)
+/// within `within`; if not, it is killed before returning false.
+pub fn gone_within(pid: i32, within: std::time::Duration) -> bool {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let state = stat.rfind(')').and_then(|i| stat[i + 2..].chars().next());
+        if matches!(state, None | Some('Z' | 'X')) {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            // SAFETY: kill with integers; `pid` is the test's own straggler.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
