@@ -52,10 +52,11 @@ use std::sync::{Arc, Condvar, Mutex, TryLockError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::input::Input;
 use crate::policy::Policy;
 use crate::sandbox::{Mode, Sandbox, SandboxError};
 use crate::verdict::Verdict;
-use crate::worker::{run_filter, JobOutcome, Worker};
+use crate::worker::{run_filter_input, Attach, JobOutcome, Worker};
 
 /// How often an idle slot looks at the stop flag.
 const TICK: Duration = Duration::from_millis(50);
@@ -143,12 +144,12 @@ impl PoolConfig {
 /// result without running, so every input has one result on one channel.
 pub struct Task<T> {
     pub tag: T,
-    pub input: Result<Vec<u8>, Verdict>,
+    pub input: Result<Input, Verdict>,
 }
 
 impl<T> Task<T> {
     fn len(&self) -> u64 {
-        self.input.as_ref().map_or(0, |i| i.len() as u64)
+        self.input.as_ref().map_or(0, Input::held)
     }
 }
 
@@ -403,7 +404,7 @@ impl Live {
 /// A task a slot has taken from the queue, until its result is final.
 struct Pending<T> {
     tag: T,
-    input: Vec<u8>,
+    input: Input,
     attempt: u32,
     /// What happened to earlier attempts.
     notes: Vec<String>,
@@ -483,7 +484,7 @@ impl Slot {
             return false;
         }
         let want = self.window_size(backlog);
-        let mut bytes: usize = backlog.iter().map(|p| p.input.len()).sum();
+        let mut bytes: usize = backlog.iter().map(|p| p.input.len() as usize).sum();
         let mut unread = Vec::new();
         if backlog.len() < want && bytes < WINDOW_BYTES {
             // Another slot holding the queue is waiting for work: it is empty.
@@ -495,7 +496,7 @@ impl Slot {
             if let Some(rx) = rx {
                 while backlog.len() < want && bytes < WINDOW_BYTES {
                     let Ok(task) = rx.try_recv() else { break };
-                    bytes += task.len() as usize;
+                    bytes += task.input.as_ref().map_or(0, |i| i.len() as usize);
                     unread.extend(self.admit(task, backlog));
                 }
             }
@@ -565,7 +566,17 @@ impl Slot {
         }
         let left = live.limit.saturating_sub(live.worker.jobs);
         let left = usize::try_from(left).unwrap_or(usize::MAX);
-        self.window.min(left).min(self.rss_room(live)).max(1)
+        // A file input (streamed, never held) runs alone, and ends the
+        // window before it.
+        let held = backlog
+            .iter()
+            .position(|p| p.input.bytes().is_none())
+            .unwrap_or(usize::MAX);
+        self.window
+            .min(left)
+            .min(self.rss_room(live))
+            .min(held)
+            .max(1)
     }
 
     /// Jobs the worker may run before its RSS, growing as measured, would
@@ -586,7 +597,7 @@ impl Slot {
         if self.sandbox.plugin.mode == Mode::Filter {
             // One process per input: the window is one job.
             return window.into_iter().all(|p| {
-                let outcome = run_filter(&self.sandbox, &p.input);
+                let outcome = run_filter_input(&self.sandbox, &p.input, Attach::default());
                 self.settle_into(p, outcome, None, None, backlog, tx)
             });
         }
@@ -608,9 +619,10 @@ impl Slot {
         let fresh = live.worker.jobs == 0;
         self.publish(live.worker.process().pidfd().try_clone().ok());
         let outcomes = if let [one] = window.as_slice() {
-            vec![live.worker.run_job(&one.input)]
+            vec![live.worker.run_input(&one.input)]
         } else {
-            let inputs: Vec<&[u8]> = window.iter().map(|p| p.input.as_slice()).collect();
+            // Only inputs held in memory share a window (see window_size).
+            let inputs: Vec<&[u8]> = window.iter().filter_map(|p| p.input.bytes()).collect();
             live.worker.run_batch(&inputs)
         };
         self.publish(None);

@@ -11,15 +11,18 @@
 
 use std::collections::VecDeque;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use crate::forkserver::ExitInfo;
+use crate::input::{Input, InputError, Source};
 use crate::policy::OnViolation;
 use crate::protocol::{self, Frame, FrameDecoder, Kind};
 use crate::sandbox::{Enforce, Mode, Process, Sandbox, SandboxError};
-use crate::verdict::{TimeoutKind, Verdict};
+use crate::verdict::{stderr_detail, TimeoutKind, Verdict};
 
 /// Longest stderr tail kept for a verdict's detail.
 const STDERR_TAIL: usize = 4096;
@@ -29,6 +32,38 @@ const CHUNK: usize = 256 << 10;
 const READS_PER_WAKE: usize = 16;
 /// How long a worker may take to say hello after exec.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bytes of one job's stderr relayed ([`StderrRelay`]) or logged at debug
+/// level, by default; the rest is counted and dropped.
+pub const STDERR_LIMIT: u64 = 1 << 20;
+
+/// `call`'s live view of a plugin's stderr: written to `out` as it comes,
+/// at most `limit` bytes per job, then one note saying how much was
+/// dropped. Unless `raw`, control characters other than newline and tab
+/// are escaped ([`crate::escape::escape_lines`]).
+pub struct StderrRelay {
+    pub out: Box<dyn std::io::Write + Send>,
+    pub limit: u64,
+    pub raw: bool,
+}
+
+/// What a caller attaches to the jobs of one process besides their inputs.
+#[derive(Default)]
+pub struct Attach {
+    /// Once set, the job in flight is killed and ends `cancelled`.
+    pub cancel: Option<Arc<AtomicBool>>,
+    pub relay: Option<StderrRelay>,
+}
+
+/// One job's share of the stderr bounds.
+#[derive(Default)]
+struct StderrBudget {
+    relayed: u64,
+    logged: u64,
+    relay_dropped: u64,
+    log_dropped: u64,
+    /// The start of a UTF-8 character split across two reads.
+    carry: Vec<u8>,
+}
 
 /// The result of one job.
 #[derive(Clone, Debug)]
@@ -73,6 +108,43 @@ enum Stop {
     Protocol(String),
     OutputLimit,
     StdoutClosed,
+    /// The file input failed while it was sent.
+    Input(String),
+    /// The caller's cancel flag was set; the plugin was killed.
+    Cancelled,
+}
+
+/// A job's input as the send path sees it, borrowed: bytes, or a file read
+/// in chunks.
+#[derive(Clone, Copy)]
+enum Payload<'a> {
+    Bytes(&'a [u8]),
+    File(&'a Source),
+}
+
+impl Payload<'_> {
+    fn len(self) -> u64 {
+        match self {
+            Payload::Bytes(b) => b.len() as u64,
+            Payload::File(s) => s.len(),
+        }
+    }
+}
+
+impl<'a> From<&'a Input> for Payload<'a> {
+    fn from(input: &'a Input) -> Payload<'a> {
+        match input {
+            Input::Bytes(b) => Payload::Bytes(b),
+            Input::File(s) => Payload::File(s),
+        }
+    }
+}
+
+/// A file input still being sent: read into `pending` one chunk at a time,
+/// so the host never holds it whole.
+struct Stream {
+    src: Source,
+    offset: u64,
 }
 
 /// The pipes and supervision state of one process.
@@ -80,6 +152,12 @@ struct Conn {
     proc: Process,
     pending: Vec<u8>,
     pending_pos: usize,
+    /// Comes after `pending` on stdin.
+    stream: Option<Stream>,
+    /// The file input could not be read to its end.
+    input_failed: Option<InputError>,
+    attach: Attach,
+    budget: StderrBudget,
     decoder: Option<FrameDecoder>,
     frames: VecDeque<Frame>,
     /// Filter mode: raw stdout.
@@ -117,6 +195,10 @@ impl Conn {
             proc,
             pending: Vec::new(),
             pending_pos: 0,
+            stream: None,
+            input_failed: None,
+            attach: Attach::default(),
+            budget: StderrBudget::default(),
             decoder: framed.then(|| FrameDecoder::new(limits.max_frame)),
             frames: VecDeque::new(),
             raw: Vec::new(),
@@ -134,11 +216,62 @@ impl Conn {
     }
 
     fn queue(&mut self, bytes: &[u8]) {
+        debug_assert!(self.stream.is_none(), "nothing is queued behind a stream");
         if self.pending_pos == self.pending.len() {
             self.pending.clear();
             self.pending_pos = 0;
         }
         self.pending.extend_from_slice(bytes);
+    }
+
+    /// Queues an input: its bytes, or its file to be read as it is sent.
+    fn queue_input(&mut self, input: Payload) {
+        match input {
+            Payload::Bytes(b) => self.queue(b),
+            Payload::File(src) => {
+                self.stream = Some(Stream {
+                    src: src.clone(),
+                    offset: 0,
+                })
+            }
+        }
+    }
+
+    fn cancelled(&self) -> bool {
+        self.attach
+            .cancel
+            .as_ref()
+            .is_some_and(|c| c.load(Ordering::SeqCst))
+    }
+
+    /// Everything queued has been written.
+    fn all_sent(&self) -> bool {
+        self.pending_pos == self.pending.len() && self.stream.is_none()
+    }
+
+    /// Refills the drained `pending` with the stream's next chunk; false
+    /// when there is nothing more (or the file failed: `input_failed`).
+    fn refill(&mut self) -> bool {
+        let Some(s) = &mut self.stream else {
+            return false;
+        };
+        let left = s.src.len() - s.offset;
+        if left == 0 {
+            self.input_failed = s.src.check_unchanged().err();
+            self.stream = None;
+            return false;
+        }
+        let n = left.min(CHUNK as u64) as usize;
+        self.pending.resize(n, 0);
+        self.pending_pos = 0;
+        if let Err(e) = s.src.read_at(s.offset, &mut self.pending) {
+            self.input_failed = Some(e);
+            self.stream = None;
+            self.pending.clear();
+            return false;
+        }
+        s.offset += n as u64;
+        true
     }
 
     fn stderr_text(&self) -> String {
@@ -157,6 +290,10 @@ impl Conn {
         loop {
             if ready(self) {
                 return Stop::Ready;
+            }
+            if self.cancelled() {
+                self.proc.kill();
+                return Stop::Cancelled;
             }
             // A framed conversation is over once stdout is closed (it may have
             // closed in the same read that completed an earlier frame).
@@ -195,12 +332,10 @@ impl Conn {
                     return Stop::Timeout(TimeoutKind::Cpu);
                 }
             }
-            let wait = (deadline - now).min(Duration::from_millis(if cpu_budget.is_some() {
-                100
-            } else {
-                1000
-            }));
-            let want_write = self.pending_pos < self.pending.len() && self.proc.stdin.is_some();
+            let watched = cpu_budget.is_some() || self.attach.cancel.is_some();
+            let wait =
+                (deadline - now).min(Duration::from_millis(if watched { 100 } else { 1000 }));
+            let want_write = !self.all_sent() && self.proc.stdin.is_some();
             let (stdin_r, stdout_r, stderr_r, listener_r, exited) = {
                 let none = PollFlags::empty();
                 let p = &self.proc;
@@ -237,6 +372,10 @@ impl Conn {
             }
             if stdin_r {
                 self.write_pending();
+                if let Some(e) = self.input_failed.take() {
+                    self.proc.kill();
+                    return Stop::Input(e.to_string());
+                }
             }
             if stderr_r {
                 self.read_stderr();
@@ -271,10 +410,13 @@ impl Conn {
     }
 
     fn write_pending(&mut self) {
-        let Some(stdin) = &self.proc.stdin else {
-            return;
-        };
-        while self.pending_pos < self.pending.len() {
+        loop {
+            if self.pending_pos == self.pending.len() && !self.refill() {
+                return;
+            }
+            let Some(stdin) = &self.proc.stdin else {
+                return;
+            };
             match nix::unistd::write(stdin, &self.pending[self.pending_pos..]) {
                 Ok(n) => self.pending_pos += n,
                 Err(nix::errno::Errno::EINTR) => continue,
@@ -340,9 +482,8 @@ impl Conn {
                 }
                 Ok(n) => {
                     let chunk = &self.buf[..n];
-                    for line in String::from_utf8_lossy(chunk).lines().take(16) {
-                        tracing::debug!(target: "plugwarden::plugin", pid = self.proc.pid, "{line}");
-                    }
+                    relay(&mut self.attach.relay, &mut self.budget, chunk);
+                    log_stderr(&mut self.budget, self.proc.pid, chunk);
                     self.stderr_tail.extend_from_slice(chunk);
                     if self.stderr_tail.len() > STDERR_TAIL {
                         let cut = self.stderr_tail.len() - STDERR_TAIL;
@@ -352,6 +493,33 @@ impl Conn {
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(_) => return,
             }
+        }
+    }
+
+    /// Ends the job's share of the stderr bounds: notes what was dropped
+    /// (in the relay and in the log) and starts the next job's share.
+    fn end_stderr(&mut self) {
+        let b = std::mem::take(&mut self.budget);
+        if let Some(r) = &mut self.attach.relay {
+            let mut note = String::from_utf8_lossy(&b.carry).into_owned();
+            if b.relay_dropped > 0 {
+                note.push_str(&format!(
+                    "\nplugwarden: the plugin's stderr was cut after {} bytes: {} more bytes dropped\n",
+                    r.limit, b.relay_dropped
+                ));
+            }
+            let _ = r
+                .out
+                .write_all(note.as_bytes())
+                .and_then(|()| r.out.flush());
+        }
+        if b.log_dropped > 0 {
+            tracing::debug!(
+                target: "plugwarden::plugin",
+                pid = self.proc.pid,
+                "{} more bytes of stderr not logged (at most {STDERR_LIMIT} per job)",
+                b.log_dropped
+            );
         }
     }
 
@@ -413,6 +581,8 @@ impl Conn {
             Stop::Timeout(kind) => Verdict::Timeout(kind),
             Stop::OutputLimit => Verdict::OutputLimit(self.raw_limit),
             Stop::Protocol(msg) => Verdict::ProtocolError(msg),
+            Stop::Input(msg) => Verdict::InputError(msg),
+            Stop::Cancelled => Verdict::Cancelled,
             Stop::StdoutClosed | Stop::Exited => {
                 // The plugin closed stdout on its own (not because we killed it).
                 let ours = self.violation.is_some() || self.killed_for.is_some();
@@ -462,13 +632,16 @@ impl Conn {
             (Some(sig), _) if looks_like_oom(&stderr) => {
                 Verdict::Memory(format!("address-space limit reached (the plugin died by {})", crate::verdict::signal_name(sig)))
             }
-            (Some(signal), _) => Verdict::Crashed { signal, detail: last_line(&stderr) },
+            (Some(signal), _) => Verdict::Crashed {
+                signal,
+                detail: stderr_detail(&self.stderr_tail).unwrap_or_default(),
+            },
             (None, Some(code)) if looks_like_oom(&stderr) => {
                 Verdict::Memory(format!("address-space limit reached (exit status {code})"))
             }
             (None, Some(code)) => Verdict::ProtocolError(format!(
                 "the plugin exited with status {code} before answering{}",
-                suffix(&stderr)
+                suffix(&self.stderr_tail)
             )),
             _ => Verdict::ProtocolError("the plugin ended in an unknown way".into()),
         }
@@ -487,18 +660,70 @@ fn looks_like_oom(stderr: &str) -> bool {
     .any(|m| stderr.contains(m))
 }
 
-fn last_line(s: &str) -> String {
-    let line = s.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
-    line.chars().take(300).collect()
+/// Writes what the relay's budget allows of `chunk` to the relay.
+fn relay(relay: &mut Option<StderrRelay>, b: &mut StderrBudget, chunk: &[u8]) {
+    let Some(r) = relay else { return };
+    let take = chunk.len().min(r.limit.saturating_sub(b.relayed) as usize);
+    b.relayed += take as u64;
+    b.relay_dropped += (chunk.len() - take) as u64;
+    if take == 0 {
+        return;
+    }
+    let written = if r.raw {
+        r.out.write_all(&chunk[..take])
+    } else {
+        let mut data = std::mem::take(&mut b.carry);
+        data.extend_from_slice(&chunk[..take]);
+        let whole = data.len() - incomplete_tail(&data);
+        b.carry = data.split_off(whole);
+        r.out
+            .write_all(crate::escape::escape_lines(&data).as_bytes())
+    };
+    // A closed stderr is the caller's business, not the job's.
+    let _ = written.and_then(|()| r.out.flush());
 }
 
-fn suffix(stderr: &str) -> String {
-    let l = last_line(stderr);
-    if l.is_empty() {
-        String::new()
-    } else {
-        format!(": {l}")
+/// Length of a UTF-8 character cut short at the end of `data` (0 to 3).
+fn incomplete_tail(data: &[u8]) -> usize {
+    for back in 1..=data.len().min(3) {
+        let b = data[data.len() - back];
+        if b & 0xc0 == 0x80 {
+            continue; // a continuation byte: look further back
+        }
+        let need = match b {
+            0xc0..=0xdf => 2,
+            0xe0..=0xef => 3,
+            0xf0..=0xf7 => 4,
+            _ => return 0,
+        };
+        return if need > back { back } else { 0 };
     }
+    0
+}
+
+/// Logs `chunk` line by line at debug level, escaped, within the job's
+/// log budget.
+fn log_stderr(b: &mut StderrBudget, pid: i32, chunk: &[u8]) {
+    if !tracing::enabled!(target: "plugwarden::plugin", tracing::Level::DEBUG) {
+        return;
+    }
+    let take = chunk
+        .len()
+        .min(STDERR_LIMIT.saturating_sub(b.logged) as usize);
+    b.logged += take as u64;
+    b.log_dropped += (chunk.len() - take) as u64;
+    for line in chunk[..take]
+        .split(|&c| c == b'\n')
+        .filter(|l| !l.is_empty())
+    {
+        let line = crate::escape::escape(line);
+        tracing::debug!(target: "plugwarden::plugin", pid, "{line}");
+    }
+}
+
+/// `: stderr "…"` (see [`stderr_detail`]), or nothing.
+fn suffix(tail: &[u8]) -> String {
+    stderr_detail(tail).map_or_else(String::new, |d| format!(": {d}"))
 }
 
 /// A persistent worker speaking the plugwarden protocol.
@@ -514,6 +739,7 @@ pub struct Worker {
     cpu_limit: Duration,
     wall_limit: Duration,
     output_limit: u64,
+    max_frame: u32,
     dead: bool,
     greeted: bool,
     peak_rss_kib: u64,
@@ -559,6 +785,7 @@ impl Worker {
             cpu_limit: limits.cpu,
             wall_limit: limits.wall,
             output_limit: limits.output,
+            max_frame: limits.max_frame,
             dead: false,
             greeted: false,
             peak_rss_kib: 0,
@@ -571,6 +798,11 @@ impl Worker {
 
     pub fn pid(&self) -> i32 {
         self.conn.proc.pid
+    }
+
+    /// Attaches a cancel flag and a stderr relay to this worker's jobs.
+    pub fn attach(&mut self, attach: Attach) {
+        self.conn.attach = attach;
     }
 
     /// False once a job killed or lost the worker.
@@ -619,6 +851,16 @@ impl Worker {
 
     /// Runs one job to its verdict.
     pub fn run_job(&mut self, input: &[u8]) -> JobOutcome {
+        self.job(Payload::Bytes(input))
+    }
+
+    /// Runs one job whose input may be a file, sent in bounded chunks
+    /// (through the arena when it fits, else through the pipe).
+    pub fn run_input(&mut self, input: &Input) -> JobOutcome {
+        self.job(input.into())
+    }
+
+    fn job(&mut self, input: Payload) -> JobOutcome {
         let mut started = Instant::now();
         if self.dead {
             return JobOutcome::failed(Verdict::ProtocolError(
@@ -643,11 +885,22 @@ impl Worker {
         }
         let id = self.next_id;
         self.next_id += 1;
-        let Ok(len) = u32::try_from(input.len()) else {
-            return JobOutcome::failed(Verdict::InputError("input larger than 4 GiB".into()));
-        };
         self.reply_offered = self.arena_on.then_some(id);
-        if !self.arena_on || !self.send_in_arena(id, input) {
+        let in_arena = match self.send_in_arena(id, input) {
+            Ok(sent) => sent,
+            Err(e) => return JobOutcome::failed(Verdict::InputError(e.to_string())),
+        };
+        if !in_arena {
+            let len = match u32::try_from(input.len()) {
+                Ok(len) if len <= self.max_frame => len,
+                _ => {
+                    return JobOutcome::failed(Verdict::InputError(format!(
+                        "input too large for one frame ({} bytes, the plugin takes at most {})",
+                        input.len(),
+                        self.max_frame
+                    )))
+                }
+            };
             let flags = if self.arena_on {
                 protocol::FLAG_REPLY_IN_ARENA
             } else {
@@ -655,7 +908,7 @@ impl Worker {
             };
             self.conn
                 .queue(&protocol::encode_header_flags(Kind::Job, flags, id, len));
-            self.conn.queue(input);
+            self.conn.queue_input(input);
         }
         self.conn.denied.clear();
         let result = self.await_answer(id, started, cpu_start);
@@ -673,23 +926,37 @@ impl Worker {
         self.outcome(verdict, output, started, cpu_start)
     }
 
-    /// Writes a bulk input straight into the arena's input region and
-    /// queues the job frame naming it; false when the input is small (the
-    /// pipes are as fast) or larger than the region.
-    fn send_in_arena(&mut self, id: u64, input: &[u8]) -> bool {
-        let Some(arena) = self.conn.proc.arena() else {
-            return false;
+    /// Writes a bulk input straight into the arena's input region (a file
+    /// in bounded chunks) and queues the job frame naming it; false when
+    /// the plugin has no arena, the input is small (the pipes are as fast)
+    /// or larger than the region.
+    fn send_in_arena(&mut self, id: u64, input: Payload) -> Result<bool, InputError> {
+        let Some(arena) = self.conn.proc.arena().filter(|_| self.arena_on) else {
+            return Ok(false);
         };
-        if input.len() < crate::arena::THRESHOLD || input.len() > arena.region() {
-            return false;
+        let len = input.len();
+        if len < crate::arena::THRESHOLD as u64 || len > arena.region() as u64 {
+            return Ok(false);
         }
-        if !arena.write(0, input) {
-            return false;
+        match input {
+            Payload::Bytes(b) => {
+                if !arena.write(0, b) {
+                    return Ok(false);
+                }
+            }
+            Payload::File(src) => {
+                let mut buf = vec![0u8; CHUNK];
+                let mut offset = 0;
+                while offset < len {
+                    let n = (len - offset).min(CHUNK as u64) as usize;
+                    src.read_at(offset, &mut buf[..n])?;
+                    arena.write(offset as usize, &buf[..n]);
+                    offset += n as u64;
+                }
+                src.check_unchanged()?;
+            }
         }
-        let slice = protocol::ArenaSlice {
-            offset: 0,
-            len: input.len() as u64,
-        };
+        let slice = protocol::ArenaSlice { offset: 0, len };
         let mut frame = Vec::with_capacity(protocol::HEADER_LEN + protocol::ARENA_SLICE_LEN);
         protocol::encode_frame_flags(
             &mut frame,
@@ -700,7 +967,7 @@ impl Worker {
         );
         self.conn.queue(&frame);
         self.arena_inputs += 1;
-        true
+        Ok(true)
     }
 
     /// Runs several jobs pipelined: every input is written at once and the
@@ -737,7 +1004,7 @@ impl Worker {
             };
             let id = self.next_id;
             let arena_free = self.arena_on && self.reply_offered.is_none();
-            if arena_free && self.send_in_arena(id, input) {
+            if arena_free && matches!(self.send_in_arena(id, Payload::Bytes(input)), Ok(true)) {
                 self.reply_offered = Some(id);
             } else {
                 self.conn
@@ -904,10 +1171,10 @@ impl Worker {
                     }
                 }
                 Kind::Error => {
-                    let msg =
-                        String::from_utf8_lossy(&frame.payload[..frame.payload.len().min(4096)])
-                            .into_owned();
-                    return Err(Verdict::PluginError(msg));
+                    // Escaped, not quoted: the plugin's own words for its
+                    // refusal, kept on one line that cannot pass for another.
+                    let msg = &frame.payload[..frame.payload.len().min(4096)];
+                    return Err(Verdict::PluginError(crate::escape::escape(msg)));
                 }
                 kind => {
                     self.conn.proc.kill();
@@ -994,6 +1261,7 @@ impl Worker {
                 (now.saturating_sub(cpu_start), self.peak_rss_kib)
             }
         };
+        self.conn.end_stderr();
         JobOutcome {
             verdict,
             output,
@@ -1023,6 +1291,16 @@ impl Worker {
 /// Runs one job through a filter: a fresh process, input on stdin, output
 /// from stdout, exit status 0 = ok.
 pub fn run_filter(sandbox: &Sandbox, input: &[u8]) -> JobOutcome {
+    filter_job(sandbox, Payload::Bytes(input), Attach::default())
+}
+
+/// [`run_filter`] for an input that may be a file, streamed to the
+/// filter's stdin in bounded chunks, with what the caller attaches.
+pub fn run_filter_input(sandbox: &Sandbox, input: &Input, attach: Attach) -> JobOutcome {
+    filter_job(sandbox, input.into(), attach)
+}
+
+fn filter_job(sandbox: &Sandbox, input: Payload, attach: Attach) -> JobOutcome {
     let started = Instant::now();
     let proc = match sandbox.spawn() {
         Ok(p) => p,
@@ -1031,11 +1309,12 @@ pub fn run_filter(sandbox: &Sandbox, input: &[u8]) -> JobOutcome {
     debug_assert_eq!(sandbox.plugin.mode, Mode::Filter);
     let limits = sandbox.policy.limits.clone();
     let mut conn = Conn::new(proc, sandbox, false);
-    conn.queue(input);
+    conn.attach = attach;
+    conn.queue_input(input);
     let deadline = started + limits.wall;
     // Write everything, then close stdin so the filter sees EOF.
     let stop = conn.pump(deadline, None, |c| {
-        if c.pending_pos == c.pending.len() {
+        if c.all_sent() {
             c.proc.stdin = None;
         }
         c.proc.stdin.is_none() && c.proc.stdout.is_none() && c.proc.has_exited()
@@ -1059,7 +1338,10 @@ pub fn run_filter(sandbox: &Sandbox, input: &[u8]) -> JobOutcome {
                                 "address-space limit reached (exit status {code})"
                             ))
                         } else {
-                            Verdict::PluginError(format!("exit status {code}{}", suffix(&stderr)))
+                            Verdict::PluginError(format!(
+                                "exit status {code}{}",
+                                suffix(&conn.stderr_tail)
+                            ))
                         }
                     }
                     Ok(info) => conn.exit_verdict(info, limits.cpu),
@@ -1071,6 +1353,7 @@ pub fn run_filter(sandbox: &Sandbox, input: &[u8]) -> JobOutcome {
         other => conn.verdict_for(other, limits.cpu),
     };
     let info = conn.proc.terminate().unwrap_or_default();
+    conn.end_stderr();
     let output = if verdict.is_ok() {
         std::mem::take(&mut conn.raw)
     } else {

@@ -815,7 +815,7 @@ fn pool_run(
         for (tag, cmd) in commands.into_iter().enumerate() {
             let task = Task {
                 tag,
-                input: Ok(cmd.into_bytes()),
+                input: Ok(cmd.into_bytes().into()),
             };
             if feeder.submit(task).is_err() {
                 break;

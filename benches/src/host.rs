@@ -450,7 +450,7 @@ pub fn pool_batch_rss(
             if feeder
                 .submit(Task {
                     tag,
-                    input: Ok(payload.clone()),
+                    input: Ok(payload.clone().into()),
                 })
                 .is_err()
             {

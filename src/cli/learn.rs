@@ -212,18 +212,18 @@ fn observe_round(
         inputs: 0,
         failed: 0,
     };
-    for item in super::run::walk(inputs) {
-        let (path, _) = item.map_err(Usage)?;
-        let input = std::fs::read(&path)
-            .map_err(|e| Usage(format!("cannot read {}: {e}", path.display())))?;
-        let outcome = super::run::run_one(sandbox, &input);
+    for entry in plugwarden::input::walk(inputs) {
+        let entry = entry?;
+        let path = plugwarden::escape::name(&entry.path);
+        let input = plugwarden::input::open(&entry, sandbox.policy.limits.input)
+            .and_then(plugwarden::input::Input::from_source)?;
+        let outcome = super::run::run_one(sandbox, &input, Default::default());
         r.inputs += 1;
         for call in &outcome.denied {
             seen.record(call);
         }
         eprintln!(
-            "learn: round {round}: {}: {} ({} call(s) outside the allowlist, let through)",
-            path.display(),
+            "learn: round {round}: {path}: {} ({} call(s) outside the allowlist, let through)",
             outcome.verdict,
             outcome.denied.len()
         );

@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::{IsTerminal, Read, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::RecvTimeoutError;
@@ -18,14 +19,16 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use plugwarden::audit::{AuditRecord, AuditWriter};
+use plugwarden::escape;
+use plugwarden::input::{self, Entry, Input, InputError};
 use plugwarden::pool::{truncate, Feeder, Finished, Pool, PoolConfig, PoolStats, Task};
 use plugwarden::sandbox::{Mode, Sandbox};
 use plugwarden::verdict::{Verdict, WORDS};
-use plugwarden::worker::{run_filter, JobOutcome, Worker};
+use plugwarden::worker::{run_filter_input, Attach, JobOutcome, Worker};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use super::{parse_duration, SandboxArgs, Usage, EXIT_OK, EXIT_USAGE, EXIT_VERDICT};
+use super::{parse_duration, parse_size, SandboxArgs, Usage, EXIT_OK, EXIT_USAGE, EXIT_VERDICT};
 
 /// Longest `detail` kept in an audit record.
 const MAX_DETAIL: usize = 16 << 10;
@@ -67,55 +70,28 @@ pub struct BatchArgs {
     /// On SIGINT/SIGTERM, how long jobs in flight may run before they are killed.
     #[arg(long, value_parser = parse_duration, default_value = "2s")]
     pub grace: Duration,
-    /// Files, or directories walked recursively.
+    /// Largest input, e.g. 4GiB (overrides the policy's limits.input); bigger inputs get input_error unread.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_input: Option<u64>,
+    /// Files, or directories walked recursively (symlinks inside them are not followed).
     #[arg(required = true)]
     pub inputs: Vec<PathBuf>,
 }
 
 /// Runs one input in a fresh process (worker or filter).
-pub fn run_one(sandbox: &Sandbox, input: &[u8]) -> JobOutcome {
+pub fn run_one(sandbox: &Sandbox, input: &Input, attach: Attach) -> JobOutcome {
     match sandbox.plugin.mode {
-        Mode::Filter => run_filter(sandbox, input),
+        Mode::Filter => run_filter_input(sandbox, input, attach),
         Mode::Worker => match Worker::start(sandbox) {
             Ok(mut w) => {
-                let outcome = w.run_job(input);
+                w.attach(attach);
+                let outcome = w.run_input(input);
                 w.shutdown();
                 outcome
             }
             Err(e) => JobOutcome::failed(Verdict::SetupError(e.to_string())),
         },
     }
-}
-
-/// Every file under the inputs, in a stable order, with its name relative
-/// to the directory it was found in (for the output path).
-pub fn walk(inputs: &[PathBuf]) -> impl Iterator<Item = Result<(PathBuf, PathBuf), String>> + '_ {
-    inputs.iter().flat_map(|root| {
-        let base = if root.is_dir() {
-            root.clone()
-        } else {
-            root.parent().map(Path::to_path_buf).unwrap_or_default()
-        };
-        walkdir::WalkDir::new(root)
-            .sort_by_file_name()
-            .into_iter()
-            .filter_map(move |entry| match entry {
-                Ok(e) if e.file_type().is_dir() => None,
-                Ok(e) => {
-                    let rel = e
-                        .path()
-                        .strip_prefix(&base)
-                        .unwrap_or(e.path())
-                        .to_path_buf();
-                    Some(Ok((e.into_path(), rel)))
-                }
-                Err(e) => Some(Err(format!(
-                    "{}: {e}",
-                    e.path()
-                        .map_or_else(|| root.display().to_string(), |p| p.display().to_string())
-                ))),
-            })
-    })
 }
 
 /// Writes `data` to `dir/rel` atomically (temporary file + rename).
@@ -134,16 +110,17 @@ pub fn write_output(dir: &Path, rel: &Path, data: &[u8]) -> std::io::Result<Path
 
 /// What travels with an input through the pool.
 pub struct Item {
-    /// The input's name as walked (the audit `input`).
-    name: String,
+    /// The input's path as walked, exact (the audit `input`).
+    path: PathBuf,
     rel: PathBuf,
     sha256: Option<String>,
     /// Which pool (and plugin) the input went to.
     route: usize,
 }
 
-/// Picks the pool for an input from its bytes, or gives its verdict
-/// without running it (e.g. `unsupported`).
+/// Picks the pool for an input from its first bytes (at least
+/// [`plugwarden::input::HEAD`], or all of a shorter input), or gives its
+/// verdict without running it (e.g. `unsupported`).
 pub type Router = dyn Fn(&[u8]) -> Result<usize, Verdict> + Send + Sync;
 
 /// Turns an ok output of route `r` into the bytes and the relative name to
@@ -176,73 +153,83 @@ struct FeedState {
     walk_done: AtomicBool,
 }
 
-/// Walks, reads and queues every input; skips those already recorded.
+/// Walks, opens and queues every input; skips those already recorded.
 fn feed(
     inputs: &[PathBuf],
     feeders: &[Feeder<Item>],
     router: &Router,
-    recorded: &HashSet<(String, String)>,
+    recorded: &HashSet<(Vec<u8>, String)>,
+    limits: &[u64],
     state: &FeedState,
 ) {
-    for entry in walk(inputs) {
+    for entry in input::walk(inputs) {
         if feeders.iter().any(Feeder::is_stopped) {
             return;
         }
-        let task = match entry {
-            Err(e) => Task {
-                tag: Item {
-                    name: e.clone(),
-                    rel: PathBuf::new(),
-                    sha256: None,
-                    route: 0,
-                },
-                input: Err(Verdict::InputError(e)),
-            },
-            Ok((path, rel)) => {
-                let name = path.display().to_string();
-                match std::fs::read(&path) {
-                    Err(e) => Task {
-                        tag: Item {
-                            name,
-                            rel,
-                            sha256: None,
-                            route: 0,
-                        },
-                        input: Err(Verdict::InputError(format!(
-                            "cannot read {}: {e}",
-                            path.display()
-                        ))),
-                    },
-                    Ok(data) => {
-                        let sha = sha256_hex(&data);
-                        if recorded.contains(&(name.clone(), sha.clone())) {
-                            state.skipped.fetch_add(1, Ordering::SeqCst);
-                            continue;
-                        }
-                        let (route, input) = match router(&data) {
-                            Ok(r) => (r, Ok(data)),
-                            Err(v) => (0, Err(v)),
-                        };
-                        Task {
-                            tag: Item {
-                                name,
-                                rel,
-                                sha256: Some(sha),
-                                route,
-                            },
-                            input,
+        let (path, rel) = match &entry {
+            Ok(e) => (e.path.clone(), e.rel.clone()),
+            Err(InputError::Io { path, .. }) => (path.clone(), PathBuf::new()),
+            Err(_) => (PathBuf::new(), PathBuf::new()),
+        };
+        let mut item = Item {
+            path,
+            rel,
+            sha256: None,
+            route: 0,
+        };
+        let limit = limits.iter().copied().max().unwrap_or(0);
+        let input = match entry.and_then(|e| read_input(&e, limit)) {
+            Err(e) => Err(Verdict::InputError(e.to_string())),
+            Ok((input, sha, head)) => {
+                let key = (item.path.as_os_str().as_bytes().to_vec(), sha);
+                if recorded.contains(&key) {
+                    state.skipped.fetch_add(1, Ordering::SeqCst);
+                    continue;
+                }
+                item.sha256 = Some(key.1);
+                match router(&head) {
+                    Ok(r) => {
+                        item.route = r;
+                        match limits.get(r).copied().unwrap_or(limit) {
+                            l if input.len() > l => Err(Verdict::InputError(
+                                InputError::TooLarge {
+                                    len: input.len(),
+                                    limit: l,
+                                }
+                                .to_string(),
+                            )),
+                            _ => Ok(input),
                         }
                     }
+                    Err(v) => Err(v),
                 }
             }
         };
-        let route = task.tag.route.min(feeders.len() - 1);
-        if feeders[route].submit(task).is_err() {
+        let route = item.route.min(feeders.len() - 1);
+        if feeders[route].submit(Task { tag: item, input }).is_err() {
             return;
         }
         state.submitted.fetch_add(1, Ordering::SeqCst);
     }
     state.walk_done.store(true, Ordering::SeqCst);
+}
+
+/// Opens one input within `limit`: the input (read whole when small), its
+/// sha256 and its first bytes for the router.
+fn read_input(entry: &Entry, limit: u64) -> Result<(Input, String, Vec<u8>), InputError> {
+    let src = input::open(entry, limit)?;
+    match Input::from_source(src)? {
+        Input::Bytes(b) => {
+            let sha = sha256_hex(&b);
+            let head = b[..b.len().min(input::HEAD)].to_vec();
+            Ok((Input::Bytes(b), sha, head))
+        }
+        Input::File(src) => {
+            let sha = src.sha256()?;
+            let head = src.head()?;
+            Ok((Input::File(src), sha, head))
+        }
+    }
 }
 
 /// Job latencies in log-spaced buckets (about 1.5% wide): percentiles in
@@ -347,21 +334,22 @@ impl Recorder {
             }
         }
         let base = self.bases[item.route.min(self.bases.len() - 1)].clone();
+        let name = escape::name(&item.path);
         let mut verdict_word = outcome.verdict.word();
         let mut detail = outcome.verdict.detail();
-        let mut output_path = None;
+        let mut output_path: Option<PathBuf> = None;
         let mut output_sha = None;
         if outcome.verdict.is_ok() {
             output_sha = Some(sha256_hex(&outcome.output));
             if let Some(out) = &self.out {
                 match write_output(out, &rel, &outcome.output) {
-                    Ok(p) => output_path = Some(p.display().to_string()),
+                    Ok(p) => output_path = Some(p),
                     Err(e) => {
                         // Never judged for good: `--resume` runs it again.
                         verdict_word = Verdict::Cancelled.word();
-                        detail = format!("cannot write the output to {}: {e}", out.display());
+                        detail = format!("cannot write the output to {}: {e}", escape::name(out));
                         output_sha = None;
-                        self.fail(format!("cannot write the output for {}: {e}", item.name));
+                        self.fail(format!("cannot write the output for {name}: {e}"));
                     }
                 }
             }
@@ -372,7 +360,7 @@ impl Recorder {
         if poison {
             self.poison_count += 1;
             if self.poison.len() < MAX_POISON_LISTED {
-                self.poison.push(item.name.clone());
+                self.poison.push(name.clone());
             }
         }
         let mut all_notes: Vec<String> = base.weakenings.clone();
@@ -384,8 +372,7 @@ impl Recorder {
         all_notes.truncate(MAX_NOTES);
         let notes = all_notes.iter().map(|n| truncate(n, MAX_NOTE)).collect();
         if let Some(audit) = &mut self.audit {
-            let rec = AuditRecord {
-                input: item.name.clone(),
+            let mut rec = AuditRecord {
                 input_sha256: item.sha256.clone(),
                 plugin: base.plugin.clone(),
                 plugin_sha256: base.plugin_sha256.clone(),
@@ -400,19 +387,21 @@ impl Recorder {
                 cpu_ms: outcome.cpu_ms,
                 max_rss_kib: outcome.max_rss_kib,
                 recycle_reason: recycle_reason.map(|r| r.word().to_string()),
-                output: output_path,
                 output_sha256: output_sha,
                 notes,
                 ..AuditRecord::default()
             };
+            rec.set_input(item.path.as_os_str().as_bytes());
+            if let Some(p) = &output_path {
+                rec.set_output(p.as_os_str().as_bytes());
+            }
             if let Err(e) = audit.append(rec) {
                 self.fail(error_chain(&e));
             }
         }
         if !self.json {
             let mut line = format!(
-                "{verdict_word:<14} {} ({} ms)",
-                item.name,
+                "{verdict_word:<14} {name} ({} ms)",
                 outcome.wall.as_millis()
             );
             if attempt > 1 {
@@ -471,13 +460,14 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 /// Flags set by SIGINT and SIGTERM; a second signal exits at once.
-struct Signals {
+pub struct Signals {
     int: Arc<AtomicBool>,
     term: Arc<AtomicBool>,
+    any: Arc<AtomicBool>,
 }
 
 impl Signals {
-    fn register() -> Result<Signals, Usage> {
+    pub fn register() -> Result<Signals, Usage> {
         use signal_hook::consts::{SIGINT, SIGTERM};
         use signal_hook::flag;
         let any = Arc::new(AtomicBool::new(false));
@@ -489,11 +479,16 @@ impl Signals {
             flag::register(sig, own.clone())?;
             flag::register(sig, any.clone())?;
         }
-        Ok(Signals { int, term })
+        Ok(Signals { int, term, any })
+    }
+
+    /// Set by either signal: a job's cancel flag.
+    pub fn any(&self) -> Arc<AtomicBool> {
+        self.any.clone()
     }
 
     /// The exit status for the signal received, if any.
-    fn received(&self) -> Option<u8> {
+    pub fn received(&self) -> Option<u8> {
         if self.int.load(Ordering::SeqCst) {
             Some(130)
         } else if self.term.load(Ordering::SeqCst) {
@@ -652,13 +647,18 @@ pub fn drive(b: Batch) -> Result<u8, Usage> {
         feeders.push(feeder);
     }
     let state = Arc::new(FeedState::default());
+    let limits: Vec<u64> = b
+        .sandboxes
+        .iter()
+        .map(|s| b.args.max_input.unwrap_or(s.policy.limits.input))
+        .collect();
     let feed_thread = {
         let state = state.clone();
         let inputs = b.args.inputs.clone();
         let router = b.router;
         std::thread::Builder::new()
             .name("pw-feeder".into())
-            .spawn(move || feed(&inputs, &feeders, &*router, &recorded, &state))
+            .spawn(move || feed(&inputs, &feeders, &*router, &recorded, &limits, &state))
             .map_err(|e| Usage(format!("cannot start the feeder thread: {e}")))?
     };
     let mut rec = Recorder {
