@@ -63,6 +63,8 @@ struct StderrBudget {
     log_dropped: u64,
     /// The start of a UTF-8 character split across two reads.
     carry: Vec<u8>,
+    /// The relay's last line has no newline yet.
+    line_open: bool,
 }
 
 /// The result of one job.
@@ -501,10 +503,14 @@ impl Conn {
     fn end_stderr(&mut self) {
         let b = std::mem::take(&mut self.budget);
         if let Some(r) = &mut self.attach.relay {
-            let mut note = String::from_utf8_lossy(&b.carry).into_owned();
+            // What follows (the verdict) starts on a line of its own.
+            let mut note = crate::escape::escape_lines(&b.carry);
+            if b.line_open || !b.carry.is_empty() {
+                note.push('\n');
+            }
             if b.relay_dropped > 0 {
                 note.push_str(&format!(
-                    "\nplugwarden: the plugin's stderr was cut after {} bytes: {} more bytes dropped\n",
+                    "plugwarden: the plugin's stderr was cut after {} bytes: {} more bytes dropped\n",
                     r.limit, b.relay_dropped
                 ));
             }
@@ -660,27 +666,57 @@ fn looks_like_oom(stderr: &str) -> bool {
     .any(|m| stderr.contains(m))
 }
 
-/// Writes what the relay's budget allows of `chunk` to the relay.
+/// Writes what the relay's budget allows of `chunk` to the relay. The
+/// budget counts bytes written (escaped, a control byte takes four), so
+/// the limit bounds what reaches the terminal whatever the plugin writes.
 fn relay(relay: &mut Option<StderrRelay>, b: &mut StderrBudget, chunk: &[u8]) {
     let Some(r) = relay else { return };
-    let take = chunk.len().min(r.limit.saturating_sub(b.relayed) as usize);
-    b.relayed += take as u64;
-    b.relay_dropped += (chunk.len() - take) as u64;
-    if take == 0 {
+    if b.relay_dropped > 0 {
+        // Cut once: nothing after the first byte dropped is shown.
+        b.relay_dropped += chunk.len() as u64;
         return;
     }
-    let written = if r.raw {
-        r.out.write_all(&chunk[..take])
-    } else {
-        let mut data = std::mem::take(&mut b.carry);
-        data.extend_from_slice(&chunk[..take]);
+    let mut data = std::mem::take(&mut b.carry);
+    data.extend_from_slice(chunk);
+    if !r.raw {
         let whole = data.len() - incomplete_tail(&data);
         b.carry = data.split_off(whole);
-        r.out
-            .write_all(crate::escape::escape_lines(&data).as_bytes())
-    };
-    // A closed stderr is the caller's business, not the job's.
-    let _ = written.and_then(|()| r.out.flush());
+    }
+    let mut rest = &data[..];
+    while !rest.is_empty() {
+        let piece = &rest[..char_boundary(rest, 4096)];
+        let text = if r.raw {
+            piece.to_vec()
+        } else {
+            crate::escape::escape_lines(piece).into_bytes()
+        };
+        if b.relayed + text.len() as u64 > r.limit {
+            break;
+        }
+        // A closed stderr is the caller's business, not the job's.
+        let _ = r.out.write_all(&text);
+        b.relayed += text.len() as u64;
+        b.line_open = text.last().is_some_and(|&c| c != b'\n');
+        rest = &rest[piece.len()..];
+    }
+    if !rest.is_empty() {
+        b.relay_dropped += (rest.len() + b.carry.len()) as u64;
+        b.carry.clear();
+    }
+    let _ = r.out.flush();
+}
+
+/// The largest end `<= max` of a prefix of `data` that does not split a
+/// UTF-8 character (`data.len()` when shorter).
+fn char_boundary(data: &[u8], max: usize) -> usize {
+    if data.len() <= max {
+        return data.len();
+    }
+    let mut end = max;
+    while end > max - 3 && data[end] & 0xc0 == 0x80 {
+        end -= 1;
+    }
+    end
 }
 
 /// Length of a UTF-8 character cut short at the end of `data` (0 to 3).
@@ -716,8 +752,11 @@ fn log_stderr(b: &mut StderrBudget, pid: i32, chunk: &[u8]) {
         .split(|&c| c == b'\n')
         .filter(|l| !l.is_empty())
     {
-        let line = crate::escape::escape(line);
-        tracing::debug!(target: "plugwarden::plugin", pid, "{line}");
+        // A line without end costs the log 4 KiB, not its length.
+        let shown = &line[..char_boundary(line, 4096)];
+        let more = if shown.len() < line.len() { " …" } else { "" };
+        let line = crate::escape::escape(shown);
+        tracing::debug!(target: "plugwarden::plugin", pid, "{line}{more}");
     }
 }
 
@@ -1368,5 +1407,71 @@ fn filter_job(sandbox: &Sandbox, input: Payload, attach: Attach) -> JobOutcome {
         pid: conn.proc.pid,
         denied: std::mem::take(&mut conn.denied),
         stderr_tail: conn.stderr_text(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::sync::Mutex;
+
+    /// A writer whose bytes the test can read back.
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn relayed(raw: bool, limit: u64, chunks: &[&[u8]]) -> (String, StderrBudget) {
+        let out = Shared::default();
+        let mut r = Some(StderrRelay {
+            out: Box::new(out.clone()),
+            limit,
+            raw,
+        });
+        let mut b = StderrBudget::default();
+        for c in chunks {
+            relay(&mut r, &mut b, c);
+        }
+        let text = String::from_utf8_lossy(&out.0.lock().unwrap()).into_owned();
+        (text, b)
+    }
+
+    #[test]
+    fn test_relay_escapes_control_characters_but_keeps_lines() {
+        let (text, b) = relayed(false, 1 << 20, &[b"warn:\tx\n\x1b]0;pwned\x07\x1b[2J\n"]);
+        assert_eq!(text, "warn:\tx\n\\x1b]0;pwned\\x07\\x1b[2J\n");
+        assert!(!b.line_open);
+    }
+
+    #[test]
+    fn test_relay_utf8_split_across_reads_stays_one_character() {
+        let e = "é".as_bytes();
+        let (text, b) = relayed(false, 1 << 20, &[&[b'a', e[0]], &[e[1], b'!']]);
+        assert_eq!(text, "aé!");
+        assert!(b.carry.is_empty() && b.line_open);
+    }
+
+    #[test]
+    fn test_relay_past_the_limit_counts_what_it_drops() {
+        let (text, b) = relayed(true, 4, &[b"abc", b"defg", b"\x1b"]);
+        assert_eq!(text, "abc");
+        assert_eq!((b.relayed, b.relay_dropped), (3, 5));
+    }
+
+    #[test]
+    fn test_relay_limit_counts_escaped_bytes() {
+        let flood = vec![0x1bu8; 64 << 10];
+        let (text, b) = relayed(false, 16 << 10, &[&flood]);
+        assert_eq!(text.len(), 16 << 10);
+        assert_eq!(b.relay_dropped, (60 << 10) as u64);
     }
 }

@@ -35,6 +35,9 @@ const MAX_DETAIL: usize = 16 << 10;
 /// Longest single note, and most notes, in an audit record.
 const MAX_NOTE: usize = 1000;
 const MAX_NOTES: usize = 64;
+/// How long the host waits, after killing the jobs in flight (or for a
+/// feeder stuck in a read), before it exits without them.
+const SETTLE: Duration = Duration::from_secs(2);
 /// Poison inputs listed by name in the summary.
 const MAX_POISON_LISTED: usize = 1000;
 
@@ -676,16 +679,33 @@ pub fn drive(b: Batch) -> Result<u8, Usage> {
         started,
         fatal: None,
     };
-    let interrupted = consume(&pools, &mut rec, &signals, &state, b.args.grace);
+    let (interrupted, settled) = consume(&pools, &mut rec, &signals, &state, b.args.grace);
     let mut stats = PoolStats::default();
-    for pool in pools {
-        let s = pool.join();
-        for (total, n) in stats.recycles.iter_mut().zip(s.recycles) {
-            *total += n;
+    if settled {
+        for pool in pools {
+            let s = pool.join();
+            for (total, n) in stats.recycles.iter_mut().zip(s.recycles) {
+                *total += n;
+            }
+            stats.workers_started += s.workers_started;
         }
-        stats.workers_started += s.workers_started;
+    } else {
+        // Exiting closes every fork server's socket: each kills what is left.
+        eprintln!(
+            "plugwarden: jobs still running {} after they were killed; exiting without them",
+            humantime::format_duration(SETTLE)
+        );
+        drop(pools);
     }
-    let _ = feed_thread.join();
+    // The feeder may be in a read that does not end (a hung network
+    // filesystem): it is not waited for past a moment, and dies with us.
+    let waited = Instant::now();
+    while !feed_thread.is_finished() && waited.elapsed() < SETTLE {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    if feed_thread.is_finished() {
+        let _ = feed_thread.join();
+    }
     if let Some(pb) = &rec.progress {
         pb.finish_and_clear();
     }
@@ -701,14 +721,16 @@ pub fn drive(b: Batch) -> Result<u8, Usage> {
 }
 
 /// Takes results until every slot has exited; handles signals and fatal
-/// errors. Returns the signal's exit status, if one stopped the run.
+/// errors. Returns the signal's exit status, if one stopped the run, and
+/// whether every slot ended (false when, [`SETTLE`] after the jobs in
+/// flight were killed, some slot still has not: the host exits anyway).
 fn consume(
     pools: &[Pool<Item>],
     rec: &mut Recorder,
     signals: &Signals,
     state: &FeedState,
     grace: Duration,
-) -> Option<u8> {
+) -> (Option<u8>, bool) {
     let mut kill_at: Option<Instant> = None;
     let mut killed = false;
     let mut stopped_for_fatal = false;
@@ -725,6 +747,9 @@ fn consume(
         if kill_at.is_some_and(|t| Instant::now() >= t) && !killed {
             pools.iter().for_each(Pool::cancel);
             killed = true;
+        }
+        if kill_at.is_some_and(|t| Instant::now() >= t + SETTLE) {
+            return (signals.received(), false);
         }
         if rec.fatal.is_some() && !stopped_for_fatal {
             pools.iter().for_each(Pool::stop);
@@ -756,7 +781,7 @@ fn consume(
             break;
         }
     }
-    signals.received()
+    (signals.received(), true)
 }
 
 fn print_summary(
