@@ -12,6 +12,7 @@ pub mod arena;
 pub mod audit;
 pub mod cgroup;
 pub mod child;
+pub mod describe;
 pub mod elf;
 pub mod escape;
 pub mod forkserver;

@@ -627,8 +627,11 @@ impl Conn {
             return Verdict::Memory(format!("memory limit reached (cgroup OOM kill{peak})"));
         }
         match (info.signal(), info.code()) {
+            // The host's own filter never kills (it hands every miss, a
+            // foreign ABI included, to the host, which names it): SIGSYS
+            // comes from a filter the plugin installed itself.
             (Some(libc::SIGSYS), _) => Verdict::Violation(
-                "killed by seccomp (SIGSYS): a syscall its own lockdown filter denies, or a foreign syscall ABI"
+                "killed by SIGSYS: a seccomp filter the plugin installed itself (the SDK's lockdown) denied a syscall, or it raised SIGSYS"
                     .into(),
             ),
             (Some(libc::SIGXCPU), _) => Verdict::Timeout(TimeoutKind::Cpu),
