@@ -164,7 +164,7 @@ fn test_policy_check_unknown_key_error_with_line() {
     assert_eq!(
         err,
         format!(
-            "{}:4:1: error: unknown field `wal`, expected one of `wall`, `cpu`, `memory`, `processes`, `open_files`, `file_size`, `output`, `max_frame`\n",
+            "{}:4:1: error: unknown field `wal`, expected one of `wall`, `cpu`, `memory`, `processes`, `open_files`, `file_size`, `output`, `max_frame`, `input`\n",
             p.display()
         )
     );
