@@ -535,7 +535,15 @@ pub fn verify(path: &Path) -> Result<VerifySummary, VerifyError> {
 /// Verifies an audit log held in memory. Pure and bounded: never panics, and
 /// allocates at most one line of [`MAX_LINE`] beyond the input.
 pub fn verify_bytes(data: &[u8]) -> Result<VerifySummary, VerifyError> {
-    scan_log(data, None, |_| {})?.into_summary(None)
+    verify_bytes_with(data, |_| {})
+}
+
+/// [`verify_bytes`], handing each record it accepts to `on_record`.
+pub fn verify_bytes_with(
+    data: &[u8],
+    mut on_record: impl FnMut(&AuditRecord),
+) -> Result<VerifySummary, VerifyError> {
+    scan_log(data, None, |rec| on_record(&rec))?.into_summary(None)
 }
 
 /// Sets `rec.hash` from `rec.prev` and the rest of the record.
