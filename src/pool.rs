@@ -56,7 +56,7 @@ use crate::input::Input;
 use crate::policy::Policy;
 use crate::sandbox::{Mode, Sandbox, SandboxError};
 use crate::verdict::Verdict;
-use crate::worker::{run_filter_input, Attach, JobOutcome, Worker};
+use crate::worker::{run_filter_input, Attach, JobOutcome, Spill, Worker};
 
 /// How often an idle slot looks at the stop flag.
 const TICK: Duration = Duration::from_millis(50);
@@ -118,6 +118,8 @@ pub struct PoolConfig {
     pub max_lifetime: Duration,
     /// Retry crash, timeout and memory once on a fresh worker.
     pub retry: bool,
+    /// Where outputs too big to hold go (none: every output in memory).
+    pub spill: Option<Spill>,
 }
 
 impl PoolConfig {
@@ -129,6 +131,7 @@ impl PoolConfig {
             recycle_rss: policy.worker.recycle_rss,
             max_lifetime: policy.worker.max_lifetime,
             retry: true,
+            spill: None,
         }
     }
 
@@ -597,7 +600,7 @@ impl Slot {
         if self.sandbox.plugin.mode == Mode::Filter {
             // One process per input: the window is one job.
             return window.into_iter().all(|p| {
-                let outcome = run_filter_input(&self.sandbox, &p.input, Attach::default());
+                let outcome = run_filter_input(&self.sandbox, &p.input, self.attach());
                 self.settle_into(p, outcome, None, None, backlog, tx)
             });
         }
@@ -617,6 +620,7 @@ impl Slot {
             }
         };
         let fresh = live.worker.jobs == 0;
+        live.worker.attach(self.attach());
         self.publish(live.worker.process().pidfd().try_clone().ok());
         let outcomes = if let [one] = window.as_slice() {
             vec![live.worker.run_input(&one.input)]
@@ -664,6 +668,14 @@ impl Slot {
             backlog.push_front(p);
         }
         true
+    }
+
+    /// What every job of this slot gets besides its input.
+    fn attach(&self) -> Attach {
+        Attach {
+            spill: self.config.spill.clone(),
+            ..Attach::default()
+        }
     }
 
     /// Grows the window while jobs are fast; one slow job shrinks it to one.

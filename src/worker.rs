@@ -10,12 +10,15 @@
 //! ends in a verdict for the job at hand.
 
 use std::collections::VecDeque;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use sha2::{Digest, Sha256};
 
 use crate::forkserver::ExitInfo;
 use crate::input::{Input, InputError, Source};
@@ -32,6 +35,8 @@ const CHUNK: usize = 256 << 10;
 const READS_PER_WAKE: usize = 16;
 /// How long a worker may take to say hello after exec.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Outputs up to this size stay in memory when a spill is attached.
+pub const SPILL_OVER: u64 = 8 << 20;
 /// Bytes of one job's stderr relayed ([`StderrRelay`]) or logged at debug
 /// level, by default; the rest is counted and dropped.
 pub const STDERR_LIMIT: u64 = 1 << 20;
@@ -52,6 +57,147 @@ pub struct Attach {
     /// Once set, the job in flight is killed and ends `cancelled`.
     pub cancel: Option<Arc<AtomicBool>>,
     pub relay: Option<StderrRelay>,
+    /// Where outputs too big to hold go.
+    pub spill: Option<Spill>,
+}
+
+/// Where an output goes once it passes `over` bytes, so the host never
+/// holds a big output whole: a temporary file in `dir` (`run --out`: the
+/// output directory, so the output is renamed into place; `call`: the temp
+/// directory), or, without `dir`, nowhere but its sha256.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Spill {
+    pub over: u64,
+    pub dir: Option<PathBuf>,
+}
+
+/// An output that passed [`Spill::over`]: its hash, its length, and its
+/// bytes in a temporary file when the spill kept them.
+#[derive(Debug)]
+pub struct Spilled {
+    pub file: Option<tempfile::NamedTempFile>,
+    pub len: u64,
+    pub sha256: String,
+}
+
+/// One job's output as it arrives: in memory, or past the spill threshold
+/// in a file (or only its hash).
+struct OutputBuf {
+    bytes: Vec<u8>,
+    spill: Option<Spill>,
+    spilled: Option<(Option<tempfile::NamedTempFile>, Sha256)>,
+    len: u64,
+}
+
+impl OutputBuf {
+    fn new(spill: Option<Spill>) -> OutputBuf {
+        OutputBuf {
+            bytes: Vec::new(),
+            spill,
+            spilled: None,
+            len: 0,
+        }
+    }
+
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Appends `data`; an error when the spill file cannot be written.
+    fn push(&mut self, data: &[u8]) -> Result<(), Verdict> {
+        self.len += data.len() as u64;
+        if self.spilled.is_none() {
+            // The first part of an answer in one frame is moved, not copied.
+            self.bytes.extend_from_slice(data);
+            match &self.spill {
+                Some(s) if self.len > s.over => {
+                    let file = match &s.dir {
+                        Some(dir) => Some(
+                            tempfile::Builder::new()
+                                .prefix(".plugwarden-spill-")
+                                .tempfile_in(dir)
+                                .map_err(|e| spill_error(dir, &e))?,
+                        ),
+                        None => None,
+                    };
+                    self.spilled = Some((file, Sha256::new()));
+                    let held = std::mem::take(&mut self.bytes);
+                    return self.write_spilled(&held);
+                }
+                _ => return Ok(()),
+            }
+        }
+        self.write_spilled(data)
+    }
+
+    /// Appends a frame's payload, moving it when it is the first part.
+    fn push_owned(&mut self, data: Vec<u8>) -> Result<(), Verdict> {
+        if self.len == 0 && self.spill.as_ref().is_none_or(|s| data.len() as u64 <= s.over) {
+            self.len = data.len() as u64;
+            self.bytes = data;
+            return Ok(());
+        }
+        self.push(&data)
+    }
+
+    /// Appends `len` bytes of the arena at `offset` (one copy while the
+    /// output stays in memory); false when out of bounds.
+    fn push_arena(
+        &mut self,
+        arena: &crate::arena::Arena,
+        offset: usize,
+        len: usize,
+    ) -> Result<bool, Verdict> {
+        let stays = self.spilled.is_none()
+            && self
+                .spill
+                .as_ref()
+                .is_none_or(|s| self.len + len as u64 <= s.over);
+        if stays {
+            let read = arena.read_into(offset, len, &mut self.bytes);
+            self.len += if read { len as u64 } else { 0 };
+            return Ok(read);
+        }
+        let mut part = Vec::new();
+        if !arena.read_into(offset, len, &mut part) {
+            return Ok(false);
+        }
+        self.push(&part).map(|()| true)
+    }
+
+    fn write_spilled(&mut self, data: &[u8]) -> Result<(), Verdict> {
+        let Some((file, hasher)) = &mut self.spilled else {
+            return Ok(());
+        };
+        hasher.update(data);
+        if let Some(f) = file {
+            f.write_all(data)
+                .map_err(|e| spill_error(f.path().parent().unwrap_or(Path::new("")), &e))?;
+        }
+        Ok(())
+    }
+
+    /// The output: its bytes, or what was spilled.
+    fn finish(self) -> (Vec<u8>, Option<Spilled>) {
+        match self.spilled {
+            None => (self.bytes, None),
+            Some((file, hasher)) => (
+                Vec::new(),
+                Some(Spilled {
+                    file,
+                    len: self.len,
+                    sha256: hex::encode(hasher.finalize()),
+                }),
+            ),
+        }
+    }
+}
+
+fn spill_error(dir: &Path, e: &std::io::Error) -> Verdict {
+    Verdict::SetupError(format!(
+        "cannot keep the output in {}: {e}",
+        crate::escape::name(dir)
+    ))
 }
 
 /// One job's share of the stderr bounds.
@@ -68,11 +214,14 @@ struct StderrBudget {
 }
 
 /// The result of one job.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct JobOutcome {
     pub verdict: Verdict,
-    /// The output; empty unless the verdict is `ok`.
+    /// The output; empty unless the verdict is `ok` (and empty when it
+    /// was spilled).
     pub output: Vec<u8>,
+    /// An ok output that passed the spill threshold ([`Attach::spill`]).
+    pub spilled: Option<Spilled>,
     pub wall: Duration,
     pub cpu_ms: u64,
     pub max_rss_kib: u64,
@@ -90,6 +239,7 @@ impl JobOutcome {
         JobOutcome {
             verdict,
             output: Vec::new(),
+            spilled: None,
             wall: Duration::ZERO,
             cpu_ms: 0,
             max_rss_kib: 0,
@@ -114,6 +264,8 @@ enum Stop {
     Input(String),
     /// The caller's cancel flag was set; the plugin was killed.
     Cancelled,
+    /// The host could not go on with the job (its verdict).
+    Failed(Verdict),
 }
 
 /// A job's input as the send path sees it, borrowed: bytes, or a file read
@@ -147,6 +299,8 @@ impl<'a> From<&'a Input> for Payload<'a> {
 struct Stream {
     src: Source,
     offset: u64,
+    /// In parts of job `id`: each chunk is a frame of its own.
+    parts_of: Option<u64>,
 }
 
 /// The pipes and supervision state of one process.
@@ -163,7 +317,7 @@ struct Conn {
     decoder: Option<FrameDecoder>,
     frames: VecDeque<Frame>,
     /// Filter mode: raw stdout.
-    raw: Vec<u8>,
+    raw: OutputBuf,
     raw_limit: u64,
     stderr_tail: Vec<u8>,
     violation: Option<String>,
@@ -203,7 +357,7 @@ impl Conn {
             budget: StderrBudget::default(),
             decoder: framed.then(|| FrameDecoder::new(limits.max_frame)),
             frames: VecDeque::new(),
-            raw: Vec::new(),
+            raw: OutputBuf::new(None),
             raw_limit: limits.output,
             stderr_tail: Vec::new(),
             violation: None,
@@ -234,6 +388,33 @@ impl Conn {
                 self.stream = Some(Stream {
                     src: src.clone(),
                     offset: 0,
+                    parts_of: None,
+                })
+            }
+        }
+    }
+
+    /// Queues an input in parts of job `id`: `part` frames of at most
+    /// [`CHUNK`] bytes, then the `job` frame with the last one (docs/PROTOCOL.md).
+    fn queue_parts(&mut self, id: u64, input: Payload) {
+        match input {
+            Payload::Bytes(b) => {
+                let mut chunks = b.chunks(CHUNK).peekable();
+                while let Some(chunk) = chunks.next() {
+                    let kind = if chunks.peek().is_some() {
+                        Kind::Part
+                    } else {
+                        Kind::Job
+                    };
+                    self.queue(&protocol::encode_header(kind, id, chunk.len() as u32));
+                    self.queue(chunk);
+                }
+            }
+            Payload::File(src) => {
+                self.stream = Some(Stream {
+                    src: src.clone(),
+                    offset: 0,
+                    parts_of: Some(id),
                 })
             }
         }
@@ -264,9 +445,16 @@ impl Conn {
             return false;
         }
         let n = left.min(CHUNK as u64) as usize;
-        self.pending.resize(n, 0);
+        let header = match s.parts_of {
+            Some(id) if n as u64 == left => protocol::encode_header(Kind::Job, id, n as u32).to_vec(),
+            Some(id) => protocol::encode_header(Kind::Part, id, n as u32).to_vec(),
+            None => Vec::new(),
+        };
+        self.pending.clear();
+        self.pending.extend_from_slice(&header);
+        self.pending.resize(header.len() + n, 0);
         self.pending_pos = 0;
-        if let Err(e) = s.src.read_at(s.offset, &mut self.pending) {
+        if let Err(e) = s.src.read_at(s.offset, &mut self.pending[header.len()..]) {
             self.input_failed = Some(e);
             self.stream = None;
             self.pending.clear();
@@ -464,10 +652,12 @@ impl Conn {
                     }
                 }
             } else {
-                if self.raw.len() as u64 + n as u64 > self.raw_limit {
+                if self.raw.len() + n as u64 > self.raw_limit {
                     return Some(Stop::OutputLimit);
                 }
-                self.raw.extend_from_slice(&self.buf[..n]);
+                if let Err(v) = self.raw.push(&self.buf[..n]) {
+                    return Some(Stop::Failed(v));
+                }
             }
         }
         self.stdout_pending = true;
@@ -589,6 +779,10 @@ impl Conn {
             Stop::Protocol(msg) => Verdict::ProtocolError(msg),
             Stop::Input(msg) => Verdict::InputError(msg),
             Stop::Cancelled => Verdict::Cancelled,
+            Stop::Failed(v) => {
+                self.proc.kill();
+                v
+            }
             Stop::StdoutClosed | Stop::Exited => {
                 // The plugin closed stdout on its own (not because we killed it).
                 let ours = self.violation.is_some() || self.killed_for.is_some();
@@ -789,6 +983,8 @@ pub struct Worker {
     last_cpu: Option<u64>,
     /// The plugin has an arena and said in its hello that it maps it.
     arena_on: bool,
+    /// The plugin's hello said it takes a job's input in parts.
+    parts_on: bool,
     /// The one job in flight that was sent with `FLAG_REPLY_IN_ARENA`.
     reply_offered: Option<u64>,
     /// Set when a frame arrived for a job already answered: that job sent
@@ -833,6 +1029,7 @@ impl Worker {
             peak_rss_kib: 0,
             last_cpu: None,
             arena_on: false,
+            parts_on: false,
             reply_offered: None,
             late_frame_for: None,
         })
@@ -880,6 +1077,7 @@ impl Worker {
                 // simply not offered any.
                 self.arena_on =
                     frame.flags & protocol::FLAG_ARENA != 0 && self.conn.proc.arena().is_some();
+                self.parts_on = frame.flags & protocol::FLAG_INPUT_PARTS != 0;
                 Ok(())
             }
             Ok(h) => Err(Verdict::ProtocolError(format!(
@@ -913,14 +1111,16 @@ impl Worker {
         let cpu_start = self
             .last_cpu
             .unwrap_or_else(|| self.conn.proc.cpu_ms().unwrap_or(0));
-        // With an arena, the plugin's hello says whether it maps it: wait
+        // With an arena, the plugin's hello says whether it maps it, and
+        // for an input larger than one frame whether it takes parts: wait
         // for it before the first job (one round trip, once per worker).
-        if !self.greeted && self.conn.proc.arena().is_some() {
+        let one_frame = input.len() <= u64::from(self.max_frame);
+        if !self.greeted && (self.conn.proc.arena().is_some() || !one_frame) {
             self.greeted = true;
             if let Err(v) = self.handshake() {
                 self.dead = true;
                 self.jobs += 1;
-                return self.outcome(v, Vec::new(), started, cpu_start);
+                return self.outcome(v, OutputBuf::new(None), started, cpu_start);
             }
             // Start-up is not the job's time.
             started = Instant::now();
@@ -932,25 +1132,30 @@ impl Worker {
             Ok(sent) => sent,
             Err(e) => return JobOutcome::failed(Verdict::InputError(e.to_string())),
         };
-        if !in_arena {
-            let len = match u32::try_from(input.len()) {
-                Ok(len) if len <= self.max_frame => len,
-                _ => {
-                    return JobOutcome::failed(Verdict::InputError(format!(
-                        "input too large for one frame ({} bytes, the plugin takes at most {})",
-                        input.len(),
-                        self.max_frame
-                    )))
-                }
-            };
-            let flags = if self.arena_on {
-                protocol::FLAG_REPLY_IN_ARENA
-            } else {
-                0
-            };
-            self.conn
-                .queue(&protocol::encode_header_flags(Kind::Job, flags, id, len));
-            self.conn.queue_input(input);
+        match u32::try_from(input.len()) {
+            _ if in_arena => {}
+            Ok(len) if len <= self.max_frame => {
+                let flags = if self.arena_on {
+                    protocol::FLAG_REPLY_IN_ARENA
+                } else {
+                    0
+                };
+                self.conn
+                    .queue(&protocol::encode_header_flags(Kind::Job, flags, id, len));
+                self.conn.queue_input(input);
+            }
+            _ if self.parts_on => {
+                // Through the pipe, a part at a time: no reply in the arena.
+                self.reply_offered = None;
+                self.conn.queue_parts(id, input);
+            }
+            _ => {
+                return JobOutcome::failed(Verdict::InputError(format!(
+                    "input too large for one frame ({} bytes, limit {}), and the plugin does not take inputs in parts",
+                    input.len(),
+                    self.max_frame
+                )))
+            }
         }
         self.conn.denied.clear();
         let result = self.await_answer(id, started, cpu_start);
@@ -958,7 +1163,7 @@ impl Worker {
             Ok(out) => (Verdict::Ok, out),
             Err(v) => {
                 self.dead = true;
-                (v, Vec::new())
+                (v, OutputBuf::new(None))
             }
         };
         if matches!(verdict, Verdict::PluginError(_)) {
@@ -1035,7 +1240,7 @@ impl Worker {
                 self.dead = true;
                 self.jobs += 1;
                 let cpu_start = self.last_cpu.unwrap_or(0);
-                out.push(self.outcome(v, Vec::new(), Instant::now(), cpu_start));
+                out.push(self.outcome(v, OutputBuf::new(None), Instant::now(), cpu_start));
                 return out;
             }
         }
@@ -1084,8 +1289,8 @@ impl Worker {
             } else {
                 None
             };
-            let (verdict, output) = match result {
-                Ok(o) => (Verdict::Ok, o),
+            let (verdict, (output, spilled)) = match result {
+                Ok(o) => (Verdict::Ok, o.finish()),
                 Err(v) => {
                     self.dead = !matches!(v, Verdict::PluginError(_));
                     // A second answer to an earlier job of this window: that
@@ -1101,10 +1306,11 @@ impl Worker {
                                 "the plugin sent bytes after its answer".into(),
                             );
                             o.output.clear();
+                            o.spilled = None;
                             break;
                         }
                     }
-                    (v, Vec::new())
+                    (v, (Vec::new(), None))
                 }
             };
             self.jobs += 1;
@@ -1112,6 +1318,7 @@ impl Worker {
             out.push(JobOutcome {
                 verdict,
                 output,
+                spilled,
                 wall: started.elapsed(),
                 cpu_ms: 0,
                 max_rss_kib: 0,
@@ -1124,7 +1331,7 @@ impl Worker {
             }
         }
         // Jobs whose CPU was measured keep it; the rest share what is left.
-        let last = self.outcome(Verdict::Ok, Vec::new(), Instant::now(), cpu_start);
+        let last = self.outcome(Verdict::Ok, OutputBuf::new(None), Instant::now(), cpu_start);
         let known: u64 = measured.iter().flatten().sum();
         let unknown = measured.iter().filter(|m| m.is_none()).count().max(1) as u64;
         let share = last.cpu_ms.saturating_sub(known) / unknown;
@@ -1148,7 +1355,7 @@ impl Worker {
         id: u64,
         started: Instant,
         cpu_start: u64,
-    ) -> Result<Vec<u8>, Verdict> {
+    ) -> Result<OutputBuf, Verdict> {
         let budget = self.cpu_limit.as_millis() as u64;
         self.await_answer_pipelined(id, started, (cpu_start, budget), true)
     }
@@ -1161,7 +1368,7 @@ impl Worker {
         started: Instant,
         cpu: (u64, u64),
         last: bool,
-    ) -> Result<Vec<u8>, Verdict> {
+    ) -> Result<OutputBuf, Verdict> {
         let mut started = started;
         if self.jobs == 0 && !self.greeted {
             self.greeted = true;
@@ -1171,7 +1378,7 @@ impl Worker {
         }
         let deadline = started + self.wall_limit;
         let budget = Some(cpu);
-        let mut output = Vec::new();
+        let mut output = OutputBuf::new(self.conn.attach.spill.clone());
         loop {
             let stop = self.conn.pump(deadline, budget, |c| !c.frames.is_empty());
             if stop != Stop::Ready {
@@ -1199,14 +1406,13 @@ impl Worker {
                     }
                 }
                 Kind::Part | Kind::Done => {
-                    if output.len() as u64 + frame.payload.len() as u64 > self.output_limit {
+                    if output.len() + frame.payload.len() as u64 > self.output_limit {
                         self.conn.proc.kill();
                         return Err(Verdict::OutputLimit(self.output_limit));
                     }
-                    if output.is_empty() {
-                        output = frame.payload;
-                    } else {
-                        output.extend_from_slice(&frame.payload);
+                    if let Err(v) = output.push_owned(frame.payload) {
+                        self.conn.proc.kill();
+                        return Err(v);
                     }
                     if frame.kind == Kind::Done {
                         break;
@@ -1251,7 +1457,7 @@ impl Worker {
         &mut self,
         id: u64,
         payload: &[u8],
-        output: &mut Vec<u8>,
+        output: &mut OutputBuf,
     ) -> Result<(), Verdict> {
         let violation = |what: String| Verdict::ProtocolError(what);
         let arena = match self.conn.proc.arena() {
@@ -1268,10 +1474,10 @@ impl Worker {
         let (offset, len) = slice
             .within(region, region)
             .map_err(|e| violation(format!("the plugin's answer: {e}")))?;
-        if output.len() as u64 + len as u64 > self.output_limit {
+        if output.len() + len as u64 > self.output_limit {
             return Err(Verdict::OutputLimit(self.output_limit));
         }
-        if !arena.read_into(offset, len, output) {
+        if !output.push_arena(arena, offset, len)? {
             return Err(violation("arena answer out of bounds".into()));
         }
         self.arena_parts += 1;
@@ -1281,7 +1487,7 @@ impl Worker {
     fn outcome(
         &mut self,
         verdict: Verdict,
-        output: Vec<u8>,
+        output: OutputBuf,
         started: Instant,
         cpu_start: u64,
     ) -> JobOutcome {
@@ -1304,9 +1510,11 @@ impl Worker {
             }
         };
         self.conn.end_stderr();
+        let (output, spilled) = output.finish();
         JobOutcome {
             verdict,
             output,
+            spilled,
             wall: started.elapsed(),
             cpu_ms,
             max_rss_kib,
@@ -1351,6 +1559,7 @@ fn filter_job(sandbox: &Sandbox, input: Payload, attach: Attach) -> JobOutcome {
     debug_assert_eq!(sandbox.plugin.mode, Mode::Filter);
     let limits = sandbox.policy.limits.clone();
     let mut conn = Conn::new(proc, sandbox, false);
+    conn.raw = OutputBuf::new(attach.spill.clone());
     conn.attach = attach;
     conn.queue_input(input);
     let deadline = started + limits.wall;
@@ -1396,14 +1605,15 @@ fn filter_job(sandbox: &Sandbox, input: Payload, attach: Attach) -> JobOutcome {
     };
     let info = conn.proc.terminate().unwrap_or_default();
     conn.end_stderr();
-    let output = if verdict.is_ok() {
-        std::mem::take(&mut conn.raw)
+    let (output, spilled) = if verdict.is_ok() {
+        std::mem::replace(&mut conn.raw, OutputBuf::new(None)).finish()
     } else {
-        Vec::new()
+        (Vec::new(), None)
     };
     JobOutcome {
         verdict,
         output,
+        spilled,
         wall: started.elapsed(),
         cpu_ms: info.cpu_ms(),
         max_rss_kib: info.maxrss_kib,

@@ -799,6 +799,7 @@ fn pool_config(workers: usize, batch: u64) -> PoolConfig {
         recycle_rss: u64::MAX,
         max_lifetime: Duration::from_secs(3600),
         retry: true,
+        spill: None,
     }
 }
 

@@ -6,7 +6,7 @@
 //! verdict `cancelled` is printed and the exit status is 130 or 143. A
 //! second signal exits without waiting for anything.
 
-use std::io::{IsTerminal, Write};
+use std::io::{IsTerminal, Seek, Write};
 use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::sync::mpsc;
@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use clap::Args;
 use plugwarden::input::{self, Input, InputError};
-use plugwarden::worker::{Attach, StderrRelay, STDERR_LIMIT};
+use plugwarden::worker::{Attach, Spill, StderrRelay, SPILL_OVER, STDERR_LIMIT};
 use plugwarden::Verdict;
 
 use super::run::{self, Signals};
@@ -53,6 +53,10 @@ pub fn call(a: CallArgs) -> Result<u8, Usage> {
     let attach = Attach {
         cancel: Some(signals.any()),
         relay: Some(relay),
+        spill: Some(Spill {
+            over: SPILL_OVER,
+            dir: Some(std::env::temp_dir()),
+        }),
     };
     let outcome = run::run_one(&sandbox, &input, attach);
     for d in &outcome.denied {
@@ -60,7 +64,15 @@ pub fn call(a: CallArgs) -> Result<u8, Usage> {
     }
     if outcome.verdict.is_ok() {
         let mut out = std::io::stdout().lock();
-        if let Err(e) = out.write_all(&outcome.output).and_then(|()| out.flush()) {
+        let written = match outcome.spilled.and_then(|s| s.file) {
+            Some(mut file) => {
+                file.seek(std::io::SeekFrom::Start(0))
+                    .and_then(|_| std::io::copy(&mut file, &mut out))
+                    .map(drop)
+            }
+            None => out.write_all(&outcome.output),
+        };
+        if let Err(e) = written.and_then(|()| out.flush()) {
             eprintln!("plugwarden: cannot write the output: {e}");
             return Ok(EXIT_INTERNAL);
         }

@@ -24,7 +24,7 @@ use plugwarden::input::{self, Entry, Input, InputError};
 use plugwarden::pool::{truncate, Feeder, Finished, Pool, PoolConfig, PoolStats, Task};
 use plugwarden::sandbox::{Mode, Sandbox};
 use plugwarden::verdict::{Verdict, WORDS};
-use plugwarden::worker::{run_filter_input, Attach, JobOutcome, Worker};
+use plugwarden::worker::{run_filter_input, Attach, JobOutcome, Spill, Worker, SPILL_OVER};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
@@ -108,6 +108,19 @@ pub fn write_output(dir: &Path, rel: &Path, data: &[u8]) -> std::io::Result<Path
     tmp.write_all(data)?;
     tmp.as_file().sync_data()?;
     tmp.persist(&target).map_err(|e| e.error)?;
+    Ok(target)
+}
+
+/// Moves a spilled output (a temporary file in `dir`) to `dir/rel`.
+fn persist_output(
+    dir: &Path,
+    rel: &Path,
+    file: tempfile::NamedTempFile,
+) -> std::io::Result<PathBuf> {
+    let target = dir.join(rel);
+    std::fs::create_dir_all(target.parent().unwrap_or(dir))?;
+    file.as_file().sync_data()?;
+    file.persist(&target).map_err(|e| e.error)?;
     Ok(target)
 }
 
@@ -343,9 +356,17 @@ impl Recorder {
         let mut output_path: Option<PathBuf> = None;
         let mut output_sha = None;
         if outcome.verdict.is_ok() {
-            output_sha = Some(sha256_hex(&outcome.output));
+            let spilled = outcome.spilled.take();
+            output_sha = Some(match &spilled {
+                Some(s) => s.sha256.clone(),
+                None => sha256_hex(&outcome.output),
+            });
             if let Some(out) = &self.out {
-                match write_output(out, &rel, &outcome.output) {
+                let written = match spilled.and_then(|s| s.file) {
+                    Some(file) => persist_output(out, &rel, file),
+                    None => write_output(out, &rel, &outcome.output),
+                };
+                match written {
                     Ok(p) => output_path = Some(p),
                     Err(e) => {
                         // Never judged for good: `--resume` runs it again.
@@ -643,6 +664,14 @@ pub fn drive(b: Batch) -> Result<u8, Usage> {
         }
         if let Some(n) = b.args.batch {
             config.batch = n;
+        }
+        // A big output goes to a file in the output directory (renamed
+        // into place), or only into its hash; a converter needs the bytes.
+        if b.convert.is_none() {
+            config.spill = Some(Spill {
+                over: SPILL_OVER,
+                dir: b.out.clone(),
+            });
         }
         workers = workers.max(config.workers);
         let (pool, feeder) = Pool::<Item>::start(sandbox.clone(), config);
