@@ -32,7 +32,8 @@ def read_frame(stream, max_frame):
 
 
 def write_frame(stream, kind, job, payload, flags=0):
-    stream.write(HEADER.pack(b"PW", kind, flags, len(payload), job) + payload)
+    stream.write(HEADER.pack(b"PW", kind, flags, len(payload), job))
+    stream.write(payload)
     stream.flush()
 
 
@@ -51,7 +52,11 @@ def main(handle):
             continue
         data, parts = b"".join(parts) + payload, []
         try:
-            write_frame(stdout, DONE, job, handle(data))
+            out = memoryview(handle(data))
+            while len(out) > max_frame:  # no frame over the host's limit
+                write_frame(stdout, PART, job, out[:max_frame])
+                out = out[max_frame:]
+            write_frame(stdout, DONE, job, out)
         except Exception as e:  # the job fails, the worker goes on
             write_frame(stdout, ERROR, job, str(e).encode()[:max_frame])
 
