@@ -11,8 +11,8 @@
 
 use std::collections::VecDeque;
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -132,7 +132,12 @@ impl OutputBuf {
 
     /// Appends a frame's payload, moving it when it is the first part.
     fn push_owned(&mut self, data: Vec<u8>) -> Result<(), Verdict> {
-        if self.len == 0 && self.spill.as_ref().is_none_or(|s| data.len() as u64 <= s.over) {
+        if self.len == 0
+            && self
+                .spill
+                .as_ref()
+                .is_none_or(|s| data.len() as u64 <= s.over)
+        {
             self.len = data.len() as u64;
             self.bytes = data;
             return Ok(());
@@ -446,7 +451,9 @@ impl Conn {
         }
         let n = left.min(CHUNK as u64) as usize;
         let header = match s.parts_of {
-            Some(id) if n as u64 == left => protocol::encode_header(Kind::Job, id, n as u32).to_vec(),
+            Some(id) if n as u64 == left => {
+                protocol::encode_header(Kind::Job, id, n as u32).to_vec()
+            }
             Some(id) => protocol::encode_header(Kind::Part, id, n as u32).to_vec(),
             None => Vec::new(),
         };

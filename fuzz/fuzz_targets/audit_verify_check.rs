@@ -8,7 +8,9 @@ use plugwarden::audit::{name_fields, verify_bytes_with, GENESIS};
 /// whose names are not exactly one path each (`input_bytes`/`output_bytes`).
 pub fn check(data: &[u8]) {
     let names_exact = |rec: &plugwarden::audit::AuditRecord| {
-        let path = rec.input_path().expect("an accepted record names one input");
+        let path = rec
+            .input_path()
+            .expect("an accepted record names one input");
         assert_eq!(
             name_fields(&path),
             (rec.input.clone(), rec.input_bytes.clone()),

@@ -65,11 +65,10 @@ pub fn call(a: CallArgs) -> Result<u8, Usage> {
     if outcome.verdict.is_ok() {
         let mut out = std::io::stdout().lock();
         let written = match outcome.spilled.and_then(|s| s.file) {
-            Some(mut file) => {
-                file.seek(std::io::SeekFrom::Start(0))
-                    .and_then(|_| std::io::copy(&mut file, &mut out))
-                    .map(drop)
-            }
+            Some(mut file) => file
+                .seek(std::io::SeekFrom::Start(0))
+                .and_then(|_| std::io::copy(&mut file, &mut out))
+                .map(drop),
             None => out.write_all(&outcome.output),
         };
         if let Err(e) = written.and_then(|()| out.flush()) {
