@@ -163,11 +163,18 @@ impl OutputBuf {
             self.len += if read { len as u64 } else { 0 };
             return Ok(read);
         }
-        let mut part = Vec::new();
-        if !arena.read_into(offset, len, &mut part) {
-            return Ok(false);
+        // Spilling: a chunk at a time, and the chunk's pages released.
+        let mut chunk = Vec::with_capacity(CHUNK);
+        for at in (offset..offset.saturating_add(len)).step_by(CHUNK) {
+            let n = CHUNK.min(offset + len - at);
+            chunk.clear();
+            if !arena.read_into(at, n, &mut chunk) {
+                return Ok(false);
+            }
+            arena.release(at, n);
+            self.push(&chunk)?;
         }
-        self.push(&part).map(|()| true)
+        Ok(true)
     }
 
     fn write_spilled(&mut self, data: &[u8]) -> Result<(), Verdict> {
@@ -1205,6 +1212,8 @@ impl Worker {
                     let n = (len - offset).min(CHUNK as u64) as usize;
                     src.read_at(offset, &mut buf[..n])?;
                     arena.write(offset as usize, &buf[..n]);
+                    // The plugin reads it from its own mapping.
+                    arena.release(offset as usize, n);
                     offset += n as u64;
                 }
                 src.check_unchanged()?;
