@@ -260,8 +260,10 @@ impl Gate {
 struct Shared {
     /// No slot takes a new task.
     stop: AtomicBool,
-    /// In-flight jobs were killed: their results are `cancelled`.
-    cancel: AtomicBool,
+    /// In-flight jobs were killed: their results are `cancelled`. Also
+    /// each job's cancel flag, so a filter (which publishes no pidfd)
+    /// ends at once too.
+    cancel: Arc<AtomicBool>,
     /// Per slot: a duplicate of the pidfd of the plugin running a job.
     inflight: Mutex<Vec<Option<OwnedFd>>>,
     recycles: [AtomicU64; 4],
@@ -290,7 +292,7 @@ impl<T: Send + 'static> Pool<T> {
         let (result_tx, results) = mpsc::sync_channel::<Finished<T>>(config.queue_capacity());
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),
-            cancel: AtomicBool::new(false),
+            cancel: Arc::new(AtomicBool::new(false)),
             inflight: Mutex::new((0..workers).map(|_| None).collect()),
             recycles: Default::default(),
             generation: AtomicU64::new(0),
@@ -674,6 +676,7 @@ impl Slot {
     fn attach(&self) -> Attach {
         Attach {
             spill: self.config.spill.clone(),
+            cancel: Some(self.shared.cancel.clone()),
             ..Attach::default()
         }
     }
