@@ -512,7 +512,9 @@ mod tests {
         std::fs::create_dir(&tree).unwrap();
         std::os::unix::fs::symlink(&real, tree.join("link")).unwrap();
         std::fs::write(tree.join("plain"), b"p").unwrap();
-        let entries: Vec<Entry> = walk(std::slice::from_ref(&tree)).map(Result::unwrap).collect();
+        let entries: Vec<Entry> = walk(std::slice::from_ref(&tree))
+            .map(Result::unwrap)
+            .collect();
         assert_eq!(entries.len(), 2);
         let err = open(&entries[0], 100).unwrap_err();
         assert!(matches!(err, InputError::Symlink { .. }), "{err}");
