@@ -900,10 +900,19 @@ fn print_summary(
     }
 }
 
-/// Peak RSS of this host process (not its plugins).
+/// Peak RSS of this host process (not its plugins): `VmHWM`, the peak of
+/// this program's own memory. `ru_maxrss` would also count the parent's
+/// memory at the fork before our exec (the kernel carries it across exec).
 fn host_max_rss_kib() -> u64 {
-    nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF)
-        .map_or(0, |u| u.max_rss() as u64)
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let hwm = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok());
+    hwm.unwrap_or_else(|| {
+        nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF)
+            .map_or(0, |u| u.max_rss() as u64)
+    })
 }
 
 #[cfg(test)]
