@@ -665,3 +665,51 @@ fn test_call_input_over_one_frame_reaches_whole_input_plugins_in_parts() {
     );
     assert!(o.stdout == input, "the Python plugin's answer differs");
 }
+
+/// Log lines carry no colour codes when stderr is not a terminal, nor on
+/// a terminal with `NO_COLOR` set; on a terminal without it they do.
+#[test]
+fn test_log_colour_only_on_a_terminal_and_never_with_no_color() {
+    // The probe's stderr (logged at debug level, escaped) makes log lines.
+    let probe = plugin("pw-probe");
+    let mut cmd = Command::new(plugwarden());
+    cmd.env("RUST_LOG", "debug").env_remove("NO_COLOR");
+    let o = common::call_with(cmd, &["--plugin", probe.to_str().unwrap()], b"stderr:0");
+    assert_eq!(common::verdict(&o), "ok");
+    let text = String::from_utf8_lossy(&o.stderr);
+    let log: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("plugwarden::plugin"))
+        .collect();
+    assert!(!log.is_empty(), "debug log expected: {text:?}");
+    assert!(
+        log.iter().all(|l| !l.contains('\x1b')),
+        "colour in a piped log: {log:?}"
+    );
+    if !Path::new("/usr/bin/script").exists() {
+        println!("not applicable: no /usr/bin/script to give the log a terminal");
+        return;
+    }
+    let on_terminal = |no_color: &str| {
+        let cmd = format!(
+            "printf stderr:0 | {no_color} RUST_LOG=debug {} call --plugin {}",
+            plugwarden().display(),
+            probe.display()
+        );
+        let o = Command::new("/usr/bin/script")
+            .env_remove("NO_COLOR")
+            .args(["-qec", &cmd, "/dev/null"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("script");
+        let text = String::from_utf8_lossy(&o.stdout).into_owned();
+        let log: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("plugwarden::plugin"))
+            .collect();
+        assert!(!log.is_empty(), "debug log expected: {text:?}");
+        log.iter().any(|l| l.contains('\x1b'))
+    };
+    assert!(on_terminal(""), "a terminal gets colour");
+    assert!(!on_terminal("NO_COLOR=1"), "NO_COLOR is honoured");
+}
