@@ -32,7 +32,7 @@
 //! stream in a stable order, and opening and reading are separate from it.
 
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, FileTypeExt};
@@ -188,17 +188,12 @@ impl Source {
     }
 
     /// The whole file, for inputs of at most [`INLINE`] bytes (or whatever
-    /// the caller can afford): reads until EOF, never past the size
-    /// checked at open plus one byte.
+    /// the caller can afford): exactly the size checked at open, never
+    /// more (a file that changed meanwhile is an error).
     pub fn read_all(&self) -> Result<Vec<u8>, InputError> {
-        let mut data = Vec::with_capacity(self.len as usize);
-        (&*self.file)
-            .take(self.len + 1)
-            .read_to_end(&mut data)
-            .map_err(|e| self.io("read", e))?;
-        if data.len() as u64 != self.len {
-            return Err(self.changed());
-        }
+        let mut data = vec![0; self.len as usize];
+        self.read_at(0, &mut data)?;
+        self.check_unchanged()?;
         Ok(data)
     }
 
@@ -442,14 +437,30 @@ fn own(fd: libc::c_int) -> io::Result<OwnedFd> {
 }
 
 /// Reads a stream that is not a file (`call`'s stdin from a pipe) up to
-/// `limit` bytes; beyond it, [`InputError::TooLarge`] with what was read.
-pub fn read_stream(mut r: impl Read, limit: u64) -> io::Result<Result<Vec<u8>, InputError>> {
-    let mut data = Vec::new();
-    (&mut r).take(limit + 1).read_to_end(&mut data)?;
-    if data.len() as u64 > limit {
-        return Ok(Err(InputError::StreamTooLarge { limit }));
+/// `limit` bytes: whole when small ([`INLINE`]), else into an unnamed
+/// temporary file that is then streamed like any file input, so a big
+/// piped input is not held in memory either; beyond `limit`,
+/// [`InputError::StreamTooLarge`].
+pub fn read_stream(mut r: impl Read, limit: u64) -> io::Result<Result<Input, InputError>> {
+    let too_large = || Ok(Err(InputError::StreamTooLarge { limit }));
+    let mut head = Vec::new();
+    (&mut r)
+        .take(INLINE.min(limit) + 1)
+        .read_to_end(&mut head)?;
+    let held = head.len() as u64;
+    if held > limit {
+        return too_large();
     }
-    Ok(Ok(data))
+    if held <= INLINE {
+        return Ok(Ok(Input::Bytes(head)));
+    }
+    let mut spool = tempfile::tempfile()?;
+    spool.write_all(&head)?;
+    let copied = io::copy(&mut r.take(limit + 1 - held), &mut spool)?;
+    if held + copied > limit {
+        return too_large();
+    }
+    Ok(from_file(spool, PathBuf::from("stdin"), limit).map(Input::File))
 }
 
 #[cfg(test)]
@@ -547,6 +558,20 @@ mod tests {
             err.to_string(),
             "input too large (more than 4 bytes, the limit)"
         );
-        assert_eq!(read_stream(&b"0123"[..], 4).unwrap().unwrap(), b"0123");
+        let small = read_stream(&b"0123"[..], 4).unwrap().unwrap();
+        assert_eq!(small.bytes(), Some(&b"0123"[..]));
+    }
+
+    #[test]
+    fn test_read_stream_big_goes_to_a_file_not_memory() {
+        let data = vec![9u8; (INLINE as usize) * 3];
+        let input = read_stream(&data[..], 1 << 30).unwrap().unwrap();
+        let Input::File(src) = &input else {
+            panic!("a big stream is spooled to a file");
+        };
+        assert_eq!(src.len(), data.len() as u64);
+        assert_eq!(src.read_all().unwrap(), data);
+        let err = read_stream(&data[..], INLINE * 2).unwrap().unwrap_err();
+        assert!(matches!(err, InputError::StreamTooLarge { .. }), "{err}");
     }
 }

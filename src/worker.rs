@@ -107,7 +107,6 @@ impl OutputBuf {
     fn push(&mut self, data: &[u8]) -> Result<(), Verdict> {
         self.len += data.len() as u64;
         if self.spilled.is_none() {
-            // The first part of an answer in one frame is moved, not copied.
             self.bytes.extend_from_slice(data);
             match &self.spill {
                 Some(s) if self.len > s.over => {
@@ -396,14 +395,18 @@ impl Conn {
     fn queue_input(&mut self, input: Payload) {
         match input {
             Payload::Bytes(b) => self.queue(b),
-            Payload::File(src) => {
-                self.stream = Some(Stream {
-                    src: src.clone(),
-                    offset: 0,
-                    parts_of: None,
-                })
-            }
+            Payload::File(src) => self.stream(src, None),
         }
+    }
+
+    /// Sends `src` after whatever is pending, a chunk at a time (each in a
+    /// frame of its own when `parts_of` names the job).
+    fn stream(&mut self, src: &Source, parts_of: Option<u64>) {
+        self.stream = Some(Stream {
+            src: src.clone(),
+            offset: 0,
+            parts_of,
+        });
     }
 
     /// Queues an input in parts of job `id`: `part` frames of at most
@@ -422,13 +425,7 @@ impl Conn {
                     self.queue(chunk);
                 }
             }
-            Payload::File(src) => {
-                self.stream = Some(Stream {
-                    src: src.clone(),
-                    offset: 0,
-                    parts_of: Some(id),
-                })
-            }
+            Payload::File(src) => self.stream(src, Some(id)),
         }
     }
 

@@ -90,9 +90,9 @@ fn finish(verdict: &Verdict, signals: &Signals) -> u8 {
 }
 
 /// The input from stdin, at most `limit` bytes: a regular file (`< file`)
-/// is checked by size and streamed; a pipe is read on a thread while this
-/// one watches for signals (a read that never ends cannot keep Ctrl-C
-/// from working).
+/// is checked by size and streamed; a pipe is read (a big input into a
+/// temporary file) on a thread while this one watches for signals (a read
+/// that never ends cannot keep Ctrl-C from working).
 fn read_stdin(limit: u64, signals: &Signals) -> Result<Result<Input, Verdict>, Usage> {
     let stdin = std::io::stdin()
         .as_fd()
@@ -117,7 +117,7 @@ fn read_stdin(limit: u64, signals: &Signals) -> Result<Result<Input, Verdict>, U
             return Ok(Err(Verdict::Cancelled));
         }
         match rx.recv_timeout(Duration::from_millis(50)) {
-            Ok(Ok(Ok(data))) => return Ok(Ok(Input::Bytes(data))),
+            Ok(Ok(Ok(input))) => return Ok(Ok(input)),
             Ok(Ok(Err(e))) => return Ok(Err(Verdict::InputError(e.to_string()))),
             Ok(Err(e)) => return Err(Usage(format!("cannot read the input from stdin: {e}"))),
             Err(mpsc::RecvTimeoutError::Timeout) => {}

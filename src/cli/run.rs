@@ -182,52 +182,65 @@ fn feed(
         if feeders.iter().any(Feeder::is_stopped) {
             return;
         }
-        let (path, rel) = match &entry {
-            Ok(e) => (e.path.clone(), e.rel.clone()),
-            Err(InputError::Io { path, .. }) => (path.clone(), PathBuf::new()),
-            Err(_) => (PathBuf::new(), PathBuf::new()),
+        let Some(task) = prepare(entry, router, recorded, limits) else {
+            state.skipped.fetch_add(1, Ordering::SeqCst);
+            continue;
         };
-        let mut item = Item {
-            path,
-            rel,
-            sha256: None,
-            route: 0,
-        };
-        let limit = limits.iter().copied().max().unwrap_or(0);
-        let input = match entry.and_then(|e| read_input(&e, limit)) {
-            Err(e) => Err(Verdict::InputError(e.to_string())),
-            Ok((input, sha, head)) => {
-                let key = (item.path.as_os_str().as_bytes().to_vec(), sha);
-                if recorded.contains(&key) {
-                    state.skipped.fetch_add(1, Ordering::SeqCst);
-                    continue;
-                }
-                item.sha256 = Some(key.1);
-                match router(&head) {
-                    Ok(r) => {
-                        item.route = r;
-                        match limits.get(r).copied().unwrap_or(limit) {
-                            l if input.len() > l => Err(Verdict::InputError(
-                                InputError::TooLarge {
-                                    len: input.len(),
-                                    limit: l,
-                                }
-                                .to_string(),
-                            )),
-                            _ => Ok(input),
-                        }
-                    }
-                    Err(v) => Err(v),
-                }
-            }
-        };
-        let route = item.route.min(feeders.len() - 1);
-        if feeders[route].submit(Task { tag: item, input }).is_err() {
+        let route = task.tag.route.min(feeders.len() - 1);
+        if feeders[route].submit(task).is_err() {
             return;
         }
         state.submitted.fetch_add(1, Ordering::SeqCst);
     }
     state.walk_done.store(true, Ordering::SeqCst);
+}
+
+/// One walked entry as a task: opened within the largest route's limit,
+/// hashed, routed by its first bytes and checked against its route's
+/// limit; `None` when `--resume` skips it.
+fn prepare(
+    entry: Result<Entry, InputError>,
+    router: &Router,
+    recorded: &HashSet<(Vec<u8>, String)>,
+    limits: &[u64],
+) -> Option<Task<Item>> {
+    let (path, rel) = match &entry {
+        Ok(e) => (e.path.clone(), e.rel.clone()),
+        Err(InputError::Io { path, .. }) => (path.clone(), PathBuf::new()),
+        Err(_) => (PathBuf::new(), PathBuf::new()),
+    };
+    let mut tag = Item {
+        path,
+        rel,
+        sha256: None,
+        route: 0,
+    };
+    let largest = limits.iter().copied().max().unwrap_or(0);
+    let (input, sha, head) = match entry.and_then(|e| read_input(&e, largest)) {
+        Ok(read) => read,
+        Err(e) => {
+            let input = Err(Verdict::InputError(e.to_string()));
+            return Some(Task { tag, input });
+        }
+    };
+    let key = (tag.path.as_os_str().as_bytes().to_vec(), sha);
+    if recorded.contains(&key) {
+        return None;
+    }
+    tag.sha256 = Some(key.1);
+    let input = router(&head).and_then(|route| {
+        tag.route = route;
+        let limit = limits.get(route).copied().unwrap_or(largest);
+        if input.len() > limit {
+            let too_large = InputError::TooLarge {
+                len: input.len(),
+                limit,
+            };
+            return Err(Verdict::InputError(too_large.to_string()));
+        }
+        Ok(input)
+    });
+    Some(Task { tag, input })
 }
 
 /// Opens one input within `limit`: the input (read whole when small), its
