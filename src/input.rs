@@ -253,14 +253,6 @@ impl Input {
         self.len() == 0
     }
 
-    /// Bytes of host memory it holds.
-    pub fn held(&self) -> u64 {
-        match self {
-            Input::Bytes(b) => b.len() as u64,
-            Input::File(_) => 0,
-        }
-    }
-
     /// Its bytes, when it is held in memory.
     pub fn bytes(&self) -> Option<&[u8]> {
         match self {

@@ -151,8 +151,15 @@ pub struct Task<T> {
 }
 
 impl<T> Task<T> {
+    /// What the task weighs in the queue: the bytes it holds; a file to be
+    /// streamed holds an fd, not bytes, and weighs as much as the largest
+    /// input read whole, so only a few wait per worker.
     fn len(&self) -> u64 {
-        self.input.as_ref().map_or(0, Input::held)
+        match &self.input {
+            Ok(Input::Bytes(b)) => b.len() as u64,
+            Ok(Input::File(_)) => crate::input::INLINE,
+            Err(_) => 0,
+        }
     }
 }
 
