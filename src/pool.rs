@@ -578,16 +578,17 @@ impl Slot {
         }
         let left = live.limit.saturating_sub(live.worker.jobs);
         let left = usize::try_from(left).unwrap_or(usize::MAX);
-        // A file input (streamed, never held) runs alone, and ends the
-        // window before it.
-        let held = backlog
+        // A file input (streamed, never held) or one larger than a frame
+        // (sent in parts) runs alone, and ends the window before it.
+        let max_frame = u64::from(self.sandbox.policy.limits.max_frame);
+        let alone = backlog
             .iter()
-            .position(|p| p.input.bytes().is_none())
+            .position(|p| p.input.bytes().is_none() || p.input.len() > max_frame)
             .unwrap_or(usize::MAX);
         self.window
             .min(left)
             .min(self.rss_room(live))
-            .min(held)
+            .min(alone)
             .max(1)
     }
 
