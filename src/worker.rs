@@ -921,7 +921,7 @@ fn char_boundary(data: &[u8], max: usize) -> usize {
         return data.len();
     }
     let mut end = max;
-    while end > max - 3 && data[end] & 0xc0 == 0x80 {
+    while end > max.saturating_sub(3) && data[end] & 0xc0 == 0x80 {
         end -= 1;
     }
     end
