@@ -166,6 +166,33 @@ impl Arena {
         true
     }
 
+    /// Drops this process's view of the whole pages inside `[offset,
+    /// offset + len)` (`MADV_DONTNEED`): the memfd keeps their contents
+    /// and the plugin's mapping is untouched, but they no longer count in
+    /// this process's resident set. The host streams a big input or output
+    /// through the arena a chunk at a time this way. Only a hint: errors
+    /// are ignored.
+    pub fn release(&self, offset: usize, len: usize) {
+        if !fits(offset, len, 2 * self.region) {
+            return;
+        }
+        let page = 4096;
+        let start = offset.next_multiple_of(page);
+        let end = (offset + len) & !(page - 1);
+        if end > start {
+            // SAFETY: the range lies inside our shared mapping (checked
+            // above); on a MAP_SHARED mapping MADV_DONTNEED only unmaps
+            // pages from this process, their data stays in the memfd.
+            unsafe {
+                libc::madvise(
+                    self.ptr.as_ptr().add(start).cast(),
+                    end - start,
+                    libc::MADV_DONTNEED,
+                )
+            };
+        }
+    }
+
     /// Plugin side: the input region `[offset, offset + len)` as a slice,
     /// `None` when out of the input region.
     ///
@@ -246,6 +273,17 @@ mod tests {
         assert!(!a.write((2 << 16) - 2, b"abc"));
         assert!(!a.read_into(usize::MAX, 2, &mut out));
         assert_eq!(out, b"xhello");
+    }
+
+    #[test]
+    fn test_arena_release_keeps_the_bytes() {
+        let a = Arena::create(1 << 16).unwrap();
+        let data = vec![7u8; 3 << 12];
+        assert!(a.write(4096, &data));
+        a.release(0, 1 << 16);
+        let mut out = Vec::new();
+        assert!(a.read_into(4096, data.len(), &mut out));
+        assert_eq!(out, data);
     }
 
     #[test]

@@ -57,7 +57,13 @@ pub struct AuditRecord {
     pub seq: u64,
     /// RFC 3339 UTC with milliseconds, e.g. `2026-11-30T03:04:05.123Z`.
     pub time: String,
+    /// The input's path: exactly, when it is UTF-8; else escaped for reading
+    /// ([`crate::escape`]), and exact in `input_bytes`.
     pub input: String,
+    /// The exact path in lowercase hex, only when it is not UTF-8 (absent
+    /// otherwise, so older logs keep their bytes and verify unchanged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_bytes: Option<String>,
     /// None when the input could not be read (verdict `input_error`).
     pub input_sha256: Option<String>,
     pub plugin: String,
@@ -75,11 +81,52 @@ pub struct AuditRecord {
     pub max_rss_kib: u64,
     pub recycle_reason: Option<String>,
     pub output: Option<String>,
+    /// Like `input_bytes`, for `output`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_bytes: Option<String>,
     pub output_sha256: Option<String>,
     /// Free-form remarks, e.g. sandbox features this kernel could not apply.
     pub notes: Vec<String>,
     pub prev: String,
     pub hash: String,
+}
+
+/// A path as the record's (name, bytes) fields: the name itself when it is
+/// UTF-8, else its escaped form and its exact bytes in hex.
+pub fn name_fields(path: &[u8]) -> (String, Option<String>) {
+    match std::str::from_utf8(path) {
+        Ok(s) => (s.to_owned(), None),
+        Err(_) => (crate::escape::escape(path), Some(hex::encode(path))),
+    }
+}
+
+/// The exact path a (name, bytes) pair stands for; `None` when the pair
+/// is not one [`name_fields`] makes.
+pub fn name_of(name: &str, bytes: Option<&str>) -> Option<Vec<u8>> {
+    let Some(hex_bytes) = bytes else {
+        return Some(name.as_bytes().to_vec());
+    };
+    let exact = hex::decode(hex_bytes).ok()?;
+    (name_fields(&exact) == (name.to_owned(), Some(hex_bytes.to_owned()))).then_some(exact)
+}
+
+impl AuditRecord {
+    /// Sets `input` and `input_bytes` from the exact path.
+    pub fn set_input(&mut self, path: &[u8]) {
+        (self.input, self.input_bytes) = name_fields(path);
+    }
+
+    /// Sets `output` and `output_bytes` from the exact path.
+    pub fn set_output(&mut self, path: &[u8]) {
+        let (name, bytes) = name_fields(path);
+        self.output = Some(name);
+        self.output_bytes = bytes;
+    }
+
+    /// The input's exact path (what `--resume` keys on).
+    pub fn input_path(&self) -> Option<Vec<u8>> {
+        name_of(&self.input, self.input_bytes.as_deref())
+    }
 }
 
 /// What a successful verification found.
@@ -444,12 +491,12 @@ pub fn is_final(verdict: &str) -> bool {
     verdict != "cancelled"
 }
 
-/// Inputs already recorded with a final verdict, as (input, input_sha256):
+/// Inputs already recorded with a final verdict, as (exact path, input_sha256):
 /// what `--resume` skips. The log is verified first and refused with
 /// [`AuditError::Invalid`] if it fails, except for a torn last line, which is
 /// ignored here and cut away by [`AuditWriter::open`]. A missing file is an
 /// empty log. Inputs recorded without a sha256 (unreadable) are run again.
-pub fn recorded_inputs(path: &Path) -> Result<HashSet<(String, String)>, AuditError> {
+pub fn recorded_inputs(path: &Path) -> Result<HashSet<(Vec<u8>, String)>, AuditError> {
     let file = match File::open(path) {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(HashSet::new()),
@@ -463,8 +510,12 @@ pub fn recorded_inputs(path: &Path) -> Result<HashSet<(String, String)>, AuditEr
     let mut inputs = HashSet::new();
     let reader = BufReader::with_capacity(64 << 10, file);
     scan_log(reader, Some(path), |rec| {
-        if let (Some(sha), true) = (rec.input_sha256, is_final(&rec.verdict)) {
-            inputs.insert((rec.input, sha));
+        if let (Some(sha), true, Some(name)) = (
+            rec.input_sha256.clone(),
+            is_final(&rec.verdict),
+            rec.input_path(),
+        ) {
+            inputs.insert((name, sha));
         }
     })
     .map_err(|e| invalid(path, e))?;
@@ -484,7 +535,15 @@ pub fn verify(path: &Path) -> Result<VerifySummary, VerifyError> {
 /// Verifies an audit log held in memory. Pure and bounded: never panics, and
 /// allocates at most one line of [`MAX_LINE`] beyond the input.
 pub fn verify_bytes(data: &[u8]) -> Result<VerifySummary, VerifyError> {
-    scan_log(data, None, |_| {})?.into_summary(None)
+    verify_bytes_with(data, |_| {})
+}
+
+/// [`verify_bytes`], handing each record it accepts to `on_record`.
+pub fn verify_bytes_with(
+    data: &[u8],
+    mut on_record: impl FnMut(&AuditRecord),
+) -> Result<VerifySummary, VerifyError> {
+    scan_log(data, None, |rec| on_record(&rec))?.into_summary(None)
 }
 
 /// Sets `rec.hash` from `rec.prev` and the rest of the record.
@@ -621,6 +680,18 @@ impl<'a> Chain<'a> {
         }
         if rec.prev != self.last_hash {
             return Err(VerifyError::ChainBroken { file, line, seq });
+        }
+        // A bytes field stands for exactly one name: lowercase hex of a
+        // path that is not UTF-8, next to that path escaped.
+        let output = rec.output.as_deref().unwrap_or("");
+        if rec.input_path().is_none()
+            || name_of(output, rec.output_bytes.as_deref()).is_none()
+            || (rec.output.is_none() && rec.output_bytes.is_some())
+        {
+            return Err(self.malformed(
+                line,
+                "input_bytes or output_bytes does not match its name".to_owned(),
+            ));
         }
         let expected = self.records + 1;
         if seq != expected {
@@ -1091,9 +1162,69 @@ mod tests {
 
         let expected: HashSet<_> = [1u64, 3]
             .iter()
-            .map(|n| (format!("in/{n}.png"), format!("{n:064x}")))
+            .map(|n| (format!("in/{n}.png").into_bytes(), format!("{n:064x}")))
             .collect();
         assert_eq!(inputs, expected);
+    }
+
+    #[test]
+    fn test_names_differing_only_in_invalid_utf8_get_distinct_exact_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.jsonl");
+        let mut writer = AuditWriter::open(&path).unwrap();
+        for (n, name) in [
+            (1, &b"in/bad\xff\xfename.txt"[..]),
+            (2, b"in/bad\xff\xfdname.txt"),
+        ] {
+            let mut rec = record(n, "ok");
+            rec.set_input(name);
+            rec.set_output(&[b"out/".as_slice(), &name[3..]].concat());
+            let written = writer.append(rec).unwrap();
+            assert_eq!(
+                written.input,
+                format!("in/bad\\xff\\xf{}name.txt", ["e", "d"][n as usize - 1])
+            );
+        }
+        writer.append(record(3, "ok")).unwrap();
+        drop(writer);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.contains(r#""input_bytes":"696e2f626164fffe6e616d652e747874""#),
+            "{text}"
+        );
+        assert_eq!(
+            text.matches("input_bytes").count(),
+            2,
+            "UTF-8 names have none"
+        );
+        assert_eq!(verify(&path).unwrap().records, 3);
+        let inputs = recorded_inputs(&path).unwrap();
+        assert!(inputs.contains(&(b"in/bad\xff\xfename.txt".to_vec(), format!("{:064x}", 1))));
+        assert!(inputs.contains(&(b"in/bad\xff\xfdname.txt".to_vec(), format!("{:064x}", 2))));
+        assert!(inputs.contains(&(b"in/3.png".to_vec(), format!("{:064x}", 3))));
+    }
+
+    #[test]
+    fn test_verify_bytes_field_that_does_not_match_its_name_is_malformed() {
+        for (input, bytes) in [
+            ("in/x", "696e2f78"),              // UTF-8: no bytes field
+            ("in/bad\\xff", "696e2f626164fe"), // another name
+            ("in/bad\\xff", "696E2F626164FF"), // not lowercase
+            ("in/bad\\xff", "zz"),
+        ] {
+            let mut rec = record(1, "ok");
+            rec.input = input.to_owned();
+            rec.input_bytes = Some(bytes.to_owned());
+            rec.prev = GENESIS.to_owned();
+            seal(&mut rec);
+            let mut line = encode(&rec);
+            line.push(b'\n');
+            let err = verify_bytes(&line).unwrap_err();
+            assert!(
+                matches!(err, VerifyError::Malformed { .. }),
+                "{input} {bytes}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -216,11 +216,43 @@ where
 }
 
 /// Serves jobs whose output is sent in parts (e.g. one page at a time).
-pub fn serve_parts<F>(mut handler: F) -> !
+/// An input that arrives in several frames is put together first.
+pub fn serve_parts<F>(handler: F) -> !
 where
     F: FnMut(&[u8], &mut Parts) -> Result<(), String>,
 {
+    finish(run(&mut whole(handler), true))
+}
+
+/// Serves jobs as their input arrives: `handler` is called once per input
+/// frame, with `last` on the job's final one, and may send output parts at
+/// any time. An input larger than one frame then never has to fit in the
+/// plugin's memory (`plugins/echo` answers each part as it comes).
+pub fn serve_stream<F>(mut handler: F) -> !
+where
+    F: FnMut(&[u8], bool, &mut Parts) -> Result<(), String>,
+{
     finish(run(&mut handler, true))
+}
+
+/// A whole-input handler as a streaming one: parts are kept until the last.
+fn whole<F>(mut handler: F) -> impl FnMut(&[u8], bool, &mut Parts) -> Result<(), String>
+where
+    F: FnMut(&[u8], &mut Parts) -> Result<(), String>,
+{
+    let mut pending = Vec::new();
+    move |chunk, last, parts| {
+        if !last {
+            pending.extend_from_slice(chunk);
+            return Ok(());
+        }
+        if pending.is_empty() {
+            return handler(chunk, parts);
+        }
+        pending.extend_from_slice(chunk);
+        let input = std::mem::take(&mut pending);
+        handler(&input, parts)
+    }
 }
 
 /// Like [`serve`], but without the lockdown filter: for test probes that
@@ -231,7 +263,7 @@ where
     F: FnMut(&[u8]) -> Result<Vec<u8>, String>,
 {
     finish(run(
-        &mut |input: &[u8], parts: &mut Parts| parts.send(&handler(input)?),
+        &mut whole(|input: &[u8], parts: &mut Parts| parts.send(&handler(input)?)),
         false,
     ))
 }
@@ -248,7 +280,7 @@ fn finish(result: Result<(), String>) -> ! {
 
 fn run<F>(handler: &mut F, lock: bool) -> Result<(), String>
 where
-    F: FnMut(&[u8], &mut Parts) -> Result<(), String>,
+    F: FnMut(&[u8], bool, &mut Parts) -> Result<(), String>,
 {
     // SAFETY: fds 0 and 1 are the protocol pipes, open for the whole life of
     // the process; ManuallyDrop keeps them from being closed here.
@@ -281,19 +313,32 @@ where
     let mut reply = protocol::VERSION.to_le_bytes().to_vec();
     reply.extend_from_slice(name.as_bytes());
     let mut frame = Vec::new();
-    let flags = if arena.is_some() {
-        protocol::FLAG_ARENA
-    } else {
-        0
-    };
+    let flags = protocol::FLAG_INPUT_PARTS
+        | if arena.is_some() {
+            protocol::FLAG_ARENA
+        } else {
+            0
+        };
     protocol::encode_frame_flags(&mut frame, Kind::Hello, flags, 0, &reply);
     stdout.write_all(&frame).map_err(|e| e.to_string())?;
     if lock {
         lockdown()?;
     }
+    // A job is zero or more input parts, then its job frame; once the
+    // handler failed, the rest of that job's input is skipped.
+    let mut current: Option<(u64, Result<(), String>, usize)> = None;
     while let Some(job) = next_frame(&mut stdin, &mut decoder)? {
-        if job.kind != Kind::Job {
-            return Err(format!("unexpected {} frame from the host", job.kind));
+        let last = match job.kind {
+            Kind::Job => true,
+            Kind::Part if job.flags == 0 => false,
+            kind => return Err(format!("unexpected {kind} frame from the host")),
+        };
+        let (id, mut result, arena_used) = current.take().unwrap_or((job.id, Ok(()), 0));
+        if id != job.id {
+            return Err(format!(
+                "the host sent job {} before finishing job {id}",
+                job.id
+            ));
         }
         let input = job_input(&job, arena.as_ref())?;
         let mut parts = Parts {
@@ -303,18 +348,25 @@ where
             arena: arena
                 .as_ref()
                 .filter(|_| job.flags & protocol::FLAG_REPLY_IN_ARENA != 0),
-            arena_used: 0,
+            arena_used,
         };
-        let result =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(input, &mut parts)))
-                .unwrap_or_else(|p| {
-                    let msg = p
-                        .downcast_ref::<&str>()
-                        .map(|s| s.to_string())
-                        .or_else(|| p.downcast_ref::<String>().cloned())
-                        .unwrap_or_else(|| "unknown panic".into());
-                    Err(format!("plugin panicked: {msg}"))
-                });
+        if result.is_ok() {
+            result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                handler(input, last, &mut parts)
+            }))
+            .unwrap_or_else(|p| {
+                let msg = p
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| p.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".into());
+                Err(format!("plugin panicked: {msg}"))
+            });
+        }
+        if !last {
+            current = Some((id, result, parts.arena_used));
+            continue;
+        }
         frame.clear();
         match result {
             Ok(()) => protocol::encode_frame(&mut frame, Kind::Done, job.id, &[]),

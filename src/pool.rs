@@ -52,10 +52,11 @@ use std::sync::{Arc, Condvar, Mutex, TryLockError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::input::Input;
 use crate::policy::Policy;
 use crate::sandbox::{Mode, Sandbox, SandboxError};
 use crate::verdict::Verdict;
-use crate::worker::{run_filter, JobOutcome, Worker};
+use crate::worker::{run_filter_input, Attach, JobOutcome, Spill, Worker};
 
 /// How often an idle slot looks at the stop flag.
 const TICK: Duration = Duration::from_millis(50);
@@ -117,6 +118,8 @@ pub struct PoolConfig {
     pub max_lifetime: Duration,
     /// Retry crash, timeout and memory once on a fresh worker.
     pub retry: bool,
+    /// Where outputs too big to hold go (none: every output in memory).
+    pub spill: Option<Spill>,
 }
 
 impl PoolConfig {
@@ -128,6 +131,7 @@ impl PoolConfig {
             recycle_rss: policy.worker.recycle_rss,
             max_lifetime: policy.worker.max_lifetime,
             retry: true,
+            spill: None,
         }
     }
 
@@ -143,12 +147,19 @@ impl PoolConfig {
 /// result without running, so every input has one result on one channel.
 pub struct Task<T> {
     pub tag: T,
-    pub input: Result<Vec<u8>, Verdict>,
+    pub input: Result<Input, Verdict>,
 }
 
 impl<T> Task<T> {
+    /// What the task weighs in the queue: the bytes it holds; a file to be
+    /// streamed holds an fd, not bytes, and weighs as much as the largest
+    /// input read whole, so only a few wait per worker.
     fn len(&self) -> u64 {
-        self.input.as_ref().map_or(0, |i| i.len() as u64)
+        match &self.input {
+            Ok(Input::Bytes(b)) => b.len() as u64,
+            Ok(Input::File(_)) => crate::input::INLINE,
+            Err(_) => 0,
+        }
     }
 }
 
@@ -256,8 +267,10 @@ impl Gate {
 struct Shared {
     /// No slot takes a new task.
     stop: AtomicBool,
-    /// In-flight jobs were killed: their results are `cancelled`.
-    cancel: AtomicBool,
+    /// In-flight jobs were killed: their results are `cancelled`. Also
+    /// each job's cancel flag, so a filter (which publishes no pidfd)
+    /// ends at once too.
+    cancel: Arc<AtomicBool>,
     /// Per slot: a duplicate of the pidfd of the plugin running a job.
     inflight: Mutex<Vec<Option<OwnedFd>>>,
     recycles: [AtomicU64; 4],
@@ -286,7 +299,7 @@ impl<T: Send + 'static> Pool<T> {
         let (result_tx, results) = mpsc::sync_channel::<Finished<T>>(config.queue_capacity());
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),
-            cancel: AtomicBool::new(false),
+            cancel: Arc::new(AtomicBool::new(false)),
             inflight: Mutex::new((0..workers).map(|_| None).collect()),
             recycles: Default::default(),
             generation: AtomicU64::new(0),
@@ -403,7 +416,7 @@ impl Live {
 /// A task a slot has taken from the queue, until its result is final.
 struct Pending<T> {
     tag: T,
-    input: Vec<u8>,
+    input: Input,
     attempt: u32,
     /// What happened to earlier attempts.
     notes: Vec<String>,
@@ -483,7 +496,7 @@ impl Slot {
             return false;
         }
         let want = self.window_size(backlog);
-        let mut bytes: usize = backlog.iter().map(|p| p.input.len()).sum();
+        let mut bytes: usize = backlog.iter().map(|p| p.input.len() as usize).sum();
         let mut unread = Vec::new();
         if backlog.len() < want && bytes < WINDOW_BYTES {
             // Another slot holding the queue is waiting for work: it is empty.
@@ -495,7 +508,7 @@ impl Slot {
             if let Some(rx) = rx {
                 while backlog.len() < want && bytes < WINDOW_BYTES {
                     let Ok(task) = rx.try_recv() else { break };
-                    bytes += task.len() as usize;
+                    bytes += task.input.as_ref().map_or(0, |i| i.len() as usize);
                     unread.extend(self.admit(task, backlog));
                 }
             }
@@ -565,7 +578,18 @@ impl Slot {
         }
         let left = live.limit.saturating_sub(live.worker.jobs);
         let left = usize::try_from(left).unwrap_or(usize::MAX);
-        self.window.min(left).min(self.rss_room(live)).max(1)
+        // A file input (streamed, never held) or one larger than a frame
+        // (sent in parts) runs alone, and ends the window before it.
+        let max_frame = u64::from(self.sandbox.policy.limits.max_frame);
+        let alone = backlog
+            .iter()
+            .position(|p| p.input.bytes().is_none() || p.input.len() > max_frame)
+            .unwrap_or(usize::MAX);
+        self.window
+            .min(left)
+            .min(self.rss_room(live))
+            .min(alone)
+            .max(1)
     }
 
     /// Jobs the worker may run before its RSS, growing as measured, would
@@ -586,7 +610,7 @@ impl Slot {
         if self.sandbox.plugin.mode == Mode::Filter {
             // One process per input: the window is one job.
             return window.into_iter().all(|p| {
-                let outcome = run_filter(&self.sandbox, &p.input);
+                let outcome = run_filter_input(&self.sandbox, &p.input, self.attach());
                 self.settle_into(p, outcome, None, None, backlog, tx)
             });
         }
@@ -606,11 +630,13 @@ impl Slot {
             }
         };
         let fresh = live.worker.jobs == 0;
+        live.worker.attach(self.attach());
         self.publish(live.worker.process().pidfd().try_clone().ok());
         let outcomes = if let [one] = window.as_slice() {
-            vec![live.worker.run_job(&one.input)]
+            vec![live.worker.run_input(&one.input)]
         } else {
-            let inputs: Vec<&[u8]> = window.iter().map(|p| p.input.as_slice()).collect();
+            // Only inputs held in memory share a window (see window_size).
+            let inputs: Vec<&[u8]> = window.iter().filter_map(|p| p.input.bytes()).collect();
             live.worker.run_batch(&inputs)
         };
         self.publish(None);
@@ -652,6 +678,15 @@ impl Slot {
             backlog.push_front(p);
         }
         true
+    }
+
+    /// What every job of this slot gets besides its input.
+    fn attach(&self) -> Attach {
+        Attach {
+            spill: self.config.spill.clone(),
+            cancel: Some(self.shared.cancel.clone()),
+            ..Attach::default()
+        }
     }
 
     /// Grows the window while jobs are fast; one slow job shrinks it to one.

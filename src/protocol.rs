@@ -25,6 +25,10 @@ pub const FLAG_ARENA: u8 = 0x01;
 /// Header flag, job only: the plugin may answer this job in the arena's
 /// output region.
 pub const FLAG_REPLY_IN_ARENA: u8 = 0x02;
+/// Header flag, the plugin's hello only: "this plugin takes a job's input
+/// in several frames" (host → plugin `part` frames, then the `job` frame
+/// with the last part), so an input larger than one frame can reach it.
+pub const FLAG_INPUT_PARTS: u8 = 0x02;
 /// Length of an [`ArenaSlice`] payload.
 pub const ARENA_SLICE_LEN: usize = 16;
 
@@ -37,7 +41,9 @@ pub enum Kind {
     Hello = 1,
     /// Host → plugin: one job's input.
     Job = 2,
-    /// Plugin → host: one part of a job's output; more follow.
+    /// Plugin → host: one part of a job's output; more follow. Host →
+    /// plugin (only to a plugin whose hello set [`FLAG_INPUT_PARTS`]): one
+    /// part of a job's input; the job frame with the same id ends it.
     Part = 3,
     /// Plugin → host: the last (possibly empty) part of a job's output.
     Done = 4,
@@ -60,7 +66,8 @@ impl Kind {
     /// The flags a frame of this kind may carry.
     fn allowed_flags(self) -> u8 {
         match self {
-            Kind::Hello | Kind::Part | Kind::Done => FLAG_ARENA,
+            Kind::Hello => FLAG_ARENA | FLAG_INPUT_PARTS,
+            Kind::Part | Kind::Done => FLAG_ARENA,
             Kind::Job => FLAG_ARENA | FLAG_REPLY_IN_ARENA,
             Kind::Error => 0,
         }

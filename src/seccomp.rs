@@ -25,7 +25,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use seccompiler::{sock_filter, BpfProgram};
 
 use crate::policy::groups::{self, Arch};
-use crate::policy::{self, Syscalls};
+use crate::policy::Syscalls;
 
 /// `SECCOMP_RET_USER_NOTIF`.
 pub const RET_USER_NOTIF: u32 = 0x7fc0_0000;
@@ -239,7 +239,7 @@ fn insn(code: u16, jt: u8, jf: u8, k: u32) -> sock_filter {
 }
 
 /// Emits the program for `map` (see [`rules`]) checking the audit arch
-/// `audit` (any other kills the process); syscall numbers not in `map` and
+/// `audit` (any other returns `miss`); syscall numbers not in `map` and
 /// calls no rule of their [`Leaf::Rules`] admits return `miss`
 /// ([`RET_USER_NOTIF`] for the host's program, [`RET_KILL_PROCESS`] for
 /// the SDK's lockdown). `Err(length)` when it exceeds [`MAX_INSNS`].
@@ -259,7 +259,9 @@ pub fn emit(map: &BTreeMap<u32, Leaf>, audit: u32, miss: u32) -> Result<BpfProgr
     });
     e.fall_into(tree);
     let load_nr = e.push(insn(BPF_LD_W_ABS, 0, 0, DATA_NR));
-    let arch_ok = e.jump(BPF_JMP_JEQ_K, audit, load_nr, Jump::Ret(RET_KILL_PROCESS));
+    // Another ABI (i386 through int 0x80, 32-bit ARM) misses too: the
+    // host's program hands it to the host, which names it; the lockdown kills.
+    let arch_ok = e.jump(BPF_JMP_JEQ_K, audit, load_nr, Jump::Ret(miss));
     e.fall_into(arch_ok);
     e.push(insn(BPF_LD_W_ABS, 0, 0, DATA_ARCH));
     let prog = e.finish();
@@ -479,12 +481,6 @@ pub fn audit_arch(arch: Arch) -> u32 {
     }
 }
 
-fn arch_of_audit(audit: u32) -> Option<Arch> {
-    [Arch::X86_64, Arch::Aarch64]
-        .into_iter()
-        .find(|a| audit_arch(*a) == audit)
-}
-
 /// Runs a classic BPF program the way the kernel runs a seccomp filter, in
 /// user space, so `policy explain` can show what a program does. Returns
 /// the filter's return value (action | data); malformed programs and
@@ -539,52 +535,7 @@ pub fn evaluate(prog: &[sock_filter], audit: u32, nr: i32, args: [u64; 6]) -> u3
     RET_KILL_PROCESS
 }
 
-/// Renders a denied syscall as `name(arg, ...)`, decoding the arguments
-/// that tell a reviewer the most (socket families, ioctl requests, clone
-/// flags); others are shown in hex.
-pub fn describe(audit: u32, nr: i32, args: [u64; 6]) -> String {
-    let Some(arch) = arch_of_audit(audit) else {
-        return format!("syscall {nr} of foreign architecture {audit:#x}");
-    };
-    if arch == Arch::X86_64 && nr as u32 & 0x4000_0000 != 0 {
-        return format!("syscall {nr:#x} (x32 ABI, refused)");
-    }
-    let Some(name) = groups::name_of(arch, i64::from(nr)) else {
-        return format!("syscall {nr} (unknown to this build)");
-    };
-    let hex = |a: u64| format!("{a:#x}");
-    let shown: Vec<String> = match name {
-        "socket" | "socketpair" => {
-            let family =
-                policy::family_name(args[0]).map_or_else(|| args[0].to_string(), str::to_string);
-            let ty = match args[1] as i32 & 0xf {
-                libc::SOCK_STREAM => "SOCK_STREAM".to_string(),
-                libc::SOCK_DGRAM => "SOCK_DGRAM".to_string(),
-                libc::SOCK_RAW => "SOCK_RAW".to_string(),
-                libc::SOCK_SEQPACKET => "SOCK_SEQPACKET".to_string(),
-                t => t.to_string(),
-            };
-            vec![family, ty, args[2].to_string()]
-        }
-        "ioctl" => {
-            let req = args[1] as u32;
-            let req = policy::IOCTLS
-                .iter()
-                .find(|(_, v)| *v == req)
-                .map_or_else(|| hex(args[1]), |(n, _)| (*n).to_string());
-            vec![args[0].to_string(), req]
-        }
-        "clone" => vec![hex(args[0]), "...".into()],
-        // int arguments: the kernel reads the low 32 bits, signed.
-        "kill" | "tgkill" | "ptrace" | "setuid" | "setgid" | "personality" => args
-            .iter()
-            .take(2)
-            .map(|a| (*a as i32).to_string())
-            .collect(),
-        _ => args.iter().take(3).map(|a| hex(*a)).collect(),
-    };
-    format!("{name}({})", shown.join(", "))
-}
+pub use crate::describe::describe;
 
 #[cfg(test)]
 pub(crate) mod tests {
@@ -878,7 +829,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn test_emit_foreign_audit_arch_kills_like_seccompiler() {
+    fn test_emit_foreign_audit_arch_goes_to_the_host_where_seccompiler_killed() {
         for arch in ARCHES {
             let p = policy("default");
             let new = compile(&p.syscalls, p.limits.processes, arch).unwrap();
@@ -890,7 +841,7 @@ pub(crate) mod tests {
             // i386 on x86_64 (AUDIT_ARCH_I386), arm on aarch64, nonsense.
             for audit in [other, 0x4000_0003, 0x4000_0028, 0, u32::MAX] {
                 for nr in [0, 1, 56, 59, 435, 0x4000_0001] {
-                    assert_eq!(evaluate(&new, audit, nr, [0; 6]), RET_KILL_PROCESS);
+                    assert_eq!(evaluate(&new, audit, nr, [0; 6]), RET_USER_NOTIF);
                     assert_eq!(evaluate(&old_main, audit, nr, [0; 6]), RET_KILL_PROCESS);
                 }
             }
@@ -1056,20 +1007,11 @@ pub(crate) mod tests {
             evaluate(&f, audit_arch(Arch::Aarch64), nr, [0; 6]),
             RET_ALLOW
         );
-        // The x86_64 program refuses aarch64 callers outright.
+        // The x86_64 program hands aarch64 callers to the host.
         let x = compiled("default", Arch::X86_64);
         assert_eq!(
             evaluate(&x, audit_arch(Arch::Aarch64), nr, [0; 6]),
-            RET_KILL_PROCESS
-        );
-    }
-
-    #[test]
-    fn test_describe_socket_names_family() {
-        let nr = groups::number(Arch::X86_64, "socket").unwrap() as i32;
-        assert_eq!(
-            describe(audit_arch(Arch::X86_64), nr, [2, 1, 0, 0, 0, 0]),
-            "socket(AF_INET, SOCK_STREAM, 0)"
+            RET_USER_NOTIF
         );
     }
 

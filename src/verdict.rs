@@ -128,6 +128,21 @@ impl fmt::Display for Verdict {
     }
 }
 
+/// How a detail shows what the plugin wrote to stderr: `stderr "…"`, its
+/// last non-blank line (at most 300 bytes) escaped and quoted, so nothing
+/// the plugin prints can end the verdict line or pass for another one;
+/// `None` when it wrote nothing.
+pub fn stderr_detail(tail: &[u8]) -> Option<String> {
+    let line = tail
+        .split(|&b| b == b'\n')
+        .map(<[u8]>::trim_ascii)
+        .rfind(|l| !l.is_empty())?;
+    Some(format!(
+        "stderr {}",
+        crate::escape::quote(&line[..line.len().min(300)])
+    ))
+}
+
 /// `SIGSEGV` for 11, `signal 77` for unknown numbers.
 pub fn signal_name(sig: i32) -> String {
     match nix::sys::signal::Signal::try_from(sig) {
@@ -169,6 +184,20 @@ mod tests {
             detail: String::new(),
         };
         assert_eq!(v.to_string(), "crashed: killed by SIGSEGV");
+    }
+
+    #[test]
+    fn test_stderr_detail_quotes_the_last_line_and_escapes_it() {
+        let tail = b"warning\n\x1b]0;pwned\x07\x1b[2J\nok      /etc/shadow\n\n";
+        assert_eq!(
+            stderr_detail(tail).unwrap(),
+            "stderr \"ok      /etc/shadow\""
+        );
+        assert_eq!(
+            stderr_detail(b"\x1b[2J\xff").unwrap(),
+            "stderr \"\\x1b[2J\\xff\""
+        );
+        assert_eq!(stderr_detail(b" \n\n"), None);
     }
 
     #[test]

@@ -10,16 +10,22 @@
 //! ends in a verdict for the job at hand.
 
 use std::collections::VecDeque;
+use std::io::Write as _;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use sha2::{Digest, Sha256};
 
 use crate::forkserver::ExitInfo;
+use crate::input::{Input, InputError, Source};
 use crate::policy::OnViolation;
 use crate::protocol::{self, Frame, FrameDecoder, Kind};
 use crate::sandbox::{Enforce, Mode, Process, Sandbox, SandboxError};
-use crate::verdict::{TimeoutKind, Verdict};
+use crate::verdict::{stderr_detail, TimeoutKind, Verdict};
 
 /// Longest stderr tail kept for a verdict's detail.
 const STDERR_TAIL: usize = 4096;
@@ -29,13 +35,204 @@ const CHUNK: usize = 256 << 10;
 const READS_PER_WAKE: usize = 16;
 /// How long a worker may take to say hello after exec.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Outputs up to this size stay in memory when a spill is attached.
+pub const SPILL_OVER: u64 = 8 << 20;
+/// Bytes of one job's stderr relayed ([`StderrRelay`]) or logged at debug
+/// level, by default; the rest is counted and dropped.
+pub const STDERR_LIMIT: u64 = 1 << 20;
+
+/// `call`'s live view of a plugin's stderr: written to `out` as it comes,
+/// at most `limit` bytes per job, then one note saying how much was
+/// dropped. Unless `raw`, control characters other than newline and tab
+/// are escaped ([`crate::escape::escape_lines`]).
+pub struct StderrRelay {
+    pub out: Box<dyn std::io::Write + Send>,
+    pub limit: u64,
+    pub raw: bool,
+}
+
+/// What a caller attaches to the jobs of one process besides their inputs.
+#[derive(Default)]
+pub struct Attach {
+    /// Once set, the job in flight is killed and ends `cancelled`.
+    pub cancel: Option<Arc<AtomicBool>>,
+    pub relay: Option<StderrRelay>,
+    /// Where outputs too big to hold go.
+    pub spill: Option<Spill>,
+}
+
+/// Where an output goes once it passes `over` bytes, so the host never
+/// holds a big output whole: a temporary file in `dir` (`run --out`: the
+/// output directory, so the output is renamed into place; `call`: the temp
+/// directory), or, without `dir`, nowhere but its sha256.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Spill {
+    pub over: u64,
+    pub dir: Option<PathBuf>,
+}
+
+/// An output that passed [`Spill::over`]: its hash, its length, and its
+/// bytes in a temporary file when the spill kept them.
+#[derive(Debug)]
+pub struct Spilled {
+    pub file: Option<tempfile::NamedTempFile>,
+    pub len: u64,
+    pub sha256: String,
+}
+
+/// One job's output as it arrives: in memory, or past the spill threshold
+/// in a file (or only its hash).
+struct OutputBuf {
+    bytes: Vec<u8>,
+    spill: Option<Spill>,
+    spilled: Option<(Option<tempfile::NamedTempFile>, Sha256)>,
+    len: u64,
+}
+
+impl OutputBuf {
+    fn new(spill: Option<Spill>) -> OutputBuf {
+        OutputBuf {
+            bytes: Vec::new(),
+            spill,
+            spilled: None,
+            len: 0,
+        }
+    }
+
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Appends `data`; an error when the spill file cannot be written.
+    fn push(&mut self, data: &[u8]) -> Result<(), Verdict> {
+        self.len += data.len() as u64;
+        if self.spilled.is_none() {
+            self.bytes.extend_from_slice(data);
+            match &self.spill {
+                Some(s) if self.len > s.over => {
+                    let file = match &s.dir {
+                        Some(dir) => Some(
+                            tempfile::Builder::new()
+                                .prefix(".plugwarden-spill-")
+                                .tempfile_in(dir)
+                                .map_err(|e| spill_error(dir, &e))?,
+                        ),
+                        None => None,
+                    };
+                    self.spilled = Some((file, Sha256::new()));
+                    let held = std::mem::take(&mut self.bytes);
+                    return self.write_spilled(&held);
+                }
+                _ => return Ok(()),
+            }
+        }
+        self.write_spilled(data)
+    }
+
+    /// Appends a frame's payload, moving it when it is the first part.
+    fn push_owned(&mut self, data: Vec<u8>) -> Result<(), Verdict> {
+        if self.len == 0
+            && self
+                .spill
+                .as_ref()
+                .is_none_or(|s| data.len() as u64 <= s.over)
+        {
+            self.len = data.len() as u64;
+            self.bytes = data;
+            return Ok(());
+        }
+        self.push(&data)
+    }
+
+    /// Appends `len` bytes of the arena at `offset` (one copy while the
+    /// output stays in memory); false when out of bounds.
+    fn push_arena(
+        &mut self,
+        arena: &crate::arena::Arena,
+        offset: usize,
+        len: usize,
+    ) -> Result<bool, Verdict> {
+        let stays = self.spilled.is_none()
+            && self
+                .spill
+                .as_ref()
+                .is_none_or(|s| self.len + len as u64 <= s.over);
+        if stays {
+            let read = arena.read_into(offset, len, &mut self.bytes);
+            self.len += if read { len as u64 } else { 0 };
+            return Ok(read);
+        }
+        // Spilling: a chunk at a time, and the chunk's pages released.
+        let mut chunk = Vec::with_capacity(CHUNK);
+        for at in (offset..offset.saturating_add(len)).step_by(CHUNK) {
+            let n = CHUNK.min(offset + len - at);
+            chunk.clear();
+            if !arena.read_into(at, n, &mut chunk) {
+                return Ok(false);
+            }
+            arena.release(at, n);
+            self.push(&chunk)?;
+        }
+        Ok(true)
+    }
+
+    fn write_spilled(&mut self, data: &[u8]) -> Result<(), Verdict> {
+        let Some((file, hasher)) = &mut self.spilled else {
+            return Ok(());
+        };
+        hasher.update(data);
+        if let Some(f) = file {
+            f.write_all(data)
+                .map_err(|e| spill_error(f.path().parent().unwrap_or(Path::new("")), &e))?;
+        }
+        Ok(())
+    }
+
+    /// The output: its bytes, or what was spilled.
+    fn finish(self) -> (Vec<u8>, Option<Spilled>) {
+        match self.spilled {
+            None => (self.bytes, None),
+            Some((file, hasher)) => (
+                Vec::new(),
+                Some(Spilled {
+                    file,
+                    len: self.len,
+                    sha256: hex::encode(hasher.finalize()),
+                }),
+            ),
+        }
+    }
+}
+
+fn spill_error(dir: &Path, e: &std::io::Error) -> Verdict {
+    Verdict::SetupError(format!(
+        "cannot keep the output in {}: {e}",
+        crate::escape::name(dir)
+    ))
+}
+
+/// One job's share of the stderr bounds.
+#[derive(Default)]
+struct StderrBudget {
+    relayed: u64,
+    logged: u64,
+    relay_dropped: u64,
+    log_dropped: u64,
+    /// The start of a UTF-8 character split across two reads.
+    carry: Vec<u8>,
+    /// The relay's last line has no newline yet.
+    line_open: bool,
+}
 
 /// The result of one job.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct JobOutcome {
     pub verdict: Verdict,
-    /// The output; empty unless the verdict is `ok`.
+    /// The output; empty unless the verdict is `ok` (and empty when it
+    /// was spilled).
     pub output: Vec<u8>,
+    /// An ok output that passed the spill threshold ([`Attach::spill`]).
+    pub spilled: Option<Spilled>,
     pub wall: Duration,
     pub cpu_ms: u64,
     pub max_rss_kib: u64,
@@ -53,6 +250,7 @@ impl JobOutcome {
         JobOutcome {
             verdict,
             output: Vec::new(),
+            spilled: None,
             wall: Duration::ZERO,
             cpu_ms: 0,
             max_rss_kib: 0,
@@ -73,6 +271,47 @@ enum Stop {
     Protocol(String),
     OutputLimit,
     StdoutClosed,
+    /// The file input failed while it was sent.
+    Input(String),
+    /// The caller's cancel flag was set; the plugin was killed.
+    Cancelled,
+    /// The host could not go on with the job (its verdict).
+    Failed(Verdict),
+}
+
+/// A job's input as the send path sees it, borrowed: bytes, or a file read
+/// in chunks.
+#[derive(Clone, Copy)]
+enum Payload<'a> {
+    Bytes(&'a [u8]),
+    File(&'a Source),
+}
+
+impl Payload<'_> {
+    fn len(self) -> u64 {
+        match self {
+            Payload::Bytes(b) => b.len() as u64,
+            Payload::File(s) => s.len(),
+        }
+    }
+}
+
+impl<'a> From<&'a Input> for Payload<'a> {
+    fn from(input: &'a Input) -> Payload<'a> {
+        match input {
+            Input::Bytes(b) => Payload::Bytes(b),
+            Input::File(s) => Payload::File(s),
+        }
+    }
+}
+
+/// A file input still being sent: read into `pending` one chunk at a time,
+/// so the host never holds it whole.
+struct Stream {
+    src: Source,
+    offset: u64,
+    /// In parts of job `id`: each chunk is a frame of its own.
+    parts_of: Option<u64>,
 }
 
 /// The pipes and supervision state of one process.
@@ -80,10 +319,16 @@ struct Conn {
     proc: Process,
     pending: Vec<u8>,
     pending_pos: usize,
+    /// Comes after `pending` on stdin.
+    stream: Option<Stream>,
+    /// The file input could not be read to its end.
+    input_failed: Option<InputError>,
+    attach: Attach,
+    budget: StderrBudget,
     decoder: Option<FrameDecoder>,
     frames: VecDeque<Frame>,
     /// Filter mode: raw stdout.
-    raw: Vec<u8>,
+    raw: OutputBuf,
     raw_limit: u64,
     stderr_tail: Vec<u8>,
     violation: Option<String>,
@@ -117,9 +362,13 @@ impl Conn {
             proc,
             pending: Vec::new(),
             pending_pos: 0,
+            stream: None,
+            input_failed: None,
+            attach: Attach::default(),
+            budget: StderrBudget::default(),
             decoder: framed.then(|| FrameDecoder::new(limits.max_frame)),
             frames: VecDeque::new(),
-            raw: Vec::new(),
+            raw: OutputBuf::new(None),
             raw_limit: limits.output,
             stderr_tail: Vec::new(),
             violation: None,
@@ -134,11 +383,96 @@ impl Conn {
     }
 
     fn queue(&mut self, bytes: &[u8]) {
+        debug_assert!(self.stream.is_none(), "nothing is queued behind a stream");
         if self.pending_pos == self.pending.len() {
             self.pending.clear();
             self.pending_pos = 0;
         }
         self.pending.extend_from_slice(bytes);
+    }
+
+    /// Queues an input: its bytes, or its file to be read as it is sent.
+    fn queue_input(&mut self, input: Payload) {
+        match input {
+            Payload::Bytes(b) => self.queue(b),
+            Payload::File(src) => self.stream(src, None),
+        }
+    }
+
+    /// Sends `src` after whatever is pending, a chunk at a time (each in a
+    /// frame of its own when `parts_of` names the job).
+    fn stream(&mut self, src: &Source, parts_of: Option<u64>) {
+        self.stream = Some(Stream {
+            src: src.clone(),
+            offset: 0,
+            parts_of,
+        });
+    }
+
+    /// Queues an input in parts of job `id`: `part` frames of at most
+    /// [`CHUNK`] bytes, then the `job` frame with the last one (docs/PROTOCOL.md).
+    fn queue_parts(&mut self, id: u64, input: Payload) {
+        match input {
+            Payload::Bytes(b) => {
+                let mut chunks = b.chunks(CHUNK).peekable();
+                while let Some(chunk) = chunks.next() {
+                    let kind = if chunks.peek().is_some() {
+                        Kind::Part
+                    } else {
+                        Kind::Job
+                    };
+                    self.queue(&protocol::encode_header(kind, id, chunk.len() as u32));
+                    self.queue(chunk);
+                }
+            }
+            Payload::File(src) => self.stream(src, Some(id)),
+        }
+    }
+
+    fn cancelled(&self) -> bool {
+        self.attach
+            .cancel
+            .as_ref()
+            .is_some_and(|c| c.load(Ordering::SeqCst))
+    }
+
+    /// Everything queued has been written.
+    fn all_sent(&self) -> bool {
+        self.pending_pos == self.pending.len() && self.stream.is_none()
+    }
+
+    /// Refills the drained `pending` with the stream's next chunk; false
+    /// when there is nothing more (or the file failed: `input_failed`).
+    fn refill(&mut self) -> bool {
+        let Some(s) = &mut self.stream else {
+            return false;
+        };
+        let left = s.src.len() - s.offset;
+        if left == 0 {
+            self.input_failed = s.src.check_unchanged().err();
+            self.stream = None;
+            return false;
+        }
+        let n = left.min(CHUNK as u64) as usize;
+        let header = match s.parts_of {
+            Some(id) if n as u64 == left => {
+                protocol::encode_header(Kind::Job, id, n as u32).to_vec()
+            }
+            Some(id) => protocol::encode_header(Kind::Part, id, n as u32).to_vec(),
+            None => Vec::new(),
+        };
+        self.pending.clear();
+        self.pending.extend_from_slice(&header);
+        self.pending.resize(header.len() + n, 0);
+        self.pending_pos = 0;
+        if let Err(e) = s.src.read_at(s.offset, &mut self.pending[header.len()..]) {
+            self.input_failed = Some(e);
+            self.stream = None;
+            self.pending.clear();
+            return false;
+        }
+        s.offset += n as u64;
+        true
     }
 
     fn stderr_text(&self) -> String {
@@ -157,6 +491,10 @@ impl Conn {
         loop {
             if ready(self) {
                 return Stop::Ready;
+            }
+            if self.cancelled() {
+                self.proc.kill();
+                return Stop::Cancelled;
             }
             // A framed conversation is over once stdout is closed (it may have
             // closed in the same read that completed an earlier frame).
@@ -195,12 +533,10 @@ impl Conn {
                     return Stop::Timeout(TimeoutKind::Cpu);
                 }
             }
-            let wait = (deadline - now).min(Duration::from_millis(if cpu_budget.is_some() {
-                100
-            } else {
-                1000
-            }));
-            let want_write = self.pending_pos < self.pending.len() && self.proc.stdin.is_some();
+            let watched = cpu_budget.is_some() || self.attach.cancel.is_some();
+            let wait =
+                (deadline - now).min(Duration::from_millis(if watched { 100 } else { 1000 }));
+            let want_write = !self.all_sent() && self.proc.stdin.is_some();
             let (stdin_r, stdout_r, stderr_r, listener_r, exited) = {
                 let none = PollFlags::empty();
                 let p = &self.proc;
@@ -237,6 +573,10 @@ impl Conn {
             }
             if stdin_r {
                 self.write_pending();
+                if let Some(e) = self.input_failed.take() {
+                    self.proc.kill();
+                    return Stop::Input(e.to_string());
+                }
             }
             if stderr_r {
                 self.read_stderr();
@@ -271,10 +611,13 @@ impl Conn {
     }
 
     fn write_pending(&mut self) {
-        let Some(stdin) = &self.proc.stdin else {
-            return;
-        };
-        while self.pending_pos < self.pending.len() {
+        loop {
+            if self.pending_pos == self.pending.len() && !self.refill() {
+                return;
+            }
+            let Some(stdin) = &self.proc.stdin else {
+                return;
+            };
             match nix::unistd::write(stdin, &self.pending[self.pending_pos..]) {
                 Ok(n) => self.pending_pos += n,
                 Err(nix::errno::Errno::EINTR) => continue,
@@ -320,10 +663,12 @@ impl Conn {
                     }
                 }
             } else {
-                if self.raw.len() as u64 + n as u64 > self.raw_limit {
+                if self.raw.len() + n as u64 > self.raw_limit {
                     return Some(Stop::OutputLimit);
                 }
-                self.raw.extend_from_slice(&self.buf[..n]);
+                if let Err(v) = self.raw.push(&self.buf[..n]) {
+                    return Some(Stop::Failed(v));
+                }
             }
         }
         self.stdout_pending = true;
@@ -340,9 +685,8 @@ impl Conn {
                 }
                 Ok(n) => {
                     let chunk = &self.buf[..n];
-                    for line in String::from_utf8_lossy(chunk).lines().take(16) {
-                        tracing::debug!(target: "plugwarden::plugin", pid = self.proc.pid, "{line}");
-                    }
+                    relay(&mut self.attach.relay, &mut self.budget, chunk);
+                    log_stderr(&mut self.budget, self.proc.pid, chunk);
                     self.stderr_tail.extend_from_slice(chunk);
                     if self.stderr_tail.len() > STDERR_TAIL {
                         let cut = self.stderr_tail.len() - STDERR_TAIL;
@@ -352,6 +696,37 @@ impl Conn {
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(_) => return,
             }
+        }
+    }
+
+    /// Ends the job's share of the stderr bounds: notes what was dropped
+    /// (in the relay and in the log) and starts the next job's share.
+    fn end_stderr(&mut self) {
+        let b = std::mem::take(&mut self.budget);
+        if let Some(r) = &mut self.attach.relay {
+            // What follows (the verdict) starts on a line of its own.
+            let mut note = crate::escape::escape_lines(&b.carry);
+            if b.line_open || !b.carry.is_empty() {
+                note.push('\n');
+            }
+            if b.relay_dropped > 0 {
+                note.push_str(&format!(
+                    "plugwarden: the plugin's stderr was cut after {} bytes: {} more bytes dropped\n",
+                    r.limit, b.relay_dropped
+                ));
+            }
+            let _ = r
+                .out
+                .write_all(note.as_bytes())
+                .and_then(|()| r.out.flush());
+        }
+        if b.log_dropped > 0 {
+            tracing::debug!(
+                target: "plugwarden::plugin",
+                pid = self.proc.pid,
+                "{} more bytes of stderr not logged (at most {STDERR_LIMIT} per job)",
+                b.log_dropped
+            );
         }
     }
 
@@ -413,6 +788,12 @@ impl Conn {
             Stop::Timeout(kind) => Verdict::Timeout(kind),
             Stop::OutputLimit => Verdict::OutputLimit(self.raw_limit),
             Stop::Protocol(msg) => Verdict::ProtocolError(msg),
+            Stop::Input(msg) => Verdict::InputError(msg),
+            Stop::Cancelled => Verdict::Cancelled,
+            Stop::Failed(v) => {
+                self.proc.kill();
+                v
+            }
             Stop::StdoutClosed | Stop::Exited => {
                 // The plugin closed stdout on its own (not because we killed it).
                 let ours = self.violation.is_some() || self.killed_for.is_some();
@@ -451,8 +832,11 @@ impl Conn {
             return Verdict::Memory(format!("memory limit reached (cgroup OOM kill{peak})"));
         }
         match (info.signal(), info.code()) {
+            // The host's own filter never kills (it hands every miss, a
+            // foreign ABI included, to the host, which names it): SIGSYS
+            // comes from a filter the plugin installed itself.
             (Some(libc::SIGSYS), _) => Verdict::Violation(
-                "killed by seccomp (SIGSYS): a syscall its own lockdown filter denies, or a foreign syscall ABI"
+                "killed by SIGSYS: a seccomp filter the plugin installed itself (the SDK's lockdown) denied a syscall, or it raised SIGSYS"
                     .into(),
             ),
             (Some(libc::SIGXCPU), _) => Verdict::Timeout(TimeoutKind::Cpu),
@@ -462,13 +846,16 @@ impl Conn {
             (Some(sig), _) if looks_like_oom(&stderr) => {
                 Verdict::Memory(format!("address-space limit reached (the plugin died by {})", crate::verdict::signal_name(sig)))
             }
-            (Some(signal), _) => Verdict::Crashed { signal, detail: last_line(&stderr) },
+            (Some(signal), _) => Verdict::Crashed {
+                signal,
+                detail: stderr_detail(&self.stderr_tail).unwrap_or_default(),
+            },
             (None, Some(code)) if looks_like_oom(&stderr) => {
                 Verdict::Memory(format!("address-space limit reached (exit status {code})"))
             }
             (None, Some(code)) => Verdict::ProtocolError(format!(
                 "the plugin exited with status {code} before answering{}",
-                suffix(&stderr)
+                suffix(&self.stderr_tail)
             )),
             _ => Verdict::ProtocolError("the plugin ended in an unknown way".into()),
         }
@@ -487,18 +874,103 @@ fn looks_like_oom(stderr: &str) -> bool {
     .any(|m| stderr.contains(m))
 }
 
-fn last_line(s: &str) -> String {
-    let line = s.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
-    line.chars().take(300).collect()
+/// Writes what the relay's budget allows of `chunk` to the relay. The
+/// budget counts bytes written (escaped, a control byte takes four), so
+/// the limit bounds what reaches the terminal whatever the plugin writes.
+fn relay(relay: &mut Option<StderrRelay>, b: &mut StderrBudget, chunk: &[u8]) {
+    let Some(r) = relay else { return };
+    if b.relay_dropped > 0 {
+        // Cut once: nothing after the first byte dropped is shown.
+        b.relay_dropped += chunk.len() as u64;
+        return;
+    }
+    let mut data = std::mem::take(&mut b.carry);
+    data.extend_from_slice(chunk);
+    if !r.raw {
+        let whole = data.len() - incomplete_tail(&data);
+        b.carry = data.split_off(whole);
+    }
+    let mut rest = &data[..];
+    while !rest.is_empty() {
+        let piece = &rest[..char_boundary(rest, 4096)];
+        let text = if r.raw {
+            piece.to_vec()
+        } else {
+            crate::escape::escape_lines(piece).into_bytes()
+        };
+        if b.relayed + text.len() as u64 > r.limit {
+            break;
+        }
+        // A closed stderr is the caller's business, not the job's.
+        let _ = r.out.write_all(&text);
+        b.relayed += text.len() as u64;
+        b.line_open = text.last().is_some_and(|&c| c != b'\n');
+        rest = &rest[piece.len()..];
+    }
+    if !rest.is_empty() {
+        b.relay_dropped += (rest.len() + b.carry.len()) as u64;
+        b.carry.clear();
+    }
+    let _ = r.out.flush();
 }
 
-fn suffix(stderr: &str) -> String {
-    let l = last_line(stderr);
-    if l.is_empty() {
-        String::new()
-    } else {
-        format!(": {l}")
+/// The largest end `<= max` of a prefix of `data` that does not split a
+/// UTF-8 character (`data.len()` when shorter).
+fn char_boundary(data: &[u8], max: usize) -> usize {
+    if data.len() <= max {
+        return data.len();
     }
+    let mut end = max;
+    while end > max.saturating_sub(3) && data[end] & 0xc0 == 0x80 {
+        end -= 1;
+    }
+    end
+}
+
+/// Length of a UTF-8 character cut short at the end of `data` (0 to 3).
+fn incomplete_tail(data: &[u8]) -> usize {
+    for back in 1..=data.len().min(3) {
+        let b = data[data.len() - back];
+        if b & 0xc0 == 0x80 {
+            continue; // a continuation byte: look further back
+        }
+        let need = match b {
+            0xc0..=0xdf => 2,
+            0xe0..=0xef => 3,
+            0xf0..=0xf7 => 4,
+            _ => return 0,
+        };
+        return if need > back { back } else { 0 };
+    }
+    0
+}
+
+/// Logs `chunk` line by line at debug level, escaped, within the job's
+/// log budget.
+fn log_stderr(b: &mut StderrBudget, pid: i32, chunk: &[u8]) {
+    if !tracing::enabled!(target: "plugwarden::plugin", tracing::Level::DEBUG) {
+        return;
+    }
+    let take = chunk
+        .len()
+        .min(STDERR_LIMIT.saturating_sub(b.logged) as usize);
+    b.logged += take as u64;
+    b.log_dropped += (chunk.len() - take) as u64;
+    for line in chunk[..take]
+        .split(|&c| c == b'\n')
+        .filter(|l| !l.is_empty())
+    {
+        // A line without end costs the log 4 KiB, not its length.
+        let shown = &line[..char_boundary(line, 4096)];
+        let more = if shown.len() < line.len() { " …" } else { "" };
+        let line = crate::escape::escape(shown);
+        tracing::debug!(target: "plugwarden::plugin", pid, "{line}{more}");
+    }
+}
+
+/// `: stderr "…"` (see [`stderr_detail`]), or nothing.
+fn suffix(tail: &[u8]) -> String {
+    stderr_detail(tail).map_or_else(String::new, |d| format!(": {d}"))
 }
 
 /// A persistent worker speaking the plugwarden protocol.
@@ -514,6 +986,7 @@ pub struct Worker {
     cpu_limit: Duration,
     wall_limit: Duration,
     output_limit: u64,
+    max_frame: u32,
     dead: bool,
     greeted: bool,
     peak_rss_kib: u64,
@@ -521,6 +994,8 @@ pub struct Worker {
     last_cpu: Option<u64>,
     /// The plugin has an arena and said in its hello that it maps it.
     arena_on: bool,
+    /// The plugin's hello said it takes a job's input in parts.
+    parts_on: bool,
     /// The one job in flight that was sent with `FLAG_REPLY_IN_ARENA`.
     reply_offered: Option<u64>,
     /// Set when a frame arrived for a job already answered: that job sent
@@ -559,11 +1034,13 @@ impl Worker {
             cpu_limit: limits.cpu,
             wall_limit: limits.wall,
             output_limit: limits.output,
+            max_frame: limits.max_frame,
             dead: false,
             greeted: false,
             peak_rss_kib: 0,
             last_cpu: None,
             arena_on: false,
+            parts_on: false,
             reply_offered: None,
             late_frame_for: None,
         })
@@ -571,6 +1048,11 @@ impl Worker {
 
     pub fn pid(&self) -> i32 {
         self.conn.proc.pid
+    }
+
+    /// Attaches a cancel flag and a stderr relay to this worker's jobs.
+    pub fn attach(&mut self, attach: Attach) {
+        self.conn.attach = attach;
     }
 
     /// False once a job killed or lost the worker.
@@ -606,6 +1088,7 @@ impl Worker {
                 // simply not offered any.
                 self.arena_on =
                     frame.flags & protocol::FLAG_ARENA != 0 && self.conn.proc.arena().is_some();
+                self.parts_on = frame.flags & protocol::FLAG_INPUT_PARTS != 0;
                 Ok(())
             }
             Ok(h) => Err(Verdict::ProtocolError(format!(
@@ -619,6 +1102,16 @@ impl Worker {
 
     /// Runs one job to its verdict.
     pub fn run_job(&mut self, input: &[u8]) -> JobOutcome {
+        self.job(Payload::Bytes(input))
+    }
+
+    /// Runs one job whose input may be a file, sent in bounded chunks
+    /// (through the arena when it fits, else through the pipe).
+    pub fn run_input(&mut self, input: &Input) -> JobOutcome {
+        self.job(input.into())
+    }
+
+    fn job(&mut self, input: Payload) -> JobOutcome {
         let mut started = Instant::now();
         if self.dead {
             return JobOutcome::failed(Verdict::ProtocolError(
@@ -629,33 +1122,51 @@ impl Worker {
         let cpu_start = self
             .last_cpu
             .unwrap_or_else(|| self.conn.proc.cpu_ms().unwrap_or(0));
-        // With an arena, the plugin's hello says whether it maps it: wait
+        // With an arena, the plugin's hello says whether it maps it, and
+        // for an input larger than one frame whether it takes parts: wait
         // for it before the first job (one round trip, once per worker).
-        if !self.greeted && self.conn.proc.arena().is_some() {
+        let one_frame = input.len() <= u64::from(self.max_frame);
+        if !self.greeted && (self.conn.proc.arena().is_some() || !one_frame) {
             self.greeted = true;
             if let Err(v) = self.handshake() {
                 self.dead = true;
                 self.jobs += 1;
-                return self.outcome(v, Vec::new(), started, cpu_start);
+                return self.outcome(v, OutputBuf::new(None), started, cpu_start);
             }
             // Start-up is not the job's time.
             started = Instant::now();
         }
         let id = self.next_id;
         self.next_id += 1;
-        let Ok(len) = u32::try_from(input.len()) else {
-            return JobOutcome::failed(Verdict::InputError("input larger than 4 GiB".into()));
-        };
         self.reply_offered = self.arena_on.then_some(id);
-        if !self.arena_on || !self.send_in_arena(id, input) {
-            let flags = if self.arena_on {
-                protocol::FLAG_REPLY_IN_ARENA
-            } else {
-                0
-            };
-            self.conn
-                .queue(&protocol::encode_header_flags(Kind::Job, flags, id, len));
-            self.conn.queue(input);
+        let in_arena = match self.send_in_arena(id, input) {
+            Ok(sent) => sent,
+            Err(e) => return JobOutcome::failed(Verdict::InputError(e.to_string())),
+        };
+        match u32::try_from(input.len()) {
+            _ if in_arena => {}
+            Ok(len) if len <= self.max_frame => {
+                let flags = if self.arena_on {
+                    protocol::FLAG_REPLY_IN_ARENA
+                } else {
+                    0
+                };
+                self.conn
+                    .queue(&protocol::encode_header_flags(Kind::Job, flags, id, len));
+                self.conn.queue_input(input);
+            }
+            _ if self.parts_on => {
+                // Through the pipe, a part at a time: no reply in the arena.
+                self.reply_offered = None;
+                self.conn.queue_parts(id, input);
+            }
+            _ => {
+                return JobOutcome::failed(Verdict::InputError(format!(
+                    "input too large for one frame ({} bytes, limit {}), and the plugin does not take inputs in parts",
+                    input.len(),
+                    self.max_frame
+                )))
+            }
         }
         self.conn.denied.clear();
         let result = self.await_answer(id, started, cpu_start);
@@ -663,7 +1174,7 @@ impl Worker {
             Ok(out) => (Verdict::Ok, out),
             Err(v) => {
                 self.dead = true;
-                (v, Vec::new())
+                (v, OutputBuf::new(None))
             }
         };
         if matches!(verdict, Verdict::PluginError(_)) {
@@ -673,23 +1184,39 @@ impl Worker {
         self.outcome(verdict, output, started, cpu_start)
     }
 
-    /// Writes a bulk input straight into the arena's input region and
-    /// queues the job frame naming it; false when the input is small (the
-    /// pipes are as fast) or larger than the region.
-    fn send_in_arena(&mut self, id: u64, input: &[u8]) -> bool {
-        let Some(arena) = self.conn.proc.arena() else {
-            return false;
+    /// Writes a bulk input straight into the arena's input region (a file
+    /// in bounded chunks) and queues the job frame naming it; false when
+    /// the plugin has no arena, the input is small (the pipes are as fast)
+    /// or larger than the region.
+    fn send_in_arena(&mut self, id: u64, input: Payload) -> Result<bool, InputError> {
+        let Some(arena) = self.conn.proc.arena().filter(|_| self.arena_on) else {
+            return Ok(false);
         };
-        if input.len() < crate::arena::THRESHOLD || input.len() > arena.region() {
-            return false;
+        let len = input.len();
+        if len < crate::arena::THRESHOLD as u64 || len > arena.region() as u64 {
+            return Ok(false);
         }
-        if !arena.write(0, input) {
-            return false;
+        match input {
+            Payload::Bytes(b) => {
+                if !arena.write(0, b) {
+                    return Ok(false);
+                }
+            }
+            Payload::File(src) => {
+                let mut buf = vec![0u8; CHUNK];
+                let mut offset = 0;
+                while offset < len {
+                    let n = (len - offset).min(CHUNK as u64) as usize;
+                    src.read_at(offset, &mut buf[..n])?;
+                    arena.write(offset as usize, &buf[..n]);
+                    // The plugin reads it from its own mapping.
+                    arena.release(offset as usize, n);
+                    offset += n as u64;
+                }
+                src.check_unchanged()?;
+            }
         }
-        let slice = protocol::ArenaSlice {
-            offset: 0,
-            len: input.len() as u64,
-        };
+        let slice = protocol::ArenaSlice { offset: 0, len };
         let mut frame = Vec::with_capacity(protocol::HEADER_LEN + protocol::ARENA_SLICE_LEN);
         protocol::encode_frame_flags(
             &mut frame,
@@ -700,7 +1227,7 @@ impl Worker {
         );
         self.conn.queue(&frame);
         self.arena_inputs += 1;
-        true
+        Ok(true)
     }
 
     /// Runs several jobs pipelined: every input is written at once and the
@@ -726,7 +1253,7 @@ impl Worker {
                 self.dead = true;
                 self.jobs += 1;
                 let cpu_start = self.last_cpu.unwrap_or(0);
-                out.push(self.outcome(v, Vec::new(), Instant::now(), cpu_start));
+                out.push(self.outcome(v, OutputBuf::new(None), Instant::now(), cpu_start));
                 return out;
             }
         }
@@ -737,7 +1264,7 @@ impl Worker {
             };
             let id = self.next_id;
             let arena_free = self.arena_on && self.reply_offered.is_none();
-            if arena_free && self.send_in_arena(id, input) {
+            if arena_free && matches!(self.send_in_arena(id, Payload::Bytes(input)), Ok(true)) {
                 self.reply_offered = Some(id);
             } else {
                 self.conn
@@ -775,8 +1302,8 @@ impl Worker {
             } else {
                 None
             };
-            let (verdict, output) = match result {
-                Ok(o) => (Verdict::Ok, o),
+            let (verdict, (output, spilled)) = match result {
+                Ok(o) => (Verdict::Ok, o.finish()),
                 Err(v) => {
                     self.dead = !matches!(v, Verdict::PluginError(_));
                     // A second answer to an earlier job of this window: that
@@ -792,10 +1319,11 @@ impl Worker {
                                 "the plugin sent bytes after its answer".into(),
                             );
                             o.output.clear();
+                            o.spilled = None;
                             break;
                         }
                     }
-                    (v, Vec::new())
+                    (v, (Vec::new(), None))
                 }
             };
             self.jobs += 1;
@@ -803,6 +1331,7 @@ impl Worker {
             out.push(JobOutcome {
                 verdict,
                 output,
+                spilled,
                 wall: started.elapsed(),
                 cpu_ms: 0,
                 max_rss_kib: 0,
@@ -815,7 +1344,7 @@ impl Worker {
             }
         }
         // Jobs whose CPU was measured keep it; the rest share what is left.
-        let last = self.outcome(Verdict::Ok, Vec::new(), Instant::now(), cpu_start);
+        let last = self.outcome(Verdict::Ok, OutputBuf::new(None), Instant::now(), cpu_start);
         let known: u64 = measured.iter().flatten().sum();
         let unknown = measured.iter().filter(|m| m.is_none()).count().max(1) as u64;
         let share = last.cpu_ms.saturating_sub(known) / unknown;
@@ -839,7 +1368,7 @@ impl Worker {
         id: u64,
         started: Instant,
         cpu_start: u64,
-    ) -> Result<Vec<u8>, Verdict> {
+    ) -> Result<OutputBuf, Verdict> {
         let budget = self.cpu_limit.as_millis() as u64;
         self.await_answer_pipelined(id, started, (cpu_start, budget), true)
     }
@@ -852,7 +1381,7 @@ impl Worker {
         started: Instant,
         cpu: (u64, u64),
         last: bool,
-    ) -> Result<Vec<u8>, Verdict> {
+    ) -> Result<OutputBuf, Verdict> {
         let mut started = started;
         if self.jobs == 0 && !self.greeted {
             self.greeted = true;
@@ -862,7 +1391,7 @@ impl Worker {
         }
         let deadline = started + self.wall_limit;
         let budget = Some(cpu);
-        let mut output = Vec::new();
+        let mut output = OutputBuf::new(self.conn.attach.spill.clone());
         loop {
             let stop = self.conn.pump(deadline, budget, |c| !c.frames.is_empty());
             if stop != Stop::Ready {
@@ -890,24 +1419,23 @@ impl Worker {
                     }
                 }
                 Kind::Part | Kind::Done => {
-                    if output.len() as u64 + frame.payload.len() as u64 > self.output_limit {
+                    if output.len() + frame.payload.len() as u64 > self.output_limit {
                         self.conn.proc.kill();
                         return Err(Verdict::OutputLimit(self.output_limit));
                     }
-                    if output.is_empty() {
-                        output = frame.payload;
-                    } else {
-                        output.extend_from_slice(&frame.payload);
+                    if let Err(v) = output.push_owned(frame.payload) {
+                        self.conn.proc.kill();
+                        return Err(v);
                     }
                     if frame.kind == Kind::Done {
                         break;
                     }
                 }
                 Kind::Error => {
-                    let msg =
-                        String::from_utf8_lossy(&frame.payload[..frame.payload.len().min(4096)])
-                            .into_owned();
-                    return Err(Verdict::PluginError(msg));
+                    // Escaped, not quoted: the plugin's own words for its
+                    // refusal, kept on one line that cannot pass for another.
+                    let msg = &frame.payload[..frame.payload.len().min(4096)];
+                    return Err(Verdict::PluginError(crate::escape::escape(msg)));
                 }
                 kind => {
                     self.conn.proc.kill();
@@ -942,7 +1470,7 @@ impl Worker {
         &mut self,
         id: u64,
         payload: &[u8],
-        output: &mut Vec<u8>,
+        output: &mut OutputBuf,
     ) -> Result<(), Verdict> {
         let violation = |what: String| Verdict::ProtocolError(what);
         let arena = match self.conn.proc.arena() {
@@ -959,10 +1487,10 @@ impl Worker {
         let (offset, len) = slice
             .within(region, region)
             .map_err(|e| violation(format!("the plugin's answer: {e}")))?;
-        if output.len() as u64 + len as u64 > self.output_limit {
+        if output.len() + len as u64 > self.output_limit {
             return Err(Verdict::OutputLimit(self.output_limit));
         }
-        if !arena.read_into(offset, len, output) {
+        if !output.push_arena(arena, offset, len)? {
             return Err(violation("arena answer out of bounds".into()));
         }
         self.arena_parts += 1;
@@ -972,7 +1500,7 @@ impl Worker {
     fn outcome(
         &mut self,
         verdict: Verdict,
-        output: Vec<u8>,
+        output: OutputBuf,
         started: Instant,
         cpu_start: u64,
     ) -> JobOutcome {
@@ -994,9 +1522,12 @@ impl Worker {
                 (now.saturating_sub(cpu_start), self.peak_rss_kib)
             }
         };
+        self.conn.end_stderr();
+        let (output, spilled) = output.finish();
         JobOutcome {
             verdict,
             output,
+            spilled,
             wall: started.elapsed(),
             cpu_ms,
             max_rss_kib,
@@ -1023,6 +1554,16 @@ impl Worker {
 /// Runs one job through a filter: a fresh process, input on stdin, output
 /// from stdout, exit status 0 = ok.
 pub fn run_filter(sandbox: &Sandbox, input: &[u8]) -> JobOutcome {
+    filter_job(sandbox, Payload::Bytes(input), Attach::default())
+}
+
+/// [`run_filter`] for an input that may be a file, streamed to the
+/// filter's stdin in bounded chunks, with what the caller attaches.
+pub fn run_filter_input(sandbox: &Sandbox, input: &Input, attach: Attach) -> JobOutcome {
+    filter_job(sandbox, input.into(), attach)
+}
+
+fn filter_job(sandbox: &Sandbox, input: Payload, attach: Attach) -> JobOutcome {
     let started = Instant::now();
     let proc = match sandbox.spawn() {
         Ok(p) => p,
@@ -1031,11 +1572,13 @@ pub fn run_filter(sandbox: &Sandbox, input: &[u8]) -> JobOutcome {
     debug_assert_eq!(sandbox.plugin.mode, Mode::Filter);
     let limits = sandbox.policy.limits.clone();
     let mut conn = Conn::new(proc, sandbox, false);
-    conn.queue(input);
+    conn.raw = OutputBuf::new(attach.spill.clone());
+    conn.attach = attach;
+    conn.queue_input(input);
     let deadline = started + limits.wall;
     // Write everything, then close stdin so the filter sees EOF.
     let stop = conn.pump(deadline, None, |c| {
-        if c.pending_pos == c.pending.len() {
+        if c.all_sent() {
             c.proc.stdin = None;
         }
         c.proc.stdin.is_none() && c.proc.stdout.is_none() && c.proc.has_exited()
@@ -1059,7 +1602,10 @@ pub fn run_filter(sandbox: &Sandbox, input: &[u8]) -> JobOutcome {
                                 "address-space limit reached (exit status {code})"
                             ))
                         } else {
-                            Verdict::PluginError(format!("exit status {code}{}", suffix(&stderr)))
+                            Verdict::PluginError(format!(
+                                "exit status {code}{}",
+                                suffix(&conn.stderr_tail)
+                            ))
                         }
                     }
                     Ok(info) => conn.exit_verdict(info, limits.cpu),
@@ -1071,19 +1617,87 @@ pub fn run_filter(sandbox: &Sandbox, input: &[u8]) -> JobOutcome {
         other => conn.verdict_for(other, limits.cpu),
     };
     let info = conn.proc.terminate().unwrap_or_default();
-    let output = if verdict.is_ok() {
-        std::mem::take(&mut conn.raw)
+    conn.end_stderr();
+    let (output, spilled) = if verdict.is_ok() {
+        std::mem::replace(&mut conn.raw, OutputBuf::new(None)).finish()
     } else {
-        Vec::new()
+        (Vec::new(), None)
     };
     JobOutcome {
         verdict,
         output,
+        spilled,
         wall: started.elapsed(),
         cpu_ms: info.cpu_ms(),
         max_rss_kib: info.maxrss_kib,
         pid: conn.proc.pid,
         denied: std::mem::take(&mut conn.denied),
         stderr_tail: conn.stderr_text(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::sync::Mutex;
+
+    /// A writer whose bytes the test can read back.
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn relayed(raw: bool, limit: u64, chunks: &[&[u8]]) -> (String, StderrBudget) {
+        let out = Shared::default();
+        let mut r = Some(StderrRelay {
+            out: Box::new(out.clone()),
+            limit,
+            raw,
+        });
+        let mut b = StderrBudget::default();
+        for c in chunks {
+            relay(&mut r, &mut b, c);
+        }
+        let text = String::from_utf8_lossy(&out.0.lock().unwrap()).into_owned();
+        (text, b)
+    }
+
+    #[test]
+    fn test_relay_escapes_control_characters_but_keeps_lines() {
+        let (text, b) = relayed(false, 1 << 20, &[b"warn:\tx\n\x1b]0;pwned\x07\x1b[2J\n"]);
+        assert_eq!(text, "warn:\tx\n\\x1b]0;pwned\\x07\\x1b[2J\n");
+        assert!(!b.line_open);
+    }
+
+    #[test]
+    fn test_relay_utf8_split_across_reads_stays_one_character() {
+        let e = "é".as_bytes();
+        let (text, b) = relayed(false, 1 << 20, &[&[b'a', e[0]], &[e[1], b'!']]);
+        assert_eq!(text, "aé!");
+        assert!(b.carry.is_empty() && b.line_open);
+    }
+
+    #[test]
+    fn test_relay_past_the_limit_counts_what_it_drops() {
+        let (text, b) = relayed(true, 4, &[b"abc", b"defg", b"\x1b"]);
+        assert_eq!(text, "abc");
+        assert_eq!((b.relayed, b.relay_dropped), (3, 5));
+    }
+
+    #[test]
+    fn test_relay_limit_counts_escaped_bytes() {
+        let flood = vec![0x1bu8; 64 << 10];
+        let (text, b) = relayed(false, 16 << 10, &[&flood]);
+        assert_eq!(text.len(), 16 << 10);
+        assert_eq!(b.relay_dropped, (60 << 10) as u64);
     }
 }

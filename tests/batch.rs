@@ -799,6 +799,7 @@ fn pool_config(workers: usize, batch: u64) -> PoolConfig {
         recycle_rss: u64::MAX,
         max_lifetime: Duration::from_secs(3600),
         retry: true,
+        spill: None,
     }
 }
 
@@ -815,7 +816,7 @@ fn pool_run(
         for (tag, cmd) in commands.into_iter().enumerate() {
             let task = Task {
                 tag,
-                input: Ok(cmd.into_bytes()),
+                input: Ok(cmd.into_bytes().into()),
             };
             if feeder.submit(task).is_err() {
                 break;

@@ -441,6 +441,7 @@ pub fn pool_batch_rss(
         recycle_rss: u64::MAX,
         max_lifetime: std::time::Duration::from_secs(24 * 3600),
         retry: false,
+        spill: None,
     };
     let payload = vec![0x42u8; 4096];
     let t0 = Instant::now();
@@ -450,7 +451,7 @@ pub fn pool_batch_rss(
             if feeder
                 .submit(Task {
                     tag,
-                    input: Ok(payload.clone()),
+                    input: Ok(payload.clone().into()),
                 })
                 .is_err()
             {

@@ -34,6 +34,8 @@ struct Config {
     batch_rounds: usize,
     py1_tasks: usize,
     mem_jobs: (usize, usize),
+    /// Largest input streamed through echo (MiB).
+    stream_max_mib: u64,
     sanitize_copies: usize,
     sanitize_rounds: usize,
     only: Option<Vec<String>>,
@@ -56,6 +58,7 @@ impl Config {
                 batch_rounds: 3,
                 py1_tasks: 300,
                 mem_jobs: (1_000, 10_000),
+                stream_max_mib: 256,
                 sanitize_copies: 2,
                 sanitize_rounds: 2,
                 only: None,
@@ -73,6 +76,7 @@ impl Config {
                 batch_rounds: 3,
                 py1_tasks: 1_000,
                 mem_jobs: (1_000, 100_000),
+                stream_max_mib: 4096,
                 sanitize_copies: 5,
                 sanitize_rounds: 5,
                 only: None,
@@ -96,7 +100,7 @@ impl Config {
                 }
                 "-h" | "--help" => {
                     println!(
-                        "usage: plugwarden-bench [--quick] [--rounds N] [--only spawn,rt,bulk,batch,memory,sanitize]"
+                        "usage: plugwarden-bench [--quick] [--rounds N] [--only spawn,rt,bulk,batch,memory,streaming,sanitize]"
                     );
                     std::process::exit(0);
                 }
@@ -688,6 +692,54 @@ fn memory_section(c: &Config, h: &host::Host, rows: &mut Vec<Row>) -> Result<()>
     Ok(())
 }
 
+/// Host peak RSS while one input of 1 MiB … 4 GiB streams through
+/// `pw-echo` (`plugwarden run`, output hashed, not kept): flat means the
+/// host never holds an input or an output whole.
+fn streaming_section(c: &Config, bins: &host::Binaries, rows: &mut Vec<Row>) -> Result<()> {
+    const BOUND_KIB: f64 = 100.0 * 1024.0;
+    let dir = tempfile::tempdir()?;
+    let policy = dir.path().join("big.toml");
+    std::fs::write(
+        &policy,
+        "extends = \"strict\"\n[limits]\ninput = \"8GiB\"\noutput = \"8GiB\"\nwall = \"1h\"\ncpu = \"1h\"\n",
+    )?;
+    let mut mib = 1u64;
+    while mib <= c.stream_max_mib {
+        progress(&format!("streaming: {mib} MiB through pw-echo"));
+        // Sparse: the page cache serves zeros, so the disk is not measured.
+        let input = dir.path().join(format!("in-{mib}"));
+        std::fs::File::create(&input)?.set_len(mib << 20)?;
+        let t0 = Instant::now();
+        let o = std::process::Command::new(&bins.plugwarden)
+            .args(["run", "--plugin"])
+            .arg(&bins.echo)
+            .arg("--policy")
+            .arg(&policy)
+            .args(["--workers", "1", "--json"])
+            .arg(&input)
+            .output()?;
+        let secs = t0.elapsed().as_secs_f64();
+        let summary: serde_json::Value = serde_json::from_slice(&o.stdout)?;
+        if summary["verdicts"]["ok"] != 1 {
+            bail!(
+                "streaming {mib} MiB: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+        let rss = summary["host_max_rss_kib"].as_f64().unwrap_or(f64::NAN);
+        let name = format!(
+            "streaming: host peak RSS, one {mib} MiB input through pw-echo (`run`, {:.0} MiB/s)",
+            mib as f64 / secs
+        );
+        rows.push(
+            Row::versus(&name, "KiB", &[rss], "100 MiB", &[BOUND_KIB]).target(Target::AtMost(1.0)),
+        );
+        std::fs::remove_file(&input)?;
+        mib *= 16;
+    }
+    Ok(())
+}
+
 /// Pages per second through `plugwarden sanitize` against hayro in this
 /// process without a sandbox, both on 2 CPUs' worth of workers.
 fn sanitize_section(c: &Config, bins: &host::Binaries, rows: &mut Vec<Row>) -> Result<()> {
@@ -801,6 +853,9 @@ fn main() -> Result<()> {
     }
     if c.wants("memory") {
         memory_section(&c, &h, &mut rows)?;
+    }
+    if c.wants("streaming") {
+        streaming_section(&c, &bins, &mut rows)?;
     }
     if c.wants("sanitize") {
         sanitize_section(&c, &bins, &mut rows)?;

@@ -5,6 +5,7 @@ import sys
 
 HEADER = struct.Struct("<2sBBIQ")  # magic, kind, flags, length, job id
 HELLO, JOB, PART, DONE, ERROR = 1, 2, 3, 4, 5
+INPUT_PARTS = 0x02  # hello flag: a job's input may come in several frames
 
 
 def read_exact(stream, n):
@@ -30,8 +31,9 @@ def read_frame(stream, max_frame):
     return kind, job, payload
 
 
-def write_frame(stream, kind, job, payload):
-    stream.write(HEADER.pack(b"PW", kind, 0, len(payload), job) + payload)
+def write_frame(stream, kind, job, payload, flags=0):
+    stream.write(HEADER.pack(b"PW", kind, flags, len(payload), job))
+    stream.write(payload)
     stream.flush()
 
 
@@ -41,11 +43,20 @@ def main(handle):
     version, max_frame = struct.unpack("<II", payload[:8])
     if kind != HELLO or version != 1:
         raise SystemExit("host does not speak protocol 1")
-    write_frame(stdout, HELLO, 0, struct.pack("<I", 1) + b"python-echo")
+    write_frame(stdout, HELLO, 0, struct.pack("<I", 1) + b"python-echo", INPUT_PARTS)
+    parts = []
     while (frame := read_frame(stdin, max_frame)) is not None:
         kind, job, payload = frame
+        if kind == PART:  # more of this job's input follows
+            parts.append(payload)
+            continue
+        data, parts = b"".join(parts) + payload, []
         try:
-            write_frame(stdout, DONE, job, handle(payload))
+            out = memoryview(handle(data))
+            while len(out) > max_frame:  # no frame over the host's limit
+                write_frame(stdout, PART, job, out[:max_frame])
+                out = out[max_frame:]
+            write_frame(stdout, DONE, job, out)
         except Exception as e:  # the job fails, the worker goes on
             write_frame(stdout, ERROR, job, str(e).encode()[:max_frame])
 

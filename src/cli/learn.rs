@@ -140,10 +140,11 @@ impl Observed {
                 None => {}
             },
             "clone" | "fork" | "vfork" => {
-                let flags = args
+                // clone's flags come by name (`CLONE_VM|CLONE_THREAD|...`).
+                let thread = args
                     .first()
-                    .and_then(|f| u64::from_str_radix(f.trim_start_matches("0x"), 16).ok());
-                if name != "clone" || flags.is_some_and(|f| f & libc::CLONE_THREAD as u64 == 0) {
+                    .is_some_and(|f| f.split('|').any(|flag| flag == "CLONE_THREAD"));
+                if name != "clone" || !thread {
                     self.forks = true;
                 }
             }
@@ -212,18 +213,18 @@ fn observe_round(
         inputs: 0,
         failed: 0,
     };
-    for item in super::run::walk(inputs) {
-        let (path, _) = item.map_err(Usage)?;
-        let input = std::fs::read(&path)
-            .map_err(|e| Usage(format!("cannot read {}: {e}", path.display())))?;
-        let outcome = super::run::run_one(sandbox, &input);
+    for entry in plugwarden::input::walk(inputs) {
+        let entry = entry?;
+        let path = plugwarden::escape::name(&entry.path);
+        let input = plugwarden::input::open(&entry, sandbox.policy.limits.input)
+            .and_then(plugwarden::input::Input::from_source)?;
+        let outcome = super::run::run_one(sandbox, &input, Default::default());
         r.inputs += 1;
         for call in &outcome.denied {
             seen.record(call);
         }
         eprintln!(
-            "learn: round {round}: {}: {} ({} call(s) outside the allowlist, let through)",
-            path.display(),
+            "learn: round {round}: {path}: {} ({} call(s) outside the allowlist, let through)",
             outcome.verdict,
             outcome.denied.len()
         );
@@ -449,10 +450,15 @@ mod tests {
 
     #[test]
     fn test_observed_clone_thread_is_not_a_fork() {
+        // As the host describes them (flags by name).
+        let arch = groups::Arch::native();
+        let nr = groups::number(arch, "clone").unwrap() as i32;
+        let audit = plugwarden::seccomp::audit_arch(arch);
+        let clone = |flags| plugwarden::describe::describe(audit, nr, [flags, 0, 0, 0, 0, 0]);
         let mut o = Observed::default();
-        o.record("clone(0x3d0f00, ...)");
+        o.record(&clone(0x3d0f00));
         assert!(!o.forks);
-        o.record("clone(0x1200011, ...)");
+        o.record(&clone(0x1200011));
         assert!(o.forks);
     }
 

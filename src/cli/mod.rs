@@ -3,6 +3,7 @@
 //! error; 3 internal error; 130/143 interrupted.
 
 mod audit;
+mod call;
 mod doctor;
 mod learn;
 mod policy;
@@ -40,7 +41,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run one input (stdin) through a plugin; output on stdout when ok, the verdict on stderr.
-    Call(CallArgs),
+    Call(call::CallArgs),
     /// Run every INPUT (files, or directories walked recursively) through a plugin.
     Run(run::RunArgs),
     /// Audit logs: `audit verify FILE` checks the hash chain.
@@ -160,12 +161,6 @@ pub fn start_fork_server() -> Result<Arc<ForkServer>, Usage> {
     Ok(Arc::new(ForkServer::start(&exe)?))
 }
 
-#[derive(Args)]
-struct CallArgs {
-    #[command(flatten)]
-    sandbox: SandboxArgs,
-}
-
 fn init_logging(verbose: u8) {
     let default = match verbose {
         0 => "warn",
@@ -177,14 +172,22 @@ fn init_logging(verbose: u8) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colour())
         .init();
+}
+
+/// Colour only on a terminal, and never when `NO_COLOR` is set to
+/// anything but the empty string (no-color.org).
+fn colour() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
     let result = match cli.command {
-        Command::Call(a) => call(a),
+        Command::Call(a) => call::call(a),
         Command::Run(a) => run::run(a),
         Command::Sanitize(a) => sanitize::sanitize(a),
         Command::Audit(a) => audit::audit(a),
@@ -199,30 +202,4 @@ pub fn main() -> ExitCode {
             ExitCode::from(EXIT_USAGE)
         }
     }
-}
-
-fn call(a: CallArgs) -> Result<u8, Usage> {
-    use std::io::{Read, Write};
-    let sandbox = a.sandbox.build()?;
-    let mut input = Vec::new();
-    std::io::stdin()
-        .read_to_end(&mut input)
-        .map_err(|e| Usage(format!("cannot read the input from stdin: {e}")))?;
-    let outcome = run::run_one(&sandbox, &input);
-    for d in &outcome.denied {
-        eprintln!("plugwarden: denied: {d}");
-    }
-    if outcome.verdict.is_ok() {
-        let mut out = std::io::stdout().lock();
-        if let Err(e) = out.write_all(&outcome.output).and_then(|()| out.flush()) {
-            eprintln!("plugwarden: cannot write the output: {e}");
-            return Ok(EXIT_INTERNAL);
-        }
-    }
-    eprintln!("{}", outcome.verdict);
-    Ok(if outcome.verdict.is_ok() {
-        EXIT_OK
-    } else {
-        EXIT_VERDICT
-    })
 }

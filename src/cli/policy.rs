@@ -348,7 +348,8 @@ fn limits(p: &Policy) {
         println!("  file size: {}", size(l.file_size));
     }
     println!(
-        "  output per input: {}; largest frame: {}",
+        "  input: {}; output per input: {}; largest frame: {}",
+        size(l.input),
         size(l.output),
         size(u64::from(l.max_frame))
     );

@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::{IsTerminal, Read, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::RecvTimeoutError;
@@ -18,20 +19,25 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use plugwarden::audit::{AuditRecord, AuditWriter};
+use plugwarden::escape;
+use plugwarden::input::{self, Entry, Input, InputError};
 use plugwarden::pool::{truncate, Feeder, Finished, Pool, PoolConfig, PoolStats, Task};
 use plugwarden::sandbox::{Mode, Sandbox};
 use plugwarden::verdict::{Verdict, WORDS};
-use plugwarden::worker::{run_filter, JobOutcome, Worker};
+use plugwarden::worker::{run_filter_input, Attach, JobOutcome, Spill, Worker, SPILL_OVER};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use super::{parse_duration, SandboxArgs, Usage, EXIT_OK, EXIT_USAGE, EXIT_VERDICT};
+use super::{parse_duration, parse_size, SandboxArgs, Usage, EXIT_OK, EXIT_USAGE, EXIT_VERDICT};
 
 /// Longest `detail` kept in an audit record.
 const MAX_DETAIL: usize = 16 << 10;
 /// Longest single note, and most notes, in an audit record.
 const MAX_NOTE: usize = 1000;
 const MAX_NOTES: usize = 64;
+/// How long the host waits, after killing the jobs in flight (or for a
+/// feeder stuck in a read), before it exits without them.
+const SETTLE: Duration = Duration::from_secs(2);
 /// Poison inputs listed by name in the summary.
 const MAX_POISON_LISTED: usize = 1000;
 
@@ -67,55 +73,28 @@ pub struct BatchArgs {
     /// On SIGINT/SIGTERM, how long jobs in flight may run before they are killed.
     #[arg(long, value_parser = parse_duration, default_value = "2s")]
     pub grace: Duration,
-    /// Files, or directories walked recursively.
+    /// Largest input, e.g. 4GiB (overrides the policy's limits.input); bigger inputs get input_error unread.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_input: Option<u64>,
+    /// Files, or directories walked recursively (symlinks inside them are not followed).
     #[arg(required = true)]
     pub inputs: Vec<PathBuf>,
 }
 
 /// Runs one input in a fresh process (worker or filter).
-pub fn run_one(sandbox: &Sandbox, input: &[u8]) -> JobOutcome {
+pub fn run_one(sandbox: &Sandbox, input: &Input, attach: Attach) -> JobOutcome {
     match sandbox.plugin.mode {
-        Mode::Filter => run_filter(sandbox, input),
+        Mode::Filter => run_filter_input(sandbox, input, attach),
         Mode::Worker => match Worker::start(sandbox) {
             Ok(mut w) => {
-                let outcome = w.run_job(input);
+                w.attach(attach);
+                let outcome = w.run_input(input);
                 w.shutdown();
                 outcome
             }
             Err(e) => JobOutcome::failed(Verdict::SetupError(e.to_string())),
         },
     }
-}
-
-/// Every file under the inputs, in a stable order, with its name relative
-/// to the directory it was found in (for the output path).
-pub fn walk(inputs: &[PathBuf]) -> impl Iterator<Item = Result<(PathBuf, PathBuf), String>> + '_ {
-    inputs.iter().flat_map(|root| {
-        let base = if root.is_dir() {
-            root.clone()
-        } else {
-            root.parent().map(Path::to_path_buf).unwrap_or_default()
-        };
-        walkdir::WalkDir::new(root)
-            .sort_by_file_name()
-            .into_iter()
-            .filter_map(move |entry| match entry {
-                Ok(e) if e.file_type().is_dir() => None,
-                Ok(e) => {
-                    let rel = e
-                        .path()
-                        .strip_prefix(&base)
-                        .unwrap_or(e.path())
-                        .to_path_buf();
-                    Some(Ok((e.into_path(), rel)))
-                }
-                Err(e) => Some(Err(format!(
-                    "{}: {e}",
-                    e.path()
-                        .map_or_else(|| root.display().to_string(), |p| p.display().to_string())
-                ))),
-            })
-    })
 }
 
 /// Writes `data` to `dir/rel` atomically (temporary file + rename).
@@ -132,18 +111,32 @@ pub fn write_output(dir: &Path, rel: &Path, data: &[u8]) -> std::io::Result<Path
     Ok(target)
 }
 
+/// Moves a spilled output (a temporary file in `dir`) to `dir/rel`.
+fn persist_output(
+    dir: &Path,
+    rel: &Path,
+    file: tempfile::NamedTempFile,
+) -> std::io::Result<PathBuf> {
+    let target = dir.join(rel);
+    std::fs::create_dir_all(target.parent().unwrap_or(dir))?;
+    file.as_file().sync_data()?;
+    file.persist(&target).map_err(|e| e.error)?;
+    Ok(target)
+}
+
 /// What travels with an input through the pool.
 pub struct Item {
-    /// The input's name as walked (the audit `input`).
-    name: String,
+    /// The input's path as walked, exact (the audit `input`).
+    path: PathBuf,
     rel: PathBuf,
     sha256: Option<String>,
     /// Which pool (and plugin) the input went to.
     route: usize,
 }
 
-/// Picks the pool for an input from its bytes, or gives its verdict
-/// without running it (e.g. `unsupported`).
+/// Picks the pool for an input from its first bytes (at least
+/// [`plugwarden::input::HEAD`], or all of a shorter input), or gives its
+/// verdict without running it (e.g. `unsupported`).
 pub type Router = dyn Fn(&[u8]) -> Result<usize, Verdict> + Send + Sync;
 
 /// Turns an ok output of route `r` into the bytes and the relative name to
@@ -176,65 +169,22 @@ struct FeedState {
     walk_done: AtomicBool,
 }
 
-/// Walks, reads and queues every input; skips those already recorded.
+/// Walks, opens and queues every input; skips those already recorded.
 fn feed(
     inputs: &[PathBuf],
     feeders: &[Feeder<Item>],
     router: &Router,
-    recorded: &HashSet<(String, String)>,
+    recorded: &HashSet<(Vec<u8>, String)>,
+    limits: &[u64],
     state: &FeedState,
 ) {
-    for entry in walk(inputs) {
+    for entry in input::walk(inputs) {
         if feeders.iter().any(Feeder::is_stopped) {
             return;
         }
-        let task = match entry {
-            Err(e) => Task {
-                tag: Item {
-                    name: e.clone(),
-                    rel: PathBuf::new(),
-                    sha256: None,
-                    route: 0,
-                },
-                input: Err(Verdict::InputError(e)),
-            },
-            Ok((path, rel)) => {
-                let name = path.display().to_string();
-                match std::fs::read(&path) {
-                    Err(e) => Task {
-                        tag: Item {
-                            name,
-                            rel,
-                            sha256: None,
-                            route: 0,
-                        },
-                        input: Err(Verdict::InputError(format!(
-                            "cannot read {}: {e}",
-                            path.display()
-                        ))),
-                    },
-                    Ok(data) => {
-                        let sha = sha256_hex(&data);
-                        if recorded.contains(&(name.clone(), sha.clone())) {
-                            state.skipped.fetch_add(1, Ordering::SeqCst);
-                            continue;
-                        }
-                        let (route, input) = match router(&data) {
-                            Ok(r) => (r, Ok(data)),
-                            Err(v) => (0, Err(v)),
-                        };
-                        Task {
-                            tag: Item {
-                                name,
-                                rel,
-                                sha256: Some(sha),
-                                route,
-                            },
-                            input,
-                        }
-                    }
-                }
-            }
+        let Some(task) = prepare(entry, router, recorded, limits) else {
+            state.skipped.fetch_add(1, Ordering::SeqCst);
+            continue;
         };
         let route = task.tag.route.min(feeders.len() - 1);
         if feeders[route].submit(task).is_err() {
@@ -243,6 +193,72 @@ fn feed(
         state.submitted.fetch_add(1, Ordering::SeqCst);
     }
     state.walk_done.store(true, Ordering::SeqCst);
+}
+
+/// One walked entry as a task: opened within the largest route's limit,
+/// hashed, routed by its first bytes and checked against its route's
+/// limit; `None` when `--resume` skips it.
+fn prepare(
+    entry: Result<Entry, InputError>,
+    router: &Router,
+    recorded: &HashSet<(Vec<u8>, String)>,
+    limits: &[u64],
+) -> Option<Task<Item>> {
+    let (path, rel) = match &entry {
+        Ok(e) => (e.path.clone(), e.rel.clone()),
+        Err(InputError::Io { path, .. }) => (path.clone(), PathBuf::new()),
+        Err(_) => (PathBuf::new(), PathBuf::new()),
+    };
+    let mut tag = Item {
+        path,
+        rel,
+        sha256: None,
+        route: 0,
+    };
+    let largest = limits.iter().copied().max().unwrap_or(0);
+    let (input, sha, head) = match entry.and_then(|e| read_input(&e, largest)) {
+        Ok(read) => read,
+        Err(e) => {
+            let input = Err(Verdict::InputError(e.to_string()));
+            return Some(Task { tag, input });
+        }
+    };
+    let key = (tag.path.as_os_str().as_bytes().to_vec(), sha);
+    if recorded.contains(&key) {
+        return None;
+    }
+    tag.sha256 = Some(key.1);
+    let input = router(&head).and_then(|route| {
+        tag.route = route;
+        let limit = limits.get(route).copied().unwrap_or(largest);
+        if input.len() > limit {
+            let too_large = InputError::TooLarge {
+                len: input.len(),
+                limit,
+            };
+            return Err(Verdict::InputError(too_large.to_string()));
+        }
+        Ok(input)
+    });
+    Some(Task { tag, input })
+}
+
+/// Opens one input within `limit`: the input (read whole when small), its
+/// sha256 and its first bytes for the router.
+fn read_input(entry: &Entry, limit: u64) -> Result<(Input, String, Vec<u8>), InputError> {
+    let src = input::open(entry, limit)?;
+    match Input::from_source(src)? {
+        Input::Bytes(b) => {
+            let sha = sha256_hex(&b);
+            let head = b[..b.len().min(input::HEAD)].to_vec();
+            Ok((Input::Bytes(b), sha, head))
+        }
+        Input::File(src) => {
+            let sha = src.sha256()?;
+            let head = src.head()?;
+            Ok((Input::File(src), sha, head))
+        }
+    }
 }
 
 /// Job latencies in log-spaced buckets (about 1.5% wide): percentiles in
@@ -347,21 +363,30 @@ impl Recorder {
             }
         }
         let base = self.bases[item.route.min(self.bases.len() - 1)].clone();
+        let name = escape::name(&item.path);
         let mut verdict_word = outcome.verdict.word();
         let mut detail = outcome.verdict.detail();
-        let mut output_path = None;
+        let mut output_path: Option<PathBuf> = None;
         let mut output_sha = None;
         if outcome.verdict.is_ok() {
-            output_sha = Some(sha256_hex(&outcome.output));
+            let spilled = outcome.spilled.take();
+            output_sha = Some(match &spilled {
+                Some(s) => s.sha256.clone(),
+                None => sha256_hex(&outcome.output),
+            });
             if let Some(out) = &self.out {
-                match write_output(out, &rel, &outcome.output) {
-                    Ok(p) => output_path = Some(p.display().to_string()),
+                let written = match spilled.and_then(|s| s.file) {
+                    Some(file) => persist_output(out, &rel, file),
+                    None => write_output(out, &rel, &outcome.output),
+                };
+                match written {
+                    Ok(p) => output_path = Some(p),
                     Err(e) => {
                         // Never judged for good: `--resume` runs it again.
                         verdict_word = Verdict::Cancelled.word();
-                        detail = format!("cannot write the output to {}: {e}", out.display());
+                        detail = format!("cannot write the output to {}: {e}", escape::name(out));
                         output_sha = None;
-                        self.fail(format!("cannot write the output for {}: {e}", item.name));
+                        self.fail(format!("cannot write the output for {name}: {e}"));
                     }
                 }
             }
@@ -372,7 +397,7 @@ impl Recorder {
         if poison {
             self.poison_count += 1;
             if self.poison.len() < MAX_POISON_LISTED {
-                self.poison.push(item.name.clone());
+                self.poison.push(name.clone());
             }
         }
         let mut all_notes: Vec<String> = base.weakenings.clone();
@@ -384,8 +409,7 @@ impl Recorder {
         all_notes.truncate(MAX_NOTES);
         let notes = all_notes.iter().map(|n| truncate(n, MAX_NOTE)).collect();
         if let Some(audit) = &mut self.audit {
-            let rec = AuditRecord {
-                input: item.name.clone(),
+            let mut rec = AuditRecord {
                 input_sha256: item.sha256.clone(),
                 plugin: base.plugin.clone(),
                 plugin_sha256: base.plugin_sha256.clone(),
@@ -400,19 +424,21 @@ impl Recorder {
                 cpu_ms: outcome.cpu_ms,
                 max_rss_kib: outcome.max_rss_kib,
                 recycle_reason: recycle_reason.map(|r| r.word().to_string()),
-                output: output_path,
                 output_sha256: output_sha,
                 notes,
                 ..AuditRecord::default()
             };
+            rec.set_input(item.path.as_os_str().as_bytes());
+            if let Some(p) = &output_path {
+                rec.set_output(p.as_os_str().as_bytes());
+            }
             if let Err(e) = audit.append(rec) {
                 self.fail(error_chain(&e));
             }
         }
         if !self.json {
             let mut line = format!(
-                "{verdict_word:<14} {} ({} ms)",
-                item.name,
+                "{verdict_word:<14} {name} ({} ms)",
                 outcome.wall.as_millis()
             );
             if attempt > 1 {
@@ -471,13 +497,14 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 /// Flags set by SIGINT and SIGTERM; a second signal exits at once.
-struct Signals {
+pub struct Signals {
     int: Arc<AtomicBool>,
     term: Arc<AtomicBool>,
+    any: Arc<AtomicBool>,
 }
 
 impl Signals {
-    fn register() -> Result<Signals, Usage> {
+    pub fn register() -> Result<Signals, Usage> {
         use signal_hook::consts::{SIGINT, SIGTERM};
         use signal_hook::flag;
         let any = Arc::new(AtomicBool::new(false));
@@ -489,11 +516,16 @@ impl Signals {
             flag::register(sig, own.clone())?;
             flag::register(sig, any.clone())?;
         }
-        Ok(Signals { int, term })
+        Ok(Signals { int, term, any })
+    }
+
+    /// Set by either signal: a job's cancel flag.
+    pub fn any(&self) -> Arc<AtomicBool> {
+        self.any.clone()
     }
 
     /// The exit status for the signal received, if any.
-    fn received(&self) -> Option<u8> {
+    pub fn received(&self) -> Option<u8> {
         if self.int.load(Ordering::SeqCst) {
             Some(130)
         } else if self.term.load(Ordering::SeqCst) {
@@ -646,19 +678,32 @@ pub fn drive(b: Batch) -> Result<u8, Usage> {
         if let Some(n) = b.args.batch {
             config.batch = n;
         }
+        // A big output goes to a file in the output directory (renamed
+        // into place), or only into its hash; a converter needs the bytes.
+        if b.convert.is_none() {
+            config.spill = Some(Spill {
+                over: SPILL_OVER,
+                dir: b.out.clone(),
+            });
+        }
         workers = workers.max(config.workers);
         let (pool, feeder) = Pool::<Item>::start(sandbox.clone(), config);
         pools.push(pool);
         feeders.push(feeder);
     }
     let state = Arc::new(FeedState::default());
+    let limits: Vec<u64> = b
+        .sandboxes
+        .iter()
+        .map(|s| b.args.max_input.unwrap_or(s.policy.limits.input))
+        .collect();
     let feed_thread = {
         let state = state.clone();
         let inputs = b.args.inputs.clone();
         let router = b.router;
         std::thread::Builder::new()
             .name("pw-feeder".into())
-            .spawn(move || feed(&inputs, &feeders, &*router, &recorded, &state))
+            .spawn(move || feed(&inputs, &feeders, &*router, &recorded, &limits, &state))
             .map_err(|e| Usage(format!("cannot start the feeder thread: {e}")))?
     };
     let mut rec = Recorder {
@@ -676,16 +721,33 @@ pub fn drive(b: Batch) -> Result<u8, Usage> {
         started,
         fatal: None,
     };
-    let interrupted = consume(&pools, &mut rec, &signals, &state, b.args.grace);
+    let (interrupted, settled) = consume(&pools, &mut rec, &signals, &state, b.args.grace);
     let mut stats = PoolStats::default();
-    for pool in pools {
-        let s = pool.join();
-        for (total, n) in stats.recycles.iter_mut().zip(s.recycles) {
-            *total += n;
+    if settled {
+        for pool in pools {
+            let s = pool.join();
+            for (total, n) in stats.recycles.iter_mut().zip(s.recycles) {
+                *total += n;
+            }
+            stats.workers_started += s.workers_started;
         }
-        stats.workers_started += s.workers_started;
+    } else {
+        // Exiting closes every fork server's socket: each kills what is left.
+        eprintln!(
+            "plugwarden: jobs still running {} after they were killed; exiting without them",
+            humantime::format_duration(SETTLE)
+        );
+        drop(pools);
     }
-    let _ = feed_thread.join();
+    // The feeder may be in a read that does not end (a hung network
+    // filesystem): it is not waited for past a moment, and dies with us.
+    let waited = Instant::now();
+    while !feed_thread.is_finished() && waited.elapsed() < SETTLE {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    if feed_thread.is_finished() {
+        let _ = feed_thread.join();
+    }
     if let Some(pb) = &rec.progress {
         pb.finish_and_clear();
     }
@@ -701,14 +763,16 @@ pub fn drive(b: Batch) -> Result<u8, Usage> {
 }
 
 /// Takes results until every slot has exited; handles signals and fatal
-/// errors. Returns the signal's exit status, if one stopped the run.
+/// errors. Returns the signal's exit status, if one stopped the run, and
+/// whether every slot ended (false when, [`SETTLE`] after the jobs in
+/// flight were killed, some slot still has not: the host exits anyway).
 fn consume(
     pools: &[Pool<Item>],
     rec: &mut Recorder,
     signals: &Signals,
     state: &FeedState,
     grace: Duration,
-) -> Option<u8> {
+) -> (Option<u8>, bool) {
     let mut kill_at: Option<Instant> = None;
     let mut killed = false;
     let mut stopped_for_fatal = false;
@@ -725,6 +789,9 @@ fn consume(
         if kill_at.is_some_and(|t| Instant::now() >= t) && !killed {
             pools.iter().for_each(Pool::cancel);
             killed = true;
+        }
+        if kill_at.is_some_and(|t| Instant::now() >= t + SETTLE) {
+            return (signals.received(), false);
         }
         if rec.fatal.is_some() && !stopped_for_fatal {
             pools.iter().for_each(Pool::stop);
@@ -756,7 +823,7 @@ fn consume(
             break;
         }
     }
-    signals.received()
+    (signals.received(), true)
 }
 
 fn print_summary(
@@ -846,10 +913,19 @@ fn print_summary(
     }
 }
 
-/// Peak RSS of this host process (not its plugins).
+/// Peak RSS of this host process (not its plugins): `VmHWM`, the peak of
+/// this program's own memory. `ru_maxrss` would also count the parent's
+/// memory at the fork before our exec (the kernel carries it across exec).
 fn host_max_rss_kib() -> u64 {
-    nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF)
-        .map_or(0, |u| u.max_rss() as u64)
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let hwm = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok());
+    hwm.unwrap_or_else(|| {
+        nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF)
+            .map_or(0, |u| u.max_rss() as u64)
+    })
 }
 
 #[cfg(test)]

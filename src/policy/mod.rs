@@ -188,6 +188,7 @@ pub struct LimitsFile {
     pub file_size: Option<Size>,
     pub output: Option<Size>,
     pub max_frame: Option<Size>,
+    pub input: Option<Size>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -305,6 +306,8 @@ pub struct Limits {
     pub file_size: u64,
     pub output: u64,
     pub max_frame: u32,
+    /// Largest input the host reads for one job (`input_error` beyond).
+    pub input: u64,
 }
 
 impl Default for Limits {
@@ -318,6 +321,7 @@ impl Default for Limits {
             file_size: 0,
             output: 64 << 20,
             max_frame: crate::protocol::DEFAULT_MAX_FRAME,
+            input: 1 << 30,
         }
     }
 }
@@ -623,6 +627,7 @@ fn apply(p: &mut Policy, origin: &Origin, text: &str, f: &PolicyFile) -> Result<
     set(&mut lim.open_files, l.open_files);
     set(&mut lim.file_size, l.file_size.map(|s| s.0));
     set(&mut lim.output, l.output.map(|s| s.0));
+    set(&mut lim.input, l.input.map(|s| s.0));
     if let Some(m) = l.max_frame {
         lim.max_frame = u32::try_from(m.0).map_err(|_| {
             invalid(

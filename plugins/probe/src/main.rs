@@ -107,6 +107,28 @@ fn handle(input: &[u8]) -> Result<Vec<u8>, String> {
             std::thread::sleep(std::time::Duration::from_secs(3600));
             Ok(Vec::new())
         }
+        "stubborn" => {
+            // Ignores SIGTERM (and SIGINT), then sleeps: only SIGKILL ends it.
+            // SAFETY: SIG_IGN installs no handler code.
+            unsafe {
+                libc::signal(libc::SIGTERM, libc::SIG_IGN);
+                libc::signal(libc::SIGINT, libc::SIG_IGN);
+            }
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+            Ok(Vec::new())
+        }
+        "stderr" => {
+            // ARG MiB to stderr (a flood the host must bound), then a forged
+            // verdict line and escape sequences, then an answer.
+            let mib: usize = arg.parse().map_err(|_| "bad size")?;
+            let junk = vec![b'x'; 1 << 20];
+            let mut err = std::io::stderr();
+            for _ in 0..mib {
+                let _ = err.write_all(&junk);
+            }
+            let _ = err.write_all(b"\n\x1b]0;pwned\x07\x1b[2J\nok      /etc/shadow");
+            Ok(b"flooded".to_vec())
+        }
         "nap" => {
             let ms: u64 = arg.parse().map_err(|_| "bad duration")?;
             std::thread::sleep(std::time::Duration::from_millis(ms));
