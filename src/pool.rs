@@ -54,6 +54,7 @@ use std::time::{Duration, Instant};
 
 use crate::policy::Policy;
 use crate::sandbox::{Mode, Sandbox, SandboxError};
+use crate::sink::OutputSink;
 use crate::verdict::Verdict;
 use crate::worker::{run_filter, JobOutcome, Worker};
 
@@ -141,9 +142,12 @@ impl PoolConfig {
 /// One input for the pool. `tag` is the caller's and comes back with the
 /// result; an `Err` input (it could not be read) is passed through as the
 /// result without running, so every input has one result on one channel.
+/// With a `sink`, the job's output goes to it as it arrives (a job of its
+/// own, never pipelined with others) and the sink comes back with the result.
 pub struct Task<T> {
     pub tag: T,
     pub input: Result<Vec<u8>, Verdict>,
+    pub sink: Option<Box<dyn OutputSink>>,
 }
 
 impl<T> Task<T> {
@@ -167,6 +171,8 @@ pub struct Finished<T> {
     pub poison: bool,
     /// What happened to earlier attempts.
     pub notes: Vec<String>,
+    /// The task's sink, holding the output when the verdict is `ok`.
+    pub sink: Option<Box<dyn OutputSink>>,
 }
 
 /// The producer's end of the task queue.
@@ -404,6 +410,7 @@ impl Live {
 struct Pending<T> {
     tag: T,
     input: Vec<u8>,
+    sink: Option<Box<dyn OutputSink>>,
     attempt: u32,
     /// What happened to earlier attempts.
     notes: Vec<String>,
@@ -529,6 +536,7 @@ impl Slot {
                 backlog.push_back(Pending {
                     tag: task.tag,
                     input,
+                    sink: task.sink,
                     attempt: 1,
                     notes: Vec::new(),
                 });
@@ -542,6 +550,7 @@ impl Slot {
                 recycle_reason: None,
                 poison: false,
                 notes: Vec::new(),
+                sink: None,
             }),
         }
     }
@@ -557,15 +566,24 @@ impl Slot {
 
     /// How many of `backlog`'s tasks the next window may send.
     fn window_size<T>(&self, backlog: &VecDeque<Pending<T>>) -> usize {
-        // Filters, a fresh worker's first job (it waits for the hello) and
-        // a retry run alone.
+        // Filters, a fresh worker's first job (it waits for the hello), a
+        // retry and a job with a sink run alone; a window stops before a
+        // job with a sink.
         let Some(live) = &self.current else { return 1 };
-        if backlog.front().is_some_and(|p| p.attempt > 1) {
+        if backlog
+            .front()
+            .is_some_and(|p| p.attempt > 1 || p.sink.is_some())
+        {
             return 1;
         }
         let left = live.limit.saturating_sub(live.worker.jobs);
         let left = usize::try_from(left).unwrap_or(usize::MAX);
-        self.window.min(left).min(self.rss_room(live)).max(1)
+        let plain = backlog.iter().take_while(|p| p.sink.is_none()).count();
+        self.window
+            .min(left)
+            .min(self.rss_room(live))
+            .min(plain)
+            .max(1)
     }
 
     /// Jobs the worker may run before its RSS, growing as measured, would
@@ -582,11 +600,14 @@ impl Slot {
         tx: &SyncSender<Finished<T>>,
     ) -> bool {
         let n = self.window_size(backlog).clamp(1, backlog.len().max(1));
-        let window: Vec<Pending<T>> = backlog.drain(..n.min(backlog.len())).collect();
+        let mut window: Vec<Pending<T>> = backlog.drain(..n.min(backlog.len())).collect();
         if self.sandbox.plugin.mode == Mode::Filter {
             // One process per input: the window is one job.
-            return window.into_iter().all(|p| {
-                let outcome = run_filter(&self.sandbox, &p.input);
+            return window.into_iter().all(|mut p| {
+                let outcome = match p.sink.as_deref_mut() {
+                    Some(sink) => run_filter_into(&self.sandbox, &p.input, sink),
+                    None => run_filter(&self.sandbox, &p.input),
+                };
                 self.settle_into(p, outcome, None, None, backlog, tx)
             });
         }
@@ -607,8 +628,11 @@ impl Slot {
         };
         let fresh = live.worker.jobs == 0;
         self.publish(live.worker.process().pidfd().try_clone().ok());
-        let outcomes = if let [one] = window.as_slice() {
-            vec![live.worker.run_job(&one.input)]
+        let outcomes = if let [one] = window.as_mut_slice() {
+            vec![match one.sink.as_deref_mut() {
+                Some(sink) => live.worker.run_job_into(&one.input, sink),
+                None => live.worker.run_job(&one.input),
+            }]
         } else {
             let inputs: Vec<&[u8]> = window.iter().map(|p| p.input.as_slice()).collect();
             live.worker.run_batch(&inputs)
@@ -743,6 +767,9 @@ impl Slot {
                 truncate(&outcome.verdict.to_string(), 1000),
             ));
             p.attempt = 2;
+            if let Some(sink) = &mut p.sink {
+                sink.restart();
+            }
             return Err(p);
         }
         let poison = p.attempt > 1 && outcome.verdict.is_retryable();
@@ -754,6 +781,7 @@ impl Slot {
             recycle_reason,
             poison,
             notes: p.notes,
+            sink: p.sink,
         })
     }
 
@@ -790,6 +818,7 @@ impl Slot {
                 recycle_reason: None,
                 poison: false,
                 notes: p.notes,
+                sink: None,
             };
             if !self.deliver(tx, finished) {
                 return;
@@ -856,6 +885,19 @@ fn own_sandbox(index: usize, pool: &Arc<Sandbox>) -> Arc<Sandbox> {
             pool.clone()
         }
     }
+}
+
+/// A filter's output is bounded by `limits.output` and comes at its exit:
+/// it goes to the sink whole.
+fn run_filter_into(sandbox: &Sandbox, input: &[u8], sink: &mut dyn OutputSink) -> JobOutcome {
+    let mut outcome = run_filter(sandbox, input);
+    if outcome.verdict.is_ok() {
+        let output = std::mem::take(&mut outcome.output);
+        if let Err(v) = sink.write(&output).and_then(|()| sink.end()) {
+            outcome.verdict = v;
+        }
+    }
+    outcome
 }
 
 /// `run_batch` times each job from the previous answer, and answers read

@@ -19,6 +19,7 @@ use crate::forkserver::ExitInfo;
 use crate::policy::OnViolation;
 use crate::protocol::{self, Frame, FrameDecoder, Kind};
 use crate::sandbox::{Enforce, Mode, Process, Sandbox, SandboxError};
+use crate::sink::OutputSink;
 use crate::verdict::{TimeoutKind, Verdict};
 
 /// Longest stderr tail kept for a verdict's detail.
@@ -526,6 +527,9 @@ pub struct Worker {
     /// Set when a frame arrived for a job already answered: that job sent
     /// bytes after its answer (the fault is its, not the awaited job's).
     late_frame_for: Option<u64>,
+    /// Arena parts on their way to a sink, copied here first (kept from
+    /// part to part: a page a part, the same size each time).
+    scratch: Vec<u8>,
 }
 
 impl Worker {
@@ -566,6 +570,7 @@ impl Worker {
             arena_on: false,
             reply_offered: None,
             late_frame_for: None,
+            scratch: Vec::new(),
         })
     }
 
@@ -619,6 +624,16 @@ impl Worker {
 
     /// Runs one job to its verdict.
     pub fn run_job(&mut self, input: &[u8]) -> JobOutcome {
+        self.run_one(input, None)
+    }
+
+    /// Runs one job to its verdict, handing its output to `sink` part by
+    /// part as it arrives (the outcome's `output` stays empty).
+    pub fn run_job_into(&mut self, input: &[u8], sink: &mut dyn OutputSink) -> JobOutcome {
+        self.run_one(input, Some(sink))
+    }
+
+    fn run_one(&mut self, input: &[u8], sink: Option<&mut dyn OutputSink>) -> JobOutcome {
         let mut started = Instant::now();
         if self.dead {
             return JobOutcome::failed(Verdict::ProtocolError(
@@ -658,7 +673,8 @@ impl Worker {
             self.conn.queue(input);
         }
         self.conn.denied.clear();
-        let result = self.await_answer(id, started, cpu_start);
+        let budget = self.cpu_limit.as_millis() as u64;
+        let result = self.await_answer(id, started, (cpu_start, budget), true, sink);
         let (verdict, output) = match result {
             Ok(out) => (Verdict::Ok, out),
             Err(v) => {
@@ -765,7 +781,7 @@ impl Worker {
         for (k, id) in (first_id..first_id + sent as u64).enumerate() {
             let started = Instant::now();
             let last = k + 1 == sent;
-            let result = self.await_answer_pipelined(id, started, (mark, budget), last);
+            let result = self.await_answer(id, started, (mark, budget), last, None);
             let cpu = if started.elapsed() >= Duration::from_millis(1) {
                 self.conn.proc.cpu_ms().map(|now| {
                     let used = now.saturating_sub(mark);
@@ -834,24 +850,16 @@ impl Worker {
         out
     }
 
-    fn await_answer(
-        &mut self,
-        id: u64,
-        started: Instant,
-        cpu_start: u64,
-    ) -> Result<Vec<u8>, Verdict> {
-        let budget = self.cpu_limit.as_millis() as u64;
-        self.await_answer_pipelined(id, started, (cpu_start, budget), true)
-    }
-
     /// Reads the answer to `id`; with `last`, nothing may follow it.
-    /// `cpu` is (CPU clock at the start, budget in ms since then).
-    fn await_answer_pipelined(
+    /// `cpu` is (CPU clock at the start, budget in ms since then). With a
+    /// sink, the parts go to it as they come and the result is empty.
+    fn await_answer(
         &mut self,
         id: u64,
         started: Instant,
         cpu: (u64, u64),
         last: bool,
+        mut sink: Option<&mut dyn OutputSink>,
     ) -> Result<Vec<u8>, Verdict> {
         let mut started = started;
         if self.jobs == 0 && !self.greeted {
@@ -863,6 +871,8 @@ impl Worker {
         let deadline = started + self.wall_limit;
         let budget = Some(cpu);
         let mut output = Vec::new();
+        // Bytes handed to the sink so far (the output limit counts them).
+        let mut streamed = 0u64;
         loop {
             let stop = self.conn.pump(deadline, budget, |c| !c.frames.is_empty());
             if stop != Stop::Ready {
@@ -880,6 +890,16 @@ impl Worker {
                 )));
             }
             match frame.kind {
+                Kind::Part | Kind::Done if sink.is_some() => {
+                    let sink = sink.as_deref_mut().expect("checked");
+                    if let Err(v) = self.stream_part(id, &frame, sink, &mut streamed) {
+                        self.conn.proc.kill();
+                        return Err(v);
+                    }
+                    if frame.kind == Kind::Done {
+                        break;
+                    }
+                }
                 Kind::Part | Kind::Done if frame.flags & protocol::FLAG_ARENA != 0 => {
                     if let Err(v) = self.take_from_arena(id, &frame.payload, &mut output) {
                         self.conn.proc.kill();
@@ -931,7 +951,39 @@ impl Worker {
                 "the plugin sent bytes after its answer".into(),
             ));
         }
+        if let Some(sink) = sink {
+            sink.end()?;
+        }
         Ok(output)
+    }
+
+    /// Hands one part to `sink`: a pipe part as it is, an arena part after
+    /// copying it out (checked as for gathered outputs, and never parsed
+    /// in the shared mapping), within the output limit over the whole job.
+    fn stream_part(
+        &mut self,
+        id: u64,
+        frame: &Frame,
+        sink: &mut dyn OutputSink,
+        streamed: &mut u64,
+    ) -> Result<(), Verdict> {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let result = (|| {
+            let bytes: &[u8] = if frame.flags & protocol::FLAG_ARENA != 0 {
+                scratch.clear();
+                self.take_from_arena(id, &frame.payload, &mut scratch)?;
+                &scratch
+            } else {
+                &frame.payload
+            };
+            *streamed += bytes.len() as u64;
+            if *streamed > self.output_limit {
+                return Err(Verdict::OutputLimit(self.output_limit));
+            }
+            sink.write(bytes)
+        })();
+        self.scratch = scratch;
+        result
     }
 
     /// Appends a part the plugin left in the arena's output region to

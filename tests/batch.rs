@@ -816,6 +816,7 @@ fn pool_run(
             let task = Task {
                 tag,
                 input: Ok(cmd.into_bytes()),
+                sink: None,
             };
             if feeder.submit(task).is_err() {
                 break;

@@ -451,6 +451,7 @@ pub fn pool_batch_rss(
                 .submit(Task {
                     tag,
                     input: Ok(payload.clone()),
+                    sink: None,
                 })
                 .is_err()
             {

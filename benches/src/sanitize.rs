@@ -80,10 +80,10 @@ pub fn in_process_pages_per_s(inputs: &Inputs, threads: usize, write_pdf: bool) 
                         let (n, out) = render_one(&inputs.pdf)?;
                         if write_pdf {
                             let limits = plugwarden::sanitize::Limits::default();
-                            let (pdf, written) =
+                            let (pdf, report) =
                                 plugwarden::sanitize::pdf_from_plugin_output(&out, &limits)?;
-                            if written != n || pdf.is_empty() {
-                                bail!("in-process PDF writer: {written} pages of {n}");
+                            if report.rendered() != n || pdf.is_empty() {
+                                bail!("in-process PDF writer: {report:?} for {n} pages");
                             }
                         }
                         pages += u64::from(n);

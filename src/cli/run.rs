@@ -20,6 +20,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use plugwarden::audit::{AuditRecord, AuditWriter};
 use plugwarden::pool::{truncate, Feeder, Finished, Pool, PoolConfig, PoolStats, Task};
 use plugwarden::sandbox::{Mode, Sandbox};
+use plugwarden::sink::{OutputSink, SavedOutput};
 use plugwarden::verdict::{Verdict, WORDS};
 use plugwarden::worker::{run_filter, JobOutcome, Worker};
 use serde_json::json;
@@ -132,6 +133,14 @@ pub fn write_output(dir: &Path, rel: &Path, data: &[u8]) -> std::io::Result<Path
     Ok(target)
 }
 
+/// Moves a finished streamed output to `dir/name`.
+fn place_output(dir: &Path, saved: SavedOutput) -> std::io::Result<PathBuf> {
+    let target = dir.join(&saved.name);
+    std::fs::create_dir_all(target.parent().unwrap_or(dir))?;
+    saved.file.persist(&target).map_err(|e| e.error)?;
+    Ok(target)
+}
+
 /// What travels with an input through the pool.
 pub struct Item {
     /// The input's name as walked (the audit `input`).
@@ -149,6 +158,11 @@ pub type Router = dyn Fn(&[u8]) -> Result<usize, Verdict> + Send + Sync;
 /// Turns an ok output of route `r` into the bytes and the relative name to
 /// write; an error becomes the input's verdict.
 pub type Converter = dyn Fn(usize, &Path, Vec<u8>) -> Result<(Vec<u8>, PathBuf), Verdict>;
+
+/// Gives a routed input of route `r` (named `rel`) its final form and,
+/// when its output should be written as it arrives, a sink for it.
+pub type Preparer =
+    dyn Fn(usize, &Path, Vec<u8>) -> (Vec<u8>, Option<Box<dyn OutputSink>>) + Send + Sync;
 
 fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
@@ -180,7 +194,7 @@ struct FeedState {
 fn feed(
     inputs: &[PathBuf],
     feeders: &[Feeder<Item>],
-    router: &Router,
+    (router, prepare): (&Router, Option<&Preparer>),
     recorded: &HashSet<(String, String)>,
     state: &FeedState,
 ) {
@@ -197,6 +211,7 @@ fn feed(
                     route: 0,
                 },
                 input: Err(Verdict::InputError(e)),
+                sink: None,
             },
             Ok((path, rel)) => {
                 let name = path.display().to_string();
@@ -212,6 +227,7 @@ fn feed(
                             "cannot read {}: {e}",
                             path.display()
                         ))),
+                        sink: None,
                     },
                     Ok(data) => {
                         let sha = sha256_hex(&data);
@@ -219,9 +235,13 @@ fn feed(
                             state.skipped.fetch_add(1, Ordering::SeqCst);
                             continue;
                         }
-                        let (route, input) = match router(&data) {
-                            Ok(r) => (r, Ok(data)),
-                            Err(v) => (0, Err(v)),
+                        let (route, input, sink) = match (router(&data), prepare) {
+                            (Ok(r), Some(prepare)) => {
+                                let (data, sink) = prepare(r, &rel, data);
+                                (r, Ok(data), sink)
+                            }
+                            (Ok(r), None) => (r, Ok(data), None),
+                            (Err(v), _) => (0, Err(v), None),
                         };
                         Task {
                             tag: Item {
@@ -231,6 +251,7 @@ fn feed(
                                 route,
                             },
                             input,
+                            sink,
                         }
                     }
                 }
@@ -334,10 +355,14 @@ impl Recorder {
             recycle_reason,
             poison,
             notes,
+            sink,
         } = f;
         let mut outcome = outcome;
         let mut rel = item.rel.clone();
-        if let (true, Some(convert)) = (outcome.verdict.is_ok(), &self.convert) {
+        let saved = sink
+            .filter(|_| outcome.verdict.is_ok())
+            .and_then(|s| s.into_saved());
+        if let (true, None, Some(convert)) = (outcome.verdict.is_ok(), &saved, &self.convert) {
             match convert(item.route, &item.rel, std::mem::take(&mut outcome.output)) {
                 Ok((bytes, new_rel)) => {
                     outcome.output = bytes;
@@ -351,10 +376,24 @@ impl Recorder {
         let mut detail = outcome.verdict.detail();
         let mut output_path = None;
         let mut output_sha = None;
+        let mut saved_notes = Vec::new();
         if outcome.verdict.is_ok() {
-            output_sha = Some(sha256_hex(&outcome.output));
-            if let Some(out) = &self.out {
-                match write_output(out, &rel, &outcome.output) {
+            let written = match saved {
+                Some(mut s) => {
+                    output_sha = Some(s.sha256.clone());
+                    detail = s.detail.clone();
+                    saved_notes = std::mem::take(&mut s.notes);
+                    self.out.as_ref().map(|out| place_output(out, s))
+                }
+                None => {
+                    output_sha = Some(sha256_hex(&outcome.output));
+                    self.out
+                        .as_ref()
+                        .map(|out| write_output(out, &rel, &outcome.output))
+                }
+            };
+            if let (Some(out), Some(written)) = (&self.out, written) {
+                match written {
                     Ok(p) => output_path = Some(p.display().to_string()),
                     Err(e) => {
                         // Never judged for good: `--resume` runs it again.
@@ -377,6 +416,7 @@ impl Recorder {
         }
         let mut all_notes: Vec<String> = base.weakenings.clone();
         all_notes.extend(notes);
+        all_notes.extend(saved_notes);
         all_notes.extend(outcome.denied.iter().map(|d| format!("denied: {d}")));
         if !outcome.verdict.is_ok() && !outcome.stderr_tail.is_empty() {
             all_notes.push(format!("stderr: {}", outcome.stderr_tail));
@@ -585,6 +625,7 @@ pub fn run(a: RunArgs) -> Result<u8, Usage> {
     drive(Batch {
         sandboxes: vec![sandbox],
         router: Box::new(|_| Ok(0)),
+        prepare: None,
         convert: None,
         out: a.out,
         args: a.batch,
@@ -605,6 +646,7 @@ pub struct Batch {
     /// One per route.
     pub sandboxes: Vec<Arc<Sandbox>>,
     pub router: Box<Router>,
+    pub prepare: Option<Box<Preparer>>,
     pub convert: Option<Box<Converter>>,
     pub out: Option<PathBuf>,
     pub args: BatchArgs,
@@ -655,10 +697,13 @@ pub fn drive(b: Batch) -> Result<u8, Usage> {
     let feed_thread = {
         let state = state.clone();
         let inputs = b.args.inputs.clone();
-        let router = b.router;
+        let (router, prepare) = (b.router, b.prepare);
         std::thread::Builder::new()
             .name("pw-feeder".into())
-            .spawn(move || feed(&inputs, &feeders, &*router, &recorded, &state))
+            .spawn(move || {
+                let routes = (&*router, prepare.as_deref());
+                feed(&inputs, &feeders, routes, &recorded, &state)
+            })
             .map_err(|e| Usage(format!("cannot start the feeder thread: {e}")))?
     };
     let mut rec = Recorder {
