@@ -889,17 +889,17 @@ impl Worker {
                     frame.id
                 )));
             }
-            match frame.kind {
-                Kind::Part | Kind::Done if sink.is_some() => {
-                    let sink = sink.as_deref_mut().expect("checked");
-                    if let Err(v) = self.stream_part(id, &frame, sink, &mut streamed) {
-                        self.conn.proc.kill();
-                        return Err(v);
-                    }
-                    if frame.kind == Kind::Done {
-                        break;
-                    }
+            if let (Kind::Part | Kind::Done, Some(sink)) = (frame.kind, sink.as_deref_mut()) {
+                if let Err(v) = self.stream_part(id, &frame, sink, &mut streamed) {
+                    self.conn.proc.kill();
+                    return Err(v);
                 }
+                if frame.kind == Kind::Done {
+                    break;
+                }
+                continue;
+            }
+            match frame.kind {
                 Kind::Part | Kind::Done if frame.flags & protocol::FLAG_ARENA != 0 => {
                     if let Err(v) = self.take_from_arena(id, &frame.payload, &mut output) {
                         self.conn.proc.kill();
