@@ -891,10 +891,22 @@ fn print_summary(
     }
 }
 
-/// Peak RSS of this host process (not its plugins).
+/// Peak RSS of this host process (not its plugins): `VmHWM`, which
+/// starts afresh at exec. `getrusage`'s `ru_maxrss` would also count the
+/// parent that forked us (Linux keeps the larger across execve), and is
+/// only the fallback.
 fn host_max_rss_kib() -> u64 {
-    nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF)
-        .map_or(0, |u| u.max_rss() as u64)
+    let hwm = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        });
+    hwm.unwrap_or_else(|| {
+        nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF)
+            .map_or(0, |u| u.max_rss() as u64)
+    })
 }
 
 #[cfg(test)]
