@@ -27,7 +27,8 @@ use common::*;
 const PYPDF: &str = "7.1.1";
 /// Verdicts no input of the corpus may get.
 const FORBIDDEN: [&str; 4] = ["crashed", "timeout", "memory", "protocol_error"];
-const TABLE_START: &str = "<!-- corpus table: written by PW_COMPAT_UPDATE=1 cargo test --test corpus -->";
+const TABLE_START: &str =
+    "<!-- corpus table: written by PW_COMPAT_UPDATE=1 cargo test --test corpus -->";
 const TABLE_END: &str = "<!-- end of corpus table -->";
 
 /// The corpus directory (pypdf's resources/ and the samples), fetching the
@@ -36,11 +37,18 @@ fn corpus() -> Result<PathBuf, String> {
     let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("corpus-pypdf-{PYPDF}"));
     let pdfs = cache.join("pypdf");
     if !pdfs.join("resources").is_dir() {
-        std::fs::create_dir_all(&cache).map_err(|e| format!("cannot create {}: {e}", cache.display()))?;
+        std::fs::create_dir_all(&cache)
+            .map_err(|e| format!("cannot create {}: {e}", cache.display()))?;
         let download = cache.join("download");
         let pip = Command::new("python3")
             .args(["-m", "pip", "download", "--no-binary", ":all:", "--no-deps"])
-            .args(["--timeout", "30", "--retries", "1", "--disable-pip-version-check"])
+            .args([
+                "--timeout",
+                "30",
+                "--retries",
+                "1",
+                "--disable-pip-version-check",
+            ])
             .arg(format!("pypdf=={PYPDF}"))
             .arg("-d")
             .arg(&download)
@@ -48,8 +56,15 @@ fn corpus() -> Result<PathBuf, String> {
             .map_err(|e| format!("cannot run `python3 -m pip`: {e}"))?;
         if !pip.status.success() {
             let err = String::from_utf8_lossy(&pip.stderr);
-            let last = err.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
-            return Err(format!("`pip download pypdf=={PYPDF}` failed ({}): {last}", pip.status));
+            let last = err
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("");
+            return Err(format!(
+                "`pip download pypdf=={PYPDF}` failed ({}): {last}",
+                pip.status
+            ));
         }
         // Past the download, a failure is this test's, not the registry's.
         let sdist = download.join(format!("pypdf-{PYPDF}.tar.gz"));
@@ -65,7 +80,11 @@ fn corpus() -> Result<PathBuf, String> {
             .args(["--wildcards", "*/resources/*.pdf"])
             .status()
             .expect("run tar");
-        assert!(tar.success(), "cannot unpack {}: tar {tar}", sdist.display());
+        assert!(
+            tar.success(),
+            "cannot unpack {}: tar {tar}",
+            sdist.display()
+        );
         let _ = std::fs::remove_dir_all(&pdfs);
         std::fs::rename(staging.join(format!("pypdf-{PYPDF}")), &pdfs).unwrap();
     }
@@ -96,7 +115,10 @@ struct Row {
 fn sanitize_corpus(corpus: &Path) -> BTreeMap<String, (Row, String)> {
     let dir = scratch();
     let (out, audit) = (dir.path().join("safe"), dir.path().join("audit.jsonl"));
-    let inputs = [corpus.join("pypdf").join("resources"), corpus.join("samples")];
+    let inputs = [
+        corpus.join("pypdf").join("resources"),
+        corpus.join("samples"),
+    ];
     let run = Command::new(plugwarden())
         .args(["sanitize", "--workers", "2", "--out"])
         .arg(&out)
@@ -125,15 +147,22 @@ fn sanitize_corpus(corpus: &Path) -> BTreeMap<String, (Row, String)> {
         let name = name.trim_start_matches("pypdf/resources/").to_string();
         let verdict = r["verdict"].as_str().unwrap().to_string();
         let detail = r["detail"].as_str().unwrap_or("").to_string();
-        assert!(!FORBIDDEN.contains(&verdict.as_str()), "{name}: {verdict}: {detail}");
+        assert!(
+            !FORBIDDEN.contains(&verdict.as_str()),
+            "{name}: {verdict}: {detail}"
+        );
         let output = r["output"].as_str().filter(|o| o.ends_with(".pdf"));
         let pages = output.map(|o| {
             let n = lopdf::Document::load(o)
                 .unwrap_or_else(|e| panic!("{name}: the safe PDF does not load: {e}"))
                 .get_pages()
                 .len();
-            let declared = declared_pages(r).unwrap_or_else(|| panic!("{name}: no page count in {r}"));
-            assert_eq!(n, declared, "{name}: the safe PDF has {n} pages, the document declares {declared}");
+            let declared =
+                declared_pages(r).unwrap_or_else(|| panic!("{name}: no page count in {r}"));
+            assert_eq!(
+                n, declared,
+                "{name}: the safe PDF has {n} pages, the document declares {declared}"
+            );
             n
         });
         rows.insert(name, (Row { verdict, pages }, detail));
@@ -160,8 +189,12 @@ fn compat_path() -> PathBuf {
 /// The rows of the committed table: file → (verdict, pages).
 fn committed_rows() -> BTreeMap<String, Row> {
     let text = std::fs::read_to_string(compat_path()).unwrap();
-    let start = text.find(TABLE_START).expect("docs/COMPAT.md has no corpus table");
-    let end = text.find(TABLE_END).expect("docs/COMPAT.md: the corpus table has no end");
+    let start = text
+        .find(TABLE_START)
+        .expect("docs/COMPAT.md has no corpus table");
+    let end = text
+        .find(TABLE_END)
+        .expect("docs/COMPAT.md: the corpus table has no end");
     text[start..end]
         .lines()
         .filter(|l| l.starts_with("| `"))
@@ -169,7 +202,13 @@ fn committed_rows() -> BTreeMap<String, Row> {
             let cells: Vec<&str> = l.split('|').map(str::trim).collect();
             let name = cells[1].trim_matches('`').to_string();
             let pages = cells[3].parse().ok();
-            (name, Row { verdict: cells[2].to_string(), pages })
+            (
+                name,
+                Row {
+                    verdict: cells[2].to_string(),
+                    pages,
+                },
+            )
         })
         .collect()
 }
@@ -204,7 +243,11 @@ fn write_table(corpus: &Path, rows: &BTreeMap<String, (Row, String)>) {
             corpus.join("pypdf/resources").join(name)
         };
         let pages = row.pages.map_or("-".to_string(), |p| p.to_string());
-        let detail: String = detail.chars().take(120).collect::<String>().replace('|', "/");
+        let detail: String = detail
+            .chars()
+            .take(120)
+            .collect::<String>()
+            .replace('|', "/");
         let poppler = if name.ends_with(".pdf") {
             poppler(&file)
         } else {
@@ -217,7 +260,10 @@ fn write_table(corpus: &Path, rows: &BTreeMap<String, (Row, String)>) {
     }
     table.push('\n');
     let text = std::fs::read_to_string(compat_path()).unwrap();
-    let (start, end) = (text.find(TABLE_START).unwrap(), text.find(TABLE_END).unwrap());
+    let (start, end) = (
+        text.find(TABLE_START).unwrap(),
+        text.find(TABLE_END).unwrap(),
+    );
     let text = format!("{}{table}{}", &text[..start], &text[end..]);
     std::fs::write(compat_path(), text).unwrap();
 }
@@ -241,12 +287,21 @@ fn test_corpus_every_file_gets_a_verdict_and_ok_pdfs_keep_every_page() {
     let changed: Vec<String> = now
         .iter()
         .filter(|(name, row)| committed.get(*name) != Some(row))
-        .map(|(name, row)| format!("{name}: now {row:?}, docs/COMPAT.md says {:?}", committed.get(name)))
+        .map(|(name, row)| {
+            format!(
+                "{name}: now {row:?}, docs/COMPAT.md says {:?}",
+                committed.get(name)
+            )
+        })
         .collect();
     assert!(
         changed.is_empty(),
         "results differ from docs/COMPAT.md (PW_COMPAT_UPDATE=1 rewrites it):\n{}",
         changed.join("\n")
     );
-    assert_eq!(now.len(), committed.len(), "files in the corpus and in docs/COMPAT.md");
+    assert_eq!(
+        now.len(),
+        committed.len(),
+        "files in the corpus and in docs/COMPAT.md"
+    );
 }

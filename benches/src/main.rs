@@ -778,9 +778,7 @@ fn sanitize_section(c: &Config, bins: &host::Binaries, rows: &mut Vec<Row>) -> R
         let rss = sanitize::host_rss_mib(&bins.plugwarden, pages)?;
         rows.push(
             Row::versus(
-                &format!(
-                    "sanitize: host peak RSS on a {pages}-page PDF (150 dpi, `--workers 1`)"
-                ),
+                &format!("sanitize: host peak RSS on a {pages}-page PDF (150 dpi, `--workers 1`)"),
                 "MiB",
                 &[rss],
                 "200 MiB",

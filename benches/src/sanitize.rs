@@ -200,7 +200,9 @@ pub fn long_pdf(pages: usize) -> Vec<u8> {
         out.extend_from_slice(format!("{} 0 obj\n{body}\nendobj\n", n + 1).as_bytes());
     }
     let xref = out.len();
-    out.extend_from_slice(format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes());
+    out.extend_from_slice(
+        format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes(),
+    );
     for o in offsets {
         out.extend_from_slice(format!("{o:010} 00000 n \n").as_bytes());
     }
@@ -218,9 +220,7 @@ pub fn long_pdf(pages: usize) -> Vec<u8> {
 /// `plugwarden sanitize --workers 1` turns a `pages`-page PDF into a safe
 /// one at 150 dpi, and the pages of that safe PDF it declared.
 pub fn host_rss_mib(plugwarden: &Path, pages: usize) -> Result<f64> {
-    let dir = tempfile::Builder::new()
-        .prefix("pw-bench-rss-")
-        .tempdir()?;
+    let dir = tempfile::Builder::new().prefix("pw-bench-rss-").tempdir()?;
     let input = dir.path().join(format!("long-{pages}.pdf"));
     std::fs::write(&input, long_pdf(pages))?;
     let run = Command::new(plugwarden)
