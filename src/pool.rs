@@ -578,7 +578,10 @@ impl Slot {
         }
         let left = live.limit.saturating_sub(live.worker.jobs);
         let left = usize::try_from(left).unwrap_or(usize::MAX);
-        let plain = backlog.iter().take_while(|p| p.sink.is_none()).count();
+        let plain = backlog
+            .iter()
+            .position(|p| p.sink.is_some())
+            .unwrap_or(usize::MAX);
         self.window
             .min(left)
             .min(self.rss_room(live))
