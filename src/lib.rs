@@ -27,6 +27,7 @@ pub mod protocol;
 pub mod sandbox;
 pub mod sanitize;
 pub mod seccomp;
+pub mod sink;
 pub mod verdict;
 pub mod worker;
 
