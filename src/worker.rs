@@ -3,12 +3,12 @@
 //!
 //! One poll loop ([`Conn::pump`]) serves both plugin kinds. It writes the
 //! pending input without blocking, drains stdout into a bounded frame
-//! decoder (worker) or the job's output sink (filter, [`crate::sink`]),
-//! drains stderr into a
+//! decoder (worker) or the job's output sink (filter), drains stderr into a
 //! bounded tail and the log (a chatty plugin can never block on a full
 //! pipe), answers seccomp notifications, and notices the exit through the
 //! pidfd. Every byte from the plugin is hostile; every way it can misbehave
-//! ends in a verdict for the job at hand.
+//! ends in a verdict for the job at hand. Each part of an output goes to an
+//! [`OutputSink`] as it arrives ([`crate::sink`]).
 
 use std::collections::VecDeque;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};

@@ -227,10 +227,25 @@ fn sanitize_one(
     std::process::Output,
     Vec<serde_json::Value>,
 ) {
+    let bytes = std::fs::read(repo().join("samples").join(sample)).unwrap();
+    sanitize_bytes(sample, &bytes, args)
+}
+
+/// [`sanitize_one`] for a PDF given by its bytes, named `name`.
+fn sanitize_bytes(
+    name: &str,
+    bytes: &[u8],
+    args: &[&str],
+) -> (
+    tempfile::TempDir,
+    PathBuf,
+    std::process::Output,
+    Vec<serde_json::Value>,
+) {
     let dir = scratch();
     let input = dir.path().join("in");
     std::fs::create_dir(&input).unwrap();
-    std::fs::copy(repo().join("samples").join(sample), input.join(sample)).unwrap();
+    std::fs::write(input.join(name), bytes).unwrap();
     let (out, audit) = (dir.path().join("safe"), dir.path().join("audit.jsonl"));
     let o = Command::new(plugwarden())
         .args(["sanitize", "--out"])
@@ -302,6 +317,39 @@ fn test_sanitize_password_file_opens_user_password_pdf() {
         lopdf::Document::load(out.join("encrypted-aes256-user-password.pdf.safe.pdf")).unwrap();
     assert_eq!(doc.get_pages().len(), 3);
     assert!(!records[0].to_string().contains("plugwarden\\n"));
+}
+
+/// A document over 1 MiB stays an open file the host streams to the
+/// plugin; the password record goes in front of it all the same.
+#[test]
+fn test_sanitize_password_file_opens_a_streamed_pdf_over_one_mib() {
+    let dir = scratch();
+    let password = dir.path().join("password.txt");
+    std::fs::write(&password, "plugwarden\n").unwrap();
+    // A comment of 1.5 MiB after the end, then the same startxref again: the
+    // document is unchanged, the file is big enough to be streamed.
+    let mut pdf = std::fs::read(repo().join("samples/encrypted-aes256-user-password.pdf")).unwrap();
+    let tail = String::from_utf8_lossy(&pdf[pdf.len() - 64..]).into_owned();
+    let xref = tail
+        .split("startxref")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    pdf.push(b'%');
+    pdf.resize(pdf.len() + (3 << 19), b'x');
+    pdf.extend_from_slice(format!("\nstartxref\n{xref}\n%%EOF\n").as_bytes());
+    let name = "big-encrypted.pdf";
+
+    let (_d, out, o, records) =
+        sanitize_bytes(name, &pdf, &["--password-file", password.to_str().unwrap()]);
+
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    let doc = lopdf::Document::load(out.join("big-encrypted.pdf.safe.pdf")).unwrap();
+    assert_eq!(doc.get_pages().len(), 3);
+    assert_eq!(records[0]["verdict"], "ok");
 }
 
 #[test]

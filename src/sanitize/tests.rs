@@ -738,6 +738,19 @@ fn test_pdf_from_output_failed_page_keeps_its_place() {
 }
 
 #[test]
+fn test_pdf_from_output_failed_page_reason_is_escaped() {
+    let payload = payload_with_failed_page(b"boom\nok      /etc/shadow\x1b[2J");
+
+    let (_, report) = pdf_from_plugin_output(&payload, &Limits::default()).unwrap();
+
+    let shortfall = report.shortfall().unwrap();
+    assert_eq!(
+        shortfall,
+        "rendered 2 of 3 pages: page 2 failed: boom\\nok      /etc/shadow\\x1b[2J"
+    );
+}
+
+#[test]
 fn test_pdf_from_output_placeholder_takes_previous_page_size() {
     let payload = payload_with_failed_page(b"");
     let limits = Limits {
