@@ -69,12 +69,20 @@ pub fn run(a: DoctorArgs) -> Result<u8, Usage> {
     Ok(EXIT_OK)
 }
 
-/// Runs this very program (`plugwarden --version`, as a filter) under each
-/// shipped policy: one line per policy, `ok` or why not.
+/// Runs this very program (`plugwarden version --json`, as a filter) under
+/// each shipped policy: one line per policy, `ok` or why not. Any failure
+/// exits 1, a container runtime's "unhealthy" (2 is reserved there).
 fn check() -> Result<u8, Usage> {
-    let exe = std::env::current_exe()
-        .map_err(|e| Usage(format!("cannot find this program's path: {e}")))?;
-    let fs = super::start_fork_server()?;
+    let started = std::env::current_exe()
+        .map_err(|e| format!("cannot find this program's path: {e}"))
+        .and_then(|exe| Ok((super::start_fork_server().map_err(|Usage(e)| e)?, exe)));
+    let (fs, exe) = match started {
+        Ok(both) => both,
+        Err(why) => {
+            println!("fork server: {why}");
+            return Ok(EXIT_VERDICT);
+        }
+    };
     let mut healthy = true;
     for (name, _) in plugwarden::policy::BUILTIN {
         let line = match run_under(&fs, &exe, name) {
