@@ -34,7 +34,9 @@ version=$("$bin" -V | cut -d' ' -f2)
 arch=$(dpkg --print-architecture)
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
-root=$stage/root
+# dpkg-shlibdeps expects the tree where debhelper puts it: debian/PACKAGE
+# beside a debian/control, even outside a source package.
+root=$stage/debian/plugwarden
 
 # Binaries: debug sections dropped (symbols kept for panic messages).
 install -d -m 0755 "$root/usr/bin" "$root/usr/lib/plugwarden"
@@ -73,11 +75,11 @@ License: MIT or Apache-2.0
 EOF
 find "$root" -type f ! -perm -0100 -exec chmod 0644 {} +
 
-# Depends from the libraries the binaries link (dpkg-shlibdeps wants a
-# debian/control beside it, even outside a source package).
-mkdir -p "$stage/src/debian"
-printf 'Source: plugwarden\n\nPackage: plugwarden\nArchitecture: any\n' >"$stage/src/debian/control"
-depends=$(cd "$stage/src" && dpkg-shlibdeps -O "$root/usr/bin/plugwarden" "$root"/usr/lib/plugwarden/* |
+# Depends: the packages of the libraries the binaries link (the tool finds
+# the package root by its DEBIAN directory).
+install -d -m 0755 "$root/DEBIAN"
+printf 'Source: plugwarden\n\nPackage: plugwarden\nArchitecture: any\n' >"$stage/debian/control"
+depends=$(cd "$stage" && dpkg-shlibdeps -O debian/plugwarden/usr/bin/plugwarden debian/plugwarden/usr/lib/plugwarden/* |
     sed -n 's/^shlibs:Depends=//p')
 
 name=${DEBFULLNAME:-$(git config user.name || true)}
@@ -87,7 +89,6 @@ email=${DEBEMAIL:-$(git config user.email || true)}
     exit 2
 }
 
-install -d -m 0755 "$root/DEBIAN"
 cat >"$root/DEBIAN/control" <<EOF
 Package: plugwarden
 Version: $version-1
@@ -101,7 +102,7 @@ Description: run untrusted plugins safely on Linux
  plugwarden runs untrusted plugins (converters, codecs, scripting hooks)
  in sandboxed children: seccomp with user notification, Landlock,
  namespaces, cgroups and rlimits, with one verdict per input and a
- hash-chained audit log. `plugwarden sanitize` turns hostile PDFs and
+ hash-chained audit log. "plugwarden sanitize" turns hostile PDFs and
  images into pixels-only files through the sandboxed plugins in
  /usr/lib/plugwarden.
 EOF
