@@ -3,9 +3,10 @@
 //! build-time crate (and its compile time on CI's two cores).
 //!
 //! The commit comes from, in order: `PLUGWARDEN_BUILD_COMMIT` (for builds
-//! from a tarball, e.g. a distribution's), `git rev-parse HEAD` in the
-//! checkout, the `.cargo_vcs_info.json` that `cargo package` writes (a
-//! `cargo install plugwarden` from crates.io), or `unknown`.
+//! without `.git`: a distribution's tarball, the container build), the
+//! `.cargo_vcs_info.json` that `cargo package` writes (a `cargo install
+//! plugwarden` from crates.io), `git rev-parse HEAD` in a checkout, or
+//! `unknown`.
 
 use std::path::Path;
 use std::process::Command;
@@ -27,11 +28,14 @@ fn main() {
 }
 
 fn commit() -> String {
-    if let Ok(c) = std::env::var("PLUGWARDEN_BUILD_COMMIT") {
+    if let Some(c) = std::env::var("PLUGWARDEN_BUILD_COMMIT")
+        .ok()
+        .filter(|c| !c.is_empty())
+    {
         return c;
     }
-    git(&["rev-parse", "HEAD"])
-        .or_else(vcs_info_sha1)
+    vcs_info_sha1()
+        .or_else(|| git(&["rev-parse", "HEAD"]))
         .unwrap_or_else(|| "unknown".into())
 }
 

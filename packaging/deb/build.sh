@@ -12,7 +12,8 @@
 # Usage: packaging/deb/build.sh [OUT_DIR]   (default: target/debian)
 # Prints the path of the .deb on its last line. Environment: CARGO_PROFILE
 # (default release); DEBFULLNAME and DEBEMAIL for the Maintainer field, as
-# for Debian's own tools (default: git's user.name and user.email).
+# for Debian's own tools (default: git's user.name and user.email, else
+# user@host).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 out=${1:-$repo/target/debian}
@@ -82,12 +83,9 @@ printf 'Source: plugwarden\n\nPackage: plugwarden\nArchitecture: any\n' >"$stage
 depends=$(cd "$stage" && dpkg-shlibdeps -O debian/plugwarden/usr/bin/plugwarden debian/plugwarden/usr/lib/plugwarden/* |
     sed -n 's/^shlibs:Depends=//p')
 
-name=${DEBFULLNAME:-$(git config user.name || true)}
-email=${DEBEMAIL:-$(git config user.email || true)}
-[ -n "$name" ] && [ -n "$email" ] || {
-    echo "build.sh: set DEBFULLNAME and DEBEMAIL (the package's Maintainer)" >&2
-    exit 2
-}
+# The Maintainer, found as Debian's dch finds it.
+name=${DEBFULLNAME:-$(git config user.name 2>/dev/null || id -un)}
+email=${DEBEMAIL:-$(git config user.email 2>/dev/null || echo "$(id -un)@$(hostname)")}
 
 cat >"$root/DEBIAN/control" <<EOF
 Package: plugwarden

@@ -86,7 +86,10 @@ fn check() -> Result<u8, Usage> {
     let mut healthy = true;
     for (name, _) in plugwarden::policy::BUILTIN {
         let line = match run_under(&fs, &exe, name) {
-            Ok(()) => "ok: a sandboxed child ran".to_string(),
+            Ok(0) => "ok: a sandboxed child ran".to_string(),
+            Ok(n) => {
+                format!("ok: a sandboxed child ran, {n} wall(s) weakened (see `plugwarden doctor`)")
+            }
             Err(why) => {
                 healthy = false;
                 why
@@ -97,7 +100,8 @@ fn check() -> Result<u8, Usage> {
     Ok(if healthy { EXIT_OK } else { EXIT_VERDICT })
 }
 
-fn run_under(fs: &Arc<ForkServer>, exe: &Path, policy: &str) -> Result<(), String> {
+/// The number of weakened walls when the child ran ok.
+fn run_under(fs: &Arc<ForkServer>, exe: &Path, policy: &str) -> Result<usize, String> {
     let policy = plugwarden::policy::load(policy).map_err(|e| e.to_string())?;
     let plugin = PluginSpec {
         exe: exe.to_path_buf(),
@@ -108,7 +112,7 @@ fn run_under(fs: &Arc<ForkServer>, exe: &Path, policy: &str) -> Result<(), Strin
         .map_err(|e| e.to_string())?;
     let outcome = super::run::run_one(&sandbox, b"");
     if outcome.verdict.is_ok() && outcome.output.starts_with(b"{\"version\":") {
-        Ok(())
+        Ok(sandbox.weakenings.len())
     } else {
         Err(format!("a sandboxed child got {}", outcome.verdict))
     }
