@@ -45,6 +45,7 @@ main_job() { # main_job NAME BIN_DIR
     (cd "$work" && env -i PATH="$2" HOME="$work" plugwarden sanitize "$repo/samples/" --out "$out/safe/") \
         >"$out.stdout" 2>"$out.stderr" || status=$?
     check "$1: the main job exits 1 (some hostile inputs refused)" [ "$status" = 1 ]
+    [ "$status" = 1 ] || tail -n 5 "$out.stderr"
     for f in benign.png benign.jpg benign.gif benign.bmp; do
         check "$1: $f.safe.png is a PNG" magic "$out/safe/$f.safe.png" 1 PNG
     done

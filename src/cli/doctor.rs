@@ -11,7 +11,7 @@
 //! `doctor --check` is the health check (the container image's): instead
 //! of predicting, it starts a sandboxed child under each shipped policy.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use caps::{CapSet, Capability};
@@ -73,12 +73,9 @@ pub fn run(a: DoctorArgs) -> Result<u8, Usage> {
 /// each shipped policy: one line per policy, `ok` or why not. Any failure
 /// exits 1, a container runtime's "unhealthy" (2 is reserved there).
 fn check() -> Result<u8, Usage> {
-    let started = std::env::current_exe()
-        .map_err(|e| format!("cannot find this program's path: {e}"))
-        .and_then(|exe| Ok((super::start_fork_server().map_err(|Usage(e)| e)?, exe)));
-    let (fs, exe) = match started {
+    let (fs, exe) = match start() {
         Ok(both) => both,
-        Err(why) => {
+        Err(Usage(why)) => {
             println!("fork server: {why}");
             return Ok(EXIT_VERDICT);
         }
@@ -98,6 +95,12 @@ fn check() -> Result<u8, Usage> {
         println!("policy {name:<8} {line}");
     }
     Ok(if healthy { EXIT_OK } else { EXIT_VERDICT })
+}
+
+fn start() -> Result<(Arc<ForkServer>, PathBuf), Usage> {
+    let exe = std::env::current_exe()
+        .map_err(|e| Usage(format!("cannot find this program's path: {e}")))?;
+    Ok((super::start_fork_server()?, exe))
 }
 
 /// The number of weakened walls when the child ran ok.
