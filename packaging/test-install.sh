@@ -94,6 +94,7 @@ check "man page plugwarden-sanitize(1)" test -f /usr/share/man/man1/plugwarden-s
 if command -v man >/dev/null; then
     check "man -w plugwarden finds the page" sh -c 'man -w plugwarden | grep -q /usr/share/man/man1/plugwarden.1.gz'
 fi
+# shellcheck disable=SC2016 # expanded by the inner shell
 check "bash completion loads and completes subcommands" bash -c '
     source /usr/share/bash-completion/completions/plugwarden
     COMP_WORDS=(plugwarden san); COMP_CWORD=1; _plugwarden plugwarden san plugwarden

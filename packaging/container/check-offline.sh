@@ -33,6 +33,7 @@ cp samples/*.* "$root/in/"
 mount --bind /dev "$root/dev"
 trap 'umount "$root/dev"' EXIT
 # USER 10001:10001, WORKDIR /work, then HEALTHCHECK and the main job.
+# shellcheck disable=SC2016 # expanded by the inner shell
 unshare --mount --pid --fork --mount-proc="$root/proc" \
     chroot --userspec=10001:10001 "$root" env -i PATH=/usr/local/bin:/usr/bin:/bin HOME=/work sh -c '
     cd /work
