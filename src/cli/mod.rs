@@ -5,17 +5,19 @@
 mod audit;
 mod call;
 mod doctor;
+mod generate;
 mod learn;
 mod policy;
 mod run;
 mod sanitize;
+mod version;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use plugwarden::forkserver::ForkServer;
 use plugwarden::sandbox::{Enforce, Mode, PluginSpec, Sandbox};
 
@@ -28,7 +30,8 @@ pub const EXIT_INTERNAL: u8 = 3;
 #[command(
     name = "plugwarden",
     version,
-    about = "Run untrusted plugins safely on Linux"
+    about = "Run untrusted plugins safely on Linux",
+    after_long_help = "Exit status: 0 every input ok; 1 some input got another verdict; 2 usage or configuration error; 3 internal error.\n\nDocumentation: README.md, SECURITY.md and docs/ in the source, /usr/share/doc/plugwarden in the Debian package."
 )]
 struct Cli {
     /// More log output (-v info, -vv debug); RUST_LOG overrides.
@@ -49,11 +52,17 @@ enum Command {
     /// Policies: list the built-in ones, check files, explain what one allows.
     Policy(policy::PolicyArgs),
     /// What this kernel and this process can enforce, wall by wall.
-    Doctor,
+    Doctor(doctor::DoctorArgs),
     /// Run a plugin on sample inputs while observing; print the smallest policy they pass under.
     Learn(learn::LearnArgs),
     /// Sanitize hostile PDFs and images: pixels-only safe files out.
     Sanitize(sanitize::SanitizeArgs),
+    /// The version, git commit, target, and the Landlock and seccomp features this build uses.
+    Version(version::VersionArgs),
+    /// Print the completion script for a shell (bash, zsh, fish, elvish, powershell).
+    Completions(generate::CompletionsArgs),
+    /// Print the manual page (roff), or write a page per command into a directory.
+    Man(generate::ManArgs),
 }
 
 /// Flags shared by every command that starts a sandbox.
@@ -183,8 +192,14 @@ fn colour() -> bool {
     std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
+/// The clap command with the build information as `--version`; the parser,
+/// the completions and the manual pages all start from it.
+pub fn command() -> clap::Command {
+    Cli::command().long_version(version::long_version())
+}
+
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::from_arg_matches(&command().get_matches()).unwrap_or_else(|e| e.exit());
     init_logging(cli.verbose);
     let result = match cli.command {
         Command::Call(a) => call::call(a),
@@ -192,8 +207,11 @@ pub fn main() -> ExitCode {
         Command::Sanitize(a) => sanitize::sanitize(a),
         Command::Audit(a) => audit::audit(a),
         Command::Policy(a) => policy::run(a),
-        Command::Doctor => doctor::run(),
+        Command::Doctor(a) => doctor::run(a),
         Command::Learn(a) => learn::run(a),
+        Command::Version(a) => version::run(a),
+        Command::Completions(a) => generate::completions(a),
+        Command::Man(a) => generate::man(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -8,7 +8,8 @@
 //! [`RenderLimits`] for the whole document before the first page is rendered;
 //! a panic anywhere in one document becomes that document's error
 //! ([`render_guarded`]). Memory bombs inside a page (flate streams, huge
-//! images) are left to the policy's memory limit. No I/O here: main.rs feeds
+//! images) are left to the policy's memory limit. No I/O here: the
+//! plugwarden package's `src/bin/pw-pdf-sanitize.rs` feeds
 //! it through the SDK, the tests feed it the samples.
 
 use std::panic::{self, AssertUnwindSafe};
