@@ -60,16 +60,86 @@ fn fs_rule(
             return Ok(rs);
         }
     };
-    let access = if path.is_dir() {
-        access
-    } else {
-        access & AccessFs::from_file(ABI_PINNED)
-    };
-    rs.add_rule(PathBeneath::new(fd, access))
+    rs.add_rule(PathBeneath::new(fd, path_access(path, access)))
         .map_err(|source| LandlockError::Path {
             path: path.to_path_buf(),
             source,
         })
+}
+
+/// What a rule on `path` may grant: file rights only on a file.
+fn path_access(path: &Path, access: landlock::BitFlags<AccessFs>) -> landlock::BitFlags<AccessFs> {
+    if path.is_dir() {
+        access
+    } else {
+        access & AccessFs::from_file(ABI_PINNED)
+    }
+}
+
+/// The rights each grant list gives, in [`build`]'s order.
+fn grant_lists(grants: &Grants) -> [(&[PathBuf], landlock::BitFlags<AccessFs>); 3] {
+    let read = AccessFs::ReadFile | AccessFs::ReadDir;
+    [
+        (&grants.read, read),
+        (&grants.exec, read | AccessFs::Execute),
+        (&grants.write, read | AccessFs::from_write(ABI_PINNED)),
+    ]
+}
+
+/// [`build`]'s ruleset as raw values, for a sandbox that builds its own
+/// (`child::OwnRuleset`, to add rules for its own mounts): the handled
+/// rights (fs, net, scoped), each path rule with an `O_PATH` fd, each port
+/// rule. Paths that do not exist are left out, as in [`build`].
+pub struct Raw {
+    pub attr: [u64; 3],
+    pub paths: Vec<(std::os::fd::OwnedFd, u64)>,
+    pub ports: Vec<(u64, u64)>,
+}
+
+pub fn raw(grants: &Grants) -> Raw {
+    let abi = ABI_PINNED;
+    let mut paths = Vec::new();
+    for (list, access) in grant_lists(grants) {
+        for p in list {
+            let fd = nix::fcntl::open(
+                p.as_path(),
+                nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            );
+            if let Ok(fd) = fd {
+                paths.push((fd, path_access(p, access).bits()));
+            }
+        }
+    }
+    let ports = grants
+        .connect_tcp
+        .iter()
+        .map(|&p| (AccessNet::ConnectTcp as u64, u64::from(p)))
+        .chain(
+            grants
+                .bind_tcp
+                .iter()
+                .map(|&p| (AccessNet::BindTcp as u64, u64::from(p))),
+        )
+        .collect();
+    Raw {
+        attr: [
+            AccessFs::from_all(abi).bits(),
+            AccessNet::from_all(abi).bits(),
+            Scope::from_all(abi).bits(),
+        ],
+        paths,
+        ports,
+    }
+}
+
+/// The rights a grant of `/proc` (or a path below it) gives on the
+/// sandbox's own procfs: the union of the lists naming one.
+pub fn proc_access(grants: &Grants) -> u64 {
+    grant_lists(grants)
+        .into_iter()
+        .filter(|(list, _)| list.iter().any(|p| p.starts_with("/proc")))
+        .fold(0, |acc, (_, access)| acc | access.bits())
 }
 
 /// Builds the ruleset (in the fork server, once per profile).
@@ -86,15 +156,10 @@ pub fn build(grants: &Grants) -> Result<RulesetCreated, LandlockError> {
         .map_err(unsupported)?
         .create()
         .map_err(unsupported)?;
-    let read = AccessFs::ReadFile | AccessFs::ReadDir;
-    for p in &grants.read {
-        rs = fs_rule(rs, p, read)?;
-    }
-    for p in &grants.exec {
-        rs = fs_rule(rs, p, read | AccessFs::Execute)?;
-    }
-    for p in &grants.write {
-        rs = fs_rule(rs, p, read | AccessFs::from_write(abi))?;
+    for (list, access) in grant_lists(grants) {
+        for p in list {
+            rs = fs_rule(rs, p, access)?;
+        }
     }
     for &port in &grants.connect_tcp {
         rs = rs

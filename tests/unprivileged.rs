@@ -175,7 +175,7 @@ fn test_unprivileged_policy_without_best_effort_is_refused_naming_the_wall() {
 }
 
 #[test]
-fn test_unprivileged_host_plugin_is_pid_one_of_its_namespace() {
+fn test_unprivileged_host_plugin_is_the_child_of_its_namespaces_init() {
     let Some(s) = stage() else { return };
     let p = policy(
         &s.root,
@@ -189,5 +189,6 @@ fn test_unprivileged_host_plugin_is_pid_one_of_its_namespace() {
         return;
     }
     assert_eq!(verdict(&o), "ok", "{err}");
-    assert_eq!(String::from_utf8_lossy(&o.stdout), "sid=1 pid=1");
+    // PID 1 is the sandbox's init (its session leader), the plugin PID 2.
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "sid=1 pid=2");
 }

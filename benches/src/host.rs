@@ -94,7 +94,8 @@ impl Host {
             Enforce::Policy,
         )?);
         let arch = plugwarden::policy::groups::Arch::native();
-        let f = plugwarden::seccomp::compile(&policy.syscalls, policy.limits.processes, arch)?;
+        let f =
+            plugwarden::seccomp::compile(&policy.syscalls, policy.limits.processes, arch, None)?;
         let filters = vec![f
             .iter()
             .map(|i| libc::sock_filter {

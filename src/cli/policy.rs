@@ -523,7 +523,7 @@ fn action_word(ret: u32, on_violation: OnViolation) -> String {
 fn samples(p: &Policy) -> Result<(), Usage> {
     let arch = Arch::native();
     let audit = seccomp::audit_arch(arch);
-    let host = seccomp::compile(&p.syscalls, p.limits.processes, arch)?;
+    let host = seccomp::compile(&p.syscalls, p.limits.processes, arch, None)?;
     let lockdown = plugwarden::plugin::lockdown_program().map_err(Usage)?;
     println!("sample syscalls run through the compiled BPF programs ({arch:?}, evaluated in user space):");
     println!(

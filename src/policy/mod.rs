@@ -9,7 +9,7 @@
 pub mod check;
 pub mod groups;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -262,6 +262,11 @@ impl Namespaces {
 pub struct Syscalls {
     /// Syscall names after group expansion and `deny`, sorted.
     pub allow: BTreeSet<String>,
+    /// Names a `deny` removed (and no later `allow` gave back).
+    pub denied: BTreeSet<String>,
+    /// What a syscall the allowlist does not admit returns instead of a
+    /// violation (`errno = { personality = "ENOSYS" }`).
+    pub errno: BTreeMap<String, u16>,
     pub on_violation: OnViolation,
     /// Allowed ioctl requests; empty with `ioctl` allowed means none pass.
     pub ioctl: BTreeSet<u32>,
@@ -522,11 +527,24 @@ fn apply(p: &mut Policy, origin: &Origin, text: &str, f: &PolicyFile) -> Result<
     for name in &s.allow {
         for syscall in expand_name(origin, text, name)? {
             p.syscalls.allow.insert(syscall.to_string());
+            p.syscalls.denied.remove(syscall);
         }
     }
     for name in &s.deny {
         for syscall in expand_name(origin, text, name)? {
+            if UNDENIABLE.contains(&syscall) {
+                return Err(invalid(
+                    origin,
+                    text,
+                    name.span(),
+                    format!(
+                        "{syscall} cannot be denied: every process ends through it (exit and exit_group are always allowed); remove {:?} from deny",
+                        name.get_ref()
+                    ),
+                ));
+            }
             p.syscalls.allow.remove(syscall);
+            p.syscalls.denied.insert(syscall.to_string());
         }
     }
     if let Some(v) = s.on_violation {
@@ -726,6 +744,9 @@ fn validate(p: &Policy, origin: &Origin, text: &str) -> Result<(), PolicyError> 
     }
     Ok(())
 }
+
+/// Syscalls no policy can deny (see `seccomp::ALWAYS`).
+pub const UNDENIABLE: &[&str] = &["exit", "exit_group"];
 
 /// Most ioctl requests one policy may allow.
 pub const MAX_IOCTLS: usize = 256;
