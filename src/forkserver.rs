@@ -583,7 +583,15 @@ impl Server {
         })
     }
 
+    /// Serves until the host goes away (or its socket fails), then kills
+    /// every sandbox and removes every cgroup, whatever ended the loop.
     fn run(&mut self) -> io::Result<()> {
+        let result = self.serve();
+        self.shutdown();
+        result
+    }
+
+    fn serve(&mut self) -> io::Result<()> {
         use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
         let mut buf = vec![0u8; MAX_MSG];
         loop {
@@ -621,18 +629,15 @@ impl Server {
                 continue;
             }
             let Some((req, fds)) = recv::<Request>(self.sock.as_fd(), &mut buf)? else {
-                self.shutdown();
                 return Ok(());
             };
             let (reply, out_fds) = self.handle(req, fds);
             if self.host_gone {
-                self.shutdown();
                 return Ok(());
             }
             let raw: Vec<RawFd> = out_fds.iter().map(|f| f.as_raw_fd()).collect();
             if let Err(e) = send(self.sock.as_fd(), &reply, &raw) {
                 if e.kind() == io::ErrorKind::BrokenPipe {
-                    self.shutdown();
                     return Ok(());
                 }
                 return Err(e);
@@ -791,16 +796,21 @@ impl Server {
         // minimal root, or in a private mount namespace without one): a
         // grant under /proc is a grant on that procfs, never on the host's.
         let own_proc = pidns && !minimal_root;
-        let (grants, proc_access) = if pidns {
-            let access = landlock_rules::proc_access(&spec.grants);
-            let mut g = spec.grants.clone();
-            for list in [&mut g.read, &mut g.write, &mut g.exec] {
-                list.retain(|p| !p.starts_with("/proc"));
-            }
-            (g, access)
-        } else {
-            (spec.grants.clone(), 0)
-        };
+        // Without its own PID namespace a procfs would show the host's
+        // processes: grants under /proc are then withheld.
+        let granted_proc = landlock_rules::proc_access(&spec.grants);
+        let proc_access = if pidns { granted_proc } else { 0 };
+        if granted_proc != 0 && !pidns && wanted_ns & libc::CLONE_NEWPID as u64 != 0 {
+            walls.missing.push(
+                "pid namespace: the policy's grant of /proc is withheld (without a PID \
+                 namespace of its own the plugin's /proc would show the host's processes)"
+                    .into(),
+            );
+        }
+        let mut grants = spec.grants.clone();
+        for list in [&mut grants.read, &mut grants.write, &mut grants.exec] {
+            list.retain(|p| !p.starts_with("/proc"));
+        }
         // Built (and its hard requirements checked) even when each sandbox
         // builds its own from the raw rules.
         let ruleset: Option<OwnedFd> = landlock_rules::build(&grants)
@@ -1536,9 +1546,16 @@ fn root_plan(dir: &Path, grants: &Grants, pidns: bool) -> Result<child::RootPlan
             dst: c(Path::new("tmp"))?,
             opts: c(Path::new("size=16m,mode=1777"))?,
         });
-        if pidns {
-            ops.push(child::RootOp::Proc(c(Path::new("proc"))?));
-        }
+        // The sandbox's own procfs; without a PID namespace an empty
+        // tmpfs (a procfs would show the host's processes).
+        ops.push(if pidns {
+            child::RootOp::Proc(c(Path::new("proc"))?)
+        } else {
+            child::RootOp::Tmpfs {
+                dst: c(Path::new("proc"))?,
+                opts: c(Path::new("size=4k,mode=0555"))?,
+            }
+        });
         return Ok(child::RootPlan {
             mountpoint: c(dir)?,
             opts: c(Path::new("size=1m,mode=0755"))?,

@@ -497,3 +497,225 @@ fn test_host_killed_mid_setup_leaves_no_process_or_cgroup() {
         );
     }
 }
+
+/// Execs, personality and the environment, one case per argument.
+const CALLS_C: &str = r#"
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/personality.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+extern char **environ;
+int main(int argc, char **argv) {
+    const char *c = argc > 1 ? argv[1] : "";
+    char *args[] = {"true", NULL};
+    char *env[] = {NULL};
+    if (!strcmp(c, "execveat")) {
+        syscall(SYS_execveat, AT_FDCWD, "/usr/bin/true", args, env, 0);
+        printf("execveat: %s", strerror(errno));
+        return 0;
+    }
+    if (!strcmp(c, "execve")) {
+        execve("/usr/bin/true", args, env);
+        printf("execve: %s", strerror(errno));
+        return 0;
+    }
+    if (!strcmp(c, "personality")) {
+        int r = personality(0xffffffff);
+        printf("personality: %s", r < 0 ? strerror(errno) : "answered");
+        return 0;
+    }
+    if (!strcmp(c, "env")) {
+        for (char **e = environ; *e; e++) printf("%s\n", *e);
+        return 0;
+    }
+    printf("started");
+    return 0;
+}
+"#;
+
+fn probe_call(policy: &str, input: &str) -> (String, String) {
+    let o = call(
+        &[
+            "--plugin",
+            plugin("pw-probe").to_str().unwrap(),
+            "--policy",
+            policy,
+        ],
+        input.as_bytes(),
+    );
+    (verdict(&o), stdout(&o))
+}
+
+#[test]
+fn test_deny_execveat_and_execve_are_enforced_and_the_plugin_still_starts() {
+    let (dir, pw) = staged();
+    let Some(exe) = cc(dir.path(), "calls", CALLS_C) else {
+        return;
+    };
+    for name in ["execveat", "execve"] {
+        let p = policy(
+            dir.path(),
+            &format!("no-{name}.toml"),
+            &format!(
+                "description = \"x\"\nextends = \"default\"\n[syscalls]\ndeny = [\"{name}\"]\n"
+            ),
+        );
+        let ps = p.to_str().unwrap();
+        // The road's own exec is never the plugin's to make.
+        let o = filter_call(&pw, &exe, "start", ps, false, &[]);
+        assert_eq!(
+            (verdict(&o), stdout(&o)),
+            ("ok".into(), "started".into()),
+            "{name}"
+        );
+        let o = filter_call(&pw, &exe, name, ps, false, &[]);
+        assert!(
+            verdict(&o).starts_with(&format!("violation: {name}(")),
+            "{name}: {}",
+            verdict(&o)
+        );
+    }
+    // Without the deny, the exec passes seccomp and meets Landlock instead.
+    let o = filter_call(&pw, &exe, "execveat", "default", false, &[]);
+    assert_eq!(stdout(&o), "execveat: Permission denied");
+}
+
+#[test]
+fn test_deny_of_exit_or_exit_group_is_refused_with_its_line() {
+    let dir = scratch();
+    let p = policy(
+        dir.path(),
+        "p.toml",
+        "description = \"x\"\nextends = \"default\"\n[syscalls]\ndeny = [\"exit_group\"]\n",
+    );
+    let ps = p.to_str().unwrap();
+    let o = call(
+        &["--mode", "filter", "--plugin", "/bin/true", "--policy", ps],
+        b"",
+    );
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&format!(
+            "{ps}:4:9: exit_group cannot be denied: every process ends through it"
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn test_proc_is_the_sandboxs_own_and_default_reads_proc_self() {
+    // Only the plugin (2) and its init (1) exist in its PID namespace.
+    let (v, out) = probe_call("default", "listdir:/proc");
+    assert_eq!(v, "ok");
+    let mut pids: Vec<&str> = out
+        .lines()
+        .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        .collect();
+    pids.sort();
+    assert_eq!(pids, ["1", "2"]);
+    let (v, out) = probe_call("default", "read:/proc/self/status");
+    assert_eq!(v, "ok");
+    assert!(out.contains("\nPid:\t2\n"), "{out}");
+    assert_eq!(probe_call("default", "read:/proc/self/maps").0, "ok");
+    assert_eq!(probe_call("default", "listdir:/proc/self/fd").0, "ok");
+    let (v, out) = probe_call("default", "readlink:/proc/self/exe");
+    assert_eq!(
+        (v.as_str(), out.as_str()),
+        ("ok", plugin("pw-probe").to_str().unwrap())
+    );
+    // strict grants no /proc: the procfs is there, Landlock denies it.
+    let (v, _) = probe_call("strict", "read:/proc/self/status");
+    assert_eq!(v, "plugin_error: denied: Permission denied (os error 13)");
+}
+
+#[test]
+fn test_proc_grant_without_a_pid_namespace_is_withheld() {
+    let dir = scratch();
+    let p = policy(
+        dir.path(),
+        "p.toml",
+        "description = \"x\"\nextends = \"default\"\n[namespaces]\npid = false\n",
+    );
+    let (v, _) = probe_call(p.to_str().unwrap(), "listdir:/proc");
+    assert!(v.starts_with("plugin_error: denied:"), "{v}");
+}
+
+#[test]
+fn test_read_root_works_read_only_with_the_sandboxs_own_proc() {
+    let dir = scratch();
+    let p = policy(
+        dir.path(),
+        "p.toml",
+        "description = \"x\"\nextends = \"default\"\n[filesystem]\nread = [\"/\"]\n",
+    );
+    let ps = p.to_str().unwrap();
+    // The host's tree (but its /tmp: the sandbox has its own there).
+    let host = std::fs::read_to_string("/etc/os-release").unwrap();
+    let (v, out) = probe_call(ps, "read:/etc/os-release");
+    assert_eq!((v.as_str(), out.as_str()), ("ok", host.as_str()));
+    let target = format!("/etc/pw-fidelity-{}", std::process::id());
+    let (v, _) = probe_call(ps, &format!("write:{target}"));
+    assert!(v.starts_with("plugin_error: denied:"), "{v}");
+    assert!(!Path::new(&target).exists());
+    let (v, out) = probe_call(ps, "listdir:/proc");
+    assert_eq!(v, "ok");
+    let pids = out
+        .lines()
+        .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        .count();
+    assert_eq!(pids, 2, "{out}");
+}
+
+#[test]
+fn test_hostname_inside_is_plugwarden() {
+    let (v, out) = probe_call("default", "read:/proc/sys/kernel/hostname");
+    assert_eq!((v.as_str(), out.as_str()), ("ok", "plugwarden\n"));
+}
+
+#[test]
+fn test_rlimits_have_hard_equal_to_soft_and_cannot_be_raised() {
+    let (v, limits) = probe_call("default", "read:/proc/self/limits");
+    assert_eq!(v, "ok");
+    for line in limits.lines().skip(1) {
+        // "Max cpu time   30   30   seconds": soft and hard are the two
+        // columns after the name (which may hold spaces).
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        let name = line.get(..26).unwrap_or(line).trim();
+        if name == "Max processes" {
+            continue; // not set by plugwarden (RLIMIT_NPROC counts the uid)
+        }
+        let n = cols.len();
+        let (soft, hard) = if cols
+            .last()
+            .is_some_and(|u| u.chars().all(char::is_alphabetic))
+        {
+            (cols[n - 3], cols[n - 2])
+        } else {
+            (cols[n - 2], cols[n - 1])
+        };
+        assert_eq!(soft, hard, "{line}");
+    }
+    // prlimit64 with a new limit is a violation unless @resources is
+    // allowed; with it, the kernel refuses anything above the hard limit.
+    let (v, _) = probe_call("default", "raise");
+    assert!(v.starts_with("violation: prlimit64("), "{v}");
+    let dir = scratch();
+    let p = policy(
+        dir.path(),
+        "p.toml",
+        "description = \"x\"\nextends = \"default\"\n[syscalls]\nallow = [\"@resources\"]\n",
+    );
+    let (v, out) = probe_call(p.to_str().unwrap(), "raise");
+    assert_eq!(v, "ok");
+    for part in out.split("; ") {
+        assert!(
+            part.ends_with(": raise Operation not permitted (os error 1), lower ok"),
+            "{out}"
+        );
+    }
+}

@@ -311,17 +311,29 @@ fn print_walls(f: &Facts) {
         wall("rlimits", "enforced", "CPU, open files, file size, address space; capped at this process's own hard limits (no CAP_SYS_RESOURCE)");
     }
     cgroup_walls(&f.backend, &wall);
+    // What the fork server decides (forkserver::userns_available): as an
+    // ordinary user the walls come from a user namespace of the plugin's
+    // own, unless the kernel refuses one or PLUGWARDEN_NO_USERNS=1.
+    let no_userns = std::env::var_os("PLUGWARDEN_NO_USERNS").is_some_and(|v| v == "1");
+    let walls = "ipc, uts (hostname plugwarden), an empty network, pid (an init as PID 1, the plugin its child, its own /proc) and mount (a minimal root), unless the policy turns one off";
     if f.root {
+        wall("namespaces", "enforced", walls);
+    } else if f.userns_ok && !no_userns {
         wall(
             "namespaces",
             "enforced",
-            "ipc, uts, an empty network, pid (the plugin is PID 1) and mount (a minimal root), unless the policy turns one off",
+            &format!("from a user namespace of the plugin's own: {walls}"),
         );
     } else {
+        let why = if no_userns {
+            "PLUGWARDEN_NO_USERNS=1"
+        } else {
+            "this kernel refuses unprivileged user namespaces"
+        };
         wall(
             "namespaces",
             "weakened",
-            "creating namespaces needs root here (user namespaces are not used yet)",
+            &format!("none ({why}): no init, no minimal root, grants of /proc withheld; no_new_privs, Landlock, seccomp and rlimits still apply"),
         );
     }
 }
