@@ -79,6 +79,19 @@ pub const PTHREAD_CLONE_FLAGS: u64 = (libc::CLONE_VM
 /// is refused, `policy::UNDENIABLE`).
 pub const ALWAYS: &[&str] = &["exit", "exit_group"];
 
+/// Syscalls the program checks by argument (when allowed): an errno in
+/// the policy still answers the calls their rules do not admit.
+pub const ARGUMENT_RULED: &[&str] = &[
+    "ioctl",
+    "socket",
+    "socketpair",
+    "clone",
+    "memfd_create",
+    "prlimit64",
+    "seccomp",
+    "execveat",
+];
+
 #[derive(Debug, thiserror::Error)]
 pub enum SeccompError {
     #[error("seccomp program cannot be built for {arch:?}: {message}")]
@@ -906,6 +919,42 @@ pub(crate) mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn test_errno_table_answers_denied_calls_and_rule_misses() {
+        let mut sys = policy("default").syscalls;
+        sys.errno.insert("personality".into(), libc::ENOSYS as u16);
+        sys.errno.insert("ioctl".into(), libc::ENOTTY as u16);
+        sys.errno.insert("read".into(), libc::EIO as u16); // allowed: no effect
+        let f = compile(&sys, 0, Arch::native(), None).unwrap();
+        assert_well_formed(&f);
+        assert_eq!(
+            run(&f, "personality", [0; 6]),
+            RET_ERRNO | libc::ENOSYS as u32
+        );
+        let tcgets = [0, 0x5401, 0, 0, 0, 0];
+        let tiocsti = [0, 0x5412, 0, 0, 0, 0];
+        assert_eq!(run(&f, "ioctl", tcgets), RET_ALLOW);
+        assert_eq!(run(&f, "ioctl", tiocsti), RET_ERRNO | libc::ENOTTY as u32);
+        assert_eq!(run(&f, "read", [0; 6]), RET_ALLOW);
+        assert_eq!(run(&f, "bpf", [0; 6]), RET_USER_NOTIF);
+    }
+
+    #[test]
+    fn test_road_exec_passes_only_on_its_slot_when_execveat_is_denied() {
+        let mut sys = policy("default").syscalls;
+        sys.allow.remove("execveat");
+        let f = compile(&sys, 0, Arch::native(), Some(77)).unwrap();
+        let empty = libc::AT_EMPTY_PATH as u64;
+        assert_eq!(run(&f, "execveat", [77, 0, 0, 0, empty, 0]), RET_ALLOW);
+        assert_eq!(run(&f, "execveat", [76, 0, 0, 0, empty, 0]), RET_USER_NOTIF);
+        assert_eq!(run(&f, "execveat", [77, 0, 0, 0, 0, 0]), RET_USER_NOTIF);
+        assert_eq!(run(&f, "prlimit64", [0, 7, 0, 0x1000, 0, 0]), RET_ALLOW);
+        assert_eq!(
+            run(&f, "prlimit64", [0, 7, 0x2000, 0, 0, 0]),
+            RET_USER_NOTIF
+        );
     }
 
     #[test]

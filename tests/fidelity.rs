@@ -719,3 +719,39 @@ fn test_rlimits_have_hard_equal_to_soft_and_cannot_be_raised() {
         );
     }
 }
+
+#[test]
+fn test_errno_table_answers_personality_with_enosys() {
+    let (dir, pw) = staged();
+    let Some(exe) = cc(dir.path(), "calls", CALLS_C) else {
+        return;
+    };
+    let p = policy(
+        dir.path(),
+        "p.toml",
+        "description = \"x\"\nextends = \"default\"\n[syscalls]\nerrno = { personality = \"ENOSYS\", bpf = \"EPERM\" }\n",
+    );
+    let ps = p.to_str().unwrap();
+    let o = filter_call(&pw, &exe, "personality", ps, false, &[]);
+    assert_eq!(
+        (verdict(&o), stdout(&o)),
+        ("ok".into(), "personality: Function not implemented".into())
+    );
+    // Without the table it is a violation, as before.
+    let o = filter_call(&pw, &exe, "personality", "default", false, &[]);
+    assert!(
+        verdict(&o).starts_with("violation: personality("),
+        "{}",
+        verdict(&o)
+    );
+    // policy explain shows the table.
+    let o = Command::new(&pw)
+        .args(["policy", "explain", ps])
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&o).contains("    bpf → EPERM, personality → ENOSYS\n"),
+        "{}",
+        stdout(&o)
+    );
+}

@@ -414,6 +414,29 @@ fn syscalls(p: &Policy) {
     if allow.contains("prlimit64") && !allow.contains("setrlimit") {
         println!("  prlimit64: only to read limits (new limit NULL); changing one needs setrlimit (@resources), and never above the hard limit, which equals the soft one.");
     }
+    if !p.syscalls.errno.is_empty() {
+        let answers: Vec<String> = p
+            .syscalls
+            .errno
+            .iter()
+            .map(|(name, &e)| {
+                let effect =
+                    if allow.contains(name) && !seccomp::ARGUMENT_RULED.contains(&name.as_str()) {
+                        " (allowed: no effect)"
+                    } else {
+                        ""
+                    };
+                format!(
+                    "{name} → {}{effect}",
+                    plugwarden::child::errno_name(i32::from(e))
+                )
+            })
+            .collect();
+        println!(
+            "  errno answers (instead of a violation, for calls the allowlist does not admit):"
+        );
+        println!("    {}", answers.join(", "));
+    }
     if allow.contains("ioctl") {
         let names: Vec<String> = p
             .syscalls

@@ -494,9 +494,35 @@ impl Checker<'_> {
                 "namespaces.pid = false withholds the inherited grant of /proc (without a PID namespace of its own the plugin's /proc would show the host's processes)".into(),
             );
         }
+        self.errno_without_effect(f, p);
         self.deny_never_allowed(f, p);
         self.risky(f, p);
         self.arguments(f, p);
+    }
+
+    /// errno entries for syscalls the policy allows outright: the errno
+    /// answers only calls the allowlist does not admit.
+    fn errno_without_effect(&mut self, f: &PolicyFile, p: &super::Policy) {
+        let Some(table) = &f.syscalls.errno else {
+            return;
+        };
+        for name in table.keys() {
+            let members = groups::expand(&[name.get_ref().as_str()]).unwrap_or_default();
+            if !members.is_empty()
+                && members.iter().all(|m| {
+                    p.syscalls.allow.contains(*m) && !crate::seccomp::ARGUMENT_RULED.contains(m)
+                })
+            {
+                self.at_span(
+                    Severity::Warning,
+                    name.span(),
+                    format!(
+                        "errno for {:?} has no effect: it is allowed, and an errno answers only calls the allowlist does not admit; remove it from allow to answer it",
+                        name.get_ref()
+                    ),
+                );
+            }
+        }
     }
 
     fn deny_never_allowed(&mut self, f: &PolicyFile, p: &super::Policy) {

@@ -137,6 +137,9 @@ pub struct SyscallsFile {
     pub ioctl: Option<Vec<Spanned<IoctlName>>>,
     /// Socket families `socket()` may create, e.g. `["AF_UNIX"]`.
     pub socket_families: Option<Vec<Spanned<String>>>,
+    /// What a syscall (or a group's) returns instead of a violation when
+    /// the allowlist does not admit it: `{ personality = "ENOSYS" }`.
+    pub errno: Option<BTreeMap<Spanned<String>, Spanned<String>>>,
 }
 
 /// An ioctl request, by name or number.
@@ -547,6 +550,34 @@ fn apply(p: &mut Policy, origin: &Origin, text: &str, f: &PolicyFile) -> Result<
             p.syscalls.denied.insert(syscall.to_string());
         }
     }
+    if let Some(table) = &s.errno {
+        for (name, errno) in table {
+            let number = errno_number(errno.get_ref()).ok_or_else(|| {
+                invalid(
+                    origin,
+                    text,
+                    errno.span(),
+                    format!(
+                        "unknown errno {:?}: write its name, e.g. \"EPERM\", \"ENOSYS\", \"EACCES\"",
+                        errno.get_ref()
+                    ),
+                )
+            })?;
+            for syscall in expand_name(origin, text, name)? {
+                if UNDENIABLE.contains(&syscall) {
+                    return Err(invalid(
+                        origin,
+                        text,
+                        name.span(),
+                        format!(
+                            "{syscall} cannot be given an errno: every process ends through it"
+                        ),
+                    ));
+                }
+                p.syscalls.errno.insert(syscall.to_string(), number);
+            }
+        }
+    }
     if let Some(v) = s.on_violation {
         p.syscalls.on_violation = v;
     }
@@ -745,6 +776,17 @@ fn validate(p: &Policy, origin: &Origin, text: &str) -> Result<(), PolicyError> 
     Ok(())
 }
 
+/// The number of an errno name (`"ENOSYS"` → 38), as this build's libc
+/// names them.
+pub fn errno_number(name: &str) -> Option<u16> {
+    (1..4096)
+        .find(|&n| {
+            let e = nix::errno::Errno::from_raw(n);
+            e != nix::errno::Errno::UnknownErrno && format!("{e:?}") == name
+        })
+        .and_then(|n| u16::try_from(n).ok())
+}
+
 /// Syscalls no policy can deny (see `seccomp::ALWAYS`).
 pub const UNDENIABLE: &[&str] = &["exit", "exit_group"];
 
@@ -850,6 +892,41 @@ mod tests {
             load("nosuch"),
             Err(PolicyError::UnknownName { .. })
         ));
+    }
+
+    #[test]
+    fn test_errno_table_resolves_names_and_groups() {
+        let text = "extends = \"strict\"\n[syscalls]\nerrno = { personality = \"ENOSYS\", \"@keyring\" = \"EPERM\" }\n";
+        let p = resolve(Origin::File("p.toml".into()), text).unwrap();
+        assert_eq!(
+            p.syscalls.errno.get("personality"),
+            Some(&(libc::ENOSYS as u16))
+        );
+        assert_eq!(p.syscalls.errno.get("keyctl"), Some(&(libc::EPERM as u16)));
+    }
+
+    #[test]
+    fn test_errno_table_bad_names_are_located() {
+        let err = |t: &str| {
+            resolve(Origin::File("p.toml".into()), t)
+                .unwrap_err()
+                .to_string()
+        };
+        let e = err("[syscalls]\nerrno = { personality = \"ENOSUCH\" }\n");
+        assert!(
+            e.starts_with("p.toml:2:25: unknown errno \"ENOSUCH\""),
+            "{e}"
+        );
+        let e = err("[syscalls]\nerrno = { personalty = \"ENOSYS\" }\n");
+        assert!(
+            e.starts_with("p.toml:2:11: unknown syscall \"personalty\""),
+            "{e}"
+        );
+        let e = err("[syscalls]\nerrno = { exit = \"EPERM\" }\n");
+        assert!(
+            e.starts_with("p.toml:2:11: exit cannot be given an errno"),
+            "{e}"
+        );
     }
 
     #[test]
