@@ -48,6 +48,9 @@ pub struct PluginSpec {
     pub exe: PathBuf,
     pub args: Vec<String>,
     pub mode: Mode,
+    /// Variables over the default environment and the policy's (from the
+    /// manifest and the command line; later entries win).
+    pub env: Vec<(String, String)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -145,11 +148,7 @@ impl Sandbox {
             exec_by_fd: !deps.is_script,
             exe_slot: exe_slot.map_or(-1, |s| s as i32),
             argv,
-            env: vec![
-                "PATH=/usr/local/bin:/usr/bin:/bin".into(),
-                "LC_ALL=C.UTF-8".into(),
-                "PLUGWARDEN=1".into(),
-            ],
+            env: environment(&policy, &plugin),
             rlimits,
             grants,
             identity: Some((policy.identity.uid, policy.identity.gid)),
@@ -294,6 +293,19 @@ fn set_nonblocking(fd: &OwnedFd) -> std::io::Result<()> {
     let flags = OFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFL)?);
     fcntl(fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
     Ok(())
+}
+
+/// The plugin's environment: [`crate::policy::DEFAULT_ENV`], then the
+/// policy's, then the plugin's own (manifest, command line), as
+/// `KEY=VALUE` strings; nothing of the host's unless passed.
+fn environment(policy: &Policy, plugin: &PluginSpec) -> Vec<String> {
+    let mut env: std::collections::BTreeMap<String, String> = crate::policy::DEFAULT_ENV
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    env.extend(policy.environment.resolve());
+    env.extend(plugin.env.iter().cloned());
+    env.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
 }
 
 /// The fd number the plugin is exec'd through when the policy does not

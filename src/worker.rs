@@ -462,7 +462,17 @@ impl Conn {
             (Some(sig), _) if looks_like_oom(&stderr) => {
                 Verdict::Memory(format!("address-space limit reached (the plugin died by {})", crate::verdict::signal_name(sig)))
             }
-            (Some(signal), _) => Verdict::Crashed { signal, detail: last_line(&stderr) },
+            (Some(signal), _) => {
+                // The kernel's own account: whether a core was dumped
+                // (RLIMIT_CORE is 0, but a piped core_pattern ignores it).
+                let line = last_line(&stderr);
+                let detail = match (info.core_dumped(), line.is_empty()) {
+                    (true, true) => "core dumped".to_string(),
+                    (true, false) => format!("core dumped; {line}"),
+                    (false, _) => line,
+                };
+                Verdict::Crashed { signal, detail }
+            }
             (None, Some(code)) if looks_like_oom(&stderr) => {
                 Verdict::Memory(format!("address-space limit reached (exit status {code})"))
             }

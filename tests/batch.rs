@@ -788,6 +788,7 @@ fn probe_sandbox() -> Arc<Sandbox> {
         exe: plugin("pw-probe"),
         args: Vec::new(),
         mode: Mode::Worker,
+        env: Vec::new(),
     };
     Arc::new(Sandbox::new(fs, spec, policy, Enforce::Policy).expect("sandbox"))
 }

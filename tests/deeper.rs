@@ -21,6 +21,7 @@ fn sandbox_with(policy_text: &str) -> (Sandbox, tempfile::TempDir) {
         exe: plugin("pw-probe"),
         args: Vec::new(),
         mode: Mode::Worker,
+        env: Vec::new(),
     };
     (
         Sandbox::new(fs, plugin, Arc::new(policy), Enforce::Policy).unwrap(),

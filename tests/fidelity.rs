@@ -755,3 +755,107 @@ fn test_errno_table_answers_personality_with_enosys() {
         stdout(&o)
     );
 }
+
+#[test]
+fn test_environment_is_clean_by_default_and_set_by_policy_manifest_and_flags() {
+    let (dir, pw) = staged();
+    let Some(exe) = cc(dir.path(), "calls", CALLS_C) else {
+        return;
+    };
+    let env_of = |plugin: &Path, policy: &str, flags: &[&str]| {
+        let mut args = vec!["--mode", "filter", "--plugin", plugin.to_str().unwrap()];
+        args.extend(["--arg", "env", "--policy", policy]);
+        args.extend(flags);
+        let mut cmd = Command::new(&pw);
+        cmd.env_remove("PLUGWARDEN_EXE")
+            .env("PW_HOST_ONLY", "secret")
+            .env("PW_PASSED", "from the host");
+        let o = call_with(cmd, &args, b"");
+        assert_eq!(verdict(&o), "ok", "{}", String::from_utf8_lossy(&o.stderr));
+        let mut vars: Vec<String> = stdout(&o).lines().map(str::to_string).collect();
+        vars.sort();
+        vars
+    };
+    // Nothing of the host's: a search path and a UTF-8 locale.
+    assert_eq!(
+        env_of(&exe, "default", &[]),
+        ["LANG=C.UTF-8", "PATH=/usr/local/bin:/usr/bin:/bin"]
+    );
+    // The policy's table, the manifest's over it, the flags over both.
+    let p = policy(
+        dir.path(),
+        "p.toml",
+        "description = \"x\"\nextends = \"default\"\n[environment]\nset = { TZ = \"UTC\", LAYER = \"policy\" }\npass = [\"PW_PASSED\", \"PW_UNSET\"]\n",
+    );
+    let plugin_dir = dir.path().join("plugin");
+    std::fs::create_dir(&plugin_dir).unwrap();
+    std::fs::write(
+        plugin_dir.join("plugin.toml"),
+        format!(
+            "executable = {:?}\nmode = \"filter\"\n[environment]\nset = {{ LAYER = \"manifest\", MANIFEST = \"1\" }}\n",
+            exe.display().to_string()
+        ),
+    )
+    .unwrap();
+    assert_eq!(
+        env_of(
+            &plugin_dir,
+            p.to_str().unwrap(),
+            &[
+                "--env",
+                "LAYER=flag",
+                "--env",
+                "EMPTY=",
+                "--env-pass",
+                "PW_HOST_ONLY"
+            ]
+        ),
+        [
+            "EMPTY=",
+            "LANG=C.UTF-8",
+            "LAYER=flag",
+            "MANIFEST=1",
+            "PATH=/usr/local/bin:/usr/bin:/bin",
+            "PW_HOST_ONLY=secret",
+            "PW_PASSED=from the host",
+            "TZ=UTC",
+        ]
+    );
+    // Bad names are refused, saying where.
+    let o = call(
+        &["--plugin", exe.to_str().unwrap(), "--env-pass", "A=B"],
+        b"",
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        verdict(&o).contains("--env-pass A=B: \"A=B\" is not a variable name"),
+        "{}",
+        verdict(&o)
+    );
+    let o = call(
+        &["--plugin", exe.to_str().unwrap(), "--env", "NOVALUE"],
+        b"",
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        verdict(&o).contains("--env NOVALUE: write KEY=VALUE"),
+        "{}",
+        verdict(&o)
+    );
+    std::fs::write(
+        plugin_dir.join("plugin.toml"),
+        format!(
+            "executable = {:?}\n[environment]\nset = {{ \"BAD=KEY\" = \"1\" }}\n",
+            exe.display().to_string()
+        ),
+    )
+    .unwrap();
+    let o = call(&["--plugin", plugin_dir.to_str().unwrap()], b"");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        verdict(&o)
+            .contains("plugin.toml: 3:9: environment.set: \"BAD=KEY\" is not a variable name"),
+        "{}",
+        verdict(&o)
+    );
+}

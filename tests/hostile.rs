@@ -1380,6 +1380,7 @@ fn run_sandboxed(
         exe: exe.to_path_buf(),
         args: Vec::new(),
         mode: Mode::Worker,
+        env: Vec::new(),
     };
     let sb =
         Sandbox::new(fs.clone(), spec, Arc::new(p), Enforce::Policy).map_err(|e| e.to_string())?;

@@ -21,6 +21,7 @@ fn sandbox(exe: std::path::PathBuf, args: &[&str], policy: &str, mode: Mode) -> 
         exe,
         args: args.iter().map(|s| s.to_string()).collect(),
         mode,
+        env: Vec::new(),
     };
     Sandbox::new(fs, plugin, Arc::new(policy), Enforce::Policy).unwrap()
 }

@@ -74,6 +74,7 @@ impl Host {
             exe: exe.to_path_buf(),
             args: Vec::new(),
             mode,
+            env: Vec::new(),
         };
         let true_filter = Sandbox::new(
             fs.clone(),

@@ -81,6 +81,7 @@ fn sandbox_for(
         exe: std::fs::canonicalize(&exe)?,
         args,
         mode: Mode::Worker,
+        env: Vec::new(),
     };
     Ok(Arc::new(Sandbox::new(
         fs.clone(),

@@ -105,7 +105,82 @@ pub struct PolicyFile {
     pub worker: WorkerFile,
     #[serde(default)]
     pub namespaces: NamespacesFile,
+    #[serde(default)]
+    pub environment: EnvironmentFile,
 }
+
+/// `[environment]` as written in a policy or a plugin manifest.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvironmentFile {
+    /// Variables set to these values: `set = { TZ = "UTC" }`.
+    #[serde(default)]
+    pub set: BTreeMap<Spanned<String>, Spanned<String>>,
+    /// Variables passed from the host's environment (when set there).
+    #[serde(default)]
+    pub pass: Vec<Spanned<String>>,
+}
+
+impl EnvironmentFile {
+    /// The first bad key or value: its span and what is wrong.
+    pub fn problem(&self) -> Option<(std::ops::Range<usize>, String)> {
+        for (key, value) in &self.set {
+            if let Some(why) = env_key_problem(key.get_ref()) {
+                return Some((key.span(), format!("environment.set: {why}")));
+            }
+            if value.get_ref().contains('\0') {
+                return Some((
+                    value.span(),
+                    format!(
+                        "environment.set: the value of {} contains a NUL byte",
+                        key.get_ref()
+                    ),
+                ));
+            }
+        }
+        self.pass.iter().find_map(|key| {
+            env_key_problem(key.get_ref())
+                .map(|why| (key.span(), format!("environment.pass: {why}")))
+        })
+    }
+
+    /// The variables it sets and passes, the passed ones read from this
+    /// process's environment (those unset here are left out).
+    pub fn resolve(&self) -> Vec<(String, String)> {
+        let set = self
+            .set
+            .iter()
+            .map(|(k, v)| (k.get_ref().clone(), v.get_ref().clone()));
+        let passed = self.pass.iter().filter_map(|k| {
+            let key = k.get_ref();
+            std::env::var(key).ok().map(|v| (key.clone(), v))
+        });
+        set.chain(passed).collect()
+    }
+}
+
+/// Why `key` cannot name an environment variable, if it cannot.
+pub fn env_key_problem(key: &str) -> Option<String> {
+    if key.is_empty() {
+        Some("an environment variable needs a name".into())
+    } else if key.contains('=') {
+        Some(format!(
+            "{key:?} is not a variable name: it contains '=' (a name cannot; the value goes after it)"
+        ))
+    } else if key.contains('\0') {
+        Some(format!("{key:?} contains a NUL byte"))
+    } else {
+        None
+    }
+}
+
+/// The environment every plugin starts with, before the policy's, the
+/// manifest's and the command line's: a search path and a UTF-8 locale,
+/// nothing else.
+pub const DEFAULT_ENV: &[(&str, &str)] = &[
+    ("PATH", "/usr/local/bin:/usr/bin:/bin"),
+    ("LANG", "C.UTF-8"),
+];
 
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -214,6 +289,27 @@ pub struct Policy {
     pub identity: Identity,
     pub worker: Worker,
     pub namespaces: Namespaces,
+    /// Variables added to [`DEFAULT_ENV`] (the `pass`ed ones as read when
+    /// the sandbox is made).
+    pub environment: Environment,
+}
+
+/// A policy's `[environment]`, the chain applied.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Environment {
+    pub set: BTreeMap<String, String>,
+    pub pass: BTreeSet<String>,
+}
+
+impl Environment {
+    /// The variables it sets and passes (see [`EnvironmentFile::resolve`]).
+    pub fn resolve(&self) -> Vec<(String, String)> {
+        let passed = self
+            .pass
+            .iter()
+            .filter_map(|k| std::env::var(k).ok().map(|v| (k.clone(), v)));
+        self.set.clone().into_iter().chain(passed).collect()
+    }
 }
 
 /// Namespaces the plugin gets, each on unless the policy turns it off.
@@ -510,6 +606,7 @@ pub fn resolve(origin: Origin, text: &str) -> Result<Policy, PolicyError> {
         identity: Identity::default(),
         worker: Worker::default(),
         namespaces: Namespaces::default(),
+        environment: Environment::default(),
     };
     // Apply outermost first so the file itself wins.
     for (origin, text, file) in chain.iter().rev() {
@@ -682,6 +779,18 @@ fn apply(p: &mut Policy, origin: &Origin, text: &str, f: &PolicyFile) -> Result<
     set(&mut p.namespaces.uts, f.namespaces.uts);
     set(&mut p.namespaces.pid, f.namespaces.pid);
     set(&mut p.namespaces.mount, f.namespaces.mount);
+    let env = &f.environment;
+    if let Some((span, message)) = env.problem() {
+        return Err(invalid(origin, text, span, message));
+    }
+    for (k, v) in &env.set {
+        p.environment
+            .set
+            .insert(k.get_ref().clone(), v.get_ref().clone());
+    }
+    p.environment
+        .pass
+        .extend(env.pass.iter().map(|k| k.get_ref().clone()));
     Ok(())
 }
 
@@ -927,6 +1036,33 @@ mod tests {
             e.starts_with("p.toml:2:11: exit cannot be given an errno"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn test_environment_keys_with_equals_are_located() {
+        let text = "[environment]\nset = { \"A=B\" = \"x\" }\n";
+        let e = resolve(Origin::File("p.toml".into()), text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(
+                "p.toml:2:9: environment.set: \"A=B\" is not a variable name: it contains '='"
+            ),
+            "{e}"
+        );
+        let text = "[environment]\npass = [\"HOME\", \"X=\"]\n";
+        let e = resolve(Origin::File("p.toml".into()), text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("p.toml:2:17: environment.pass: \"X=\" is not a variable name"),
+            "{e}"
+        );
+        let text =
+            "extends = \"strict\"\n[environment]\nset = { TZ = \"UTC\" }\npass = [\"TERM\"]\n";
+        let p = resolve(Origin::File("p.toml".into()), text).unwrap();
+        assert_eq!(p.environment.set.get("TZ").map(String::as_str), Some("UTC"));
+        assert!(p.environment.pass.contains("TERM"));
     }
 
     #[test]
