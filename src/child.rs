@@ -636,12 +636,15 @@ fn init(
     // Nothing but the report socket and what it is about to hand over: the
     // stdio pipes must reach EOF when the plugin closes them.
     close_others(0, [plan.report, listener, pidfd, -1, -1], &[])?;
+    // The fork server is waiting for this; our own filter can follow (the
+    // plugin cannot reach us meanwhile: we are not dumpable and outside
+    // its Landlock domain).
+    send_started(plan.report, listener, pidfd)?;
     if let Err(e) = install_filter(plan.init_filter, 0) {
         // SAFETY: kill takes integers; the plugin must not run unsupervised.
         unsafe { libc::kill(plugin, libc::SIGKILL) };
         return Err((Stage::InitFilter, e));
     }
-    send_started(plan.report, listener, pidfd)?;
     // The fork server reads the plugin's pid from its pidfd, which works
     // only until we reap it: wait for its word (EOF will do too).
     let mut ack = [0u8; 1];

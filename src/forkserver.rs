@@ -1420,9 +1420,12 @@ fn init_filter() -> io::Result<Vec<seccompiler::sock_filter>> {
         .map_err(|n| io::Error::other(format!("the init's filter has {n} instructions")))
 }
 
-/// The pid (in our PID namespace) of the process behind `pidfd`, from its
-/// fdinfo (`Pid:`).
+/// The pid (in our PID namespace) of the process behind `pidfd`: from
+/// `PIDFD_GET_INFO` (Linux 6.13+), else from its fdinfo (`Pid:`).
 fn pidfd_pid(pidfd: BorrowedFd) -> Option<i32> {
+    if let Some(info) = pidfd_info(pidfd, PIDFD_INFO_PID) {
+        return i32::try_from(info.pid).ok().filter(|&p| p > 0);
+    }
     let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", pidfd.as_raw_fd())).ok()?;
     info.lines()
         .find_map(|l| l.strip_prefix("Pid:"))
@@ -1450,21 +1453,28 @@ struct PidfdInfo {
     exit_code: i32,
 }
 
-/// The wait status the kernel recorded for the process behind `pidfd`
-/// (`PIDFD_GET_INFO` with `PIDFD_INFO_EXIT`, Linux 6.15+), once it has
-/// exited and been reaped; `None` on older kernels.
-fn pidfd_exit_status(pidfd: BorrowedFd) -> Option<i32> {
-    const PIDFD_INFO_EXIT: u64 = 1 << 3;
+const PIDFD_INFO_PID: u64 = 1 << 0;
+const PIDFD_INFO_EXIT: u64 = 1 << 3;
+
+/// `PIDFD_GET_INFO` asking for `mask` (Linux 6.13+); `None` when the
+/// kernel lacks the ioctl or did not fill in what was asked.
+fn pidfd_info(pidfd: BorrowedFd, mask: u64) -> Option<PidfdInfo> {
     // _IOWR(PIDFS_IOCTL_MAGIC 0xFF, 11, struct pidfd_info)
     const PIDFD_GET_INFO: libc::c_ulong =
         (3 << 30) | ((std::mem::size_of::<PidfdInfo>() as libc::c_ulong) << 16) | (0xFF << 8) | 11;
     let mut info = PidfdInfo {
-        mask: PIDFD_INFO_EXIT,
+        mask,
         ..PidfdInfo::default()
     };
     // SAFETY: the kernel reads and writes one pidfd_info on our stack.
     let rc = unsafe { libc::ioctl(pidfd.as_raw_fd(), PIDFD_GET_INFO, &mut info) };
-    (rc == 0 && info.mask & PIDFD_INFO_EXIT != 0).then_some(info.exit_code)
+    (rc == 0 && info.mask & mask == mask).then_some(info)
+}
+
+/// The wait status the kernel recorded for the process behind `pidfd`
+/// (`PIDFD_INFO_EXIT`, Linux 6.15+), once it has exited and been reaped.
+fn pidfd_exit_status(pidfd: BorrowedFd) -> Option<i32> {
+    pidfd_info(pidfd, PIDFD_INFO_EXIT).map(|i| i.exit_code)
 }
 
 /// How the plugin of a reaped init ended: the init's EXITED report (wait

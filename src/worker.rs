@@ -228,12 +228,17 @@ impl Conn {
                     get(i_in),
                     get_r(i_out),
                     get_r(i_err),
-                    get_r(i_lis),
+                    i_lis.and_then(|i| fds[i].revents()).unwrap_or(none),
                     get_r(i_pid),
                 )
             };
-            if listener_r {
+            if listener_r.contains(PollFlags::POLLIN) {
                 self.handle_notification();
+            } else if listener_r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR) {
+                // No task runs under the filter any more (the plugin has
+                // exited; its init may still be ending): nothing will ever
+                // come, and a hung-up listener would keep poll spinning.
+                self.proc.close_listener();
             }
             if stdin_r {
                 self.write_pending();
