@@ -210,8 +210,6 @@ pub struct Plan<'a> {
 /// The Landlock ruleset the plugin process restricts itself with.
 #[derive(Clone, Copy)]
 pub enum Landlock<'a> {
-    /// None at all (a fork server that cannot build one never gets here).
-    Off,
     /// The profile's ruleset, built once by the fork server.
     Profile(RawFd),
     /// A ruleset of the sandbox's own, built on the road: the profile's
@@ -269,7 +267,7 @@ fn check(stage: Stage, rc: libc::c_long) -> Result<(), (Stage, i32)> {
 }
 
 /// Raises every wall but Landlock and seccomp; returns the Landlock
-/// ruleset fd the plugin process restricts itself with (-1: none).
+/// ruleset fd the plugin process restricts itself with.
 fn road(plan: &Plan) -> Result<RawFd, (Stage, i32)> {
     // 1. Session and signals: no controlling terminal (TIOCSTI needs one),
     // default dispositions, nothing blocked.
@@ -295,7 +293,6 @@ fn road(plan: &Plan) -> Result<RawFd, (Stage, i32)> {
     // open, close-on-exec.
     let first = if plan.stdio[3] >= 0 { 4 } else { 3 };
     let (ruleset, paths): (RawFd, &[RawFd]) = match plan.landlock {
-        Landlock::Off => (-1, &[]),
         Landlock::Profile(fd) => (fd, &[]),
         Landlock::Own(own) => (-1, &own.keep),
     };
@@ -349,7 +346,6 @@ fn road(plan: &Plan) -> Result<RawFd, (Stage, i32)> {
     let ruleset = match plan.landlock {
         Landlock::Own(own) => own_ruleset(own)?,
         Landlock::Profile(fd) => fd,
-        Landlock::Off => -1,
     };
 
     // 5. The exec fd to its slot, then the rlimits (which put the slot out
@@ -545,11 +541,10 @@ fn plugin_process(args: &PluginArgs) -> Result<std::convert::Infallible, (Stage,
         // Our parent is the fork server (CLONE_PARENT): die with it.
         parent_death(plan.fork_server)?;
     }
-    if args.ruleset >= 0 {
-        // SAFETY: landlock_restrict_self takes an fd and flags.
-        let rc = unsafe { libc::syscall(libc::SYS_landlock_restrict_self, args.ruleset, 0u32) };
-        check(Stage::Landlock, rc)?;
-    }
+    // Never optional: a bad fd fails the spawn at this stage.
+    // SAFETY: landlock_restrict_self takes an fd and flags.
+    let rc = unsafe { libc::syscall(libc::SYS_landlock_restrict_self, args.ruleset, 0u32) };
+    check(Stage::Landlock, rc)?;
     let listener = install_filter(plan.filter, libc::SECCOMP_FILTER_FLAG_NEW_LISTENER)
         .map_err(|e| (Stage::Seccomp, e))?;
     // Close-on-exec in the fd table we share with the road runner: after

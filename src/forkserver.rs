@@ -7,14 +7,16 @@
 //! ([`SERVE_ARG`]) with one end of a `SOCK_SEQPACKET` socketpair. Over it
 //! the host sends JSON requests (trusted: both ends are plugwarden) and
 //! file descriptors (`SCM_RIGHTS`): the plugin's stdio pipe ends in, and
-//! its pidfd and seccomp listener back. The fork server prepares each
+//! its pidfds and seccomp listener back. The fork server prepares each
 //! profile once (Landlock ruleset, BPF programs, exec strings), then every
-//! spawn is `fork` + [`crate::child::enter`].
+//! spawn clones a road runner ([`crate::child::enter`]): the sandbox's init
+//! (with a PID namespace), or a launcher.
 //!
-//! It reaps every child and orphan (it is a subreaper) and keeps the exit
-//! status of workers until the host asks. When the host goes away, the
-//! socket reads EOF: the fork server kills every child and exits, and the
-//! children's parent-death signal does the same for any it missed.
+//! It reaps every child and orphan outside the sandboxes (it is a
+//! subreaper; inside, each init reaps) and keeps the exit status of each
+//! sandbox's plugin until the host asks. When the host goes away, the
+//! socket reads EOF: the fork server kills every sandbox and exits, and the
+//! road runners' parent-death signal does the same for any it missed.
 
 use std::collections::HashMap;
 use std::ffi::{c_char, CString};
@@ -97,7 +99,8 @@ enum Reply {
         profile: u64,
         walls: Walls,
     },
-    /// Carries the sandbox's pidfd and the seccomp listener.
+    /// Carries the leader's pidfd, the seccomp listener and the plugin's
+    /// pidfd.
     Spawned {
         pid: i32,
         leader: i32,
@@ -1020,10 +1023,7 @@ impl Server {
         let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, leader, 0) };
         if pidfd < 0 {
             let e = io::Error::last_os_error();
-            self.abort_spawn(leader, init, None);
-            if let Some(g) = group {
-                g.remove();
-            }
+            self.abort_spawn(leader, init, group);
             return Err(format!("pidfd_open: {e}"));
         }
         // SAFETY: pidfd_open returned a new fd that we now own.

@@ -495,9 +495,44 @@ impl Checker<'_> {
             );
         }
         self.errno_without_effect(f, p);
+        self.startup_missing(f, p);
         self.deny_never_allowed(f, p);
         self.risky(f, p);
         self.arguments(f, p);
+    }
+
+    /// Calls of `@default` and `@startup` the allowlist lacks (and no errno
+    /// answers): most programs make them before `main`, so they end with a
+    /// violation at start. Located at the `deny` entry that removes them,
+    /// else at the top of the file.
+    fn startup_missing(&mut self, f: &PolicyFile, p: &super::Policy) {
+        let needed = groups::expand(&["@default", "@startup"]).unwrap_or_default();
+        let missing: Vec<&str> = needed
+            .into_iter()
+            .filter(|n| !p.syscalls.allow.contains(*n) && !p.syscalls.errno.contains_key(*n))
+            .filter(|n| !crate::seccomp::ALWAYS.contains(n))
+            .filter(|n| groups::number(groups::Arch::native(), n).is_some())
+            .collect();
+        if missing.is_empty() {
+            return;
+        }
+        let at = f
+            .syscalls
+            .deny
+            .iter()
+            .find(|d| {
+                groups::expand(&[d.get_ref().as_str()])
+                    .is_ok_and(|m| m.iter().any(|n| missing.contains(n)))
+            })
+            .map_or((1, 1), |d| line_col(self.text, d.span().start));
+        self.at(
+            Severity::Warning,
+            at,
+            format!(
+                "the allowlist lacks {} of @default/@startup, which the dynamic loader, libc and Rust std call before main: most programs will end with a violation as they start",
+                missing.join(", ")
+            ),
+        );
     }
 
     /// errno entries for syscalls the policy allows outright: the errno
@@ -811,6 +846,15 @@ mod tests {
         assert!(lines(text)
             .iter()
             .any(|l| l.contains("the grant is withheld")));
+    }
+
+    #[test]
+    fn test_check_warns_when_startup_calls_are_missing() {
+        let text = "extends = \"strict\"\n[syscalls]\ndeny = [\"close\"]\n";
+        assert_eq!(
+            lines(text),
+            vec!["p.toml:3:9: warning: the allowlist lacks close of @default/@startup, which the dynamic loader, libc and Rust std call before main: most programs will end with a violation as they start"]
+        );
     }
 
     #[test]
