@@ -395,7 +395,9 @@ pub struct Process {
     leader: i32,
     /// The leader's pidfd: SIGKILL through it ends the whole sandbox.
     pidfd: OwnedFd,
-    /// The plugin's own pidfd (the same process as `pidfd` without an init).
+    /// The plugin's own pidfd (the same process as `pidfd` without an
+    /// init): the host watches it for the plugin's exit, so that its `Wait`
+    /// overlaps the init's report and exit.
     plugin_pidfd: OwnedFd,
     listener: Option<OwnedFd>,
     pub stdin: Option<OwnedFd>,
@@ -417,8 +419,10 @@ impl Process {
         self.arena.as_ref()
     }
 
+    /// The plugin's pidfd: readable once the plugin has exited (its init
+    /// follows at once; [`Process::wait`] returns after both).
     pub fn pidfd(&self) -> &OwnedFd {
-        &self.pidfd
+        &self.plugin_pidfd
     }
 
     pub fn listener(&self) -> Option<&OwnedFd> {
@@ -445,7 +449,7 @@ impl Process {
         if self.exit.is_some() {
             return true;
         }
-        let mut fds = [PollFd::new(self.pidfd.as_fd(), PollFlags::POLLIN)];
+        let mut fds = [PollFd::new(self.plugin_pidfd.as_fd(), PollFlags::POLLIN)];
         let t = PollTimeout::try_from(timeout.as_millis() as i32).unwrap_or(PollTimeout::MAX);
         matches!(poll(&mut fds, t), Ok(n) if n > 0)
     }
@@ -456,7 +460,7 @@ impl Process {
         if self.exit.is_some() {
             return true;
         }
-        let mut fds = [PollFd::new(self.pidfd.as_fd(), PollFlags::POLLIN)];
+        let mut fds = [PollFd::new(self.plugin_pidfd.as_fd(), PollFlags::POLLIN)];
         matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
     }
 
@@ -467,7 +471,7 @@ impl Process {
         }
         use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
         loop {
-            let mut fds = [PollFd::new(self.pidfd.as_fd(), PollFlags::POLLIN)];
+            let mut fds = [PollFd::new(self.plugin_pidfd.as_fd(), PollFlags::POLLIN)];
             match poll(&mut fds, PollTimeout::NONE) {
                 Ok(_) => break,
                 Err(nix::errno::Errno::EINTR) => continue,
