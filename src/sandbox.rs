@@ -421,7 +421,7 @@ impl Process {
 
     /// The plugin's pidfd: readable once the plugin has exited (its init
     /// follows at once; [`Process::wait`] returns after both).
-    pub fn pidfd(&self) -> &OwnedFd {
+    pub fn plugin_pidfd(&self) -> &OwnedFd {
         &self.plugin_pidfd
     }
 

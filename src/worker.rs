@@ -213,7 +213,7 @@ impl Conn {
                 let i_out = slot(&mut fds, p.stdout.as_ref(), PollFlags::POLLIN);
                 let i_err = slot(&mut fds, p.stderr.as_ref(), PollFlags::POLLIN);
                 let i_lis = slot(&mut fds, p.listener(), PollFlags::POLLIN);
-                let i_pid = slot(&mut fds, Some(p.pidfd()), PollFlags::POLLIN);
+                let i_pid = slot(&mut fds, Some(p.plugin_pidfd()), PollFlags::POLLIN);
                 let timeout = PollTimeout::try_from(wait.as_millis().max(1) as i32)
                     .unwrap_or(PollTimeout::MAX);
                 match poll(&mut fds, timeout) {
