@@ -986,6 +986,7 @@ impl Server {
         // A launcher shares our memory, as posix_spawn does (no page tables
         // to copy): it runs only our code and is gone before we return.
         let flags = libc::SIGCHLD
+            | libc::CLONE_PIDFD
             | if init {
                 libc::CLONE_NEWPID
             } else {
@@ -1006,28 +1007,24 @@ impl Server {
         // (a launcher in our memory: one at a time, we wait below until it
         // has exited), makes raw syscalls, writes nothing of ours but that
         // stack, `plugin_stack` and errno, and never returns. `plan` and
-        // everything it points to outlive that. The fd table is its own copy.
+        // everything it points to outlive that. The fd table is its own copy;
+        // the pidfd lands in `pidfd` (CLONE_PIDFD).
+        let mut pidfd: libc::c_int = -1;
         let leader = unsafe {
             libc::clone(
                 child_main,
                 self.child_stack.top(),
                 flags,
                 (&plan as *const child::Plan as *mut child::Plan).cast(),
+                &mut pidfd as *mut libc::c_int,
             )
         };
         if leader == -1 {
             return Err(format!("clone: {}", io::Error::last_os_error()));
         }
         drop((theirs, stdio));
-        // SAFETY: pidfd_open takes a pid and flags; the child is unreaped, so the pid is ours.
-        let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, leader, 0) };
-        if pidfd < 0 {
-            let e = io::Error::last_os_error();
-            self.abort_spawn(leader, init, group);
-            return Err(format!("pidfd_open: {e}"));
-        }
-        // SAFETY: pidfd_open returned a new fd that we now own.
-        let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd as RawFd) };
+        // SAFETY: CLONE_PIDFD stored a new fd that we now own.
+        let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
         // Into the cgroup before the plugin process exists: the road runner
         // waits for our go.
         if let Some(g) = &group {
