@@ -1003,13 +1003,13 @@ impl Server {
             // and untouched until the launcher has exited.
             child::enter(unsafe { &*plan.cast::<child::Plan>() })
         }
+        let mut pidfd: libc::c_int = -1;
         // SAFETY: the road runner runs only child::enter on `child_stack`
         // (a launcher in our memory: one at a time, we wait below until it
         // has exited), makes raw syscalls, writes nothing of ours but that
         // stack, `plugin_stack` and errno, and never returns. `plan` and
         // everything it points to outlive that. The fd table is its own copy;
         // the pidfd lands in `pidfd` (CLONE_PIDFD).
-        let mut pidfd: libc::c_int = -1;
         let leader = unsafe {
             libc::clone(
                 child_main,
