@@ -173,25 +173,6 @@ fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-/// Live (non-zombie) processes running `exe`.
-fn running(exe: &Path) -> Vec<i32> {
-    let mut pids = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        if std::fs::read_link(e.path().join("exe")).ok().as_deref() != Some(exe) {
-            continue;
-        }
-        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
-        let state = stat.rsplit(')').next().unwrap_or("").trim_start();
-        if !state.starts_with('Z') && !state.is_empty() {
-            pids.push(pid);
-        }
-    }
-    pids
-}
-
 /// Waits up to one second for every process running one of `exes` to end.
 fn gone_within_a_second(exes: &[&Path]) -> Vec<i32> {
     let until = Instant::now() + Duration::from_secs(1);
@@ -248,34 +229,34 @@ fn test_signals_a_program_sends_itself_end_it_as_outside_as_uid_65534() {
     }
 }
 
-fn processes_policy(dir: &Path) -> PathBuf {
-    policy(
-        dir,
+/// Runs `PROCESSES_C case` under default plus `@process` and `@debug`;
+/// `None` without gcc. Returns the output and the program's path.
+fn processes_call(case: &str) -> Option<(Output, PathBuf, tempfile::TempDir)> {
+    let (dir, pw) = staged();
+    let exe = cc(dir.path(), "processes", PROCESSES_C)?;
+    let p = policy(
+        dir.path(),
         "processes.toml",
         "description = \"x\"\nextends = \"default\"\n[syscalls]\nallow = [\"@process\", \"@debug\"]\n[limits]\nprocesses = 32\n",
-    )
+    );
+    let o = filter_call(&pw, &exe, case, p.to_str().unwrap(), false, &[]);
+    Some((o, exe, dir))
 }
 
 #[test]
 fn test_grandchild_left_behind_dies_with_the_sandbox_and_the_verdict_is_the_programs() {
-    let (dir, pw) = staged();
-    let Some(exe) = cc(dir.path(), "processes", PROCESSES_C) else {
+    let Some((o, exe, _dir)) = processes_call("grandchild") else {
         return;
     };
-    let p = processes_policy(dir.path());
-    let o = filter_call(&pw, &exe, "grandchild", p.to_str().unwrap(), false, &[]);
     assert_eq!(verdict(&o), "plugin_error: exit status 3", "{}", stdout(&o));
     assert_eq!(gone_within_a_second(&[&exe]), Vec::<i32>::new());
 }
 
 #[test]
 fn test_init_ignores_signals_from_its_plugin() {
-    let (dir, pw) = staged();
-    let Some(exe) = cc(dir.path(), "processes", PROCESSES_C) else {
+    let Some((o, _, _dir)) = processes_call("signal") else {
         return;
     };
-    let p = processes_policy(dir.path());
-    let o = filter_call(&pw, &exe, "signal", p.to_str().unwrap(), false, &[]);
     let out = stdout(&o);
     // The init is outside the plugin's Landlock domain (EPERM), and as PID
     // 1 of the namespace it ignores what would still reach it: it is alive,
@@ -287,12 +268,9 @@ fn test_init_ignores_signals_from_its_plugin() {
 
 #[test]
 fn test_init_cannot_be_traced_or_read_by_its_plugin() {
-    let (dir, pw) = staged();
-    let Some(exe) = cc(dir.path(), "processes", PROCESSES_C) else {
+    let Some((o, _, _dir)) = processes_call("ptrace") else {
         return;
     };
-    let p = processes_policy(dir.path());
-    let o = filter_call(&pw, &exe, "ptrace", p.to_str().unwrap(), false, &[]);
     let out = stdout(&o);
     assert_eq!(verdict(&o), "ok", "{out}");
     assert_eq!(
@@ -304,12 +282,9 @@ fn test_init_cannot_be_traced_or_read_by_its_plugin() {
 
 #[test]
 fn test_init_reaps_a_flood_of_orphans_and_the_host_gets_a_verdict() {
-    let (dir, pw) = staged();
-    let Some(exe) = cc(dir.path(), "processes", PROCESSES_C) else {
+    let Some((o, exe, _dir)) = processes_call("flood") else {
         return;
     };
-    let p = processes_policy(dir.path());
-    let o = filter_call(&pw, &exe, "flood", p.to_str().unwrap(), false, &[]);
     assert_eq!(verdict(&o), "ok", "{}", stdout(&o));
     assert!(stdout(&o).starts_with("flooded "), "{}", stdout(&o));
     assert_eq!(gone_within_a_second(&[&exe]), Vec::<i32>::new());

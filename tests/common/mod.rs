@@ -76,3 +76,27 @@ pub fn verdict(o: &Output) -> String {
         .unwrap_or("")
         .to_string()
 }
+
+/// Live (non-zombie) processes running `exe`.
+pub fn running(exe: &Path) -> Vec<i32> {
+    let mut pids = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if std::fs::read_link(e.path().join("exe")).ok().as_deref() != Some(exe) {
+            continue;
+        }
+        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+        if !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+        {
+            pids.push(pid);
+        }
+    }
+    pids
+}
