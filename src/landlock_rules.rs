@@ -111,16 +111,13 @@ pub fn raw(grants: &Grants) -> Raw {
             }
         }
     }
+    let connect = landlock::BitFlags::from(AccessNet::ConnectTcp).bits();
+    let bind = landlock::BitFlags::from(AccessNet::BindTcp).bits();
     let ports = grants
         .connect_tcp
         .iter()
-        .map(|&p| (AccessNet::ConnectTcp as u64, u64::from(p)))
-        .chain(
-            grants
-                .bind_tcp
-                .iter()
-                .map(|&p| (AccessNet::BindTcp as u64, u64::from(p))),
-        )
+        .map(|&p| (connect, u64::from(p)))
+        .chain(grants.bind_tcp.iter().map(|&p| (bind, u64::from(p))))
         .collect();
     Raw {
         attr: [
@@ -187,4 +184,42 @@ pub fn kernel_abi() -> i64 {
         )
     }
     .max(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_raw_rules_carry_the_uapi_bits() {
+        let grants = Grants {
+            read: vec![PathBuf::from("/usr"), PathBuf::from("/no/such/path")],
+            exec: vec![PathBuf::from("/bin/true")],
+            connect_tcp: vec![443],
+            bind_tcp: vec![8080],
+            ..Grants::default()
+        };
+        let raw = raw(&grants);
+        // LANDLOCK_ACCESS_NET_BIND_TCP = 1, CONNECT_TCP = 2.
+        assert_eq!(raw.ports, vec![(2, 443), (1, 8080)]);
+        // A missing path grants nothing; a file gets file rights only.
+        assert_eq!(raw.paths.len(), 2);
+        let read_dir = 1 << 3; // LANDLOCK_ACCESS_FS_READ_DIR
+        let execute = 1 << 0;
+        assert_ne!(raw.paths[0].1 & read_dir, 0);
+        assert_eq!(raw.paths[1].1 & read_dir, 0);
+        assert_ne!(raw.paths[1].1 & execute, 0);
+        assert_eq!(raw.attr[0], AccessFs::from_all(ABI_PINNED).bits());
+    }
+
+    #[test]
+    fn test_proc_access_is_the_union_of_the_lists_naming_it() {
+        let grants = Grants {
+            read: vec![PathBuf::from("/proc")],
+            ..Grants::default()
+        };
+        let read = (AccessFs::ReadFile | AccessFs::ReadDir).bits();
+        assert_eq!(proc_access(&grants), read);
+        assert_eq!(proc_access(&Grants::default()), 0);
+    }
 }
