@@ -31,6 +31,10 @@ pub struct Manifest {
     pub args: Vec<String>,
     pub mode: Option<Mode>,
     pub policy: Option<String>,
+    /// Variables for the plugin, over the policy's (`[environment]` with
+    /// `set` and `pass`, as in a policy).
+    #[serde(default)]
+    pub environment: crate::policy::EnvironmentFile,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -48,6 +52,8 @@ pub struct Located {
     pub mode: Option<Mode>,
     /// Policy name, or a path already made relative to the current directory.
     pub policy: Option<String>,
+    /// The manifest's environment, passed variables read now.
+    pub env: Vec<(String, String)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +102,7 @@ pub fn locate(path: &Path) -> Result<Located, ManifestError> {
             args: Vec::new(),
             mode: None,
             policy: None,
+            env: Vec::new(),
         });
     }
     let file = path.join("plugin.toml");
@@ -111,6 +118,13 @@ pub fn locate(path: &Path) -> Result<Located, ManifestError> {
         path: file.clone(),
         message,
     })?;
+    if let Some((span, message)) = m.environment.problem() {
+        let (line, column) = crate::policy::line_col(&text, span.start);
+        return Err(ManifestError::Invalid {
+            path: file.clone(),
+            message: format!("{line}:{column}: {message}"),
+        });
+    }
     let candidates = match m.executable {
         Executable::One(s) => vec![s],
         Executable::Candidates(v) => v,
@@ -140,6 +154,7 @@ pub fn locate(path: &Path) -> Result<Located, ManifestError> {
         args: m.args,
         mode: m.mode,
         policy,
+        env: m.environment.resolve(),
     })
 }
 

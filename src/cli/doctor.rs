@@ -110,6 +110,7 @@ fn run_under(fs: &Arc<ForkServer>, exe: &Path, policy: &str) -> Result<usize, St
         exe: exe.to_path_buf(),
         args: vec!["version".into(), "--json".into()],
         mode: Mode::Filter,
+        env: Vec::new(),
     };
     let sandbox = Sandbox::new(fs.clone(), plugin, Arc::new(policy), Enforce::Policy)
         .map_err(|e| e.to_string())?;
@@ -364,21 +365,21 @@ fn print_walls(f: &Facts) {
         wall("rlimits", State::Enforced, "CPU, open files, file size, address space; capped at this process's own hard limits (no CAP_SYS_RESOURCE)");
     }
     cgroup_walls(f, &wall);
+    // What the fork server decides: as an ordinary user the walls come
+    // from a user namespace of the plugin's own, unless the kernel refuses
+    // one or PLUGWARDEN_NO_USERNS=1 (then `userns` says which).
+    let walls = "ipc, uts (hostname plugwarden), an empty network, pid (an init as PID 1, the plugin its child, its own /proc) and mount (a minimal root), unless the policy turns one off";
     match (f.root, namespaces(f)) {
-        (true, _) => wall(
-            "namespaces",
-            State::Enforced,
-            "ipc, uts, an empty network, pid (the plugin is PID 1) and mount (a minimal root), unless the policy turns one off",
-        ),
+        (true, _) => wall("namespaces", State::Enforced, walls),
         (false, true) => wall(
             "namespaces",
             State::Enforced,
-            "from a user namespace of its own: ipc, uts, an empty network, pid (the plugin is PID 1) and mount (a minimal root), unless the policy turns one off",
+            &format!("from a user namespace of the plugin's own: {walls}"),
         ),
         (false, false) => wall(
             "namespaces",
             State::Weakened,
-            &format!("none and no minimal root: {userns}"),
+            &format!("none ({userns}): no init, no minimal root, grants of /proc withheld; no_new_privs, Landlock, seccomp and rlimits still apply"),
         ),
     }
     if k.has(Feature::MfdNoexecSeal) {
@@ -484,13 +485,13 @@ fn cgroup_walls(f: &Facts, wall: &dyn Fn(&str, State, &str)) {
         wall(
             "process count",
             State::Enforced,
-            "a pids cgroup per worker (limits.processes + 1 tasks; 64 threads when 0)",
+            "a pids cgroup per worker (limits.processes + 1 tasks, one more for the sandbox's init; 64 threads when 0)",
         );
     } else if nproc {
         wall(
             "process count",
             State::Enforced,
-            "RLIMIT_NPROC in the plugin's own user namespace, which counts only its tasks (limits.processes + 1; 64 threads when 0)",
+            "RLIMIT_NPROC in the plugin's own user namespace, which counts only its sandbox's tasks (limits.processes + 1, one more for the sandbox's init; 64 threads when 0)",
         );
     } else {
         wall(
@@ -509,7 +510,7 @@ fn cgroup_walls(f: &Facts, wall: &dyn Fn(&str, State, &str)) {
         wall(
             "tree kill",
             State::Enforced,
-            "the PID namespace: when the plugin (its PID 1) dies, the kernel kills every process in it",
+            "the PID namespace: when the plugin exits, its init (PID 1) exits and the kernel kills every process in it",
         );
     } else if b.is_active() {
         wall(

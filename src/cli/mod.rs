@@ -92,6 +92,50 @@ pub struct SandboxArgs {
     /// `log` reports what the policy would deny instead of enforcing it.
     #[arg(long, value_enum, default_value = "policy")]
     pub enforce: EnforceArg,
+    #[command(flatten)]
+    pub env: EnvArgs,
+}
+
+/// The plugin's environment on the command line (over the default, the
+/// policy's and the manifest's; see docs/POLICY.md, "[environment]").
+#[derive(Args, Clone, Debug, Default)]
+pub struct EnvArgs {
+    /// Set a variable in the plugin's environment (repeat for several).
+    #[arg(long = "env", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Pass a variable of this environment to the plugin, when set here.
+    #[arg(long = "env-pass", value_name = "KEY")]
+    pub pass: Vec<String>,
+}
+
+impl EnvArgs {
+    /// The variables, in order (`--env-pass` ones first, `--env` last).
+    pub fn resolve(&self) -> Result<Vec<(String, String)>, Usage> {
+        let bad = |flag: &str, arg: &str, why: String| Usage(format!("{flag} {arg}: {why}"));
+        let mut out = Vec::new();
+        for key in &self.pass {
+            if let Some(why) = plugwarden::policy::env_key_problem(key) {
+                return Err(bad("--env-pass", key, why));
+            }
+            if let Ok(v) = std::env::var(key) {
+                out.push((key.clone(), v));
+            }
+        }
+        for kv in &self.set {
+            let Some((key, value)) = kv.split_once('=') else {
+                return Err(bad(
+                    "--env",
+                    kv,
+                    "write KEY=VALUE (or --env-pass KEY to pass this environment's)".into(),
+                ));
+            };
+            if let Some(why) = plugwarden::policy::env_key_problem(key) {
+                return Err(bad("--env", kv, why));
+            }
+            out.push((key.to_string(), value.to_string()));
+        }
+        Ok(out)
+    }
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -156,10 +200,13 @@ impl SandboxArgs {
             EnforceArg::Policy => Enforce::Policy,
             EnforceArg::Log => Enforce::Log,
         };
+        let mut env = located.env;
+        env.extend(self.env.resolve()?);
         let plugin = PluginSpec {
             exe: located.exe,
             args,
             mode,
+            env,
         };
         Ok(Sandbox::new(fs, plugin, Arc::new(policy), enforce)?)
     }

@@ -97,6 +97,7 @@ fn sandbox_for(
         exe,
         args,
         mode: Mode::Worker,
+        env: Vec::new(),
     };
     Ok(Arc::new(Sandbox::new(
         fs.clone(),

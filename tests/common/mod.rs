@@ -133,3 +133,27 @@ pub fn gone_within(pid: i32, within: std::time::Duration) -> bool {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+/// Live (non-zombie) processes running `exe`.
+pub fn running(exe: &Path) -> Vec<i32> {
+    let mut pids = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if std::fs::read_link(e.path().join("exe")).ok().as_deref() != Some(exe) {
+            continue;
+        }
+        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+        if !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+        {
+            pids.push(pid);
+        }
+    }
+    pids
+}
