@@ -196,10 +196,23 @@ fn test_signals_a_program_sends_itself_end_it_as_outside() {
         "no-pidns.toml",
         "description = \"x\"\nextends = \"default\"\n[namespaces]\npid = false\n",
     );
+    // The last run: a kernel without PIDFD_INFO_EXIT (before 6.15), where
+    // the init's report is the plugin's status alone.
+    let old_kernel = [("PLUGWARDEN_NO_PIDFD_INFO", "1")];
+    let runs = [
+        ("default", &[][..]),
+        (no_pidns.to_str().unwrap(), &[][..]),
+        ("default", &old_kernel[..]),
+    ];
     for (case, expected) in SIGNAL_CASES {
-        for p in ["default", no_pidns.to_str().unwrap()] {
-            let o = filter_call(&pw, &exe, case, p, false, &[]);
-            assert_eq!(verdict(&o), expected, "{case} under {p}: {}", stdout(&o));
+        for (p, env) in runs {
+            let o = filter_call(&pw, &exe, case, p, false, env);
+            assert_eq!(
+                verdict(&o),
+                expected,
+                "{case} under {p} {env:?}: {}",
+                stdout(&o)
+            );
         }
     }
 }

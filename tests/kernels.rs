@@ -332,7 +332,6 @@ fn test_feature_the_supervisor_needs_is_refused_by_name() {
             "5.0",
         ),
         ("PLUGWARDEN_NO_PIDFD_OPEN", "pidfd_open", "5.3"),
-        ("PLUGWARDEN_NO_PIDFD_GETFD", "pidfd_getfd", "5.6"),
     ] {
         let (v, _, _) = probe("default", "echo:x", &[(switch, "1")]);
         assert!(

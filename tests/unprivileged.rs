@@ -205,11 +205,7 @@ fn test_unprivileged_doctor_describes_the_namespaces_children_get() {
             .arg("doctor")
             .output()
             .unwrap();
-        String::from_utf8_lossy(&o.stdout)
-            .lines()
-            .find(|l| l.trim_start().starts_with("namespaces "))
-            .unwrap_or("")
-            .to_string()
+        doctor_row(&String::from_utf8_lossy(&o.stdout), "namespaces ")
     };
     let line = doctor(&[]);
     let o = as_nobody_env(&s, "default", "echo:x", &[]);
@@ -217,12 +213,12 @@ fn test_unprivileged_doctor_describes_the_namespaces_children_get() {
         assert!(line.contains("weakened"), "{line}");
     } else {
         // The children really get them: the probe is PID 2 under an init.
-        assert!(line.contains("enforced   from a user namespace"), "{line}");
+        assert!(line.contains("enforced from a user namespace"), "{line}");
         assert!(line.contains("an init as PID 1"), "{line}");
     }
     let line = doctor(&[("PLUGWARDEN_NO_USERNS", "1")]);
     assert!(
-        line.contains("weakened   none (PLUGWARDEN_NO_USERNS=1)"),
+        line.contains("weakened none (disabled by PLUGWARDEN_NO_USERNS=1)"),
         "{line}"
     );
 }
@@ -335,7 +331,7 @@ fn test_unprivileged_doctor_table_matches_what_the_tests_observe() {
     for (wall, want) in [
         (
             "namespaces",
-            "namespaces enforced from a user namespace of its own",
+            "namespaces enforced from a user namespace of the plugin's own",
         ),
         (
             "identity drop",
