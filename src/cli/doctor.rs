@@ -359,10 +359,10 @@ fn print_walls(f: &Facts) {
         wall(
             "rlimits",
             State::Enforced,
-            "CPU, open files, file size, address space; may exceed this process's own limits",
+            "CPU, open files, file size, address space and data, each with hard = soft (the plugin cannot raise one); may exceed this process's own limits",
         );
     } else {
-        wall("rlimits", State::Enforced, "CPU, open files, file size, address space; capped at this process's own hard limits (no CAP_SYS_RESOURCE)");
+        wall("rlimits", State::Enforced, "CPU, open files, file size, address space and data, each with hard = soft (the plugin cannot raise one); capped at this process's own hard limits (no CAP_SYS_RESOURCE)");
     }
     cgroup_walls(f, &wall);
     // What the fork server decides: as an ordinary user the walls come
