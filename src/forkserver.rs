@@ -125,6 +125,9 @@ pub struct Walls {
     pub cgroups_active: bool,
     /// Namespaces the children will enter (CLONE_* flags).
     pub namespaces: u64,
+    /// The children see only the minimal root (`CLONE_NEWNS` alone may be
+    /// just the private mount namespace of the sandbox's own /proc).
+    pub minimal_root: bool,
     /// The Landlock ABI of the ruleset (0: none).
     pub landlock_abi: u8,
     /// What was asked for and cannot be had here.
@@ -885,6 +888,7 @@ impl Server {
         if let (Some(r), Some(t)) = (&mut root, &template) {
             r.template = t.as_raw_fd();
         }
+        walls.minimal_root = root.is_some();
         walls.namespaces = unshare
             | if join_net {
                 libc::CLONE_NEWNET as u64

@@ -329,7 +329,7 @@ fn cover(policy: &Policy, walls: &crate::forkserver::Walls) -> crate::landlock_r
     crate::landlock_rules::Cover {
         net_ns: ns(libc::CLONE_NEWNET),
         pid_ns: ns(libc::CLONE_NEWPID),
-        minimal_root: ns(libc::CLONE_NEWNS),
+        minimal_root: walls.minimal_root,
         tcp_grants: !policy.network.connect_tcp.is_empty() || !policy.network.bind_tcp.is_empty(),
         inet_sockets: socket(&[libc::AF_INET as u32, libc::AF_INET6 as u32]),
         unix_sockets: socket(&[libc::AF_UNIX as u32]),

@@ -271,7 +271,7 @@ fn processes(p: &Policy, allowed: &dyn Fn(&str) -> bool) {
             "  the plugin may create processes (clone without namespace flags, and fork, vfork if listed);"
         );
         println!(
-            "  a pids cgroup caps its tasks at {} where cgroups are usable (see `plugwarden doctor`).",
+            "  a pids cgroup (without root and without one: RLIMIT_NPROC in the plugin's own user namespace) caps its tasks at {}, plus one for the sandbox's init (see `plugwarden doctor`).",
             p.limits.processes + 1
         );
     }
