@@ -7,14 +7,16 @@
 //! ([`SERVE_ARG`]) with one end of a `SOCK_SEQPACKET` socketpair. Over it
 //! the host sends JSON requests (trusted: both ends are plugwarden) and
 //! file descriptors (`SCM_RIGHTS`): the plugin's stdio pipe ends in, and
-//! its pidfd and seccomp listener back. The fork server prepares each
+//! its pidfds and seccomp listener back. The fork server prepares each
 //! profile once (Landlock ruleset, BPF programs, exec strings), then every
-//! spawn is `fork` + [`crate::child::enter`].
+//! spawn clones a road runner ([`crate::child::enter`]): the sandbox's init
+//! (with a PID namespace), or a launcher.
 //!
-//! It reaps every child and orphan (it is a subreaper) and keeps the exit
-//! status of workers until the host asks. When the host goes away, the
-//! socket reads EOF: the fork server kills every child and exits, and the
-//! children's parent-death signal does the same for any it missed.
+//! It reaps every child and orphan outside the sandboxes (it is a
+//! subreaper; inside, each init reaps) and keeps the exit status of each
+//! sandbox's plugin until the host asks. When the host goes away, the
+//! socket reads EOF: the fork server kills every sandbox and exits, and the
+//! road runners' parent-death signal does the same for any it missed.
 
 use std::collections::HashMap;
 use std::ffi::{c_char, CString};
@@ -25,6 +27,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use nix::sys::socket::{
     recvmsg, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags,
@@ -49,6 +52,9 @@ pub struct ProfileSpec {
     pub exe: PathBuf,
     /// Exec through an fd opened now (ELF binaries) rather than by path (scripts).
     pub exec_by_fd: bool,
+    /// Move the exec fd to this number before exec (see
+    /// `child::Plan::exe_slot`), or -1.
+    pub exe_slot: i32,
     pub argv: Vec<String>,
     /// `KEY=VALUE` strings.
     pub env: Vec<String>,
@@ -74,9 +80,12 @@ enum Request {
     Prepare {
         spec: Box<ProfileSpec>,
     },
-    /// Carries three fds: the child's stdin, stdout, stderr.
+    /// Carries three fds: the child's stdin, stdout, stderr (and the arena).
     Spawn {
         profile: u64,
+        /// The spawn ends within this many milliseconds: a running plugin,
+        /// or a setup failure naming the stage.
+        timeout_ms: u64,
     },
     Wait {
         pid: i32,
@@ -92,9 +101,11 @@ enum Reply {
         profile: u64,
         walls: Walls,
     },
-    /// Carries the pidfd and the seccomp listener.
+    /// Carries the leader's pidfd, the seccomp listener and the plugin's
+    /// pidfd.
     Spawned {
         pid: i32,
+        leader: i32,
     },
     SetupFailed {
         stage: u32,
@@ -114,6 +125,9 @@ pub struct Walls {
     pub cgroups_active: bool,
     /// Namespaces the children will enter (CLONE_* flags).
     pub namespaces: u64,
+    /// The children see only the minimal root (`CLONE_NEWNS` alone may be
+    /// just the private mount namespace of the sandbox's own /proc).
+    pub minimal_root: bool,
     /// The Landlock ABI of the ruleset (0: none).
     pub landlock_abi: u8,
     /// What was asked for and cannot be had here.
@@ -137,6 +151,10 @@ impl ExitInfo {
     pub fn signal(&self) -> Option<i32> {
         libc::WIFSIGNALED(self.status).then(|| libc::WTERMSIG(self.status))
     }
+    /// Killed by a signal that dumped core.
+    pub fn core_dumped(&self) -> bool {
+        libc::WIFSIGNALED(self.status) && libc::WCOREDUMP(self.status)
+    }
     pub fn code(&self) -> Option<i32> {
         libc::WIFEXITED(self.status).then(|| libc::WEXITSTATUS(self.status))
     }
@@ -145,12 +163,21 @@ impl ExitInfo {
     }
 }
 
-/// A child the fork server started.
+/// A sandbox the fork server started.
 #[derive(Debug)]
 pub struct Spawned {
+    /// The plugin's pid (in the host's PID namespace): its /proc files.
     pub pid: i32,
+    /// What the fork server reaps and [`ForkServer::wait`] takes: the
+    /// sandbox's init, or the plugin itself without a PID namespace.
+    pub leader: i32,
+    /// The leader's pidfd: readable once the sandbox has ended; SIGKILL
+    /// through it ends the whole sandbox.
     pub pidfd: OwnedFd,
     pub listener: OwnedFd,
+    /// The plugin's own pidfd: a SIGKILL through it stops the plugin at
+    /// once (killing an init ends its namespace a moment later).
+    pub plugin_pidfd: OwnedFd,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -222,6 +249,9 @@ pub struct ForkServer {
     conn: Mutex<Conn>,
     process: Mutex<std::process::Child>,
     exe: PathBuf,
+    /// The fork server's soft `RLIMIT_NOFILE` (ours when we started it):
+    /// every fd it holds is below it.
+    fd_ceiling: u64,
 }
 
 #[derive(Debug)]
@@ -278,7 +308,15 @@ impl ForkServer {
             }),
             process: Mutex::new(process),
             exe: exe.to_path_buf(),
+            fd_ceiling: nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+                .map_or(1024, |(soft, _)| soft),
         })
+    }
+
+    /// Every fd of the fork server is below this number (its soft
+    /// `RLIMIT_NOFILE`, which it never changes).
+    pub fn fd_ceiling(&self) -> u64 {
+        self.fd_ceiling
     }
 
     /// Starts another fork server from the same executable (a pool gives
@@ -312,27 +350,38 @@ impl ForkServer {
         }
     }
 
-    /// Forks one sandboxed child of `profile` with the given stdio and,
-    /// when given, `arena` as its fd 3.
+    /// Starts one sandbox of `profile` with the given stdio and, when
+    /// given, `arena` as its fd 3; it is running or has failed within
+    /// `timeout`.
     pub fn spawn(
         &self,
         profile: u64,
         stdio: [BorrowedFd; 3],
         arena: Option<BorrowedFd>,
+        timeout: Duration,
     ) -> Result<Spawned, ForkServerError> {
         let raw: Vec<RawFd> = stdio
             .iter()
             .chain(arena.as_ref())
             .map(|f| f.as_raw_fd())
             .collect();
-        match self.call(&Request::Spawn { profile }, &raw)? {
-            (Reply::Spawned { pid }, fds) => {
+        let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        match self.call(
+            &Request::Spawn {
+                profile,
+                timeout_ms,
+            },
+            &raw,
+        )? {
+            (Reply::Spawned { pid, leader }, fds) => {
                 let mut fds = fds.into_iter();
-                match (fds.next(), fds.next()) {
-                    (Some(pidfd), Some(listener)) => Ok(Spawned {
+                match (fds.next(), fds.next(), fds.next()) {
+                    (Some(pidfd), Some(listener), Some(plugin_pidfd)) => Ok(Spawned {
                         pid,
+                        leader,
                         pidfd,
                         listener,
+                        plugin_pidfd,
                     }),
                     _ => Err(ForkServerError::Protocol("spawn reply without fds".into())),
                 }
@@ -345,7 +394,8 @@ impl ForkServer {
         }
     }
 
-    /// Reaps `pid` (call once its pidfd is readable) and returns how it ended.
+    /// Reaps the sandbox led by `pid` (call once its pidfd is readable)
+    /// and returns how its plugin ended.
     pub fn wait(&self, pid: i32) -> Result<ExitInfo, ForkServerError> {
         match self.call(&Request::Wait { pid }, &[])? {
             (Reply::Exited(info), _) => Ok(info),
@@ -377,6 +427,14 @@ impl Drop for ForkServer {
 /// if this process was started as one, serve and exit.
 pub fn serve_if_requested() {
     if std::env::args_os().nth(1).is_some_and(|a| a == SERVE_ARG) {
+        // A Ctrl-C is the host's to handle (it ends the jobs and then us,
+        // through the socket): the host need not ignore SIGINT while it
+        // starts us, and its own handler can be in place from the start.
+        // Each road runner puts the disposition back (it is in
+        // `ignored_signals`).
+        use nix::sys::signal::{signal, SigHandler, Signal};
+        // SAFETY: SIG_IGN installs no handler code; we are single-threaded.
+        let _ = unsafe { signal(Signal::SIGINT, SigHandler::SigIgn) };
         // SAFETY: fd 3 was set up by ForkServer::start; nothing else owns it.
         let sock = unsafe { OwnedFd::from_raw_fd(SERVE_FD) };
         let code = match Server::new(sock).and_then(|mut s| s.run()) {
@@ -392,10 +450,10 @@ pub fn serve_if_requested() {
 
 /// A profile ready to fork: everything the child needs, allocated now.
 struct Prepared {
-    /// `None` without Landlock (a named weakening, see `landlock_rules::gaps`).
-    ruleset: Option<OwnedFd>,
+    landlock: ProfileLandlock,
     filter: Vec<seccompiler::sock_filter>,
     exe_fd: Option<OwnedFd>,
+    exe_slot: i32,
     path: CString,
     _strings: Vec<CString>,
     argv: Vec<*const c_char>,
@@ -407,6 +465,8 @@ struct Prepared {
     unshare: u64,
     join_net: bool,
     pidns: bool,
+    /// No minimal root, but a PID namespace: the sandbox's own /proc.
+    own_proc: bool,
     root: Option<child::RootPlan>,
     /// Owns the fd in `root.template`.
     _root_template: Option<OwnedFd>,
@@ -414,13 +474,47 @@ struct Prepared {
     walls: Walls,
 }
 
+/// The Landlock rules of a profile.
+enum ProfileLandlock {
+    /// One ruleset every sandbox restricts itself with; `None` without
+    /// Landlock (a named weakening, see `landlock_rules::gaps`).
+    Shared(Option<OwnedFd>),
+    /// The raw rules (and the fds they hold) each sandbox builds its own
+    /// ruleset from, adding its own /proc (see `child::Landlock::Own`).
+    Own {
+        rules: child::OwnRuleset,
+        /// Owns the fds in `rules`.
+        _fds: Vec<OwnedFd>,
+    },
+}
+
+/// A sandbox the fork server started and has not reaped yet.
+struct Live {
+    /// The pidfd of what we reap: the init, or the plugin without a PID
+    /// namespace (the final kill goes through it).
+    pidfd: OwnedFd,
+    group: Option<crate::cgroup::Group>,
+    /// With an init: its report socket (the plugin's exit status comes
+    /// over it) and the plugin's pidfd (the kernel's own record of that
+    /// status, Linux 6.15+).
+    init: Option<(OwnedFd, OwnedFd)>,
+}
+
+/// How a spawn request ended.
+enum SpawnEnd {
+    Started(Spawned),
+    Failed(Stage, i32),
+    /// The host closed its socket meanwhile: shut down.
+    HostGone,
+}
+
 struct Server {
     sock: OwnedFd,
     sigchld: nix::sys::signalfd::SignalFd,
     profiles: HashMap<u64, Prepared>,
     next_profile: u64,
-    /// Live workers: pid → pidfd (for the final kill) and cgroup.
-    live: HashMap<i32, (OwnedFd, Option<crate::cgroup::Group>)>,
+    /// Live sandboxes by leader pid.
+    live: HashMap<i32, Live>,
     cgroups: crate::cgroup::Backend,
     /// An empty network namespace shared by every worker (lo down).
     netns: Option<OwnedFd>,
@@ -435,8 +529,16 @@ struct Server {
     /// Whether to make groups ahead (off after a failure, until a spawn
     /// makes one).
     make_ahead: bool,
-    /// The stack each child runs its road on, in our memory.
+    /// The stack each road runner runs on (a launcher in our memory, an
+    /// init in its own copy of it).
     child_stack: ChildStack,
+    /// The stack each plugin process runs on until its exec (in the road
+    /// runner's memory).
+    plugin_stack: ChildStack,
+    /// The init's own seccomp program.
+    init_filter: Vec<seccompiler::sock_filter>,
+    /// The host closed its socket during a spawn.
+    host_gone: bool,
     /// See `child::Plan::last_cap`.
     last_cap: u32,
     /// Dispositions each child resets (see `child::Plan::ignored_signals`).
@@ -476,7 +578,10 @@ impl Server {
             None
         };
         Ok(Server {
-            child_stack: ChildStack::new()?,
+            child_stack: ChildStack::new(256 << 10)?,
+            plugin_stack: ChildStack::new(64 << 10)?,
+            init_filter: init_filter()?,
+            host_gone: false,
             ignored_signals: child::ignored_signals(),
             last_cap: child::last_cap(),
             make_ahead: cgroups.is_active(),
@@ -498,7 +603,15 @@ impl Server {
         })
     }
 
+    /// Serves until the host goes away (or its socket fails), then kills
+    /// every sandbox and removes every cgroup, whatever ended the loop.
     fn run(&mut self) -> io::Result<()> {
+        let result = self.serve();
+        self.shutdown();
+        result
+    }
+
+    fn serve(&mut self) -> io::Result<()> {
         use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
         let mut buf = vec![0u8; MAX_MSG];
         loop {
@@ -536,14 +649,15 @@ impl Server {
                 continue;
             }
             let Some((req, fds)) = recv::<Request>(self.sock.as_fd(), &mut buf)? else {
-                self.shutdown();
                 return Ok(());
             };
             let (reply, out_fds) = self.handle(req, fds);
+            if self.host_gone {
+                return Ok(());
+            }
             let raw: Vec<RawFd> = out_fds.iter().map(|f| f.as_raw_fd()).collect();
             if let Err(e) = send(self.sock.as_fd(), &reply, &raw) {
                 if e.kind() == io::ErrorKind::BrokenPipe {
-                    self.shutdown();
                     return Ok(());
                 }
                 return Err(e);
@@ -564,21 +678,32 @@ impl Server {
                 }
                 Err(e) => error(e),
             },
-            Request::Spawn { profile } => {
+            Request::Spawn {
+                profile,
+                timeout_ms,
+            } => {
                 if !(3..=4).contains(&fds.len()) {
                     return error("spawn needs three fds (stdio) and an optional arena".into());
                 }
-                match self.spawn(profile, fds) {
-                    Ok(Ok((pid, pidfd, listener))) => {
-                        (Reply::Spawned { pid }, vec![pidfd, listener])
-                    }
-                    Ok(Err((stage, errno))) => (
+                match self.spawn(profile, fds, Duration::from_millis(timeout_ms)) {
+                    Ok(SpawnEnd::Started(s)) => (
+                        Reply::Spawned {
+                            pid: s.pid,
+                            leader: s.leader,
+                        },
+                        vec![s.pidfd, s.listener, s.plugin_pidfd],
+                    ),
+                    Ok(SpawnEnd::Failed(stage, errno)) => (
                         Reply::SetupFailed {
                             stage: stage as u32,
                             errno,
                         },
                         Vec::new(),
                     ),
+                    Ok(SpawnEnd::HostGone) => {
+                        self.host_gone = true;
+                        error("the host went away".into())
+                    }
                     Err(e) => error(e),
                 }
             }
@@ -601,14 +726,6 @@ impl Server {
 
     fn prepare(&self, spec: &ProfileSpec) -> Result<Prepared, String> {
         let kernel = crate::kernel::kernel();
-        let ruleset = match landlock_rules::build(&spec.grants, kernel.landlock())
-            .map_err(|e| e.to_string())?
-        {
-            Some(rs) => Some(
-                Option::<OwnedFd>::from(rs).ok_or("landlock ruleset has no fd on this kernel")?,
-            ),
-            None => None,
-        };
         let exe_fd = if spec.exec_by_fd {
             let fd = nix::fcntl::open(
                 &spec.exe,
@@ -655,17 +772,22 @@ impl Server {
             ));
         } else if let Some(mem) = spec.cgroup.memory {
             // The memory cgroup is the real limit and names an OOM kill; the
-            // address-space rlimit stays as a looser backstop.
+            // address-space and data rlimits stay as a looser backstop
+            // (still hard = soft).
             for r in &mut rlimits {
-                if r.0 == libc::RLIMIT_AS {
-                    let host_hard =
-                        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_AS)
-                            .map_or(u64::MAX, |(_, h)| h);
+                if r.0 == libc::RLIMIT_AS || r.0 == libc::RLIMIT_DATA {
+                    let mut lim = libc::rlimit64 {
+                        rlim_cur: u64::MAX,
+                        rlim_max: u64::MAX,
+                    };
+                    // SAFETY: getrlimit64 writes one struct on our stack.
+                    unsafe { libc::getrlimit64(r.0 as _, &mut lim) };
                     let loose = mem
                         .saturating_mul(2)
                         .max(mem.saturating_add(1 << 30))
-                        .min(host_hard);
-                    *r = (r.0, loose.max(r.1), loose.max(r.2));
+                        .min(lim.rlim_max)
+                        .max(r.1);
+                    *r = (r.0, loose, loose);
                 }
             }
         }
@@ -687,14 +809,74 @@ impl Server {
             ));
         }
         let pidns = (self.is_root || userns) && wanted_ns & libc::CLONE_NEWPID as u64 != 0;
-        self.process_limit(spec, userns, &mut rlimits, &mut walls.missing);
+        let mut cgroup = spec.cgroup;
+        if pidns {
+            // The init counts as a task of the sandbox too.
+            cgroup.pids = cgroup.pids.map(|n| n.saturating_add(1));
+        }
+        self.process_limit(spec, userns, cgroup.pids, &mut rlimits, &mut walls.missing);
         if !self.cgroups.is_active() && !pidns && spec.processes > 0 {
             walls.missing.push(
                 "tree kill: no cgroup and no PID namespace: a process that left the worker's session may outlive it".into(),
             );
         }
-        let mut root = match (&self.root_dir, wanted_ns & libc::CLONE_NEWNS as u64 != 0) {
-            (Some(dir), true) => Some(root_plan(dir, &spec.grants, pidns)?),
+        let minimal_root = wanted_ns & libc::CLONE_NEWNS as u64 != 0 && self.root_dir.is_some();
+        // With a PID namespace the sandbox always has its own /proc (in the
+        // minimal root, or in a private mount namespace without one): a
+        // grant under /proc is a grant on that procfs, never on the host's.
+        let own_proc = pidns && !minimal_root;
+        // Without its own PID namespace a procfs would show the host's
+        // processes: grants under /proc are then withheld.
+        let granted_proc = landlock_rules::proc_access(&spec.grants, kernel.landlock());
+        let proc_access = if pidns { granted_proc } else { 0 };
+        if granted_proc != 0 && !pidns && wanted_ns & libc::CLONE_NEWPID as u64 != 0 {
+            walls.missing.push(
+                "pid namespace: the policy's grant of /proc is withheld (without a PID \
+                 namespace of its own the plugin's /proc would show the host's processes)"
+                    .into(),
+            );
+        }
+        let mut grants = spec.grants.clone();
+        for list in [&mut grants.read, &mut grants.write, &mut grants.exec] {
+            list.retain(|p| !p.starts_with("/proc"));
+        }
+        // Built (and its hard requirements checked) even when each sandbox
+        // builds its own from the raw rules.
+        let ruleset = match landlock_rules::build(&grants, kernel.landlock())
+            .map_err(|e| e.to_string())?
+        {
+            Some(rs) => Some(
+                Option::<OwnedFd>::from(rs).ok_or("landlock ruleset has no fd on this kernel")?,
+            ),
+            None => None,
+        };
+        // proc_access is 0 without Landlock (then there is no raw form).
+        let raw = (proc_access != 0)
+            .then(|| landlock_rules::raw(&grants, kernel.landlock()))
+            .flatten();
+        let landlock = if let Some(raw) = raw {
+            let mut keep: Vec<RawFd> = raw.paths.iter().map(|(fd, _)| fd.as_raw_fd()).collect();
+            keep.sort_unstable();
+            let own = child::OwnRuleset {
+                attr: raw.attr,
+                paths: raw
+                    .paths
+                    .iter()
+                    .map(|(fd, a)| (fd.as_raw_fd(), *a))
+                    .collect(),
+                ports: raw.ports,
+                proc_access,
+                keep,
+            };
+            ProfileLandlock::Own {
+                rules: own,
+                _fds: raw.paths.into_iter().map(|(fd, _)| fd).collect(),
+            }
+        } else {
+            ProfileLandlock::Shared(ruleset)
+        };
+        let mut root = match (&self.root_dir, minimal_root) {
+            (Some(dir), true) => Some(root_plan(dir, &grants, pidns)?),
             _ => None,
         };
         // As root, every child of the profile joins a copy of one prepared
@@ -702,10 +884,11 @@ impl Server {
         let template = root
             .as_ref()
             .filter(|_| self.is_root)
-            .and_then(|r| root_template(r, &spec.grants));
+            .and_then(|r| root_template(r, &grants));
         if let (Some(r), Some(t)) = (&mut root, &template) {
             r.template = t.as_raw_fd();
         }
+        walls.minimal_root = root.is_some();
         walls.namespaces = unshare
             | if join_net {
                 libc::CLONE_NEWNET as u64
@@ -713,7 +896,7 @@ impl Server {
                 0
             }
             | if pidns { libc::CLONE_NEWPID as u64 } else { 0 }
-            | if root.is_some() {
+            | if root.is_some() || own_proc {
                 libc::CLONE_NEWNS as u64
             } else {
                 0
@@ -728,10 +911,12 @@ impl Server {
             .iter()
             .map(|&(code, jt, jf, k)| seccompiler::sock_filter { code, jt, jf, k })
             .collect();
+        let exe_slot = if exe_fd.is_some() { spec.exe_slot } else { -1 };
         Ok(Prepared {
-            ruleset,
+            landlock,
             filter,
             exe_fd,
+            exe_slot,
             path,
             _strings: argv_s.into_iter().chain(env_s).collect(),
             argv,
@@ -739,10 +924,11 @@ impl Server {
             rlimits,
             identity: if self.is_root { spec.identity } else { None },
             new_session: spec.new_session,
-            cgroup: spec.cgroup,
+            cgroup,
             unshare,
             join_net,
             pidns,
+            own_proc,
             root,
             _root_template: template,
             userns: userns.then(|| {
@@ -759,11 +945,14 @@ impl Server {
     /// root, in the plugin's own user namespace, Linux 5.14+) RLIMIT_NPROC,
     /// which the kernel counts per user in each user namespace, so that it
     /// counts only the worker's own tasks. As root the plugin's uid is
-    /// shared with other workers: no such rlimit.
+    /// shared with other workers: no such rlimit. `tasks` is the sandbox's
+    /// pids limit, the init included (the init is a task of the plugin's
+    /// uid in that user namespace too).
     fn process_limit(
         &self,
         spec: &ProfileSpec,
         userns: bool,
+        tasks: Option<u64>,
         rlimits: &mut Vec<(u32, u64, u64)>,
         missing: &mut Vec<String>,
     ) {
@@ -771,7 +960,7 @@ impl Server {
         if self.cgroups.has_pids() {
             return;
         }
-        let tasks = spec.cgroup.pids.unwrap_or(u64::MAX);
+        let tasks = tasks.unwrap_or(u64::MAX);
         if userns && crate::kernel::kernel().has(Feature::NprocPerUserns) {
             let hard = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NPROC)
                 .map_or(u64::MAX, |(_, h)| h);
@@ -793,28 +982,28 @@ impl Server {
         }
     }
 
-    #[allow(clippy::type_complexity)]
+    /// Starts one sandbox: clones its road runner (the init with a PID
+    /// namespace, else a launcher), moves it into its cgroup, says go and
+    /// waits for its report, never past `timeout` and never past the
+    /// host's going away.
     fn spawn(
         &mut self,
         profile: u64,
         stdio: Vec<OwnedFd>,
-    ) -> Result<Result<(i32, OwnedFd, OwnedFd), (Stage, i32)>, String> {
-        let p = self
-            .profiles
-            .get(&profile)
-            .ok_or_else(|| format!("unknown profile {profile}"))?;
-        let pipe =
-            || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"));
-        let (report_r, report_w) = pipe()?;
-        let (go_r, go_w) = pipe()?;
-        let ruleset = p
-            .ruleset
-            .as_ref()
-            .map(OwnedFd::try_clone)
-            .transpose()
-            .map_err(|e| format!("dup ruleset: {e}"))?;
-        let ruleset_fd = ruleset.as_ref().map_or(-1, |r| r.as_raw_fd());
-        let limits = p.cgroup;
+        timeout: Duration,
+    ) -> Result<SpawnEnd, String> {
+        let deadline = Instant::now() + timeout;
+        if !self.profiles.contains_key(&profile) {
+            return Err(format!("unknown profile {profile}"));
+        }
+        let (ours, theirs) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .map_err(|e| format!("socketpair: {e}"))?;
+        let limits = self.profiles[&profile].cgroup;
         let group = if self.cgroups.is_active() {
             let ready = self.ready_groups.iter().position(|(l, _)| *l == limits);
             Some(match ready {
@@ -834,14 +1023,16 @@ impl Server {
         } else {
             -1
         };
-        let mut plan = child::Plan {
+        let init = p.pidns;
+        let plan = child::Plan {
             netns,
             unshare: p.unshare as i32,
+            hostname: (p.unshare & libc::CLONE_NEWUTS as u64 != 0).then_some(c"plugwarden"),
             root: p.root.as_ref(),
+            own_proc: p.own_proc,
             userns: p.userns.as_ref(),
             stdio: [0, 1, 2, 3].map(|i| stdio.get(i).map_or(-1, |f| f.as_raw_fd())),
-            report: report_w.as_raw_fd(),
-            go: go_r.as_raw_fd(),
+            report: theirs.as_raw_fd(),
             fd_limit: if crate::kernel::kernel().has(crate::kernel::Feature::CloseRange) {
                 -1
             } else {
@@ -849,134 +1040,277 @@ impl Server {
             },
             new_session: p.new_session,
             rlimits: &p.rlimits,
-            landlock: ruleset_fd,
+            landlock: match &p.landlock {
+                ProfileLandlock::Shared(fd) => {
+                    child::Landlock::Profile(fd.as_ref().map_or(-1, |f| f.as_raw_fd()))
+                }
+                ProfileLandlock::Own { rules, .. } => child::Landlock::Own(rules),
+            },
             identity: p.identity,
             // Outside the new PID namespace the parent reads as pid 0.
-            parent: if p.pidns { 0 } else { self.me },
+            parent: if init { 0 } else { self.me },
+            fork_server: self.me,
             ignored_signals: &self.ignored_signals,
             last_cap: self.last_cap,
             filter: &p.filter,
+            init_filter: &self.init_filter,
             exe_fd: p.exe_fd.as_ref().map_or(-1, |f| f.as_raw_fd()),
+            exe_slot: p.exe_slot,
             path: &p.path,
             argv: &p.argv,
             envp: &p.envp,
+            init,
+            plugin_stack: self.plugin_stack.top(),
         };
-        // A clone sharing our memory (as posix_spawn does: no page tables
-        // to copy, no copy-on-write faults for either side), on a stack of
-        // its own, in a new PID namespace when asked (the plugin is its PID
-        // 1: it sees and signals only its own descendants, and when it dies
-        // the kernel kills them all). Not CLONE_VFORK: we must keep running
-        // to take the listener while the child waits for our go.
-        let flags = libc::CLONE_VM
-            | libc::SIGCHLD
-            | if p.pidns { libc::CLONE_NEWPID } else { 0 }
+        // The init gets its own memory (a fork-style clone: it outlives the
+        // spawn, and a process inside the sandbox must never share the fork
+        // server's memory) and a new PID namespace, of which it is PID 1.
+        // A launcher shares our memory, as posix_spawn does (no page tables
+        // to copy): it runs only our code and is gone before we return.
+        let flags = libc::SIGCHLD
+            | libc::CLONE_PIDFD
+            | if init {
+                libc::CLONE_NEWPID
+            } else {
+                libc::CLONE_VM
+            }
             | if p.userns.is_some() {
                 libc::CLONE_NEWUSER
             } else {
                 0
             };
         extern "C" fn child_main(plan: *mut libc::c_void) -> libc::c_int {
-            // SAFETY: `plan` is the Plan on the fork server's stack below,
-            // alive (and untouched) until this child has exec'd or exited.
-            child::enter(unsafe { &mut *plan.cast::<child::Plan>() })
+            // SAFETY: `plan` is the Plan on the fork server's stack below:
+            // the init's own copy of it, or (a launcher) the original, alive
+            // and untouched until the launcher has exited.
+            child::enter(unsafe { &*plan.cast::<child::Plan>() })
         }
-        // SAFETY: the child runs only child::enter on `child_stack` (used by
-        // one child at a time: we wait below until it has exec'd, which
-        // gives it its own memory, or exited), makes raw syscalls, writes
-        // nothing but its stack (and errno, on the road's failure paths
-        // only: we read errno only for error messages), and never returns.
-        // `plan` and everything it points to outlive that. The fd table is
-        // the child's own copy.
-        let pid = unsafe {
+        let mut pidfd: libc::c_int = -1;
+        // SAFETY: the road runner runs only child::enter on `child_stack`
+        // (a launcher in our memory: one at a time, we wait below until it
+        // has exited), makes raw syscalls, writes nothing of ours but that
+        // stack, `plugin_stack` and errno, and never returns. `plan` and
+        // everything it points to outlive that. The fd table is its own copy;
+        // the pidfd lands in `pidfd` (CLONE_PIDFD).
+        let leader = unsafe {
             libc::clone(
                 child_main,
                 self.child_stack.top(),
                 flags,
-                (&mut plan as *mut child::Plan).cast(),
+                (&plan as *const child::Plan as *mut child::Plan).cast(),
+                &mut pidfd as *mut libc::c_int,
             )
         };
-        if pid == -1 {
+        if leader == -1 {
             return Err(format!("clone: {}", io::Error::last_os_error()));
         }
-
-        drop((report_w, go_r, stdio, ruleset));
-        // Into the cgroup before the child may exec: it waits for our go.
+        drop((theirs, stdio));
+        // SAFETY: CLONE_PIDFD stored a new fd that we now own.
+        let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+        // Into the cgroup before the plugin process exists: the road runner
+        // waits for our go.
         if let Some(g) = &group {
-            if let Err(e) = g.add(pid) {
-                // SAFETY: kill + reap our own child; no memory involved.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-                let _ = wait4(pid, 0);
-                if let Some(g) = group {
-                    g.remove();
+            if let Err(e) = g.add(leader) {
+                self.abort_spawn(leader, init, group);
+                return Err(format!("cannot move the sandbox into its cgroup: {e}"));
+            }
+        }
+        let _ = nix::unistd::write(&ours, b"g");
+        let (listener, plugin_pidfd) = match self.await_start(&ours, deadline) {
+            Ok(Started::Yes(listener, plugin_pidfd)) => (listener, plugin_pidfd),
+            Ok(Started::Failed(stage, errno)) => {
+                self.abort_spawn(leader, init, group);
+                return Ok(SpawnEnd::Failed(stage, errno));
+            }
+            Ok(Started::Deadline) => {
+                self.abort_spawn(leader, init, group);
+                return Ok(SpawnEnd::Failed(Stage::Deadline, libc::ETIMEDOUT));
+            }
+            Ok(Started::HostGone) => {
+                self.abort_spawn(leader, init, group);
+                return Ok(SpawnEnd::HostGone);
+            }
+            Err(e) => {
+                self.abort_spawn(leader, init, group);
+                return Err(e);
+            }
+        };
+        let pid = pidfd_pid(plugin_pidfd.as_fd());
+        // The init reaps nothing until we have read the pid (see child::init).
+        let _ = nix::unistd::write(&ours, b"a");
+        let Some(pid) = pid else {
+            self.abort_spawn(leader, init, group);
+            return Err("cannot read the plugin's pid from its pidfd".into());
+        };
+        let dup = |fd: &OwnedFd| fd.try_clone().map_err(|e| format!("dup pidfd: {e}"));
+        let host_plugin_pidfd = match dup(&plugin_pidfd) {
+            Ok(fd) => fd,
+            Err(e) => {
+                self.abort_spawn(leader, init, group);
+                return Err(e);
+            }
+        };
+        if init {
+            let host_pidfd = dup(&pidfd);
+            self.live.insert(
+                leader,
+                Live {
+                    pidfd,
+                    group,
+                    init: Some((ours, plugin_pidfd)),
+                },
+            );
+            let host_pidfd = match host_pidfd {
+                Ok(fd) => fd,
+                Err(e) => {
+                    self.kill_and_reap(leader);
+                    return Err(e);
                 }
-                return Err(format!("cannot move the worker into its cgroup: {e}"));
-            }
+            };
+            return Ok(SpawnEnd::Started(Spawned {
+                pid,
+                leader,
+                pidfd: host_pidfd,
+                listener,
+                plugin_pidfd: host_plugin_pidfd,
+            }));
         }
-        // SAFETY: pidfd_open takes a pid and flags; the child is unreaped, so the pid is ours.
-        let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-        if pidfd < 0 {
-            let e = io::Error::last_os_error();
-            // SAFETY: kill + wait our own child; no memory involved.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-            let _ = wait4(pid, 0);
-            if let Some(g) = group {
-                g.remove();
-            }
-            return Err(format!("pidfd_open: {e}"));
-        }
-        // SAFETY: pidfd_open returned a new fd that we now own.
-        let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd as RawFd) };
-        let kept = pidfd.try_clone();
-        self.live.insert(pid, (pidfd, group));
-        // Never return while the child may still run on our stack and plan.
-        let pidfd = match kept {
+        // The launcher exits right after its report; only then is our
+        // memory ours again. The plugin is our own child (CLONE_PARENT).
+        let _ = wait4(leader, libc::__WALL);
+        let host_pidfd = dup(&plugin_pidfd);
+        self.live.insert(
+            pid,
+            Live {
+                pidfd: plugin_pidfd,
+                group,
+                init: None,
+            },
+        );
+        let host_pidfd = match host_pidfd {
             Ok(fd) => fd,
             Err(e) => {
                 self.kill_and_reap(pid);
-                return Err(format!("dup pidfd: {e}"));
+                return Err(e);
             }
         };
-        let mut listener = None;
+        Ok(SpawnEnd::Started(Spawned {
+            pid,
+            leader: pid,
+            pidfd: host_pidfd,
+            listener,
+            plugin_pidfd: host_plugin_pidfd,
+        }))
+    }
+
+    /// Waits for the road runner's report: STARTED with the listener and
+    /// the plugin's pidfd, or a failure. Watches the host's socket too.
+    fn await_start(&self, report: &OwnedFd, deadline: Instant) -> Result<Started, String> {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        let mut watch_host = true;
         loop {
-            let mut msg = [0u8; 8];
-            let n = read_full(report_r.as_fd(), &mut msg);
-            if n == 0 {
-                break; // EOF: execve succeeded (or the child died; the host will see it).
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(Started::Deadline);
             }
-            let tag = u32::from_ne_bytes(msg[..4].try_into().expect("4 bytes"));
-            let value = i32::from_ne_bytes(msg[4..].try_into().expect("4 bytes"));
-            if n == 8 && tag == child::LISTENER_READY {
-                // SAFETY: pidfd_getfd copies fd `value` of our child into our table.
-                let fd =
-                    unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), value, 0) };
-                if fd >= 0 {
-                    // SAFETY: a new fd that we now own.
-                    listener = Some(unsafe { OwnedFd::from_raw_fd(fd as RawFd) });
-                    let _ = nix::unistd::write(&go_w, b"g");
-                    continue;
+            let (report_ready, host_ready) = {
+                let mut fds = vec![PollFd::new(report.as_fd(), PollFlags::POLLIN)];
+                if watch_host {
+                    fds.push(PollFd::new(self.sock.as_fd(), PollFlags::POLLIN));
                 }
-                let errno = io::Error::last_os_error()
-                    .raw_os_error()
-                    .unwrap_or(libc::EIO);
-                self.kill_and_reap(pid);
-                return Ok(Err((Stage::Listener, errno)));
+                let ms = left.as_millis().clamp(1, i32::MAX as u128) as i32;
+                match poll(
+                    &mut fds,
+                    PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
+                ) {
+                    Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                    Err(e) => return Err(format!("poll: {e}")),
+                }
+                let ready = |f: &PollFd| f.revents().is_some_and(|r| !r.is_empty());
+                (ready(&fds[0]), fds.get(1).is_some_and(ready))
+            };
+            if host_ready {
+                // The host waits for our reply; the only thing it can send
+                // meanwhile is its end of the connection.
+                let mut b = [0u8; 1];
+                match nix::sys::socket::recv(
+                    self.sock.as_raw_fd(),
+                    &mut b,
+                    MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT,
+                ) {
+                    Ok(0) | Err(nix::errno::Errno::ECONNRESET) => return Ok(Started::HostGone),
+                    _ => watch_host = false,
+                }
             }
-            self.kill_and_reap(pid);
-            let stage = Stage::from_u32(tag).unwrap_or(Stage::Exec);
-            return Ok(Err((stage, value)));
+            if !report_ready {
+                continue;
+            }
+            let mut buf = [0u8; child::Report::LEN];
+            let mut cmsg = nix::cmsg_space!([RawFd; 2]);
+            let mut iov = [IoSliceMut::new(&mut buf)];
+            let (n, mut fds) = match recvmsg::<()>(
+                report.as_raw_fd(),
+                &mut iov,
+                Some(&mut cmsg),
+                MsgFlags::MSG_CMSG_CLOEXEC | MsgFlags::MSG_DONTWAIT,
+            ) {
+                Ok(msg) => {
+                    let mut fds = Vec::new();
+                    for c in msg.cmsgs().map_err(|e| format!("report: {e}"))? {
+                        if let ControlMessageOwned::ScmRights(raw) = c {
+                            // SAFETY: the kernel just installed these fds for us.
+                            fds.extend(raw.into_iter().map(|f| unsafe { OwnedFd::from_raw_fd(f) }));
+                        }
+                    }
+                    (msg.bytes, fds)
+                }
+                Err(nix::errno::Errno::EINTR | nix::errno::Errno::EAGAIN) => continue,
+                Err(e) => return Err(format!("report: {e}")),
+            };
+            if n == 0 {
+                return Err("the sandbox's first process died during setup without a word".into());
+            }
+            let r = child::Report::parse(&buf[..n]).ok_or("malformed setup report")?;
+            if r.tag == child::STARTED && fds.len() == 2 {
+                let pidfd = fds.pop().expect("two fds");
+                let listener = fds.pop().expect("two fds");
+                return Ok(Started::Yes(listener, pidfd));
+            }
+            let stage = Stage::from_u32(r.tag).unwrap_or(Stage::Exec);
+            return Ok(Started::Failed(stage, r.value));
         }
-        match listener {
-            Some(l) => Ok(Ok((pid, pidfd, l))),
-            None => {
-                self.kill_and_reap(pid);
-                Ok(Err((Stage::Seccomp, libc::EIO)))
+    }
+
+    /// Ends a spawn that did not start: kills the road runner and whatever
+    /// it started, reaps them, and gives the cgroup back. A launcher runs
+    /// in our memory, and so may its plugin process before its exec: both
+    /// are dead and reaped before this returns (they share the process
+    /// group the launcher made).
+    fn abort_spawn(&mut self, leader: i32, init: bool, group: Option<crate::cgroup::Group>) {
+        if let Some(g) = &group {
+            g.kill_all();
+        }
+        // SAFETY: kill takes integers; the targets are our unreaped children.
+        unsafe {
+            libc::kill(leader, libc::SIGKILL);
+            if !init {
+                libc::kill(-leader, libc::SIGKILL);
             }
+        }
+        self.live.remove(&leader);
+        let _ = wait4(leader, libc::__WALL);
+        if !init {
+            while wait4(-leader, libc::__WALL).is_some() {}
+        }
+        if let Some(g) = group {
+            self.dead_groups.push(g);
         }
     }
 
     fn kill_and_reap(&mut self, pid: i32) {
-        // SAFETY: kill our own unreaped child; no memory involved.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
+        if let Some(live) = self.live.get(&pid) {
+            kill_pidfd(live.pidfd.as_fd());
+        }
         let _ = self.wait(pid);
     }
 
@@ -987,7 +1321,7 @@ impl Server {
         }
         self.live.get(&pid)?;
         loop {
-            match wait4(pid, 0) {
+            match wait4(pid, libc::__WALL) {
                 Some((p, info)) if p == pid => {
                     return Some(self.finish(pid, info));
                 }
@@ -1003,7 +1337,7 @@ impl Server {
 
     /// Reaps every exited child and orphan without blocking.
     fn reap_all(&mut self) {
-        while let Some((pid, info)) = wait4(-1, libc::WNOHANG) {
+        while let Some((pid, info)) = wait4(-1, libc::WNOHANG | libc::__WALL) {
             if pid <= 0 {
                 break;
             }
@@ -1014,10 +1348,18 @@ impl Server {
         }
     }
 
-    /// A worker was reaped: kill what is left of its tree and read its
-    /// cgroup, which is removed later, while idle.
+    /// A sandbox's leader was reaped: the plugin's exit (from its init's
+    /// report, checked against the kernel's record where there is one),
+    /// then kill what is left of its tree and read its cgroup, which is
+    /// removed later, while idle.
     fn finish(&mut self, pid: i32, mut info: ExitInfo) -> ExitInfo {
-        if let Some((_, Some(group))) = self.live.remove(&pid) {
+        let Some(live) = self.live.remove(&pid) else {
+            return info;
+        };
+        if let Some((report, plugin)) = &live.init {
+            info = plugin_exit(info, report.as_fd(), plugin.as_fd());
+        }
+        if let Some(group) = live.group {
             group.kill_all();
             info.cgroup = Some(group.usage());
             self.dead_groups.push(group);
@@ -1063,11 +1405,11 @@ impl Server {
     }
 
     fn shutdown(&mut self) {
-        for (pidfd, group) in self.live.values() {
-            if let Some(g) = group {
+        for live in self.live.values() {
+            if let Some(g) = &live.group {
                 g.kill_all();
             }
-            kill_pidfd(pidfd.as_fd());
+            kill_pidfd(live.pidfd.as_fd());
         }
         let pids: Vec<i32> = self.live.keys().copied().collect();
         for pid in pids {
@@ -1095,14 +1437,12 @@ struct ChildStack {
 }
 
 impl ChildStack {
-    const LEN: usize = 256 << 10;
-
-    fn new() -> io::Result<ChildStack> {
+    fn new(len: usize) -> io::Result<ChildStack> {
         // SAFETY: a fresh anonymous mapping; no existing memory is touched.
         let base = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
-                Self::LEN,
+                len,
                 libc::PROT_READ | libc::PROT_WRITE,
                 libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
                 -1,
@@ -1112,10 +1452,7 @@ impl ChildStack {
         if base == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        let stack = ChildStack {
-            base,
-            len: Self::LEN,
-        };
+        let stack = ChildStack { base, len };
         // SAFETY: the lowest page of the mapping made above becomes the guard.
         if unsafe { libc::mprotect(base, 4096, libc::PROT_NONE) } != 0 {
             return Err(io::Error::last_os_error());
@@ -1135,6 +1472,94 @@ impl Drop for ChildStack {
         // SAFETY: unmaps exactly the mapping made in new().
         unsafe { libc::munmap(self.base, self.len) };
     }
+}
+
+/// What the road runner reported.
+enum Started {
+    /// The plugin has exec'd: its listener and pidfd.
+    Yes(OwnedFd, OwnedFd),
+    Failed(Stage, i32),
+    Deadline,
+    HostGone,
+}
+
+/// The init's own seccomp program: the few calls it makes once the plugin
+/// runs (`child::INIT_SYSCALLS`); anything else kills it, and with it the
+/// whole sandbox.
+fn init_filter() -> io::Result<Vec<seccompiler::sock_filter>> {
+    use crate::policy::groups::{self, Arch};
+    use crate::seccomp::{self, Leaf};
+    let arch = Arch::native();
+    let map = child::INIT_SYSCALLS
+        .iter()
+        .filter_map(|name| groups::number(arch, name))
+        .map(|nr| (nr as u32, Leaf::Ret(seccomp::RET_ALLOW)))
+        .collect();
+    seccomp::emit(&map, seccomp::audit_arch(arch), seccomp::RET_KILL_PROCESS)
+        .map_err(|n| io::Error::other(format!("the init's filter has {n} instructions")))
+}
+
+/// The pid (in our PID namespace) of the process behind `pidfd`: from
+/// `PIDFD_GET_INFO` (Linux 6.13+), else from its fdinfo (`Pid:`).
+fn pidfd_pid(pidfd: BorrowedFd) -> Option<i32> {
+    use crate::kernel::{kernel, pidfd_info, Feature, PIDFD_INFO_PID};
+    if kernel().has(Feature::PidfdInfo) {
+        if let Some(info) = pidfd_info(pidfd.as_raw_fd(), PIDFD_INFO_PID) {
+            return i32::try_from(info.pid).ok().filter(|&p| p > 0);
+        }
+    }
+    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", pidfd.as_raw_fd())).ok()?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("Pid:"))
+        .and_then(|v| v.trim().parse().ok())
+        .filter(|&pid: &i32| pid > 0)
+}
+
+/// The wait status the kernel recorded for the process behind `pidfd`
+/// (`PIDFD_INFO_EXIT`, Linux 6.15+), once it has exited and been reaped;
+/// `None` on an older kernel (or with `PLUGWARDEN_NO_PIDFD_INFO=1`).
+fn pidfd_exit_status(pidfd: BorrowedFd) -> Option<i32> {
+    use crate::kernel::{kernel, pidfd_info, Feature, PIDFD_INFO_EXIT};
+    if !kernel().has(Feature::PidfdInfo) {
+        return None;
+    }
+    pidfd_info(pidfd.as_raw_fd(), PIDFD_INFO_EXIT).map(|i| i.exit_code)
+}
+
+/// How the plugin of a reaped init ended: the init's EXITED report (wait
+/// status and rusage), its status checked against the kernel's own record
+/// where the kernel keeps one. Without a report (the init was killed, which
+/// kills its namespace), the kernel's record, or the init's own status; the
+/// init's rusage then includes the processes it reaped.
+fn plugin_exit(init: ExitInfo, report: BorrowedFd, plugin: BorrowedFd) -> ExitInfo {
+    let mut reported = None;
+    let mut buf = [0u8; child::Report::LEN];
+    while let Ok(n) = nix::sys::socket::recv(report.as_raw_fd(), &mut buf, MsgFlags::MSG_DONTWAIT) {
+        match child::Report::parse(&buf[..n]) {
+            Some(r) if r.tag == child::EXITED => reported = Some(r),
+            Some(_) => {}
+            None => break,
+        }
+    }
+    let kernel = pidfd_exit_status(plugin);
+    let mut info = init;
+    if let Some(r) = reported {
+        info.status = r.status;
+        info.utime_us = r.utime_us;
+        info.stime_us = r.stime_us;
+        info.maxrss_kib = r.maxrss_kib;
+    }
+    if let Some(status) = kernel {
+        if reported.is_some_and(|r| r.status != status) {
+            tracing::warn!(
+                reported = reported.map(|r| r.status),
+                kernel = status,
+                "the sandbox's init misreported its plugin's exit; the kernel's record wins"
+            );
+        }
+        info.status = status;
+    }
+    info
 }
 
 /// Idle-time work of the fork server.
@@ -1171,6 +1596,33 @@ fn root_plan(dir: &Path, grants: &Grants, pidns: bool) -> Result<child::RootPlan
         }
         Ok(())
     };
+    // A grant of `/` itself: the host's whole tree, read-only, with the
+    // sandbox's own /tmp and /proc over the host's.
+    let root_granted = |list: &[PathBuf]| list.iter().any(|p| p == Path::new("/"));
+    let writable_root = root_granted(&grants.write);
+    if writable_root || root_granted(&grants.read) || root_granted(&grants.exec) {
+        ops.push(child::RootOp::Tmpfs {
+            dst: c(Path::new("tmp"))?,
+            opts: c(Path::new("size=16m,mode=1777"))?,
+        });
+        // The sandbox's own procfs; without a PID namespace an empty
+        // tmpfs (a procfs would show the host's processes).
+        ops.push(if pidns {
+            child::RootOp::Proc(c(Path::new("proc"))?)
+        } else {
+            child::RootOp::Tmpfs {
+                dst: c(Path::new("proc"))?,
+                opts: c(Path::new("size=4k,mode=0555"))?,
+            }
+        });
+        return Ok(child::RootPlan {
+            mountpoint: c(dir)?,
+            opts: c(Path::new("size=1m,mode=0755"))?,
+            host_root: Some(writable_root),
+            ops,
+            template: -1,
+        });
+    }
     // Binds, shortest first, skipping anything under a path already bound.
     let mut binds: Vec<(PathBuf, bool)> = vec![(PathBuf::from("/usr"), false)];
     for (p, w) in grants
@@ -1180,8 +1632,10 @@ fn root_plan(dir: &Path, grants: &Grants, pidns: bool) -> Result<child::RootPlan
         .map(|p| (p, false))
         .chain(grants.write.iter().map(|p| (p, true)))
     {
-        if let Ok(real) = std::fs::canonicalize(p) {
-            binds.push((real, w));
+        // Never the host's /proc: the sandbox mounts its own.
+        match std::fs::canonicalize(p) {
+            Ok(real) if !real.starts_with("/proc") => binds.push((real, w)),
+            _ => {}
         }
     }
     for dev in ["/dev/null", "/dev/zero", "/dev/urandom"] {
@@ -1249,11 +1703,9 @@ fn root_plan(dir: &Path, grants: &Grants, pidns: bool) -> Result<child::RootPlan
     }
     // Top-level symlinks (lib -> usr/lib on merged /usr), so ELF
     // interpreter paths like /lib64/ld-linux-x86-64.so.2 resolve.
-    let whole_root = bound.iter().any(|b| b == Path::new("/"));
     for e in std::fs::read_dir("/")
         .map_err(|e| format!("/: {e}"))?
         .flatten()
-        .filter(|_| !whole_root)
     {
         let path = e.path();
         // Granted paths are canonical, so none of them runs through these.
@@ -1264,16 +1716,16 @@ fn root_plan(dir: &Path, grants: &Grants, pidns: bool) -> Result<child::RootPlan
             });
         }
     }
-    // A policy that grants /proc gets the host's (bound above, where its
-    // Landlock rule applies); otherwise a fresh one for the PID namespace.
-    let proc_granted = bound.iter().any(|b| b.starts_with("/proc"));
-    if pidns && !proc_granted {
+    // The procfs of the sandbox's own PID namespace (a grant of /proc is
+    // a grant on it: each sandbox adds that rule to its own ruleset).
+    if pidns {
         mkdirs(Path::new("/proc"), &mut ops)?;
         ops.push(child::RootOp::Proc(c(&inside(Path::new("/proc")))?));
     }
     Ok(child::RootPlan {
         mountpoint: c(dir)?,
         opts: c(Path::new("size=1m,mode=0755"))?,
+        host_root: None,
         ops,
         template: -1,
     })

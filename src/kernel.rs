@@ -38,7 +38,7 @@ pub enum Feature {
     UserNotif,
     NotifContinue,
     PidfdOpen,
-    PidfdGetfd,
+    PidfdInfo,
     CloneIntoCgroup,
     CloseRange,
     CgroupKill,
@@ -51,7 +51,7 @@ impl Feature {
         Feature::UserNotif,
         Feature::NotifContinue,
         Feature::PidfdOpen,
-        Feature::PidfdGetfd,
+        Feature::PidfdInfo,
         Feature::CloneIntoCgroup,
         Feature::CloseRange,
         Feature::CgroupKill,
@@ -64,7 +64,7 @@ impl Feature {
             Feature::UserNotif => "seccomp user notification",
             Feature::NotifContinue => "seccomp notification CONTINUE flag",
             Feature::PidfdOpen => "pidfd_open",
-            Feature::PidfdGetfd => "pidfd_getfd",
+            Feature::PidfdInfo => "PIDFD_GET_INFO with PIDFD_INFO_EXIT",
             Feature::CloneIntoCgroup => "CLONE_INTO_CGROUP",
             Feature::CloseRange => "close_range",
             Feature::CgroupKill => "cgroup.kill",
@@ -79,7 +79,7 @@ impl Feature {
             Feature::UserNotif => (5, 0),
             Feature::NotifContinue => (5, 5),
             Feature::PidfdOpen => (5, 3),
-            Feature::PidfdGetfd => (5, 6),
+            Feature::PidfdInfo => (6, 15),
             Feature::CloneIntoCgroup => (5, 7),
             Feature::CloseRange => (5, 9),
             Feature::CgroupKill => (5, 14),
@@ -94,7 +94,7 @@ impl Feature {
             Feature::UserNotif => "PLUGWARDEN_NO_USER_NOTIF",
             Feature::NotifContinue => "PLUGWARDEN_NO_NOTIF_CONTINUE",
             Feature::PidfdOpen => "PLUGWARDEN_NO_PIDFD_OPEN",
-            Feature::PidfdGetfd => "PLUGWARDEN_NO_PIDFD_GETFD",
+            Feature::PidfdInfo => "PLUGWARDEN_NO_PIDFD_INFO",
             Feature::CloneIntoCgroup => "PLUGWARDEN_NO_CLONE_INTO_CGROUP",
             Feature::CloseRange => "PLUGWARDEN_NO_CLOSE_RANGE",
             Feature::CgroupKill => "PLUGWARDEN_NO_CGROUP_KILL",
@@ -106,10 +106,7 @@ impl Feature {
     /// Sandboxes cannot be built without it: the supervisor names
     /// violations through the listener it takes with these.
     pub fn required(self) -> bool {
-        matches!(
-            self,
-            Feature::UserNotif | Feature::PidfdOpen | Feature::PidfdGetfd
-        )
+        matches!(self, Feature::UserNotif | Feature::PidfdOpen)
     }
 
     /// What plugwarden does without it.
@@ -120,8 +117,8 @@ impl Feature {
                 "log-only mode (--enforce log, learn) is refused; enforcing runs are unchanged"
             }
             Feature::PidfdOpen => "refused: workers are watched and killed through pidfds",
-            Feature::PidfdGetfd => {
-                "refused: the fork server takes each child's seccomp listener with it"
+            Feature::PidfdInfo => {
+                "fallback: the plugin's pid is read from its pidfd's fdinfo, and its exit status is the sandbox's init's report alone (not checked against the kernel's record)"
             }
             Feature::CloneIntoCgroup => {
                 "not needed: the fork server moves each child into its cgroup before the child may exec"
@@ -148,12 +145,13 @@ impl Feature {
             Feature::UserNotif => std::fs::read_to_string("/proc/sys/kernel/seccomp/actions_avail")
                 .is_ok_and(|a| a.split_whitespace().any(|w| w == "user_notif")),
             Feature::PidfdOpen => probe_pidfd().is_some(),
-            Feature::PidfdGetfd => probe_pidfd().is_some_and(|pidfd| {
-                // SAFETY: asks for fd -1 of ourselves: EBADF if the call
-                // exists, ENOSYS if not; nothing is copied.
-                let rc = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.0, -1, 0) };
-                rc < 0 && errno() == libc::EBADF
-            }),
+            // The ioctl (6.13) is probed; its exit record (6.15) shows only
+            // on a reaped process, so that part is read from the release.
+            Feature::PidfdInfo => {
+                release >= self.since()
+                    && probe_pidfd()
+                        .is_some_and(|pidfd| pidfd_info(pidfd.0, PIDFD_INFO_PID).is_some())
+            }
             Feature::CloseRange => {
                 // SAFETY: closes fds from u32::MAX - 1 up: none can be open.
                 let rc = unsafe { libc::syscall(libc::SYS_close_range, u32::MAX - 1, u32::MAX, 0) };
@@ -197,8 +195,43 @@ fn probe_pidfd() -> Option<Pidfd> {
     (fd >= 0).then(|| Pidfd(fd as i32))
 }
 
-fn errno() -> i32 {
-    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+/// `struct pidfd_info` (PIDFD_INFO_SIZE_VER0, 64 bytes).
+#[repr(C)]
+#[derive(Default)]
+pub struct PidfdInfo {
+    pub mask: u64,
+    pub cgroupid: u64,
+    pub pid: u32,
+    pub tgid: u32,
+    pub ppid: u32,
+    pub ruid: u32,
+    pub rgid: u32,
+    pub euid: u32,
+    pub egid: u32,
+    pub suid: u32,
+    pub sgid: u32,
+    pub fsuid: u32,
+    pub fsgid: u32,
+    pub exit_code: i32,
+}
+
+pub const PIDFD_INFO_PID: u64 = 1 << 0;
+pub const PIDFD_INFO_EXIT: u64 = 1 << 3;
+
+/// `PIDFD_GET_INFO` on `pidfd` asking for `mask`; `None` when the kernel
+/// lacks the ioctl or did not fill in what was asked. Callers check
+/// [`Feature::PidfdInfo`] first (so that it can be switched off).
+pub fn pidfd_info(pidfd: i32, mask: u64) -> Option<PidfdInfo> {
+    // _IOWR(PIDFS_IOCTL_MAGIC 0xFF, 11, struct pidfd_info)
+    const PIDFD_GET_INFO: libc::c_ulong =
+        (3 << 30) | ((std::mem::size_of::<PidfdInfo>() as libc::c_ulong) << 16) | (0xFF << 8) | 11;
+    let mut info = PidfdInfo {
+        mask,
+        ..PidfdInfo::default()
+    };
+    // SAFETY: the kernel reads and writes one pidfd_info on our stack.
+    let rc = unsafe { libc::ioctl(pidfd, PIDFD_GET_INFO, &mut info) };
+    (rc == 0 && info.mask & mask == mask).then_some(info)
 }
 
 /// What this kernel offers, after the simulation switches.

@@ -64,16 +64,115 @@ fn fs_rule(
             return Ok(rs);
         }
     };
-    let access = if path.is_dir() {
-        access
-    } else {
-        access & AccessFs::from_file(abi)
-    };
-    rs.add_rule(PathBeneath::new(fd, access))
+    rs.add_rule(PathBeneath::new(fd, path_access(path, access, abi)))
         .map_err(|source| LandlockError::Path {
             path: path.to_path_buf(),
             source,
         })
+}
+
+/// What a rule on `path` may grant: file rights only on a file.
+fn path_access(
+    path: &Path,
+    access: landlock::BitFlags<AccessFs>,
+    abi: ABI,
+) -> landlock::BitFlags<AccessFs> {
+    if path.is_dir() {
+        access
+    } else {
+        access & AccessFs::from_file(abi)
+    }
+}
+
+/// The rights each grant list gives at `abi`, in [`build`]'s order.
+fn grant_lists(grants: &Grants, abi: ABI) -> [(&[PathBuf], landlock::BitFlags<AccessFs>); 3] {
+    let read = AccessFs::ReadFile | AccessFs::ReadDir;
+    [
+        (&grants.read, read),
+        (&grants.exec, read | AccessFs::Execute),
+        (&grants.write, read | AccessFs::from_write(abi)),
+    ]
+}
+
+/// What a ruleset at `abi` handles (denies unless granted): filesystem
+/// rights, TCP rights (ABI 4+) and scopes (ABI 6+). [`build`] and [`raw`]
+/// both take it from here, so a sandbox's own ruleset handles exactly what
+/// the profile's does.
+fn handled(
+    abi: ABI,
+) -> (
+    landlock::BitFlags<AccessFs>,
+    landlock::BitFlags<AccessNet>,
+    landlock::BitFlags<Scope>,
+) {
+    (
+        AccessFs::from_all(abi),
+        AccessNet::from_all(abi),
+        Scope::from_all(abi),
+    )
+}
+
+/// [`build`]'s ruleset as raw values, for a sandbox that builds its own
+/// (`child::OwnRuleset`, to add rules for its own mounts): the handled
+/// rights (fs, net, scoped), each path rule with an `O_PATH` fd, each port
+/// rule. Paths that do not exist are left out, as in [`build`].
+pub struct Raw {
+    pub attr: [u64; 3],
+    pub paths: Vec<(std::os::fd::OwnedFd, u64)>,
+    pub ports: Vec<(u64, u64)>,
+}
+
+/// [`build`]'s ruleset at `abi` in raw form; `None` without Landlock
+/// (ABI 0), where [`build`] makes no ruleset either.
+pub fn raw(grants: &Grants, abi: ABI) -> Option<Raw> {
+    if abi == ABI::Unsupported {
+        return None;
+    }
+    let mut paths = Vec::new();
+    for (list, access) in grant_lists(grants, abi) {
+        for p in list {
+            let fd = nix::fcntl::open(
+                p.as_path(),
+                nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            );
+            if let Ok(fd) = fd {
+                paths.push((fd, path_access(p, access, abi).bits()));
+            }
+        }
+    }
+    let (fs, net, scopes) = handled(abi);
+    // Before ABI 4 no TCP right is handled, and a port rule would be refused.
+    let ports = if net.is_empty() {
+        Vec::new()
+    } else {
+        let connect = landlock::BitFlags::from(AccessNet::ConnectTcp).bits();
+        let bind = landlock::BitFlags::from(AccessNet::BindTcp).bits();
+        grants
+            .connect_tcp
+            .iter()
+            .map(|&p| (connect, u64::from(p)))
+            .chain(grants.bind_tcp.iter().map(|&p| (bind, u64::from(p))))
+            .collect()
+    };
+    Some(Raw {
+        attr: [fs.bits(), net.bits(), scopes.bits()],
+        paths,
+        ports,
+    })
+}
+
+/// The rights a grant of `/proc` (or a path below it) gives at `abi` on
+/// the sandbox's own procfs: the union of the lists naming one (0 without
+/// Landlock).
+pub fn proc_access(grants: &Grants, abi: ABI) -> u64 {
+    if abi == ABI::Unsupported {
+        return 0;
+    }
+    grant_lists(grants, abi)
+        .into_iter()
+        .filter(|(list, _)| list.iter().any(|p| p.starts_with("/proc")))
+        .fold(0, |acc, (_, access)| acc | access.bits())
 }
 
 /// Builds the ruleset at `abi` (in the fork server, once per profile):
@@ -84,30 +183,24 @@ pub fn build(grants: &Grants, abi: ABI) -> Result<Option<RulesetCreated>, Landlo
         return Ok(None);
     }
     let unsupported = |source| LandlockError::Unsupported { abi, source };
+    let (fs, net, scopes) = handled(abi);
     let mut rs = Ruleset::default()
         .set_compatibility(CompatLevel::HardRequirement)
-        .handle_access(AccessFs::from_all(abi))
+        .handle_access(fs)
         .map_err(unsupported)?;
     // Before ABI 4 there is no TCP right, before ABI 6 no scope: handling
     // an empty set is an error, not a no-op.
-    let net = AccessNet::from_all(abi);
     if !net.is_empty() {
         rs = rs.handle_access(net).map_err(unsupported)?;
     }
-    let scopes = Scope::from_all(abi);
     if !scopes.is_empty() {
         rs = rs.scope(scopes).map_err(unsupported)?;
     }
     let mut rs = rs.create().map_err(unsupported)?;
-    let read = AccessFs::ReadFile | AccessFs::ReadDir;
-    for p in &grants.read {
-        rs = fs_rule(rs, abi, p, read)?;
-    }
-    for p in &grants.exec {
-        rs = fs_rule(rs, abi, p, read | AccessFs::Execute)?;
-    }
-    for p in &grants.write {
-        rs = fs_rule(rs, abi, p, read | AccessFs::from_write(abi))?;
+    for (list, access) in grant_lists(grants, abi) {
+        for p in list {
+            rs = fs_rule(rs, abi, p, access)?;
+        }
     }
     if !net.is_empty() {
         for &port in &grants.connect_tcp {
@@ -315,5 +408,64 @@ mod tests {
         let g = gaps(0, &all_walls());
         assert_eq!(g[0].right, "file rules");
         assert!(g[0].cover.is_err());
+    }
+
+    #[test]
+    fn test_raw_rules_carry_the_uapi_bits() {
+        let grants = Grants {
+            read: vec![PathBuf::from("/usr"), PathBuf::from("/no/such/path")],
+            exec: vec![PathBuf::from("/bin/true")],
+            connect_tcp: vec![443],
+            bind_tcp: vec![8080],
+            ..Grants::default()
+        };
+        let raw = raw(&grants, ABI::V7).unwrap();
+        // LANDLOCK_ACCESS_NET_BIND_TCP = 1, CONNECT_TCP = 2.
+        assert_eq!(raw.ports, vec![(2, 443), (1, 8080)]);
+        // A missing path grants nothing; a file gets file rights only.
+        assert_eq!(raw.paths.len(), 2);
+        let read_dir = 1 << 3; // LANDLOCK_ACCESS_FS_READ_DIR
+        let execute = 1 << 0;
+        assert_ne!(raw.paths[0].1 & read_dir, 0);
+        assert_eq!(raw.paths[1].1 & read_dir, 0);
+        assert_ne!(raw.paths[1].1 & execute, 0);
+        assert_eq!(raw.attr[0], AccessFs::from_all(ABI::V7).bits());
+    }
+
+    #[test]
+    fn test_raw_handles_what_build_handles_at_every_abi() {
+        let grants = Grants {
+            read: vec![PathBuf::from("/usr")],
+            connect_tcp: vec![443],
+            ..Grants::default()
+        };
+        assert!(raw(&grants, ABI::Unsupported).is_none());
+        assert!(build(&grants, ABI::Unsupported).unwrap().is_none());
+        let uapi: [u64; 8] = [0, 0x1fff, 0x3fff, 0x7fff, 0x7fff, 0xffff, 0xffff, 0xffff];
+        for n in 1..=7 {
+            let abi = ABI::from(n);
+            let (fs, net, scopes) = handled(abi);
+            let raw = raw(&grants, abi).unwrap();
+            assert_eq!(raw.attr, [fs.bits(), net.bits(), scopes.bits()], "ABI {n}");
+            // The kernel's own numbers (uapi/linux/landlock.h), not the
+            // crate's: the raw ruleset goes straight to the syscall.
+            assert_eq!(raw.attr[0], uapi[n as usize], "ABI {n}");
+            assert_eq!(raw.attr[1], if n >= 4 { 3 } else { 0 }, "ABI {n}");
+            assert_eq!(raw.attr[2], if n >= 6 { 3 } else { 0 }, "ABI {n}");
+            // No port rule where no TCP right is handled.
+            assert_eq!(raw.ports.is_empty(), n < 4, "ABI {n}");
+        }
+    }
+
+    #[test]
+    fn test_proc_access_is_the_union_of_the_lists_naming_it() {
+        let grants = Grants {
+            read: vec![PathBuf::from("/proc")],
+            ..Grants::default()
+        };
+        let read = (AccessFs::ReadFile | AccessFs::ReadDir).bits();
+        assert_eq!(proc_access(&grants, ABI::V7), read);
+        assert_eq!(proc_access(&grants, ABI::Unsupported), 0);
+        assert_eq!(proc_access(&Grants::default(), ABI::V7), 0);
     }
 }

@@ -9,6 +9,12 @@
 //! ```
 //! `executable` is a path or a list of candidates (the first that exists
 //! wins), relative to the manifest's directory.
+//!
+//! A plugin (its executable, and its manifest, which names the executable
+//! and the policy) must be a file that no one but root and the user running
+//! plugwarden can change or replace ([`check_trusted`]): otherwise a host
+//! running as root would run, with root's choice of walls, whatever another
+//! user put there.
 
 use std::path::{Path, PathBuf};
 
@@ -25,6 +31,10 @@ pub struct Manifest {
     pub args: Vec<String>,
     pub mode: Option<Mode>,
     pub policy: Option<String>,
+    /// Variables for the plugin, over the policy's (`[environment]` with
+    /// `set` and `pass`, as in a policy).
+    #[serde(default)]
+    pub environment: crate::policy::EnvironmentFile,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -42,6 +52,8 @@ pub struct Located {
     pub mode: Option<Mode>,
     /// Policy name, or a path already made relative to the current directory.
     pub policy: Option<String>,
+    /// The manifest's environment, passed variables read now.
+    pub env: Vec<(String, String)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +77,8 @@ pub enum ManifestError {
     },
     #[error("plugin {0} is not executable: chmod +x it")]
     NotExecutable(PathBuf),
+    #[error("plugin file {path} could be replaced by another user: {why}; plugwarden runs only plugins that no one but root and the user running it can change (chown root and chmod go-w it and its directories, or install it where that holds)")]
+    Replaceable { path: PathBuf, why: String },
 }
 
 /// Parses manifest text (exposed for fuzzing).
@@ -88,12 +102,14 @@ pub fn locate(path: &Path) -> Result<Located, ManifestError> {
             args: Vec::new(),
             mode: None,
             policy: None,
+            env: Vec::new(),
         });
     }
     let file = path.join("plugin.toml");
     if !file.exists() {
         return Err(ManifestError::NoManifest(path.to_path_buf()));
     }
+    check_trusted(&file)?;
     let text = std::fs::read_to_string(&file).map_err(|source| ManifestError::Read {
         path: file.clone(),
         source,
@@ -102,6 +118,13 @@ pub fn locate(path: &Path) -> Result<Located, ManifestError> {
         path: file.clone(),
         message,
     })?;
+    if let Some((span, message)) = m.environment.problem() {
+        let (line, column) = crate::policy::line_col(&text, span.start);
+        return Err(ManifestError::Invalid {
+            path: file.clone(),
+            message: format!("{line}:{column}: {message}"),
+        });
+    }
     let candidates = match m.executable {
         Executable::One(s) => vec![s],
         Executable::Candidates(v) => v,
@@ -131,6 +154,7 @@ pub fn locate(path: &Path) -> Result<Located, ManifestError> {
         args: m.args,
         mode: m.mode,
         policy,
+        env: m.environment.resolve(),
     })
 }
 
@@ -143,7 +167,64 @@ fn check_executable(exe: &Path) -> Result<(), ManifestError> {
     if !meta.is_file() || meta.permissions().mode() & 0o111 == 0 {
         return Err(ManifestError::NotExecutable(exe.to_path_buf()));
     }
+    check_trusted(exe)
+}
+
+/// Fails unless no user but root and this process's can change `path` or
+/// replace it: the file and every directory above it are owned by one of
+/// them and writable by no one else (a sticky directory such as /tmp may be,
+/// since only an entry's owner can replace it there).
+pub fn check_trusted(path: &Path) -> Result<(), ManifestError> {
+    use std::os::unix::fs::MetadataExt;
+    let me = nix::unistd::geteuid().as_raw();
+    let real = std::fs::canonicalize(path).map_err(|source| ManifestError::Read {
+        path: path.into(),
+        source,
+    })?;
+    for p in real.ancestors() {
+        let meta = std::fs::metadata(p).map_err(|source| ManifestError::Read {
+            path: p.into(),
+            source,
+        })?;
+        let who = Owner {
+            uid: meta.uid(),
+            gid: meta.gid(),
+            mode: meta.mode(),
+            dir: meta.is_dir(),
+        };
+        if let Some(why) = who.others_can_replace(me) {
+            return Err(ManifestError::Replaceable {
+                path: path.into(),
+                why: format!("{} {why}", p.display()),
+            });
+        }
+    }
     Ok(())
+}
+
+/// The owner and mode of one file or directory on a plugin's path.
+struct Owner {
+    uid: u32,
+    gid: u32,
+    mode: u32,
+    dir: bool,
+}
+
+impl Owner {
+    /// Why a user other than root and `me` could change it or an entry in
+    /// it, if one could.
+    fn others_can_replace(&self, me: u32) -> Option<String> {
+        let sticky = self.dir && self.mode & 0o1000 != 0;
+        if self.uid != 0 && self.uid != me {
+            Some(format!("is owned by uid {}", self.uid))
+        } else if self.mode & 0o002 != 0 && !sticky {
+            Some("is writable by every user".into())
+        } else if self.mode & 0o020 != 0 && self.gid != 0 && !sticky {
+            Some(format!("is writable by group {}", self.gid))
+        } else {
+            None
+        }
+    }
 }
 
 #[cfg(test)]
@@ -155,6 +236,40 @@ mod tests {
         assert!(parse("executable = \"x\"\nmoed = \"worker\"\n")
             .unwrap_err()
             .contains("moed"));
+    }
+
+    fn owner(uid: u32, gid: u32, mode: u32, dir: bool) -> Owner {
+        Owner {
+            uid,
+            gid,
+            mode,
+            dir,
+        }
+    }
+
+    #[test]
+    fn test_trusted_owner_root_or_me_with_no_foreign_write_passes() {
+        assert_eq!(owner(0, 0, 0o755, false).others_can_replace(0), None);
+        assert_eq!(
+            owner(1000, 1000, 0o755, false).others_can_replace(1000),
+            None
+        );
+        assert_eq!(owner(0, 0, 0o775, true).others_can_replace(0), None);
+        assert_eq!(owner(0, 0, 0o1777, true).others_can_replace(0), None);
+    }
+
+    #[test]
+    fn test_foreign_owner_or_write_is_named() {
+        let cases = [
+            (owner(1000, 0, 0o755, false), "is owned by uid 1000"),
+            (owner(0, 0, 0o777, false), "is writable by every user"),
+            (owner(0, 0, 0o1777, false), "is writable by every user"),
+            (owner(0, 0, 0o777, true), "is writable by every user"),
+            (owner(0, 50, 0o775, true), "is writable by group 50"),
+        ];
+        for (o, why) in cases {
+            assert_eq!(o.others_can_replace(0).as_deref(), Some(why));
+        }
     }
 
     #[test]

@@ -642,7 +642,7 @@ impl Slot {
         };
         let fresh = live.worker.jobs == 0;
         live.worker.attach(self.attach());
-        self.publish(live.worker.process().pidfd().try_clone().ok());
+        self.publish(live.worker.process().plugin_pidfd().try_clone().ok());
         let outcomes = if let [one] = window.as_mut_slice() {
             let sink = one.sink.as_deref_mut().map(|s| s as &mut dyn OutputSink);
             vec![live.worker.run_input(&one.input, sink)]

@@ -48,6 +48,9 @@ pub struct PluginSpec {
     pub exe: PathBuf,
     pub args: Vec<String>,
     pub mode: Mode,
+    /// Variables over the default environment and the policy's (from the
+    /// manifest and the command line; later entries win).
+    pub env: Vec<(String, String)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +79,8 @@ pub enum SandboxError {
     },
     #[error("log-only mode needs {} (Linux 5.5+), which this kernel lacks: run with the policy's own enforcement", crate::kernel::Feature::NotifContinue.name())]
     NoLogOnly,
+    #[error("plugin {path} is a script, which the kernel starts through execve, and policy {policy} does not allow execve: allow it (or run the interpreter as the plugin)")]
+    ScriptNeedsExecve { path: PathBuf, policy: String },
 }
 
 /// Size asked for the plugin's stdin and stdout pipes.
@@ -131,8 +136,21 @@ impl Sandbox {
             connect_tcp: policy.network.connect_tcp.clone(),
             bind_tcp: policy.network.bind_tcp.clone(),
         };
-        let filter =
-            crate::seccomp::compile(&policy.syscalls, policy.limits.processes, Arch::native())?;
+        if deps.is_script && !policy.syscalls.allow.contains("execve") {
+            return Err(SandboxError::ScriptNeedsExecve {
+                path: plugin.exe.clone(),
+                policy: policy.name.clone(),
+            });
+        }
+        let rlimits = rlimits(&policy, plugin.mode);
+        let exe_slot = (!deps.is_script && !policy.syscalls.allow.contains("execveat"))
+            .then(|| exe_slot(fs.fd_ceiling(), &rlimits));
+        let filter = crate::seccomp::compile(
+            &policy.syscalls,
+            policy.limits.processes,
+            Arch::native(),
+            exe_slot,
+        )?;
         let pack =
             |p: &[seccompiler::sock_filter]| p.iter().map(|i| (i.code, i.jt, i.jf, i.k)).collect();
         let is_root = nix::unistd::geteuid().is_root();
@@ -150,13 +168,10 @@ impl Sandbox {
         let spec = ProfileSpec {
             exe: plugin.exe.clone(),
             exec_by_fd: !deps.is_script,
+            exe_slot: exe_slot.map_or(-1, |s| s as i32),
             argv,
-            env: vec![
-                "PATH=/usr/local/bin:/usr/bin:/bin".into(),
-                "LC_ALL=C.UTF-8".into(),
-                "PLUGWARDEN=1".into(),
-            ],
-            rlimits: rlimits(&policy, plugin.mode),
+            env: environment(&policy, &plugin),
+            rlimits,
             grants,
             identity: Some((policy.identity.uid, policy.identity.gid)),
             new_session: true,
@@ -220,8 +235,15 @@ impl Sandbox {
         })
     }
 
-    /// Starts one sandboxed child with fresh pipes.
+    /// Starts one sandboxed child with fresh pipes, within the policy's
+    /// wall limit.
     pub fn spawn(&self) -> Result<Process, SandboxError> {
+        self.spawn_within(self.policy.limits.wall)
+    }
+
+    /// Starts one sandboxed child with fresh pipes: it is running, or the
+    /// spawn has failed naming the stage, within `timeout`.
+    pub fn spawn_within(&self, timeout: std::time::Duration) -> Result<Process, SandboxError> {
         let flags = OFlag::O_CLOEXEC;
         let (in_r, in_w) = nix::unistd::pipe2(flags).map_err(std::io::Error::from)?;
         let (out_r, out_w) = nix::unistd::pipe2(flags).map_err(std::io::Error::from)?;
@@ -231,6 +253,7 @@ impl Sandbox {
             self.profile,
             [in_r.as_fd(), out_w.as_fd(), err_w.as_fd()],
             arena.as_ref().map(Arena::fd),
+            timeout,
         )?;
         drop((in_r, out_w, err_w));
         for fd in [&in_w, &out_r, &err_r] {
@@ -244,7 +267,9 @@ impl Sandbox {
         }
         Ok(Process {
             pid: spawned.pid,
+            leader: spawned.leader,
             pidfd: spawned.pidfd,
+            plugin_pidfd: spawned.plugin_pidfd,
             listener: Some(spawned.listener),
             stdin: Some(in_w),
             stdout: Some(out_r),
@@ -304,7 +329,7 @@ fn cover(policy: &Policy, walls: &crate::forkserver::Walls) -> crate::landlock_r
     crate::landlock_rules::Cover {
         net_ns: ns(libc::CLONE_NEWNET),
         pid_ns: ns(libc::CLONE_NEWPID),
-        minimal_root: ns(libc::CLONE_NEWNS),
+        minimal_root: walls.minimal_root,
         tcp_grants: !policy.network.connect_tcp.is_empty() || !policy.network.bind_tcp.is_empty(),
         inet_sockets: socket(&[libc::AF_INET as u32, libc::AF_INET6 as u32]),
         unix_sockets: socket(&[libc::AF_UNIX as u32]),
@@ -318,7 +343,42 @@ fn set_nonblocking(fd: &OwnedFd) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The rlimits of a profile, never above what this process may grant.
+/// The plugin's environment: [`crate::policy::DEFAULT_ENV`], then the
+/// policy's, then the plugin's own (manifest, command line), as
+/// `KEY=VALUE` strings; nothing of the host's unless passed.
+fn environment(policy: &Policy, plugin: &PluginSpec) -> Vec<String> {
+    let mut env: std::collections::BTreeMap<String, String> = crate::policy::DEFAULT_ENV
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    env.extend(policy.environment.resolve());
+    env.extend(plugin.env.iter().cloned());
+    env.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
+}
+
+/// The fd number the plugin is exec'd through when the policy does not
+/// allow `execveat` (see `seccomp::rules`): at or above the plugin's
+/// `RLIMIT_NOFILE`, so the plugin can never hold it, and at or above the
+/// fork server's soft limit, so no fd of the fork server is there; below
+/// the hard limit, so the road can reach it.
+fn exe_slot(fd_ceiling: u64, rlimits: &[(u32, u64, u64)]) -> u32 {
+    let host_hard = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map_or(1 << 20, |(_, h)| h);
+    let nofile = rlimits
+        .iter()
+        .find(|r| r.0 == libc::RLIMIT_NOFILE)
+        .map_or(0, |r| r.2);
+    let slot = fd_ceiling.max(nofile).min(host_hard.saturating_sub(1));
+    u32::try_from(slot)
+        .unwrap_or(i32::MAX as u32)
+        .min(i32::MAX as u32)
+}
+
+/// The rlimits of a profile: hard = soft for each, so the plugin can only
+/// lower them, and never above what this process may grant. The policy
+/// sets address space and data (`limits.memory`), CPU, open files, file
+/// size, core (0) and locked memory (0); every other limit but
+/// `RLIMIT_NPROC` is pinned at this process's soft value.
 fn rlimits(policy: &Policy, mode: Mode) -> Vec<(u32, u64, u64)> {
     let l = &policy.limits;
     let cpu = l.cpu.as_secs().max(1);
@@ -330,42 +390,63 @@ fn rlimits(policy: &Policy, mode: Mode) -> Vec<(u32, u64, u64)> {
             .saturating_mul(policy.worker.batch.max(1))
             .saturating_add(1),
     };
-    let wanted = [
-        (libc::RLIMIT_AS, l.memory, l.memory),
-        (libc::RLIMIT_CPU, cpu_total, cpu_total + 1),
-        (libc::RLIMIT_NOFILE, l.open_files, l.open_files),
-        (libc::RLIMIT_FSIZE, l.file_size, l.file_size),
-        (libc::RLIMIT_CORE, 0, 0),
-        (libc::RLIMIT_MEMLOCK, 0, 0),
+    let current = |res: u32| {
+        let mut lim = libc::rlimit64 {
+            rlim_cur: u64::MAX,
+            rlim_max: u64::MAX,
+        };
+        // SAFETY: getrlimit64 writes one struct on our stack.
+        unsafe { libc::getrlimit64(res as _, &mut lim) };
+        (lim.rlim_cur, lim.rlim_max)
+    };
+    let set = [
+        (libc::RLIMIT_AS, l.memory),
+        (libc::RLIMIT_DATA, l.memory),
+        (libc::RLIMIT_CPU, cpu_total),
+        // One below the hard limit at most: the road needs a number at or
+        // above the plugin's limit to exec through (`exe_slot`).
+        (
+            libc::RLIMIT_NOFILE,
+            l.open_files
+                .min(current(libc::RLIMIT_NOFILE).1.saturating_sub(1)),
+        ),
+        (libc::RLIMIT_FSIZE, l.file_size),
+        (libc::RLIMIT_CORE, 0),
+        (libc::RLIMIT_MEMLOCK, 0),
     ];
-    wanted
-        .into_iter()
-        .map(|(res, soft, hard)| {
-            let current =
-                nix::sys::resource::getrlimit(resource_of(res)).map_or(u64::MAX, |(_, h)| h);
-            let hard = hard.min(current);
-            (res, soft.min(hard), hard)
+    let pinned = [
+        libc::RLIMIT_STACK,
+        libc::RLIMIT_RSS,
+        libc::RLIMIT_LOCKS,
+        libc::RLIMIT_SIGPENDING,
+        libc::RLIMIT_MSGQUEUE,
+        libc::RLIMIT_NICE,
+        libc::RLIMIT_RTPRIO,
+        libc::RLIMIT_RTTIME,
+    ]
+    .map(|res| (res, current(res).0));
+    set.into_iter()
+        .chain(pinned)
+        .map(|(res, value)| {
+            let v = value.min(current(res).1);
+            (res, v, v)
         })
         .collect()
 }
 
-fn resource_of(r: u32) -> nix::sys::resource::Resource {
-    use nix::sys::resource::Resource::*;
-    match r {
-        libc::RLIMIT_AS => RLIMIT_AS,
-        libc::RLIMIT_CPU => RLIMIT_CPU,
-        libc::RLIMIT_NOFILE => RLIMIT_NOFILE,
-        libc::RLIMIT_FSIZE => RLIMIT_FSIZE,
-        libc::RLIMIT_MEMLOCK => RLIMIT_MEMLOCK,
-        _ => RLIMIT_CORE,
-    }
-}
-
-/// A running sandboxed child. Dropping it kills and reaps it.
+/// A running sandbox. Dropping it kills and reaps it.
 #[derive(Debug)]
 pub struct Process {
+    /// The plugin's pid (its /proc files).
     pub pid: i32,
+    /// What the fork server reaps: the sandbox's init, or the plugin.
+    leader: i32,
+    /// The leader's pidfd: SIGKILL through it ends the whole sandbox.
     pidfd: OwnedFd,
+    /// The plugin's own pidfd (the same process as `pidfd` without an
+    /// init): the host watches it for the plugin's exit, so that its `Wait`
+    /// overlaps the init's report and exit.
+    plugin_pidfd: OwnedFd,
     listener: Option<OwnedFd>,
     pub stdin: Option<OwnedFd>,
     pub stdout: Option<OwnedFd>,
@@ -386,8 +467,10 @@ impl Process {
         self.arena.as_ref()
     }
 
-    pub fn pidfd(&self) -> &OwnedFd {
-        &self.pidfd
+    /// The plugin's pidfd: readable once the plugin has exited (its init
+    /// follows at once; [`Process::wait`] returns after both).
+    pub fn plugin_pidfd(&self) -> &OwnedFd {
+        &self.plugin_pidfd
     }
 
     pub fn listener(&self) -> Option<&OwnedFd> {
@@ -398,9 +481,12 @@ impl Process {
         self.listener = None;
     }
 
-    /// SIGKILL through the pidfd (no pid-reuse race).
+    /// SIGKILL through the pidfds (no pid-reuse race): the plugin first,
+    /// so that it stops before its current syscall returns, then its init,
+    /// which ends everything else in the sandbox.
     pub fn kill(&self) {
         if self.exit.is_none() {
+            crate::forkserver::kill_pidfd(self.plugin_pidfd.as_fd());
             crate::forkserver::kill_pidfd(self.pidfd.as_fd());
         }
     }
@@ -411,7 +497,7 @@ impl Process {
         if self.exit.is_some() {
             return true;
         }
-        let mut fds = [PollFd::new(self.pidfd.as_fd(), PollFlags::POLLIN)];
+        let mut fds = [PollFd::new(self.plugin_pidfd.as_fd(), PollFlags::POLLIN)];
         let t = PollTimeout::try_from(timeout.as_millis() as i32).unwrap_or(PollTimeout::MAX);
         matches!(poll(&mut fds, t), Ok(n) if n > 0)
     }
@@ -422,7 +508,7 @@ impl Process {
         if self.exit.is_some() {
             return true;
         }
-        let mut fds = [PollFd::new(self.pidfd.as_fd(), PollFlags::POLLIN)];
+        let mut fds = [PollFd::new(self.plugin_pidfd.as_fd(), PollFlags::POLLIN)];
         matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
     }
 
@@ -433,14 +519,14 @@ impl Process {
         }
         use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
         loop {
-            let mut fds = [PollFd::new(self.pidfd.as_fd(), PollFlags::POLLIN)];
+            let mut fds = [PollFd::new(self.plugin_pidfd.as_fd(), PollFlags::POLLIN)];
             match poll(&mut fds, PollTimeout::NONE) {
                 Ok(_) => break,
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => return Err(ForkServerError::Io(e.into())),
             }
         }
-        let info = self.fs.wait(self.pid)?;
+        let info = self.fs.wait(self.leader)?;
         self.exit = Some(info);
         Ok(info)
     }

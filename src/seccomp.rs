@@ -74,10 +74,23 @@ pub const PTHREAD_CLONE_FLAGS: u64 = (libc::CLONE_VM
     | libc::CLONE_PARENT_SETTID
     | libc::CLONE_CHILD_CLEARTID) as u64;
 
-/// Syscalls the child's road needs between installing the filter and the
-/// plugin's first instruction (report to the fork server, exec). Always
-/// allowed; a plugin's own lockdown can forbid the exec family again.
-pub const ROAD: &[&str] = &["read", "write", "execve", "execveat", "exit", "exit_group"];
+/// Syscalls every program allows: every process ends through them, the
+/// plugin process too when its exec fails. A policy cannot deny them (it
+/// is refused, `policy::UNDENIABLE`).
+pub const ALWAYS: &[&str] = &["exit", "exit_group"];
+
+/// Syscalls the program checks by argument (when allowed): an errno in
+/// the policy still answers the calls their rules do not admit.
+pub const ARGUMENT_RULED: &[&str] = &[
+    "ioctl",
+    "socket",
+    "socketpair",
+    "clone",
+    "memfd_create",
+    "prlimit64",
+    "seccomp",
+    "execveat",
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum SeccompError {
@@ -144,11 +157,23 @@ pub enum Leaf {
     /// Allowed when every check of one of the rules holds, else the miss
     /// action.
     Rules(Vec<Vec<ArgCheck>>),
+    /// Allowed when every check of one of the rules holds, else this
+    /// action (the policy's errno for the syscall).
+    RulesOr(Vec<Vec<ArgCheck>>, u32),
 }
 
-/// The allowlist that `sys` compiles to on `arch`, with argument rules;
-/// numbers not in the map get user notification.
-pub fn rules(sys: &Syscalls, processes: u64, arch: Arch) -> BTreeMap<u32, Leaf> {
+/// The allowlist that `sys` compiles to on `arch`, with argument rules
+/// and the policy's errno answers; numbers not in the map get user
+/// notification. `exe_slot` is the fd number the child's road execs the
+/// plugin through (`execveat(exe_slot, "", ..., AT_EMPTY_PATH)`), a number
+/// the plugin can never hold: a policy that does not allow `execveat`
+/// still lets that one call pass, and no other.
+pub fn rules(
+    sys: &Syscalls,
+    processes: u64,
+    arch: Arch,
+    exe_slot: Option<u32>,
+) -> BTreeMap<u32, Leaf> {
     let mut map = BTreeMap::new();
     let mut put = |name: &str, leaf: Leaf| {
         if let Some(nr) = groups::number(arch, name).and_then(|n| u32::try_from(n).ok()) {
@@ -158,21 +183,33 @@ pub fn rules(sys: &Syscalls, processes: u64, arch: Arch) -> BTreeMap<u32, Leaf> 
     // BPF cannot read clone3's flags (they are in memory): ENOSYS makes
     // libc fall back to clone, whose flags it can check.
     put("clone3", Leaf::Ret(RET_ERRNO | libc::ENOSYS as u32));
-    // A plugin may always add filters of its own (they can only restrict
-    // it further): seccomp(SECCOMP_SET_MODE_FILTER, flags = 0, ...). No
-    // flags means no second listener and no TSYNC games.
-    put(
-        "seccomp",
-        Leaf::Rules(vec![vec![
-            ArgCheck::eq(0, Width::Dword, u64::from(libc::SECCOMP_SET_MODE_FILTER)),
-            ArgCheck::eq(1, Width::Qword, 0),
-        ]]),
-    );
+    // A plugin may add filters of its own (they can only restrict it
+    // further) unless the policy denies it: seccomp(SECCOMP_SET_MODE_FILTER,
+    // flags = 0, ...). No flags means no second listener and no TSYNC games.
+    if !sys.denied.contains("seccomp") {
+        put(
+            "seccomp",
+            Leaf::Rules(vec![vec![
+                ArgCheck::eq(0, Width::Dword, u64::from(libc::SECCOMP_SET_MODE_FILTER)),
+                ArgCheck::eq(1, Width::Qword, 0),
+            ]]),
+        );
+    }
+    if let (Some(slot), false) = (exe_slot, sys.allow.contains("execveat")) {
+        // The road's own exec, and only it.
+        put(
+            "execveat",
+            Leaf::Rules(vec![vec![
+                ArgCheck::eq(0, Width::Dword, u64::from(slot)),
+                ArgCheck::eq(4, Width::Dword, libc::AT_EMPTY_PATH as u64),
+            ]]),
+        );
+    }
     let names = sys
         .allow
         .iter()
         .map(String::as_str)
-        .chain(ROAD.iter().copied());
+        .chain(ALWAYS.iter().copied());
     for name in names {
         if matches!(name, "seccomp" | "clone3") {
             continue;
@@ -194,6 +231,11 @@ pub fn rules(sys: &Syscalls, processes: u64, arch: Arch) -> BTreeMap<u32, Leaf> 
                 let seal = 0x0008; // MFD_NOEXEC_SEAL
                 Leaf::Rules(vec![vec![ArgCheck::masked(1, Width::Dword, seal, seal)]])
             }
+            // Reading a limit (new_limit NULL) is what glibc's getrlimit
+            // does; changing one is for policies that allow setrlimit.
+            "prlimit64" if !sys.allow.contains("setrlimit") => {
+                Leaf::Rules(vec![vec![ArgCheck::eq(2, Width::Qword, 0)]])
+            }
             "clone" => {
                 // aarch64 and x86_64 both pass the flags in argument 0.
                 let thread = libc::CLONE_THREAD as u64;
@@ -207,6 +249,23 @@ pub fn rules(sys: &Syscalls, processes: u64, arch: Arch) -> BTreeMap<u32, Leaf> 
             _ => Leaf::Ret(RET_ALLOW),
         };
         put(name, leaf);
+    }
+    // The policy's errno answers: for a syscall it does not allow, and for
+    // the calls an argument rule does not admit.
+    for (name, &errno) in &sys.errno {
+        let Some(nr) = groups::number(arch, name).and_then(|n| u32::try_from(n).ok()) else {
+            continue;
+        };
+        let answer = RET_ERRNO | u32::from(errno);
+        let leaf = match map.remove(&nr) {
+            Some(Leaf::Rules(rules) | Leaf::RulesOr(rules, _)) => Leaf::RulesOr(rules, answer),
+            // Allowed outright: the errno entry changes nothing (`policy
+            // check` says so).
+            Some(Leaf::Ret(RET_ALLOW)) => Leaf::Ret(RET_ALLOW),
+            // Not allowed, or clone3's ENOSYS.
+            _ => Leaf::Ret(answer),
+        };
+        map.insert(nr, leaf);
     }
     map
 }
@@ -223,8 +282,13 @@ fn one_of(arg: u8, values: &BTreeSet<u32>) -> Leaf {
 
 /// Compiles the policy's program for `arch`: the architecture check,
 /// `clone3` → ENOSYS, the allowlist; everything else → user notification.
-pub fn compile(sys: &Syscalls, processes: u64, arch: Arch) -> Result<BpfProgram, SeccompError> {
-    let map = rules(sys, processes, arch);
+pub fn compile(
+    sys: &Syscalls,
+    processes: u64,
+    arch: Arch,
+    exe_slot: Option<u32>,
+) -> Result<BpfProgram, SeccompError> {
+    let map = rules(sys, processes, arch, exe_slot);
     emit(&map, audit_arch(arch), RET_USER_NOTIF).map_err(|n| SeccompError::Build {
         arch,
         message: format!(
@@ -255,7 +319,11 @@ pub fn emit(map: &BTreeMap<u32, Leaf>, audit: u32, miss: u32) -> Result<BpfProgr
     let spans = spans(map.iter().map(|(&nr, l)| (nr, l.clone())), Leaf::Ret(miss));
     let tree = search(&mut e, &spans, &mut |e, leaf| match leaf {
         Leaf::Ret(action) => Jump::Ret(*action),
-        Leaf::Rules(rules) => argument_block(e, rules),
+        Leaf::Rules(rules) => {
+            let fail = e.miss;
+            argument_block(e, rules, fail)
+        }
+        Leaf::RulesOr(rules, fail) => argument_block(e, rules, *fail),
     });
     e.fall_into(tree);
     let load_nr = e.push(insn(BPF_LD_W_ABS, 0, 0, DATA_NR));
@@ -416,8 +484,8 @@ fn search<T: PartialEq>(
 }
 
 /// Emits the argument checks of one syscall: allowed when all checks of
-/// one rule hold, else the miss action.
-fn argument_block(e: &mut Emitter, rules: &[Vec<ArgCheck>]) -> Jump {
+/// one rule hold, else `fail`.
+fn argument_block(e: &mut Emitter, rules: &[Vec<ArgCheck>], fail: u32) -> Jump {
     if let Some(arg) = single_dword_compares(rules) {
         // ioctl requests, socket families: one load, then a search over
         // the allowed values.
@@ -425,12 +493,12 @@ fn argument_block(e: &mut Emitter, rules: &[Vec<ArgCheck>]) -> Jump {
             .iter()
             .map(|r| (r[0].value as u32, Jump::Ret(RET_ALLOW)));
         let values: BTreeMap<u32, Jump> = values.collect();
-        let spans = spans(values.into_iter(), Jump::Ret(e.miss));
+        let spans = spans(values.into_iter(), Jump::Ret(fail));
         let tree = search(e, &spans, &mut |_, j| *j);
         e.fall_into(tree);
         return e.push(insn(BPF_LD_W_ABS, 0, 0, DATA_ARGS + 8 * u32::from(arg)));
     }
-    let mut fail = Jump::Ret(e.miss);
+    let mut fail = Jump::Ret(fail);
     for rule in rules.iter().rev() {
         let mut pass = Jump::Ret(RET_ALLOW);
         for check in rule.iter().rev() {
@@ -552,7 +620,7 @@ pub(crate) mod tests {
             SeccompCondition as Cond, SeccompFilter, SeccompRule, TargetArch,
         };
 
-        use super::super::{CLONE_NAMESPACE_FLAGS, RET_USER_NOTIF, ROAD};
+        use super::super::{ALWAYS, CLONE_NAMESPACE_FLAGS, RET_USER_NOTIF};
         use crate::policy::groups::{self, Arch};
         use crate::policy::Syscalls;
 
@@ -575,7 +643,7 @@ pub(crate) mod tests {
                 .allow
                 .iter()
                 .map(String::as_str)
-                .chain(ROAD.iter().copied());
+                .chain(ALWAYS.iter().copied());
             if let Some(nr) = groups::number(arch, "seccomp") {
                 let rule = SeccompRule::new(vec![
                     cond(
@@ -616,6 +684,9 @@ pub(crate) mod tests {
                         .map(|&f| one(cond(0, Len::Dword, Op::Eq, u64::from(f))))
                         .collect(),
                     "memfd_create" => vec![one(cond(1, Len::Dword, Op::MaskedEq(8), 8))],
+                    "prlimit64" if !sys.allow.contains("setrlimit") => {
+                        vec![one(cond(2, Len::Qword, Op::Eq, 0))]
+                    }
                     "clone" => {
                         let thread = libc::CLONE_THREAD as u64;
                         vec![one(if processes == 0 {
@@ -676,7 +747,7 @@ pub(crate) mod tests {
 
     fn compiled(name: &str, arch: Arch) -> BpfProgram {
         let p = policy(name);
-        compile(&p.syscalls, p.limits.processes, arch).unwrap()
+        compile(&p.syscalls, p.limits.processes, arch, None).unwrap()
     }
 
     /// What the kernel returns with several filters installed: the most
@@ -779,7 +850,7 @@ pub(crate) mod tests {
             let p = policy(name);
             let vectors = argument_vectors(&p.syscalls);
             for arch in ARCHES {
-                let new = compile(&p.syscalls, p.limits.processes, arch).unwrap();
+                let new = compile(&p.syscalls, p.limits.processes, arch, None).unwrap();
                 let (old_clone3, old_main) =
                     reference::compile(&p.syscalls, p.limits.processes, arch);
                 assert_well_formed(&new);
@@ -802,11 +873,47 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn test_errno_table_answers_denied_calls_and_rule_misses() {
+        let mut sys = policy("default").syscalls;
+        sys.errno.insert("personality".into(), libc::ENOSYS as u16);
+        sys.errno.insert("ioctl".into(), libc::ENOTTY as u16);
+        sys.errno.insert("read".into(), libc::EIO as u16); // allowed: no effect
+        let f = compile(&sys, 0, Arch::native(), None).unwrap();
+        assert_well_formed(&f);
+        assert_eq!(
+            run(&f, "personality", [0; 6]),
+            RET_ERRNO | libc::ENOSYS as u32
+        );
+        let tcgets = [0, 0x5401, 0, 0, 0, 0];
+        let tiocsti = [0, 0x5412, 0, 0, 0, 0];
+        assert_eq!(run(&f, "ioctl", tcgets), RET_ALLOW);
+        assert_eq!(run(&f, "ioctl", tiocsti), RET_ERRNO | libc::ENOTTY as u32);
+        assert_eq!(run(&f, "read", [0; 6]), RET_ALLOW);
+        assert_eq!(run(&f, "bpf", [0; 6]), RET_USER_NOTIF);
+    }
+
+    #[test]
+    fn test_road_exec_passes_only_on_its_slot_when_execveat_is_denied() {
+        let mut sys = policy("default").syscalls;
+        sys.allow.remove("execveat");
+        let f = compile(&sys, 0, Arch::native(), Some(77)).unwrap();
+        let empty = libc::AT_EMPTY_PATH as u64;
+        assert_eq!(run(&f, "execveat", [77, 0, 0, 0, empty, 0]), RET_ALLOW);
+        assert_eq!(run(&f, "execveat", [76, 0, 0, 0, empty, 0]), RET_USER_NOTIF);
+        assert_eq!(run(&f, "execveat", [77, 0, 0, 0, 0, 0]), RET_USER_NOTIF);
+        assert_eq!(run(&f, "prlimit64", [0, 7, 0, 0x1000, 0, 0]), RET_ALLOW);
+        assert_eq!(
+            run(&f, "prlimit64", [0, 7, 0x2000, 0, 0, 0]),
+            RET_USER_NOTIF
+        );
+    }
+
+    #[test]
     fn test_emit_kill_miss_action_replaces_every_user_notif() {
         for name in BUILT_IN {
             let p = policy(name);
             for arch in ARCHES {
-                let map = rules(&p.syscalls, p.limits.processes, arch);
+                let map = rules(&p.syscalls, p.limits.processes, arch, None);
                 let audit = audit_arch(arch);
                 let notif = emit(&map, audit, RET_USER_NOTIF).unwrap();
                 let kill = emit(&map, audit, RET_KILL_PROCESS).unwrap();
@@ -832,7 +939,7 @@ pub(crate) mod tests {
     fn test_emit_foreign_audit_arch_goes_to_the_host_where_seccompiler_killed() {
         for arch in ARCHES {
             let p = policy("default");
-            let new = compile(&p.syscalls, p.limits.processes, arch).unwrap();
+            let new = compile(&p.syscalls, p.limits.processes, arch, None).unwrap();
             let (_, old_main) = reference::compile(&p.syscalls, p.limits.processes, arch);
             let other = audit_arch(match arch {
                 Arch::X86_64 => Arch::Aarch64,
@@ -852,7 +959,7 @@ pub(crate) mod tests {
     fn test_emit_strict_is_under_half_the_old_length() {
         let p = policy("strict");
         let arch = Arch::native();
-        let new = compile(&p.syscalls, p.limits.processes, arch).unwrap();
+        let new = compile(&p.syscalls, p.limits.processes, arch, None).unwrap();
         let (c, m) = reference::compile(&p.syscalls, p.limits.processes, arch);
         let old = c.len() + m.len();
         println!(
@@ -880,13 +987,14 @@ pub(crate) mod tests {
                 .map(|i| (i / 2).wrapping_mul(0x9e37_79b9) + i % 2)
                 .collect(),
             socket_families: [1, 2, 10].into(),
+            ..Syscalls::default()
         }
     }
 
     #[test]
     fn test_emit_300_ioctls_allows_exactly_those_requests() {
         let sys = everything_with_ioctls(300);
-        let f = compile(&sys, 0, Arch::native()).unwrap();
+        let f = compile(&sys, 0, Arch::native(), None).unwrap();
         assert_well_formed(&f);
         for &req in &sys.ioctl {
             let r = u64::from(req);
@@ -903,7 +1011,7 @@ pub(crate) mod tests {
     fn test_emit_block_longer_than_jump_range_keeps_every_syscall_reachable() {
         let sys = everything_with_ioctls(2000);
         let arch = Arch::native();
-        let f = compile(&sys, 1, arch).unwrap();
+        let f = compile(&sys, 1, arch, None).unwrap();
         assert_well_formed(&f);
         assert!(f.len() > 1000, "{} instructions", f.len());
         assert!(
@@ -933,7 +1041,7 @@ pub(crate) mod tests {
     #[test]
     fn test_compile_over_kernel_limit_is_build_error() {
         let sys = everything_with_ioctls(6000);
-        let err = compile(&sys, 0, Arch::native()).unwrap_err();
+        let err = compile(&sys, 0, Arch::native(), None).unwrap_err();
         assert!(
             err.to_string().contains("more than the kernel's 4096"),
             "{err}"
@@ -968,7 +1076,7 @@ pub(crate) mod tests {
     #[test]
     fn test_compile_strict_allows_threads_but_not_processes() {
         let p = policy("strict");
-        let f = compile(&p.syscalls, 0, Arch::native()).unwrap();
+        let f = compile(&p.syscalls, 0, Arch::native(), None).unwrap();
         let thread_flags = (libc::CLONE_VM | libc::CLONE_THREAD | libc::CLONE_SIGHAND) as u64;
         assert_eq!(run(&f, "clone", [thread_flags, 0, 0, 0, 0, 0]), RET_ALLOW);
         assert_eq!(

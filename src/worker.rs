@@ -400,7 +400,7 @@ impl<'s> Conn<'s> {
                 let i_out = slot(&mut fds, p.stdout.as_ref(), PollFlags::POLLIN);
                 let i_err = slot(&mut fds, p.stderr.as_ref(), PollFlags::POLLIN);
                 let i_lis = slot(&mut fds, p.listener(), PollFlags::POLLIN);
-                let i_pid = slot(&mut fds, Some(p.pidfd()), PollFlags::POLLIN);
+                let i_pid = slot(&mut fds, Some(p.plugin_pidfd()), PollFlags::POLLIN);
                 let timeout = PollTimeout::try_from(wait.as_millis().max(1) as i32)
                     .unwrap_or(PollTimeout::MAX);
                 match poll(&mut fds, timeout) {
@@ -415,12 +415,17 @@ impl<'s> Conn<'s> {
                     get(i_in),
                     get_r(i_out),
                     get_r(i_err),
-                    get_r(i_lis),
+                    i_lis.and_then(|i| fds[i].revents()).unwrap_or(none),
                     get_r(i_pid),
                 )
             };
-            if listener_r {
+            if listener_r.contains(PollFlags::POLLIN) {
                 self.handle_notification();
+            } else if listener_r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR) {
+                // No task runs under the filter any more (the plugin has
+                // exited; its init may still be ending): nothing will ever
+                // come, and a hung-up listener would keep poll spinning.
+                self.proc.close_listener();
             }
             if stdin_r {
                 self.write_pending();
@@ -698,10 +703,17 @@ impl<'s> Conn<'s> {
             (Some(sig), _) if looks_like_oom(&stderr) => {
                 Verdict::Memory(format!("address-space limit reached (the plugin died by {})", crate::verdict::signal_name(sig)))
             }
-            (Some(signal), _) => Verdict::Crashed {
-                signal,
-                detail: stderr_detail(&self.stderr_tail).unwrap_or_default(),
-            },
+            (Some(signal), _) => {
+                // The kernel's own account: whether a core was dumped
+                // (RLIMIT_CORE is 0, but a piped core_pattern ignores it).
+                let line = stderr_detail(&self.stderr_tail);
+                let detail = match (info.core_dumped(), line) {
+                    (true, None) => "core dumped".to_string(),
+                    (true, Some(line)) => format!("core dumped; {line}"),
+                    (false, line) => line.unwrap_or_default(),
+                };
+                Verdict::Crashed { signal, detail }
+            }
             (None, Some(code)) if looks_like_oom(&stderr) => {
                 Verdict::Memory(format!("address-space limit reached (exit status {code})"))
             }

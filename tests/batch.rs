@@ -788,6 +788,7 @@ fn probe_sandbox() -> Arc<Sandbox> {
         exe: plugin("pw-probe"),
         args: Vec::new(),
         mode: Mode::Worker,
+        env: Vec::new(),
     };
     Arc::new(Sandbox::new(fs, spec, policy, Enforce::Policy).expect("sandbox"))
 }
@@ -844,6 +845,26 @@ fn parent_of(pid: i32) -> Option<i32> {
         .ok()
 }
 
+/// The fork server that started the plugin `pid`: its parent, or its
+/// parent's parent when the parent is the sandbox's init (PID 1 of the
+/// plugin's namespace).
+fn fork_server_of(pid: i32) -> Option<i32> {
+    let parent = parent_of(pid)?;
+    let status = std::fs::read_to_string(format!("/proc/{parent}/status")).ok()?;
+    let is_init = status
+        .lines()
+        .find_map(|l| l.strip_prefix("NSpid:"))
+        .is_some_and(|ids| {
+            let ids: Vec<&str> = ids.split_whitespace().collect();
+            ids.len() > 1 && ids.last() == Some(&"1")
+        });
+    if is_init {
+        parent_of(parent)
+    } else {
+        Some(parent)
+    }
+}
+
 /// True while `pid` exists and is not a zombie.
 fn is_running(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
@@ -867,7 +888,7 @@ fn test_pool_two_slots_spawn_from_two_fork_servers_and_leave_none() {
         sandbox.clone(),
         pool_config(2, 100),
         vec!["nap:40".to_string(); 16],
-        |f| parents.extend(parent_of(f.outcome.pid)),
+        |f| parents.extend(fork_server_of(f.outcome.pid)),
     );
 
     assert_eq!(results.len(), 16);
@@ -1001,7 +1022,7 @@ fn test_run_killed_host_leaves_no_fork_server_or_worker_of_either_slot() {
             .iter()
             .filter_map(|pid| pid.parse().ok())
             .filter(|pid| *pid != host.id() as i32)
-            .filter_map(parent_of)
+            .filter_map(fork_server_of)
             .collect();
     }
 

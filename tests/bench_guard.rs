@@ -44,6 +44,7 @@ fn sandbox(exe: std::path::PathBuf, mode: Mode) -> Sandbox {
             exe,
             args: Vec::new(),
             mode,
+            env: Vec::new(),
         },
         policy,
         Enforce::Policy,

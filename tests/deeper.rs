@@ -21,6 +21,7 @@ fn sandbox_with(policy_text: &str) -> (Sandbox, tempfile::TempDir) {
         exe: plugin("pw-probe"),
         args: Vec::new(),
         mode: Mode::Worker,
+        env: Vec::new(),
     };
     (
         Sandbox::new(fs, plugin, Arc::new(policy), Enforce::Policy).unwrap(),
@@ -164,7 +165,7 @@ fn test_network_namespace_has_only_loopback_and_no_route() {
 }
 
 #[test]
-fn test_pid_namespace_plugin_is_pid_one_and_cannot_signal_the_host() {
+fn test_pid_namespace_plugin_is_the_inits_child_and_cannot_signal_the_host() {
     let (sb, _d) = sandbox_with(
         "description = \"x\"\nextends = \"default\"\n[syscalls]\nallow = [\"getsid\", \"kill\"]\n",
     );
@@ -176,8 +177,9 @@ fn test_pid_namespace_plugin_is_pid_one_and_cannot_signal_the_host() {
         return;
     }
     let mut w = Worker::start(&sb).unwrap();
+    // PID 1 is the sandbox's init (its session leader), the plugin PID 2.
     let o = w.run_job(b"sid");
-    assert_eq!(String::from_utf8_lossy(&o.output), "sid=1 pid=1");
+    assert_eq!(String::from_utf8_lossy(&o.output), "sid=1 pid=2");
     let me = std::process::id();
     let o = w.run_job(format!("kill:{me}").as_bytes());
     assert_eq!(

@@ -312,9 +312,9 @@ fn test_call_sigint_prints_cancelled_exits_130_and_leaves_nothing() {
     );
 }
 
-/// SIGTERM to `call` while its stdin never ends: `cancelled`, exit 143.
-#[test]
-fn test_call_sigterm_while_stdin_never_ends_prints_cancelled() {
+/// `call` through pw-echo with a stdin that never ends: `signal` is sent
+/// once `wait` returns; the verdict must be `cancelled` with exit `code`.
+fn call_is_cancelled_by(sig: nix::sys::signal::Signal, code: i32, wait: impl FnOnce(&Child)) {
     let echo = plugin("pw-echo");
     let mut child = Command::new(plugwarden())
         .args([os("call"), os("--plugin"), echo.as_os_str()])
@@ -324,12 +324,48 @@ fn test_call_sigterm_while_stdin_never_ends_prints_cancelled() {
         .spawn()
         .expect("spawn call");
     let stdin = child.stdin.take();
-    std::thread::sleep(Duration::from_millis(500));
-    signal(&child, nix::sys::signal::Signal::SIGTERM);
-    let o = finish(child, Duration::from_secs(10), "call after SIGTERM");
+    wait(&child);
+    signal(&child, sig);
+    let o = finish(child, Duration::from_secs(10), "call after the signal");
     drop(stdin);
-    assert_eq!(o.status.code(), Some(143), "{o:?}");
+    assert_eq!(o.status.code(), Some(code), "{o:?}");
     assert_eq!(common::verdict(&o), "cancelled");
+}
+
+/// Ctrl-C the moment `call` can take one, while its fork server is still
+/// starting: `cancelled`, exit 130. SIGINT is never ignored on the way
+/// (the fork server ignores it itself, in its own process group).
+#[test]
+fn test_call_sigint_during_start_up_prints_cancelled() {
+    call_is_cancelled_by(nix::sys::signal::Signal::SIGINT, 130, |child| {
+        // SIGINT (2) is bit 1 of the masks in /proc/PID/status.
+        let status = format!("/proc/{}/status", child.id());
+        let sigint_in = |field: &str| {
+            std::fs::read_to_string(&status)
+                .unwrap_or_default()
+                .lines()
+                .find_map(|l| l.strip_prefix(field))
+                .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+                .is_some_and(|m| m & 2 != 0)
+        };
+        assert!(
+            wait_for(Duration::from_secs(10), || sigint_in("SigCgt:")
+                || sigint_in("SigIgn:")),
+            "call never handled SIGINT"
+        );
+        assert!(!sigint_in("SigIgn:"), "call ignores SIGINT while it starts");
+        // Its handler takes a few registrations; the fork server's start
+        // takes far longer than this.
+        std::thread::sleep(Duration::from_millis(5));
+    });
+}
+
+/// SIGTERM to `call` while its stdin never ends: `cancelled`, exit 143.
+#[test]
+fn test_call_sigterm_while_stdin_never_ends_prints_cancelled() {
+    call_is_cancelled_by(nix::sys::signal::Signal::SIGTERM, 143, |_| {
+        std::thread::sleep(Duration::from_millis(500))
+    });
 }
 
 /// A file name with an escape sequence and a newline is printed escaped on

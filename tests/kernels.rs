@@ -308,6 +308,30 @@ fn test_policy_min_abi_out_of_range_is_a_policy_error() {
     );
 }
 
+/// Without a minimal root, the private mount namespace that only holds the
+/// sandbox's own /proc stands in for nothing: truncate at ABI 2 is lost.
+#[test]
+fn test_own_proc_mount_namespace_does_not_cover_like_a_minimal_root() {
+    if !kernel_has_abi(3) {
+        return;
+    }
+    let dir = scratch();
+    let p = policy(
+        dir.path(),
+        "nomount.toml",
+        "description = \"x\"\nextends = \"default\"\nbest_effort = false\n[namespaces]\nmount = false\n",
+    );
+    let (v, _, err) = probe(
+        p.to_str().unwrap(),
+        "echo:x",
+        &[("PLUGWARDEN_LANDLOCK_ABI", "2")],
+    );
+    assert!(
+        v.contains("landlock truncate (ABI 3, Linux 6.2) missing: truncate(2) and O_TRUNC reach any file Unix permissions allow"),
+        "{v}\n{err}"
+    );
+}
+
 #[test]
 fn test_kernel_below_the_floor_is_refused_in_one_sentence() {
     let (v, _, _) = probe("default", "echo:x", &[("PLUGWARDEN_KERNEL", "5.10")]);
@@ -332,7 +356,6 @@ fn test_feature_the_supervisor_needs_is_refused_by_name() {
             "5.0",
         ),
         ("PLUGWARDEN_NO_PIDFD_OPEN", "pidfd_open", "5.3"),
-        ("PLUGWARDEN_NO_PIDFD_GETFD", "pidfd_getfd", "5.6"),
     ] {
         let (v, _, _) = probe("default", "echo:x", &[(switch, "1")]);
         assert!(

@@ -5,36 +5,10 @@
 
 mod common;
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-
-/// Live (non-zombie) processes running `exe`.
-fn running(exe: &Path) -> Vec<i32> {
-    let mut pids = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        if std::fs::read_link(e.path().join("exe")).ok().as_deref() != Some(exe) {
-            continue;
-        }
-        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
-        if !stat
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .trim_start()
-            .starts_with('Z')
-        {
-            pids.push(pid);
-        }
-    }
-    pids
-}
 
 /// Kills the host even when an assertion fails first.
 struct KillOnDrop(std::process::Child);
@@ -51,8 +25,7 @@ fn test_host_killed_leaves_no_process_of_the_batch() {
     let dir = scratch();
     // A private copy, so that only this test's plugin processes match.
     let probe = dir.path().join("orphan-probe");
-    std::fs::copy(plugin("pw-probe"), &probe).unwrap();
-    std::fs::set_permissions(&probe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    copy_executable(&plugin("pw-probe"), &probe);
     let policy = policy(
         dir.path(),
         "p.toml",

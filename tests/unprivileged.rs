@@ -26,9 +26,7 @@ fn stage() -> Option<Staged> {
     let dir = scratch();
     let root = dir.path().to_path_buf();
     for bin in [plugwarden(), plugin("pw-probe")] {
-        let dst = root.join(bin.file_name().unwrap());
-        std::fs::copy(&bin, &dst).unwrap();
-        std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(0o755)).unwrap();
+        copy_executable(&bin, &root.join(bin.file_name().unwrap()));
     }
     Some(Staged { _dir: dir, root })
 }
@@ -175,7 +173,7 @@ fn test_unprivileged_policy_without_best_effort_is_refused_naming_the_wall() {
 }
 
 #[test]
-fn test_unprivileged_host_plugin_is_pid_one_of_its_namespace() {
+fn test_unprivileged_host_plugin_is_the_child_of_its_namespaces_init() {
     let Some(s) = stage() else { return };
     let p = policy(
         &s.root,
@@ -189,7 +187,38 @@ fn test_unprivileged_host_plugin_is_pid_one_of_its_namespace() {
         return;
     }
     assert_eq!(verdict(&o), "ok", "{err}");
-    assert_eq!(String::from_utf8_lossy(&o.stdout), "sid=1 pid=1");
+    // PID 1 is the sandbox's init (its session leader), the plugin PID 2.
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "sid=1 pid=2");
+}
+
+#[test]
+fn test_unprivileged_doctor_describes_the_namespaces_children_get() {
+    let Some(s) = stage() else { return };
+    let doctor = |env: &[(&str, &str)]| {
+        let o = Command::new(s.root.join("plugwarden"))
+            .uid(65534)
+            .gid(65534)
+            .current_dir(&s.root)
+            .envs(env.iter().copied())
+            .arg("doctor")
+            .output()
+            .unwrap();
+        doctor_row(&String::from_utf8_lossy(&o.stdout), "namespaces ")
+    };
+    let line = doctor(&[]);
+    let o = as_nobody_env(&s, "default", "echo:x", &[]);
+    if String::from_utf8_lossy(&o.stderr).contains("user namespaces unavailable") {
+        assert!(line.contains("weakened"), "{line}");
+    } else {
+        // The children really get them: the probe is PID 2 under an init.
+        assert!(line.contains("enforced from a user namespace"), "{line}");
+        assert!(line.contains("an init as PID 1"), "{line}");
+    }
+    let line = doctor(&[("PLUGWARDEN_NO_USERNS", "1")]);
+    assert!(
+        line.contains("weakened none (disabled by PLUGWARDEN_NO_USERNS=1)"),
+        "{line}"
+    );
 }
 
 fn doctor_as_nobody(s: &Staged, env: &[(&str, &str)]) -> String {
@@ -300,7 +329,7 @@ fn test_unprivileged_doctor_table_matches_what_the_tests_observe() {
     for (wall, want) in [
         (
             "namespaces",
-            "namespaces enforced from a user namespace of its own",
+            "namespaces enforced from a user namespace of the plugin's own",
         ),
         (
             "identity drop",

@@ -74,6 +74,7 @@ impl Host {
             exe: exe.to_path_buf(),
             args: Vec::new(),
             mode,
+            env: Vec::new(),
         };
         let true_filter = Sandbox::new(
             fs.clone(),
@@ -94,7 +95,8 @@ impl Host {
             Enforce::Policy,
         )?);
         let arch = plugwarden::policy::groups::Arch::native();
-        let f = plugwarden::seccomp::compile(&policy.syscalls, policy.limits.processes, arch)?;
+        let f =
+            plugwarden::seccomp::compile(&policy.syscalls, policy.limits.processes, arch, None)?;
         let filters = vec![f
             .iter()
             .map(|i| libc::sock_filter {

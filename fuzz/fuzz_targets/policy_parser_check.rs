@@ -61,7 +61,7 @@ pub fn check(data: &[u8]) {
         );
     }
     for arch in [Arch::X86_64, Arch::Aarch64] {
-        let filters = seccomp::compile(&policy.syscalls, limits.processes, arch)
+        let filters = seccomp::compile(&policy.syscalls, limits.processes, arch, Some(1 << 20))
             .unwrap_or_else(|e| panic!("accepted policy does not compile for {arch:?}: {e}"));
         assert!(!filters.is_empty(), "empty seccomp program");
     }

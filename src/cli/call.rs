@@ -38,9 +38,13 @@ pub struct CallArgs {
 }
 
 pub fn call(a: CallArgs) -> Result<u8, Usage> {
-    run::ignore_sigint_for_children();
-    let sandbox = a.sandbox.build()?;
+    // Our handler first: the fork server ignores SIGINT itself, so a
+    // Ctrl-C while it starts and prepares the profile ends the call too.
     let signals = Signals::register()?;
+    let sandbox = a.sandbox.build()?;
+    if signals.received().is_some() {
+        return Ok(finish(&Verdict::Cancelled, &signals));
+    }
     let limit = a.max_input.unwrap_or(sandbox.policy.limits.input);
     let input = match read_stdin(limit, &signals)? {
         Ok(input) => input,

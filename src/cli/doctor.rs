@@ -7,15 +7,29 @@
 //! sandbox started the same way would get. The walls are shown for this
 //! process (root or not) and, for each Landlock right the ABI lacks, what
 //! stands in for it under the shipped policies.
+//!
+//! `doctor --check` is the health check (the container image's): instead
+//! of predicting, it starts a sandboxed child under each shipped policy.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use caps::{CapSet, Capability};
+use clap::Args;
 use plugwarden::cgroup::Backend;
+use plugwarden::forkserver::ForkServer;
 use plugwarden::kernel::{self, Feature, Kernel};
 use plugwarden::landlock_rules;
+use plugwarden::sandbox::{Enforce, Mode, PluginSpec, Sandbox};
 
-use super::{Usage, EXIT_OK};
+use super::{Usage, EXIT_OK, EXIT_VERDICT};
+
+#[derive(Args)]
+pub struct DoctorArgs {
+    /// Health check: run a sandboxed child under each shipped policy; exit 1 if one cannot run.
+    #[arg(long)]
+    check: bool,
+}
 
 /// What the probes found.
 struct Facts {
@@ -43,13 +57,69 @@ struct Cgroups {
     refused: Vec<String>,
 }
 
-pub fn run() -> Result<u8, Usage> {
+pub fn run(a: DoctorArgs) -> Result<u8, Usage> {
     super::policy::quiet_on_closed_stdout();
+    if a.check {
+        return check();
+    }
     let f = probe();
     print_facts(&f);
     println!();
     print_walls(&f);
     Ok(EXIT_OK)
+}
+
+/// Runs this very program (`plugwarden version --json`, as a filter) under
+/// each shipped policy: one line per policy, `ok` or why not. Any failure
+/// exits 1, a container runtime's "unhealthy" (2 is reserved there).
+fn check() -> Result<u8, Usage> {
+    let (fs, exe) = match start() {
+        Ok(both) => both,
+        Err(Usage(why)) => {
+            println!("fork server: {why}");
+            return Ok(EXIT_VERDICT);
+        }
+    };
+    let mut healthy = true;
+    for (name, _) in plugwarden::policy::BUILTIN {
+        let line = match run_under(&fs, &exe, name) {
+            Ok(0) => "ok: a sandboxed child ran".to_string(),
+            Ok(n) => {
+                format!("ok: a sandboxed child ran, {n} wall(s) weakened (see `plugwarden doctor`)")
+            }
+            Err(why) => {
+                healthy = false;
+                why
+            }
+        };
+        println!("policy {name:<8} {line}");
+    }
+    Ok(if healthy { EXIT_OK } else { EXIT_VERDICT })
+}
+
+fn start() -> Result<(Arc<ForkServer>, PathBuf), Usage> {
+    let exe = std::env::current_exe()
+        .map_err(|e| Usage(format!("cannot find this program's path: {e}")))?;
+    Ok((super::start_fork_server()?, exe))
+}
+
+/// The number of weakened walls when the child ran ok.
+fn run_under(fs: &Arc<ForkServer>, exe: &Path, policy: &str) -> Result<usize, String> {
+    let policy = plugwarden::policy::load(policy).map_err(|e| e.to_string())?;
+    let plugin = PluginSpec {
+        exe: exe.to_path_buf(),
+        args: vec!["version".into(), "--json".into()],
+        mode: Mode::Filter,
+        env: Vec::new(),
+    };
+    let sandbox = Sandbox::new(fs.clone(), plugin, Arc::new(policy), Enforce::Policy)
+        .map_err(|e| e.to_string())?;
+    let outcome = super::run::run_one(&sandbox, &Vec::new().into(), Default::default());
+    if outcome.verdict.is_ok() && outcome.output.starts_with(b"{\"version\":") {
+        Ok(sandbox.weakenings.len())
+    } else {
+        Err(format!("a sandboxed child got {}", outcome.verdict))
+    }
 }
 
 fn probe() -> Facts {
@@ -289,27 +359,27 @@ fn print_walls(f: &Facts) {
         wall(
             "rlimits",
             State::Enforced,
-            "CPU, open files, file size, address space; may exceed this process's own limits",
+            "CPU, open files, file size, address space and data, each with hard = soft (the plugin cannot raise one); may exceed this process's own limits",
         );
     } else {
-        wall("rlimits", State::Enforced, "CPU, open files, file size, address space; capped at this process's own hard limits (no CAP_SYS_RESOURCE)");
+        wall("rlimits", State::Enforced, "CPU, open files, file size, address space and data, each with hard = soft (the plugin cannot raise one); capped at this process's own hard limits (no CAP_SYS_RESOURCE)");
     }
     cgroup_walls(f, &wall);
+    // What the fork server decides: as an ordinary user the walls come
+    // from a user namespace of the plugin's own, unless the kernel refuses
+    // one or PLUGWARDEN_NO_USERNS=1 (then `userns` says which).
+    let walls = "ipc, uts (hostname plugwarden), an empty network, pid (an init as PID 1, the plugin its child, its own /proc) and mount (a minimal root), unless the policy turns one off";
     match (f.root, namespaces(f)) {
-        (true, _) => wall(
-            "namespaces",
-            State::Enforced,
-            "ipc, uts, an empty network, pid (the plugin is PID 1) and mount (a minimal root), unless the policy turns one off",
-        ),
+        (true, _) => wall("namespaces", State::Enforced, walls),
         (false, true) => wall(
             "namespaces",
             State::Enforced,
-            "from a user namespace of its own: ipc, uts, an empty network, pid (the plugin is PID 1) and mount (a minimal root), unless the policy turns one off",
+            &format!("from a user namespace of the plugin's own: {walls}"),
         ),
         (false, false) => wall(
             "namespaces",
             State::Weakened,
-            &format!("none and no minimal root: {userns}"),
+            &format!("none ({userns}): no init, no minimal root, grants of /proc withheld; no_new_privs, Landlock, seccomp and rlimits still apply"),
         ),
     }
     if k.has(Feature::MfdNoexecSeal) {
@@ -415,13 +485,13 @@ fn cgroup_walls(f: &Facts, wall: &dyn Fn(&str, State, &str)) {
         wall(
             "process count",
             State::Enforced,
-            "a pids cgroup per worker (limits.processes + 1 tasks; 64 threads when 0)",
+            "a pids cgroup per worker (limits.processes + 1 tasks, one more for the sandbox's init; 64 threads when 0)",
         );
     } else if nproc {
         wall(
             "process count",
             State::Enforced,
-            "RLIMIT_NPROC in the plugin's own user namespace, which counts only its tasks (limits.processes + 1; 64 threads when 0)",
+            "RLIMIT_NPROC in the plugin's own user namespace, which counts only its sandbox's tasks (limits.processes + 1, one more for the sandbox's init; 64 threads when 0)",
         );
     } else {
         wall(
@@ -440,7 +510,7 @@ fn cgroup_walls(f: &Facts, wall: &dyn Fn(&str, State, &str)) {
         wall(
             "tree kill",
             State::Enforced,
-            "the PID namespace: when the plugin (its PID 1) dies, the kernel kills every process in it",
+            "the PID namespace: when the plugin exits, its init (PID 1) exits and the kernel kills every process in it",
         );
     } else if b.is_active() {
         wall(

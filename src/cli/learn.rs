@@ -50,6 +50,8 @@ pub struct LearnArgs {
     /// An argument for the plugin (repeat for several).
     #[arg(long = "arg", value_name = "ARG", allow_hyphen_values = true)]
     args: Vec<String>,
+    #[command(flatten)]
+    env: super::EnvArgs,
     /// Wall-clock limit per input while learning, e.g. 30s.
     #[arg(long, value_parser = super::parse_duration)]
     timeout: Option<Duration>,
@@ -249,10 +251,13 @@ pub fn run(a: LearnArgs) -> Result<u8, Usage> {
     };
     let mut args = located.args;
     args.extend(a.args.iter().cloned());
+    let mut env = located.env;
+    env.extend(a.env.resolve()?);
     let plugin = PluginSpec {
         exe: located.exe.clone(),
         args,
         mode,
+        env,
     };
     let fs = super::start_fork_server()?;
     let mut seen = Observed::default();
@@ -362,9 +367,6 @@ fn render(o: &Observed, s: &Summary, l: &policy::Limits) -> String {
         t.push(format!("# socket family {f} was used but cannot be named in a policy: those calls stay denied."));
     }
     t.push(
-        "# write is listed although never observed: the host always allows it (the pipes).".into(),
-    );
-    t.push(
         "# Files: learn does not observe paths yet, so this policy grants none; Landlock".into(),
     );
     t.push("# grants the executable, its ELF interpreter and its libraries by itself.".into());
@@ -374,8 +376,7 @@ fn render(o: &Observed, s: &Summary, l: &policy::Limits) -> String {
     ));
     t.push(String::new());
     t.push("[syscalls]".into());
-    let mut singles = o.allow_singles();
-    singles.insert("write".into());
+    let singles = o.allow_singles();
     let allow: Vec<String> = BASE_GROUPS
         .iter()
         .map(|g| g.to_string())
@@ -476,6 +477,7 @@ mod tests {
         let mut o = Observed::default();
         o.record("ioctl(1, TCGETS)");
         o.record("socket(AF_UNIX, SOCK_STREAM, 0)");
+        o.record("write(0x1, 0x7f00, 0x5)");
         let s = Summary {
             exe: "x",
             mode: Mode::Worker,

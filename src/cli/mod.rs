@@ -5,17 +5,20 @@
 mod audit;
 mod call;
 mod doctor;
+mod generate;
 mod learn;
 mod policy;
 mod run;
 mod sanitize;
+mod shard;
+mod version;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use plugwarden::forkserver::ForkServer;
 use plugwarden::sandbox::{Enforce, Mode, PluginSpec, Sandbox};
 
@@ -28,7 +31,8 @@ pub const EXIT_INTERNAL: u8 = 3;
 #[command(
     name = "plugwarden",
     version,
-    about = "Run untrusted plugins safely on Linux"
+    about = "Run untrusted plugins safely on Linux",
+    after_long_help = "Exit status: 0 every input ok; 1 some input got another verdict; 2 usage or configuration error; 3 internal error.\n\nDocumentation: README.md, SECURITY.md and docs/ in the source, /usr/share/doc/plugwarden in the Debian package."
 )]
 struct Cli {
     /// More log output (-v info, -vv debug); RUST_LOG overrides.
@@ -44,16 +48,22 @@ enum Command {
     Call(call::CallArgs),
     /// Run every INPUT (files, or directories walked recursively) through a plugin.
     Run(run::RunArgs),
-    /// Audit logs: `audit verify FILE` checks the hash chain.
+    /// Audit logs: `verify` checks a hash chain; `merge` and `status` for the logs of a sharded job.
     Audit(audit::AuditArgs),
     /// Policies: list the built-in ones, check files, explain what one allows.
     Policy(policy::PolicyArgs),
     /// What this kernel and this process can enforce, wall by wall.
-    Doctor,
+    Doctor(doctor::DoctorArgs),
     /// Run a plugin on sample inputs while observing; print the smallest policy they pass under.
     Learn(learn::LearnArgs),
     /// Sanitize hostile PDFs and images: pixels-only safe files out.
     Sanitize(sanitize::SanitizeArgs),
+    /// The version, git commit, target, and the Landlock and seccomp features this build uses.
+    Version(version::VersionArgs),
+    /// Print the completion script for a shell (bash, zsh, fish, elvish, powershell).
+    Completions(generate::CompletionsArgs),
+    /// Print the manual page (roff), or write a page per command into a directory.
+    Man(generate::ManArgs),
 }
 
 /// Flags shared by every command that starts a sandbox.
@@ -83,6 +93,50 @@ pub struct SandboxArgs {
     /// `log` reports what the policy would deny instead of enforcing it.
     #[arg(long, value_enum, default_value = "policy")]
     pub enforce: EnforceArg,
+    #[command(flatten)]
+    pub env: EnvArgs,
+}
+
+/// The plugin's environment on the command line (over the default, the
+/// policy's and the manifest's; see docs/POLICY.md, "[environment]").
+#[derive(Args, Clone, Debug, Default)]
+pub struct EnvArgs {
+    /// Set a variable in the plugin's environment (repeat for several).
+    #[arg(long = "env", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Pass a variable of this environment to the plugin, when set here.
+    #[arg(long = "env-pass", value_name = "KEY")]
+    pub pass: Vec<String>,
+}
+
+impl EnvArgs {
+    /// The variables, in order (`--env-pass` ones first, `--env` last).
+    pub fn resolve(&self) -> Result<Vec<(String, String)>, Usage> {
+        let bad = |flag: &str, arg: &str, why: String| Usage(format!("{flag} {arg}: {why}"));
+        let mut out = Vec::new();
+        for key in &self.pass {
+            if let Some(why) = plugwarden::policy::env_key_problem(key) {
+                return Err(bad("--env-pass", key, why));
+            }
+            if let Ok(v) = std::env::var(key) {
+                out.push((key.clone(), v));
+            }
+        }
+        for kv in &self.set {
+            let Some((key, value)) = kv.split_once('=') else {
+                return Err(bad(
+                    "--env",
+                    kv,
+                    "write KEY=VALUE (or --env-pass KEY to pass this environment's)".into(),
+                ));
+            };
+            if let Some(why) = plugwarden::policy::env_key_problem(key) {
+                return Err(bad("--env", kv, why));
+            }
+            out.push((key.to_string(), value.to_string()));
+        }
+        Ok(out)
+    }
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -147,10 +201,13 @@ impl SandboxArgs {
             EnforceArg::Policy => Enforce::Policy,
             EnforceArg::Log => Enforce::Log,
         };
+        let mut env = located.env;
+        env.extend(self.env.resolve()?);
         let plugin = PluginSpec {
             exe: located.exe,
             args,
             mode,
+            env,
         };
         Ok(Sandbox::new(fs, plugin, Arc::new(policy), enforce)?)
     }
@@ -183,8 +240,14 @@ fn colour() -> bool {
     std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
+/// The clap command with the build information as `--version`; the parser,
+/// the completions and the manual pages all start from it.
+pub fn command() -> clap::Command {
+    Cli::command().long_version(version::long_version())
+}
+
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::from_arg_matches(&command().get_matches()).unwrap_or_else(|e| e.exit());
     init_logging(cli.verbose);
     let result = match cli.command {
         Command::Call(a) => call::call(a),
@@ -192,8 +255,11 @@ pub fn main() -> ExitCode {
         Command::Sanitize(a) => sanitize::sanitize(a),
         Command::Audit(a) => audit::audit(a),
         Command::Policy(a) => policy::run(a),
-        Command::Doctor => doctor::run(),
+        Command::Doctor(a) => doctor::run(a),
         Command::Learn(a) => learn::run(a),
+        Command::Version(a) => version::run(a),
+        Command::Completions(a) => generate::completions(a),
+        Command::Man(a) => generate::man(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -271,7 +271,7 @@ fn processes(p: &Policy, allowed: &dyn Fn(&str) -> bool) {
             "  the plugin may create processes (clone without namespace flags, and fork, vfork if listed);"
         );
         println!(
-            "  a pids cgroup caps its tasks at {} where cgroups are usable (see `plugwarden doctor`).",
+            "  a pids cgroup (without root and without one: RLIMIT_NPROC in the plugin's own user namespace) caps its tasks at {}, plus one for the sandbox's init (see `plugwarden doctor`).",
             p.limits.processes + 1
         );
     }
@@ -280,18 +280,17 @@ fn processes(p: &Policy, allowed: &dyn Fn(&str) -> bool) {
     } else {
         println!("  threads: not allowed (clone is not in the allowlist).");
     }
-    if allowed("execve") {
-        println!("  exec: the host's filter allows execve for start-up; a plugin built with the Rust SDK denies it (and openat) after start-up.");
-    } else {
-        println!(
-            "  exec: only the host's own execve of the plugin; seccomp denies every later execve."
-        );
+    match (allowed("execve"), allowed("execveat")) {
+        (true, true) => println!("  exec: execve and execveat allowed (Landlock limits what may run); a plugin built with the Rust SDK denies them (and openat) after start-up."),
+        (false, false) => println!("  exec: only the host's own start of the plugin (execveat on an fd the plugin can never hold); every exec of the plugin's is a violation."),
+        (true, false) => println!("  exec: execve allowed; execveat only as the host's own start of the plugin."),
+        (false, true) => println!("  exec: execveat allowed; execve denied (a script plugin needs it: the kernel starts scripts through it)."),
     }
 }
 
 fn namespaces(p: &Policy) {
     let ns = &p.namespaces;
-    println!("namespaces (created when plugwarden runs as root; `plugwarden doctor` says what this machine does):");
+    println!("namespaces (as root, or from a user namespace as an ordinary user; `plugwarden doctor` says what this machine does):");
     let line = |on: bool, name: &str, yes: &str, no: &str| {
         println!("  {name}: {}", if on { yes } else { no });
     };
@@ -304,8 +303,8 @@ fn namespaces(p: &Policy) {
     line(
         ns.pid,
         "pid",
-        "its own PID namespace: the plugin is PID 1 and sees no other process",
-        "off: the plugin shares the host's PID namespace",
+        "its own PID namespace and /proc: an init is PID 1 (it reaps orphans and reports the plugin's exit), the plugin is its child and sees no other process",
+        "off: the plugin shares the host's PID namespace; no init, and grants of /proc are withheld",
     );
     line(
         ns.net,
@@ -322,7 +321,7 @@ fn namespaces(p: &Policy) {
     line(
         ns.uts,
         "uts",
-        "a private hostname",
+        "a private hostname (plugwarden)",
         "off: shares the host's hostname",
     );
 }
@@ -338,7 +337,7 @@ fn limits(p: &Policy) {
         dur(l.cpu)
     );
     println!(
-        "  memory (address space): {}; open files: {}",
+        "  memory (address space and data; hard = soft for every limit): {}; open files: {}",
         size(l.memory),
         l.open_files
     );
@@ -408,10 +407,37 @@ fn syscalls(p: &Policy) {
     if allow.contains("clone3") {
         println!("  clone3: listed, but always answers ENOSYS (libc falls back to clone, whose flags the filter checks)");
     }
-    println!("  always, whatever the policy says: read write execve execveat exit exit_group (the child's road to exec),");
-    println!(
-        "    and seccomp(SECCOMP_SET_MODE_FILTER, 0) so a plugin can restrict itself further."
-    );
+    println!("  always, whatever the policy says: exit and exit_group (every process ends through them; a policy cannot deny them),");
+    println!("    and the host's own start of the plugin (execveat on an fd number the plugin can never hold).");
+    if !p.syscalls.denied.contains("seccomp") {
+        println!("  seccomp(SECCOMP_SET_MODE_FILTER, 0), so a plugin can restrict itself further (unless the policy denies seccomp).");
+    }
+    if allow.contains("prlimit64") && !allow.contains("setrlimit") {
+        println!("  prlimit64: only to read limits (new limit NULL); changing one needs setrlimit (@resources), and never above the hard limit, which equals the soft one.");
+    }
+    if !p.syscalls.errno.is_empty() {
+        let answers: Vec<String> = p
+            .syscalls
+            .errno
+            .iter()
+            .map(|(name, &e)| {
+                let effect =
+                    if allow.contains(name) && !seccomp::ARGUMENT_RULED.contains(&name.as_str()) {
+                        " (allowed: no effect)"
+                    } else {
+                        ""
+                    };
+                format!(
+                    "{name} → {}{effect}",
+                    plugwarden::child::errno_name(i32::from(e))
+                )
+            })
+            .collect();
+        println!(
+            "  errno answers (instead of a violation, for calls the allowlist does not admit):"
+        );
+        println!("    {}", answers.join(", "));
+    }
     if allow.contains("ioctl") {
         let names: Vec<String> = p
             .syscalls
@@ -524,7 +550,7 @@ fn action_word(ret: u32, on_violation: OnViolation) -> String {
 fn samples(p: &Policy) -> Result<(), Usage> {
     let arch = Arch::native();
     let audit = seccomp::audit_arch(arch);
-    let host = seccomp::compile(&p.syscalls, p.limits.processes, arch)?;
+    let host = seccomp::compile(&p.syscalls, p.limits.processes, arch, None)?;
     let lockdown = plugwarden::plugin::lockdown_program().map_err(Usage)?;
     println!("sample syscalls run through the compiled BPF programs ({arch:?}, evaluated in user space):");
     println!(

@@ -40,7 +40,8 @@ pub struct SanitizeArgs {
     /// Wall-clock limit per input (overrides the policies).
     #[arg(long, value_parser = parse_duration)]
     pub timeout: Option<Duration>,
-    /// Directory holding pw-image-sanitize and pw-pdf-sanitize (default: next to this program).
+    /// Directory holding pw-image-sanitize and pw-pdf-sanitize (default: next to this
+    /// program, then ../lib/plugwarden from it).
     #[arg(long, value_name = "DIR")]
     pub plugins: Option<PathBuf>,
     /// Accept a PDF some of whose pages could not be rendered: each missing
@@ -55,31 +56,46 @@ pub struct SanitizeArgs {
     pub batch: BatchArgs,
 }
 
-fn plugin_dir(given: Option<&Path>) -> Result<PathBuf, Usage> {
-    match given {
-        Some(d) => Ok(d.to_path_buf()),
-        None => std::env::current_exe()
-            .ok()
-            .and_then(|e| e.parent().map(Path::to_path_buf))
-            .ok_or_else(|| {
-                Usage("cannot find this program's directory; pass --plugins DIR".into())
-            }),
+/// Where the sanitize plugins are looked for: `--plugins DIR`, or beside
+/// this program (`cargo install`, target/release) and then in
+/// `../lib/plugwarden` from it (the Debian package's /usr/lib/plugwarden).
+fn plugin_dirs(given: Option<&Path>) -> Result<Vec<PathBuf>, Usage> {
+    if let Some(d) = given {
+        return Ok(vec![d.to_path_buf()]);
+    }
+    let exe = std::env::current_exe().map_err(|e| {
+        Usage(format!(
+            "cannot find this program's path ({e}); pass --plugins DIR"
+        ))
+    })?;
+    let bin = exe.parent().unwrap_or(Path::new("/"));
+    let prefix = bin.parent().unwrap_or(bin);
+    Ok(vec![bin.to_path_buf(), prefix.join("lib/plugwarden")])
+}
+
+/// The plugin's executable from the first directory that has it, checked
+/// like any `--plugin` (executable, replaceable by no other user).
+fn find_plugin(s: Sanitizer, dirs: &[PathBuf]) -> Result<PathBuf, Usage> {
+    let name = s.plugin_name();
+    match dirs.iter().map(|d| d.join(name)).find(|p| p.is_file()) {
+        Some(exe) => Ok(plugwarden::manifest::locate(&exe)?.exe),
+        None => Err(Usage(format!(
+            "the sanitize plugin {name} is missing (looked in {}): install plugwarden with its default features (`cargo install --path .` from a checkout), build it with `cargo build --release --workspace`, or pass --plugins DIR",
+            dirs.iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
     }
 }
 
 fn sandbox_for(
     s: Sanitizer,
-    dir: &Path,
+    dirs: &[PathBuf],
     a: &SanitizeArgs,
     fs: &Arc<plugwarden::forkserver::ForkServer>,
 ) -> Result<Arc<Sandbox>, Usage> {
-    let exe = dir.join(s.plugin_name());
-    if !exe.is_file() {
-        return Err(Usage(format!(
-            "the sanitize plugin {} is missing: build it with `cargo build --release --workspace`, or pass --plugins DIR",
-            exe.display()
-        )));
-    }
+    let exe = find_plugin(s, dirs)?;
     let mut policy = plugwarden::policy::load(s.policy_name())?;
     if let Some(t) = a.timeout {
         policy.limits.wall = t;
@@ -92,9 +108,10 @@ fn sandbox_for(
         Sanitizer::Image => Vec::new(),
     };
     let plugin = PluginSpec {
-        exe: std::fs::canonicalize(&exe)?,
+        exe,
         args,
         mode: Mode::Worker,
+        env: Vec::new(),
     };
     Ok(Arc::new(Sandbox::new(
         fs.clone(),
@@ -222,11 +239,11 @@ pub fn sanitize(a: SanitizeArgs) -> Result<u8, Usage> {
     run::check_inputs(&a.batch.inputs)?;
     run::check_out_dir(&a.out)?;
     run::ignore_sigint_for_children();
-    let dir = plugin_dir(a.plugins.as_deref())?;
+    let dirs = plugin_dirs(a.plugins.as_deref())?;
     let fs = start_fork_server()?;
     let sandboxes = ROUTES
         .iter()
-        .map(|s| sandbox_for(*s, &dir, &a, &fs))
+        .map(|s| sandbox_for(*s, &dirs, &a, &fs))
         .collect::<Result<Vec<_>, _>>()?;
     let limits = Limits {
         dpi: a.dpi,

@@ -107,6 +107,7 @@ pub fn check(origin: Origin, text: &str) -> Vec<Finding> {
     c.identity(&file);
     c.duplicates(&file);
     c.paths(&file);
+    c.widening(&file);
     c.allow_and_deny(&file);
     c.ioctls(&file);
     c.namespaces(&file);
@@ -377,6 +378,23 @@ impl Checker<'_> {
         }
     }
 
+    /// Grants that give more than their path says: through a symlink,
+    /// over filesystems mounted below them, onto what every process of the
+    /// machine shares, or onto a /proc that is not the plugin's own.
+    fn widening(&mut self, f: &PolicyFile) {
+        let fs = &f.filesystem;
+        let pid_off = f.namespaces.pid == Some(false);
+        let mounts = mount_points();
+        for (list, items) in [("read", &fs.read), ("write", &fs.write), ("exec", &fs.exec)] {
+            for item in items {
+                let path = Path::new(item.get_ref());
+                if let Some(m) = widening_of(path, list, pid_off, &mounts) {
+                    self.at_span(Severity::Warning, item.span(), m);
+                }
+            }
+        }
+    }
+
     fn allow_and_deny(&mut self, f: &PolicyFile) {
         let s = &f.syscalls;
         for d in &s.deny {
@@ -397,7 +415,7 @@ impl Checker<'_> {
         let ns = &f.namespaces;
         let off: [(&str, Option<bool>, &str); 3] = [
             ("mount", ns.mount, "the plugin sees the host's whole filesystem tree instead of a minimal root (Landlock still confines its opens)"),
-            ("pid", ns.pid, "the plugin shares the host's PID namespace and can see every process"),
+            ("pid", ns.pid, "the plugin shares the host's PID namespace: no init reaps its orphans, it can probe every host pid, and its grants of /proc are withheld"),
             ("net", ns.net, "the plugin shares the host's network namespace: if sockets are allowed, the host's interfaces are reachable"),
         ];
         for (key, value, why) in off {
@@ -460,9 +478,86 @@ impl Checker<'_> {
                 ),
             );
         }
+        let own_proc_grants =
+            |list: &[Spanned<String>]| list.iter().any(|i| i.get_ref().starts_with("/proc"));
+        let inherited_proc = [&p.filesystem.read, &p.filesystem.write, &p.filesystem.exec]
+            .iter()
+            .any(|l| l.iter().any(|path| path.starts_with("/proc")))
+            && ![&f.filesystem.read, &f.filesystem.write, &f.filesystem.exec]
+                .iter()
+                .any(|l| own_proc_grants(l));
+        if !p.namespaces.pid && inherited_proc {
+            let pos = key_position(self.text, "namespaces", "pid");
+            self.at(
+                Severity::Warning,
+                pos,
+                "namespaces.pid = false withholds the inherited grant of /proc (without a PID namespace of its own the plugin's /proc would show the host's processes)".into(),
+            );
+        }
+        self.errno_without_effect(f, p);
+        self.startup_missing(f, p);
         self.deny_never_allowed(f, p);
         self.risky(f, p);
         self.arguments(f, p);
+    }
+
+    /// Calls of `@default` and `@startup` the allowlist lacks (and no errno
+    /// answers): most programs make them before `main`, so they end with a
+    /// violation at start. Located at the `deny` entry that removes them,
+    /// else at the top of the file.
+    fn startup_missing(&mut self, f: &PolicyFile, p: &super::Policy) {
+        let needed = groups::expand(&["@default", "@startup"]).unwrap_or_default();
+        let missing: Vec<&str> = needed
+            .into_iter()
+            .filter(|n| !p.syscalls.allow.contains(*n) && !p.syscalls.errno.contains_key(*n))
+            .filter(|n| !crate::seccomp::ALWAYS.contains(n))
+            .filter(|n| groups::number(groups::Arch::native(), n).is_some())
+            .collect();
+        if missing.is_empty() {
+            return;
+        }
+        let at = f
+            .syscalls
+            .deny
+            .iter()
+            .find(|d| {
+                groups::expand(&[d.get_ref().as_str()])
+                    .is_ok_and(|m| m.iter().any(|n| missing.contains(n)))
+            })
+            .map_or((1, 1), |d| line_col(self.text, d.span().start));
+        self.at(
+            Severity::Warning,
+            at,
+            format!(
+                "the allowlist lacks {} of @default/@startup, which the dynamic loader, libc and Rust std call before main: most programs will end with a violation as they start",
+                missing.join(", ")
+            ),
+        );
+    }
+
+    /// errno entries for syscalls the policy allows outright: the errno
+    /// answers only calls the allowlist does not admit.
+    fn errno_without_effect(&mut self, f: &PolicyFile, p: &super::Policy) {
+        let Some(table) = &f.syscalls.errno else {
+            return;
+        };
+        for name in table.keys() {
+            let members = groups::expand(&[name.get_ref().as_str()]).unwrap_or_default();
+            if !members.is_empty()
+                && members.iter().all(|m| {
+                    p.syscalls.allow.contains(*m) && !crate::seccomp::ARGUMENT_RULED.contains(m)
+                })
+            {
+                self.at_span(
+                    Severity::Warning,
+                    name.span(),
+                    format!(
+                        "errno for {:?} has no effect: it is allowed, and an errno answers only calls the allowlist does not admit; remove it from allow to answer it",
+                        name.get_ref()
+                    ),
+                );
+            }
+        }
     }
 
     fn deny_never_allowed(&mut self, f: &PolicyFile, p: &super::Policy) {
@@ -569,6 +664,71 @@ impl Checker<'_> {
     }
 }
 
+/// The mount points of this machine (`/proc/self/mountinfo`).
+fn mount_points() -> Vec<PathBuf> {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| PathBuf::from(p.replace("\\040", " ")))
+        .collect()
+}
+
+/// Why granting `path` (in filesystem.`list`) gives more than it looks
+/// like, if it does.
+fn widening_of(path: &Path, list: &str, pid_off: bool, mounts: &[PathBuf]) -> Option<String> {
+    let shown = path.display();
+    if path.starts_with("/proc") {
+        if pid_off {
+            return Some(format!(
+                "filesystem.{list} grants {shown:?} but namespaces.pid = false: the grant is withheld (without a PID namespace of its own the plugin's /proc would show the host's processes)"
+            ));
+        }
+        if path != Path::new("/proc") {
+            return Some(format!(
+                "filesystem.{list} grants {shown:?}, which grants the plugin's whole /proc: each sandbox mounts its own procfs and Landlock can grant it only as a whole; write \"/proc\""
+            ));
+        }
+        return None;
+    }
+    if path == Path::new("/") {
+        return None; // `paths` already warns about the whole filesystem
+    }
+    // A directory reached through a symlink: the grant is the target's
+    // whole tree, wherever it is (a symlink to one file grants that file).
+    if let Ok(real) = std::fs::canonicalize(path) {
+        if real != path && real.is_dir() {
+            return Some(format!(
+                "filesystem.{list} grants {shown:?}, which resolves to {:?} (a symlink on the way): Landlock grants everything below {:?}",
+                real.display().to_string(),
+                real.display().to_string()
+            ));
+        }
+    }
+    if ["/tmp", "/var/tmp", "/dev/shm", "/run/shm"]
+        .iter()
+        .any(|shared| path == Path::new(shared))
+    {
+        return Some(format!(
+            "filesystem.{list} grants {shown:?}, which every process of the machine shares (namespaces do not cover it; the sandbox has a private /tmp of its own): grant a directory of the plugin's own"
+        ));
+    }
+    let below: Vec<String> = mounts
+        .iter()
+        .filter(|m| m.starts_with(path) && m.as_path() != path)
+        .take(4)
+        .map(|m| m.display().to_string())
+        .collect();
+    if !below.is_empty() {
+        return Some(format!(
+            "filesystem.{list} grants {shown:?}, which also grants the filesystems mounted below it on this machine ({}{})",
+            below.join(", "),
+            if below.len() == 4 { ", ..." } else { "" }
+        ));
+    }
+    None
+}
+
 /// 1-based line and column of `key = ...` inside `[table]` (`""` for the
 /// top level); 1:1 when the key is not written in this file.
 fn key_position(text: &str, table: &str, key: &str) -> (usize, usize) {
@@ -652,7 +812,48 @@ mod tests {
         let text = "extends = \"strict\"\n[namespaces]\nuts = false\npid = false\n";
         assert_eq!(
             lines(text),
-            vec!["p.toml:4:1: warning: namespaces.pid = false: the plugin shares the host's PID namespace and can see every process"]
+            vec!["p.toml:4:1: warning: namespaces.pid = false: the plugin shares the host's PID namespace: no init reaps its orphans, it can probe every host pid, and its grants of /proc are withheld"]
+        );
+    }
+
+    #[test]
+    fn test_check_flags_grants_wider_than_they_look() {
+        let text = "extends = \"strict\"\n[filesystem]\nread = [\"/proc/self\", \"/tmp\"]\n";
+        let out = lines(text);
+        assert!(out.iter().any(|l| l.starts_with("p.toml:3:9: warning: filesystem.read grants \"/proc/self\", which grants the plugin's whole /proc")), "{out:?}");
+        assert!(out.iter().any(|l| l.starts_with("p.toml:3:23: warning: filesystem.read grants \"/tmp\", which every process of the machine shares")), "{out:?}");
+        // The directory holding some mount point of this machine.
+        let parent = mount_points()
+            .into_iter()
+            .filter_map(|m| m.parent().map(Path::to_path_buf))
+            .find(|p| p != Path::new("/") && !p.starts_with("/proc"));
+        if let Some(parent) = parent {
+            let text = format!(
+                "extends = \"strict\"\n[filesystem]\nread = [{:?}]\n",
+                parent.display().to_string()
+            );
+            let want = format!("p.toml:3:9: warning: filesystem.read grants {:?}, which also grants the filesystems mounted below it", parent.display().to_string());
+            let out = lines(&text);
+            assert!(out.iter().any(|l| l.starts_with(&want)), "{out:?}");
+        } else {
+            println!("not applicable (mounts below a grant): this machine mounts nothing below a directory but /");
+        }
+        let text = "extends = \"default\"\n[namespaces]\npid = false\n";
+        let out = lines(text);
+        assert!(out.iter().any(|l| l.starts_with("p.toml:3:1: warning: namespaces.pid = false withholds the inherited grant of /proc")), "{out:?}");
+        let text =
+            "extends = \"strict\"\n[filesystem]\nread = [\"/proc\"]\n[namespaces]\npid = false\n";
+        assert!(lines(text)
+            .iter()
+            .any(|l| l.contains("the grant is withheld")));
+    }
+
+    #[test]
+    fn test_check_warns_when_startup_calls_are_missing() {
+        let text = "extends = \"strict\"\n[syscalls]\ndeny = [\"close\"]\n";
+        assert_eq!(
+            lines(text),
+            vec!["p.toml:3:9: warning: the allowlist lacks close of @default/@startup, which the dynamic loader, libc and Rust std call before main: most programs will end with a violation as they start"]
         );
     }
 

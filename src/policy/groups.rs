@@ -284,9 +284,12 @@ pub static GROUPS: &[Group] = &[
             "rt_sigtimedwait",
             "rt_sigreturn",
             "sigaltstack",
-            // abort() raises SIGABRT at itself with tgkill; Landlock's signal
-            // scope keeps it from reaching any process outside the sandbox.
+            // abort() raises SIGABRT at itself with tgkill, and programs
+            // signal themselves with kill(getpid(), ...). Landlock's signal
+            // scope keeps both from reaching any process outside the
+            // sandbox, and its PID namespace shows no other.
             "tgkill",
+            "kill",
             "signalfd",
             "signalfd4",
             "pause",

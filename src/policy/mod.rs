@@ -9,7 +9,7 @@
 pub mod check;
 pub mod groups;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -106,6 +106,8 @@ pub struct PolicyFile {
     #[serde(default)]
     pub namespaces: NamespacesFile,
     #[serde(default)]
+    pub environment: EnvironmentFile,
+    #[serde(default)]
     pub landlock: LandlockFile,
 }
 
@@ -116,6 +118,79 @@ pub struct LandlockFile {
     /// sandbox is refused whatever `best_effort` says.
     pub min_abi: Option<u8>,
 }
+
+/// `[environment]` as written in a policy or a plugin manifest.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvironmentFile {
+    /// Variables set to these values: `set = { TZ = "UTC" }`.
+    #[serde(default)]
+    pub set: BTreeMap<Spanned<String>, Spanned<String>>,
+    /// Variables passed from the host's environment (when set there).
+    #[serde(default)]
+    pub pass: Vec<Spanned<String>>,
+}
+
+impl EnvironmentFile {
+    /// The first bad key or value: its span and what is wrong.
+    pub fn problem(&self) -> Option<(std::ops::Range<usize>, String)> {
+        for (key, value) in &self.set {
+            if let Some(why) = env_key_problem(key.get_ref()) {
+                return Some((key.span(), format!("environment.set: {why}")));
+            }
+            if value.get_ref().contains('\0') {
+                return Some((
+                    value.span(),
+                    format!(
+                        "environment.set: the value of {} contains a NUL byte",
+                        key.get_ref()
+                    ),
+                ));
+            }
+        }
+        self.pass.iter().find_map(|key| {
+            env_key_problem(key.get_ref())
+                .map(|why| (key.span(), format!("environment.pass: {why}")))
+        })
+    }
+
+    /// The variables it sets and passes, the passed ones read from this
+    /// process's environment (those unset here are left out).
+    pub fn resolve(&self) -> Vec<(String, String)> {
+        let set = self
+            .set
+            .iter()
+            .map(|(k, v)| (k.get_ref().clone(), v.get_ref().clone()));
+        let passed = self.pass.iter().filter_map(|k| {
+            let key = k.get_ref();
+            std::env::var(key).ok().map(|v| (key.clone(), v))
+        });
+        set.chain(passed).collect()
+    }
+}
+
+/// Why `key` cannot name an environment variable, if it cannot.
+pub fn env_key_problem(key: &str) -> Option<String> {
+    if key.is_empty() {
+        Some("an environment variable needs a name".into())
+    } else if key.contains('=') {
+        Some(format!(
+            "{key:?} is not a variable name: it contains '=' (a name cannot; the value goes after it)"
+        ))
+    } else if key.contains('\0') {
+        Some(format!("{key:?} contains a NUL byte"))
+    } else {
+        None
+    }
+}
+
+/// The environment every plugin starts with, before the policy's, the
+/// manifest's and the command line's: a search path and a UTF-8 locale,
+/// nothing else.
+pub const DEFAULT_ENV: &[(&str, &str)] = &[
+    ("PATH", "/usr/local/bin:/usr/bin:/bin"),
+    ("LANG", "C.UTF-8"),
+];
 
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -147,6 +222,9 @@ pub struct SyscallsFile {
     pub ioctl: Option<Vec<Spanned<IoctlName>>>,
     /// Socket families `socket()` may create, e.g. `["AF_UNIX"]`.
     pub socket_families: Option<Vec<Spanned<String>>>,
+    /// What a syscall (or a group's) returns instead of a violation when
+    /// the allowlist does not admit it: `{ personality = "ENOSYS" }`.
+    pub errno: Option<BTreeMap<Spanned<String>, Spanned<String>>>,
 }
 
 /// An ioctl request, by name or number.
@@ -224,6 +302,27 @@ pub struct Policy {
     pub namespaces: Namespaces,
     /// `[landlock] min_abi`: 0 when the policy states no floor.
     pub landlock_min_abi: u8,
+    /// Variables added to [`DEFAULT_ENV`] (the `pass`ed ones as read when
+    /// the sandbox is made).
+    pub environment: Environment,
+}
+
+/// A policy's `[environment]`, the chain applied.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Environment {
+    pub set: BTreeMap<String, String>,
+    pub pass: BTreeSet<String>,
+}
+
+impl Environment {
+    /// The variables it sets and passes (see [`EnvironmentFile::resolve`]).
+    pub fn resolve(&self) -> Vec<(String, String)> {
+        let passed = self
+            .pass
+            .iter()
+            .filter_map(|k| std::env::var(k).ok().map(|v| (k.clone(), v)));
+        self.set.clone().into_iter().chain(passed).collect()
+    }
 }
 
 /// Namespaces the plugin gets, each on unless the policy turns it off.
@@ -275,6 +374,11 @@ impl Namespaces {
 pub struct Syscalls {
     /// Syscall names after group expansion and `deny`, sorted.
     pub allow: BTreeSet<String>,
+    /// Names a `deny` removed (and no later `allow` gave back).
+    pub denied: BTreeSet<String>,
+    /// What a syscall the allowlist does not admit returns instead of a
+    /// violation (`errno = { personality = "ENOSYS" }`).
+    pub errno: BTreeMap<String, u16>,
     pub on_violation: OnViolation,
     /// Allowed ioctl requests; empty with `ioctl` allowed means none pass.
     pub ioctl: BTreeSet<u32>,
@@ -519,6 +623,7 @@ pub fn resolve(origin: Origin, text: &str) -> Result<Policy, PolicyError> {
         worker: Worker::default(),
         namespaces: Namespaces::default(),
         landlock_min_abi: 0,
+        environment: Environment::default(),
     };
     // Apply outermost first so the file itself wins.
     for (origin, text, file) in chain.iter().rev() {
@@ -539,11 +644,52 @@ fn apply(p: &mut Policy, origin: &Origin, text: &str, f: &PolicyFile) -> Result<
     for name in &s.allow {
         for syscall in expand_name(origin, text, name)? {
             p.syscalls.allow.insert(syscall.to_string());
+            p.syscalls.denied.remove(syscall);
         }
     }
     for name in &s.deny {
         for syscall in expand_name(origin, text, name)? {
+            if UNDENIABLE.contains(&syscall) {
+                return Err(invalid(
+                    origin,
+                    text,
+                    name.span(),
+                    format!(
+                        "{syscall} cannot be denied: every process ends through it (exit and exit_group are always allowed); remove {:?} from deny",
+                        name.get_ref()
+                    ),
+                ));
+            }
             p.syscalls.allow.remove(syscall);
+            p.syscalls.denied.insert(syscall.to_string());
+        }
+    }
+    if let Some(table) = &s.errno {
+        for (name, errno) in table {
+            let number = errno_number(errno.get_ref()).ok_or_else(|| {
+                invalid(
+                    origin,
+                    text,
+                    errno.span(),
+                    format!(
+                        "unknown errno {:?}: write its name, e.g. \"EPERM\", \"ENOSYS\", \"EACCES\"",
+                        errno.get_ref()
+                    ),
+                )
+            })?;
+            for syscall in expand_name(origin, text, name)? {
+                if UNDENIABLE.contains(&syscall) {
+                    return Err(invalid(
+                        origin,
+                        text,
+                        name.span(),
+                        format!(
+                            "{syscall} cannot be given an errno: every process ends through it"
+                        ),
+                    ));
+                }
+                p.syscalls.errno.insert(syscall.to_string(), number);
+            }
         }
     }
     if let Some(v) = s.on_violation {
@@ -663,6 +809,18 @@ fn apply(p: &mut Policy, origin: &Origin, text: &str, f: &PolicyFile) -> Result<
         }
         p.landlock_min_abi = abi;
     }
+    let env = &f.environment;
+    if let Some((span, message)) = env.problem() {
+        return Err(invalid(origin, text, span, message));
+    }
+    for (k, v) in &env.set {
+        p.environment
+            .set
+            .insert(k.get_ref().clone(), v.get_ref().clone());
+    }
+    p.environment
+        .pass
+        .extend(env.pass.iter().map(|k| k.get_ref().clone()));
     Ok(())
 }
 
@@ -756,6 +914,20 @@ fn validate(p: &Policy, origin: &Origin, text: &str) -> Result<(), PolicyError> 
     }
     Ok(())
 }
+
+/// The number of an errno name (`"ENOSYS"` → 38), as this build's libc
+/// names them.
+pub fn errno_number(name: &str) -> Option<u16> {
+    (1..4096)
+        .find(|&n| {
+            let e = nix::errno::Errno::from_raw(n);
+            e != nix::errno::Errno::UnknownErrno && format!("{e:?}") == name
+        })
+        .and_then(|n| u16::try_from(n).ok())
+}
+
+/// Syscalls no policy can deny (see `seccomp::ALWAYS`).
+pub const UNDENIABLE: &[&str] = &["exit", "exit_group"];
 
 /// Most ioctl requests one policy may allow.
 pub const MAX_IOCTLS: usize = 256;
@@ -859,6 +1031,68 @@ mod tests {
             load("nosuch"),
             Err(PolicyError::UnknownName { .. })
         ));
+    }
+
+    #[test]
+    fn test_errno_table_resolves_names_and_groups() {
+        let text = "extends = \"strict\"\n[syscalls]\nerrno = { personality = \"ENOSYS\", \"@keyring\" = \"EPERM\" }\n";
+        let p = resolve(Origin::File("p.toml".into()), text).unwrap();
+        assert_eq!(
+            p.syscalls.errno.get("personality"),
+            Some(&(libc::ENOSYS as u16))
+        );
+        assert_eq!(p.syscalls.errno.get("keyctl"), Some(&(libc::EPERM as u16)));
+    }
+
+    #[test]
+    fn test_errno_table_bad_names_are_located() {
+        let err = |t: &str| {
+            resolve(Origin::File("p.toml".into()), t)
+                .unwrap_err()
+                .to_string()
+        };
+        let e = err("[syscalls]\nerrno = { personality = \"ENOSUCH\" }\n");
+        assert!(
+            e.starts_with("p.toml:2:25: unknown errno \"ENOSUCH\""),
+            "{e}"
+        );
+        let e = err("[syscalls]\nerrno = { personalty = \"ENOSYS\" }\n");
+        assert!(
+            e.starts_with("p.toml:2:11: unknown syscall \"personalty\""),
+            "{e}"
+        );
+        let e = err("[syscalls]\nerrno = { exit = \"EPERM\" }\n");
+        assert!(
+            e.starts_with("p.toml:2:11: exit cannot be given an errno"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn test_environment_keys_with_equals_are_located() {
+        let text = "[environment]\nset = { \"A=B\" = \"x\" }\n";
+        let e = resolve(Origin::File("p.toml".into()), text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(
+                "p.toml:2:9: environment.set: \"A=B\" is not a variable name: it contains '='"
+            ),
+            "{e}"
+        );
+        let text = "[environment]\npass = [\"HOME\", \"X=\"]\n";
+        let e = resolve(Origin::File("p.toml".into()), text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("p.toml:2:17: environment.pass: \"X=\" is not a variable name"),
+            "{e}"
+        );
+        let text =
+            "extends = \"strict\"\n[environment]\nset = { TZ = \"UTC\" }\npass = [\"TERM\"]\n";
+        let p = resolve(Origin::File("p.toml".into()), text).unwrap();
+        assert_eq!(p.environment.set.get("TZ").map(String::as_str), Some("UTC"));
+        assert!(p.environment.pass.contains("TERM"));
     }
 
     #[test]

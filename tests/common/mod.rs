@@ -56,11 +56,23 @@ pub fn stage_binaries(plugins: &[&str]) -> (tempfile::TempDir, PathBuf) {
         .into_iter()
         .chain(plugins.iter().map(|p| plugin(p)));
     for bin in bins {
-        let dst = dir.path().join(bin.file_name().expect("name"));
-        std::fs::copy(&bin, &dst).expect("copy binary");
-        std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        copy_executable(&bin, &dir.path().join(bin.file_name().expect("name")));
     }
     (dir, test_bin)
+}
+
+/// Copies an executable to `dst` (mode 0755) with `install`, so that this
+/// multi-threaded test process never holds the copy open for writing: a
+/// child forked meanwhile by another test would inherit that descriptor
+/// and make running the copy fail with ETXTBSY ("Text file busy").
+pub fn copy_executable(src: &Path, dst: &Path) {
+    let ok = Command::new("install")
+        .args(["-m", "0755"])
+        .arg(src)
+        .arg(dst)
+        .status()
+        .expect("run install");
+    assert!(ok.success(), "install {} {}", src.display(), dst.display());
 }
 
 /// Writes a policy file into `dir` and returns its path.
@@ -132,4 +144,28 @@ pub fn gone_within(pid: i32, within: std::time::Duration) -> bool {
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+}
+
+/// Live (non-zombie) processes running `exe`.
+pub fn running(exe: &Path) -> Vec<i32> {
+    let mut pids = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if std::fs::read_link(e.path().join("exe")).ok().as_deref() != Some(exe) {
+            continue;
+        }
+        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+        if !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+        {
+            pids.push(pid);
+        }
+    }
+    pids
 }

@@ -7,7 +7,8 @@
 //! [`DecodeLimits`] from the image header *before* the pixel buffer is
 //! allocated, so a decompression bomb is refused with `image too large`
 //! instead of ending in an out-of-memory kill. The code is pure (no I/O) so
-//! it is unit-tested here and driven by the SDK in main.rs.
+//! it is unit-tested here and driven by the SDK in the plugwarden package's
+//! `src/bin/pw-image-sanitize.rs`.
 
 use std::io::Cursor;
 

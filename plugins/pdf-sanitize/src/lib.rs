@@ -11,8 +11,9 @@
 //! [`RenderLimits`] before the first page is rendered; a page that is too
 //! large, or whose rendering panics, is a failed page, not a lost one.
 //! Memory bombs inside a page (flate streams, huge images) are left to the
-//! policy's memory limit. No I/O here: main.rs feeds it through the SDK,
-//! the tests feed it the samples.
+//! policy's memory limit. No I/O here: the plugwarden package's
+//! `src/bin/pw-pdf-sanitize.rs` feeds it through the SDK, the tests feed
+//! it the samples.
 
 use std::panic::{self, AssertUnwindSafe};
 
@@ -24,10 +25,24 @@ use hayro::kurbo::Affine;
 use hayro::vello_cpu::color::palette::css::WHITE;
 use hayro::vello_cpu::{Pixmap, RasterizerSettings, RenderContext, Resources, TargetInit};
 use hayro::{RenderCache, RenderSettings};
-pub use plugwarden::sanitize::{
-    MAX_PAGE_REASON, PAGE_FAILED, PAGE_RENDERED, PDF_MAGIC as MAGIC, PDF_PASSWORD_MAGIC,
-    PDF_SCANNED,
-};
+
+// The format this plugin writes and the host reads (the host's
+// `plugwarden::sanitize` documents it and defines the same values; a test
+// in tests.rs holds the two together, since this crate cannot depend on
+// the host: the host's `pw-pdf-sanitize` binary depends on it).
+/// Magic of this plugin's output (format 2).
+pub const MAGIC: &[u8; 8] = b"PWPDF2\0\0";
+/// Flag: the document has no readable page tree; its pages were found by
+/// scanning the file for page objects.
+pub const PDF_SCANNED: u32 = 1;
+/// Record kind: a rendered page.
+pub const PAGE_RENDERED: u8 = 1;
+/// Record kind: a declared page that could not be rendered.
+pub const PAGE_FAILED: u8 = 2;
+/// Longest reason a failed page may carry, in bytes.
+pub const MAX_PAGE_REASON: usize = 1000;
+/// Magic of an input that carries a password before the PDF.
+pub const PDF_PASSWORD_MAGIC: &[u8; 8] = b"PWPDFPW\0";
 
 pub mod tree;
 

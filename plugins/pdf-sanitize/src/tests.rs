@@ -95,6 +95,18 @@ fn assert_near(actual: [u8; 3], expected: [u8; 3], tolerance: u8) {
     );
 }
 
+/// The plugin's copy of the format is the host's.
+#[test]
+fn format_constants_match_the_host() {
+    use plugwarden::sanitize as host;
+    assert_eq!(MAGIC, host::PDF_MAGIC);
+    assert_eq!(PDF_SCANNED, host::PDF_SCANNED);
+    assert_eq!(PAGE_RENDERED, host::PAGE_RENDERED);
+    assert_eq!(PAGE_FAILED, host::PAGE_FAILED);
+    assert_eq!(MAX_PAGE_REASON, host::MAX_PAGE_REASON);
+    assert_eq!(PDF_PASSWORD_MAGIC, host::PDF_PASSWORD_MAGIC);
+}
+
 #[test]
 fn test_render_benign_three_letter_pages_at_150_dpi() {
     let pages = render_sample("benign.pdf", 150).unwrap();

@@ -69,6 +69,52 @@ fn handle(input: &[u8]) -> Result<Vec<u8>, String> {
             }
         }
         "status" => std::fs::read("/proc/self/status").map_err(|e| format!("denied: {e}")),
+        "readlink" => std::fs::read_link(arg)
+            .map(|t| t.to_string_lossy().into_owned().into_bytes())
+            .map_err(|e| format!("denied: {e}")),
+        "raise" => {
+            // Tries to raise each limit above its hard limit, then to lower
+            // the soft limit; reports what the kernel answered.
+            let mut report = Vec::new();
+            for (name, res) in [
+                ("cpu", libc::RLIMIT_CPU),
+                ("nofile", libc::RLIMIT_NOFILE),
+                ("as", libc::RLIMIT_AS),
+                ("data", libc::RLIMIT_DATA),
+                ("stack", libc::RLIMIT_STACK),
+                ("fsize", libc::RLIMIT_FSIZE),
+            ] {
+                let mut lim = libc::rlimit {
+                    rlim_cur: 0,
+                    rlim_max: 0,
+                };
+                // SAFETY: getrlimit/setrlimit read and write one stack struct.
+                unsafe { libc::getrlimit(res, &mut lim) };
+                let up = libc::rlimit {
+                    rlim_cur: lim.rlim_max.saturating_add(1),
+                    rlim_max: lim.rlim_max.saturating_add(1),
+                };
+                // SAFETY: as above.
+                let raised = unsafe { libc::setrlimit(res, &up) } == 0;
+                let up_err = last_error();
+                let down = libc::rlimit {
+                    rlim_cur: lim.rlim_cur / 2,
+                    rlim_max: lim.rlim_max,
+                };
+                // SAFETY: as above.
+                let lowered = unsafe { libc::setrlimit(res, &down) } == 0;
+                report.push(format!(
+                    "{name}: raise {}, lower {}",
+                    if raised { "ok".to_string() } else { up_err },
+                    if lowered {
+                        "ok".to_string()
+                    } else {
+                        last_error()
+                    }
+                ));
+            }
+            Ok(report.join("; ").into_bytes())
+        }
         "fds" => std::fs::read_dir("/proc/self/fd")
             .map(|d| {
                 let mut names: Vec<String> = d

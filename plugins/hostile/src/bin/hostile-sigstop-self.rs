@@ -1,6 +1,6 @@
 //! Processes: stops itself with SIGSTOP mid-job, hoping the host waits for
-//! an exit that never comes. If it runs on, the stop did not hang anything
-//! (a PID 1 cannot stop itself) and it says so. Input: none.
+//! an exit that never comes (the host's wall deadline ends it). If it runs
+//! on, the stop never happened and it says so. Input: none.
 
 fn main() {
     pw_hostile::attack(|_| {
