@@ -15,6 +15,8 @@
 
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
@@ -59,6 +61,17 @@ pub trait OutputSink: Send {
     /// After a successful [`OutputSink::end`]: the output, when it went to
     /// a file (or only into its hash) instead of memory.
     fn take_saved(&mut self) -> Option<SavedOutput>;
+
+    /// The job's cancel flag, given before the first byte: a sink that
+    /// runs jobs of its own in [`OutputSink::end`] (a later stage of a
+    /// pipeline) passes it on, so an interrupted run ends them too.
+    fn set_cancel(&mut self, _cancel: Arc<AtomicBool>) {}
+
+    /// After [`OutputSink::end`], whatever it returned: what the audit
+    /// record should also say about the job (the stages the sink ran).
+    fn take_notes(&mut self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 fn copy_from_arena<S: OutputSink + ?Sized>(

@@ -90,6 +90,9 @@ pub struct JobOutcome {
     pub denied: Vec<String>,
     /// The end of the plugin's stderr.
     pub stderr_tail: String,
+    /// What the job's sink adds to its audit record
+    /// ([`OutputSink::take_notes`]).
+    pub notes: Vec<String>,
 }
 
 impl JobOutcome {
@@ -105,6 +108,7 @@ impl JobOutcome {
             pid: 0,
             denied: Vec::new(),
             stderr_tail: String::new(),
+            notes: Vec::new(),
         }
     }
 }
@@ -1038,6 +1042,9 @@ impl Worker {
         let budget = self.cpu_limit.as_millis() as u64;
         let mut held = OutputBuf::new(self.conn.attach.spill.clone());
         let sink = sink.unwrap_or(&mut held);
+        if let Some(cancel) = &self.conn.attach.cancel {
+            sink.set_cancel(cancel.clone());
+        }
         let (verdict, saved) = match self.await_answer(id, started, (cpu_start, budget), true, sink)
         {
             Ok(()) => (Verdict::Ok, sink.take_saved()),
@@ -1046,13 +1053,17 @@ impl Worker {
                 (v, None)
             }
         };
+        let notes = sink.take_notes();
         let output = if verdict.is_ok() {
             held.into_bytes()
         } else {
             Vec::new()
         };
         self.jobs += 1;
-        self.outcome(verdict, output, saved, started, cpu_start)
+        JobOutcome {
+            notes,
+            ..self.outcome(verdict, output, saved, started, cpu_start)
+        }
     }
 
     /// Writes a bulk input straight into the arena's input region (a file
@@ -1210,6 +1221,7 @@ impl Worker {
                 pid: self.conn.proc.pid,
                 denied: std::mem::take(&mut self.conn.denied),
                 stderr_tail: String::new(),
+                notes: Vec::new(),
             });
             if self.dead {
                 break;
@@ -1404,6 +1416,7 @@ impl Worker {
             pid: self.conn.proc.pid,
             denied: std::mem::take(&mut self.conn.denied),
             stderr_tail: self.conn.stderr_text(),
+            notes: Vec::new(),
         }
     }
 
@@ -1454,7 +1467,11 @@ fn filter_job(
     let limits = sandbox.policy.limits.clone();
     let mut held = OutputBuf::new(attach.spill.clone());
     let mut conn = Conn::new(proc, sandbox, false);
-    conn.raw = Some(sink.unwrap_or(&mut held));
+    let sink = sink.unwrap_or(&mut held);
+    if let Some(cancel) = &attach.cancel {
+        sink.set_cancel(cancel.clone());
+    }
+    conn.raw = Some(sink);
     conn.attach = attach;
     conn.queue_input(input);
     let deadline = started + limits.wall;
@@ -1508,6 +1525,7 @@ fn filter_job(
         },
         v => (v, None),
     };
+    let notes = sink.take_notes();
     let mut outcome = JobOutcome {
         verdict,
         output: Vec::new(),
@@ -1518,6 +1536,7 @@ fn filter_job(
         pid: conn.proc.pid,
         denied: std::mem::take(&mut conn.denied),
         stderr_tail: conn.stderr_text(),
+        notes,
     };
     drop(conn);
     if outcome.verdict.is_ok() {

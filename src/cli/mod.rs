@@ -11,6 +11,7 @@ mod policy;
 mod run;
 mod sanitize;
 mod shard;
+mod stages;
 mod version;
 
 use std::path::PathBuf;

@@ -139,9 +139,10 @@ pub struct Item {
 }
 
 /// Picks the pool for an input from its first bytes (at least
-/// [`plugwarden::input::HEAD`], or all of a shorter input), or gives its
-/// verdict without running it (e.g. `unsupported`).
-pub type Router = dyn Fn(&[u8]) -> Result<usize, Verdict> + Send + Sync;
+/// [`plugwarden::input::HEAD`], or all of a shorter input) and, when they
+/// are not enough (a container's directory), the input itself; or gives
+/// its verdict without running it (e.g. `unsupported`).
+pub type Router = dyn Fn(&[u8], &Input) -> Result<usize, Verdict> + Send + Sync;
 
 /// Turns an ok output of route `r` into the bytes and the relative name to
 /// write; an error becomes the input's verdict.
@@ -152,11 +153,11 @@ pub type Converter = dyn Fn(usize, &Path, Vec<u8>) -> Result<(Vec<u8>, PathBuf),
 pub type Preparer =
     dyn Fn(usize, &Path, Input) -> (Input, Option<Box<dyn OutputSink>>) + Send + Sync;
 
-fn sha256_hex(data: &[u8]) -> String {
+pub(super) fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
 
-fn sha256_file(path: &Path) -> std::io::Result<String> {
+pub(super) fn sha256_file(path: &Path) -> std::io::Result<String> {
     let mut file = std::fs::File::open(path)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 64 << 10];
@@ -249,7 +250,7 @@ fn task_for(
         return None;
     }
     tag.sha256 = Some(key.1);
-    let input = (routing.router)(&head).and_then(|route| {
+    let input = (routing.router)(&head, &input).and_then(|route| {
         tag.route = route;
         let limit = limits.get(route).copied().unwrap_or(largest);
         if input.len() > limit {
@@ -437,6 +438,7 @@ impl Recorder {
         }
         let mut all_notes: Vec<String> = base.weakenings.clone();
         all_notes.extend(notes);
+        all_notes.extend(std::mem::take(&mut outcome.notes));
         all_notes.extend(saved_notes);
         all_notes.extend(outcome.denied.iter().map(|d| format!("denied: {d}")));
         if !outcome.verdict.is_ok() && !outcome.stderr_tail.is_empty() {
@@ -663,7 +665,7 @@ pub fn run(a: RunArgs) -> Result<u8, Usage> {
     let sandbox = Arc::new(sandbox_args.build()?);
     drive(Batch {
         sandboxes: vec![sandbox],
-        router: Box::new(|_| Ok(0)),
+        router: Box::new(|_, _| Ok(0)),
         prepare: None,
         convert: None,
         out: a.out,

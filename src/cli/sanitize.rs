@@ -1,33 +1,44 @@
-//! `plugwarden sanitize`: hostile PDFs and images in, pixels-only files out.
+//! `plugwarden sanitize`: hostile PDFs, images and Office documents in,
+//! pixels-only files out.
 //!
-//! Each input's type is found from its bytes ([`plugwarden::sanitize::detect`]),
-//! then it goes to one of two pools: images to `pw-image-sanitize` under the
-//! `image` policy, PDFs to `pw-pdf-sanitize` under `pdf`. Each plugin parses
-//! the hostile file in its sandbox and returns raw pixels; the host checks
-//! them byte for byte and writes a brand-new PNG or PDF that holds nothing
-//! else. A PDF's pages are written as they arrive ([`PdfSink`]), so the host
-//! holds a page at a time; a page that could not be rendered makes the
-//! input `plugin_error` unless `--allow-partial` lets a labelled blank page
-//! take its place. Everything else about the batch (recycling, quarantine,
-//! audit, resume, progress, summary) is `plugwarden run`'s.
+//! Each input's type is found from its bytes (and a ZIP's or OLE2 file's
+//! directory, [`plugwarden::sanitize::detect_file`]), then it goes to one
+//! of three pools: images to `pw-image-sanitize` under the `image`
+//! policy, PDFs to `pw-pdf-sanitize` under `pdf`, Office and OpenDocument
+//! files to `pw-office-convert` (LibreOffice) under `office`, whose PDF then
+//! goes through the pdf plugin like any other ([`stages::OfficeSink`]).
+//! Each plugin parses the hostile file in its sandbox and returns raw
+//! pixels; the host checks them byte for byte and writes a brand-new PNG or
+//! PDF that holds nothing else. A PDF's pages are written as they arrive
+//! ([`PdfSink`]), so the host holds a page at a time; a page that could not
+//! be rendered makes the input `plugin_error` unless `--allow-partial` lets
+//! a labelled blank page take its place. With `--ocr LANG` each page of a
+//! PDF output also gets an invisible text layer from Tesseract in the `ocr`
+//! sandbox ([`stages::Ocr`]). Everything else about the batch (recycling,
+//! quarantine, audit, resume, progress, summary) is `plugwarden run`'s.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
-use plugwarden::input::Input;
+use plugwarden::input::{self, Input};
 use plugwarden::sandbox::{Enforce, Mode, PluginSpec, Sandbox};
-use plugwarden::sanitize::{self, Limits, PdfStream, SanitizeError, Sanitizer, PDF_PASSWORD_MAGIC};
+use plugwarden::sanitize::{
+    self, FileType, Limits, OfficeFormat, OfficeModule, PdfStream, SanitizeError, Sanitizer,
+    OFFICE_MAGIC, PDF_PASSWORD_MAGIC,
+};
 use plugwarden::sink::{HashedFile, OutputSink, SavedOutput};
 use plugwarden::Verdict;
 
 use super::run::{self, Batch, BatchArgs};
+use super::stages::{Ocr, OfficeSink, Stage, TESSERACT};
 use super::{parse_duration, start_fork_server, Usage};
 
-/// The two routes, in pool order.
-const ROUTES: [Sanitizer; 2] = [Sanitizer::Image, Sanitizer::Pdf];
+/// LibreOffice's installation (Debian's libreoffice-*-nogui packages).
+const LIBREOFFICE: &str = "/usr/lib/libreoffice";
 
 #[derive(Args)]
 pub struct SanitizeArgs {
@@ -40,8 +51,8 @@ pub struct SanitizeArgs {
     /// Wall-clock limit per input (overrides the policies).
     #[arg(long, value_parser = parse_duration)]
     pub timeout: Option<Duration>,
-    /// Directory holding pw-image-sanitize and pw-pdf-sanitize (default: next to this
-    /// program, then ../lib/plugwarden from it).
+    /// Directory holding pw-image-sanitize, pw-pdf-sanitize and pw-office-convert
+    /// (default: next to this program, then ../lib/plugwarden from it).
     #[arg(long, value_name = "DIR")]
     pub plugins: Option<PathBuf>,
     /// Accept a PDF some of whose pages could not be rendered: each missing
@@ -52,6 +63,11 @@ pub struct SanitizeArgs {
     /// the first line of FILE (never on the command line).
     #[arg(long, value_name = "FILE")]
     pub password_file: Option<PathBuf>,
+    /// Make every PDF output searchable: OCR each page with Tesseract (in
+    /// its own sandbox) in LANG (eng, deu, eng+deu, ...) and add the words
+    /// as an invisible text layer.
+    #[arg(long, value_name = "LANG")]
+    pub ocr: Option<String>,
     #[command(flatten)]
     pub batch: BatchArgs,
 }
@@ -95,30 +111,146 @@ fn sandbox_for(
     a: &SanitizeArgs,
     fs: &Arc<plugwarden::forkserver::ForkServer>,
 ) -> Result<Arc<Sandbox>, Usage> {
-    let exe = find_plugin(s, dirs)?;
-    let mut policy = plugwarden::policy::load(s.policy_name())?;
+    let (args, mode) = match s {
+        Sanitizer::Pdf => (vec!["--dpi".to_string(), a.dpi.to_string()], Mode::Worker),
+        Sanitizer::Image => (Vec::new(), Mode::Worker),
+        // LibreOffice: one process per document.
+        Sanitizer::Office => (Vec::new(), Mode::Filter),
+    };
+    let plugin = PluginSpec {
+        exe: find_plugin(s, dirs)?,
+        args,
+        mode,
+        env: Vec::new(),
+    };
+    build_sandbox(plugin, s.policy_name(), a, fs)
+}
+
+fn build_sandbox(
+    plugin: PluginSpec,
+    policy: &str,
+    a: &SanitizeArgs,
+    fs: &Arc<plugwarden::forkserver::ForkServer>,
+) -> Result<Arc<Sandbox>, Usage> {
+    let mut policy = plugwarden::policy::load(policy)?;
     if let Some(t) = a.timeout {
         policy.limits.wall = t;
     }
     if let Some(b) = a.batch.batch {
         policy.worker.batch = b;
     }
-    let args = match s {
-        Sanitizer::Pdf => vec!["--dpi".to_string(), a.dpi.to_string()],
-        Sanitizer::Image => Vec::new(),
-    };
-    let plugin = PluginSpec {
-        exe,
-        args,
-        mode: Mode::Worker,
-        env: Vec::new(),
-    };
     Ok(Arc::new(Sandbox::new(
         fs.clone(),
         plugin,
         Arc::new(policy),
         Enforce::Policy,
     )?))
+}
+
+/// Tesseract in the `ocr` sandbox, one process per page.
+fn ocr_for(
+    lang: &str,
+    a: &SanitizeArgs,
+    fs: &Arc<plugwarden::forkserver::ForkServer>,
+) -> Result<Arc<Ocr>, Usage> {
+    Ocr::check_lang(lang).map_err(Usage)?;
+    let exe = plugwarden::manifest::locate(Path::new(TESSERACT))?.exe;
+    let plugin = PluginSpec {
+        exe,
+        args: Ocr::args(lang, a.dpi),
+        mode: Mode::Filter,
+        // One thread: the pool already runs a document per core.
+        env: vec![("OMP_THREAD_LIMIT".into(), "1".into())],
+    };
+    let mut policy = plugwarden::policy::load("ocr")?;
+    if let Some(t) = a.timeout {
+        policy.limits.wall = t;
+    }
+    let sandbox = Arc::new(Sandbox::new(
+        fs.clone(),
+        plugin,
+        Arc::new(policy),
+        Enforce::Policy,
+    )?);
+    Ok(Arc::new(Ocr {
+        stage: stage_of(sandbox)?,
+        lang: lang.to_string(),
+    }))
+}
+
+fn stage_of(sandbox: Arc<Sandbox>) -> Result<Stage, Usage> {
+    let exe = &sandbox.plugin.exe;
+    let sha = run::sha256_file(exe)
+        .map_err(|e| Usage(format!("cannot read the plugin {}: {e}", exe.display())))?;
+    Ok(Stage::new(sandbox, &sha))
+}
+
+/// Which LibreOffice modules are installed: a format whose module is
+/// missing is `unsupported`, with the package that brings it.
+#[derive(Clone)]
+struct OfficeSupport {
+    modules: Vec<OfficeModule>,
+}
+
+impl OfficeSupport {
+    fn probe() -> OfficeSupport {
+        let root = Path::new(LIBREOFFICE);
+        let modules = if root.join("program/soffice.bin").exists() {
+            [
+                OfficeModule::Writer,
+                OfficeModule::Calc,
+                OfficeModule::Impress,
+                OfficeModule::Draw,
+            ]
+            .into_iter()
+            .filter(|m| root.join("share/registry").join(m.registry_file()).exists())
+            .collect()
+        } else {
+            Vec::new()
+        };
+        OfficeSupport { modules }
+    }
+
+    fn check(&self, f: OfficeFormat) -> Result<(), Verdict> {
+        let module = f.module();
+        if self.modules.contains(&module) {
+            return Ok(());
+        }
+        Err(Verdict::Unsupported(format!(
+            "{}: LibreOffice{} is not installed: apt-get install {}",
+            f.describe(),
+            if self.modules.is_empty() {
+                ""
+            } else {
+                "'s module for it"
+            },
+            module.debian_package()
+        )))
+    }
+}
+
+/// The office converter's job header: the format LibreOffice must read
+/// the document as (none only if the file changed since it was routed:
+/// the converter then refuses the job, plugin_error).
+fn office_header(format: Option<OfficeFormat>) -> Vec<u8> {
+    let name = format.map_or("", OfficeFormat::extension).as_bytes();
+    let mut header = OFFICE_MAGIC.to_vec();
+    header.extend_from_slice(&(name.len() as u32).to_le_bytes());
+    header.extend_from_slice(name);
+    header
+}
+
+/// The Office format of a routed input (the router found it a moment
+/// ago, from the same bytes).
+fn office_format(input: &Input) -> Option<OfficeFormat> {
+    let head = match input {
+        Input::Bytes(b) => b[..b.len().min(input::HEAD)].to_vec(),
+        Input::File(src) => src.head().ok()?,
+    };
+    match sanitize::detect_file(&head, input) {
+        Ok(FileType::Office(f)) => Some(f),
+        _ => None,
+    }
 }
 
 /// `photo.jpg` → `photo.jpg.safe.png`: the original name stays visible,
@@ -164,12 +296,15 @@ fn password_prefix(path: &Path) -> Result<Vec<u8>, Usage> {
 
 /// Writes the pdf plugin's pages into the safe PDF as they arrive (a
 /// temporary file in the output directory until the input is recorded)
-/// and decides from the page report whether the input is `ok`.
+/// and decides from the page report whether the input is `ok`; with OCR,
+/// gives each page its text layer once all are in.
 struct PdfSink {
     dir: PathBuf,
     name: PathBuf,
     limits: Limits,
     allow_partial: bool,
+    ocr: Option<Arc<Ocr>>,
+    cancel: Option<Arc<AtomicBool>>,
     /// Created with the first part.
     stream: Option<PdfStream<HashedFile>>,
     saved: Option<SavedOutput>,
@@ -194,7 +329,12 @@ impl OutputSink for PdfSink {
             None => {
                 let file = HashedFile::create(Some(&self.dir))
                     .map_err(|e| Self::verdict(SanitizeError::Write(e)))?;
-                let stream = PdfStream::new(file, self.limits).map_err(Self::verdict)?;
+                let mut stream = PdfStream::new(file, self.limits).map_err(Self::verdict)?;
+                if self.ocr.is_some() {
+                    let spill = tempfile::tempfile_in(&self.dir)
+                        .map_err(|e| Self::verdict(SanitizeError::Write(e)))?;
+                    stream.keep_pages_for_ocr(spill);
+                }
                 self.stream.insert(stream)
             }
         };
@@ -202,10 +342,14 @@ impl OutputSink for PdfSink {
     }
 
     fn end(&mut self) -> Result<(), Verdict> {
-        let stream = self
+        let mut stream = self
             .stream
             .take()
             .ok_or_else(|| Verdict::ProtocolError("the plugin answered with no output".into()))?;
+        let ocr_notes = match &self.ocr {
+            Some(ocr) => ocr.recognise(&mut stream, self.cancel.as_ref())?,
+            None => Vec::new(),
+        };
         let (file, report) = stream.finish().map_err(Self::verdict)?;
         let shortfall = report.shortfall();
         if let (Some(shortfall), false) = (&shortfall, self.allow_partial) {
@@ -219,7 +363,7 @@ impl OutputSink for PdfSink {
             detail: shortfall
                 .map(|s| format!("{s} (--allow-partial: a labelled blank page in place of each)"))
                 .unwrap_or_default(),
-            notes: report.notes(),
+            notes: [report.notes(), ocr_notes].concat(),
             ..saved
         });
         Ok(())
@@ -233,6 +377,10 @@ impl OutputSink for PdfSink {
     fn take_saved(&mut self) -> Option<SavedOutput> {
         self.saved.take()
     }
+
+    fn set_cancel(&mut self, cancel: Arc<AtomicBool>) {
+        self.cancel = Some(cancel);
+    }
 }
 
 pub fn sanitize(a: SanitizeArgs) -> Result<u8, Usage> {
@@ -241,10 +389,23 @@ pub fn sanitize(a: SanitizeArgs) -> Result<u8, Usage> {
     run::ignore_sigint_for_children();
     let dirs = plugin_dirs(a.plugins.as_deref())?;
     let fs = start_fork_server()?;
-    let sandboxes = ROUTES
+    // Office documents get a pool only where LibreOffice is installed;
+    // elsewhere they are `unsupported`, naming the package.
+    let office = OfficeSupport::probe();
+    let mut routes = vec![Sanitizer::Image, Sanitizer::Pdf];
+    if !office.modules.is_empty() {
+        routes.push(Sanitizer::Office);
+    }
+    let sandboxes = routes
         .iter()
         .map(|s| sandbox_for(*s, &dirs, &a, &fs))
         .collect::<Result<Vec<_>, _>>()?;
+    let pdf_stage = Arc::new(stage_of(sandboxes[1].clone())?);
+    let ocr = a
+        .ocr
+        .as_deref()
+        .map(|lang| ocr_for(lang, &a, &fs))
+        .transpose()?;
     let limits = Limits {
         dpi: a.dpi,
         ..Limits::default()
@@ -254,42 +415,61 @@ pub fn sanitize(a: SanitizeArgs) -> Result<u8, Usage> {
         .as_deref()
         .map(password_prefix)
         .transpose()?;
-    let router = |bytes: &[u8]| {
-        let kind = sanitize::detect(bytes);
-        match kind.sanitizer() {
-            Some(s) => Ok(ROUTES.iter().position(|r| *r == s).unwrap_or(0)),
-            None => Err(Verdict::Unsupported(kind.describe().to_string())),
+    let router = {
+        let routes = routes.clone();
+        move |head: &[u8], input: &Input| {
+            let kind = sanitize::detect_file(head, input)
+                .map_err(|e| Verdict::Unsupported(e.to_string()))?;
+            if let FileType::Office(f) = kind {
+                office.check(f)?;
+            }
+            kind.sanitizer()
+                .and_then(|s| routes.iter().position(|r| *r == s))
+                .ok_or_else(|| Verdict::Unsupported(kind.describe().to_string()))
         }
     };
     let (out, allow_partial) = (a.out.clone(), a.allow_partial);
-    let prepare = move |route: usize, rel: &Path, input: Input| match ROUTES.get(route) {
+    let pdf_sink = move |rel: &Path| PdfSink {
+        dir: out.clone(),
+        name: safe_name(rel, Sanitizer::Pdf.output_extension()),
+        limits,
+        allow_partial,
+        ocr: ocr.clone(),
+        cancel: None,
+        stream: None,
+        saved: None,
+    };
+    let (out, prepare_routes) = (a.out.clone(), routes.clone());
+    let prepare = move |route: usize, rel: &Path, input: Input| match prepare_routes.get(route) {
         Some(Sanitizer::Pdf) => {
             let input = match &password {
                 Some(prefix) => input.prefixed(prefix),
                 None => input,
             };
-            let sink = PdfSink {
-                dir: out.clone(),
-                name: safe_name(rel, Sanitizer::Pdf.output_extension()),
-                limits,
-                allow_partial,
-                stream: None,
-                saved: None,
-            };
-            (input, Some(Box::new(sink) as Box<dyn OutputSink>))
+            (input, Some(Box::new(pdf_sink(rel)) as Box<dyn OutputSink>))
+        }
+        Some(Sanitizer::Office) => {
+            let format = office_format(&input);
+            let header = office_header(format);
+            let name = format.map_or("document", OfficeFormat::extension);
+            let next = Box::new(pdf_sink(rel));
+            let sink = OfficeSink::new(pdf_stage.clone(), next, &out, name);
+            (
+                input.prefixed(&header),
+                Some(Box::new(sink) as Box<dyn OutputSink>),
+            )
         }
         _ => (input, None),
     };
     // Images only: a PDF's output goes to its sink.
     let convert = move |route: usize, rel: &Path, pixels: Vec<u8>| {
-        let s = ROUTES[route.min(ROUTES.len() - 1)];
-        if s != Sanitizer::Image {
+        if routes.get(route) != Some(&Sanitizer::Image) {
             return Err(Verdict::SetupError(format!(
                 "no converter for route {route}"
             )));
         }
         match sanitize::png_from_plugin_output(&pixels, &limits) {
-            Ok((png, _, _)) => Ok((png, safe_name(rel, s.output_extension()))),
+            Ok((png, _, _)) => Ok((png, safe_name(rel, Sanitizer::Image.output_extension()))),
             Err(e) if e.is_protocol_error() => Err(Verdict::ProtocolError(e.to_string())),
             Err(e) => Err(Verdict::InputError(format!(
                 "cannot write the safe file: {e}"

@@ -22,6 +22,8 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ("default", include_str!("../../policies/default.toml")),
     ("image", include_str!("../../policies/image.toml")),
     ("pdf", include_str!("../../policies/pdf.toml")),
+    ("office", include_str!("../../policies/office.toml")),
+    ("ocr", include_str!("../../policies/ocr.toml")),
 ];
 
 /// How the supervisor answers a denied syscall.

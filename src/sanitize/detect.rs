@@ -4,7 +4,11 @@
 //! it likes. A signature at offset 0 wins; only when there is none do we
 //! look for `%PDF-` in the first 1024 bytes, because PDF readers accept
 //! leading junk there and the user would see that file as a PDF. A file
-//! that starts as a ZIP stays a ZIP (unsupported), whatever it hides later.
+//! that starts as a ZIP stays a ZIP, whatever it hides later: it is an
+//! Office or OpenDocument file when its directory says so ([`detect_file`],
+//! `office.rs`), else unsupported. An OLE2 compound file likewise.
+
+use super::office::{self, ContainerError, OfficeFormat, ReadAt, OLE2_MAGIC};
 
 /// What a file is, judged by its first bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -17,6 +21,9 @@ pub enum FileType {
     Tiff,
     Webp,
     Zip,
+    /// An OLE2 compound file not yet looked into.
+    Ole2,
+    Office(OfficeFormat),
     Unknown,
 }
 
@@ -27,6 +34,9 @@ pub enum Sanitizer {
     Image,
     /// plugins/pdf-sanitize under the `pdf` policy; output `.safe.pdf`.
     Pdf,
+    /// plugins/office-convert (LibreOffice) under the `office` policy, then
+    /// its PDF through [`Sanitizer::Pdf`]; output `.safe.pdf`.
+    Office,
 }
 
 /// How far into a file readers look for `%PDF-`.
@@ -44,6 +54,8 @@ const SIGNATURES: &[(&[u8], FileType)] = &[
     (b"PK\x03\x04", FileType::Zip),
     (b"PK\x05\x06", FileType::Zip),
     (b"PK\x07\x08", FileType::Zip),
+    (OLE2_MAGIC, FileType::Ole2),
+    (b"{\\rtf", FileType::Office(OfficeFormat::Rtf)),
 ];
 
 /// Detects the type of `bytes` by magic numbers.
@@ -65,6 +77,19 @@ pub fn detect(bytes: &[u8]) -> FileType {
         return FileType::Pdf;
     }
     FileType::Unknown
+}
+
+/// Detects the type of a whole file from its first bytes (`head`) and,
+/// for a ZIP or OLE2 container, from its directory (read from `file` at
+/// offsets, bounded). A container that is no document this handles, or
+/// whose directory is broken, is an error saying what it is (the verdict
+/// `unsupported`).
+pub fn detect_file(head: &[u8], file: &(impl ReadAt + ?Sized)) -> Result<FileType, ContainerError> {
+    match detect(head) {
+        FileType::Zip => office::zip_format(file).map(FileType::Office),
+        FileType::Ole2 => office::ole_format(file).map(FileType::Office),
+        other => Ok(other),
+    }
 }
 
 /// "RIFF", a 4-byte size, "WEBP".
@@ -94,6 +119,8 @@ impl FileType {
             FileType::Tiff => "TIFF image",
             FileType::Webp => "WebP image",
             FileType::Zip => "ZIP archive",
+            FileType::Ole2 => "OLE2 compound file",
+            FileType::Office(f) => f.describe(),
             FileType::Unknown => "unknown type",
         }
     }
@@ -108,7 +135,8 @@ impl FileType {
             | FileType::Bmp
             | FileType::Tiff
             | FileType::Webp => Some(Sanitizer::Image),
-            FileType::Zip | FileType::Unknown => None,
+            FileType::Office(_) => Some(Sanitizer::Office),
+            FileType::Zip | FileType::Ole2 | FileType::Unknown => None,
         }
     }
 }
@@ -119,6 +147,7 @@ impl Sanitizer {
         match self {
             Sanitizer::Image => "pw-image-sanitize",
             Sanitizer::Pdf => "pw-pdf-sanitize",
+            Sanitizer::Office => "pw-office-convert",
         }
     }
 
@@ -127,6 +156,7 @@ impl Sanitizer {
         match self {
             Sanitizer::Image => "image",
             Sanitizer::Pdf => "pdf",
+            Sanitizer::Office => "office",
         }
     }
 
@@ -134,7 +164,7 @@ impl Sanitizer {
     pub fn output_extension(self) -> &'static str {
         match self {
             Sanitizer::Image => "png",
-            Sanitizer::Pdf => "pdf",
+            Sanitizer::Pdf | Sanitizer::Office => "pdf",
         }
     }
 }

@@ -3,7 +3,9 @@
 //! The sandboxed plugins (plugins/image-sanitize, plugins/pdf-sanitize) do
 //! the dangerous part, parsing hostile files, and hand back raw pixels.
 //! This module does the rest, trusting none of what they return:
-//! - [`detect`] picks a plugin by magic bytes, never by file name;
+//! - [`detect`] picks a plugin by magic bytes, never by file name, and
+//!   [`detect_file`] looks into a ZIP or OLE2 container's directory for
+//!   the Office or OpenDocument format it holds (bounded; `office.rs`);
 //! - [`png_from_plugin_output`] and [`PdfStream`] check the pixel payload
 //!   byte for byte against [`Limits`] and write brand-new files that hold
 //!   nothing but those pixels (no metadata, no scripts, nothing copied from
@@ -17,12 +19,15 @@
 //! means the plugin broke the contract: the caller reports `protocol_error`.
 
 mod detect;
+pub mod ocr;
+mod office;
 mod payload;
 mod pdf_out;
 mod png_out;
 
-pub use detect::{detect, FileType, Sanitizer};
-pub use pdf_out::{pdf_from_plugin_output, PageReport, PdfStream};
+pub use detect::{detect, detect_file, FileType, Sanitizer};
+pub use office::{ContainerError, OfficeFormat, OfficeModule, ReadAt};
+pub use pdf_out::{pdf_from_plugin_output, OcrPage, PageReport, PdfStream};
 pub use png_out::png_from_plugin_output;
 
 /// Magic of the image plugin's output: then u32 LE width, u32 LE height and
@@ -49,6 +54,28 @@ pub const MAX_PAGE_REASON: usize = 1000;
 /// then u32 LE length, the password (UTF-8), then the PDF. It travels in
 /// the job, never on a command line.
 pub const PDF_PASSWORD_MAGIC: &[u8; 8] = b"PWPDFPW\0";
+/// Input of the office converter (plugins/office-convert): then u32 LE
+/// length (at most 16), the format's name ([`OfficeFormat::extension`]),
+/// then the document. LibreOffice is forced to that format's import filter.
+pub const OFFICE_MAGIC: &[u8; 8] = b"PWOFFC1\0";
+
+impl ReadAt for crate::input::Input {
+    fn size(&self) -> u64 {
+        self.len()
+    }
+
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> bool {
+        match self {
+            crate::input::Input::Bytes(b) => b.as_slice().read_exact_at(offset, buf),
+            crate::input::Input::File(src) => {
+                offset
+                    .checked_add(buf.len() as u64)
+                    .is_some_and(|end| end <= src.len())
+                    && src.read_at(offset, buf).is_ok()
+            }
+        }
+    }
+}
 
 /// Bounds on what a plugin may return, and how pages are laid out.
 #[derive(Clone, Copy, Debug, PartialEq)]

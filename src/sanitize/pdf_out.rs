@@ -14,13 +14,21 @@
 //! in: it holds one page's compressed image, never the document. The page
 //! tree and the cross-reference table, which need every page's object
 //! number and offset (a few bytes a page), are written at the end.
+//!
+//! With a text layer ([`PdfStream::keep_pages_for_ocr`]), each rendered
+//! page also goes, in grey, to a spill file for OCR, and its page names a
+//! second content stream written later ([`PdfStream::set_text`]): the
+//! invisible words of `ocr.rs`, or nothing when none were found.
 
 use std::collections::HashMap;
+use std::fs::File;
 use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
 
 use flate2::write::ZlibEncoder;
 use flate2::Compression;
 
+use super::ocr::{self, Word};
 use super::payload::check_size;
 use super::{
     Limits, SanitizeError, MAX_PAGE_REASON, PAGE_FAILED, PAGE_RENDERED, PDF_MAGIC, PDF_SCANNED,
@@ -209,6 +217,61 @@ pub struct PdfStream<W: Write> {
     font: Option<usize>,
     /// The deflate output buffer, kept from page to page.
     deflated: Vec<u8>,
+    /// Pages kept for OCR, when there is a text layer.
+    ocr: Option<OcrSpill>,
+}
+
+/// A rendered page kept for OCR: its 1-based number, its size in pixels,
+/// and (private) where its grey pixels are and its text layer's object.
+#[derive(Clone, Debug)]
+pub struct OcrPage {
+    pub number: u32,
+    pub width: u32,
+    pub height: u32,
+    offset: u64,
+    text_object: usize,
+    written: bool,
+}
+
+/// The grey copies of the rendered pages, one after the other in a file.
+struct OcrSpill {
+    file: File,
+    len: u64,
+    pages: Vec<OcrPage>,
+    /// Where the page being received starts.
+    page_start: u64,
+    /// The start of an RGB pixel split across two writes.
+    carry: Vec<u8>,
+    grey: Vec<u8>,
+    /// The text layer's font object, once written.
+    font: Option<usize>,
+}
+
+impl OcrSpill {
+    fn pixels(&mut self, rgb: &[u8]) -> io::Result<()> {
+        self.grey.clear();
+        let mut rgb = rgb;
+        if !self.carry.is_empty() {
+            let n = (3 - self.carry.len()).min(rgb.len());
+            self.carry.extend_from_slice(&rgb[..n]);
+            rgb = &rgb[n..];
+            if self.carry.len() == 3 {
+                self.grey.push(luma(&self.carry));
+                self.carry.clear();
+            }
+        }
+        let whole = rgb.len() / 3 * 3;
+        self.grey.extend(rgb[..whole].chunks_exact(3).map(luma));
+        self.carry.extend_from_slice(&rgb[whole..]);
+        self.file.write_all_at(&self.grey, self.len)?;
+        self.len += self.grey.len() as u64;
+        Ok(())
+    }
+}
+
+/// ITU-R BT.601 luma, in integers.
+fn luma(p: &[u8]) -> u8 {
+    ((77 * u32::from(p[0]) + 150 * u32::from(p[1]) + 29 * u32::from(p[2])) >> 8) as u8
 }
 
 /// Object 1 is the catalog, 2 the page tree (written last).
@@ -234,6 +297,7 @@ impl<W: Write> PdfStream<W> {
             last_size: None,
             font: None,
             deflated: Vec::new(),
+            ocr: None,
         };
         // The comment of high bytes marks the file as binary for transfer tools.
         s.out
@@ -241,6 +305,53 @@ impl<W: Write> PdfStream<W> {
             .map_err(SanitizeError::Write)?;
         s.object(CATALOG, b"<< /Type /Catalog /Pages 2 0 R >>")?;
         Ok(s)
+    }
+
+    /// Keeps every rendered page, in grey, in `spill` (a scratch file) for
+    /// OCR, and gives each a text layer: call before the first byte, then
+    /// [`Self::set_text`] for the pages of [`Self::ocr_pages`] once every
+    /// page is in, before [`Self::finish`].
+    pub fn keep_pages_for_ocr(&mut self, spill: File) {
+        self.ocr = Some(OcrSpill {
+            file: spill,
+            len: 0,
+            pages: Vec::new(),
+            page_start: 0,
+            carry: Vec::new(),
+            grey: Vec::new(),
+            font: None,
+        });
+    }
+
+    /// The rendered pages kept for OCR (none without a text layer).
+    pub fn ocr_pages(&self) -> Vec<OcrPage> {
+        self.ocr.as_ref().map_or_else(Vec::new, |o| o.pages.clone())
+    }
+
+    /// A kept page's grey pixels, width x height bytes.
+    pub fn page_grey(&self, page: &OcrPage) -> io::Result<Vec<u8>> {
+        let spill = self.ocr.as_ref().ok_or(io::ErrorKind::NotFound)?;
+        let mut grey = vec![0; page.width as usize * page.height as usize];
+        spill.file.read_exact_at(&mut grey, page.offset)?;
+        Ok(grey)
+    }
+
+    /// Writes page `number`'s text layer: `words`, invisible, over the
+    /// pixels they were read from. A page not kept, or given its text
+    /// already, is left alone.
+    pub fn set_text(&mut self, number: u32, words: &[Word]) -> Result<(), SanitizeError> {
+        let dpi = self.limits.dpi;
+        let Some(page) = self.ocr.as_mut().and_then(|o| {
+            o.pages
+                .iter_mut()
+                .find(|p| p.number == number && !p.written)
+        }) else {
+            return Ok(());
+        };
+        page.written = true;
+        let (object, height) = (page.text_object, page.height);
+        let content = ocr::text_layer(words, height, dpi, "F2");
+        self.stream(object, "", content.as_bytes())
     }
 
     /// The next bytes of the plugin's output; part boundaries mean nothing.
@@ -277,6 +388,9 @@ impl<W: Write> PdfStream<W> {
                     encoder
                         .write_all(&bytes[..n])
                         .map_err(SanitizeError::Write)?;
+                    if let Some(spill) = &mut self.ocr {
+                        spill.pixels(&bytes[..n]).map_err(SanitizeError::Write)?;
+                    }
                     *remaining -= n as u64;
                     bytes = &bytes[n..];
                     if *remaining == 0 {
@@ -313,6 +427,12 @@ impl<W: Write> PdfStream<W> {
                     page: self.done + 1,
                     declared: self.report.declared,
                 })
+            }
+        }
+        // Text layers nobody set: empty, so no page names a missing object.
+        for page in self.ocr_pages() {
+            if !page.written {
+                self.set_text(page.number, &[])?;
             }
         }
         let kids: Vec<String> = self.kids.iter().map(|k| format!("{k} 0 R")).collect();
@@ -426,8 +546,17 @@ impl<W: Write> PdfStream<W> {
         let (w_pt, h_pt) = self.points(width, height);
         let draw = format!("q\n{w_pt} 0 0 {h_pt} 0 0 cm\n/Im0 Do\nQ");
         self.stream(content, "", draw.as_bytes())?;
-        let resources = format!("<< /XObject << /Im0 {image} 0 R >> >>");
-        self.page(page, content, (&w_pt, &h_pt), &resources)?;
+        let (contents, resources) = match self.text_layer_for(width, height)? {
+            Some((text, font)) => (
+                format!("[{content} 0 R {text} 0 R]"),
+                format!("<< /XObject << /Im0 {image} 0 R >> /Font << /F2 {font} 0 R >> >>"),
+            ),
+            None => (
+                format!("{content} 0 R"),
+                format!("<< /XObject << /Im0 {image} 0 R >> >>"),
+            ),
+        };
+        self.page(page, &contents, (&w_pt, &h_pt), &resources)?;
         self.last_size = Some((width, height));
         self.record_done();
         Ok(())
@@ -478,9 +607,47 @@ impl<W: Write> PdfStream<W> {
             placeholder(number, width, height, self.limits.dpi).as_bytes(),
         )?;
         let resources = format!("<< /Font << /F1 {font} 0 R >> >>");
-        self.page(page, content, (&w_pt, &h_pt), &resources)?;
+        self.page(page, &format!("{content} 0 R"), (&w_pt, &h_pt), &resources)?;
         self.record_done();
         Ok(())
+    }
+
+    /// With a text layer: the page just received is kept for OCR; returns
+    /// its text layer's object (written later) and the font's.
+    fn text_layer_for(
+        &mut self,
+        width: u32,
+        height: u32,
+    ) -> Result<Option<(usize, usize)>, SanitizeError> {
+        if self.ocr.is_none() {
+            return Ok(None);
+        }
+        let font = match self.ocr.as_ref().and_then(|o| o.font) {
+            Some(font) => font,
+            None => {
+                let font = self.alloc();
+                self.object(
+                    font,
+                    b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>",
+                )?;
+                font
+            }
+        };
+        let text = self.alloc();
+        let number = self.done + 1;
+        if let Some(spill) = &mut self.ocr {
+            spill.font = Some(font);
+            spill.pages.push(OcrPage {
+                number,
+                width,
+                height,
+                offset: spill.page_start,
+                text_object: text,
+                written: false,
+            });
+            spill.page_start = spill.len;
+        }
+        Ok(Some((text, font)))
     }
 
     fn record_done(&mut self) {
@@ -499,16 +666,17 @@ impl<W: Write> PdfStream<W> {
         )
     }
 
+    /// A page object; `contents` is a reference or an array of them.
     fn page(
         &mut self,
         number: usize,
-        content: usize,
+        contents: &str,
         (w_pt, h_pt): (&str, &str),
         resources: &str,
     ) -> Result<(), SanitizeError> {
         let dict = format!(
             "<< /Type /Page /Parent {PAGES} 0 R /MediaBox [0 0 {w_pt} {h_pt}] \
-             /Resources {resources} /Contents {content} 0 R >>"
+             /Resources {resources} /Contents {contents} >>"
         );
         self.object(number, dict.as_bytes())?;
         self.kids.push(number);

@@ -880,3 +880,99 @@ fn test_page_report_groups_pages_by_reason_as_ranges() {
         ]
     );
 }
+
+// ---------------------------------------------------------------- text layer
+
+/// The pages of `payload` through a stream with a text layer; `words`
+/// given to page 1 only.
+fn pdf_with_text_layer(payload: &[u8], words: &[ocr::Word]) -> (Vec<u8>, Vec<Vec<u8>>) {
+    let mut stream = PdfStream::new(Vec::new(), Limits::default()).unwrap();
+    stream.keep_pages_for_ocr(tempfile::tempfile().unwrap());
+    for chunk in payload.chunks(7) {
+        stream.write(chunk).unwrap();
+    }
+    let greys = stream
+        .ocr_pages()
+        .iter()
+        .map(|p| stream.page_grey(p).unwrap())
+        .collect();
+    stream.set_text(1, words).unwrap();
+    let (pdf, _) = stream.finish().unwrap();
+    (pdf, greys)
+}
+
+#[test]
+fn test_pdf_without_text_layer_is_byte_identical_to_before() {
+    // The writer's output before the text layer existed (commit 69bc9ef).
+    let (pdf, _) =
+        pdf_from_plugin_output(&payload_with_failed_page(b"gone"), &Limits::default()).unwrap();
+
+    assert_eq!(
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&pdf)),
+        PDF_BEFORE_TEXT_LAYER
+    );
+}
+
+#[test]
+fn test_text_layer_keeps_grey_pages_for_ocr() {
+    let payload = pdf_payload(&[(4, 3), (2, 2)]);
+
+    let (_, greys) = pdf_with_text_layer(&payload, &[]);
+
+    let expected: Vec<u8> = page_pixels(0, 4, 3)
+        .chunks_exact(3)
+        .map(|p| ((77 * u32::from(p[0]) + 150 * u32::from(p[1]) + 29 * u32::from(p[2])) >> 8) as u8)
+        .collect();
+    assert_eq!(greys.len(), 2);
+    assert_eq!(greys[0], expected);
+    assert_eq!(greys[1].len(), 4);
+}
+
+#[test]
+fn test_text_layer_is_invisible_standard_font_text_and_nothing_else() {
+    let words = [ocr::Word {
+        left: 0,
+        top: 0,
+        width: 4,
+        height: 2,
+        text: "apples".into(),
+    }];
+
+    let (pdf, _) = pdf_with_text_layer(&pdf_payload(&[(4, 3), (2, 2)]), &words);
+
+    let doc = Document::load_mem(&pdf).unwrap();
+    let pages = doc.get_pages();
+    assert_eq!(pages.len(), 2);
+    assert_eq!(doc.extract_text(&[1]).unwrap().trim(), "apples");
+    assert_eq!(doc.extract_text(&[2]).unwrap().trim(), "");
+    // The font is a reference to Helvetica: no font program, no widths.
+    let fonts: Vec<&Dictionary> = doc
+        .objects
+        .values()
+        .filter_map(|o| o.as_dict().ok())
+        .filter(|d| d.get(b"Type").ok().and_then(|t| t.as_name().ok()) == Some(b"Font"))
+        .collect();
+    assert_eq!(fonts.len(), 1);
+    let keys: Vec<&[u8]> = fonts[0].iter().map(|(k, _)| k.as_slice()).collect();
+    assert_eq!(keys, [&b"Type"[..], b"Subtype", b"BaseFont", b"Encoding"]);
+    let names = all_names(&doc);
+    for bad in FORBIDDEN
+        .iter()
+        .chain([&&b"FontFile"[..], &&b"FontFile2"[..], &&b"FontFile3"[..]])
+    {
+        assert!(
+            !names.iter().any(|n| n == bad),
+            "{}",
+            String::from_utf8_lossy(bad)
+        );
+    }
+    // Render mode 3: invisible.
+    let page1 = doc.get_page_contents(pages[&1]);
+    let text = doc.get_object(page1[1]).unwrap().as_stream().unwrap();
+    assert!(String::from_utf8_lossy(&text.content).contains("3 Tr"));
+}
+
+/// sha256 of `pdf_from_plugin_output(payload_with_failed_page(b"gone"))`
+/// as written before the text layer existed.
+const PDF_BEFORE_TEXT_LAYER: &str =
+    "5ff133fd1f23b35fdab6f3405a20db9282142408e9af462793a67b8300aea194";
