@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -19,55 +18,6 @@ fn samples(dir: &Path) -> PathBuf {
         }
     }
     dst
-}
-
-/// Verdict word per input file name, from `run`-style output lines.
-fn verdicts(stdout: &str) -> BTreeMap<String, String> {
-    stdout
-        .lines()
-        .filter_map(|l| {
-            let mut parts = l.split_whitespace();
-            let word = parts.next()?;
-            let path = parts.next()?;
-            Some((
-                Path::new(path).file_name()?.to_string_lossy().into_owned(),
-                word.to_string(),
-            ))
-        })
-        .collect()
-}
-
-fn has_forbidden(doc: &lopdf::Document) -> Vec<String> {
-    const KEYS: [&[u8]; 9] = [
-        b"JavaScript",
-        b"JS",
-        b"OpenAction",
-        b"AA",
-        b"Launch",
-        b"EmbeddedFile",
-        b"URI",
-        b"AcroForm",
-        b"Annots",
-    ];
-    let mut found = Vec::new();
-    for obj in doc.objects.values() {
-        let dict = match obj {
-            lopdf::Object::Dictionary(d) => d,
-            lopdf::Object::Stream(s) => &s.dict,
-            _ => continue,
-        };
-        for (k, v) in dict.iter() {
-            if KEYS.contains(&k.as_slice()) {
-                found.push(String::from_utf8_lossy(k).into_owned());
-            }
-            if let lopdf::Object::Name(n) = v {
-                if KEYS.contains(&n.as_slice()) {
-                    found.push(String::from_utf8_lossy(n).into_owned());
-                }
-            }
-        }
-    }
-    found
 }
 
 #[test]

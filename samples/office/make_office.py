@@ -409,13 +409,15 @@ def hostile_remote_template_docx():
 
 
 def hostile_zip_bomb_docx(paragraphs):
-    """A docx whose document.xml inflates to `paragraphs` empty paragraphs
-    (6 bytes each, about 1000:1): the ZIP says how big it is, and nobody
-    should believe it either way."""
+    """A docx whose document.xml inflates to `paragraphs` one-letter
+    paragraphs (34 bytes each, about 300:1 deflated): a 300 MB document
+    in under 1 MB, which LibreOffice builds in memory at about 100 MB a
+    second. The ZIP says how big it is, and nobody should believe it
+    either way."""
     head = XML_HEAD + f"<w:document {W_NS}><w:body>" + w_par(TITLE, 28, bold=True)
     tail = "</w:body></w:document>"
     compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
-    chunk = b"<w:p/>" * 100000
+    chunk = b"<w:p><w:r><w:t>x</w:t></w:r></w:p>" * 100000
     deflated = bytearray(compressor.compress(head.encode()))
     for _ in range(paragraphs // 100000):
         deflated += compressor.compress(chunk)
@@ -927,7 +929,7 @@ def main():
     write("hostile-remote-template.docx", hostile_remote_template_docx())
     write("hostile-external-link.xlsx", hostile_external_link_xlsx())
     write("hostile-ole-object.pptx", hostile_ole_object_pptx())
-    write("hostile-zip-bomb.docx", hostile_zip_bomb_docx(20_000_000))
+    write("hostile-zip-bomb.docx", hostile_zip_bomb_docx(9_000_000))
     write("hostile-million-rows.xlsx", hostile_million_rows_xlsx(1_000_000))
     write("hostile-odt-pdf-polyglot.odt", hostile_odt_pdf_polyglot())
     write("../bench/bench-10-pages.docx", bench_docx(10))

@@ -193,9 +193,11 @@ struct OfficeSupport {
 }
 
 impl OfficeSupport {
+    /// `PLUGWARDEN_NO_LIBREOFFICE=1` simulates a machine without it.
     fn probe() -> OfficeSupport {
         let root = Path::new(LIBREOFFICE);
-        let modules = if root.join("program/soffice.bin").exists() {
+        let simulated_absent = std::env::var_os("PLUGWARDEN_NO_LIBREOFFICE").is_some_and(|v| v == "1");
+        let modules = if root.join("program/soffice.bin").exists() && !simulated_absent {
             [
                 OfficeModule::Writer,
                 OfficeModule::Calc,

@@ -169,3 +169,54 @@ pub fn running(exe: &Path) -> Vec<i32> {
     }
     pids
 }
+
+/// Verdict word per input file name, from `run`-style output lines.
+pub fn verdicts(stdout: &str) -> std::collections::BTreeMap<String, String> {
+    stdout
+        .lines()
+        .filter_map(|l| {
+            let mut parts = l.split_whitespace();
+            let word = parts.next()?;
+            let path = parts.next()?;
+            Some((
+                Path::new(path).file_name()?.to_string_lossy().into_owned(),
+                word.to_string(),
+            ))
+        })
+        .collect()
+}
+
+/// Keys and names of active content, links, forms and attachments
+/// anywhere in a sanitized PDF.
+pub fn has_forbidden(doc: &lopdf::Document) -> Vec<String> {
+    const KEYS: [&[u8]; 9] = [
+        b"JavaScript",
+        b"JS",
+        b"OpenAction",
+        b"AA",
+        b"Launch",
+        b"EmbeddedFile",
+        b"URI",
+        b"AcroForm",
+        b"Annots",
+    ];
+    let mut found = Vec::new();
+    for obj in doc.objects.values() {
+        let dict = match obj {
+            lopdf::Object::Dictionary(d) => d,
+            lopdf::Object::Stream(s) => &s.dict,
+            _ => continue,
+        };
+        for (k, v) in dict.iter() {
+            if KEYS.contains(&k.as_slice()) {
+                found.push(String::from_utf8_lossy(k).into_owned());
+            }
+            if let lopdf::Object::Name(n) = v {
+                if KEYS.contains(&n.as_slice()) {
+                    found.push(String::from_utf8_lossy(n).into_owned());
+                }
+            }
+        }
+    }
+    found
+}
