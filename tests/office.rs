@@ -84,7 +84,10 @@ fn sanitize(
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter_map(|r| {
-            let name = Path::new(r["input"].as_str()?).file_name()?.to_string_lossy().into_owned();
+            let name = Path::new(r["input"].as_str()?)
+                .file_name()?
+                .to_string_lossy()
+                .into_owned();
             Some((name, r))
         })
         .collect();
@@ -94,7 +97,11 @@ fn sanitize(
 fn notes(record: &serde_json::Value) -> Vec<String> {
     record["notes"]
         .as_array()
-        .map(|n| n.iter().filter_map(|x| x.as_str().map(String::from)).collect())
+        .map(|n| {
+            n.iter()
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -110,7 +117,10 @@ impl Listener {
     fn start() -> Option<Listener> {
         let socket = TcpListener::bind(REMOTE).ok()?;
         socket.set_nonblocking(true).unwrap();
-        let (hits, stop) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicBool::new(false)));
+        let (hits, stop) = (
+            Arc::new(AtomicUsize::new(0)),
+            Arc::new(AtomicBool::new(false)),
+        );
         let thread = {
             let (hits, stop) = (hits.clone(), stop.clone());
             std::thread::spawn(move || {
@@ -162,7 +172,10 @@ impl Rgb {
         let (w, h) = (self.width.min(other.width), self.height.min(other.height));
         let mut sum = 0u64;
         for y in 0..h {
-            let (a, b) = (&self.pixels[y * self.width * 3..], &other.pixels[y * other.width * 3..]);
+            let (a, b) = (
+                &self.pixels[y * self.width * 3..],
+                &other.pixels[y * other.width * 3..],
+            );
             sum += a[..w * 3]
                 .iter()
                 .zip(&b[..w * 3])
@@ -212,8 +225,17 @@ fn references(dir: &Path, names: &[&str]) -> Result<BTreeMap<String, Vec<Rgb>>, 
         .map(|n| repo().join("samples").join(n))
         .collect();
     let o = Command::new(SOFFICE)
-        .arg(format!("-env:UserInstallation=file://{}/profile", work.display()))
-        .args(["--headless", "--norestore", "--convert-to", "pdf", "--outdir"])
+        .arg(format!(
+            "-env:UserInstallation=file://{}/profile",
+            work.display()
+        ))
+        .args([
+            "--headless",
+            "--norestore",
+            "--convert-to",
+            "pdf",
+            "--outdir",
+        ])
         .arg(&work)
         .args(&docs)
         .env("HOME", &work)
@@ -221,14 +243,27 @@ fn references(dir: &Path, names: &[&str]) -> Result<BTreeMap<String, Vec<Rgb>>, 
         .unwrap();
     let mut out = BTreeMap::new();
     for name in names {
-        let stem = Path::new(name).file_stem().unwrap().to_string_lossy().into_owned();
+        let stem = Path::new(name)
+            .file_stem()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
         let pdf = work.join(format!("{stem}.pdf"));
         // A fresh profile's first start may end before converting (exit
         // status 81, "restart"): LibreOffice's own launcher runs it again.
         if !pdf.exists() {
             let again = Command::new(SOFFICE)
-                .arg(format!("-env:UserInstallation=file://{}/profile", work.display()))
-                .args(["--headless", "--norestore", "--convert-to", "pdf", "--outdir"])
+                .arg(format!(
+                    "-env:UserInstallation=file://{}/profile",
+                    work.display()
+                ))
+                .args([
+                    "--headless",
+                    "--norestore",
+                    "--convert-to",
+                    "pdf",
+                    "--outdir",
+                ])
                 .arg(&work)
                 .arg(repo().join("samples").join(name))
                 .env("HOME", &work)
@@ -254,7 +289,10 @@ fn references(dir: &Path, names: &[&str]) -> Result<BTreeMap<String, Vec<Rgb>>, 
             })
             .collect();
         pages.sort();
-        out.insert(name.to_string(), pages.iter().map(|p| read_ppm(p)).collect());
+        out.insert(
+            name.to_string(),
+            pages.iter().map(|p| read_ppm(p)).collect(),
+        );
     }
     Ok(out)
 }
@@ -292,8 +330,13 @@ fn text_of(pdf: &Path) -> String {
 /// they are): what the stand-in converter looks for.
 fn docx_with(marker: &str) -> Vec<u8> {
     let types = br#"<?xml version="1.0"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"><Override PartName="/word/document.xml" ContentType="application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml"/></Types>"#;
-    let body = format!(r#"<w:document xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"><w:body><w:p><w:r><w:t>{marker}</w:t></w:r></w:p></w:body></w:document>"#);
-    stored_zip(&[("[Content_Types].xml", types), ("word/document.xml", body.as_bytes())])
+    let body = format!(
+        r#"<w:document xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"><w:body><w:p><w:r><w:t>{marker}</w:t></w:r></w:p></w:body></w:document>"#
+    );
+    stored_zip(&[
+        ("[Content_Types].xml", types),
+        ("word/document.xml", body.as_bytes()),
+    ])
 }
 
 fn stored_zip(entries: &[(&str, &[u8])]) -> Vec<u8> {
@@ -369,15 +412,26 @@ fn test_office_samples_in_a_mixed_batch_give_clean_searchable_pdfs() {
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     let input = inputs(dir.path(), &names);
     let listener = Listener::start();
-    let args: &[&str] = if ocr.is_none() { &["--ocr", "eng"] } else { &[] };
+    let args: &[&str] = if ocr.is_none() {
+        &["--ocr", "eng"]
+    } else {
+        &[]
+    };
 
     let (o, records) = sanitize(Command::new(plugwarden()), dir.path(), &input, args);
 
     let stdout = String::from_utf8_lossy(&o.stdout);
     let stderr = String::from_utf8_lossy(&o.stderr);
     let verdicts = verdicts(&stdout);
-    for name in names.iter().map(|n| Path::new(n).file_name().unwrap().to_string_lossy()) {
-        assert_eq!(verdicts.get(name.as_ref()).map(String::as_str), Some("ok"), "{name}\n{stdout}\n{stderr}");
+    for name in names
+        .iter()
+        .map(|n| Path::new(n).file_name().unwrap().to_string_lossy())
+    {
+        assert_eq!(
+            verdicts.get(name.as_ref()).map(String::as_str),
+            Some("ok"),
+            "{name}\n{stdout}\n{stderr}"
+        );
     }
     assert_eq!(o.status.code(), Some(0), "{stdout}\n{stderr}");
     match &listener {
@@ -390,29 +444,60 @@ fn test_office_samples_in_a_mixed_batch_give_clean_searchable_pdfs() {
         let doc = lopdf::Document::load(&pdf).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(doc.get_pages().len(), pages, "{name}");
         assert_eq!(has_forbidden(&doc), Vec::<String>::new(), "{name}");
-        assert!(doc.trailer.get(b"Info").is_err(), "{name}: an Info dictionary");
+        assert!(
+            doc.trailer.get(b"Info").is_err(),
+            "{name}: an Info dictionary"
+        );
         let record = &records[name];
         assert_eq!(record["policy"], "office", "{name}");
         let notes = notes(record);
         assert!(
-            notes.iter().any(|n| n.starts_with("stage 1 of 2, office: LibreOffice converted the"))
-                && notes.iter().any(|n| n.starts_with("stage 2 of 2, pdf: ok in ")),
+            notes
+                .iter()
+                .any(|n| n.starts_with("stage 1 of 2, office: LibreOffice converted the"))
+                && notes
+                    .iter()
+                    .any(|n| n.starts_with("stage 2 of 2, pdf: ok in ")),
             "{name}: {notes:?}"
         );
     }
     if ocr.is_none() {
-        for name in ["benign.docx", "benign.doc", "benign.odt", "benign.pptx", "benign.odp", "benign.rtf", "benign.xlsx", "hostile-macro-vba.docx", "hostile-macro-onload.odt", "hostile-remote-template.docx", "hostile-ole-object.pptx"] {
+        for name in [
+            "benign.docx",
+            "benign.doc",
+            "benign.odt",
+            "benign.pptx",
+            "benign.odp",
+            "benign.rtf",
+            "benign.xlsx",
+            "hostile-macro-vba.docx",
+            "hostile-macro-onload.odt",
+            "hostile-remote-template.docx",
+            "hostile-ole-object.pptx",
+        ] {
             let text = text_of(&out.join(format!("{name}.safe.pdf"))).to_lowercase();
             assert!(text.contains("harvest"), "{name}: {text}");
             assert!(!text.contains("macro ran"), "{name}: a macro ran: {text}");
         }
         let polyglot = text_of(&out.join("hostile-odt-pdf-polyglot.odt.safe.pdf"));
-        assert!(polyglot.contains("ODT SIDE") && !polyglot.contains("PDF SIDE"), "{polyglot}");
+        assert!(
+            polyglot.contains("ODT SIDE") && !polyglot.contains("PDF SIDE"),
+            "{polyglot}"
+        );
         assert!(text_of(&out.join("benign.pdf.safe.pdf")).contains("quick brown fox"));
-        assert!(notes(&records["benign.docx"]).iter().any(|n| n.starts_with("ocr (eng): 2 of 2 rendered pages read")));
+        assert!(notes(&records["benign.docx"])
+            .iter()
+            .any(|n| n.starts_with("ocr (eng): 2 of 2 rendered pages read")));
     }
     // Pixels: as LibreOffice draws the document outside any sandbox.
-    let compared = ["benign.docx", "benign.odt", "benign.xlsx", "benign.pptx", "benign.odg", "hostile-odt-pdf-polyglot.odt"];
+    let compared = [
+        "benign.docx",
+        "benign.odt",
+        "benign.xlsx",
+        "benign.pptx",
+        "benign.odg",
+        "hostile-odt-pdf-polyglot.odt",
+    ];
     let names: Vec<String> = compared.iter().map(|n| format!("office/{n}")).collect();
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     match references(dir.path(), &names) {
@@ -423,7 +508,15 @@ fn test_office_samples_in_a_mixed_batch_give_clean_searchable_pdfs() {
                 assert_eq!(ours.len(), theirs.len(), "{name}");
                 for (i, (a, b)) in ours.iter().zip(theirs).enumerate() {
                     let d = a.distance(b);
-                    assert!(d.is_some_and(|d| d < 2.0), "{name} page {}: {}x{} vs {}x{}, distance {d:?}", i + 1, a.width, a.height, b.width, b.height);
+                    assert!(
+                        d.is_some_and(|d| d < 2.0),
+                        "{name} page {}: {}x{} vs {}x{}, distance {d:?}",
+                        i + 1,
+                        a.width,
+                        a.height,
+                        b.width,
+                        b.height
+                    );
                 }
             }
         }
@@ -434,7 +527,10 @@ fn test_office_samples_in_a_mixed_batch_give_clean_searchable_pdfs() {
 #[test]
 fn test_office_without_libreoffice_is_unsupported_naming_the_package() {
     let dir = scratch();
-    let input = inputs(dir.path(), &["office/benign.docx", "office/benign.ods", "benign.pdf"]);
+    let input = inputs(
+        dir.path(),
+        &["office/benign.docx", "office/benign.ods", "benign.pdf"],
+    );
     let mut cmd = Command::new(plugwarden());
     cmd.env("PLUGWARDEN_NO_LIBREOFFICE", "1");
 
@@ -532,8 +628,14 @@ fn test_office_zip_bomb_and_million_rows_end_alone_and_leave_nothing() {
     // Two batches at once: the bomb under the policy's own limits, the
     // spreadsheet with a shorter wall (its timeout is retried once).
     let runs = [
-        (vec!["office/hostile-zip-bomb.docx", "office/benign.odt"], vec![]),
-        (vec!["office/hostile-million-rows.xlsx", "office/benign.rtf"], vec!["--timeout", "15s"]),
+        (
+            vec!["office/hostile-zip-bomb.docx", "office/benign.odt"],
+            vec![],
+        ),
+        (
+            vec!["office/hostile-million-rows.xlsx", "office/benign.rtf"],
+            vec!["--timeout", "15s"],
+        ),
     ];
     let handles: Vec<_> = runs
         .into_iter()
@@ -552,7 +654,10 @@ fn test_office_zip_bomb_and_million_rows_end_alone_and_leave_nothing() {
     let v = verdicts(bomb);
     assert_eq!(v["hostile-zip-bomb.docx"], "memory", "{bomb}");
     assert_eq!(v["benign.odt"], "ok", "{bomb}");
-    assert_eq!(bomb_records["hostile-zip-bomb.docx"]["attempt"], 2, "retried once, then poison");
+    assert_eq!(
+        bomb_records["hostile-zip-bomb.docx"]["attempt"], 2,
+        "retried once, then poison"
+    );
     let (rows, _) = &results[1];
     let v = verdicts(rows);
     assert_eq!(v["hostile-million-rows.xlsx"], "timeout", "{rows}");
@@ -593,7 +698,10 @@ fn test_office_unprivileged_host_converts_and_reads_a_docx() {
         args.extend(["--ocr", "eng"]);
     }
     let mut cmd = Command::new(bin.join("plugwarden"));
-    cmd.uid(65534).gid(65534).current_dir(&work).env_remove("PLUGWARDEN_EXE");
+    cmd.uid(65534)
+        .gid(65534)
+        .current_dir(&work)
+        .env_remove("PLUGWARDEN_EXE");
 
     let (o, records) = sanitize(cmd, &work, &input, &args);
 
@@ -602,7 +710,9 @@ fn test_office_unprivileged_host_converts_and_reads_a_docx() {
     assert_eq!(verdicts(&stdout)["benign.docx"], "ok", "{stdout}\n{stderr}");
     let pdf = work.join("safe/benign.docx.safe.pdf");
     assert_eq!(lopdf::Document::load(&pdf).unwrap().get_pages().len(), 2);
-    assert!(notes(&records["benign.docx"]).iter().any(|n| n.starts_with("stage 2 of 2, pdf: ok")));
+    assert!(notes(&records["benign.docx"])
+        .iter()
+        .any(|n| n.starts_with("stage 2 of 2, pdf: ok")));
     match ocr {
         None => assert!(text_of(&pdf).to_lowercase().contains("harvest")),
         Some(why) => println!("{why}: the text layer is not checked"),

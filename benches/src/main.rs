@@ -12,6 +12,7 @@
 
 mod floor;
 mod host;
+mod office;
 mod sanitize;
 mod shards;
 mod stats;
@@ -39,6 +40,8 @@ struct Config {
     stream_max_mib: u64,
     sanitize_copies: usize,
     sanitize_rounds: usize,
+    office_copies: usize,
+    office_rounds: usize,
     shard_inputs: usize,
     shard_rounds: usize,
     merge_records: usize,
@@ -65,6 +68,8 @@ impl Config {
                 stream_max_mib: 256,
                 sanitize_copies: 2,
                 sanitize_rounds: 2,
+                office_copies: 2,
+                office_rounds: 1,
                 shard_inputs: 4_000,
                 shard_rounds: 2,
                 merge_records: 100_000,
@@ -86,6 +91,8 @@ impl Config {
                 stream_max_mib: 4096,
                 sanitize_copies: 5,
                 sanitize_rounds: 5,
+                office_copies: 4,
+                office_rounds: 3,
                 shard_inputs: 20_000,
                 shard_rounds: 5,
                 merge_records: 1_000_000,
@@ -110,7 +117,7 @@ impl Config {
                 }
                 "-h" | "--help" => {
                     println!(
-                        "usage: plugwarden-bench [--quick] [--rounds N] [--only spawn,rt,bulk,batch,memory,streaming,sanitize,shards]"
+                        "usage: plugwarden-bench [--quick] [--rounds N] [--only spawn,rt,bulk,batch,memory,streaming,sanitize,office,shards]"
                     );
                     std::process::exit(0);
                 }
@@ -852,6 +859,108 @@ fn sanitize_section(c: &Config, bins: &host::Binaries, rows: &mut Vec<Row>) -> R
     Ok(())
 }
 
+/// A 10-page docx through `plugwarden sanitize` end to end, where its
+/// time goes, with OCR, and what a warm LibreOffice would save.
+fn office_section(c: &Config, bins: &host::Binaries, rows: &mut Vec<Row>) -> Result<()> {
+    const WORKERS: usize = 2;
+    let skip = |rows: &mut Vec<Row>, why: String| {
+        let mut row = Row::info("office, pages/s", "pages/s", &[]);
+        row.base_name = format!("skipped: {why}");
+        rows.push(row);
+    };
+    let Some(sample) = office::sample_path() else {
+        skip(rows, format!("{} not found", office::SAMPLE));
+        return Ok(());
+    };
+    if let Some(why) = office::missing() {
+        skip(rows, why);
+        return Ok(());
+    }
+    let copies = c.office_copies;
+    let input = office::inputs(&sample, copies)?;
+    let ocr = !office::tesseract_missing();
+    let (mut cli, mut cli_ocr, mut cold, mut warm) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut convert, mut render, mut ocr_share, mut sandboxed) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for round in 0..c.office_rounds {
+        progress(&format!("office round {}/{}", round + 1, c.office_rounds));
+        cli.push(
+            office::cli_run(&bins.plugwarden, input.path(), copies, WORKERS, false)?.pages_per_s,
+        );
+        // One worker: the stages' shares, and the sandbox's cost against
+        // LibreOffice alone, without two documents competing for the CPUs.
+        let run = office::cli_run(&bins.plugwarden, input.path(), copies, 1, false)?;
+        let total = run.convert_ms + run.render_write_ms;
+        convert.push(100.0 * run.convert_ms / total);
+        render.push(100.0 * run.render_write_ms / total);
+        sandboxed.push(run.convert_ms / 1000.0 / copies as f64);
+        if ocr {
+            let run = office::cli_run(&bins.plugwarden, input.path(), copies, WORKERS, true)?;
+            cli_ocr.push(run.pages_per_s);
+            // With two workers the stages overlap across documents: the
+            // share is of the summed stage times.
+            ocr_share
+                .push(100.0 * run.ocr_ms / (run.convert_ms + run.render_write_ms + run.ocr_ms));
+        }
+        cold.push(office::libreoffice_s_per_doc(input.path(), copies, false)?);
+        warm.push(office::libreoffice_s_per_doc(input.path(), copies, true)?);
+    }
+    let what = format!("office: {copies} × {}-page docx", office::PAGES);
+    rows.push(Row::versus(
+        &format!("{what}, `plugwarden sanitize --workers {WORKERS}` end to end, vs Dangerzone (order of magnitude: ~0.5 s a page, its LibreOffice step not counted)"),
+        "pages/s",
+        &cli,
+        "Dangerzone ~2 pages/s",
+        &vec![2.0; cli.len()],
+    ));
+    rows.push(Row::info(
+        &format!("{what}, `--workers 1`: share of LibreOffice in the office sandbox"),
+        "%",
+        &convert,
+    ));
+    rows.push(Row::info(
+        &format!(
+            "{what}, `--workers 1`: share of rendering (pdf sandbox) and writing the safe PDF"
+        ),
+        "%",
+        &render,
+    ));
+    if ocr {
+        rows.push(Row::versus(
+            &format!("{what}, `--ocr eng` vs without"),
+            "pages/s",
+            &cli_ocr,
+            "without --ocr",
+            &cli,
+        ));
+        rows.push(Row::info(
+            &format!("{what}, `--ocr eng`: share of Tesseract in the ocr sandbox"),
+            "%",
+            &ocr_share,
+        ));
+    } else {
+        let mut row = Row::info(&format!("{what}, `--ocr eng`"), "pages/s", &[]);
+        row.base_name = "skipped: tesseract-ocr-eng is not installed".into();
+        rows.push(row);
+    }
+    rows.push(Row::versus(
+        "LibreOffice a document, outside any sandbox: a fresh process and profile each (the sandbox's way) vs one warm process for all",
+        "s",
+        &cold,
+        "warm, one process and profile",
+        &warm,
+    ));
+    rows.push(Row::versus(
+        "LibreOffice a document: in the office sandbox (`--workers 1`) vs a fresh process and profile outside",
+        "s",
+        &sandboxed,
+        "fresh process outside",
+        &cold,
+    ));
+    Ok(())
+}
+
 /// N shards with one worker each against one run with N workers (N = the
 /// CPUs, at least 2), alternating round by round; then the merge of shard
 /// logs holding `merge_records` records.
@@ -947,6 +1056,9 @@ fn main() -> Result<()> {
     }
     if c.wants("sanitize") {
         sanitize_section(&c, &bins, &mut rows)?;
+    }
+    if c.wants("office") {
+        office_section(&c, &bins, &mut rows)?;
     }
     if c.wants("shards") {
         shards_section(&c, &bins, &mut rows)?;

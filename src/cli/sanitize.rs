@@ -196,7 +196,8 @@ impl OfficeSupport {
     /// `PLUGWARDEN_NO_LIBREOFFICE=1` simulates a machine without it.
     fn probe() -> OfficeSupport {
         let root = Path::new(LIBREOFFICE);
-        let simulated_absent = std::env::var_os("PLUGWARDEN_NO_LIBREOFFICE").is_some_and(|v| v == "1");
+        let simulated_absent =
+            std::env::var_os("PLUGWARDEN_NO_LIBREOFFICE").is_some_and(|v| v == "1");
         let modules = if root.join("program/soffice.bin").exists() && !simulated_absent {
             [
                 OfficeModule::Writer,

@@ -290,6 +290,7 @@ impl Ocr {
         stream: &mut PdfStream<HashedFile>,
         cancel: Option<&Arc<AtomicBool>>,
     ) -> Result<Vec<String>, Verdict> {
+        let started = std::time::Instant::now();
         let pages = stream.ocr_pages();
         let mut words = 0;
         let mut failed = Vec::new();
@@ -320,10 +321,11 @@ impl Ocr {
                 .map_err(|e| Verdict::InputError(format!("cannot write the safe file: {e}")))?;
         }
         let mut notes = vec![format!(
-            "ocr ({}): {} of {} rendered pages read, {words} words in the text layer: {}",
+            "ocr ({}): {} of {} rendered pages read in {} ms, {words} words in the text layer: {}",
             self.lang,
             pages.len() - failed.len(),
             pages.len(),
+            started.elapsed().as_millis(),
             self.stage.identity
         )];
         notes.extend(
