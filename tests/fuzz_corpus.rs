@@ -17,6 +17,10 @@ mod audit_verify;
 mod frame_decoder;
 #[path = "../fuzz/fuzz_targets/manifest_parser_check.rs"]
 mod manifest_parser;
+#[path = "../fuzz/fuzz_targets/ocr_tsv_check.rs"]
+mod ocr_tsv;
+#[path = "../fuzz/fuzz_targets/office_container_check.rs"]
+mod office_container;
 #[path = "../fuzz/fuzz_targets/policy_parser_check.rs"]
 mod policy_parser;
 #[path = "../fuzz/fuzz_targets/protocol_messages_check.rs"]
@@ -116,6 +120,16 @@ fn test_fuzz_corpus_audit_verify_replays_clean() {
 #[test]
 fn test_fuzz_corpus_audit_merge_replays_clean() {
     replay("audit_merge", audit_merge::check);
+}
+
+#[test]
+fn test_fuzz_corpus_office_container_replays_clean() {
+    replay("office_container", office_container::check);
+}
+
+#[test]
+fn test_fuzz_corpus_ocr_tsv_replays_clean() {
+    replay("ocr_tsv", ocr_tsv::check);
 }
 
 /// The harness itself: a check that panics on one input is reported with
