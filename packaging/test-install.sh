@@ -52,6 +52,10 @@ main_job() { # main_job NAME BIN_DIR
     check "$1: benign.pdf.safe.pdf is a PDF" magic "$out/safe/benign.pdf.safe.pdf" 0 %PDF-
     check "$1: the decompression bomb is refused" grep -q 'hostile-bomb.png.*image too large' "$out.stdout"
     check "$1: the bomb left no output" [ ! -e "$out/safe/hostile-bomb.png.safe.png" ]
+    if [ -x /usr/lib/libreoffice/program/soffice.bin ]; then
+        check "$1: office/benign.docx.safe.pdf is a PDF (LibreOffice in its sandbox)" \
+            magic "$out/safe/office/benign.docx.safe.pdf" 0 %PDF-
+    fi
     check "$1: doctor --check runs a sandboxed child under each policy" \
         env -i PATH="$2" plugwarden doctor --check
 }
@@ -67,8 +71,8 @@ echo "$deb"
 
 section "cargo install --path . --root DIR"
 cargo install --locked --path . --root "$work/root" --target-dir target 2>&1 | tail -n 2
-check "cargo install: plugwarden and the two sanitize plugins in DIR/bin" \
-    test -x "$work/root/bin/plugwarden" -a -x "$work/root/bin/pw-image-sanitize" -a -x "$work/root/bin/pw-pdf-sanitize"
+check "cargo install: plugwarden and the three sanitize plugins in DIR/bin" \
+    test -x "$work/root/bin/plugwarden" -a -x "$work/root/bin/pw-image-sanitize" -a -x "$work/root/bin/pw-pdf-sanitize" -a -x "$work/root/bin/pw-office-convert"
 main_job cargo-install "$work/root/bin"
 
 section "the Debian package: dpkg -i"
@@ -81,11 +85,11 @@ dpkg -i "$deb"
 dpkg -L plugwarden | sort >"$work/files"
 check "dpkg -i: installed" dpkg-query -W plugwarden
 check "/usr/bin/plugwarden" test -x /usr/bin/plugwarden
-for p in pw-image-sanitize pw-pdf-sanitize; do
+for p in pw-image-sanitize pw-pdf-sanitize pw-office-convert; do
     check "/usr/lib/plugwarden/$p is root's, mode 0755" \
         test "$(stat -c '%U %a' /usr/lib/plugwarden/$p)" = "root 755"
 done
-for p in strict default image pdf; do
+for p in strict default image pdf office ocr; do
     check "policy $p.toml is shipped and sound" \
         /usr/bin/plugwarden policy check /usr/share/plugwarden/policies/$p.toml
 done

@@ -48,12 +48,16 @@ fn tesseract_missing() -> Option<String> {
         .then(|| "not applicable: Tesseract is not installed (apt-get install tesseract-ocr tesseract-ocr-eng)".to_string())
 }
 
-/// Copies `names` (relative to samples/) into a fresh input directory.
+/// Copies `names` (relative to samples/, or to the checkout when they
+/// start with tests/) into a fresh input directory.
 fn inputs(dir: &Path, names: &[&str]) -> PathBuf {
     let input = dir.join("in");
     std::fs::create_dir_all(&input).unwrap();
     for name in names {
-        let src = repo().join("samples").join(name);
+        let src = match name.starts_with("tests/") {
+            true => repo().join(name),
+            false => repo().join("samples").join(name),
+        };
         let file = Path::new(name).file_name().unwrap();
         std::fs::copy(&src, input.join(file)).unwrap_or_else(|e| panic!("{}: {e}", src.display()));
     }

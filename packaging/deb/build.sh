@@ -3,7 +3,8 @@
 # machine has (dpkg-deb; dpkg-shlibdeps from dpkg-dev for Depends):
 #
 #   /usr/bin/plugwarden
-#   /usr/lib/plugwarden/pw-image-sanitize, pw-pdf-sanitize   (the sanitize plugins)
+#   /usr/lib/plugwarden/pw-image-sanitize, pw-pdf-sanitize,
+#     pw-office-convert                                      (the sanitize plugins)
 #   /usr/share/plugwarden/policies/*.toml                   (the shipped policies)
 #   /usr/share/man/man1/plugwarden*.1.gz                    (clap_mangen)
 #   bash, zsh and fish completions                          (clap_complete)
@@ -42,7 +43,7 @@ root=$stage/debian/plugwarden
 # Binaries: debug sections dropped (symbols kept for panic messages).
 install -d -m 0755 "$root/usr/bin" "$root/usr/lib/plugwarden"
 objcopy --strip-debug "$bin" "$root/usr/bin/plugwarden"
-for plugin in pw-image-sanitize pw-pdf-sanitize; do
+for plugin in pw-image-sanitize pw-pdf-sanitize pw-office-convert; do
     objcopy --strip-debug "$dir/$plugin" "$root/usr/lib/plugwarden/$plugin"
 done
 chmod 0755 "$root/usr/bin/plugwarden" "$root"/usr/lib/plugwarden/*
@@ -94,15 +95,17 @@ Architecture: $arch
 Maintainer: $name <$email>
 Installed-Size: $(du -sk --exclude=DEBIAN "$root" | cut -f1)
 Depends: $depends
+Suggests: libreoffice-writer-nogui, libreoffice-calc-nogui, libreoffice-impress-nogui, libreoffice-draw-nogui, tesseract-ocr, tesseract-ocr-eng
 Section: utils
 Priority: optional
 Description: run untrusted plugins safely on Linux
  plugwarden runs untrusted plugins (converters, codecs, scripting hooks)
  in sandboxed children: seccomp with user notification, Landlock,
  namespaces, cgroups and rlimits, with one verdict per input and a
- hash-chained audit log. "plugwarden sanitize" turns hostile PDFs and
- images into pixels-only files through the sandboxed plugins in
- /usr/lib/plugwarden.
+ hash-chained audit log. "plugwarden sanitize" turns hostile PDFs,
+ images and (with LibreOffice installed) Office and OpenDocument files
+ into pixels-only files through the sandboxed plugins in
+ /usr/lib/plugwarden; with Tesseract, "--ocr LANG" makes them searchable.
 EOF
 (cd "$root" && find usr -type f -exec md5sum {} + | sort -k2) >"$root/DEBIAN/md5sums"
 chmod 0644 "$root/DEBIAN/control" "$root/DEBIAN/md5sums"
