@@ -281,7 +281,7 @@ fn copy_to_file(input: &mut impl Read, path: &Path) -> Result<(), Failure> {
 
 /// One run of LibreOffice: headless, the fresh profile, the forced import
 /// filter, the PDF into `out/`. Its stdout goes to our stderr, its stdin
-/// is /dev/null; its environment is only what it needs.
+/// is /dev/null; its environment is only what it needs (`svp`: no display).
 fn run_soffice(
     soffice: &Path,
     work: &Work,
@@ -313,6 +313,10 @@ fn run_soffice(
         .env("PATH", "/usr/bin:/bin")
         .env("LANG", "C.UTF-8")
         .env("SAL_USE_VCLPLUGIN", "svp")
+        // LibreOffice's thread pool sizes itself by the CPUs; the pool
+        // already runs a document per CPU, and the office policy counts
+        // threads with processes.
+        .env("MAX_CONCURRENCY", "1")
         .stdin(Stdio::null())
         .stdout(io::stderr())
         .status()
