@@ -334,6 +334,8 @@ struct Conn {
     violation: Option<String>,
     denied: Vec<String>,
     on_violation: OnViolation,
+    /// For its errno answers (soft denials), by syscall name.
+    policy: Arc<crate::policy::Policy>,
     enforce: Enforce,
     killed_for: Option<TimeoutKind>,
     buf: Vec<u8>,
@@ -374,6 +376,7 @@ impl Conn {
             violation: None,
             denied: Vec::new(),
             on_violation: sandbox.policy.syscalls.on_violation,
+            policy: sandbox.policy.clone(),
             enforce: sandbox.enforce,
             killed_for: None,
             buf: vec![0; CHUNK],
@@ -761,6 +764,33 @@ impl Conn {
             error: -libc::EPERM,
             flags: 0,
         };
+        // A soft denial: the policy answers this call with an errno, in
+        // every mode (log mode shows what enforcing does), and records it.
+        if let Some(errno) = self.soft_errno(d.arch, d.nr, &d.args) {
+            resp.error = -i32::from(errno);
+            self.note_denied(format!(
+                "{what} → {}",
+                crate::child::errno_name(i32::from(errno))
+            ));
+        } else {
+            self.answer(what, &mut resp);
+        }
+        // SAFETY: NOTIF_SEND reads one seccomp_notif_resp from our stack.
+        unsafe { libc::ioctl(listener, libc::SECCOMP_IOCTL_NOTIF_SEND, &resp) };
+    }
+
+    /// The errno the policy answers syscall `nr` of `arch` with, if any.
+    fn soft_errno(&self, arch: u32, nr: i32, args: &[u64; 6]) -> Option<u16> {
+        let native = crate::policy::groups::Arch::native();
+        if arch != crate::seccomp::audit_arch(native) {
+            return None;
+        }
+        let name = crate::policy::groups::name_of(native, i64::from(nr))?;
+        crate::policy::errno_answer(&self.policy.syscalls.errno, name, args)
+    }
+
+    /// A call outside the allowlist: kill, EPERM, or (log) let it run.
+    fn answer(&mut self, what: String, resp: &mut libc::seccomp_notif_resp) {
         match (self.enforce, self.on_violation) {
             (Enforce::Log, _) => {
                 resp.error = 0;
@@ -776,8 +806,6 @@ impl Conn {
                 self.proc.kill();
             }
         }
-        // SAFETY: NOTIF_SEND reads one seccomp_notif_resp from our stack.
-        unsafe { libc::ioctl(listener, libc::SECCOMP_IOCTL_NOTIF_SEND, &resp) };
     }
 
     fn note_denied(&mut self, what: String) {

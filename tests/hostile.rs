@@ -1385,6 +1385,7 @@ fn run_sandboxed(
         args: Vec::new(),
         mode: Mode::Worker,
         env: Vec::new(),
+        cwd: None,
     };
     let sb =
         Sandbox::new(fs.clone(), spec, Arc::new(p), Enforce::Policy).map_err(|e| e.to_string())?;

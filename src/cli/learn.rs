@@ -88,6 +88,7 @@ fn observation_policy(timeout: Option<Duration>, seen: &Observed) -> Result<Poli
         read: vec![PathBuf::from("/")],
         write: Vec::new(),
         exec: Vec::new(),
+        tmp: 0,
     };
     p.network = Default::default();
     // A minimal root would hide what the broad read grant is for (and
@@ -258,6 +259,7 @@ pub fn run(a: LearnArgs) -> Result<u8, Usage> {
         args,
         mode,
         env,
+        cwd: None,
     };
     let fs = super::start_fork_server()?;
     let mut seen = Observed::default();

@@ -98,6 +98,7 @@ fn sandbox_for(
         args,
         mode: Mode::Worker,
         env: Vec::new(),
+        cwd: None,
     };
     Ok(Arc::new(Sandbox::new(
         fs.clone(),
