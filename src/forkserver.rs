@@ -1643,6 +1643,34 @@ fn root_plan(
             dst: c(Path::new("tmp"))?,
             opts: tmp_opts,
         });
+        // The write grants, writable over the read-only tree, and every
+        // grant below /tmp, on the private /tmp.
+        let extra = grants
+            .read
+            .iter()
+            .chain(&grants.exec)
+            .map(|p| (p, false))
+            .chain(grants.write.iter().map(|p| (p, true)))
+            .filter_map(|(p, w)| std::fs::canonicalize(p).ok().map(|p| (p, w)))
+            .filter(|(p, w)| *w || p.starts_with("/tmp"));
+        for (p, writable) in extra {
+            if p == Path::new("/") || p.starts_with("/proc") {
+                continue;
+            }
+            if p.starts_with("/tmp") {
+                if p.is_dir() {
+                    mkdirs(&p, &mut ops)?;
+                } else if let Some(parent) = p.parent() {
+                    mkdirs(parent, &mut ops)?;
+                    ops.push(child::RootOp::Touch(c(&inside(&p))?));
+                }
+            }
+            ops.push(child::RootOp::Bind {
+                src: c(&p)?,
+                dst: c(&inside(&p))?,
+                flags: bind_flags(&p, writable),
+            });
+        }
         // The sandbox's own procfs; without a PID namespace an empty
         // tmpfs (a procfs would show the host's processes).
         ops.push(if pidns {
@@ -1687,9 +1715,14 @@ fn root_plan(
         opts: tmp_opts,
     });
     binds.sort_by_key(|(p, _)| p.components().count());
-    let mut bound: Vec<PathBuf> = Vec::new();
+    // A path under one already bound is skipped, unless it is writable
+    // and that one is not (`--ro /data --rw /data/out`).
+    let mut bound: Vec<(PathBuf, bool)> = Vec::new();
     for (p, writable) in binds {
-        if bound.iter().any(|b| p.starts_with(b)) {
+        if bound
+            .iter()
+            .any(|(b, w)| p.starts_with(b) && (*w || !writable))
+        {
             continue;
         }
         let dst = inside(&p);
@@ -1701,43 +1734,13 @@ fn root_plan(
             }
             ops.push(child::RootOp::Touch(c(&dst)?));
         }
-        let keep = nix::sys::statvfs::statvfs(&p).map_or(0, |st| {
-            use nix::sys::statvfs::FsFlags;
-            let f = st.flags();
-            let mut keep = 0;
-            for (fs_flag, ms_flag) in [
-                (FsFlags::ST_NOEXEC, libc::MS_NOEXEC),
-                (FsFlags::ST_NOSUID, libc::MS_NOSUID),
-                (FsFlags::ST_NODEV, libc::MS_NODEV),
-                (FsFlags::ST_RDONLY, libc::MS_RDONLY),
-                (FsFlags::ST_NOATIME, libc::MS_NOATIME),
-                (FsFlags::ST_NODIRATIME, libc::MS_NODIRATIME),
-                (FsFlags::ST_RELATIME, libc::MS_RELATIME),
-            ] {
-                if f.contains(fs_flag) {
-                    keep |= ms_flag;
-                }
-            }
-            keep
-        });
-        use std::os::unix::fs::FileTypeExt;
-        let device = std::fs::metadata(&p)
-            .is_ok_and(|m| m.file_type().is_char_device() || m.file_type().is_block_device());
-        let mut flags = keep | libc::MS_NOSUID;
-        if !device {
-            flags |= libc::MS_NODEV;
-        }
-        if writable {
-            flags &= !libc::MS_RDONLY;
-        } else {
-            flags |= libc::MS_RDONLY;
-        }
+        let flags = bind_flags(&p, writable);
         ops.push(child::RootOp::Bind {
             src: c(&p)?,
             dst: c(&dst)?,
             flags,
         });
-        bound.push(p);
+        bound.push((p, writable));
     }
     // Top-level symlinks (lib -> usr/lib on merged /usr), so ELF
     // interpreter paths like /lib64/ld-linux-x86-64.so.2 resolve.
@@ -1767,6 +1770,43 @@ fn root_plan(
         ops,
         template: -1,
     })
+}
+
+/// The remount flags of a bind of `p`: read-only unless `writable`,
+/// nosuid, nodev but for device nodes, and the source mount's own flags
+/// (inside a user namespace they are locked, and dropping one fails).
+fn bind_flags(p: &Path, writable: bool) -> libc::c_ulong {
+    use std::os::unix::fs::FileTypeExt;
+    let keep = nix::sys::statvfs::statvfs(p).map_or(0, |st| {
+        use nix::sys::statvfs::FsFlags;
+        let f = st.flags();
+        let mut keep = 0;
+        for (fs_flag, ms_flag) in [
+            (FsFlags::ST_NOEXEC, libc::MS_NOEXEC),
+            (FsFlags::ST_NOSUID, libc::MS_NOSUID),
+            (FsFlags::ST_NODEV, libc::MS_NODEV),
+            (FsFlags::ST_RDONLY, libc::MS_RDONLY),
+            (FsFlags::ST_NOATIME, libc::MS_NOATIME),
+            (FsFlags::ST_NODIRATIME, libc::MS_NODIRATIME),
+            (FsFlags::ST_RELATIME, libc::MS_RELATIME),
+        ] {
+            if f.contains(fs_flag) {
+                keep |= ms_flag;
+            }
+        }
+        keep
+    });
+    let device = std::fs::metadata(p)
+        .is_ok_and(|m| m.file_type().is_char_device() || m.file_type().is_block_device());
+    let mut flags = keep | libc::MS_NOSUID;
+    if !device {
+        flags |= libc::MS_NODEV;
+    }
+    if writable {
+        flags & !libc::MS_RDONLY
+    } else {
+        flags | libc::MS_RDONLY
+    }
 }
 
 /// Builds `root` once in a throwaway child and keeps its mount namespace

@@ -20,6 +20,7 @@ pub mod input;
 pub mod kernel;
 pub mod landlock_rules;
 pub mod manifest;
+pub mod observe;
 pub mod plugin;
 pub mod policy;
 pub mod pool;

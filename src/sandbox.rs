@@ -39,6 +39,9 @@ pub enum Enforce {
     Policy,
     /// Report what would have been denied and let it proceed.
     Log,
+    /// As `Log`, and read the paths the file syscalls name from the child
+    /// (`plugwarden learn`, [`crate::observe`]).
+    Observe,
 }
 
 /// The plugin to run.
@@ -123,7 +126,7 @@ impl Sandbox {
                 offered: kernel.landlock_abi,
             });
         }
-        if enforce == Enforce::Log && !kernel.has(crate::kernel::Feature::NotifContinue) {
+        if enforce != Enforce::Policy && !kernel.has(crate::kernel::Feature::NotifContinue) {
             return Err(SandboxError::NoLogOnly);
         }
         let deps =

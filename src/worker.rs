@@ -9,7 +9,7 @@
 //! pidfd. Every byte from the plugin is hostile; every way it can misbehave
 //! ends in a verdict for the job at hand.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::io::Write as _;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -22,6 +22,7 @@ use sha2::{Digest, Sha256};
 
 use crate::forkserver::ExitInfo;
 use crate::input::{Input, InputError, Source};
+use crate::observe::PathUse;
 use crate::policy::OnViolation;
 use crate::protocol::{self, Frame, FrameDecoder, Kind};
 use crate::sandbox::{Enforce, Mode, Process, Sandbox, SandboxError};
@@ -40,6 +41,8 @@ pub const SPILL_OVER: u64 = 8 << 20;
 /// Bytes of one job's stderr relayed ([`StderrRelay`]) or logged at debug
 /// level, by default; the rest is counted and dropped.
 pub const STDERR_LIMIT: u64 = 1 << 20;
+/// Most distinct paths observe mode keeps per job.
+const MAX_PATHS: usize = 1 << 16;
 
 /// `call`'s live view of a plugin's stderr: written to `out` as it comes,
 /// at most `limit` bytes per job, then one note saying how much was
@@ -242,6 +245,8 @@ pub struct JobOutcome {
     pub denied: Vec<String>,
     /// The end of the plugin's stderr.
     pub stderr_tail: String,
+    /// The paths its file syscalls named (observe mode only).
+    pub paths: BTreeSet<PathUse>,
 }
 
 impl JobOutcome {
@@ -257,6 +262,7 @@ impl JobOutcome {
             pid: 0,
             denied: Vec::new(),
             stderr_tail: String::new(),
+            paths: BTreeSet::new(),
         }
     }
 }
@@ -333,6 +339,10 @@ struct Conn {
     stderr_tail: Vec<u8>,
     violation: Option<String>,
     denied: Vec<String>,
+    /// Observe mode: the paths seen, and the path syscalls already listed
+    /// in `denied` (once each: their calls differ by pointer only).
+    paths: BTreeSet<PathUse>,
+    path_calls: BTreeSet<&'static str>,
     on_violation: OnViolation,
     /// For its errno answers (soft denials), by syscall name.
     policy: Arc<crate::policy::Policy>,
@@ -375,6 +385,8 @@ impl Conn {
             stderr_tail: Vec::new(),
             violation: None,
             denied: Vec::new(),
+            paths: BTreeSet::new(),
+            path_calls: BTreeSet::new(),
             on_violation: sandbox.policy.syscalls.on_violation,
             policy: sandbox.policy.clone(),
             enforce: sandbox.enforce,
@@ -766,7 +778,10 @@ impl Conn {
         };
         // A soft denial: the policy answers this call with an errno, in
         // every mode (log mode shows what enforcing does), and records it.
-        if let Some(errno) = self.soft_errno(d.arch, d.nr, &d.args) {
+        if self.enforce == Enforce::Observe && self.observe(req.pid, d.arch, d.nr, &d.args, &what) {
+            resp.error = 0;
+            resp.flags = libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32;
+        } else if let Some(errno) = self.soft_errno(d.arch, d.nr, &d.args) {
             resp.error = -i32::from(errno);
             self.note_denied(format!(
                 "{what} → {}",
@@ -789,10 +804,36 @@ impl Conn {
         crate::policy::errno_answer(&self.policy.syscalls.errno, name, args)
     }
 
+    /// Records the paths a file syscall names (learn); false for any
+    /// other call. The first call of each such syscall is listed among
+    /// the denied ones, with its path in place of the pointer.
+    fn observe(&mut self, pid: u32, arch: u32, nr: i32, args: &[u64; 6], what: &str) -> bool {
+        let native = crate::policy::groups::Arch::native();
+        let Some(name) = (arch == crate::seccomp::audit_arch(native))
+            .then(|| crate::policy::groups::name_of(native, i64::from(nr)))
+            .flatten()
+            .filter(|n| crate::observe::path_syscalls().any(|p| p == *n))
+        else {
+            return false;
+        };
+        let uses = crate::observe::paths_of(pid, name, args);
+        if self.path_calls.insert(name) {
+            let named = uses.first().map_or_else(
+                || what.to_string(),
+                |u| format!("{name}({:?}, ...)", u.path),
+            );
+            self.note_denied(named);
+        }
+        if self.paths.len() < MAX_PATHS {
+            self.paths.extend(uses);
+        }
+        true
+    }
+
     /// A call outside the allowlist: kill, EPERM, or (log) let it run.
     fn answer(&mut self, what: String, resp: &mut libc::seccomp_notif_resp) {
         match (self.enforce, self.on_violation) {
-            (Enforce::Log, _) => {
+            (Enforce::Log | Enforce::Observe, _) => {
                 resp.error = 0;
                 resp.flags = libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32;
                 self.note_denied(what);
@@ -1209,6 +1250,8 @@ impl Worker {
             }
         }
         self.conn.denied.clear();
+        self.conn.paths.clear();
+        self.conn.path_calls.clear();
         let result = self.await_answer(id, started, cpu_start);
         let (verdict, output) = match result {
             Ok(out) => (Verdict::Ok, out),
@@ -1315,6 +1358,8 @@ impl Worker {
         }
         let sent = (self.next_id - first_id) as usize;
         self.conn.denied.clear();
+        self.conn.paths.clear();
+        self.conn.path_calls.clear();
         self.late_frame_for = None;
         // Each job has one CPU budget, counted from the CPU clock's last
         // reading (`mark`). The clock is read after an answer that took 1 ms
@@ -1377,6 +1422,7 @@ impl Worker {
                 max_rss_kib: 0,
                 pid: self.conn.proc.pid,
                 denied: std::mem::take(&mut self.conn.denied),
+                paths: std::mem::take(&mut self.conn.paths),
                 stderr_tail: String::new(),
             });
             if self.dead {
@@ -1573,6 +1619,7 @@ impl Worker {
             max_rss_kib,
             pid: self.conn.proc.pid,
             denied: std::mem::take(&mut self.conn.denied),
+            paths: std::mem::take(&mut self.conn.paths),
             stderr_tail: self.conn.stderr_text(),
         }
     }
@@ -1672,6 +1719,7 @@ fn filter_job(sandbox: &Sandbox, input: Payload, attach: Attach) -> JobOutcome {
         max_rss_kib: info.maxrss_kib,
         pid: conn.proc.pid,
         denied: std::mem::take(&mut conn.denied),
+        paths: std::mem::take(&mut conn.paths),
         stderr_tail: conn.stderr_text(),
     }
 }
