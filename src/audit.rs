@@ -129,6 +129,173 @@ impl AuditRecord {
     }
 }
 
+/// The events a [`JobRecord`] may carry.
+pub const EVENTS: [&str; 3] = [SHARD_START, SHARD_END, MERGE];
+/// The first record of a shard's log (`run --shard`).
+pub const SHARD_START: &str = "shard_start";
+/// Appended when a shard's run ended with every input it found judged.
+pub const SHARD_END: &str = "shard_end";
+/// The first record of a merged log (`audit merge`).
+pub const MERGE: &str = "merge";
+
+/// A record about the batch rather than one input, in the same chain: a
+/// shard's start and end, and the head of a merged log. Its third field is
+/// `event`, where an input's record has `input`; old logs hold none. Field
+/// order is part of the canonical form, as for [`AuditRecord`].
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct JobRecord {
+    pub seq: u64,
+    pub time: String,
+    /// One of [`EVENTS`].
+    pub event: String,
+    pub job: Job,
+    /// `shard_start`, `shard_end`: this log's shard, 0 to `job.shards` − 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<u32>,
+    /// `shard_end`: the inputs this shard's walk found in the run that
+    /// ended (its share of the batch). `merge`: the inputs in the merged log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<u64>,
+    /// `merge`: the shard logs merged, in shard order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<MergedSource>,
+    pub prev: String,
+    pub hash: String,
+}
+
+/// What makes two shards parts of one batch.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Job {
+    /// N: how many shards the inputs are split into.
+    pub shards: u32,
+    /// The INPUT arguments, in order, as given.
+    pub roots: Vec<Root>,
+    /// The plugin and policy of each route (one for `run`, two for `sanitize`).
+    pub routes: Vec<Route>,
+}
+
+/// An INPUT argument: its name as in [`AuditRecord::input`] (exact bytes
+/// in `path_bytes` when it is not UTF-8).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Root {
+    pub path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_bytes: Option<String>,
+}
+
+/// One plugin under its policy.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    pub plugin: String,
+    pub plugin_sha256: String,
+    pub policy: String,
+    pub policy_sha256: String,
+}
+
+/// A shard log as a merged log cites it.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MergedSource {
+    /// The file merged (for reading; escaped if not UTF-8).
+    pub file: String,
+    pub shard: u32,
+    /// What `audit verify` prints for that file: its record count and
+    /// final hash, so the shard log can be checked against this citation.
+    pub records: u64,
+    pub last_hash: String,
+    /// How many of its input records follow in the merged log.
+    pub copied: u64,
+}
+
+impl Root {
+    pub fn new(path: &[u8]) -> Root {
+        let (path, path_bytes) = name_fields(path);
+        Root { path, path_bytes }
+    }
+
+    /// The exact path; `None` when the pair is not one [`Root::new`] makes.
+    pub fn bytes(&self) -> Option<Vec<u8>> {
+        name_of(&self.path, self.path_bytes.as_deref())
+    }
+}
+
+impl Job {
+    /// How `other` is not the same batch as `self`, in a few words; `None`
+    /// when it is. Names (plugin paths, policy names) may differ between
+    /// machines: the hashes, N and the INPUT arguments may not.
+    pub fn differs(&self, other: &Job) -> Option<String> {
+        if self.shards != other.shards {
+            return Some(format!("{} shards, not {}", other.shards, self.shards));
+        }
+        let roots = |j: &Job| j.roots.iter().map(|r| r.path.clone()).collect::<Vec<_>>();
+        if self.roots != other.roots {
+            return Some(format!(
+                "INPUT arguments {:?}, not {:?}",
+                roots(other),
+                roots(self)
+            ));
+        }
+        let hashes = |j: &Job| {
+            j.routes
+                .iter()
+                .map(|r| (r.plugin_sha256.clone(), r.policy_sha256.clone()))
+                .collect::<Vec<_>>()
+        };
+        if hashes(self) != hashes(other) {
+            return Some("another plugin or policy (their sha256 differ)".to_owned());
+        }
+        None
+    }
+}
+
+/// One line of a log.
+// Nearly every line is an input's record: boxing it would cost an
+// allocation per line to save space on the rare job record.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug, PartialEq)]
+pub enum Line {
+    Input(AuditRecord),
+    Job(JobRecord),
+}
+
+/// A record in the chain: what [`seal`] and the verifier need of it.
+trait Link: Serialize {
+    fn seq(&self) -> u64;
+    fn prev(&self) -> &str;
+    fn hash(&self) -> &str;
+    fn hash_mut(&mut self) -> &mut String;
+    fn set_position(&mut self, seq: u64, prev: &str);
+}
+
+macro_rules! link {
+    ($t:ty) => {
+        impl Link for $t {
+            fn seq(&self) -> u64 {
+                self.seq
+            }
+            fn prev(&self) -> &str {
+                &self.prev
+            }
+            fn hash(&self) -> &str {
+                &self.hash
+            }
+            fn hash_mut(&mut self) -> &mut String {
+                &mut self.hash
+            }
+            fn set_position(&mut self, seq: u64, prev: &str) {
+                self.seq = seq;
+                prev.clone_into(&mut self.prev);
+            }
+        }
+    };
+}
+link!(AuditRecord);
+link!(JobRecord);
+
 /// What a successful verification found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VerifySummary {
@@ -204,13 +371,22 @@ pub enum VerifyError {
         /// Byte offset where the torn line starts: the length of the valid prefix.
         offset: u64,
     },
+    #[error(
+        "{}: its merge record promises {expected} records and it holds {found}: records were removed from its end, or added; merge the shard logs again",
+        log_name(.file)
+    )]
+    Incomplete {
+        file: Option<PathBuf>,
+        expected: u64,
+        found: u64,
+    },
 }
 
 impl VerifyError {
     /// The 1-based line the problem is on (None for a read error).
     pub fn line(&self) -> Option<u64> {
         match self {
-            VerifyError::Io { .. } => None,
+            VerifyError::Io { .. } | VerifyError::Incomplete { .. } => None,
             VerifyError::Malformed { line, .. }
             | VerifyError::HashMismatch { line, .. }
             | VerifyError::NotCanonical { line, .. }
@@ -370,39 +546,58 @@ impl AuditWriter {
     /// one line with a single write(2), and returns it as written. On a write
     /// error the partial line is removed, so the log stays valid.
     pub fn append(&mut self, mut rec: AuditRecord) -> Result<AuditRecord, AuditError> {
-        if self.broken {
-            return Err(AuditError::Broken {
-                path: self.path.clone(),
-            });
-        }
         if !VERDICTS.contains(&rec.verdict.as_str()) {
             return Err(AuditError::UnknownVerdict {
                 input: rec.input,
                 verdict: rec.verdict,
             });
         }
-        rec.seq = self.next_seq;
         if rec.time.is_empty() {
-            rec.time = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
+            rec.time = now();
         }
-        rec.prev = self.last_hash.clone();
-        seal(&mut rec);
-        let mut line = encode(&rec);
+        let name = rec.input.clone();
+        self.commit(&mut rec, || name)?;
+        Ok(rec)
+    }
+
+    /// [`AuditWriter::append`] for a record about the batch.
+    pub fn append_job(&mut self, mut rec: JobRecord) -> Result<JobRecord, AuditError> {
+        if rec.time.is_empty() {
+            rec.time = now();
+        }
+        let event = rec.event.clone();
+        self.commit(&mut rec, || format!("the {event} record"))?;
+        Ok(rec)
+    }
+
+    fn commit<T: Link>(
+        &mut self,
+        rec: &mut T,
+        name: impl FnOnce() -> String,
+    ) -> Result<(), AuditError> {
+        if self.broken {
+            return Err(AuditError::Broken {
+                path: self.path.clone(),
+            });
+        }
+        let seq = self.next_seq;
+        rec.set_position(seq, &self.last_hash);
+        let mut line = seal(rec);
         if line.len() > MAX_LINE {
             return Err(AuditError::RecordTooLarge {
-                input: rec.input,
+                input: name(),
                 len: line.len(),
             });
         }
         line.push(b'\n');
-        self.write_line(&line, rec.seq)?;
+        self.write_line(&line, seq)?;
         self.len += line.len() as u64;
         self.next_seq += 1;
-        self.last_hash.clone_from(&rec.hash);
+        rec.hash().clone_into(&mut self.last_hash);
         if self.sync {
-            self.sync_to_disk(rec.seq)?;
+            self.sync_to_disk(seq)?;
         }
-        Ok(rec)
+        Ok(())
     }
 
     /// The `seq` the next appended record gets.
@@ -509,7 +704,10 @@ pub fn recorded_inputs(path: &Path) -> Result<HashSet<(Vec<u8>, String)>, AuditE
     };
     let mut inputs = HashSet::new();
     let reader = BufReader::with_capacity(64 << 10, file);
-    scan_log(reader, Some(path), |rec| {
+    scan_log(reader, Some(path), |line| {
+        let Line::Input(rec) = line else {
+            return;
+        };
         if let (Some(sha), true, Some(name)) = (
             rec.input_sha256.clone(),
             is_final(&rec.verdict),
@@ -543,46 +741,197 @@ pub fn verify_bytes_with(
     data: &[u8],
     mut on_record: impl FnMut(&AuditRecord),
 ) -> Result<VerifySummary, VerifyError> {
-    scan_log(data, None, |rec| on_record(&rec))?.into_summary(None)
+    scan_log(data, None, |line| {
+        if let Line::Input(rec) = &line {
+            on_record(rec);
+        }
+    })?
+    .into_summary(None)
 }
 
-/// Sets `rec.hash` from `rec.prev` and the rest of the record.
-fn seal(rec: &mut AuditRecord) {
-    rec.hash = String::new();
-    let canonical = encode(rec);
-    rec.hash = chain_hash(&rec.prev, &canonical);
+/// The first record of the log at `path`, checked as the start of a
+/// chain; `None` for an empty log (or one whose only line is torn).
+pub fn first_record(path: &Path) -> Result<Option<Line>, AuditError> {
+    let file = File::open(path).map_err(|source| AuditError::Open {
+        path: path.to_owned(),
+        source,
+    })?;
+    let mut buf = Vec::new();
+    BufReader::new(file)
+        .take(MAX_LINE as u64 + 1)
+        .read_until(b'\n', &mut buf)
+        .map_err(|source| AuditError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+    let Some(content) = buf.strip_suffix(b"\n") else {
+        return Ok(None);
+    };
+    Chain::new(Some(path))
+        .check(content)
+        .map(Some)
+        .map_err(|e| invalid(path, e))
 }
 
-fn chain_hash(prev: &str, canonical: &[u8]) -> String {
+/// The current time as records carry it.
+pub(crate) fn now() -> String {
+    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+}
+
+/// Sets the record's hash from its `prev` and the rest of it, and returns
+/// its line (without the newline). One serialization: the record is hashed
+/// with `hash` empty, ending `"hash":""}`, and its line is that with the
+/// 64 hex digits between the last two quotes.
+fn seal<T: Link>(rec: &mut T) -> Vec<u8> {
+    rec.hash_mut().clear();
+    let mut line = encode(rec);
+    let hash = chain_hash(rec.prev(), &[&line]);
+    let end = line.len() - 2;
+    line.splice(end..end, hash.bytes());
+    *rec.hash_mut() = hash;
+    line
+}
+
+/// The bytes after `"prev":"` in a canonical record: `<prev>","hash":"<hash>"}`.
+const TAIL: usize = 64 + r#"","hash":""#.len() + 64 + r#""}"#.len();
+
+/// Checks again a line of a chain verified before, without parsing it:
+/// its `prev` is `prev` and its hash covers it. Returns its hash; `None`
+/// when it is not so (it changed since, or is not a canonical record).
+/// Walking a whole log this way and ending at the hash the verifier found
+/// proves the bytes are the ones it verified.
+pub(crate) fn relink<'l>(line: &'l [u8], prev: &str) -> Option<&'l str> {
+    let body = line.len().checked_sub(TAIL)?;
+    let (their_prev, rest) = line[body..].split_at(64);
+    let hash = rest.get(r#"","hash":""#.len()..rest.len() - 2)?;
+    let hash = std::str::from_utf8(hash).ok()?;
+    let linked = their_prev == prev.as_bytes() && rest.starts_with(br#"","hash":""#);
+    (linked && hash_of_line(prev, line, hash).as_deref() == Some(hash)).then_some(hash)
+}
+
+/// What the hash of a canonical `line` holding a hex `hash` must be: the
+/// line with its hash cut out is the record as it was hashed ([`seal`]).
+fn hash_of_line(prev: &str, line: &[u8], hash: &str) -> Option<String> {
+    let cut = line.len().checked_sub(hash.len() + 2)?;
+    let hex = hash.bytes().all(|b| b.is_ascii_hexdigit());
+    hex.then(|| chain_hash(prev, &[&line[..cut], b"\"}"]))
+}
+
+fn chain_hash(prev: &str, canonical: &[&[u8]]) -> String {
     let mut hasher = Sha256::new();
     hasher.update(prev.as_bytes());
-    hasher.update(canonical);
-    hex::encode(hasher.finalize())
+    for part in canonical {
+        hasher.update(part);
+    }
+    let mut hex = [0u8; 64];
+    // 32 bytes always fill 64 hex digits, which are ASCII.
+    hex::encode_to_slice(hasher.finalize(), &mut hex).expect("64 digits for 32 bytes");
+    String::from_utf8(hex.to_vec()).expect("hex digits are ASCII")
 }
 
-fn encode(rec: &AuditRecord) -> Vec<u8> {
-    // Serializing strings, integers, options and a Vec<String> into a Vec
+fn encode<T: Serialize>(rec: &T) -> Vec<u8> {
+    // Serializing strings, integers, options and vectors of them into a Vec
     // has no failure path; a Result here would be untestable noise.
-    serde_json::to_vec(rec).expect("an AuditRecord always serializes")
+    serde_json::to_vec(rec).expect("a record always serializes")
+}
+
+/// Writes a new chain to any writer, e.g. a merged log through a
+/// `BufWriter`: no lock, no repair, no sync (the caller owns the file).
+pub(crate) struct ChainWriter<W: Write> {
+    out: W,
+    next_seq: u64,
+    last_hash: String,
+}
+
+impl<W: Write> ChainWriter<W> {
+    pub(crate) fn new(out: W) -> Self {
+        ChainWriter {
+            out,
+            next_seq: 1,
+            last_hash: GENESIS.to_owned(),
+        }
+    }
+
+    /// Gives `line` the next place in the chain and writes it.
+    pub(crate) fn push(&mut self, line: &mut Line) -> io::Result<()> {
+        let bytes = match line {
+            Line::Input(rec) => self.place(rec),
+            Line::Job(rec) => self.place(rec),
+        };
+        self.out.write_all(&bytes)?;
+        self.out.write_all(b"\n")
+    }
+
+    /// Writes `line`, a record already verified in a chain of its own, at
+    /// the next place of this one without parsing it. A canonical record
+    /// is `{"seq":N,` … `,"prev":"<64 hex>","hash":"<64 hex>"}`, so only
+    /// the number, `prev` and the hash change: the bytes are those [`seal`]
+    /// gives (a unit test holds them equal). `None` when `line` is not
+    /// shaped so.
+    pub(crate) fn push_verified(&mut self, line: &[u8]) -> Option<io::Result<()>> {
+        let rest = line.strip_prefix(br#"{"seq":"#)?;
+        let digits = rest.iter().position(|&b| b == b',')?;
+        let body = rest.get(digits..rest.len().checked_sub(TAIL)?)?;
+        let is_seq = digits > 0 && rest[..digits].iter().all(u8::is_ascii_digit);
+        if !is_seq || !body.ends_with(br#","prev":""#) {
+            return None;
+        }
+        let mut out = Vec::with_capacity(line.len() + 24);
+        out.extend_from_slice(br#"{"seq":"#);
+        out.extend_from_slice(self.next_seq.to_string().as_bytes());
+        out.extend_from_slice(body);
+        out.extend_from_slice(self.last_hash.as_bytes());
+        out.extend_from_slice(br#"","hash":""}"#);
+        let hash = chain_hash(&self.last_hash, &[&out]);
+        let end = out.len() - 2;
+        out.splice(end..end, hash.bytes());
+        out.push(b'\n');
+        self.next_seq += 1;
+        self.last_hash = hash;
+        Some(self.out.write_all(&out))
+    }
+
+    fn place<T: Link>(&mut self, rec: &mut T) -> Vec<u8> {
+        rec.set_position(self.next_seq, &self.last_hash);
+        let line = seal(rec);
+        self.next_seq += 1;
+        rec.hash().clone_into(&mut self.last_hash);
+        line
+    }
+
+    /// The writer, and what `verify` will say of what was written.
+    pub(crate) fn finish(self) -> (W, VerifySummary) {
+        let summary = VerifySummary {
+            records: self.next_seq - 1,
+            last_hash: self.last_hash,
+        };
+        (self.out, summary)
+    }
 }
 
 /// What a pass over a log found, a torn last line included.
-struct Scan {
-    records: u64,
-    last_hash: String,
+pub(crate) struct Scan {
+    pub(crate) records: u64,
+    pub(crate) last_hash: String,
     /// Bytes of complete lines.
     len: u64,
     /// (line, offset) of a last line without its newline.
-    torn: Option<(u64, u64)>,
+    pub(crate) torn: Option<(u64, u64)>,
+    /// What a merge record at line 1 says the log holds.
+    promised: Option<u64>,
 }
 
 impl Scan {
-    fn into_summary(self, file: Option<&Path>) -> Result<VerifySummary, VerifyError> {
+    pub(crate) fn into_summary(self, file: Option<&Path>) -> Result<VerifySummary, VerifyError> {
+        let file = file.map(Path::to_owned);
         if let Some((line, offset)) = self.torn {
-            return Err(VerifyError::TornLine {
-                file: file.map(Path::to_owned),
-                line,
-                offset,
+            return Err(VerifyError::TornLine { file, line, offset });
+        }
+        if let Some(expected) = self.promised.filter(|&n| n != self.records) {
+            return Err(VerifyError::Incomplete {
+                file,
+                expected,
+                found: self.records,
             });
         }
         Ok(VerifySummary {
@@ -593,16 +942,18 @@ impl Scan {
 }
 
 /// Reads a log line by line, checking each record against the chain and
-/// handing it to `on_record`. Stops at the first bad line; a torn last line
+/// handing it to `on_line`. Stops at the first bad line; a torn last line
 /// is reported in the result, not as an error, so the caller decides.
-fn scan_log<R: BufRead>(
+pub(crate) fn scan_log<R: BufRead>(
     mut reader: R,
     file: Option<&Path>,
-    mut on_record: impl FnMut(AuditRecord),
+    mut on_line: impl FnMut(Line),
 ) -> Result<Scan, VerifyError> {
     let mut chain = Chain::new(file);
     let mut len = 0u64;
     let mut buf = Vec::new();
+    let mut promised = None;
+    let mut torn = None;
     loop {
         buf.clear();
         let line_no = chain.line + 1;
@@ -621,23 +972,48 @@ fn scan_log<R: BufRead>(
                 return Err(chain.malformed(line_no, "longer than 1 MiB".to_owned()));
             }
             // Fewer than MAX_LINE + 1 bytes and no newline: the end of the file.
-            return Ok(Scan {
-                records: chain.records,
-                last_hash: chain.last_hash,
-                len,
-                torn: Some((line_no, len)),
-            });
+            torn = Some((line_no, len));
+            break;
         };
-        let rec = chain.check(content)?;
-        on_record(rec);
+        let line = chain.check(content)?;
+        if let (1, Line::Job(head)) = (line_no, &line) {
+            promised = head.promised_records();
+        }
+        on_line(line);
         len += n as u64;
     }
     Ok(Scan {
         records: chain.records,
         last_hash: chain.last_hash,
         len,
-        torn: None,
+        torn,
+        promised,
     })
+}
+
+impl JobRecord {
+    /// For a merge record: the records of the whole merged log, itself included.
+    fn promised_records(&self) -> Option<u64> {
+        (self.event == MERGE).then(|| {
+            self.sources
+                .iter()
+                .fold(1u64, |n, s| n.saturating_add(s.copied))
+        })
+    }
+}
+
+/// Parses one line: an input's record, or else a record about the batch.
+fn parse_line(bytes: &[u8]) -> Result<Line, String> {
+    let input_error = match serde_json::from_slice::<AuditRecord>(bytes) {
+        Ok(rec) => return Ok(Line::Input(rec)),
+        Err(e) => e.to_string(),
+    };
+    match serde_json::from_slice::<JobRecord>(bytes) {
+        Ok(rec) => Ok(Line::Job(rec)),
+        // Name the problem of the kind of record the line is meant to be.
+        Err(e) if input_error.starts_with("unknown field `event`") => Err(e.to_string()),
+        Err(_) => Err(input_error),
+    }
 }
 
 /// The verifier's state between lines.
@@ -661,42 +1037,26 @@ impl<'a> Chain<'a> {
     }
 
     /// Checks one line (without its newline) and advances the chain.
-    fn check(&mut self, bytes: &[u8]) -> Result<AuditRecord, VerifyError> {
+    fn check(&mut self, bytes: &[u8]) -> Result<Line, VerifyError> {
         let line = self.line + 1;
-        let mut rec: AuditRecord = serde_json::from_slice(bytes)
-            .map_err(|e| self.malformed(line, shorten_reason(e.to_string())))?;
-        let seq = rec.seq;
-        let file = self.file.map(Path::to_owned);
-        let stored = std::mem::take(&mut rec.hash);
-        let expected = chain_hash(&rec.prev, &encode(&rec));
-        rec.hash = stored;
-        if rec.hash != expected {
-            return Err(VerifyError::HashMismatch { file, line, seq });
-        }
-        // The hash covers the meaning; this covers the bytes (whitespace,
-        // escapes, key order), so that no edit at all goes unnoticed.
-        if encode(&rec) != bytes {
-            return Err(VerifyError::NotCanonical { file, line, seq });
-        }
-        if rec.prev != self.last_hash {
-            return Err(VerifyError::ChainBroken { file, line, seq });
-        }
-        // A bytes field stands for exactly one name: lowercase hex of a
-        // path that is not UTF-8, next to that path escaped.
-        let output = rec.output.as_deref().unwrap_or("");
-        if rec.input_path().is_none()
-            || name_of(output, rec.output_bytes.as_deref()).is_none()
-            || (rec.output.is_none() && rec.output_bytes.is_some())
-        {
-            return Err(self.malformed(
-                line,
-                "input_bytes or output_bytes does not match its name".to_owned(),
-            ));
+        let parsed = parse_line(bytes).map_err(|e| self.malformed(line, shorten_reason(e)))?;
+        let (seq, names_exact) = match &parsed {
+            Line::Input(rec) => {
+                self.check_link(rec, bytes, line)?;
+                (rec.seq, input_names_exact(rec))
+            }
+            Line::Job(rec) => {
+                self.check_link(rec, bytes, line)?;
+                (rec.seq, job_names_exact(rec))
+            }
+        };
+        if !names_exact {
+            return Err(self.malformed(line, "a bytes field does not match its name".to_owned()));
         }
         let expected = self.records + 1;
         if seq != expected {
             return Err(VerifyError::SeqGap {
-                file,
+                file: self.file.map(Path::to_owned),
                 line,
                 seq,
                 expected,
@@ -704,8 +1064,30 @@ impl<'a> Chain<'a> {
         }
         self.line = line;
         self.records = seq;
-        self.last_hash.clone_from(&rec.hash);
-        Ok(rec)
+        let hash = match &parsed {
+            Line::Input(rec) => &rec.hash,
+            Line::Job(rec) => &rec.hash,
+        };
+        self.last_hash.clone_from(hash);
+        Ok(parsed)
+    }
+
+    /// The bytes, the hash and the link to the line before.
+    fn check_link<T: Link>(&self, rec: &T, bytes: &[u8], line: u64) -> Result<(), VerifyError> {
+        let (file, seq) = (self.file.map(Path::to_owned), rec.seq());
+        // The bytes are exactly the record's serialization (whitespace,
+        // escapes, key order: no edit at all goes unnoticed), so the hash
+        // can be checked over them; it covers the meaning.
+        if encode(rec) != bytes {
+            return Err(VerifyError::NotCanonical { file, line, seq });
+        }
+        if hash_of_line(rec.prev(), bytes, rec.hash()).as_deref() != Some(rec.hash()) {
+            return Err(VerifyError::HashMismatch { file, line, seq });
+        }
+        if rec.prev() != self.last_hash {
+            return Err(VerifyError::ChainBroken { file, line, seq });
+        }
+        Ok(())
     }
 
     fn malformed(&self, line: u64, reason: String) -> VerifyError {
@@ -715,6 +1097,19 @@ impl<'a> Chain<'a> {
             reason,
         }
     }
+}
+
+/// A bytes field stands for exactly one name: lowercase hex of a path that
+/// is not UTF-8, next to that path escaped.
+fn input_names_exact(rec: &AuditRecord) -> bool {
+    let output = rec.output.as_deref().unwrap_or("");
+    rec.input_path().is_some()
+        && name_of(output, rec.output_bytes.as_deref()).is_some()
+        && (rec.output.is_some() || rec.output_bytes.is_none())
+}
+
+fn job_names_exact(rec: &JobRecord) -> bool {
+    rec.job.roots.iter().all(|r| r.bytes().is_some())
 }
 
 /// Shortens a parser message: drops serde's list of expected field names
@@ -980,8 +1375,7 @@ mod tests {
         forged.prev = forged.hash.clone();
         forged.seq = 3;
         forged.detail = "forged".to_owned();
-        seal(&mut forged);
-        let mut forged_line = encode(&forged);
+        let mut forged_line = seal(&mut forged);
         forged_line.push(b'\n');
         lines.insert(2, forged_line);
         std::fs::write(&path, lines.concat()).unwrap();
@@ -1216,8 +1610,7 @@ mod tests {
             rec.input = input.to_owned();
             rec.input_bytes = Some(bytes.to_owned());
             rec.prev = GENESIS.to_owned();
-            seal(&mut rec);
-            let mut line = encode(&rec);
+            let mut line = seal(&mut rec);
             line.push(b'\n');
             let err = verify_bytes(&line).unwrap_err();
             assert!(
@@ -1341,6 +1734,95 @@ mod tests {
             undetected.is_empty(),
             "undetected mutations: {undetected:?}"
         );
+    }
+
+    fn shard_start() -> JobRecord {
+        JobRecord {
+            event: SHARD_START.to_owned(),
+            job: Job {
+                shards: 2,
+                roots: vec![Root::new(b"in/bad\xff")],
+                routes: Vec::new(),
+            },
+            shard: Some(1),
+            ..JobRecord::default()
+        }
+    }
+
+    #[test]
+    fn test_job_records_chain_with_input_records_and_resume_skips_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.jsonl");
+        let mut writer = AuditWriter::open(&path).unwrap();
+        writer.append_job(shard_start()).unwrap();
+        writer.append(record(2, "ok")).unwrap();
+        drop(writer);
+
+        let first = first_record(&path).unwrap();
+
+        assert_eq!(verify(&path).unwrap().records, 2);
+        assert_eq!(recorded_inputs(&path).unwrap().len(), 1);
+        let Some(Line::Job(head)) = first else {
+            panic!("{first:?}");
+        };
+        assert_eq!(head.job.roots[0].bytes().unwrap(), b"in/bad\xff");
+        assert_eq!(head.job.roots[0].path, "in/bad\\xff");
+    }
+
+    #[test]
+    fn test_verify_malformed_job_record_names_its_own_problem() {
+        let mut rec = shard_start();
+        rec.prev = GENESIS.to_owned();
+        let line = String::from_utf8(seal(&mut rec)).unwrap();
+        let line = line.replacen("\"shards\"", "\"shardz\"", 1) + "\n";
+
+        let err = verify_bytes(line.as_bytes()).unwrap_err();
+
+        assert!(err.to_string().contains("shardz"), "{err}");
+    }
+
+    #[test]
+    fn test_push_verified_gives_the_bytes_of_seal() {
+        let mut rec = record(7, "ok");
+        rec.set_input(b"in/bad\xff\"name\\");
+        rec.set_output(b"out/x");
+        rec.notes = vec!["weakened: \"quotes\",\"prev\":".to_owned()];
+        rec.set_position(41, &"9".repeat(64));
+        let original = seal(&mut rec);
+        assert_eq!(relink(&original, &"9".repeat(64)), Some(rec.hash.as_str()));
+        assert_eq!(relink(&original, &"8".repeat(64)), None);
+        let mut by_parse = ChainWriter::new(Vec::new());
+        let mut by_bytes = ChainWriter::new(Vec::new());
+        by_parse.push(&mut Line::Input(record(1, "ok"))).unwrap();
+        by_bytes.push(&mut Line::Input(record(1, "ok"))).unwrap();
+
+        by_parse.push(&mut Line::Input(rec)).unwrap();
+        by_bytes.push_verified(&original).unwrap().unwrap();
+
+        let (parsed, summary) = by_parse.finish();
+        let (bytes, same) = by_bytes.finish();
+        assert_eq!(
+            String::from_utf8_lossy(&bytes),
+            String::from_utf8_lossy(&parsed)
+        );
+        assert_eq!(
+            (summary.clone(), verify_bytes(&bytes).unwrap()),
+            (same, summary)
+        );
+    }
+
+    #[test]
+    fn test_push_verified_refuses_lines_not_shaped_as_records() {
+        let mut chain = ChainWriter::new(Vec::new());
+        for line in [
+            &b""[..],
+            b"{}",
+            b"{\"seq\":,\"prev\":\"",
+            b"{\"seq\":1x,",
+            &[b'{'; 200],
+        ] {
+            assert!(chain.push_verified(line).is_none(), "{line:?}");
+        }
     }
 
     fn find(haystack: &[u8], needle: &[u8]) -> usize {

@@ -20,6 +20,7 @@ pub mod input;
 pub mod kernel;
 pub mod landlock_rules;
 pub mod manifest;
+pub mod merge;
 pub mod observe;
 pub mod plugin;
 pub mod policy;
@@ -28,6 +29,7 @@ pub mod protocol;
 pub mod sandbox;
 pub mod sanitize;
 pub mod seccomp;
+pub mod shard;
 pub mod verdict;
 pub mod worker;
 

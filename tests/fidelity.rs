@@ -130,8 +130,7 @@ fn cc(dir: &Path, name: &str, source: &str) -> Option<PathBuf> {
 fn staged() -> (tempfile::TempDir, PathBuf) {
     let dir = scratch();
     let pw = dir.path().join("plugwarden");
-    std::fs::copy(plugwarden(), &pw).unwrap();
-    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o755)).unwrap();
+    copy_executable(&plugwarden(), &pw);
     (dir, pw)
 }
 

@@ -9,6 +9,8 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
+#[path = "../fuzz/fuzz_targets/audit_merge_check.rs"]
+mod audit_merge;
 #[path = "../fuzz/fuzz_targets/audit_verify_check.rs"]
 mod audit_verify;
 #[path = "../fuzz/fuzz_targets/frame_decoder_check.rs"]
@@ -109,6 +111,11 @@ fn test_fuzz_corpus_manifest_parser_replays_clean() {
 #[test]
 fn test_fuzz_corpus_audit_verify_replays_clean() {
     replay("audit_verify", audit_verify::check);
+}
+
+#[test]
+fn test_fuzz_corpus_audit_merge_replays_clean() {
+    replay("audit_merge", audit_merge::check);
 }
 
 /// The harness itself: a check that panics on one input is reported with

@@ -113,7 +113,7 @@ impl Ctx {
             .spawn()
             .unwrap();
         let setuid_bin = dir.path().join("suid-id");
-        std::fs::copy("/usr/bin/id", &setuid_bin).unwrap();
+        copy_executable(Path::new("/usr/bin/id"), &setuid_bin);
         std::fs::set_permissions(&setuid_bin, std::fs::Permissions::from_mode(0o4755)).unwrap();
         let handle = file_handle(&secret);
         Ctx {

@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -26,8 +25,7 @@ fn test_host_killed_leaves_no_process_of_the_batch() {
     let dir = scratch();
     // A private copy, so that only this test's plugin processes match.
     let probe = dir.path().join("orphan-probe");
-    std::fs::copy(plugin("pw-probe"), &probe).unwrap();
-    std::fs::set_permissions(&probe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    copy_executable(&plugin("pw-probe"), &probe);
     let policy = policy(
         dir.path(),
         "p.toml",

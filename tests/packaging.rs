@@ -27,7 +27,7 @@ fn echo_copy(dir_mode: u32, file_mode: u32) -> (tempfile::TempDir, std::path::Pa
     let dir = scratch.path().join("plugins");
     std::fs::create_dir(&dir).unwrap();
     let exe = dir.join("pw-echo");
-    std::fs::copy(plugin("pw-echo"), &exe).unwrap();
+    copy_executable(&plugin("pw-echo"), &exe);
     chmod(&exe, file_mode);
     chmod(&dir, dir_mode);
     (scratch, exe)
@@ -88,7 +88,7 @@ fn test_plugin_in_a_sticky_world_writable_directory_runs() {
     std::fs::create_dir(&sticky).unwrap();
     chmod(&sticky, 0o1777);
     let inner = sticky.join("pw-echo");
-    std::fs::copy(&exe, &inner).unwrap();
+    copy_executable(&exe, &inner);
     chmod(&inner, 0o755);
     let o = call(&["--plugin", inner.to_str().unwrap()], b"hi");
     assert_eq!(verdict(&o), "ok", "{}", text(&o.stderr));
@@ -103,9 +103,9 @@ fn deb_layout(plugin_dir_mode: u32) -> tempfile::TempDir {
     let lib = prefix.path().join("lib/plugwarden");
     std::fs::create_dir_all(&bin).unwrap();
     std::fs::create_dir_all(&lib).unwrap();
-    std::fs::copy(plugwarden(), bin.join("plugwarden")).unwrap();
+    copy_executable(&plugwarden(), &bin.join("plugwarden"));
     for p in ["pw-image-sanitize", "pw-pdf-sanitize"] {
-        std::fs::copy(plugin(p), lib.join(p)).unwrap();
+        copy_executable(&plugin(p), &lib.join(p));
     }
     for d in [prefix.path().join("lib"), lib] {
         chmod(&d, 0o755);

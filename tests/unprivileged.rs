@@ -26,9 +26,7 @@ fn stage() -> Option<Staged> {
     let dir = scratch();
     let root = dir.path().to_path_buf();
     for bin in [plugwarden(), plugin("pw-probe")] {
-        let dst = root.join(bin.file_name().unwrap());
-        std::fs::copy(&bin, &dst).unwrap();
-        std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(0o755)).unwrap();
+        copy_executable(&bin, &root.join(bin.file_name().unwrap()));
     }
     Some(Staged { _dir: dir, root })
 }

@@ -13,6 +13,7 @@
 mod floor;
 mod host;
 mod sanitize;
+mod shards;
 mod stats;
 
 use std::collections::HashMap;
@@ -38,6 +39,9 @@ struct Config {
     stream_max_mib: u64,
     sanitize_copies: usize,
     sanitize_rounds: usize,
+    shard_inputs: usize,
+    shard_rounds: usize,
+    merge_records: usize,
     only: Option<Vec<String>>,
 }
 
@@ -61,6 +65,9 @@ impl Config {
                 stream_max_mib: 256,
                 sanitize_copies: 2,
                 sanitize_rounds: 2,
+                shard_inputs: 4_000,
+                shard_rounds: 2,
+                merge_records: 100_000,
                 only: None,
             }
         } else {
@@ -79,6 +86,9 @@ impl Config {
                 stream_max_mib: 4096,
                 sanitize_copies: 5,
                 sanitize_rounds: 5,
+                shard_inputs: 20_000,
+                shard_rounds: 5,
+                merge_records: 1_000_000,
                 only: None,
             }
         };
@@ -100,7 +110,7 @@ impl Config {
                 }
                 "-h" | "--help" => {
                     println!(
-                        "usage: plugwarden-bench [--quick] [--rounds N] [--only spawn,rt,bulk,batch,memory,streaming,sanitize]"
+                        "usage: plugwarden-bench [--quick] [--rounds N] [--only spawn,rt,bulk,batch,memory,streaming,sanitize,shards]"
                     );
                     std::process::exit(0);
                 }
@@ -826,6 +836,68 @@ fn sanitize_section(c: &Config, bins: &host::Binaries, rows: &mut Vec<Row>) -> R
     Ok(())
 }
 
+/// N shards with one worker each against one run with N workers (N = the
+/// CPUs, at least 2), alternating round by round; then the merge of shard
+/// logs holding `merge_records` records.
+fn shards_section(c: &Config, bins: &host::Binaries, rows: &mut Vec<Row>) -> Result<()> {
+    let n = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8));
+    let (dir, root) = shards::inputs(c.shard_inputs)?;
+    let (mut sharded, mut one) = (Vec::new(), Vec::new());
+    for round in 0..c.shard_rounds {
+        progress(&format!("shards round {}/{}", round + 1, c.shard_rounds));
+        let (pw, echo) = (&bins.plugwarden, &bins.echo);
+        sharded.push(shards::shards_jobs_per_s(
+            pw,
+            echo,
+            &root,
+            c.shard_inputs,
+            n,
+        )?);
+        one.push(shards::one_run_jobs_per_s(
+            pw,
+            echo,
+            &root,
+            c.shard_inputs,
+            n,
+        )?);
+    }
+    rows.push(
+        Row::versus(
+            &format!(
+                "{n} shards × 1 worker (`run --shard i/{n}` at once) vs one run, {n} workers: {} 4 KiB pw-echo jobs, audit on",
+                c.shard_inputs
+            ),
+            "jobs/s",
+            &sharded,
+            &format!("one `run --workers {n}`"),
+            &one,
+        )
+        .target(Target::AtLeast(0.9)),
+    );
+    progress(&format!(
+        "merge: writing {n} shard logs of {} records in all",
+        c.merge_records
+    ));
+    let logs = shards::synthetic_logs(dir.path(), c.merge_records, n as u32)?;
+    progress("merge: plugwarden audit merge");
+    let secs = shards::merge_secs(&bins.plugwarden, &logs, &dir.path().join("merged.jsonl"))?;
+    rows.push(
+        Row::versus(
+            &format!(
+                "`audit merge` of {n} shard logs, {} records in all (verify, check, write the merged chain)",
+                c.merge_records
+            ),
+            "s",
+            &[secs],
+            "1 minute",
+            &[60.0],
+        )
+        // Seconds, not minutes.
+        .target(Target::AtMost(0.25)),
+    );
+    Ok(())
+}
+
 fn main() -> Result<()> {
     START.with(|_| ());
     let c = Config::from_args()?;
@@ -859,6 +931,9 @@ fn main() -> Result<()> {
     }
     if c.wants("sanitize") {
         sanitize_section(&c, &bins, &mut rows)?;
+    }
+    if c.wants("shards") {
+        shards_section(&c, &bins, &mut rows)?;
     }
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!(

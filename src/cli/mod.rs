@@ -10,6 +10,7 @@ mod learn;
 mod policy;
 mod run;
 mod sanitize;
+mod shard;
 mod version;
 
 use std::path::PathBuf;
@@ -47,7 +48,7 @@ enum Command {
     Call(call::CallArgs),
     /// Run every INPUT (files, or directories walked recursively) through a plugin.
     Run(run::RunArgs),
-    /// Audit logs: `audit verify FILE` checks the hash chain.
+    /// Audit logs: `verify` checks a hash chain; `merge` and `status` for the logs of a sharded job.
     Audit(audit::AuditArgs),
     /// Policies: list the built-in ones, check files, explain what one allows.
     Policy(policy::PolicyArgs),

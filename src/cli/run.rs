@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use plugwarden::audit::{AuditRecord, AuditWriter};
+use plugwarden::audit::{AuditRecord, AuditWriter, Route};
 use plugwarden::escape;
 use plugwarden::input::{self, Entry, Input, InputError};
 use plugwarden::pool::{truncate, Feeder, Finished, Pool, PoolConfig, PoolStats, Task};
@@ -28,6 +28,7 @@ use plugwarden::worker::{run_filter_input, Attach, JobOutcome, Spill, Worker, SP
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use super::shard::{ShardArgs, Sharding};
 use super::{parse_duration, parse_size, SandboxArgs, Usage, EXIT_OK, EXIT_USAGE, EXIT_VERDICT};
 
 /// Longest `detail` kept in an audit record.
@@ -76,6 +77,8 @@ pub struct BatchArgs {
     /// Largest input, e.g. 4GiB (overrides the policy's limits.input); bigger inputs get input_error unread.
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub max_input: Option<u64>,
+    #[command(flatten)]
+    pub shard: ShardArgs,
     /// Files, or directories walked recursively (symlinks inside them are not followed).
     #[arg(required = true)]
     pub inputs: Vec<PathBuf>,
@@ -172,13 +175,14 @@ struct FeedState {
 /// Walks, opens and queues every input; skips those already recorded.
 fn feed(
     inputs: &[PathBuf],
+    sharding: &Sharding,
     feeders: &[Feeder<Item>],
     router: &Router,
     recorded: &HashSet<(Vec<u8>, String)>,
     limits: &[u64],
     state: &FeedState,
 ) {
-    for entry in input::walk(inputs) {
+    for entry in input::walk(inputs).filter(|e| sharding.owns(inputs, e)) {
         if feeders.iter().any(Feeder::is_stopped) {
             return;
         }
@@ -485,7 +489,7 @@ fn print_line(line: &str) {
 }
 
 /// The error and its causes, one sentence.
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut msg = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
@@ -566,6 +570,17 @@ pub fn check_out_dir(out: &Path) -> Result<(), Usage> {
         })
 }
 
+impl RecordBase {
+    fn route(&self) -> Route {
+        Route {
+            plugin: self.plugin.clone(),
+            plugin_sha256: self.plugin_sha256.clone(),
+            policy: self.policy.clone(),
+            policy_sha256: self.policy_sha256.clone(),
+        }
+    }
+}
+
 fn record_base(sandbox: &Sandbox) -> Result<RecordBase, Usage> {
     let exe = &sandbox.plugin.exe;
     let plugin_sha256 = sha256_file(exe)
@@ -644,6 +659,7 @@ pub struct Batch {
 
 /// Runs a batch: feeder thread, pools, and this thread recording results.
 pub fn drive(b: Batch) -> Result<u8, Usage> {
+    let shard = b.args.shard.resolve()?;
     let signals = Signals::register()?;
     let mut audit = match &b.args.audit {
         Some(path) => Some(AuditWriter::open(path).map_err(|e| Usage(error_chain(&e)))?),
@@ -666,6 +682,9 @@ pub fn drive(b: Batch) -> Result<u8, Usage> {
             .collect::<Result<Vec<_>, _>>()?,
         None => b.sandboxes.iter().map(|_| RecordBase::default()).collect(),
     };
+    let routes = bases.iter().map(RecordBase::route).collect();
+    let log = audit.as_mut().zip(b.args.audit.as_deref());
+    let sharding = Arc::new(Sharding::start(shard, &b.args.inputs, routes, log)?);
     let mut workers = 0;
     let started = Instant::now();
     let mut pools = Vec::new();
@@ -701,9 +720,14 @@ pub fn drive(b: Batch) -> Result<u8, Usage> {
         let state = state.clone();
         let inputs = b.args.inputs.clone();
         let router = b.router;
+        let sharding = sharding.clone();
         std::thread::Builder::new()
             .name("pw-feeder".into())
-            .spawn(move || feed(&inputs, &feeders, &*router, &recorded, &limits, &state))
+            .spawn(move || {
+                feed(
+                    &inputs, &sharding, &feeders, &*router, &recorded, &limits, &state,
+                )
+            })
             .map_err(|e| Usage(format!("cannot start the feeder thread: {e}")))?
     };
     let mut rec = Recorder {
@@ -753,6 +777,14 @@ pub fn drive(b: Batch) -> Result<u8, Usage> {
     }
     let elapsed = started.elapsed();
     let skipped = state.skipped.load(Ordering::SeqCst);
+    let all_judged = interrupted.is_none()
+        && rec.fatal.is_none()
+        && state.walk_done.load(Ordering::SeqCst)
+        && !rec.counts.contains_key(Verdict::Cancelled.word());
+    let found = state.submitted.load(Ordering::SeqCst) + skipped;
+    if let Err(e) = sharding.finish(rec.audit.as_mut(), all_judged, found) {
+        rec.fail(e);
+    }
     print_summary(&rec, &stats, skipped, elapsed, workers, interrupted);
     Ok(match (interrupted, &rec.fatal) {
         (Some(code), _) => code,

@@ -56,11 +56,23 @@ pub fn stage_binaries(plugins: &[&str]) -> (tempfile::TempDir, PathBuf) {
         .into_iter()
         .chain(plugins.iter().map(|p| plugin(p)));
     for bin in bins {
-        let dst = dir.path().join(bin.file_name().expect("name"));
-        std::fs::copy(&bin, &dst).expect("copy binary");
-        std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        copy_executable(&bin, &dir.path().join(bin.file_name().expect("name")));
     }
     (dir, test_bin)
+}
+
+/// Copies an executable to `dst` (mode 0755) with `install`, so that this
+/// multi-threaded test process never holds the copy open for writing: a
+/// child forked meanwhile by another test would inherit that descriptor
+/// and make running the copy fail with ETXTBSY ("Text file busy").
+pub fn copy_executable(src: &Path, dst: &Path) {
+    let ok = Command::new("install")
+        .args(["-m", "0755"])
+        .arg(src)
+        .arg(dst)
+        .status()
+        .expect("run install");
+    assert!(ok.success(), "install {} {}", src.display(), dst.display());
 }
 
 /// Writes a policy file into `dir` and returns its path.
