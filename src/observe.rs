@@ -60,7 +60,7 @@ enum How {
     /// open-style: the access comes from the flags in this argument.
     OpenFlags(u8),
     /// openat2: the flags are the first field of `struct open_how`.
-    OpenHow,
+    Openat2,
     /// A directory listing through an fd (getdents).
     ListFd,
 }
@@ -76,7 +76,7 @@ use Access::{Exec, Stat, Write};
 const CALLS: &[PathCall] = &[
     call("open", &[(None, 0)], How::OpenFlags(1)),
     call("openat", &[(Some(0), 1)], How::OpenFlags(2)),
-    call("openat2", &[(Some(0), 1)], How::OpenHow),
+    call("openat2", &[(Some(0), 1)], How::Openat2),
     call("creat", &[(None, 0)], How::Fixed(Write)),
     call("stat", &[(None, 0)], How::Fixed(Stat)),
     call("lstat", &[(None, 0)], How::Fixed(Stat)),
@@ -140,7 +140,7 @@ pub fn paths_of(pid: u32, name: &str, args: &[u64; 6]) -> Vec<PathUse> {
     let access = match c.how {
         How::Fixed(a) => a,
         How::OpenFlags(i) => open_access(args[usize::from(i)]),
-        How::OpenHow => {
+        How::Openat2 => {
             let mut flags = [0u8; 8];
             match read_memory(pid, args[2], &mut flags) {
                 Some(8) => open_access(u64::from_ne_bytes(flags)),
