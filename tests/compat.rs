@@ -90,21 +90,11 @@ const fn needs(
 
 const LOCALE: &str = "its locale's conversion modules";
 
+#[rustfmt::skip] // a table: one program a line
 const CORPUS: &[Program] = &[
     pipes("sort", "coreutils", &["/usr/bin/sort"], TEXT),
-    pipes(
-        "sort -k",
-        "coreutils",
-        &["/usr/bin/sort", "-u", "-k2,2", "-k1,1"],
-        TEXT,
-    ),
-    needs(
-        "tac",
-        "coreutils",
-        &["/usr/bin/tac"],
-        TEXT,
-        "a file in /tmp (a pipe cannot be read backwards)",
-    ),
+    pipes("sort -k", "coreutils", &["/usr/bin/sort", "-u", "-k2,2", "-k1,1"], TEXT),
+    needs("tac", "coreutils", &["/usr/bin/tac"], TEXT, "a file in /tmp (a pipe cannot be read backwards)"),
     pipes("wc", "coreutils", &["/usr/bin/wc"], TEXT),
     pipes("tr", "coreutils", &["/usr/bin/tr", "a-z", "A-Z"], TEXT),
     pipes("base64", "coreutils", &["/usr/bin/base64"], PNG),
@@ -114,325 +104,61 @@ const CORPUS: &[Program] = &[
     pipes("b2sum", "coreutils", &["/usr/bin/b2sum"], PDF),
     pipes("uniq", "coreutils", &["/usr/bin/uniq", "-c"], TEXT),
     pipes("cut", "coreutils", &["/usr/bin/cut", "-d,", "-f2"], CSV),
-    pipes(
-        "od",
-        "coreutils",
-        &["/usr/bin/od", "-A", "x", "-t", "x1z"],
-        PNG,
-    ),
+    pipes("od", "coreutils", &["/usr/bin/od", "-A", "x", "-t", "x1z"], PNG),
     pipes("nl", "coreutils", &["/usr/bin/nl"], TEXT),
     pipes("fold", "coreutils", &["/usr/bin/fold", "-w", "17"], TEXT),
     pipes("fmt", "coreutils", &["/usr/bin/fmt", "-w", "40"], TEXT),
-    pipes(
-        "numfmt",
-        "coreutils",
-        &["/usr/bin/numfmt", "--to=iec", "--field=3", "-d,"],
-        CSV,
-    ),
-    needs(
-        "paste",
-        "coreutils",
-        &["/usr/bin/paste", "-d:", "@DIR@/data.csv", "-"],
-        CSV,
-        "a data file",
-    ),
-    pipes(
-        "date",
-        "coreutils",
-        &["/usr/bin/date", "-u", "-d", "@1700000000"],
-        TEXT,
-    ),
+    pipes("numfmt", "coreutils", &["/usr/bin/numfmt", "--to=iec", "--field=3", "-d,"], CSV),
+    needs("paste", "coreutils", &["/usr/bin/paste", "-d:", "@DIR@/data.csv", "-"], CSV, "a data file"),
+    pipes("date", "coreutils", &["/usr/bin/date", "-u", "-d", "@1700000000"], TEXT),
     pipes("rev", "util-linux", &["/usr/bin/rev"], TEXT),
-    pipes(
-        "column",
-        "bsdextrautils",
-        &["/usr/bin/column", "-t", "-s,"],
-        CSV,
-    ),
+    pipes("column", "bsdextrautils", &["/usr/bin/column", "-t", "-s,"], CSV),
     pipes("hexdump", "bsdextrautils", &["/usr/bin/hexdump", "-C"], PNG),
     pipes("gzip", "gzip", &["/usr/bin/gzip", "-c", "-n"], TEXT),
-    pipes(
-        "gunzip",
-        "gzip",
-        &["/usr/bin/gzip", "-d", "-c"],
-        Input::OutputOf("gzip"),
-    ),
+    pipes("gunzip", "gzip", &["/usr/bin/gzip", "-d", "-c"], Input::OutputOf("gzip")),
     pipes("xz", "xz-utils", &["/usr/bin/xz", "-c"], TEXT),
-    pipes(
-        "unxz",
-        "xz-utils",
-        &["/usr/bin/xz", "-d", "-c"],
-        Input::OutputOf("xz"),
-    ),
+    pipes("unxz", "xz-utils", &["/usr/bin/xz", "-d", "-c"], Input::OutputOf("xz")),
     pipes("bzip2", "bzip2", &["/usr/bin/bzip2", "-c"], TEXT),
-    pipes(
-        "bunzip2",
-        "bzip2",
-        &["/usr/bin/bzip2", "-d", "-c"],
-        Input::OutputOf("bzip2"),
-    ),
+    pipes("bunzip2", "bzip2", &["/usr/bin/bzip2", "-d", "-c"], Input::OutputOf("bzip2")),
     pipes("zstd", "zstd", &["/usr/bin/zstd", "-q", "-c"], TEXT),
-    pipes(
-        "unzstd",
-        "zstd",
-        &["/usr/bin/zstd", "-q", "-d", "-c"],
-        Input::OutputOf("zstd"),
-    ),
+    pipes("unzstd", "zstd", &["/usr/bin/zstd", "-q", "-d", "-c"], Input::OutputOf("zstd")),
     pipes("lz4", "lz4", &["/usr/bin/lz4", "-q", "-c"], TEXT),
-    pipes(
-        "unlz4",
-        "lz4",
-        &["/usr/bin/lz4", "-q", "-d", "-c"],
-        Input::OutputOf("lz4"),
-    ),
-    needs(
-        "unzip -p",
-        "unzip",
-        &["/usr/bin/unzip", "-p", "@DIR@/sample.zip", "data.json"],
-        TEXT,
-        "its archive",
-    ),
+    pipes("unlz4", "lz4", &["/usr/bin/lz4", "-q", "-d", "-c"], Input::OutputOf("lz4")),
+    needs("unzip -p", "unzip", &["/usr/bin/unzip", "-p", "@DIR@/sample.zip", "data.json"], TEXT, "its archive"),
     pipes("tar tv", "tar", &["/usr/bin/tar", "tvf", "-"], TAR),
-    pipes(
-        "tar xO",
-        "tar",
-        &["/usr/bin/tar", "xOf", "-", "data.json"],
-        TAR,
-    ),
-    pipes(
-        "jq",
-        "jq",
-        &["/usr/bin/jq", "-c", ".items|map(select(.n > 3).name)"],
-        JSON,
-    ),
-    needs(
-        "python3 script",
-        "python3",
-        &["/usr/bin/python3", "@DIR@/script.py"],
-        TEXT,
-        "its standard library and script",
-    ),
-    needs(
-        "python3 -c",
-        "python3",
-        &[
-            "/usr/bin/python3",
-            "-c",
-            "import sys, json; print(json.dumps(sorted(set(sys.stdin.read().split()))))",
-        ],
-        TEXT,
-        "its standard library",
-    ),
-    needs(
-        "python3 -m json.tool",
-        "python3",
-        &["/usr/bin/python3", "-m", "json.tool"],
-        JSON,
-        "its standard library",
-    ),
-    needs(
-        "perl script",
-        "perl-base",
-        &["/usr/bin/perl", "@DIR@/script.pl"],
-        TEXT,
-        "its modules and script",
-    ),
-    pipes(
-        "perl -ne",
-        "perl-base",
-        &["/usr/bin/perl", "-ne", "print if /alpha/ .. /omega/"],
-        TEXT,
-    ),
-    pipes(
-        "mawk",
-        "mawk",
-        &["/usr/bin/mawk", "-F,", "{ s += $3 } END { print s, NR }"],
-        CSV,
-    ),
-    needs(
-        "gawk -f",
-        "gawk",
-        &["/usr/bin/gawk", "-f", "@DIR@/prog.awk"],
-        TEXT,
-        "its script",
-    ),
-    pipes(
-        "sed",
-        "sed",
-        &["/usr/bin/sed", "-e", "s/alpha/ALPHA/g", "-e", "/beta/d"],
-        TEXT,
-    ),
-    pipes(
-        "grep",
-        "grep",
-        &["/usr/bin/grep", "-E", "-c", "alpha|omega"],
-        TEXT,
-    ),
-    needs(
-        "iconv",
-        "libc-bin",
-        &["/usr/bin/iconv", "-f", "LATIN1", "-t", "UTF-8"],
-        Input::File("latin1.txt"),
-        LOCALE,
-    ),
-    pipes(
-        "sqlite3",
-        "sqlite3",
-        &["/usr/bin/sqlite3"],
-        Input::File("q.sql"),
-    ),
+    pipes("tar xO", "tar", &["/usr/bin/tar", "xOf", "-", "data.json"], TAR),
+    pipes("jq", "jq", &["/usr/bin/jq", "-c", ".items|map(select(.n > 3).name)"], JSON),
+    needs("python3 script", "python3", &["/usr/bin/python3", "@DIR@/script.py"], TEXT, "its standard library and script"),
+    needs("python3 -c", "python3", &["/usr/bin/python3", "-c", "import sys, json; print(json.dumps(sorted(set(sys.stdin.read().split()))))"], TEXT, "its standard library"),
+    needs("python3 -m json.tool", "python3", &["/usr/bin/python3", "-m", "json.tool"], JSON, "its standard library"),
+    needs("perl script", "perl-base", &["/usr/bin/perl", "@DIR@/script.pl"], TEXT, "its modules and script"),
+    pipes("perl -ne", "perl-base", &["/usr/bin/perl", "-ne", "print if /alpha/ .. /omega/"], TEXT),
+    pipes("mawk", "mawk", &["/usr/bin/mawk", "-F,", "{ s += $3 } END { print s, NR }"], CSV),
+    needs("gawk -f", "gawk", &["/usr/bin/gawk", "-f", "@DIR@/prog.awk"], TEXT, "its script"),
+    pipes("sed", "sed", &["/usr/bin/sed", "-e", "s/alpha/ALPHA/g", "-e", "/beta/d"], TEXT),
+    pipes("grep", "grep", &["/usr/bin/grep", "-E", "-c", "alpha|omega"], TEXT),
+    needs("iconv", "libc-bin", &["/usr/bin/iconv", "-f", "LATIN1", "-t", "UTF-8"], Input::File("latin1.txt"), LOCALE),
+    pipes("sqlite3", "sqlite3", &["/usr/bin/sqlite3"], Input::File("q.sql")),
     pipes("bc", "bc", &["/usr/bin/bc", "-l"], Input::File("calc.bc")),
-    pipes(
-        "xmllint",
-        "libxml2-utils",
-        &["/usr/bin/xmllint", "--format", "-"],
-        Input::File("x.xml"),
-    ),
-    pipes(
-        "msgfmt",
-        "gettext",
-        &["/usr/bin/msgfmt", "-o", "-", "-"],
-        Input::File("messages.po"),
-    ),
-    pipes(
-        "openssl dgst",
-        "openssl",
-        &["/usr/bin/openssl", "dgst", "-sha256"],
-        PDF,
-    ),
-    pipes(
-        "git hash-object",
-        "git",
-        &["/usr/bin/git", "hash-object", "--stdin"],
-        TEXT,
-    ),
+    pipes("xmllint", "libxml2-utils", &["/usr/bin/xmllint", "--format", "-"], Input::File("x.xml")),
+    pipes("msgfmt", "gettext", &["/usr/bin/msgfmt", "-o", "-", "-"], Input::File("messages.po")),
+    pipes("openssl dgst", "openssl", &["/usr/bin/openssl", "dgst", "-sha256"], PDF),
+    pipes("git hash-object", "git", &["/usr/bin/git", "hash-object", "--stdin"], TEXT),
     pipes("xxd", "xxd", &["/usr/bin/xxd"], PNG),
     pipes("strings", "binutils", &["/usr/bin/strings"], PDF),
-    needs(
-        "file (PDF)",
-        "file",
-        &["/usr/bin/file", "-"],
-        PDF,
-        "its magic database",
-    ),
-    needs(
-        "file (PNG)",
-        "file",
-        &["/usr/bin/file", "-b", "--mime", "-"],
-        PNG,
-        "its magic database",
-    ),
-    needs(
-        "pdftotext",
-        "poppler-utils",
-        &["/usr/bin/pdftotext", "-layout", "-", "-"],
-        PDF,
-        "poppler's data",
-    ),
-    needs(
-        "pdfinfo",
-        "poppler-utils",
-        &["/usr/bin/pdfinfo", "-"],
-        PDF,
-        "poppler's data",
-    ),
-    needs(
-        "pdftocairo -png",
-        "poppler-utils",
-        &[
-            "/usr/bin/pdftocairo",
-            "-png",
-            "-singlefile",
-            "-r",
-            "30",
-            "-",
-            "-",
-        ],
-        PDF,
-        "fonts and their configuration",
-    ),
-    Program {
-        normalize: Some(pdf_creation_date),
-        ..needs(
-            "pdftocairo -pdf",
-            "poppler-utils",
-            &["/usr/bin/pdftocairo", "-pdf", "-", "-"],
-            PDF,
-            "fonts and their configuration",
-        )
-    },
-    needs(
-        "pdftoppm",
-        "poppler-utils",
-        &[
-            "/usr/bin/pdftoppm",
-            "-r",
-            "20",
-            "-f",
-            "1",
-            "-l",
-            "1",
-            "-png",
-            "-",
-        ],
-        PDF,
-        "fonts and their configuration",
-    ),
-    needs(
-        "pdftops",
-        "poppler-utils",
-        &["/usr/bin/pdftops", "-", "-"],
-        PDF,
-        "fonts and their configuration",
-    ),
-    needs(
-        "qpdf",
-        "qpdf",
-        &["/usr/bin/qpdf", "--show-npages", "@DIR@/benign.pdf"],
-        TEXT,
-        "its input file (it seeks)",
-    ),
-    needs(
-        "gs",
-        "ghostscript",
-        &[
-            "/usr/bin/gs",
-            "-q",
-            "-sDEVICE=png16m",
-            "-r30",
-            "-o",
-            "-",
-            "-dBATCH",
-            "-dNOPAUSE",
-            "-",
-        ],
-        PDF,
-        "its PostScript resources, fonts, a file in /tmp",
-    ),
-    needs(
-        "convert",
-        "imagemagick-6.q16",
-        &["/usr/bin/convert", "png:-", "-resize", "50%", "gif:-"],
-        PNG,
-        "its configuration and coders, a file in /tmp",
-    ),
-    Program {
-        normalize: Some(identify_without_time),
-        ..needs(
-            "identify",
-            "imagemagick-6.q16",
-            &["/usr/bin/identify", "-"],
-            PNG,
-            "its configuration and coders, a file in /tmp",
-        )
-    },
-    needs(
-        "groff",
-        "groff-base",
-        &["/usr/bin/groff", "-Tutf8", "-man"],
-        Input::File("page.man"),
-        "processes: it runs troff and grotty",
-    ),
+    needs("file (PDF)", "file", &["/usr/bin/file", "-"], PDF, "its magic database"),
+    needs("file (PNG)", "file", &["/usr/bin/file", "-b", "--mime", "-"], PNG, "its magic database"),
+    needs("pdftotext", "poppler-utils", &["/usr/bin/pdftotext", "-layout", "-", "-"], PDF, "poppler's data"),
+    needs("pdfinfo", "poppler-utils", &["/usr/bin/pdfinfo", "-"], PDF, "poppler's data"),
+    needs("pdftocairo -png", "poppler-utils", &["/usr/bin/pdftocairo", "-png", "-singlefile", "-r", "30", "-", "-"], PDF, "fonts and their configuration"),
+    Program { normalize: Some(pdf_creation_date), ..needs("pdftocairo -pdf", "poppler-utils", &["/usr/bin/pdftocairo", "-pdf", "-", "-"], PDF, "fonts and their configuration") },
+    needs("pdftoppm", "poppler-utils", &["/usr/bin/pdftoppm", "-r", "20", "-f", "1", "-l", "1", "-png", "-"], PDF, "fonts and their configuration"),
+    needs("pdftops", "poppler-utils", &["/usr/bin/pdftops", "-", "-"], PDF, "fonts and their configuration"),
+    needs("qpdf", "qpdf", &["/usr/bin/qpdf", "--show-npages", "@DIR@/benign.pdf"], TEXT, "its input file (it seeks)"),
+    needs("gs", "ghostscript", &["/usr/bin/gs", "-q", "-sDEVICE=png16m", "-r30", "-o", "-", "-dBATCH", "-dNOPAUSE", "-"], PDF, "its PostScript resources, fonts, a file in /tmp"),
+    needs("convert", "imagemagick-6.q16", &["/usr/bin/convert", "png:-", "-resize", "50%", "gif:-"], PNG, "its configuration and coders, a file in /tmp"),
+    Program { normalize: Some(identify_without_time), ..needs("identify", "imagemagick-6.q16", &["/usr/bin/identify", "-"], PNG, "its configuration and coders, a file in /tmp") },
+    needs("groff", "groff-base", &["/usr/bin/groff", "-Tutf8", "-man"], Input::File("page.man"), "processes: it runs troff and grotty"),
 ];
 
 /// pdftocairo -pdf stamps the time it wrote the file.
@@ -503,6 +229,7 @@ fn stage_fixtures() -> Fixtures {
     let files = std::fs::read_dir(repo().join("tests/compat"))
         .expect("tests/compat")
         .map(|e| e.expect("entry").path())
+        .filter(|f| !f.ends_with("packages"))
         .chain(["benign.pdf", "benign.png"].map(|f| repo().join("samples").join(f)));
     for f in files {
         let to = path.join(f.file_name().expect("name"));
@@ -763,6 +490,17 @@ fn table(rows: &[(&Program, Results)]) -> String {
     t
 }
 
+/// The packages .ci/run installs when missing.
+fn listed_packages() -> BTreeSet<String> {
+    std::fs::read_to_string(repo().join("tests/compat/packages"))
+        .expect("tests/compat/packages")
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_whitespace().next())
+        .map(String::from)
+        .collect()
+}
+
 const BEGIN: &str = "<!-- programs:begin -->\n";
 const END: &str = "<!-- programs:end -->";
 
@@ -799,6 +537,16 @@ fn test_corpus_runs_as_outside_under_default_learned_and_strict() {
     let table = table(&rows);
     println!("{table}");
     assert!(CORPUS.len() >= 30, "the corpus holds at least 30 programs");
+    let listed = listed_packages();
+    let unlisted: Vec<&str> = CORPUS
+        .iter()
+        .map(|p| p.package)
+        .filter(|p| !listed.contains(*p))
+        .collect();
+    assert!(
+        unlisted.is_empty(),
+        "add {unlisted:?} to tests/compat/packages, so that .ci/run installs them"
+    );
 
     let failed = |f: &dyn Fn(&Results) -> bool| -> Vec<&str> {
         rows.iter()
