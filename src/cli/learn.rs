@@ -426,8 +426,9 @@ fn plain_words(exe: &str, l: &Learned) -> String {
         line(
             &mut t,
             &format!(
-                "looked for {} paths that do not exist (not granted)",
-                l.missing
+                "looked for {} missing path{} (not granted)",
+                l.missing,
+                if l.missing == 1 { "" } else { "s" }
             ),
         );
     }
@@ -518,11 +519,20 @@ fn render(
             "# New calls kept appearing after {MAX_ROUNDS} rounds: this policy may be incomplete."
         ));
     }
-    if o.syscalls.is_empty() {
+    // The file syscalls of the base groups reach the supervisor too (it
+    // reads their paths): not news.
+    let singles = o.allow_singles();
+    let beyond: Vec<&String> = o
+        .syscalls
+        .iter()
+        .filter(|(name, _)| singles.contains(*name))
+        .map(|(_, call)| call)
+        .collect();
+    if beyond.is_empty() {
         t.push("# Observed beyond @default and @startup: nothing.".into());
     } else {
         t.push("# Observed beyond @default and @startup (the first call of each):".into());
-        t.extend(o.syscalls.values().map(|call| format!("#   {call}")));
+        t.extend(beyond.iter().map(|call| format!("#   {call}")));
     }
     for f in &o.unnamed_families {
         t.push(format!("# socket family {f} was used but cannot be named in a policy: those calls stay denied."));
@@ -538,7 +548,6 @@ fn render(
     ));
     t.push(String::new());
     t.push("[syscalls]".into());
-    let singles = o.allow_singles();
     let allow: Vec<String> = BASE_GROUPS
         .iter()
         .map(|g| g.to_string())
