@@ -127,6 +127,38 @@ fn test_run_and_learn_take_the_same_grants() {
     assert!(read.contains(&format!("\"{ds}\"")), "{read}");
 }
 
+/// Under `strict` (no /usr/lib): `env` runs jq, which loads libjq and
+/// libonig; `--exec` of jq brings them, `--ro` does not let it run.
+#[test]
+fn test_exec_grant_brings_the_programs_interpreter_and_libraries() {
+    if !installed("/usr/bin/jq", "jq") {
+        return;
+    }
+    let run = |grant: &str| {
+        let flags = [
+            "--policy",
+            "strict",
+            grant,
+            "/usr/bin/jq",
+            "--arg",
+            "/usr/bin/jq",
+            "--arg",
+            "-n",
+            "--arg",
+            "1+1",
+        ];
+        filter("/usr/bin/env", &flags, b"")
+    };
+    let o = run("--exec");
+    assert_eq!((verdict(&o), o.stdout), ("ok".into(), b"2\n".to_vec()));
+    let o = run("--ro");
+    assert!(
+        verdict(&o).starts_with("plugin_error: exit status 126"),
+        "{}",
+        stderr(&o)
+    );
+}
+
 #[test]
 fn test_grant_of_missing_path_is_refused_with_a_sentence() {
     let o = filter("/usr/bin/true", &["--ro", "/no/such/dir"], b"");
@@ -372,4 +404,35 @@ fn test_plugin_thumbnail_shrinks_a_jpeg() {
     // A PNG 128 pixels wide (IHDR's width, big-endian, at byte 16).
     assert!(png.starts_with(b"\x89PNG"));
     assert_eq!(png[16..20], 128u32.to_be_bytes());
+}
+
+#[test]
+fn test_sanitize_takes_the_grants_and_refuses_bad_ones() {
+    let dir = scratch();
+    let input = dir.path().join("benign.png");
+    std::fs::copy(repo().join("samples/benign.png"), &input).unwrap();
+    let sanitize = |grant: &[&str]| {
+        Command::new(plugwarden())
+            .args(["sanitize", "--out"])
+            .arg(dir.path().join("safe"))
+            .args(grant)
+            .arg(&input)
+            .output()
+            .unwrap()
+    };
+    let o = sanitize(&["--ro", "/no/such/dir"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).starts_with("plugwarden: --ro /no/such/dir: no such file or directory"),
+        "{}",
+        stderr(&o)
+    );
+    // Said once, though both routes (images, PDFs) take it.
+    let d = std::fs::canonicalize(dir.path()).unwrap();
+    let d = d.to_str().unwrap();
+    let o = sanitize(&["--ro", d, "--rw", d]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let note = format!("--rw {d} wins");
+    assert_eq!(stderr(&o).matches(&note).count(), 1, "{}", stderr(&o));
+    assert!(dir.path().join("safe/benign.png.safe.png").exists());
 }

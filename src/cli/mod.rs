@@ -131,6 +131,19 @@ impl GrantArgs {
         manifest: &plugwarden::policy::grants::Extra,
         policy: &mut plugwarden::policy::Policy,
     ) -> Result<Option<PathBuf>, Usage> {
+        let (cwd, notes) = self.applied(manifest, policy)?;
+        for n in notes {
+            eprintln!("plugwarden: note: {n}");
+        }
+        Ok(cwd)
+    }
+
+    /// [`GrantArgs::apply`], with the notes returned instead of printed.
+    pub fn applied(
+        &self,
+        manifest: &plugwarden::policy::grants::Extra,
+        policy: &mut plugwarden::policy::Policy,
+    ) -> Result<(Option<PathBuf>, Vec<String>), Usage> {
         let flags = plugwarden::policy::grants::Extra {
             origin: plugwarden::policy::grants::Origin::Flags,
             base: std::env::current_dir()
@@ -143,25 +156,22 @@ impl GrantArgs {
             allow: self.allow.clone(),
         };
         let mut cwd: Option<PathBuf> = None;
+        let mut all_notes = Vec::new();
         for extra in [manifest, &flags] {
             let (dir, notes) = extra.apply(policy)?;
-            for n in notes {
-                eprintln!("plugwarden: note: {n}");
-            }
-            if dir.is_some() {
-                if let (Some(old), Some(new)) = (&cwd, &dir) {
-                    if old != new {
-                        eprintln!(
-                            "plugwarden: note: --cwd {} wins over the manifest's cwd {}",
-                            new.display(),
-                            old.display()
-                        );
-                    }
+            all_notes.extend(notes);
+            if let (Some(old), Some(new)) = (&cwd, &dir) {
+                if old != new {
+                    all_notes.push(format!(
+                        "--cwd {} wins over the manifest's cwd {}",
+                        new.display(),
+                        old.display()
+                    ));
                 }
-                cwd = dir;
             }
+            cwd = dir.or(cwd);
         }
-        Ok(cwd)
+        Ok((cwd, all_notes))
     }
 }
 

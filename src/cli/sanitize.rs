@@ -40,6 +40,8 @@ pub struct SanitizeArgs {
     pub plugins: Option<PathBuf>,
     #[command(flatten)]
     pub batch: BatchArgs,
+    #[command(flatten)]
+    pub grants: super::GrantArgs,
 }
 
 /// Where the sanitize plugins are looked for: `--plugins DIR`, or beside
@@ -89,6 +91,13 @@ fn sandbox_for(
     if let Some(b) = a.batch.batch {
         policy.worker.batch = b;
     }
+    // The same grants for both routes; their notes said once.
+    let (cwd, notes) = a.grants.applied(&Default::default(), &mut policy)?;
+    if s == ROUTES[0] {
+        for n in notes {
+            eprintln!("plugwarden: note: {n}");
+        }
+    }
     let args = match s {
         Sanitizer::Pdf => vec!["--dpi".to_string(), a.dpi.to_string()],
         Sanitizer::Image => Vec::new(),
@@ -98,7 +107,7 @@ fn sandbox_for(
         args,
         mode: Mode::Worker,
         env: Vec::new(),
-        cwd: None,
+        cwd,
     };
     Ok(Arc::new(Sandbox::new(
         fs.clone(),
