@@ -436,3 +436,29 @@ fn test_sanitize_takes_the_grants_and_refuses_bad_ones() {
     assert_eq!(stderr(&o).matches(&note).count(), 1, "{}", stderr(&o));
     assert!(dir.path().join("safe/benign.png.safe.png").exists());
 }
+
+#[test]
+fn test_learn_on_a_program_that_never_succeeds_writes_no_policy() {
+    let dir = scratch();
+    let input = dir.path().join("in.txt");
+    std::fs::write(&input, "x").unwrap();
+    let o = Command::new(plugwarden())
+        .args(["learn", "--mode", "filter", "--plugin", "/usr/bin/false"])
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        o.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    assert!(
+        stderr(&o).contains(
+            "learn: false did not succeed on any input while observed (see each verdict above), \
+             so there is nothing to learn from: no policy written."
+        ),
+        "{}",
+        stderr(&o)
+    );
+}
