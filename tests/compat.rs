@@ -17,7 +17,7 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -382,16 +382,20 @@ fn answered(stderr: &[u8]) -> BTreeSet<String> {
         .collect()
 }
 
+/// `plugwarden learn` on the program with `input` (and `--ro DIR`).
+fn learn(p: &Program, fx: &Fixtures, input: &Path) -> Output {
+    Command::new(plugwarden())
+        .arg("learn")
+        .args(p.flags(&fx.path, true))
+        .arg(input)
+        .output()
+        .expect("run learn")
+}
+
 /// `plugwarden learn` on the program, then a run under the policy it wrote
 /// (with no other flag: the policy holds the `--ro` grant).
 fn learned(p: &Program, fx: &Fixtures, input: &Path, reference: &[u8], data: &[u8]) -> Outcome {
-    let mut learn = vec!["learn".to_string()];
-    learn.extend(p.flags(&fx.path, true));
-    learn.push(input.display().to_string());
-    let o = Command::new(plugwarden())
-        .args(&learn)
-        .output()
-        .expect("run learn");
+    let o = learn(p, fx, input);
     if !o.status.success() {
         let last = verdict(&o);
         return Outcome::Fails(format!("learn: {}", short(&last)));
@@ -406,20 +410,26 @@ fn learned(p: &Program, fx: &Fixtures, input: &Path, reference: &[u8], data: &[u
     under(p, &flags, reference, data).0
 }
 
-fn run_program(p: &Program, fx: &Fixtures, refs: &mut BTreeMap<&str, Vec<u8>>) -> Results {
-    let (input_file, data) = match p.input {
+/// The program's stdin, and a file that holds it (for `learn`).
+fn stdin_of(p: &Program, fx: &Fixtures) -> (PathBuf, Vec<u8>) {
+    match p.input {
         Input::File(f) => {
             let path = fx.path.join(f);
             let data = std::fs::read(&path).expect("fixture");
             (path, data)
         }
         Input::OutputOf(other) => {
-            let data = refs[other].clone();
+            let source = program(other);
+            let data = outside(source, &fx.path, &stdin_of(source, fx).1);
             let path = fx.path.join(format!("output-of-{other}"));
             std::fs::write(&path, &data).expect("write input");
             (path, data)
         }
-    };
+    }
+}
+
+fn run_program(p: &Program, fx: &Fixtures) -> Results {
+    let (input_file, data) = stdin_of(p, fx);
     let reference = outside(p, &fx.path, &data);
     let with = |policy: &str| {
         let mut f = p.flags(&fx.path, true);
@@ -429,7 +439,6 @@ fn run_program(p: &Program, fx: &Fixtures, refs: &mut BTreeMap<&str, Vec<u8>>) -
     let (default, o) = with("default");
     let strict = with("strict").0;
     let learned = learned(p, fx, &input_file, &reference, &data);
-    refs.insert(p.name, reference);
     Results {
         default,
         learned,
@@ -522,7 +531,6 @@ fn docs_with(table: &str) -> (String, String) {
 #[test]
 fn test_corpus_runs_as_outside_under_default_learned_and_strict() {
     let fx = stage_fixtures();
-    let mut refs = BTreeMap::new();
     let mut rows = Vec::new();
     let mut absent = BTreeSet::new();
     for p in CORPUS {
@@ -531,7 +539,7 @@ fn test_corpus_runs_as_outside_under_default_learned_and_strict() {
             absent.insert(p.package);
             continue;
         }
-        let r = run_program(p, &fx, &mut refs);
+        let r = run_program(p, &fx);
         rows.push((p, r));
     }
     let table = table(&rows);
@@ -611,13 +619,6 @@ fn installed(names: &[&str]) -> Option<Vec<&'static Program>> {
     Some(programs)
 }
 
-fn fixture(fx: &Fixtures, p: &Program) -> Vec<u8> {
-    match p.input {
-        Input::File(f) => std::fs::read(fx.path.join(f)).expect("fixture"),
-        Input::OutputOf(_) => unreachable!("only programs reading a fixture"),
-    }
-}
-
 #[test]
 fn test_tar_tv_and_python_c_pass_under_default_with_the_nscd_probe_answered() {
     let Some(programs) = installed(&["tar tv", "python3 -c"]) else {
@@ -625,7 +626,7 @@ fn test_tar_tv_and_python_c_pass_under_default_with_the_nscd_probe_answered() {
     };
     let fx = stage_fixtures();
     for p in programs {
-        let data = fixture(&fx, p);
+        let data = stdin_of(p, &fx).1;
         let reference = outside(p, &fx.path, &data);
         let mut flags = p.flags(&fx.path, true);
         flags.extend(["--policy".into(), "default".into()]);
@@ -648,11 +649,8 @@ fn test_learn_pdftocairo_names_poppler_and_fonts_then_runs_without_violation() {
     };
     let p = programs[0];
     let fx = stage_fixtures();
-    let input = fx.path.join("benign.pdf");
-    let mut args = vec!["learn".to_string()];
-    args.extend(p.flags(&fx.path, true));
-    args.push(input.display().to_string());
-    let o = Command::new(plugwarden()).args(&args).output().unwrap();
+    let (input, data) = stdin_of(p, &fx);
+    let o = learn(p, &fx, &input);
     let (text, said) = (
         String::from_utf8_lossy(&o.stdout).into_owned(),
         String::from_utf8_lossy(&o.stderr).into_owned(),
@@ -668,7 +666,6 @@ fn test_learn_pdftocairo_names_poppler_and_fonts_then_runs_without_violation() {
         assert!(read.contains(&format!("\"{dir}\"")), "{dir} not in: {read}");
     }
     let learned = policy(&fx.path, "pdftocairo.toml", &text);
-    let data = std::fs::read(&input).unwrap();
     let reference = outside(p, &fx.path, &data);
     let mut flags = p.flags(&fx.path, false);
     flags.extend(["--policy".into(), learned.display().to_string()]);
@@ -701,13 +698,7 @@ fn test_corpus_programs_run_identically_with_an_unprivileged_host() {
     let pw = fx.path.join("plugwarden");
     copy_executable(&plugwarden(), &pw);
     for p in programs {
-        let data = match p.input {
-            Input::File(f) => std::fs::read(fx.path.join(f)).unwrap(),
-            Input::OutputOf(other) => {
-                let source = program(other);
-                outside(source, &fx.path, &fixture(&fx, source))
-            }
-        };
+        let data = stdin_of(p, &fx).1;
         let reference = outside(p, &fx.path, &data);
         let mut cmd = Command::new(&pw);
         cmd.uid(65534).gid(65534).current_dir(&fx.path);
