@@ -12,7 +12,7 @@
 //! program asked for, a proposal a person reviews, never a decision the
 //! sandbox makes. Landlock's audit records (ABI 7) were the alternative:
 //! they name only the accesses Landlock *denies*, so the observed program
-//! would fail at its first file (docs/POLICY.md, "Learn").
+//! would fail at its first file (docs/POLICY.md, "Learn → log → enforce").
 //!
 //! [`fold`] then turns the observed paths into grants: what loading the
 //! executable needs and what is granted already is left out, a path under

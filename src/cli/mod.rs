@@ -100,7 +100,7 @@ pub struct SandboxArgs {
 }
 
 /// Grants beyond the policy on the command line (over the policy's and the
-/// manifest's; see docs/POLICY.md, "Grants on the command line").
+/// manifest's; see docs/POLICY.md, "Grants").
 #[derive(Args, Clone, Debug, Default)]
 pub struct GrantArgs {
     /// Let the plugin read PATH (a directory: everything beneath it).
