@@ -421,6 +421,29 @@ def pdf_million_pages():
     return pdf(one_page_pdf(count=1000000))
 
 
+def pdf_repeated_page():
+    """Pages 1 and 3 of text_pdf(3), the first named twice in the tree:
+    viewers show it twice, so sanitize renders it twice (3 pages)."""
+    objects = text_pdf(3)
+    objects[1] = b"<< /Type /Pages /Kids [3 0 R 3 0 R 5 0 R] /Count 3 >>"
+    return pdf(objects)
+
+
+def pdf_missing_page():
+    """Three kids, the second a reference to an object that does not exist:
+    that page is lost, and sanitize must say so."""
+    objects = text_pdf(3)
+    objects[1] = b"<< /Type /Pages /Kids [3 0 R 9 0 R 7 0 R] /Count 3 >>"
+    return pdf(objects)
+
+
+def pdf_page_tree_cycle():
+    """The root page tree names itself as a kid: the cycle is cut."""
+    objects = one_page_pdf()
+    objects[1] = b"<< /Type /Pages /Kids [3 0 R 2 0 R] /Count 2 >>"
+    return pdf(objects)
+
+
 def pdf_huge_page():
     return pdf(one_page_pdf(media_box=b"0 0 100000 100000"))
 
@@ -475,6 +498,9 @@ def main():
     write("hostile-million-pages.pdf", pdf_million_pages())
     write("hostile-huge-page.pdf", pdf_huge_page())
     write("hostile-polyglot-pdf-zip.pdf", pdf_zip_polyglot())
+    write("hostile-repeated-page.pdf", pdf_repeated_page())
+    write("hostile-missing-page.pdf", pdf_missing_page())
+    write("hostile-page-tree-cycle.pdf", pdf_page_tree_cycle())
     write("unsupported-archive.zip", plain_zip())
     write("unsupported-notes.txt", b"plugwarden sample: plain text is not a type sanitize handles.\n")
     write("bench/bench-20-pages.pdf", pdf(text_pdf(20)))

@@ -140,27 +140,44 @@ pub fn walk(roots: &[PathBuf]) -> impl Iterator<Item = Result<Entry, InputError>
 #[derive(Clone, Debug)]
 pub struct Source {
     file: Arc<File>,
+    /// Bytes sent before the file's ([`Input::prefixed`]).
+    prefix: Arc<[u8]>,
+    /// The file's size checked at open.
     len: u64,
     path: PathBuf,
 }
 
 impl Source {
-    /// The size checked at open: exactly the bytes that will be sent.
+    /// Exactly the bytes that will be sent: the prefix and the size
+    /// checked at open.
     pub fn len(&self) -> u64 {
-        self.len
+        self.prefix.len() as u64 + self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.len() == 0
     }
 
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    /// Fills `buf` from `offset`; the file must still have those bytes.
+    /// Fills `buf` from `offset` (of the prefix, then the file); the file
+    /// must still have those bytes.
     pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), InputError> {
-        self.file.read_exact_at(buf, offset).map_err(|e| {
+        let (mut buf, mut offset) = (buf, offset);
+        let prefix_len = self.prefix.len() as u64;
+        if offset < prefix_len {
+            let from = &self.prefix[offset as usize..];
+            let n = buf.len().min(from.len());
+            buf[..n].copy_from_slice(&from[..n]);
+            (buf, offset) = (&mut buf[n..], prefix_len);
+        }
+        if buf.is_empty() {
+            return Ok(());
+        }
+        let in_file = offset - prefix_len;
+        self.file.read_exact_at(buf, in_file).map_err(|e| {
             if e.kind() == io::ErrorKind::UnexpectedEof {
                 self.changed()
             } else {
@@ -182,7 +199,7 @@ impl Source {
 
     /// The first [`HEAD`] bytes (or all of a shorter file).
     pub fn head(&self) -> Result<Vec<u8>, InputError> {
-        let mut head = vec![0; self.len.min(HEAD as u64) as usize];
+        let mut head = vec![0; self.len().min(HEAD as u64) as usize];
         self.read_at(0, &mut head)?;
         Ok(head)
     }
@@ -191,7 +208,7 @@ impl Source {
     /// the caller can afford): exactly the size checked at open, never
     /// more (a file that changed meanwhile is an error).
     pub fn read_all(&self) -> Result<Vec<u8>, InputError> {
-        let mut data = vec![0; self.len as usize];
+        let mut data = vec![0; self.len() as usize];
         self.read_at(0, &mut data)?;
         self.check_unchanged()?;
         Ok(data)
@@ -204,8 +221,8 @@ impl Source {
         let mut hasher = Sha256::new();
         let mut buf = vec![0u8; 256 << 10];
         let mut offset = 0;
-        while offset < self.len {
-            let n = (self.len - offset).min(buf.len() as u64) as usize;
+        while offset < self.len() {
+            let n = (self.len() - offset).min(buf.len() as u64) as usize;
             self.read_at(offset, &mut buf[..n])?;
             hasher.update(&buf[..n]);
             offset += n as u64;
@@ -258,6 +275,19 @@ impl Input {
         match self {
             Input::Bytes(b) => Some(b),
             Input::File(_) => None,
+        }
+    }
+
+    /// `prefix`, then this input: for a job that carries something of the
+    /// host's before the file (sanitize's password record). A file stays a
+    /// file, read in chunks as it is sent.
+    pub fn prefixed(self, prefix: &[u8]) -> Input {
+        match self {
+            Input::Bytes(b) => Input::Bytes([prefix, &b].concat()),
+            Input::File(src) => Input::File(Source {
+                prefix: [prefix, &src.prefix].concat().into(),
+                ..src
+            }),
         }
     }
 
@@ -331,6 +361,7 @@ pub fn from_file(file: File, name: PathBuf, limit: u64) -> Result<Source, InputE
     }
     Ok(Source {
         file: Arc::new(file),
+        prefix: Arc::from([]),
         len: meta.len(),
         path: name,
     })
@@ -541,6 +572,21 @@ mod tests {
             src.check_unchanged(),
             Err(InputError::Changed { .. })
         ));
+    }
+
+    #[test]
+    fn test_prefixed_file_reads_the_prefix_then_the_file() {
+        let data = vec![7u8; (INLINE as usize) + 10];
+        let input = read_stream(&data[..], 1 << 30).unwrap().unwrap();
+        let Input::File(src) = input.prefixed(b"pw") else {
+            panic!("a prefixed file stays a file");
+        };
+        assert_eq!(src.len(), data.len() as u64 + 2);
+        let mut across = [0u8; 4];
+        src.read_at(1, &mut across).unwrap();
+        assert_eq!(&across, b"w\x07\x07\x07");
+        assert_eq!(src.read_all().unwrap(), [&b"pw"[..], &data].concat());
+        src.check_unchanged().unwrap();
     }
 
     #[test]

@@ -30,6 +30,7 @@ pub mod sandbox;
 pub mod sanitize;
 pub mod seccomp;
 pub mod shard;
+pub mod sink;
 pub mod verdict;
 pub mod worker;
 

@@ -55,8 +55,9 @@ use std::time::{Duration, Instant};
 use crate::input::Input;
 use crate::policy::Policy;
 use crate::sandbox::{Mode, Sandbox, SandboxError};
+use crate::sink::{OutputSink, Spill};
 use crate::verdict::Verdict;
-use crate::worker::{run_filter_input, Attach, JobOutcome, Spill, Worker};
+use crate::worker::{run_filter_input, Attach, JobOutcome, Worker};
 
 /// How often an idle slot looks at the stop flag.
 const TICK: Duration = Duration::from_millis(50);
@@ -145,9 +146,13 @@ impl PoolConfig {
 /// One input for the pool. `tag` is the caller's and comes back with the
 /// result; an `Err` input (it could not be read) is passed through as the
 /// result without running, so every input has one result on one channel.
+/// With a `sink`, the job's output goes to it as it arrives (a job of its
+/// own, never pipelined with others), and what it saved comes back in the
+/// outcome's `saved`.
 pub struct Task<T> {
     pub tag: T,
     pub input: Result<Input, Verdict>,
+    pub sink: Option<Box<dyn OutputSink>>,
 }
 
 impl<T> Task<T> {
@@ -417,6 +422,7 @@ impl Live {
 struct Pending<T> {
     tag: T,
     input: Input,
+    sink: Option<Box<dyn OutputSink>>,
     attempt: u32,
     /// What happened to earlier attempts.
     notes: Vec<String>,
@@ -542,6 +548,7 @@ impl Slot {
                 backlog.push_back(Pending {
                     tag: task.tag,
                     input,
+                    sink: task.sink,
                     attempt: 1,
                     notes: Vec::new(),
                 });
@@ -578,12 +585,15 @@ impl Slot {
         }
         let left = live.limit.saturating_sub(live.worker.jobs);
         let left = usize::try_from(left).unwrap_or(usize::MAX);
-        // A file input (streamed, never held) or one larger than a frame
-        // (sent in parts) runs alone, and ends the window before it.
+        // A file input (streamed, never held), one larger than a frame
+        // (sent in parts) or one with a sink (its output streamed) runs
+        // alone, and ends the window before it.
         let max_frame = u64::from(self.sandbox.policy.limits.max_frame);
         let alone = backlog
             .iter()
-            .position(|p| p.input.bytes().is_none() || p.input.len() > max_frame)
+            .position(|p| {
+                p.input.bytes().is_none() || p.input.len() > max_frame || p.sink.is_some()
+            })
             .unwrap_or(usize::MAX);
         self.window
             .min(left)
@@ -606,11 +616,12 @@ impl Slot {
         tx: &SyncSender<Finished<T>>,
     ) -> bool {
         let n = self.window_size(backlog).clamp(1, backlog.len().max(1));
-        let window: Vec<Pending<T>> = backlog.drain(..n.min(backlog.len())).collect();
+        let mut window: Vec<Pending<T>> = backlog.drain(..n.min(backlog.len())).collect();
         if self.sandbox.plugin.mode == Mode::Filter {
             // One process per input: the window is one job.
-            return window.into_iter().all(|p| {
-                let outcome = run_filter_input(&self.sandbox, &p.input, self.attach());
+            return window.into_iter().all(|mut p| {
+                let sink = p.sink.as_deref_mut().map(|s| s as &mut dyn OutputSink);
+                let outcome = run_filter_input(&self.sandbox, &p.input, self.attach(), sink);
                 self.settle_into(p, outcome, None, None, backlog, tx)
             });
         }
@@ -632,8 +643,9 @@ impl Slot {
         let fresh = live.worker.jobs == 0;
         live.worker.attach(self.attach());
         self.publish(live.worker.process().plugin_pidfd().try_clone().ok());
-        let outcomes = if let [one] = window.as_slice() {
-            vec![live.worker.run_input(&one.input)]
+        let outcomes = if let [one] = window.as_mut_slice() {
+            let sink = one.sink.as_deref_mut().map(|s| s as &mut dyn OutputSink);
+            vec![live.worker.run_input(&one.input, sink)]
         } else {
             // Only inputs held in memory share a window (see window_size).
             let inputs: Vec<&[u8]> = window.iter().filter_map(|p| p.input.bytes()).collect();
@@ -778,6 +790,9 @@ impl Slot {
                 truncate(&outcome.verdict.to_string(), 1000),
             ));
             p.attempt = 2;
+            if let Some(sink) = &mut p.sink {
+                sink.restart();
+            }
             return Err(p);
         }
         let poison = p.attempt > 1 && outcome.verdict.is_retryable();

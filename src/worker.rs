@@ -3,22 +3,20 @@
 //!
 //! One poll loop ([`Conn::pump`]) serves both plugin kinds. It writes the
 //! pending input without blocking, drains stdout into a bounded frame
-//! decoder (worker) or a bounded buffer (filter), drains stderr into a
+//! decoder (worker) or the job's output sink (filter), drains stderr into a
 //! bounded tail and the log (a chatty plugin can never block on a full
 //! pipe), answers seccomp notifications, and notices the exit through the
 //! pidfd. Every byte from the plugin is hostile; every way it can misbehave
-//! ends in a verdict for the job at hand.
+//! ends in a verdict for the job at hand. Each part of an output goes to an
+//! [`OutputSink`] as it arrives ([`crate::sink`]).
 
 use std::collections::{BTreeSet, VecDeque};
-use std::io::Write as _;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use sha2::{Digest, Sha256};
 
 use crate::forkserver::ExitInfo;
 use crate::input::{Input, InputError, Source};
@@ -26,6 +24,7 @@ use crate::observe::PathUse;
 use crate::policy::OnViolation;
 use crate::protocol::{self, Frame, FrameDecoder, Kind};
 use crate::sandbox::{Enforce, Mode, Process, Sandbox, SandboxError};
+use crate::sink::{OutputBuf, OutputSink, SavedOutput, Spill};
 use crate::verdict::{stderr_detail, TimeoutKind, Verdict};
 
 /// Longest stderr tail kept for a verdict's detail.
@@ -36,8 +35,6 @@ const CHUNK: usize = 256 << 10;
 const READS_PER_WAKE: usize = 16;
 /// How long a worker may take to say hello after exec.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
-/// Outputs up to this size stay in memory when a spill is attached.
-pub const SPILL_OVER: u64 = 8 << 20;
 /// Bytes of one job's stderr relayed ([`StderrRelay`]) or logged at debug
 /// level, by default; the rest is counted and dropped.
 pub const STDERR_LIMIT: u64 = 1 << 20;
@@ -64,156 +61,6 @@ pub struct Attach {
     pub spill: Option<Spill>,
 }
 
-/// Where an output goes once it passes `over` bytes, so the host never
-/// holds a big output whole: a temporary file in `dir` (`run --out`: the
-/// output directory, so the output is renamed into place; `call`: the temp
-/// directory), or, without `dir`, nowhere but its sha256.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Spill {
-    pub over: u64,
-    pub dir: Option<PathBuf>,
-}
-
-/// An output that passed [`Spill::over`]: its hash, its length, and its
-/// bytes in a temporary file when the spill kept them.
-#[derive(Debug)]
-pub struct Spilled {
-    pub file: Option<tempfile::NamedTempFile>,
-    pub len: u64,
-    pub sha256: String,
-}
-
-/// One job's output as it arrives: in memory, or past the spill threshold
-/// in a file (or only its hash).
-struct OutputBuf {
-    bytes: Vec<u8>,
-    spill: Option<Spill>,
-    spilled: Option<(Option<tempfile::NamedTempFile>, Sha256)>,
-    len: u64,
-}
-
-impl OutputBuf {
-    fn new(spill: Option<Spill>) -> OutputBuf {
-        OutputBuf {
-            bytes: Vec::new(),
-            spill,
-            spilled: None,
-            len: 0,
-        }
-    }
-
-    fn len(&self) -> u64 {
-        self.len
-    }
-
-    /// Appends `data`; an error when the spill file cannot be written.
-    fn push(&mut self, data: &[u8]) -> Result<(), Verdict> {
-        self.len += data.len() as u64;
-        if self.spilled.is_none() {
-            self.bytes.extend_from_slice(data);
-            match &self.spill {
-                Some(s) if self.len > s.over => {
-                    let file = match &s.dir {
-                        Some(dir) => Some(
-                            tempfile::Builder::new()
-                                .prefix(".plugwarden-spill-")
-                                .tempfile_in(dir)
-                                .map_err(|e| spill_error(dir, &e))?,
-                        ),
-                        None => None,
-                    };
-                    self.spilled = Some((file, Sha256::new()));
-                    let held = std::mem::take(&mut self.bytes);
-                    return self.write_spilled(&held);
-                }
-                _ => return Ok(()),
-            }
-        }
-        self.write_spilled(data)
-    }
-
-    /// Appends a frame's payload, moving it when it is the first part.
-    fn push_owned(&mut self, data: Vec<u8>) -> Result<(), Verdict> {
-        if self.len == 0
-            && self
-                .spill
-                .as_ref()
-                .is_none_or(|s| data.len() as u64 <= s.over)
-        {
-            self.len = data.len() as u64;
-            self.bytes = data;
-            return Ok(());
-        }
-        self.push(&data)
-    }
-
-    /// Appends `len` bytes of the arena at `offset` (one copy while the
-    /// output stays in memory); false when out of bounds.
-    fn push_arena(
-        &mut self,
-        arena: &crate::arena::Arena,
-        offset: usize,
-        len: usize,
-    ) -> Result<bool, Verdict> {
-        let stays = self.spilled.is_none()
-            && self
-                .spill
-                .as_ref()
-                .is_none_or(|s| self.len + len as u64 <= s.over);
-        if stays {
-            let read = arena.read_into(offset, len, &mut self.bytes);
-            self.len += if read { len as u64 } else { 0 };
-            return Ok(read);
-        }
-        // Spilling: a chunk at a time, and the chunk's pages released.
-        let mut chunk = Vec::with_capacity(CHUNK);
-        for at in (offset..offset.saturating_add(len)).step_by(CHUNK) {
-            let n = CHUNK.min(offset + len - at);
-            chunk.clear();
-            if !arena.read_into(at, n, &mut chunk) {
-                return Ok(false);
-            }
-            arena.release(at, n);
-            self.push(&chunk)?;
-        }
-        Ok(true)
-    }
-
-    fn write_spilled(&mut self, data: &[u8]) -> Result<(), Verdict> {
-        let Some((file, hasher)) = &mut self.spilled else {
-            return Ok(());
-        };
-        hasher.update(data);
-        if let Some(f) = file {
-            f.write_all(data)
-                .map_err(|e| spill_error(f.path().parent().unwrap_or(Path::new("")), &e))?;
-        }
-        Ok(())
-    }
-
-    /// The output: its bytes, or what was spilled.
-    fn finish(self) -> (Vec<u8>, Option<Spilled>) {
-        match self.spilled {
-            None => (self.bytes, None),
-            Some((file, hasher)) => (
-                Vec::new(),
-                Some(Spilled {
-                    file,
-                    len: self.len,
-                    sha256: hex::encode(hasher.finalize()),
-                }),
-            ),
-        }
-    }
-}
-
-fn spill_error(dir: &Path, e: &std::io::Error) -> Verdict {
-    Verdict::SetupError(format!(
-        "cannot keep the output in {}: {e}",
-        crate::escape::name(dir)
-    ))
-}
-
 /// One job's share of the stderr bounds.
 #[derive(Default)]
 struct StderrBudget {
@@ -231,11 +78,12 @@ struct StderrBudget {
 #[derive(Debug)]
 pub struct JobOutcome {
     pub verdict: Verdict,
-    /// The output; empty unless the verdict is `ok` (and empty when it
-    /// was spilled).
+    /// The output; empty unless the verdict is `ok`, and empty when it
+    /// went to a sink or a spill file instead.
     pub output: Vec<u8>,
-    /// An ok output that passed the spill threshold ([`Attach::spill`]).
-    pub spilled: Option<Spilled>,
+    /// An ok output the host did not hold: past the spill threshold
+    /// ([`Attach::spill`]), or what the job's own sink saved.
+    pub saved: Option<SavedOutput>,
     pub wall: Duration,
     pub cpu_ms: u64,
     pub max_rss_kib: u64,
@@ -255,7 +103,7 @@ impl JobOutcome {
         JobOutcome {
             verdict,
             output: Vec::new(),
-            spilled: None,
+            saved: None,
             wall: Duration::ZERO,
             cpu_ms: 0,
             max_rss_kib: 0,
@@ -320,8 +168,9 @@ struct Stream {
     parts_of: Option<u64>,
 }
 
-/// The pipes and supervision state of one process.
-struct Conn {
+/// The pipes and supervision state of one process; `'s` is the life of
+/// a filter's output sink.
+struct Conn<'s> {
     proc: Process,
     pending: Vec<u8>,
     pending_pos: usize,
@@ -333,8 +182,9 @@ struct Conn {
     budget: StderrBudget,
     decoder: Option<FrameDecoder>,
     frames: VecDeque<Frame>,
-    /// Filter mode: raw stdout.
-    raw: OutputBuf,
+    /// Filter mode: where raw stdout goes, and how much went there.
+    raw: Option<&'s mut dyn OutputSink>,
+    raw_len: u64,
     raw_limit: u64,
     stderr_tail: Vec<u8>,
     violation: Option<String>,
@@ -367,8 +217,8 @@ fn slot<'a>(fds: &mut Vec<PollFd<'a>>, fd: Option<&'a OwnedFd>, flags: PollFlags
     })
 }
 
-impl Conn {
-    fn new(proc: Process, sandbox: &Sandbox, framed: bool) -> Conn {
+impl<'s> Conn<'s> {
+    fn new(proc: Process, sandbox: &Sandbox, framed: bool) -> Conn<'s> {
         let limits = &sandbox.policy.limits;
         Conn {
             proc,
@@ -380,7 +230,8 @@ impl Conn {
             budget: StderrBudget::default(),
             decoder: framed.then(|| FrameDecoder::new(limits.max_frame)),
             frames: VecDeque::new(),
-            raw: OutputBuf::new(None),
+            raw: None,
+            raw_len: 0,
             raw_limit: limits.output,
             stderr_tail: Vec::new(),
             violation: None,
@@ -501,7 +352,7 @@ impl Conn {
         &mut self,
         deadline: Instant,
         cpu_budget: Option<(u64, u64)>,
-        mut ready: impl FnMut(&mut Conn) -> bool,
+        mut ready: impl FnMut(&mut Conn<'s>) -> bool,
     ) -> Stop {
         loop {
             if ready(self) {
@@ -683,10 +534,11 @@ impl Conn {
                     }
                 }
             } else {
-                if self.raw.len() + n as u64 > self.raw_limit {
+                self.raw_len += n as u64;
+                if self.raw_len > self.raw_limit {
                     return Some(Stop::OutputLimit);
                 }
-                if let Err(v) = self.raw.push(&self.buf[..n]) {
+                if let Some(Err(v)) = self.raw.as_mut().map(|out| out.write(&self.buf[..n])) {
                     return Some(Stop::Failed(v));
                 }
             }
@@ -1056,7 +908,7 @@ fn suffix(tail: &[u8]) -> String {
 
 /// A persistent worker speaking the plugwarden protocol.
 pub struct Worker {
-    conn: Conn,
+    conn: Conn<'static>,
     next_id: u64,
     /// Jobs answered so far.
     pub jobs: u64,
@@ -1183,16 +1035,18 @@ impl Worker {
 
     /// Runs one job to its verdict.
     pub fn run_job(&mut self, input: &[u8]) -> JobOutcome {
-        self.job(Payload::Bytes(input))
+        self.job(Payload::Bytes(input), None)
     }
 
     /// Runs one job whose input may be a file, sent in bounded chunks
-    /// (through the arena when it fits, else through the pipe).
-    pub fn run_input(&mut self, input: &Input) -> JobOutcome {
-        self.job(input.into())
+    /// (through the arena when it fits, else through the pipe). With a
+    /// `sink`, the output goes to it part by part as it arrives (the
+    /// outcome's `output` stays empty; its `saved` is what the sink saved).
+    pub fn run_input(&mut self, input: &Input, sink: Option<&mut dyn OutputSink>) -> JobOutcome {
+        self.job(input.into(), sink)
     }
 
-    fn job(&mut self, input: Payload) -> JobOutcome {
+    fn job(&mut self, input: Payload, sink: Option<&mut dyn OutputSink>) -> JobOutcome {
         let mut started = Instant::now();
         if self.dead {
             return JobOutcome::failed(Verdict::ProtocolError(
@@ -1212,7 +1066,7 @@ impl Worker {
             if let Err(v) = self.handshake() {
                 self.dead = true;
                 self.jobs += 1;
-                return self.outcome(v, OutputBuf::new(None), started, cpu_start);
+                return self.outcome(v, Vec::new(), None, started, cpu_start);
             }
             // Start-up is not the job's time.
             started = Instant::now();
@@ -1252,19 +1106,24 @@ impl Worker {
         self.conn.denied.clear();
         self.conn.paths.clear();
         self.conn.path_calls.clear();
-        let result = self.await_answer(id, started, cpu_start);
-        let (verdict, output) = match result {
-            Ok(out) => (Verdict::Ok, out),
+        let budget = self.cpu_limit.as_millis() as u64;
+        let mut held = OutputBuf::new(self.conn.attach.spill.clone());
+        let sink = sink.unwrap_or(&mut held);
+        let (verdict, saved) = match self.await_answer(id, started, (cpu_start, budget), true, sink)
+        {
+            Ok(()) => (Verdict::Ok, sink.take_saved()),
             Err(v) => {
-                self.dead = true;
-                (v, OutputBuf::new(None))
+                self.dead = !matches!(v, Verdict::PluginError(_));
+                (v, None)
             }
         };
-        if matches!(verdict, Verdict::PluginError(_)) {
-            self.dead = false;
-        }
+        let output = if verdict.is_ok() {
+            held.into_bytes()
+        } else {
+            Vec::new()
+        };
         self.jobs += 1;
-        self.outcome(verdict, output, started, cpu_start)
+        self.outcome(verdict, output, saved, started, cpu_start)
     }
 
     /// Writes a bulk input straight into the arena's input region (a file
@@ -1336,7 +1195,7 @@ impl Worker {
                 self.dead = true;
                 self.jobs += 1;
                 let cpu_start = self.last_cpu.unwrap_or(0);
-                out.push(self.outcome(v, OutputBuf::new(None), Instant::now(), cpu_start));
+                out.push(self.outcome(v, Vec::new(), None, Instant::now(), cpu_start));
                 return out;
             }
         }
@@ -1377,7 +1236,8 @@ impl Worker {
         for (k, id) in (first_id..first_id + sent as u64).enumerate() {
             let started = Instant::now();
             let last = k + 1 == sent;
-            let result = self.await_answer_pipelined(id, started, (mark, budget), last);
+            let mut held = OutputBuf::new(self.conn.attach.spill.clone());
+            let result = self.await_answer(id, started, (mark, budget), last, &mut held);
             let cpu = if started.elapsed() >= Duration::from_millis(1) {
                 self.conn.proc.cpu_ms().map(|now| {
                     let used = now.saturating_sub(mark);
@@ -1387,8 +1247,8 @@ impl Worker {
             } else {
                 None
             };
-            let (verdict, (output, spilled)) = match result {
-                Ok(o) => (Verdict::Ok, o.finish()),
+            let (verdict, saved, output) = match result {
+                Ok(()) => (Verdict::Ok, held.take_saved(), held.into_bytes()),
                 Err(v) => {
                     self.dead = !matches!(v, Verdict::PluginError(_));
                     // A second answer to an earlier job of this window: that
@@ -1404,11 +1264,11 @@ impl Worker {
                                 "the plugin sent bytes after its answer".into(),
                             );
                             o.output.clear();
-                            o.spilled = None;
+                            o.saved = None;
                             break;
                         }
                     }
-                    (v, (Vec::new(), None))
+                    (v, None, Vec::new())
                 }
             };
             self.jobs += 1;
@@ -1416,7 +1276,7 @@ impl Worker {
             out.push(JobOutcome {
                 verdict,
                 output,
-                spilled,
+                saved,
                 wall: started.elapsed(),
                 cpu_ms: 0,
                 max_rss_kib: 0,
@@ -1430,7 +1290,7 @@ impl Worker {
             }
         }
         // Jobs whose CPU was measured keep it; the rest share what is left.
-        let last = self.outcome(Verdict::Ok, OutputBuf::new(None), Instant::now(), cpu_start);
+        let last = self.outcome(Verdict::Ok, Vec::new(), None, Instant::now(), cpu_start);
         let known: u64 = measured.iter().flatten().sum();
         let unknown = measured.iter().filter(|m| m.is_none()).count().max(1) as u64;
         let share = last.cpu_ms.saturating_sub(known) / unknown;
@@ -1449,25 +1309,17 @@ impl Worker {
         out
     }
 
-    fn await_answer(
-        &mut self,
-        id: u64,
-        started: Instant,
-        cpu_start: u64,
-    ) -> Result<OutputBuf, Verdict> {
-        let budget = self.cpu_limit.as_millis() as u64;
-        self.await_answer_pipelined(id, started, (cpu_start, budget), true)
-    }
-
-    /// Reads the answer to `id`; with `last`, nothing may follow it.
+    /// Reads the answer to `id` into `sink`, a part at a time, within the
+    /// output limit over the whole job; with `last`, nothing may follow it.
     /// `cpu` is (CPU clock at the start, budget in ms since then).
-    fn await_answer_pipelined(
+    fn await_answer(
         &mut self,
         id: u64,
         started: Instant,
         cpu: (u64, u64),
         last: bool,
-    ) -> Result<OutputBuf, Verdict> {
+        sink: &mut dyn OutputSink,
+    ) -> Result<(), Verdict> {
         let mut started = started;
         if self.jobs == 0 && !self.greeted {
             self.greeted = true;
@@ -1477,7 +1329,8 @@ impl Worker {
         }
         let deadline = started + self.wall_limit;
         let budget = Some(cpu);
-        let mut output = OutputBuf::new(self.conn.attach.spill.clone());
+        // Bytes of this job's output so far.
+        let mut written = 0u64;
         loop {
             let stop = self.conn.pump(deadline, budget, |c| !c.frames.is_empty());
             if stop != Stop::Ready {
@@ -1495,25 +1348,14 @@ impl Worker {
                 )));
             }
             match frame.kind {
-                Kind::Part | Kind::Done if frame.flags & protocol::FLAG_ARENA != 0 => {
-                    if let Err(v) = self.take_from_arena(id, &frame.payload, &mut output) {
-                        self.conn.proc.kill();
-                        return Err(v);
-                    }
-                    if frame.kind == Kind::Done {
-                        break;
-                    }
-                }
                 Kind::Part | Kind::Done => {
-                    if output.len() + frame.payload.len() as u64 > self.output_limit {
-                        self.conn.proc.kill();
-                        return Err(Verdict::OutputLimit(self.output_limit));
-                    }
-                    if let Err(v) = output.push_owned(frame.payload) {
+                    let done = frame.kind == Kind::Done;
+                    if let Err(v) = self.take_part(id, frame, &mut written, sink) {
+                        // It may still be sending.
                         self.conn.proc.kill();
                         return Err(v);
                     }
-                    if frame.kind == Kind::Done {
+                    if done {
                         break;
                     }
                 }
@@ -1545,19 +1387,43 @@ impl Worker {
                 "the plugin sent bytes after its answer".into(),
             ));
         }
-        Ok(output)
+        sink.end()
     }
 
-    /// Appends a part the plugin left in the arena's output region to
-    /// `output`: the slice is checked against the region and the output
-    /// limit, then copied once (a snapshot the plugin can no longer change;
-    /// nothing is ever parsed in place).
-    fn take_from_arena(
+    /// Hands one part of job `id`'s output to `sink`, `written` bytes
+    /// having gone before it: a pipe part as it is, an arena part after
+    /// its slice is checked against the region (the sink copies it out).
+    fn take_part(
         &mut self,
         id: u64,
-        payload: &[u8],
-        output: &mut OutputBuf,
+        frame: Frame,
+        written: &mut u64,
+        sink: &mut dyn OutputSink,
     ) -> Result<(), Verdict> {
+        let in_arena = frame.flags & protocol::FLAG_ARENA != 0;
+        let (offset, len) = if in_arena {
+            self.arena_slice(id, &frame.payload)?
+        } else {
+            (0, frame.payload.len())
+        };
+        *written += len as u64;
+        if *written > self.output_limit {
+            return Err(Verdict::OutputLimit(self.output_limit));
+        }
+        if !in_arena {
+            return sink.write_owned(frame.payload);
+        }
+        let arena = self.conn.proc.arena().expect("checked by arena_slice");
+        if !sink.write_arena(arena, offset, len)? {
+            return Err(Verdict::ProtocolError("arena answer out of bounds".into()));
+        }
+        self.arena_parts += 1;
+        Ok(())
+    }
+
+    /// The offset and length of an answer of job `id` left in the arena's
+    /// output region, checked against the region.
+    fn arena_slice(&self, id: u64, payload: &[u8]) -> Result<(usize, usize), Verdict> {
         let violation = |what: String| Verdict::ProtocolError(what);
         let arena = match self.conn.proc.arena() {
             Some(arena) if self.reply_offered == Some(id) => arena,
@@ -1570,23 +1436,16 @@ impl Worker {
         let slice = protocol::ArenaSlice::parse(payload)
             .ok_or_else(|| violation("arena answer without a 16-byte slice".into()))?;
         let region = arena.region() as u64;
-        let (offset, len) = slice
+        slice
             .within(region, region)
-            .map_err(|e| violation(format!("the plugin's answer: {e}")))?;
-        if output.len() + len as u64 > self.output_limit {
-            return Err(Verdict::OutputLimit(self.output_limit));
-        }
-        if !output.push_arena(arena, offset, len)? {
-            return Err(violation("arena answer out of bounds".into()));
-        }
-        self.arena_parts += 1;
-        Ok(())
+            .map_err(|e| violation(format!("the plugin's answer: {e}")))
     }
 
     fn outcome(
         &mut self,
         verdict: Verdict,
-        output: OutputBuf,
+        output: Vec<u8>,
+        saved: Option<SavedOutput>,
         started: Instant,
         cpu_start: u64,
     ) -> JobOutcome {
@@ -1609,11 +1468,10 @@ impl Worker {
             }
         };
         self.conn.end_stderr();
-        let (output, spilled) = output.finish();
         JobOutcome {
             verdict,
             output,
-            spilled,
+            saved,
             wall: started.elapsed(),
             cpu_ms,
             max_rss_kib,
@@ -1641,16 +1499,27 @@ impl Worker {
 /// Runs one job through a filter: a fresh process, input on stdin, output
 /// from stdout, exit status 0 = ok.
 pub fn run_filter(sandbox: &Sandbox, input: &[u8]) -> JobOutcome {
-    filter_job(sandbox, Payload::Bytes(input), Attach::default())
+    filter_job(sandbox, Payload::Bytes(input), Attach::default(), None)
 }
 
 /// [`run_filter`] for an input that may be a file, streamed to the
-/// filter's stdin in bounded chunks, with what the caller attaches.
-pub fn run_filter_input(sandbox: &Sandbox, input: &Input, attach: Attach) -> JobOutcome {
-    filter_job(sandbox, input.into(), attach)
+/// filter's stdin in bounded chunks, with what the caller attaches; with
+/// a `sink`, stdout goes to it as it is read (see [`Worker::run_input`]).
+pub fn run_filter_input(
+    sandbox: &Sandbox,
+    input: &Input,
+    attach: Attach,
+    sink: Option<&mut dyn OutputSink>,
+) -> JobOutcome {
+    filter_job(sandbox, input.into(), attach, sink)
 }
 
-fn filter_job(sandbox: &Sandbox, input: Payload, attach: Attach) -> JobOutcome {
+fn filter_job(
+    sandbox: &Sandbox,
+    input: Payload,
+    attach: Attach,
+    sink: Option<&mut dyn OutputSink>,
+) -> JobOutcome {
     let started = Instant::now();
     let proc = match sandbox.spawn() {
         Ok(p) => p,
@@ -1658,8 +1527,9 @@ fn filter_job(sandbox: &Sandbox, input: Payload, attach: Attach) -> JobOutcome {
     };
     debug_assert_eq!(sandbox.plugin.mode, Mode::Filter);
     let limits = sandbox.policy.limits.clone();
+    let mut held = OutputBuf::new(attach.spill.clone());
     let mut conn = Conn::new(proc, sandbox, false);
-    conn.raw = OutputBuf::new(attach.spill.clone());
+    conn.raw = Some(sink.unwrap_or(&mut held));
     conn.attach = attach;
     conn.queue_input(input);
     let deadline = started + limits.wall;
@@ -1705,15 +1575,18 @@ fn filter_job(sandbox: &Sandbox, input: Payload, attach: Attach) -> JobOutcome {
     };
     let info = conn.proc.terminate().unwrap_or_default();
     conn.end_stderr();
-    let (output, spilled) = if verdict.is_ok() {
-        std::mem::replace(&mut conn.raw, OutputBuf::new(None)).finish()
-    } else {
-        (Vec::new(), None)
+    let sink = conn.raw.take().expect("set above");
+    let (verdict, saved) = match verdict {
+        Verdict::Ok => match sink.end() {
+            Ok(()) => (Verdict::Ok, sink.take_saved()),
+            Err(v) => (v, None),
+        },
+        v => (v, None),
     };
-    JobOutcome {
+    let mut outcome = JobOutcome {
         verdict,
-        output,
-        spilled,
+        output: Vec::new(),
+        saved,
         wall: started.elapsed(),
         cpu_ms: info.cpu_ms(),
         max_rss_kib: info.maxrss_kib,
@@ -1721,7 +1594,12 @@ fn filter_job(sandbox: &Sandbox, input: Payload, attach: Attach) -> JobOutcome {
         denied: std::mem::take(&mut conn.denied),
         paths: std::mem::take(&mut conn.paths),
         stderr_tail: conn.stderr_text(),
+    };
+    drop(conn);
+    if outcome.verdict.is_ok() {
+        outcome.output = held.into_bytes();
     }
+    outcome
 }
 
 #[cfg(test)]

@@ -819,6 +819,7 @@ fn pool_run(
             let task = Task {
                 tag,
                 input: Ok(cmd.into_bytes().into()),
+                sink: None,
             };
             if feeder.submit(task).is_err() {
                 break;

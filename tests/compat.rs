@@ -8,7 +8,7 @@
 //!
 //! The test writes the table of results and checks that docs/COMPAT.md
 //! holds exactly that table, between `<!-- programs:begin -->` and
-//! `<!-- programs:end -->`; `PW_COMPAT_WRITE=1 cargo test --test compat`
+//! `<!-- programs:end -->`; `PW_COMPAT_UPDATE=1 cargo test --test compat`
 //! rewrites it there. Goals: every program identical under its learned
 //! policy, at least 90% under `default`, and under `strict` every program
 //! that needs nothing but its pipes. A program whose Debian package is not
@@ -591,14 +591,14 @@ fn test_corpus_runs_as_outside_under_default_learned_and_strict() {
         return;
     }
     let (documented, rewritten) = docs_with(&table);
-    if std::env::var_os("PW_COMPAT_WRITE").is_some() {
+    if std::env::var_os("PW_COMPAT_UPDATE").is_some() {
         std::fs::write(repo().join("docs/COMPAT.md"), rewritten).expect("write docs/COMPAT.md");
         return;
     }
     assert!(
         documented == table,
         "docs/COMPAT.md's table is not what the corpus gives (above): rewrite it with \
-         `PW_COMPAT_WRITE=1 cargo test --test compat` and review the difference"
+         `PW_COMPAT_UPDATE=1 cargo test --test compat` and review the difference"
     );
 }
 

@@ -105,6 +105,15 @@ fn test_sanitize_samples_give_expected_verdicts_and_clean_files() {
         ("hostile-million-pages.pdf", "ok"),
         ("hostile-huge-page.pdf", "plugin_error"),
         ("hostile-polyglot-pdf-zip.pdf", "ok"),
+        ("hostile-repeated-page.pdf", "ok"),
+        ("hostile-missing-page.pdf", "plugin_error"),
+        ("hostile-page-tree-cycle.pdf", "ok"),
+        ("encrypted-aes256-empty-password.pdf", "ok"),
+        ("encrypted-aes256-crypt-filters.pdf", "ok"),
+        ("encrypted-aes128-empty-password.pdf", "ok"),
+        ("encrypted-rc4-128-empty-password.pdf", "ok"),
+        ("encrypted-rc4-40-empty-password.pdf", "ok"),
+        ("encrypted-aes256-user-password.pdf", "plugin_error"),
         ("unsupported-archive.zip", "unsupported"),
         ("unsupported-notes.txt", "unsupported"),
     ];
@@ -120,6 +129,17 @@ fn test_sanitize_samples_give_expected_verdicts_and_clean_files() {
         "{stdout}"
     );
     assert!(stdout.contains("ZIP archive"), "{stdout}");
+    assert!(
+        stdout.contains(
+            "rendered 2 of 3 pages: page 2 failed: object 9 0 R is missing or not a page dictionary"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("it needs a password: give it with --password-file FILE"),
+        "{stdout}"
+    );
+    assert!(!out.join("hostile-missing-page.pdf.safe.pdf").exists());
     assert_eq!(o.status.code(), Some(1), "some inputs are refused");
     // One audit record per input, and the chain verifies.
     let records = std::fs::read_to_string(&audit).unwrap().lines().count();
@@ -144,6 +164,11 @@ fn test_sanitize_samples_give_expected_verdicts_and_clean_files() {
         ("hostile-broken-xref.pdf", Some(2)),
         ("hostile-million-pages.pdf", Some(1)),
         ("hostile-polyglot-pdf-zip.pdf", None),
+        ("hostile-repeated-page.pdf", Some(3)),
+        ("hostile-page-tree-cycle.pdf", Some(1)),
+        ("encrypted-aes256-empty-password.pdf", Some(30)),
+        ("encrypted-aes256-crypt-filters.pdf", Some(30)),
+        ("encrypted-rc4-40-empty-password.pdf", Some(3)),
     ] {
         let path = out.join(format!("{name}.safe.pdf"));
         let doc = lopdf::Document::load(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -189,6 +214,157 @@ fn test_sanitize_samples_give_expected_verdicts_and_clean_files() {
             "{name}: {chunks:?}"
         );
     }
+}
+
+/// One PDF sample in a scratch dir, sanitized with `args`; returns the
+/// scratch dir, the output dir, the run and its audit records.
+fn sanitize_one(
+    sample: &str,
+    args: &[&str],
+) -> (
+    tempfile::TempDir,
+    PathBuf,
+    std::process::Output,
+    Vec<serde_json::Value>,
+) {
+    let bytes = std::fs::read(repo().join("samples").join(sample)).unwrap();
+    sanitize_bytes(sample, &bytes, args)
+}
+
+/// [`sanitize_one`] for a PDF given by its bytes, named `name`.
+fn sanitize_bytes(
+    name: &str,
+    bytes: &[u8],
+    args: &[&str],
+) -> (
+    tempfile::TempDir,
+    PathBuf,
+    std::process::Output,
+    Vec<serde_json::Value>,
+) {
+    let dir = scratch();
+    let input = dir.path().join("in");
+    std::fs::create_dir(&input).unwrap();
+    std::fs::write(input.join(name), bytes).unwrap();
+    let (out, audit) = (dir.path().join("safe"), dir.path().join("audit.jsonl"));
+    let o = Command::new(plugwarden())
+        .args(["sanitize", "--out"])
+        .arg(&out)
+        .arg("--audit")
+        .arg(&audit)
+        .args(args)
+        .arg(&input)
+        .output()
+        .unwrap();
+    let records = std::fs::read_to_string(&audit)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (dir, out, o, records)
+}
+
+#[test]
+fn test_sanitize_allow_partial_keeps_page_numbers_and_lists_missing_pages() {
+    let (_dir, out, o, records) = sanitize_one("hostile-missing-page.pdf", &["--allow-partial"]);
+
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{stdout}");
+    assert!(stdout.starts_with("ok "), "{stdout}");
+    let doc = lopdf::Document::load(out.join("hostile-missing-page.pdf.safe.pdf")).unwrap();
+    let pages = doc.get_pages();
+    assert_eq!(pages.len(), 3);
+    let label = String::from_utf8_lossy(&doc.get_page_content(pages[&2])).into_owned();
+    assert!(label.contains("(Page 2 could not be rendered.)"), "{label}");
+    let record = &records[0];
+    assert_eq!(record["verdict"], "ok");
+    assert!(
+        record["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("rendered 2 of 3 pages: page 2 failed"),
+        "{record}"
+    );
+    let notes: Vec<&str> = record["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap())
+        .collect();
+    assert!(
+        notes.contains(&"pages: 3 declared, 2 rendered"),
+        "{notes:?}"
+    );
+    assert!(
+        notes.contains(&"missing page 2 of 3 (a labelled blank page in its place): object 9 0 R is missing or not a page dictionary"),
+        "{notes:?}"
+    );
+}
+
+#[test]
+fn test_sanitize_password_file_opens_user_password_pdf() {
+    let dir = scratch();
+    let password = dir.path().join("password.txt");
+    std::fs::write(&password, "plugwarden\n").unwrap();
+
+    let (_d, out, o, records) = sanitize_one(
+        "encrypted-aes256-user-password.pdf",
+        &["--password-file", password.to_str().unwrap()],
+    );
+
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    let doc =
+        lopdf::Document::load(out.join("encrypted-aes256-user-password.pdf.safe.pdf")).unwrap();
+    assert_eq!(doc.get_pages().len(), 3);
+    assert!(!records[0].to_string().contains("plugwarden\\n"));
+}
+
+/// A document over 1 MiB stays an open file the host streams to the
+/// plugin; the password record goes in front of it all the same.
+#[test]
+fn test_sanitize_password_file_opens_a_streamed_pdf_over_one_mib() {
+    let dir = scratch();
+    let password = dir.path().join("password.txt");
+    std::fs::write(&password, "plugwarden\n").unwrap();
+    // A comment of 1.5 MiB after the end, then the same startxref again: the
+    // document is unchanged, the file is big enough to be streamed.
+    let mut pdf = std::fs::read(repo().join("samples/encrypted-aes256-user-password.pdf")).unwrap();
+    let tail = String::from_utf8_lossy(&pdf[pdf.len() - 64..]).into_owned();
+    let xref = tail
+        .split("startxref")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    pdf.push(b'%');
+    pdf.resize(pdf.len() + (3 << 19), b'x');
+    pdf.extend_from_slice(format!("\nstartxref\n{xref}\n%%EOF\n").as_bytes());
+    let name = "big-encrypted.pdf";
+
+    let (_d, out, o, records) =
+        sanitize_bytes(name, &pdf, &["--password-file", password.to_str().unwrap()]);
+
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    let doc = lopdf::Document::load(out.join("big-encrypted.pdf.safe.pdf")).unwrap();
+    assert_eq!(doc.get_pages().len(), 3);
+    assert_eq!(records[0]["verdict"], "ok");
+}
+
+#[test]
+fn test_sanitize_missing_password_file_is_a_usage_error() {
+    let (_d, _out, o, records) =
+        sanitize_one("benign.pdf", &["--password-file", "/nonexistent/pw"]);
+
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&o.stderr)
+            .contains("cannot read the password file /nonexistent/pw"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(records.is_empty());
 }
 
 #[test]

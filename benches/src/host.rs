@@ -455,6 +455,7 @@ pub fn pool_batch_rss(
                 .submit(Task {
                     tag,
                     input: Ok(payload.clone().into()),
+                    sink: None,
                 })
                 .is_err()
             {

@@ -833,6 +833,22 @@ fn sanitize_section(c: &Config, bins: &host::Binaries, rows: &mut Vec<Row>) -> R
         "Dangerzone ~2 pages/s",
         &vec![2.0; cli.len()],
     ));
+    // Pages stream from the plugin to the output file: the host's memory
+    // must not grow with the document (one run each: RSS is not noisy).
+    for pages in [10, 100, 1000] {
+        progress(&format!("sanitize host RSS, {pages} pages"));
+        let rss = sanitize::host_rss_mib(&bins.plugwarden, pages)?;
+        rows.push(
+            Row::versus(
+                &format!("sanitize: host peak RSS on a {pages}-page PDF (150 dpi, `--workers 1`)"),
+                "MiB",
+                &[rss],
+                "200 MiB",
+                &[200.0],
+            )
+            .target(Target::AtMost(1.0)),
+        );
+    }
     Ok(())
 }
 

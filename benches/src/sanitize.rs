@@ -80,10 +80,10 @@ pub fn in_process_pages_per_s(inputs: &Inputs, threads: usize, write_pdf: bool) 
                         let (n, out) = render_one(&inputs.pdf)?;
                         if write_pdf {
                             let limits = plugwarden::sanitize::Limits::default();
-                            let (pdf, written) =
+                            let (pdf, report) =
                                 plugwarden::sanitize::pdf_from_plugin_output(&out, &limits)?;
-                            if written != n || pdf.is_empty() {
-                                bail!("in-process PDF writer: {written} pages of {n}");
+                            if report.rendered() != n || pdf.is_empty() {
+                                bail!("in-process PDF writer: {report:?} for {n} pages");
                             }
                         }
                         pages += u64::from(n);
@@ -154,4 +154,94 @@ pub fn cli_pages_per_s(
         );
     }
     Ok(f64::from(pages) * inputs.copies as f64 / secs)
+}
+
+/// A PDF of `pages` US-letter pages of text and vector art (the samples'
+/// kind of page), written here so that every length needs no file.
+pub fn long_pdf(pages: usize) -> Vec<u8> {
+    let font = "<< /Font << /F1 << /Type /Font /Subtype /Type1 /BaseFont /Helvetica >> >> >>";
+    let mut objects = vec![
+        "<< /Type /Catalog /Pages 2 0 R >>".to_string(),
+        format!(
+            "<< /Type /Pages /Kids [{}] /Count {pages} >>",
+            (0..pages)
+                .map(|i| format!("{} 0 R", 3 + 2 * i))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+    ];
+    for i in 0..pages {
+        let mut content = format!(
+            "0.95 0.95 1 rg 36 36 540 720 re f 0 0 0 rg BT /F1 24 Tf 72 700 Td (page {} of {pages}) Tj ET\nBT /F1 11 Tf 72 660 Td 14 TL\n",
+            i + 1
+        );
+        for line in 0..30 {
+            content.push_str(&format!(
+                "(Line {line}: the quick brown fox jumps over the lazy dog 0123456789) '\n"
+            ));
+        }
+        content.push_str(&format!(
+            "ET {} 0.3 0.6 rg 306 150 m 386 150 l 386 230 l 306 230 l f\n",
+            (i % 10) as f64 / 10.0
+        ));
+        objects.push(format!(
+            "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources {font} /Contents {} 0 R >>",
+            4 + 2 * i
+        ));
+        objects.push(format!(
+            "<< /Length {} >>\nstream\n{content}\nendstream",
+            content.len() + 1
+        ));
+    }
+    let mut out = b"%PDF-1.7\n".to_vec();
+    let mut offsets = Vec::new();
+    for (n, body) in objects.iter().enumerate() {
+        offsets.push(out.len());
+        out.extend_from_slice(format!("{} 0 obj\n{body}\nendobj\n", n + 1).as_bytes());
+    }
+    let xref = out.len();
+    out.extend_from_slice(
+        format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes(),
+    );
+    for o in offsets {
+        out.extend_from_slice(format!("{o:010} 00000 n \n").as_bytes());
+    }
+    out.extend_from_slice(
+        format!(
+            "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
+            objects.len() + 1
+        )
+        .as_bytes(),
+    );
+    out
+}
+
+/// The host's peak RSS (MiB, from the `--json` summary) while
+/// `plugwarden sanitize --workers 1` turns a `pages`-page PDF into a safe
+/// one at 150 dpi, and the pages of that safe PDF it declared.
+pub fn host_rss_mib(plugwarden: &Path, pages: usize) -> Result<f64> {
+    let dir = tempfile::Builder::new().prefix("pw-bench-rss-").tempdir()?;
+    let input = dir.path().join(format!("long-{pages}.pdf"));
+    std::fs::write(&input, long_pdf(pages))?;
+    let run = Command::new(plugwarden)
+        .arg("sanitize")
+        .arg(&input)
+        .arg("--out")
+        .arg(dir.path().join("safe"))
+        .args(["--workers", "1", "--json"])
+        .stdin(Stdio::null())
+        .output()?;
+    if !run.status.success() {
+        bail!(
+            "plugwarden sanitize of {pages} pages failed ({}): {}{}",
+            run.status,
+            String::from_utf8_lossy(&run.stdout),
+            String::from_utf8_lossy(&run.stderr)
+        );
+    }
+    let summary: serde_json::Value = serde_json::from_slice(&run.stdout)?;
+    let kib = summary["host_max_rss_kib"]
+        .as_f64()
+        .context("no host_max_rss_kib in the summary")?;
+    Ok(kib / 1024.0)
 }

@@ -14,7 +14,8 @@ use std::time::Duration;
 
 use clap::Args;
 use plugwarden::input::{self, Input, InputError};
-use plugwarden::worker::{Attach, Spill, StderrRelay, SPILL_OVER, STDERR_LIMIT};
+use plugwarden::sink::{Spill, SPILL_OVER};
+use plugwarden::worker::{Attach, StderrRelay, STDERR_LIMIT};
 use plugwarden::Verdict;
 
 use super::run::{self, Signals};
@@ -68,7 +69,7 @@ pub fn call(a: CallArgs) -> Result<u8, Usage> {
     }
     if outcome.verdict.is_ok() {
         let mut out = std::io::stdout().lock();
-        let written = match outcome.spilled.and_then(|s| s.file) {
+        let written = match outcome.saved.and_then(|s| s.file) {
             Some(mut file) => file
                 .seek(std::io::SeekFrom::Start(0))
                 .and_then(|_| std::io::copy(&mut file, &mut out))

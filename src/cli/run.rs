@@ -23,8 +23,9 @@ use plugwarden::escape;
 use plugwarden::input::{self, Entry, Input, InputError};
 use plugwarden::pool::{truncate, Feeder, Finished, Pool, PoolConfig, PoolStats, Task};
 use plugwarden::sandbox::{Mode, Sandbox};
+use plugwarden::sink::{OutputSink, Spill, SPILL_OVER};
 use plugwarden::verdict::{Verdict, WORDS};
-use plugwarden::worker::{run_filter_input, Attach, JobOutcome, Spill, Worker, SPILL_OVER};
+use plugwarden::worker::{run_filter_input, Attach, JobOutcome, Worker};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
@@ -87,11 +88,11 @@ pub struct BatchArgs {
 /// Runs one input in a fresh process (worker or filter).
 pub fn run_one(sandbox: &Sandbox, input: &Input, attach: Attach) -> JobOutcome {
     match sandbox.plugin.mode {
-        Mode::Filter => run_filter_input(sandbox, input, attach),
+        Mode::Filter => run_filter_input(sandbox, input, attach, None),
         Mode::Worker => match Worker::start(sandbox) {
             Ok(mut w) => {
                 w.attach(attach);
-                let outcome = w.run_input(input);
+                let outcome = w.run_input(input, None);
                 w.shutdown();
                 outcome
             }
@@ -114,7 +115,8 @@ pub fn write_output(dir: &Path, rel: &Path, data: &[u8]) -> std::io::Result<Path
     Ok(target)
 }
 
-/// Moves a spilled output (a temporary file in `dir`) to `dir/rel`.
+/// Moves an output saved while it arrived (a temporary file in `dir`,
+/// already synced) to `dir/rel`.
 fn persist_output(
     dir: &Path,
     rel: &Path,
@@ -122,7 +124,6 @@ fn persist_output(
 ) -> std::io::Result<PathBuf> {
     let target = dir.join(rel);
     std::fs::create_dir_all(target.parent().unwrap_or(dir))?;
-    file.as_file().sync_data()?;
     file.persist(&target).map_err(|e| e.error)?;
     Ok(target)
 }
@@ -145,6 +146,11 @@ pub type Router = dyn Fn(&[u8]) -> Result<usize, Verdict> + Send + Sync;
 /// Turns an ok output of route `r` into the bytes and the relative name to
 /// write; an error becomes the input's verdict.
 pub type Converter = dyn Fn(usize, &Path, Vec<u8>) -> Result<(Vec<u8>, PathBuf), Verdict>;
+
+/// Gives a routed input of route `r` (named `rel`) its final form and,
+/// when its output should be written as it arrives, a sink for it.
+pub type Preparer =
+    dyn Fn(usize, &Path, Input) -> (Input, Option<Box<dyn OutputSink>>) + Send + Sync;
 
 fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
@@ -177,16 +183,15 @@ fn feed(
     inputs: &[PathBuf],
     sharding: &Sharding,
     feeders: &[Feeder<Item>],
-    router: &Router,
+    routing: &Routing,
     recorded: &HashSet<(Vec<u8>, String)>,
-    limits: &[u64],
     state: &FeedState,
 ) {
     for entry in input::walk(inputs).filter(|e| sharding.owns(inputs, e)) {
         if feeders.iter().any(Feeder::is_stopped) {
             return;
         }
-        let Some(task) = prepare(entry, router, recorded, limits) else {
+        let Some(task) = task_for(entry, routing, recorded) else {
             state.skipped.fetch_add(1, Ordering::SeqCst);
             continue;
         };
@@ -199,15 +204,23 @@ fn feed(
     state.walk_done.store(true, Ordering::SeqCst);
 }
 
+/// How the feeder turns an input into a task for one of the pools.
+struct Routing {
+    router: Box<Router>,
+    prepare: Option<Box<Preparer>>,
+    /// The largest input each route takes.
+    limits: Vec<u64>,
+}
+
 /// One walked entry as a task: opened within the largest route's limit,
-/// hashed, routed by its first bytes and checked against its route's
-/// limit; `None` when `--resume` skips it.
-fn prepare(
+/// hashed, routed by its first bytes, checked against its route's limit
+/// and prepared for it; `None` when `--resume` skips it.
+fn task_for(
     entry: Result<Entry, InputError>,
-    router: &Router,
+    routing: &Routing,
     recorded: &HashSet<(Vec<u8>, String)>,
-    limits: &[u64],
 ) -> Option<Task<Item>> {
+    let limits = &routing.limits;
     let (path, rel) = match &entry {
         Ok(e) => (e.path.clone(), e.rel.clone()),
         Err(InputError::Io { path, .. }) => (path.clone(), PathBuf::new()),
@@ -224,7 +237,11 @@ fn prepare(
         Ok(read) => read,
         Err(e) => {
             let input = Err(Verdict::InputError(e.to_string()));
-            return Some(Task { tag, input });
+            return Some(Task {
+                tag,
+                input,
+                sink: None,
+            });
         }
     };
     let key = (tag.path.as_os_str().as_bytes().to_vec(), sha);
@@ -232,7 +249,7 @@ fn prepare(
         return None;
     }
     tag.sha256 = Some(key.1);
-    let input = router(&head).and_then(|route| {
+    let input = (routing.router)(&head).and_then(|route| {
         tag.route = route;
         let limit = limits.get(route).copied().unwrap_or(largest);
         if input.len() > limit {
@@ -244,7 +261,14 @@ fn prepare(
         }
         Ok(input)
     });
-    Some(Task { tag, input })
+    let (input, sink) = match (input, &routing.prepare) {
+        (Ok(input), Some(prepare)) => {
+            let (input, sink) = prepare(tag.route, &tag.rel, input);
+            (Ok(input), sink)
+        }
+        (input, _) => (input, None),
+    };
+    Some(Task { tag, input, sink })
 }
 
 /// Opens one input within `limit`: the input (read whole when small), its
@@ -357,7 +381,9 @@ impl Recorder {
         } = f;
         let mut outcome = outcome;
         let mut rel = item.rel.clone();
-        if let (true, Some(convert)) = (outcome.verdict.is_ok(), &self.convert) {
+        // An output saved while it arrived is final; one held is converted.
+        let mut saved = outcome.saved.take();
+        if let (true, None, Some(convert)) = (outcome.verdict.is_ok(), &saved, &self.convert) {
             match convert(item.route, &item.rel, std::mem::take(&mut outcome.output)) {
                 Ok((bytes, new_rel)) => {
                     outcome.output = bytes;
@@ -372,14 +398,19 @@ impl Recorder {
         let mut detail = outcome.verdict.detail();
         let mut output_path: Option<PathBuf> = None;
         let mut output_sha = None;
+        let mut saved_notes = Vec::new();
         if outcome.verdict.is_ok() {
-            let spilled = outcome.spilled.take();
-            output_sha = Some(match &spilled {
-                Some(s) => s.sha256.clone(),
+            output_sha = Some(match &mut saved {
+                Some(s) => {
+                    detail = std::mem::take(&mut s.detail);
+                    saved_notes = std::mem::take(&mut s.notes);
+                    rel = s.name.take().unwrap_or(rel);
+                    s.sha256.clone()
+                }
                 None => sha256_hex(&outcome.output),
             });
             if let Some(out) = &self.out {
-                let written = match spilled.and_then(|s| s.file) {
+                let written = match saved.and_then(|s| s.file) {
                     Some(file) => persist_output(out, &rel, file),
                     None => write_output(out, &rel, &outcome.output),
                 };
@@ -406,6 +437,7 @@ impl Recorder {
         }
         let mut all_notes: Vec<String> = base.weakenings.clone();
         all_notes.extend(notes);
+        all_notes.extend(saved_notes);
         all_notes.extend(outcome.denied.iter().map(|d| format!("denied: {d}")));
         if !outcome.verdict.is_ok() && !outcome.stderr_tail.is_empty() {
             all_notes.push(format!("stderr: {}", outcome.stderr_tail));
@@ -632,6 +664,7 @@ pub fn run(a: RunArgs) -> Result<u8, Usage> {
     drive(Batch {
         sandboxes: vec![sandbox],
         router: Box::new(|_| Ok(0)),
+        prepare: None,
         convert: None,
         out: a.out,
         args: a.batch,
@@ -652,6 +685,7 @@ pub struct Batch {
     /// One per route.
     pub sandboxes: Vec<Arc<Sandbox>>,
     pub router: Box<Router>,
+    pub prepare: Option<Box<Preparer>>,
     pub convert: Option<Box<Converter>>,
     pub out: Option<PathBuf>,
     pub args: BatchArgs,
@@ -711,23 +745,22 @@ pub fn drive(b: Batch) -> Result<u8, Usage> {
         feeders.push(feeder);
     }
     let state = Arc::new(FeedState::default());
-    let limits: Vec<u64> = b
-        .sandboxes
-        .iter()
-        .map(|s| b.args.max_input.unwrap_or(s.policy.limits.input))
-        .collect();
+    let routing = Routing {
+        router: b.router,
+        prepare: b.prepare,
+        limits: b
+            .sandboxes
+            .iter()
+            .map(|s| b.args.max_input.unwrap_or(s.policy.limits.input))
+            .collect(),
+    };
     let feed_thread = {
         let state = state.clone();
         let inputs = b.args.inputs.clone();
-        let router = b.router;
         let sharding = sharding.clone();
         std::thread::Builder::new()
             .name("pw-feeder".into())
-            .spawn(move || {
-                feed(
-                    &inputs, &sharding, &feeders, &*router, &recorded, &limits, &state,
-                )
-            })
+            .spawn(move || feed(&inputs, &sharding, &feeders, &routing, &recorded, &state))
             .map_err(|e| Usage(format!("cannot start the feeder thread: {e}")))?
     };
     let mut rec = Recorder {

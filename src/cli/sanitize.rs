@@ -5,16 +5,22 @@
 //! `image` policy, PDFs to `pw-pdf-sanitize` under `pdf`. Each plugin parses
 //! the hostile file in its sandbox and returns raw pixels; the host checks
 //! them byte for byte and writes a brand-new PNG or PDF that holds nothing
-//! else. Everything else about the batch (recycling, quarantine, audit,
-//! resume, progress, summary) is `plugwarden run`'s.
+//! else. A PDF's pages are written as they arrive ([`PdfSink`]), so the host
+//! holds a page at a time; a page that could not be rendered makes the
+//! input `plugin_error` unless `--allow-partial` lets a labelled blank page
+//! take its place. Everything else about the batch (recycling, quarantine,
+//! audit, resume, progress, summary) is `plugwarden run`'s.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
+use plugwarden::input::Input;
 use plugwarden::sandbox::{Enforce, Mode, PluginSpec, Sandbox};
-use plugwarden::sanitize::{self, Limits, Sanitizer};
+use plugwarden::sanitize::{self, Limits, PdfStream, SanitizeError, Sanitizer, PDF_PASSWORD_MAGIC};
+use plugwarden::sink::{HashedFile, OutputSink, SavedOutput};
 use plugwarden::Verdict;
 
 use super::run::{self, Batch, BatchArgs};
@@ -38,6 +44,14 @@ pub struct SanitizeArgs {
     /// program, then ../lib/plugwarden from it).
     #[arg(long, value_name = "DIR")]
     pub plugins: Option<PathBuf>,
+    /// Accept a PDF some of whose pages could not be rendered: each missing
+    /// page becomes a labelled blank page, and the audit record lists them.
+    #[arg(long)]
+    pub allow_partial: bool,
+    /// Password for encrypted PDFs that an empty password does not open:
+    /// the first line of FILE (never on the command line).
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
     #[command(flatten)]
     pub batch: BatchArgs,
     #[command(flatten)]
@@ -128,6 +142,109 @@ fn safe_name(rel: &Path, ext: &str) -> PathBuf {
     rel.with_file_name(name)
 }
 
+/// Longest password file read.
+const MAX_PASSWORD_FILE: u64 = 64 << 10;
+
+/// The job prefix that carries the password of `--password-file` to the
+/// pdf plugin: its first line, without the line ending.
+fn password_prefix(path: &Path) -> Result<Vec<u8>, Usage> {
+    let cannot = |e: std::io::Error| {
+        Usage(format!(
+            "cannot read the password file {}: {e}",
+            path.display()
+        ))
+    };
+    let mut text = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_PASSWORD_FILE).read_to_end(&mut text))
+        .map_err(cannot)?;
+    let line = text.split(|b| *b == b'\n').next().unwrap_or_default();
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    if std::str::from_utf8(line).is_err() {
+        return Err(Usage(format!(
+            "the password file {} is not UTF-8 text",
+            path.display()
+        )));
+    }
+    let mut prefix = PDF_PASSWORD_MAGIC.to_vec();
+    prefix.extend_from_slice(&(line.len() as u32).to_le_bytes());
+    prefix.extend_from_slice(line);
+    Ok(prefix)
+}
+
+/// Writes the pdf plugin's pages into the safe PDF as they arrive (a
+/// temporary file in the output directory until the input is recorded)
+/// and decides from the page report whether the input is `ok`.
+struct PdfSink {
+    dir: PathBuf,
+    name: PathBuf,
+    limits: Limits,
+    allow_partial: bool,
+    /// Created with the first part.
+    stream: Option<PdfStream<HashedFile>>,
+    saved: Option<SavedOutput>,
+}
+
+impl PdfSink {
+    fn verdict(e: SanitizeError) -> Verdict {
+        if e.is_protocol_error() {
+            return Verdict::ProtocolError(e.to_string());
+        }
+        let cause = std::error::Error::source(&e)
+            .map(|c| format!(": {c}"))
+            .unwrap_or_default();
+        Verdict::InputError(format!("cannot write the safe file: {e}{cause}"))
+    }
+}
+
+impl OutputSink for PdfSink {
+    fn write(&mut self, bytes: &[u8]) -> Result<(), Verdict> {
+        let stream = match &mut self.stream {
+            Some(stream) => stream,
+            None => {
+                let file = HashedFile::create(Some(&self.dir))
+                    .map_err(|e| Self::verdict(SanitizeError::Write(e)))?;
+                let stream = PdfStream::new(file, self.limits).map_err(Self::verdict)?;
+                self.stream.insert(stream)
+            }
+        };
+        stream.write(bytes).map_err(Self::verdict)
+    }
+
+    fn end(&mut self) -> Result<(), Verdict> {
+        let stream = self
+            .stream
+            .take()
+            .ok_or_else(|| Verdict::ProtocolError("the plugin answered with no output".into()))?;
+        let (file, report) = stream.finish().map_err(Self::verdict)?;
+        let shortfall = report.shortfall();
+        if let (Some(shortfall), false) = (&shortfall, self.allow_partial) {
+            return Err(Verdict::PluginError(shortfall.clone()));
+        }
+        let saved = file
+            .finish()
+            .map_err(|e| Self::verdict(SanitizeError::Write(e)))?;
+        self.saved = Some(SavedOutput {
+            name: Some(self.name.clone()),
+            detail: shortfall
+                .map(|s| format!("{s} (--allow-partial: a labelled blank page in place of each)"))
+                .unwrap_or_default(),
+            notes: report.notes(),
+            ..saved
+        });
+        Ok(())
+    }
+
+    fn restart(&mut self) {
+        self.stream = None;
+        self.saved = None;
+    }
+
+    fn take_saved(&mut self) -> Option<SavedOutput> {
+        self.saved.take()
+    }
+}
+
 pub fn sanitize(a: SanitizeArgs) -> Result<u8, Usage> {
     run::check_inputs(&a.batch.inputs)?;
     run::check_out_dir(&a.out)?;
@@ -142,6 +259,11 @@ pub fn sanitize(a: SanitizeArgs) -> Result<u8, Usage> {
         dpi: a.dpi,
         ..Limits::default()
     };
+    let password = a
+        .password_file
+        .as_deref()
+        .map(password_prefix)
+        .transpose()?;
     let router = |bytes: &[u8]| {
         let kind = sanitize::detect(bytes);
         match kind.sanitizer() {
@@ -149,18 +271,35 @@ pub fn sanitize(a: SanitizeArgs) -> Result<u8, Usage> {
             None => Err(Verdict::Unsupported(kind.describe().to_string())),
         }
     };
+    let (out, allow_partial) = (a.out.clone(), a.allow_partial);
+    let prepare = move |route: usize, rel: &Path, input: Input| match ROUTES.get(route) {
+        Some(Sanitizer::Pdf) => {
+            let input = match &password {
+                Some(prefix) => input.prefixed(prefix),
+                None => input,
+            };
+            let sink = PdfSink {
+                dir: out.clone(),
+                name: safe_name(rel, Sanitizer::Pdf.output_extension()),
+                limits,
+                allow_partial,
+                stream: None,
+                saved: None,
+            };
+            (input, Some(Box::new(sink) as Box<dyn OutputSink>))
+        }
+        _ => (input, None),
+    };
+    // Images only: a PDF's output goes to its sink.
     let convert = move |route: usize, rel: &Path, pixels: Vec<u8>| {
         let s = ROUTES[route.min(ROUTES.len() - 1)];
-        let result = match s {
-            Sanitizer::Image => {
-                sanitize::png_from_plugin_output(&pixels, &limits).map(|(png, _, _)| png)
-            }
-            Sanitizer::Pdf => {
-                sanitize::pdf_from_plugin_output(&pixels, &limits).map(|(pdf, _)| pdf)
-            }
-        };
-        match result {
-            Ok(bytes) => Ok((bytes, safe_name(rel, s.output_extension()))),
+        if s != Sanitizer::Image {
+            return Err(Verdict::SetupError(format!(
+                "no converter for route {route}"
+            )));
+        }
+        match sanitize::png_from_plugin_output(&pixels, &limits) {
+            Ok((png, _, _)) => Ok((png, safe_name(rel, s.output_extension()))),
             Err(e) if e.is_protocol_error() => Err(Verdict::ProtocolError(e.to_string())),
             Err(e) => Err(Verdict::InputError(format!(
                 "cannot write the safe file: {e}"
@@ -170,6 +309,7 @@ pub fn sanitize(a: SanitizeArgs) -> Result<u8, Usage> {
     run::drive(Batch {
         sandboxes,
         router: Box::new(router),
+        prepare: Some(Box::new(prepare)),
         convert: Some(Box::new(convert)),
         out: Some(a.out),
         args: a.batch,

@@ -1,228 +1,597 @@
-//! The pdf plugin's pages in, a fresh image-only PDF out.
+//! The pdf plugin's pages in, a fresh image-only PDF out, page by page.
 //!
 //! The writer is ours and small on purpose: a catalog, a page tree, and per
 //! page one content stream that draws one DeviceRGB image XObject filling
-//! the MediaBox. No Info dictionary, no metadata, no fonts, actions,
-//! annotations, forms or names — there is no code path that could copy
-//! them from the input, because the input never reaches this module.
+//! the MediaBox. No Info dictionary, no metadata, no actions, annotations,
+//! forms or names — there is no code path that could copy them from the
+//! input, because the input never reaches this module. A page the plugin
+//! could not render keeps its place as a blank page labelled with its
+//! number, in Helvetica (a standard font every reader has: nothing is
+//! embedded, and the label is ours, never the plugin's words).
 //!
-//! Compression is the main cost (a 150 dpi letter page is 6.3 MB of RGB),
-//! so pages are deflated at the fastest level on every available CPU.
+//! [`PdfStream`] parses the plugin's output as it arrives, in pieces of any
+//! size, and appends each page to the output as soon as its last byte is
+//! in: it holds one page's compressed image, never the document. The page
+//! tree and the cross-reference table, which need every page's object
+//! number and offset (a few bytes a page), are written at the end.
 
-use std::io::Write;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::collections::HashMap;
+use std::io::{self, Write};
 
 use flate2::write::ZlibEncoder;
 use flate2::Compression;
 
-use super::payload::{check_size, expect_magic, take_pixels, Cursor};
-use super::{Limits, SanitizeError, PDF_MAGIC};
+use super::payload::check_size;
+use super::{
+    Limits, SanitizeError, MAX_PAGE_REASON, PAGE_FAILED, PAGE_RENDERED, PDF_MAGIC, PDF_SCANNED,
+};
 
-/// One validated page: exactly `width * height * 3` RGB bytes.
-struct PageImage<'a> {
-    width: u32,
-    height: u32,
-    rgb: &'a [u8],
+/// Bytes of the output's header: magic, declared pages, flags.
+const HEADER_LEN: usize = 16;
+/// Bytes that start a rendered page's record (kind, width, height) and a
+/// failed page's (kind, width, height, reason length).
+const RENDERED_HEAD: usize = 9;
+const FAILED_HEAD: usize = 13;
+/// Most reasons spelled out in [`PageReport::shortfall`].
+const MAX_REASONS_SHOWN: usize = 5;
+
+/// What the plugin said about the pages the document declares.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PageReport {
+    /// Pages the document declares (its page tree, a repeated page counted
+    /// each time).
+    pub declared: u32,
+    /// Pages that could not be rendered: 1-based number and the plugin's
+    /// reason. Each has a placeholder page in the output.
+    pub failed: Vec<(u32, String)>,
+    /// The document has no readable page tree; its pages were found by
+    /// scanning the file.
+    pub scanned: bool,
+}
+
+impl PageReport {
+    pub fn rendered(&self) -> u32 {
+        self.declared.saturating_sub(self.failed.len() as u32)
+    }
+
+    /// `rendered 29 of 30 pages: page 28 failed: <reason>`; None when
+    /// every page was rendered.
+    pub fn shortfall(&self) -> Option<String> {
+        if self.failed.is_empty() {
+            return None;
+        }
+        let groups = self.by_reason();
+        let mut text = format!(
+            "rendered {} of {} pages: {} failed",
+            self.rendered(),
+            self.declared,
+            pages_text(&self.failed.iter().map(|(p, _)| *p).collect::<Vec<_>>())
+        );
+        if let [(reason, _)] = groups.as_slice() {
+            text.push_str(&format!(": {reason}"));
+        } else {
+            let shown: Vec<String> = groups
+                .iter()
+                .take(MAX_REASONS_SHOWN)
+                .map(|(reason, pages)| format!("{}: {reason}", pages_text(pages)))
+                .collect();
+            text.push_str(&format!(": {}", shown.join("; ")));
+            if groups.len() > MAX_REASONS_SHOWN {
+                text.push_str("; …");
+            }
+        }
+        Some(text)
+    }
+
+    /// For the audit record: how the pages were counted, and the missing
+    /// pages with their reasons, one note per reason.
+    pub fn notes(&self) -> Vec<String> {
+        let mut notes = vec![format!(
+            "pages: {} declared, {} rendered{}",
+            self.declared,
+            self.rendered(),
+            if self.scanned {
+                " (no readable page tree: pages found by scanning the file)"
+            } else {
+                ""
+            }
+        )];
+        for (reason, pages) in self.by_reason() {
+            notes.push(format!(
+                "missing {} of {} (a labelled blank page in its place): {reason}",
+                pages_text(&pages),
+                self.declared
+            ));
+        }
+        notes
+    }
+
+    /// The failed pages grouped by reason, in order of first appearance.
+    fn by_reason(&self) -> Vec<(&str, Vec<u32>)> {
+        let mut groups: Vec<(&str, Vec<u32>)> = Vec::new();
+        let mut index = HashMap::new();
+        for (page, reason) in &self.failed {
+            let i = *index.entry(reason.as_str()).or_insert_with(|| {
+                groups.push((reason.as_str(), Vec::new()));
+                groups.len() - 1
+            });
+            groups[i].1.push(*page);
+        }
+        groups
+    }
+}
+
+/// `page 4`, `pages 3, 5-9, 28`.
+fn pages_text(pages: &[u32]) -> String {
+    let mut ranges: Vec<(u32, u32)> = Vec::new();
+    for &p in pages {
+        match ranges.last_mut() {
+            Some((_, end)) if *end + 1 == p => *end = p,
+            _ => ranges.push((p, p)),
+        }
+    }
+    let parts: Vec<String> = ranges
+        .iter()
+        .map(|(a, b)| {
+            if a == b {
+                a.to_string()
+            } else {
+                format!("{a}-{b}")
+            }
+        })
+        .collect();
+    let noun = if pages.len() == 1 { "page" } else { "pages" };
+    format!("{noun} {}", parts.join(", "))
+}
+
+/// Counts what goes through, for the cross-reference table.
+struct Counting<W> {
+    inner: W,
+    written: u64,
+}
+
+impl<W: Write> Write for Counting<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Where the parser is in the plugin's output.
+enum State {
+    Header,
+    /// Between records, or inside a record's head (in `head`).
+    Record,
+    /// A rendered page's pixels, deflated as they arrive.
+    Pixels {
+        width: u32,
+        height: u32,
+        remaining: u64,
+        encoder: ZlibEncoder<Vec<u8>>,
+    },
+    /// A failed page's reason.
+    Reason {
+        width: u32,
+        height: u32,
+        len: usize,
+        text: Vec<u8>,
+    },
+    /// Every declared page is in.
+    End,
 }
 
 /// Validates the pdf plugin's output (magic, page count, sides, total
-/// pixels, exact byte counts) and writes a new PDF with one image per
-/// page; returns the PDF and its page count.
+/// pixels, exact byte counts) while it arrives and writes a new PDF with
+/// one image per declared page to `W` as it goes. Feed it with
+/// [`PdfStream::write`], close it with [`PdfStream::finish`].
+pub struct PdfStream<W: Write> {
+    limits: Limits,
+    out: Counting<W>,
+    /// Offset of object n at n - 1; 0 until it is written.
+    offsets: Vec<u64>,
+    /// Object numbers of the pages, in order.
+    kids: Vec<usize>,
+    state: State,
+    /// The header or the record head being read.
+    head: Vec<u8>,
+    report: PageReport,
+    /// Records complete so far.
+    done: u32,
+    total_pixels: u64,
+    /// The last rendered page's size: a placeholder of unknown size takes it.
+    last_size: Option<(u32, u32)>,
+    /// The placeholders' font object, once written.
+    font: Option<usize>,
+    /// The deflate output buffer, kept from page to page.
+    deflated: Vec<u8>,
+}
+
+/// Object 1 is the catalog, 2 the page tree (written last).
+const CATALOG: usize = 1;
+const PAGES: usize = 2;
+
+impl<W: Write> PdfStream<W> {
+    /// Starts the output: the file header and the catalog.
+    pub fn new(out: W, limits: Limits) -> Result<Self, SanitizeError> {
+        let mut s = PdfStream {
+            limits,
+            out: Counting {
+                inner: out,
+                written: 0,
+            },
+            offsets: vec![0; PAGES],
+            kids: Vec::new(),
+            state: State::Header,
+            head: Vec::with_capacity(HEADER_LEN),
+            report: PageReport::default(),
+            done: 0,
+            total_pixels: 0,
+            last_size: None,
+            font: None,
+            deflated: Vec::new(),
+        };
+        // The comment of high bytes marks the file as binary for transfer tools.
+        s.out
+            .write_all(b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n")
+            .map_err(SanitizeError::Write)?;
+        s.object(CATALOG, b"<< /Type /Catalog /Pages 2 0 R >>")?;
+        Ok(s)
+    }
+
+    /// The next bytes of the plugin's output; part boundaries mean nothing.
+    pub fn write(&mut self, mut bytes: &[u8]) -> Result<(), SanitizeError> {
+        while !bytes.is_empty() {
+            match &mut self.state {
+                State::Header => {
+                    if take_into(&mut self.head, HEADER_LEN, &mut bytes) {
+                        self.header()?;
+                    }
+                }
+                State::Record => {
+                    let need = match self.head.first() {
+                        None => 1,
+                        Some(&PAGE_RENDERED) => RENDERED_HEAD,
+                        Some(&PAGE_FAILED) => FAILED_HEAD,
+                        Some(&kind) => {
+                            return Err(SanitizeError::BadRecord {
+                                page: self.done + 1,
+                                kind,
+                            })
+                        }
+                    };
+                    if take_into(&mut self.head, need, &mut bytes) && need > 1 {
+                        self.record_head()?;
+                    }
+                }
+                State::Pixels {
+                    remaining, encoder, ..
+                } => {
+                    let n = bytes
+                        .len()
+                        .min(usize::try_from(*remaining).unwrap_or(usize::MAX));
+                    encoder
+                        .write_all(&bytes[..n])
+                        .map_err(SanitizeError::Write)?;
+                    *remaining -= n as u64;
+                    bytes = &bytes[n..];
+                    if *remaining == 0 {
+                        self.end_image()?;
+                    }
+                }
+                State::Reason { len, text, .. } => {
+                    if take_into(text, *len, &mut bytes) {
+                        self.end_reason()?;
+                    }
+                }
+                State::End => {
+                    return Err(SanitizeError::TrailingBytes { extra: bytes.len() });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks that every declared page came, writes the page tree, the
+    /// cross-reference table and the trailer; returns the writer and what
+    /// the plugin said about the pages.
+    pub fn finish(mut self) -> Result<(W, PageReport), SanitizeError> {
+        match self.state {
+            State::End => {}
+            State::Header => {
+                return Err(SanitizeError::ShortHeader {
+                    what: "pdf",
+                    len: self.head.len(),
+                })
+            }
+            _ => {
+                return Err(SanitizeError::Unfinished {
+                    page: self.done + 1,
+                    declared: self.report.declared,
+                })
+            }
+        }
+        let kids: Vec<String> = self.kids.iter().map(|k| format!("{k} 0 R")).collect();
+        let tree = format!(
+            "<< /Type /Pages /Kids [{}] /Count {} >>",
+            kids.join(" "),
+            self.kids.len()
+        );
+        self.object(PAGES, tree.as_bytes())?;
+        let xref = self.out.written;
+        let mut table = format!("xref\n0 {}\n0000000000 65535 f \n", self.offsets.len() + 1);
+        for offset in &self.offsets {
+            table.push_str(&format!("{offset:010} 00000 n \n"));
+        }
+        table.push_str(&format!(
+            "trailer\n<< /Size {} /Root {CATALOG} 0 R >>\nstartxref\n{xref}\n%%EOF\n",
+            self.offsets.len() + 1
+        ));
+        self.out
+            .write_all(table.as_bytes())
+            .and_then(|()| self.out.flush())
+            .map_err(SanitizeError::Write)?;
+        Ok((self.out.inner, self.report))
+    }
+
+    fn header(&mut self) -> Result<(), SanitizeError> {
+        if &self.head[..8] != PDF_MAGIC {
+            return Err(SanitizeError::BadMagic {
+                expected: std::str::from_utf8(&PDF_MAGIC[..6]).unwrap_or("?"),
+            });
+        }
+        let declared = le32(&self.head[8..12]);
+        let flags = le32(&self.head[12..16]);
+        if declared == 0 {
+            return Err(SanitizeError::NoPages);
+        }
+        if declared > self.limits.max_pages {
+            return Err(SanitizeError::TooManyPages {
+                pages: declared,
+                limit: self.limits.max_pages,
+            });
+        }
+        self.report.declared = declared;
+        self.report.scanned = flags & PDF_SCANNED != 0;
+        self.head.clear();
+        self.state = State::Record;
+        Ok(())
+    }
+
+    fn record_head(&mut self) -> Result<(), SanitizeError> {
+        let page = self.done + 1;
+        let (width, height) = (le32(&self.head[1..5]), le32(&self.head[5..9]));
+        if self.head[0] == PAGE_RENDERED {
+            let what = || format!("page {page}");
+            self.total_pixels += check_size(width, height, &what, &self.limits)?;
+            if self.total_pixels > self.limits.max_total_pixels {
+                return Err(SanitizeError::TooManyPixels {
+                    page,
+                    limit: self.limits.max_total_pixels,
+                });
+            }
+            let buffer = std::mem::take(&mut self.deflated);
+            self.state = State::Pixels {
+                width,
+                height,
+                remaining: u64::from(width) * u64::from(height) * 3,
+                // Level 1: rendered pages are mostly flat colour, which the
+                // fastest level already shrinks 20-50x; higher levels cost far
+                // more time than they save in size.
+                encoder: ZlibEncoder::new(buffer, Compression::fast()),
+            };
+        } else {
+            let len = le32(&self.head[9..13]);
+            if len as usize > MAX_PAGE_REASON {
+                return Err(SanitizeError::BadReason { page, len });
+            }
+            self.state = State::Reason {
+                width,
+                height,
+                len: len as usize,
+                text: Vec::with_capacity(len as usize),
+            };
+            if len == 0 {
+                self.end_reason()?;
+            }
+        }
+        self.head.clear();
+        Ok(())
+    }
+
+    /// The last pixel of a rendered page is in: write its objects.
+    fn end_image(&mut self) -> Result<(), SanitizeError> {
+        let State::Pixels {
+            width,
+            height,
+            encoder,
+            ..
+        } = std::mem::replace(&mut self.state, State::Record)
+        else {
+            unreachable!("end_image outside an image");
+        };
+        let mut data = encoder.finish().map_err(SanitizeError::Write)?;
+        let (image, content, page) = (self.alloc(), self.alloc(), self.alloc());
+        let dict = format!(
+            "/Type /XObject /Subtype /Image /Width {width} /Height {height} \
+             /ColorSpace /DeviceRGB /BitsPerComponent 8 /Filter /FlateDecode"
+        );
+        self.stream(image, &dict, &data)?;
+        data.clear();
+        self.deflated = data;
+        let (w_pt, h_pt) = self.points(width, height);
+        let draw = format!("q\n{w_pt} 0 0 {h_pt} 0 0 cm\n/Im0 Do\nQ");
+        self.stream(content, "", draw.as_bytes())?;
+        let resources = format!("<< /XObject << /Im0 {image} 0 R >> >>");
+        self.page(page, content, (&w_pt, &h_pt), &resources)?;
+        self.last_size = Some((width, height));
+        self.record_done();
+        Ok(())
+    }
+
+    /// A failed page's reason is in: write its placeholder.
+    fn end_reason(&mut self) -> Result<(), SanitizeError> {
+        let State::Reason {
+            width,
+            height,
+            text,
+            ..
+        } = std::mem::replace(&mut self.state, State::Record)
+        else {
+            unreachable!("end_reason outside a reason");
+        };
+        let number = self.done + 1;
+        let reason = String::from_utf8(text).map_err(|e| SanitizeError::BadReason {
+            page: number,
+            len: e.as_bytes().len() as u32,
+        })?;
+        // Shown on terminals and in the audit log: escaped like every
+        // message from a plugin.
+        let reason = crate::escape::escape(reason.as_bytes());
+        self.report.failed.push((number, reason));
+        // The plugin's size is only a hint: a bad one gives way.
+        let what = String::new;
+        let (width, height) = match check_size(width, height, &what, &self.limits) {
+            Ok(_) => (width, height),
+            Err(_) => self.last_size.unwrap_or_else(|| a4(self.limits.dpi)),
+        };
+        let font = match self.font {
+            Some(font) => font,
+            None => {
+                let font = self.alloc();
+                self.object(
+                    font,
+                    b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+                )?;
+                *self.font.insert(font)
+            }
+        };
+        let (content, page) = (self.alloc(), self.alloc());
+        let (w_pt, h_pt) = self.points(width, height);
+        self.stream(
+            content,
+            "",
+            placeholder(number, width, height, self.limits.dpi).as_bytes(),
+        )?;
+        let resources = format!("<< /Font << /F1 {font} 0 R >> >>");
+        self.page(page, content, (&w_pt, &h_pt), &resources)?;
+        self.record_done();
+        Ok(())
+    }
+
+    fn record_done(&mut self) {
+        self.done += 1;
+        self.state = if self.done == self.report.declared {
+            State::End
+        } else {
+            State::Record
+        };
+    }
+
+    fn points(&self, width: u32, height: u32) -> (String, String) {
+        (
+            points(width, self.limits.dpi),
+            points(height, self.limits.dpi),
+        )
+    }
+
+    fn page(
+        &mut self,
+        number: usize,
+        content: usize,
+        (w_pt, h_pt): (&str, &str),
+        resources: &str,
+    ) -> Result<(), SanitizeError> {
+        let dict = format!(
+            "<< /Type /Page /Parent {PAGES} 0 R /MediaBox [0 0 {w_pt} {h_pt}] \
+             /Resources {resources} /Contents {content} 0 R >>"
+        );
+        self.object(number, dict.as_bytes())?;
+        self.kids.push(number);
+        Ok(())
+    }
+
+    /// The next object number (numbers start at 1 and are never skipped).
+    fn alloc(&mut self) -> usize {
+        self.offsets.push(0);
+        self.offsets.len()
+    }
+
+    fn object(&mut self, number: usize, body: &[u8]) -> Result<(), SanitizeError> {
+        self.offsets[number - 1] = self.out.written;
+        let out = &mut self.out;
+        writeln!(out, "{number} 0 obj")
+            .and_then(|()| out.write_all(body))
+            .and_then(|()| out.write_all(b"\nendobj\n"))
+            .map_err(SanitizeError::Write)
+    }
+
+    fn stream(&mut self, number: usize, dict: &str, data: &[u8]) -> Result<(), SanitizeError> {
+        self.offsets[number - 1] = self.out.written;
+        let out = &mut self.out;
+        write!(
+            out,
+            "{number} 0 obj\n<< {dict} /Length {} >>\nstream\n",
+            data.len()
+        )
+        .and_then(|()| out.write_all(data))
+        .and_then(|()| out.write_all(b"\nendstream\nendobj\n"))
+        .map_err(SanitizeError::Write)
+    }
+}
+
+/// Moves bytes from `bytes` into `buf` until it holds `need`; true then.
+fn take_into(buf: &mut Vec<u8>, need: usize, bytes: &mut &[u8]) -> bool {
+    let n = need.saturating_sub(buf.len()).min(bytes.len());
+    buf.extend_from_slice(&bytes[..n]);
+    *bytes = &bytes[n..];
+    buf.len() == need
+}
+
+fn le32(b: &[u8]) -> u32 {
+    u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+}
+
+/// An A4 page at `dpi`, in pixels: the placeholder for a page whose size
+/// is unknown when no page before it was rendered.
+fn a4(dpi: u32) -> (u32, u32) {
+    let px = |mm: f64| (mm / 25.4 * f64::from(dpi)).round() as u32;
+    (px(210.0), px(297.0))
+}
+
+/// The placeholder's drawing: a light frame and two lines of grey text,
+/// sized to the page.
+fn placeholder(number: u32, width: u32, height: u32, dpi: u32) -> String {
+    let to_pt = |px: u32| f64::from(px) * 72.0 / f64::from(dpi.max(1));
+    let (w, h) = (to_pt(width), to_pt(height));
+    let size = (w / 30.0).clamp(4.0, 24.0);
+    let margin = (w.min(h) / 20.0).max(1.0);
+    format!(
+        "q 0.8 G 1 w {margin:.2} {margin:.2} {:.2} {:.2} re S Q\n\
+         BT 0.35 g /F1 {size:.2} Tf {margin2:.2} {y:.2} Td \
+         (Page {number} could not be rendered.) Tj 0 {lead:.2} Td \
+         (See the audit record of plugwarden sanitize for why.) Tj ET",
+        w - 2.0 * margin,
+        h - 2.0 * margin,
+        margin2 = 2.0 * margin,
+        y = h / 2.0,
+        lead = -1.5 * size,
+    )
+}
+
+/// Validates the whole of the pdf plugin's output at once and returns the
+/// new PDF and the page report ([`PdfStream`] over a `Vec`).
 pub fn pdf_from_plugin_output(
     payload: &[u8],
     limits: &Limits,
-) -> Result<(Vec<u8>, u32), SanitizeError> {
-    let pages = parse_pages(payload, limits)?;
-    let streams = compress_pages(&pages)?;
-    let pdf = write_pdf(&pages, &streams, limits.dpi);
-    Ok((pdf, pages.len() as u32))
-}
-
-fn parse_pages<'a>(
-    payload: &'a [u8],
-    limits: &Limits,
-) -> Result<Vec<PageImage<'a>>, SanitizeError> {
-    let mut cursor = Cursor::new(payload);
-    expect_magic(&mut cursor, PDF_MAGIC, "pdf", 12)?;
-    let count = cursor.u32_le().ok_or(SanitizeError::ShortHeader {
-        what: "pdf",
-        len: payload.len(),
-    })?;
-    if count == 0 {
-        return Err(SanitizeError::NoPages);
-    }
-    if count > limits.max_pages {
-        return Err(SanitizeError::TooManyPages {
-            pages: count,
-            limit: limits.max_pages,
-        });
-    }
-    let mut pages = Vec::with_capacity(count as usize);
-    let mut total = 0u64;
-    for number in 1..=count {
-        let what = || format!("page {number}");
-        let cut = SanitizeError::PageSizeCut {
-            page: number,
-            got: cursor.remaining(),
-        };
-        let (Some(width), Some(height)) = (cursor.u32_le(), cursor.u32_le()) else {
-            return Err(cut);
-        };
-        total += check_size(width, height, &what, limits)?;
-        if total > limits.max_total_pixels {
-            return Err(SanitizeError::TooManyPixels {
-                page: number,
-                limit: limits.max_total_pixels,
-            });
-        }
-        let rgb = take_pixels(&mut cursor, width, height, 3, &what)?;
-        pages.push(PageImage { width, height, rgb });
-    }
-    if cursor.remaining() != 0 {
-        return Err(SanitizeError::TrailingBytes {
-            extra: cursor.remaining(),
-        });
-    }
-    Ok(pages)
-}
-
-/// Deflates every page, the current thread and one helper per extra CPU
-/// taking pages from a shared counter (pages differ a lot in cost). A
-/// helper that cannot be started just leaves its share to the others.
-fn compress_pages(pages: &[PageImage<'_>]) -> Result<Vec<Vec<u8>>, SanitizeError> {
-    let next = AtomicUsize::new(0);
-    let done: Mutex<Vec<(usize, std::io::Result<Vec<u8>>)>> =
-        Mutex::new(Vec::with_capacity(pages.len()));
-    let work = || loop {
-        let i = next.fetch_add(1, Ordering::Relaxed);
-        let Some(page) = pages.get(i) else { break };
-        let stream = deflate(page.rgb);
-        done.lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push((i, stream));
-    };
-    let helpers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(pages.len())
-        .saturating_sub(1);
-    std::thread::scope(|scope| {
-        for _ in 0..helpers {
-            // Ignored on purpose: the loop below finishes the pages anyway.
-            let _ = std::thread::Builder::new()
-                .name("pw-deflate".into())
-                .spawn_scoped(scope, work);
-        }
-        work();
-    });
-    let mut done = done.into_inner().unwrap_or_else(|e| e.into_inner());
-    done.sort_unstable_by_key(|(i, _)| *i);
-    done.into_iter()
-        .map(|(_, stream)| stream.map_err(SanitizeError::Compress))
-        .collect()
-}
-
-fn deflate(data: &[u8]) -> std::io::Result<Vec<u8>> {
-    // Level 1: rendered pages are mostly flat colour, which the fastest
-    // level already shrinks 20-50x; higher levels cost far more time than
-    // they save in size.
-    let mut encoder = ZlibEncoder::new(Vec::with_capacity(data.len() / 8), Compression::fast());
-    encoder.write_all(data)?;
-    encoder.finish()
-}
-
-/// Appends objects and remembers where each starts, for the xref table.
-struct PdfWriter {
-    out: Vec<u8>,
-    offsets: Vec<usize>,
-}
-
-impl PdfWriter {
-    fn new(capacity: usize) -> Self {
-        let mut out = Vec::with_capacity(capacity);
-        // The comment of high bytes marks the file as binary for transfer tools.
-        out.extend_from_slice(b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n");
-        PdfWriter {
-            out,
-            offsets: Vec::new(),
-        }
-    }
-
-    /// Writes the next object (numbers start at 1 and are never skipped).
-    fn object(&mut self, body: &[u8]) {
-        self.offsets.push(self.out.len());
-        let number = self.offsets.len();
-        self.out
-            .extend_from_slice(format!("{number} 0 obj\n").as_bytes());
-        self.out.extend_from_slice(body);
-        self.out.extend_from_slice(b"\nendobj\n");
-    }
-
-    fn stream(&mut self, dict: &str, data: &[u8]) {
-        let mut body = format!("<< {dict} /Length {} >>\nstream\n", data.len()).into_bytes();
-        body.extend_from_slice(data);
-        body.extend_from_slice(b"\nendstream");
-        self.object(&body);
-    }
-
-    /// The xref table (each entry exactly 20 bytes) and the trailer.
-    fn finish(mut self, root: usize) -> Vec<u8> {
-        let xref = self.out.len();
-        let size = self.offsets.len() + 1;
-        self.out
-            .extend_from_slice(format!("xref\n0 {size}\n0000000000 65535 f \n").as_bytes());
-        for offset in &self.offsets {
-            self.out
-                .extend_from_slice(format!("{offset:010} 00000 n \n").as_bytes());
-        }
-        let trailer =
-            format!("trailer\n<< /Size {size} /Root {root} 0 R >>\nstartxref\n{xref}\n%%EOF\n");
-        self.out.extend_from_slice(trailer.as_bytes());
-        self.out
-    }
-}
-
-/// Object layout: 1 catalog, 2 page tree, then per page i (from 0) the
-/// page 3+3i, its content 4+3i and its image 5+3i.
-fn write_pdf(pages: &[PageImage<'_>], streams: &[Vec<u8>], dpi: u32) -> Vec<u8> {
-    let capacity = streams.iter().map(|s| s.len() + 400).sum::<usize>() + 200;
-    let mut w = PdfWriter::new(capacity);
-    w.object(b"<< /Type /Catalog /Pages 2 0 R >>");
-    let kids: Vec<String> = (0..pages.len())
-        .map(|i| format!("{} 0 R", 3 + 3 * i))
-        .collect();
-    w.object(
-        format!(
-            "<< /Type /Pages /Kids [{}] /Count {} >>",
-            kids.join(" "),
-            pages.len()
-        )
-        .as_bytes(),
-    );
-    for (i, (page, stream)) in pages.iter().zip(streams).enumerate() {
-        let (content, image) = (4 + 3 * i, 5 + 3 * i);
-        let (width_pt, height_pt) = (points(page.width, dpi), points(page.height, dpi));
-        w.object(
-            format!(
-                "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 {width_pt} {height_pt}] \
-                 /Resources << /XObject << /Im0 {image} 0 R >> >> /Contents {content} 0 R >>"
-            )
-            .as_bytes(),
-        );
-        w.stream(
-            "",
-            format!("q\n{width_pt} 0 0 {height_pt} 0 0 cm\n/Im0 Do\nQ").as_bytes(),
-        );
-        w.stream(
-            &format!(
-                "/Type /XObject /Subtype /Image /Width {} /Height {} \
-                 /ColorSpace /DeviceRGB /BitsPerComponent 8 /Filter /FlateDecode",
-                page.width, page.height
-            ),
-            stream,
-        );
-    }
-    w.finish(1)
+) -> Result<(Vec<u8>, PageReport), SanitizeError> {
+    let mut stream = PdfStream::new(Vec::new(), *limits)?;
+    stream.write(payload)?;
+    stream.finish()
 }
 
 /// Pixels at `dpi` to PDF points (1/72 inch), at most 4 decimals, no

@@ -29,14 +29,42 @@ fn page_pixels(index: u32, width: u32, height: u32) -> Vec<u8> {
         .collect()
 }
 
+/// The pdf plugin's output for rendered pages of these sizes.
 fn pdf_payload(sizes: &[(u32, u32)]) -> Vec<u8> {
-    let mut p = PDF_MAGIC.to_vec();
-    p.extend_from_slice(&(sizes.len() as u32).to_le_bytes());
+    let mut p = pdf_header(sizes.len() as u32, 0);
     for (index, &(w, h)) in sizes.iter().enumerate() {
+        p.push(PAGE_RENDERED);
         p.extend_from_slice(&w.to_le_bytes());
         p.extend_from_slice(&h.to_le_bytes());
         p.extend_from_slice(&page_pixels(index as u32, w, h));
     }
+    p
+}
+
+fn pdf_header(declared: u32, flags: u32) -> Vec<u8> {
+    let mut p = PDF_MAGIC.to_vec();
+    p.extend_from_slice(&declared.to_le_bytes());
+    p.extend_from_slice(&flags.to_le_bytes());
+    p
+}
+
+/// A failed page's record.
+fn failed(width: u32, height: u32, reason: &[u8]) -> Vec<u8> {
+    let mut r = vec![PAGE_FAILED];
+    r.extend_from_slice(&width.to_le_bytes());
+    r.extend_from_slice(&height.to_le_bytes());
+    r.extend_from_slice(&(reason.len() as u32).to_le_bytes());
+    r.extend_from_slice(reason);
+    r
+}
+
+/// Page 1 rendered (4x4), page 2 failed, page 3 rendered (4x4).
+fn payload_with_failed_page(reason: &[u8]) -> Vec<u8> {
+    let mut p = pdf_header(3, 0);
+    let one = pdf_payload(&[(4, 4)]);
+    p.extend_from_slice(&one[16..]);
+    p.extend_from_slice(&failed(0, 0, reason));
+    p.extend_from_slice(&one[16..]);
     p
 }
 
@@ -364,8 +392,6 @@ fn test_png_from_output_every_truncation_rejected() {
     assert_eq!(accepted.count(), 0);
 }
 
-// ---------------------------------------------------------------- pdf output
-
 #[test]
 fn test_pdf_from_output_three_pages_lopdf_three_pages() {
     let payload = pdf_payload(&[(30, 40), (50, 20), (10, 10)]);
@@ -373,7 +399,7 @@ fn test_pdf_from_output_three_pages_lopdf_three_pages() {
     let (pdf, pages) = pdf_from_plugin_output(&payload, &Limits::default()).unwrap();
 
     let doc = Document::load_mem(&pdf).unwrap();
-    assert_eq!(pages, 3);
+    assert_eq!((pages.declared, pages.rendered()), (3, 3));
     assert_eq!(doc.get_pages().len(), 3);
 }
 
@@ -535,18 +561,21 @@ fn test_pdf_from_output_zero_pages_rejected() {
 
 #[test]
 fn test_pdf_from_output_page_count_over_limit_rejected() {
-    let mut payload = PDF_MAGIC.to_vec();
-    payload.extend_from_slice(&1_000_000u32.to_le_bytes());
+    let payload = pdf_header(1_000_000, 0);
 
     let err = pdf_from_plugin_output(&payload, &Limits::default()).unwrap_err();
 
-    assert_eq!(err.to_string(), "plugin returned 1000000 pages, limit 500");
+    assert_eq!(
+        err.to_string(),
+        "plugin returned 1000000 pages, limit 10000"
+    );
 }
 
 #[test]
-fn test_pdf_from_output_short_page_message_names_page_and_size() {
+fn test_pdf_from_output_short_page_message_names_page() {
     let mut payload = pdf_payload(&[(2, 2), (2, 2)]);
     payload[8..12].copy_from_slice(&3u32.to_le_bytes());
+    payload.push(PAGE_RENDERED);
     payload.extend_from_slice(&1275u32.to_le_bytes());
     payload.extend_from_slice(&1649u32.to_le_bytes());
     payload.extend_from_slice(&[0; 1000]);
@@ -555,7 +584,7 @@ fn test_pdf_from_output_short_page_message_names_page_and_size() {
 
     assert_eq!(
         err.to_string(),
-        "plugin returned 1000 bytes for page 3, expected 6307425 for 1275x1649 RGB"
+        "plugin output ends at page 3 of the 3 declared"
     );
 }
 
@@ -575,7 +604,7 @@ fn test_pdf_from_output_trailing_bytes_rejected() {
 #[test]
 fn test_pdf_from_output_page_side_over_limit_rejected() {
     let mut payload = pdf_payload(&[(2, 2)]);
-    payload[12..16].copy_from_slice(&20_001u32.to_le_bytes());
+    payload[17..21].copy_from_slice(&20_001u32.to_le_bytes());
 
     let err = pdf_from_plugin_output(&payload, &Limits::default()).unwrap_err();
 
@@ -611,12 +640,18 @@ fn test_pdf_from_output_total_pixels_over_limit_rejected() {
 #[test]
 fn test_pdf_from_output_cut_inside_page_size_rejected() {
     let mut payload = pdf_payload(&[(2, 2), (2, 2)]);
-    payload.truncate(12 + 8 + 12 + 5);
+    payload.truncate(16 + 9 + 12 + 5);
 
     let err = pdf_from_plugin_output(&payload, &Limits::default()).unwrap_err();
 
     assert!(
-        matches!(err, SanitizeError::PageSizeCut { page: 2, got: 5 }),
+        matches!(
+            err,
+            SanitizeError::Unfinished {
+                page: 2,
+                declared: 2
+            }
+        ),
         "{err}"
     );
 }
@@ -640,4 +675,208 @@ fn test_pdf_from_output_every_truncation_rejected() {
         .filter(|&n| pdf_from_plugin_output(&payload[..n], &Limits::default()).is_ok());
 
     assert_eq!(accepted.count(), 0);
+}
+
+#[test]
+fn test_pdf_stream_fed_byte_by_byte_same_pdf() {
+    let payload = payload_with_failed_page(b"page too large");
+    let (whole, _) = pdf_from_plugin_output(&payload, &Limits::default()).unwrap();
+
+    let mut stream = PdfStream::new(Vec::new(), Limits::default()).unwrap();
+    for byte in payload.chunks(1) {
+        stream.write(byte).unwrap();
+    }
+    let (pieces, report) = stream.finish().unwrap();
+
+    // The same document (deflate may cut its blocks elsewhere).
+    let (a, b) = (
+        Document::load_mem(&whole).unwrap(),
+        Document::load_mem(&pieces).unwrap(),
+    );
+    let (pa, pb) = (a.get_pages(), b.get_pages());
+    assert_eq!(pb.len(), 3);
+    for n in [1, 3] {
+        assert_eq!(
+            inflate(&image_of_page(&a, pa[&n]).content),
+            inflate(&image_of_page(&b, pb[&n]).content)
+        );
+    }
+    assert_eq!(a.get_page_content(pa[&2]), b.get_page_content(pb[&2]));
+    assert_eq!(report.declared, 3);
+}
+
+#[test]
+fn test_pdf_from_output_failed_page_keeps_its_place() {
+    let payload = payload_with_failed_page(b"renderer panicked: boom");
+
+    let (pdf, report) = pdf_from_plugin_output(&payload, &Limits::default()).unwrap();
+
+    let doc = Document::load_mem(&pdf).unwrap();
+    let pages = doc.get_pages();
+    assert_eq!(pages.len(), 3);
+    let second = doc.get_object(pages[&2]).unwrap().as_dict().unwrap();
+    let resources = second.get(b"Resources").unwrap().as_dict().unwrap();
+    assert!(
+        resources.get(b"XObject").is_err(),
+        "no image on a placeholder"
+    );
+    let content = doc.get_page_content(pages[&2]);
+    let text = String::from_utf8_lossy(&content);
+    assert!(text.contains("(Page 2 could not be rendered.)"), "{text}");
+    assert!(
+        !text.contains("boom"),
+        "the plugin's words stay out: {text}"
+    );
+    assert_eq!(
+        report,
+        PageReport {
+            declared: 3,
+            failed: vec![(2, "renderer panicked: boom".to_string())],
+            scanned: false,
+        }
+    );
+}
+
+#[test]
+fn test_pdf_from_output_failed_page_reason_is_escaped() {
+    let payload = payload_with_failed_page(b"boom\nok      /etc/shadow\x1b[2J");
+
+    let (_, report) = pdf_from_plugin_output(&payload, &Limits::default()).unwrap();
+
+    let shortfall = report.shortfall().unwrap();
+    assert_eq!(
+        shortfall,
+        "rendered 2 of 3 pages: page 2 failed: boom\\nok      /etc/shadow\\x1b[2J"
+    );
+}
+
+#[test]
+fn test_pdf_from_output_placeholder_takes_previous_page_size() {
+    let payload = payload_with_failed_page(b"");
+    let limits = Limits {
+        dpi: 72,
+        ..Limits::default()
+    };
+
+    let (pdf, _) = pdf_from_plugin_output(&payload, &limits).unwrap();
+
+    let doc = Document::load_mem(&pdf).unwrap();
+    let page = doc
+        .get_object(doc.get_pages()[&2])
+        .unwrap()
+        .as_dict()
+        .unwrap();
+    let media_box: Vec<f32> = page
+        .get(b"MediaBox")
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o.as_float().unwrap())
+        .collect();
+    assert_eq!(media_box, [0.0, 0.0, 4.0, 4.0]);
+}
+
+#[test]
+fn test_pdf_from_output_unknown_record_kind_rejected() {
+    let mut payload = pdf_payload(&[(2, 2)]);
+    payload[16] = 7;
+
+    let err = pdf_from_plugin_output(&payload, &Limits::default()).unwrap_err();
+
+    assert!(
+        matches!(err, SanitizeError::BadRecord { page: 1, kind: 7 }),
+        "{err}"
+    );
+    assert!(err.is_protocol_error());
+}
+
+#[test]
+fn test_pdf_from_output_reason_over_limit_rejected() {
+    let mut payload = pdf_header(1, 0);
+    payload.extend_from_slice(&failed(0, 0, b""));
+    payload[16 + 9..16 + 13].copy_from_slice(&1001u32.to_le_bytes());
+
+    let err = pdf_from_plugin_output(&payload, &Limits::default()).unwrap_err();
+
+    assert!(
+        matches!(err, SanitizeError::BadReason { page: 1, len: 1001 }),
+        "{err}"
+    );
+}
+
+#[test]
+fn test_pdf_from_output_reason_not_utf8_rejected() {
+    let payload = payload_with_failed_page(b"\xff\xfe");
+
+    let err = pdf_from_plugin_output(&payload, &Limits::default()).unwrap_err();
+
+    assert!(
+        matches!(err, SanitizeError::BadReason { page: 2, .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn test_pdf_from_output_scanned_flag_reported() {
+    let mut payload = pdf_payload(&[(2, 2)]);
+    payload[12..16].copy_from_slice(&PDF_SCANNED.to_le_bytes());
+
+    let (_, report) = pdf_from_plugin_output(&payload, &Limits::default()).unwrap();
+
+    assert!(report.scanned);
+    assert!(
+        report.notes()[0].contains("scanning"),
+        "{:?}",
+        report.notes()
+    );
+}
+
+#[test]
+fn test_page_report_complete_has_no_shortfall() {
+    let report = PageReport {
+        declared: 3,
+        ..PageReport::default()
+    };
+
+    assert_eq!(report.shortfall(), None);
+    assert_eq!(report.notes(), ["pages: 3 declared, 3 rendered"]);
+}
+
+#[test]
+fn test_page_report_one_missing_page_names_it() {
+    let report = PageReport {
+        declared: 30,
+        failed: vec![(28, "renderer panicked: x".to_string())],
+        scanned: false,
+    };
+
+    assert_eq!(
+        report.shortfall().unwrap(),
+        "rendered 29 of 30 pages: page 28 failed: renderer panicked: x"
+    );
+}
+
+#[test]
+fn test_page_report_groups_pages_by_reason_as_ranges() {
+    let failed = [(3, "a"), (5, "b"), (6, "b"), (7, "b"), (9, "a")]
+        .map(|(p, r)| (p, r.to_string()))
+        .to_vec();
+    let report = PageReport {
+        declared: 10,
+        failed,
+        scanned: false,
+    };
+
+    assert_eq!(
+        report.shortfall().unwrap(),
+        "rendered 5 of 10 pages: pages 3, 5-7, 9 failed: pages 3, 9: a; pages 5-7: b"
+    );
+    assert_eq!(
+        report.notes()[1..],
+        [
+            "missing pages 3, 9 of 10 (a labelled blank page in its place): a",
+            "missing pages 5-7 of 10 (a labelled blank page in its place): b"
+        ]
+    );
 }

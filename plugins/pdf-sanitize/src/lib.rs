@@ -1,57 +1,80 @@
 //! The pdf-sanitize plugin's logic: render every page of one untrusted PDF
-//! with hayro and hand back nothing but RGB pixels.
+//! with hayro and hand back nothing but RGB pixels, page by page.
 //!
 //! It runs inside the sandbox under the `pdf` policy; the host validates the
-//! pixels and writes a fresh image-only PDF (src/sanitize). hayro has no size
-//! limit of its own and panics on pages of 65.4k px or more, so every page's
-//! size is computed from `render_dimensions()` and checked against
-//! [`RenderLimits`] for the whole document before the first page is rendered;
-//! a panic anywhere in one document becomes that document's error
-//! ([`render_guarded`]). Memory bombs inside a page (flate streams, huge
-//! images) are left to the policy's memory limit. No I/O here: the
-//! plugwarden package's `src/bin/pw-pdf-sanitize.rs` feeds
-//! it through the SDK, the tests feed it the samples.
+//! pixels and writes a fresh image-only PDF (src/sanitize) as they arrive.
+//! Every page the document declares gets one record, in order: its pixels,
+//! or why it could not be rendered ([`tree`] finds the declared pages;
+//! hayro's own list drops repeated and unreadable ones). hayro has no size
+//! limit of its own and panics on pages of 65.4k px or more, so every
+//! page's size is computed from `render_dimensions()` and checked against
+//! [`RenderLimits`] before the first page is rendered; a page that is too
+//! large, or whose rendering panics, is a failed page, not a lost one.
+//! Memory bombs inside a page (flate streams, huge images) are left to the
+//! policy's memory limit. No I/O here: the plugwarden package's
+//! `src/bin/pw-pdf-sanitize.rs` feeds it through the SDK, the tests feed
+//! it the samples.
 
 use std::panic::{self, AssertUnwindSafe};
 
 use hayro::hayro_interpret::util::TransformExt;
 use hayro::hayro_interpret::InterpreterSettings;
 use hayro::hayro_syntax::page::Page;
-use hayro::hayro_syntax::{LoadPdfError, Pdf};
+use hayro::hayro_syntax::{DecryptionError, LoadPdfError, Pdf};
 use hayro::kurbo::Affine;
 use hayro::vello_cpu::color::palette::css::WHITE;
 use hayro::vello_cpu::{Pixmap, RasterizerSettings, RenderContext, Resources, TargetInit};
 use hayro::{RenderCache, RenderSettings};
 
-/// First 8 bytes of the output; then u32 LE page count, then per page u32
-/// LE width, u32 LE height and exactly width * height * 3 RGB bytes.
-pub const MAGIC: &[u8; 8] = b"PWPDF1\0\0";
+// The format this plugin writes and the host reads (the host's
+// `plugwarden::sanitize` documents it and defines the same values; a test
+// in tests.rs holds the two together, since this crate cannot depend on
+// the host: the host's `pw-pdf-sanitize` binary depends on it).
+/// Magic of this plugin's output (format 2).
+pub const MAGIC: &[u8; 8] = b"PWPDF2\0\0";
+/// Flag: the document has no readable page tree; its pages were found by
+/// scanning the file for page objects.
+pub const PDF_SCANNED: u32 = 1;
+/// Record kind: a rendered page.
+pub const PAGE_RENDERED: u8 = 1;
+/// Record kind: a declared page that could not be rendered.
+pub const PAGE_FAILED: u8 = 2;
+/// Longest reason a failed page may carry, in bytes.
+pub const MAX_PAGE_REASON: usize = 1000;
+/// Magic of an input that carries a password before the PDF.
+pub const PDF_PASSWORD_MAGIC: &[u8; 8] = b"PWPDFPW\0";
+
+pub mod tree;
+
+use tree::Slot;
+
 /// Resolution used when the command line does not say.
 pub const DEFAULT_DPI: u32 = 150;
 
 /// Bounds checked for the whole document before anything is rendered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RenderLimits {
-    /// Most pages a document may have.
+    /// Most pages a document may declare.
     pub max_pages: usize,
     /// Largest width or height of one rendered page, in pixels.
     pub max_side: u32,
     /// Largest width * height of one rendered page.
     pub max_page_pixels: u64,
-    /// Largest sum of width * height over all pages (the host holds them).
+    /// Largest sum of width * height over all pages (bounds the output's
+    /// size and the time it takes; the host streams pages, so not its memory).
     pub max_total_pixels: u64,
 }
 
 impl Default for RenderLimits {
-    /// 500 pages; 20000 px a side (well under hayro's 65.4k panic); 64 Mpx a
-    /// page (A0 at 150 dpi is 35 Mpx); 1 Gpx in total, enough for 500 letter
-    /// pages at 150 dpi (3 GiB of RGB on the host).
+    /// 10,000 pages; 20000 px a side (well under hayro's 65.4k panic); 64 Mpx
+    /// a page (A0 at 150 dpi is 35 Mpx); 4 Gpx in total, 1,900 letter pages
+    /// at 150 dpi (12 GiB of RGB streamed to the host).
     fn default() -> Self {
         RenderLimits {
-            max_pages: 500,
+            max_pages: 10_000,
             max_side: 20_000,
             max_page_pixels: 64 << 20,
-            max_total_pixels: 1 << 30,
+            max_total_pixels: 4 << 30,
         }
     }
 }
@@ -82,7 +105,8 @@ pub fn install_panic_hook() {
     }));
 }
 
-/// [`render`], with a panic turned into `Err("renderer panicked: ...")`.
+/// [`render`], with a panic outside the page loop (parsing, the page tree)
+/// turned into `Err("renderer panicked: ...")`.
 pub fn render_guarded(
     input: &[u8],
     dpi: u32,
@@ -95,53 +119,161 @@ pub fn render_guarded(
     }
 }
 
-/// Renders every page of `input` at `dpi` onto white and sends the output
-/// format described at [`MAGIC`] to `sink`. All sizes are checked first,
-/// so a document that is too large produces no output at all.
+/// One declared page, planned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Planned {
+    /// hayro's page at `index`, at `size`.
+    Render { index: usize, size: PageSize },
+    /// A page that cannot be rendered: why, and the size of its placeholder
+    /// when the page's own size is known and within the limits.
+    Fail {
+        size: Option<PageSize>,
+        reason: String,
+    },
+}
+
+/// Renders every declared page of `input` (a PDF, or a password and a PDF
+/// after [`PDF_PASSWORD_MAGIC`]) at `dpi` onto white and sends the output
+/// format described at [`MAGIC`] to `sink`, one part per page. The whole
+/// document is planned first, so one that is too large produces no output.
 pub fn render(input: &[u8], dpi: u32, limits: &RenderLimits, sink: Sink) -> Result<(), String> {
-    let pdf = Pdf::new(input.to_vec()).map_err(describe_load_error)?;
+    let (password, pdf) = split_password(input)?;
+    let pdf = open(pdf, password)?;
+    let declared = tree::declared_pages(&pdf, limits.max_pages)?;
     let pages = pdf.pages();
-    let sizes = plan(pages, dpi, limits)?;
+    let slots = tree::slots(declared.as_deref(), pages);
+    let plan = plan(pages, &slots, dpi, limits)?;
     let mut head = MAGIC.to_vec();
-    head.extend_from_slice(&(sizes.len() as u32).to_le_bytes());
+    head.extend_from_slice(&(plan.len() as u32).to_le_bytes());
+    let flags = if declared.is_none() { PDF_SCANNED } else { 0 };
+    head.extend_from_slice(&flags.to_le_bytes());
     sink(&head)?;
-    let cache = RenderCache::new();
+    let mut cache = RenderCache::new();
     let mut renderer = PageRenderer::new();
-    for (page, size) in pages.iter().zip(&sizes) {
-        // One part per page; the SDK splits it into frames of at most 64 MiB.
-        sink(renderer.render(page, &cache, dpi, *size))?;
+    for planned in plan {
+        match planned {
+            Planned::Render { index, size } => {
+                let page = &pages[index];
+                let drawn = panic::catch_unwind(AssertUnwindSafe(|| {
+                    renderer.render(page, &cache, dpi, size)
+                }));
+                match drawn {
+                    Ok(()) => sink(&renderer.part)?,
+                    Err(payload) => {
+                        // The renderer's state may be half-updated: start afresh.
+                        cache = RenderCache::new();
+                        renderer = PageRenderer::new();
+                        let reason = format!("renderer panicked: {}", panic_message(&*payload));
+                        sink(&failed_record(Some(size), &reason))?;
+                    }
+                }
+            }
+            Planned::Fail { size, reason } => sink(&failed_record(size, &reason))?,
+        }
     }
     Ok(())
 }
 
-/// The pixel size of every page, checked against `limits` — before
-/// anything is allocated for pixels.
-pub fn plan(pages: &[Page<'_>], dpi: u32, limits: &RenderLimits) -> Result<Vec<PageSize>, String> {
-    if pages.is_empty() {
+/// Splits the job input into the password (when the host sent one) and
+/// the PDF.
+pub fn split_password(input: &[u8]) -> Result<(Option<&str>, &[u8]), String> {
+    let Some(rest) = input.strip_prefix(PDF_PASSWORD_MAGIC.as_slice()) else {
+        return Ok((None, input));
+    };
+    let bad = || "the host sent a malformed password header".to_string();
+    let len = rest
+        .get(..4)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+        .ok_or_else(bad)?;
+    let password = rest.get(4..4 + len).ok_or_else(bad)?;
+    let password = std::str::from_utf8(password).map_err(|_| bad())?;
+    Ok((Some(password), &rest[4 + len..]))
+}
+
+/// Opens the document with the empty password (which opens every document
+/// whose user password is empty), then with `password` if that is not
+/// enough; says why when neither does.
+pub fn open(bytes: &[u8], password: Option<&str>) -> Result<Pdf, String> {
+    let first = match Pdf::new(bytes.to_vec()) {
+        Ok(pdf) => return Ok(pdf),
+        Err(e) => e,
+    };
+    let needs_password = LoadPdfError::Decryption(DecryptionError::PasswordProtected);
+    match password {
+        Some(pw) if first == needs_password => Pdf::new_with_password(bytes.to_vec(), pw)
+            .map_err(|e| match e {
+                e if e == needs_password => "cannot read pdf: encrypted, and the password from --password-file does not open it".to_string(),
+                e => describe_load_error(e),
+            }),
+        _ => Err(describe_load_error(first)),
+    }
+}
+
+/// The size of every declared page, checked against `limits` before
+/// anything is allocated for pixels; a page that is too large becomes a
+/// failed page, a document that is too large in all an error.
+pub fn plan(
+    pages: &[Page<'_>],
+    slots: &[Slot],
+    dpi: u32,
+    limits: &RenderLimits,
+) -> Result<Vec<Planned>, String> {
+    if slots.is_empty() {
         return Err("pdf has no pages".to_string());
     }
-    if pages.len() > limits.max_pages {
+    if slots.len() > limits.max_pages {
         return Err(format!(
             "too many pages: {}, limit {}",
-            pages.len(),
+            slots.len(),
             limits.max_pages
         ));
     }
     let mut total = 0u64;
-    let mut sizes = Vec::with_capacity(pages.len());
-    for (index, page) in pages.iter().enumerate() {
-        let size = page_size(page.render_dimensions(), dpi, index + 1, limits)?;
+    let mut planned = Vec::with_capacity(slots.len());
+    for (number, slot) in (1..).zip(slots) {
+        let index = match slot {
+            Slot::Render(index) => *index,
+            Slot::Fail(reason) => {
+                planned.push(Planned::Fail {
+                    size: None,
+                    reason: reason.clone(),
+                });
+                continue;
+            }
+        };
+        let size = match page_size(pages[index].render_dimensions(), dpi, number, limits) {
+            Ok(size) => size,
+            Err(reason) => {
+                planned.push(Planned::Fail { size: None, reason });
+                continue;
+            }
+        };
         total += u64::from(size.width) * u64::from(size.height);
         if total > limits.max_total_pixels {
             return Err(format!(
-                "document too large: more than {} px in total at {dpi} dpi by page {}",
+                "document too large: more than {} px in total at {dpi} dpi by page {number}",
                 limits.max_total_pixels,
-                index + 1
             ));
         }
-        sizes.push(size);
+        planned.push(Planned::Render { index, size });
     }
-    Ok(sizes)
+    Ok(planned)
+}
+
+/// A failed page's record: its placeholder's size (0 0 when unknown) and
+/// the reason, cut to [`MAX_PAGE_REASON`] bytes on a character boundary.
+pub fn failed_record(size: Option<PageSize>, reason: &str) -> Vec<u8> {
+    let mut end = reason.len().min(MAX_PAGE_REASON);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    let (width, height) = size.map_or((0, 0), |s| (s.width, s.height));
+    let mut record = vec![PAGE_FAILED];
+    record.extend_from_slice(&width.to_le_bytes());
+    record.extend_from_slice(&height.to_le_bytes());
+    record.extend_from_slice(&(end as u32).to_le_bytes());
+    record.extend_from_slice(&reason.as_bytes()[..end]);
+    record
 }
 
 /// Rounds points times dpi / 72 to whole pixels (at least one) and checks
@@ -180,7 +312,8 @@ struct PageRenderer {
     settings: InterpreterSettings,
     ctx: Option<RenderContext>,
     pixmap: Pixmap,
-    /// The page's part: u32 LE width, u32 LE height, then RGB.
+    /// The page's record: [`PAGE_RENDERED`], u32 LE width, u32 LE height,
+    /// then RGB.
     part: Vec<u8>,
 }
 
@@ -200,7 +333,7 @@ impl PageRenderer {
         cache: &RenderCache<'a>,
         dpi: u32,
         size: PageSize,
-    ) -> &[u8] {
+    ) {
         // The sizes passed `page_size`, so they fit in u16 (max_side is far below 65535).
         let (w, h) = (size.width as u16, size.height as u16);
         let ctx = match &mut self.ctx {
@@ -228,10 +361,10 @@ impl PageRenderer {
         };
         ctx.render_with(&mut self.pixmap, &mut Resources::default(), raster);
         self.part.clear();
+        self.part.push(PAGE_RENDERED);
         self.part.extend_from_slice(&size.width.to_le_bytes());
         self.part.extend_from_slice(&size.height.to_le_bytes());
         composite_on_white(self.pixmap.data_as_u8_slice(), &mut self.part);
-        &self.part
     }
 }
 
@@ -268,12 +401,22 @@ fn over_white(dst: &mut [u8], src: &[u8]) {
 }
 
 fn describe_load_error(e: LoadPdfError) -> String {
-    match e {
-        LoadPdfError::Invalid => {
-            "cannot read pdf: no usable cross-reference table or page tree".to_string()
+    let why = match e {
+        LoadPdfError::Invalid => "no usable cross-reference table or page tree",
+        LoadPdfError::Decryption(DecryptionError::PasswordProtected) => {
+            "encrypted, and it needs a password: give it with --password-file FILE"
         }
-        LoadPdfError::Decryption(d) => format!("cannot read pdf: encrypted ({d:?})"),
-    }
+        LoadPdfError::Decryption(DecryptionError::MissingIDEntry) => {
+            "encrypted, but the /ID its encryption needs is missing"
+        }
+        LoadPdfError::Decryption(DecryptionError::InvalidEncryption) => {
+            "encrypted, but its encryption dictionary is invalid"
+        }
+        LoadPdfError::Decryption(DecryptionError::UnsupportedAlgorithm) => {
+            "encrypted with a method the renderer does not support (it reads the standard password handler: RC4 and AES-128/256)"
+        }
+    };
+    format!("cannot read pdf: {why}")
 }
 
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {

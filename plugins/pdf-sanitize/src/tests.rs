@@ -32,26 +32,48 @@ fn run(input: &[u8], dpi: u32, limits: &RenderLimits) -> Result<Vec<u8>, String>
     Ok(out)
 }
 
-/// Splits the output format back into pages (panics on a malformed one:
-/// the tests here are about the plugin, the host checks live in src/sanitize).
-fn parse(out: &[u8]) -> Vec<Rendered> {
+fn le32(b: &[u8]) -> u32 {
+    u32::from_le_bytes(b[..4].try_into().unwrap())
+}
+
+/// Splits the output format back into one record per declared page: the
+/// pixels, or the reason (panics on a malformed output: the tests here are
+/// about the plugin, the host checks live in src/sanitize).
+fn records(out: &[u8]) -> Vec<Result<Rendered, String>> {
     assert_eq!(&out[..8], MAGIC);
-    let count = u32::from_le_bytes(out[8..12].try_into().unwrap());
-    let mut at = 12;
+    let count = le32(&out[8..]);
+    let mut at = 16;
     let mut pages = Vec::new();
     for _ in 0..count {
-        let width = u32::from_le_bytes(out[at..at + 4].try_into().unwrap());
-        let height = u32::from_le_bytes(out[at + 4..at + 8].try_into().unwrap());
+        let (kind, width, height) = (out[at], le32(&out[at + 1..]), le32(&out[at + 5..]));
+        at += 9;
+        if kind == PAGE_FAILED {
+            let len = le32(&out[at..]) as usize;
+            pages.push(Err(
+                String::from_utf8(out[at + 4..at + 4 + len].to_vec()).unwrap()
+            ));
+            at += 4 + len;
+            continue;
+        }
+        assert_eq!(kind, PAGE_RENDERED);
         let len = (width * height * 3) as usize;
-        pages.push(Rendered {
+        pages.push(Ok(Rendered {
             width,
             height,
-            rgb: out[at + 8..at + 8 + len].to_vec(),
-        });
-        at += 8 + len;
+            rgb: out[at..at + len].to_vec(),
+        }));
+        at += len;
     }
     assert_eq!(at, out.len(), "bytes after the last page");
     pages
+}
+
+/// The pages of an output in which every page was rendered.
+fn parse(out: &[u8]) -> Vec<Rendered> {
+    records(out)
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|e| panic!("a page failed: {e}")))
+        .collect()
 }
 
 fn render_sample(name: &str, dpi: u32) -> Result<Vec<Rendered>, String> {
@@ -71,6 +93,18 @@ fn assert_near(actual: [u8; 3], expected: [u8; 3], tolerance: u8) {
         close,
         "{actual:?} differs from {expected:?} by more than {tolerance}"
     );
+}
+
+/// The plugin's copy of the format is the host's.
+#[test]
+fn format_constants_match_the_host() {
+    use plugwarden::sanitize as host;
+    assert_eq!(MAGIC, host::PDF_MAGIC);
+    assert_eq!(PDF_SCANNED, host::PDF_SCANNED);
+    assert_eq!(PAGE_RENDERED, host::PAGE_RENDERED);
+    assert_eq!(PAGE_FAILED, host::PAGE_FAILED);
+    assert_eq!(MAX_PAGE_REASON, host::MAX_PAGE_REASON);
+    assert_eq!(PDF_PASSWORD_MAGIC, host::PDF_PASSWORD_MAGIC);
 }
 
 #[test]
@@ -113,7 +147,7 @@ fn test_render_benign_round_trip_through_host_pixels_equal() {
         ..Default::default()
     };
 
-    let (pdf, count) = plugwarden::sanitize::pdf_from_plugin_output(&out, &limits).unwrap();
+    let (pdf, report) = plugwarden::sanitize::pdf_from_plugin_output(&out, &limits).unwrap();
 
     let doc = lopdf::Document::load_mem(&pdf).unwrap();
     let page = doc
@@ -139,30 +173,171 @@ fn test_render_benign_round_trip_through_host_pixels_equal() {
     flate2::read::ZlibDecoder::new(&image.content[..])
         .read_to_end(&mut pixels)
         .unwrap();
-    assert_eq!(count, 3);
+    assert_eq!((report.declared, report.rendered()), (3, 3));
     assert_eq!(pixels, rendered[1].rgb);
 }
 
 #[test]
-fn test_render_huge_page_refused_before_any_output() {
-    let mut parts = 0;
-
-    let err = render_guarded(
+fn test_render_huge_page_is_a_failed_page_not_rendered() {
+    let out = run(
         &sample("hostile-huge-page.pdf"),
         150,
         &RenderLimits::default(),
-        &mut |_| {
-            parts += 1;
-            Ok(())
-        },
     )
-    .unwrap_err();
+    .unwrap();
 
+    let pages = records(&out);
+
+    assert_eq!(pages.len(), 1);
+    let err = pages[0].as_ref().unwrap_err();
     assert!(
         err.starts_with("page too large: page 1 is 208333x208333 px at 150 dpi"),
         "{err}"
     );
-    assert_eq!(parts, 0);
+}
+
+#[test]
+fn test_render_repeated_page_rendered_each_time() {
+    let pages = render_sample("hostile-repeated-page.pdf", 36).unwrap();
+
+    assert_eq!(pages.len(), 3);
+    assert_eq!(pages[0].rgb, pages[1].rgb);
+    assert_ne!(pages[1].rgb, pages[2].rgb);
+}
+
+#[test]
+fn test_render_missing_page_object_is_a_failed_page() {
+    let out = run(
+        &sample("hostile-missing-page.pdf"),
+        36,
+        &RenderLimits::default(),
+    )
+    .unwrap();
+
+    let pages = records(&out);
+
+    assert_eq!(pages.len(), 3);
+    assert!(pages[0].is_ok() && pages[2].is_ok());
+    assert_eq!(
+        pages[1].as_ref().unwrap_err(),
+        "object 9 0 R is missing or not a page dictionary"
+    );
+}
+
+#[test]
+fn test_render_page_tree_cycle_cut_one_page() {
+    let pages = render_sample("hostile-page-tree-cycle.pdf", 36).unwrap();
+
+    assert_eq!(pages.len(), 1);
+}
+
+#[test]
+fn test_render_no_page_tree_scanned_flag_set() {
+    // The catalog's /Pages points nowhere: hayro finds the page by scanning.
+    let pdf = String::from_utf8_lossy(&sample("benign.pdf"))
+        .replace("/Pages 2 0 R >>", "/Pages 99 0 R >>");
+
+    let out = run(pdf.as_bytes(), 36, &RenderLimits::default());
+
+    let out = out.unwrap();
+    assert_eq!(le32(&out[12..]), PDF_SCANNED);
+    assert_eq!(records(&out).len(), 3);
+}
+
+#[test]
+fn test_render_encrypted_empty_user_password_all_30_pages() {
+    for name in [
+        "encrypted-aes256-empty-password.pdf",
+        "encrypted-aes256-crypt-filters.pdf",
+    ] {
+        let pages = render_sample(name, 18).unwrap_or_else(|e| panic!("{name}: {e}"));
+
+        assert_eq!(pages.len(), 30, "{name}");
+    }
+    // The stream under an /Identity crypt filter, stored in clear, is
+    // drawn: a grey bar at y 770-778 pt (row 4 at 18 dpi).
+    let pages = render_sample("encrypted-aes256-crypt-filters.pdf", 18).unwrap();
+    assert_near(pages[29].pixel(75, 4), [153, 153, 153], 30);
+}
+
+#[test]
+fn test_render_encrypted_every_standard_handler_opens() {
+    for name in [
+        "encrypted-rc4-40-empty-password.pdf",
+        "encrypted-rc4-128-empty-password.pdf",
+        "encrypted-aes128-empty-password.pdf",
+    ] {
+        let pages = render_sample(name, 18).unwrap_or_else(|e| panic!("{name}: {e}"));
+
+        assert_eq!(pages.len(), 3, "{name}");
+    }
+}
+
+/// The input the host sends with `--password-file`.
+fn with_password(password: &str, pdf: &[u8]) -> Vec<u8> {
+    let mut input = PDF_PASSWORD_MAGIC.to_vec();
+    input.extend_from_slice(&(password.len() as u32).to_le_bytes());
+    input.extend_from_slice(password.as_bytes());
+    input.extend_from_slice(pdf);
+    input
+}
+
+#[test]
+fn test_render_user_password_missing_says_how_to_give_it() {
+    let err = render_sample("encrypted-aes256-user-password.pdf", 18).unwrap_err();
+
+    assert_eq!(
+        err,
+        "cannot read pdf: encrypted, and it needs a password: give it with --password-file FILE"
+    );
+}
+
+#[test]
+fn test_render_user_password_given_opens() {
+    let input = with_password("plugwarden", &sample("encrypted-aes256-user-password.pdf"));
+
+    let out = run(&input, 18, &RenderLimits::default()).unwrap();
+
+    assert_eq!(parse(&out).len(), 3);
+}
+
+#[test]
+fn test_render_wrong_password_says_so() {
+    let input = with_password("wrong", &sample("encrypted-aes256-user-password.pdf"));
+
+    let err = run(&input, 18, &RenderLimits::default()).unwrap_err();
+
+    assert_eq!(
+        err,
+        "cannot read pdf: encrypted, and the password from --password-file does not open it"
+    );
+}
+
+#[test]
+fn test_split_password_cut_header_refused() {
+    let input = with_password("secret", b"%PDF-1.7");
+
+    let err = split_password(&input[..14]).unwrap_err();
+
+    assert_eq!(err, "the host sent a malformed password header");
+}
+
+#[test]
+fn test_split_password_plain_pdf_untouched() {
+    let (password, pdf) = split_password(b"%PDF-1.7").unwrap();
+
+    assert_eq!((password, pdf), (None, b"%PDF-1.7".as_slice()));
+}
+
+#[test]
+fn test_failed_record_reason_cut_on_char_boundary() {
+    let reason = format!("a{}", "é".repeat(MAX_PAGE_REASON));
+
+    let record = failed_record(None, &reason);
+
+    let len = le32(&record[9..]) as usize;
+    assert_eq!(len, MAX_PAGE_REASON - 1);
+    assert!(std::str::from_utf8(&record[13..]).is_ok());
 }
 
 #[test]
@@ -215,7 +390,7 @@ fn test_render_page_count_over_limit_refused() {
 
     let err = run(&sample("benign.pdf"), 36, &limits).unwrap_err();
 
-    assert_eq!(err, "too many pages: 3, limit 2");
+    assert_eq!(err, "too many pages: more than 2, the limit");
 }
 
 #[test]
