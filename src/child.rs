@@ -65,6 +65,7 @@ stages! {
     Hostname => "hostname",
     Mount => "minimal root (mount namespace)",
     Proc => "the sandbox's own /proc",
+    Cwd => "the working directory",
     Rlimit => "rlimit",
     ExecFd => "exec fd",
     Landlock => "landlock",
@@ -169,6 +170,9 @@ pub struct Plan<'a> {
     pub own_proc: bool,
     /// Set when the fork server cloned us into a new user namespace.
     pub userns: Option<&'a UsernsPlan>,
+    /// The plugin's working directory, entered once the root is in place
+    /// (`None`: stay at `/`, or where the fork server is without a root).
+    pub cwd: Option<&'a CStr>,
     /// (resource, soft, hard).
     pub rlimits: &'a [(u32, u64, u64)],
     pub landlock: Landlock<'a>,
@@ -234,6 +238,8 @@ pub struct OwnRuleset {
     pub ports: Vec<(u64, u64)>,
     /// Access granted on the sandbox's own /proc (0: none).
     pub proc_access: u64,
+    /// Access granted on the sandbox's private /tmp (0: none).
+    pub tmp_access: u64,
     /// Every fd in `paths`, sorted (kept open on the road).
     pub keep: Vec<RawFd>,
 }
@@ -352,6 +358,11 @@ fn road(plan: &Plan) -> Result<RawFd, (Stage, i32)> {
         enter_root(root)?;
     } else if plan.own_proc {
         mount_own_proc()?;
+    }
+    if let Some(dir) = plan.cwd {
+        // SAFETY: dir is NUL-terminated.
+        check(Stage::Cwd, unsafe { libc::chdir(dir.as_ptr()) }
+            as libc::c_long)?;
     }
 
     // 4. The sandbox's own Landlock ruleset, now that its mounts exist.
@@ -770,8 +781,8 @@ struct NetPort {
 const LANDLOCK_RULE_PATH_BENEATH: u32 = 1;
 const LANDLOCK_RULE_NET_PORT: u32 = 2;
 
-/// Builds the sandbox's own ruleset: the profile's rules, then a rule on
-/// our own /proc. Returns its fd (close-on-exec).
+/// Builds the sandbox's own ruleset: the profile's rules, then rules on
+/// our own /proc and private /tmp. Returns its fd (close-on-exec).
 fn own_ruleset(own: &OwnRuleset) -> Result<RawFd, (Stage, i32)> {
     // SAFETY: the attr is three u64 on the plan, read by the kernel.
     let rs = unsafe {
@@ -821,16 +832,19 @@ fn own_ruleset(own: &OwnRuleset) -> Result<RawFd, (Stage, i32)> {
         };
         check(Stage::Landlock, rc)?;
     }
-    if own.proc_access != 0 {
+    for (dir, access) in [(c"/proc", own.proc_access), (c"/tmp", own.tmp_access)] {
+        if access == 0 {
+            continue;
+        }
         // SAFETY: a literal path; the fd is closed below.
         let fd = unsafe {
             libc::open(
-                c"/proc".as_ptr(),
+                dir.as_ptr(),
                 libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
             )
         };
         check(Stage::Landlock, fd as libc::c_long)?;
-        let added = add_path(fd, own.proc_access);
+        let added = add_path(fd, access);
         // SAFETY: closing the fd opened above.
         unsafe { libc::close(fd) };
         added?;
@@ -896,7 +910,7 @@ pub enum RootOp {
         target: CString,
         link: CString,
     },
-    /// Per child: a fresh, bounded tmpfs (the private /tmp).
+    /// Per child: a fresh, bounded, noexec tmpfs (the private /tmp).
     Tmpfs {
         dst: CString,
         opts: CString,
@@ -1096,11 +1110,12 @@ fn apply(op: &RootOp) -> Result<(), (Stage, i32)> {
             check(Stage::Mount, rc as libc::c_long)?;
         }
         RootOp::Tmpfs { dst, opts } => {
+            // Nothing written there is ever executed or mapped executable.
             mount(
                 c"tmpfs".as_ptr(),
                 dst,
                 c"tmpfs".as_ptr(),
-                nosuid,
+                nosuid | libc::MS_NOEXEC,
                 opts.as_ptr(),
             )?;
         }

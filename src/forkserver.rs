@@ -73,6 +73,10 @@ pub struct ProfileSpec {
     pub namespaces: u64,
     /// The policy's `limits.processes` (0: seccomp allows no new process).
     pub processes: u64,
+    /// Size of the private writable /tmp (0: /tmp is not writable).
+    pub tmp: u64,
+    /// The plugin's working directory (`None`: `/`).
+    pub cwd: Option<PathBuf>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -471,6 +475,7 @@ struct Prepared {
     /// Owns the fd in `root.template`.
     _root_template: Option<OwnedFd>,
     userns: Option<child::UsernsPlan>,
+    cwd: Option<CString>,
     walls: Walls,
 }
 
@@ -836,6 +841,18 @@ impl Server {
                     .into(),
             );
         }
+        // The private /tmp exists only in a minimal root, and is writable
+        // only through a rule each sandbox adds for its own tmpfs.
+        let tmp_access = if spec.tmp > 0 && minimal_root {
+            landlock_rules::tmp_access(kernel.landlock())
+        } else {
+            0
+        };
+        if spec.tmp > 0 && !minimal_root {
+            walls.missing.push(
+                "private /tmp: no minimal root (mount namespace), so no /tmp of its own: the plugin cannot write /tmp".into(),
+            );
+        }
         let mut grants = spec.grants.clone();
         for list in [&mut grants.read, &mut grants.write, &mut grants.exec] {
             list.retain(|p| !p.starts_with("/proc"));
@@ -850,8 +867,8 @@ impl Server {
             ),
             None => None,
         };
-        // proc_access is 0 without Landlock (then there is no raw form).
-        let raw = (proc_access != 0)
+        // Both are 0 without Landlock (then there is no raw form).
+        let raw = (proc_access != 0 || tmp_access != 0)
             .then(|| landlock_rules::raw(&grants, kernel.landlock()))
             .flatten();
         let landlock = if let Some(raw) = raw {
@@ -866,6 +883,7 @@ impl Server {
                     .collect(),
                 ports: raw.ports,
                 proc_access,
+                tmp_access,
                 keep,
             };
             ProfileLandlock::Own {
@@ -876,7 +894,7 @@ impl Server {
             ProfileLandlock::Shared(ruleset)
         };
         let mut root = match (&self.root_dir, minimal_root) {
-            (Some(dir), true) => Some(root_plan(dir, &grants, pidns)?),
+            (Some(dir), true) => Some(root_plan(dir, &grants, pidns, spec.tmp)?),
             _ => None,
         };
         // As root, every child of the profile joins a copy of one prepared
@@ -937,6 +955,11 @@ impl Server {
                     nix::unistd::getgid().as_raw(),
                 )
             }),
+            cwd: spec
+                .cwd
+                .as_ref()
+                .map(|d| cstr(d.as_os_str().as_bytes()))
+                .transpose()?,
             walls,
         })
     }
@@ -1030,6 +1053,7 @@ impl Server {
             hostname: (p.unshare & libc::CLONE_NEWUTS as u64 != 0).then_some(c"plugwarden"),
             root: p.root.as_ref(),
             own_proc: p.own_proc,
+            cwd: p.cwd.as_deref(),
             userns: p.userns.as_ref(),
             stdio: [0, 1, 2, 3].map(|i| stdio.get(i).map_or(-1, |f| f.as_raw_fd())),
             report: theirs.as_raw_fd(),
@@ -1573,7 +1597,12 @@ enum Chore {
 /// granted path at its own place (read-only unless granted for writing),
 /// /etc/ld.so.cache, a minimal /dev, /proc when the plugin has its own PID
 /// namespace, and a bounded private /tmp.
-fn root_plan(dir: &Path, grants: &Grants, pidns: bool) -> Result<child::RootPlan, String> {
+fn root_plan(
+    dir: &Path,
+    grants: &Grants,
+    pidns: bool,
+    tmp: u64,
+) -> Result<child::RootPlan, String> {
     use std::collections::BTreeSet;
     let c = |p: &Path| {
         CString::new(p.as_os_str().as_bytes())
@@ -1584,6 +1613,15 @@ fn root_plan(dir: &Path, grants: &Grants, pidns: bool) -> Result<child::RootPlan
         r if r.as_os_str().is_empty() => PathBuf::from("."),
         r => r.to_path_buf(),
     };
+    // The private /tmp: writable, of the policy's size (Landlock grants it
+    // through each sandbox's own ruleset); else a small one nobody may
+    // write even where Landlock is missing.
+    let tmp_opts = if tmp > 0 {
+        format!("size={tmp},mode=1777")
+    } else {
+        "size=64k,mode=0555".to_string()
+    };
+    let tmp_opts = c(Path::new(&tmp_opts))?;
     let mut ops = Vec::new();
     let mut made: BTreeSet<PathBuf> = BTreeSet::new();
     let mut mkdirs = |p: &Path, ops: &mut Vec<child::RootOp>| -> Result<(), String> {
@@ -1603,8 +1641,36 @@ fn root_plan(dir: &Path, grants: &Grants, pidns: bool) -> Result<child::RootPlan
     if writable_root || root_granted(&grants.read) || root_granted(&grants.exec) {
         ops.push(child::RootOp::Tmpfs {
             dst: c(Path::new("tmp"))?,
-            opts: c(Path::new("size=16m,mode=1777"))?,
+            opts: tmp_opts,
         });
+        // The write grants, writable over the read-only tree, and every
+        // grant below /tmp, on the private /tmp.
+        let extra = grants
+            .read
+            .iter()
+            .chain(&grants.exec)
+            .map(|p| (p, false))
+            .chain(grants.write.iter().map(|p| (p, true)))
+            .filter_map(|(p, w)| std::fs::canonicalize(p).ok().map(|p| (p, w)))
+            .filter(|(p, w)| *w || p.starts_with("/tmp"));
+        for (p, writable) in extra {
+            if p == Path::new("/") || p.starts_with("/proc") {
+                continue;
+            }
+            if p.starts_with("/tmp") {
+                if p.is_dir() {
+                    mkdirs(&p, &mut ops)?;
+                } else if let Some(parent) = p.parent() {
+                    mkdirs(parent, &mut ops)?;
+                    ops.push(child::RootOp::Touch(c(&inside(&p))?));
+                }
+            }
+            ops.push(child::RootOp::Bind {
+                src: c(&p)?,
+                dst: c(&inside(&p))?,
+                flags: bind_flags(&p, writable),
+            });
+        }
         // The sandbox's own procfs; without a PID namespace an empty
         // tmpfs (a procfs would show the host's processes).
         ops.push(if pidns {
@@ -1646,12 +1712,17 @@ fn root_plan(dir: &Path, grants: &Grants, pidns: bool) -> Result<child::RootPlan
     mkdirs(Path::new("/tmp"), &mut ops)?;
     ops.push(child::RootOp::Tmpfs {
         dst: c(&inside(Path::new("/tmp")))?,
-        opts: c(Path::new("size=16m,mode=1777"))?,
+        opts: tmp_opts,
     });
     binds.sort_by_key(|(p, _)| p.components().count());
-    let mut bound: Vec<PathBuf> = Vec::new();
+    // A path under one already bound is skipped, unless it is writable
+    // and that one is not (`--ro /data --rw /data/out`).
+    let mut bound: Vec<(PathBuf, bool)> = Vec::new();
     for (p, writable) in binds {
-        if bound.iter().any(|b| p.starts_with(b)) {
+        if bound
+            .iter()
+            .any(|(b, w)| p.starts_with(b) && (*w || !writable))
+        {
             continue;
         }
         let dst = inside(&p);
@@ -1663,43 +1734,13 @@ fn root_plan(dir: &Path, grants: &Grants, pidns: bool) -> Result<child::RootPlan
             }
             ops.push(child::RootOp::Touch(c(&dst)?));
         }
-        let keep = nix::sys::statvfs::statvfs(&p).map_or(0, |st| {
-            use nix::sys::statvfs::FsFlags;
-            let f = st.flags();
-            let mut keep = 0;
-            for (fs_flag, ms_flag) in [
-                (FsFlags::ST_NOEXEC, libc::MS_NOEXEC),
-                (FsFlags::ST_NOSUID, libc::MS_NOSUID),
-                (FsFlags::ST_NODEV, libc::MS_NODEV),
-                (FsFlags::ST_RDONLY, libc::MS_RDONLY),
-                (FsFlags::ST_NOATIME, libc::MS_NOATIME),
-                (FsFlags::ST_NODIRATIME, libc::MS_NODIRATIME),
-                (FsFlags::ST_RELATIME, libc::MS_RELATIME),
-            ] {
-                if f.contains(fs_flag) {
-                    keep |= ms_flag;
-                }
-            }
-            keep
-        });
-        use std::os::unix::fs::FileTypeExt;
-        let device = std::fs::metadata(&p)
-            .is_ok_and(|m| m.file_type().is_char_device() || m.file_type().is_block_device());
-        let mut flags = keep | libc::MS_NOSUID;
-        if !device {
-            flags |= libc::MS_NODEV;
-        }
-        if writable {
-            flags &= !libc::MS_RDONLY;
-        } else {
-            flags |= libc::MS_RDONLY;
-        }
+        let flags = bind_flags(&p, writable);
         ops.push(child::RootOp::Bind {
             src: c(&p)?,
             dst: c(&dst)?,
             flags,
         });
-        bound.push(p);
+        bound.push((p, writable));
     }
     // Top-level symlinks (lib -> usr/lib on merged /usr), so ELF
     // interpreter paths like /lib64/ld-linux-x86-64.so.2 resolve.
@@ -1729,6 +1770,43 @@ fn root_plan(dir: &Path, grants: &Grants, pidns: bool) -> Result<child::RootPlan
         ops,
         template: -1,
     })
+}
+
+/// The remount flags of a bind of `p`: read-only unless `writable`,
+/// nosuid, nodev but for device nodes, and the source mount's own flags
+/// (inside a user namespace they are locked, and dropping one fails).
+fn bind_flags(p: &Path, writable: bool) -> libc::c_ulong {
+    use std::os::unix::fs::FileTypeExt;
+    let keep = nix::sys::statvfs::statvfs(p).map_or(0, |st| {
+        use nix::sys::statvfs::FsFlags;
+        let f = st.flags();
+        let mut keep = 0;
+        for (fs_flag, ms_flag) in [
+            (FsFlags::ST_NOEXEC, libc::MS_NOEXEC),
+            (FsFlags::ST_NOSUID, libc::MS_NOSUID),
+            (FsFlags::ST_NODEV, libc::MS_NODEV),
+            (FsFlags::ST_RDONLY, libc::MS_RDONLY),
+            (FsFlags::ST_NOATIME, libc::MS_NOATIME),
+            (FsFlags::ST_NODIRATIME, libc::MS_NODIRATIME),
+            (FsFlags::ST_RELATIME, libc::MS_RELATIME),
+        ] {
+            if f.contains(fs_flag) {
+                keep |= ms_flag;
+            }
+        }
+        keep
+    });
+    let device = std::fs::metadata(p)
+        .is_ok_and(|m| m.file_type().is_char_device() || m.file_type().is_block_device());
+    let mut flags = keep | libc::MS_NOSUID;
+    if !device {
+        flags |= libc::MS_NODEV;
+    }
+    if writable {
+        flags & !libc::MS_RDONLY
+    } else {
+        flags | libc::MS_RDONLY
+    }
 }
 
 /// Builds `root` once in a throwaway child and keeps its mount namespace

@@ -175,6 +175,15 @@ pub fn proc_access(grants: &Grants, abi: ABI) -> u64 {
         .fold(0, |acc, (_, access)| acc | access.bits())
 }
 
+/// The rights a sandbox's private writable /tmp gets at `abi`: those of a
+/// `write` grant (0 without Landlock).
+pub fn tmp_access(abi: ABI) -> u64 {
+    if abi == ABI::Unsupported {
+        return 0;
+    }
+    (AccessFs::ReadFile | AccessFs::ReadDir | AccessFs::from_write(abi)).bits()
+}
+
 /// Builds the ruleset at `abi` (in the fork server, once per profile):
 /// every right of that ABI handled, denied unless granted. `None` without
 /// Landlock (ABI 0).

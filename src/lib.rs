@@ -21,6 +21,7 @@ pub mod kernel;
 pub mod landlock_rules;
 pub mod manifest;
 pub mod merge;
+pub mod observe;
 pub mod plugin;
 pub mod policy;
 pub mod pool;

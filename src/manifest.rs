@@ -8,7 +8,17 @@
 //! policy = "strict"        # built-in name, or a path relative to this file
 //! ```
 //! `executable` is a path or a list of candidates (the first that exists
-//! wins), relative to the manifest's directory.
+//! wins), relative to the manifest's directory. A manifest may also add
+//! grants to its policy, as the command line does (`--ro`, `--rw`,
+//! `--exec`, `--tmp`, `--cwd`, `--allow`), paths relative to its directory:
+//! ```toml
+//! cwd = "."
+//! [filesystem]
+//! read = ["."]             # --ro
+//! tmp = "64MiB"            # --tmp
+//! [syscalls]
+//! allow = ["@file-write"]  # --allow
+//! ```
 //!
 //! A plugin (its executable, and its manifest, which names the executable
 //! and the policy) must be a file that no one but root and the user running
@@ -20,6 +30,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::policy::grants::{Extra, Origin};
 use crate::sandbox::Mode;
 
 #[derive(Clone, Debug, Deserialize)]
@@ -35,6 +46,35 @@ pub struct Manifest {
     /// `set` and `pass`, as in a policy).
     #[serde(default)]
     pub environment: crate::policy::EnvironmentFile,
+    /// The plugin's working directory, relative to the manifest's.
+    pub cwd: Option<PathBuf>,
+    /// Files beyond the policy's, relative to the manifest's directory.
+    #[serde(default)]
+    pub filesystem: FilesystemGrants,
+    #[serde(default)]
+    pub syscalls: SyscallGrants,
+}
+
+/// `[filesystem]` of a manifest: what `--ro`, `--rw`, `--exec` and
+/// `--tmp` give on the command line.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilesystemGrants {
+    #[serde(default)]
+    pub read: Vec<PathBuf>,
+    #[serde(default)]
+    pub write: Vec<PathBuf>,
+    #[serde(default)]
+    pub exec: Vec<PathBuf>,
+    pub tmp: Option<crate::policy::Size>,
+}
+
+/// `[syscalls]` of a manifest: what `--allow` gives on the command line.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyscallGrants {
+    #[serde(default)]
+    pub allow: Vec<String>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -54,6 +94,8 @@ pub struct Located {
     pub policy: Option<String>,
     /// The manifest's environment, passed variables read now.
     pub env: Vec<(String, String)>,
+    /// The manifest's grants beyond the policy (checked when applied).
+    pub grants: Extra,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +145,7 @@ pub fn locate(path: &Path) -> Result<Located, ManifestError> {
             mode: None,
             policy: None,
             env: Vec::new(),
+            grants: Extra::default(),
         });
     }
     let file = path.join("plugin.toml");
@@ -149,12 +192,26 @@ pub fn locate(path: &Path) -> Result<Located, ManifestError> {
             path.join(p).display().to_string()
         }
     });
+    let grants = Extra {
+        origin: Origin::Manifest(file.clone()),
+        base: std::fs::canonicalize(path).map_err(|source| ManifestError::Read {
+            path: path.into(),
+            source,
+        })?,
+        read: m.filesystem.read,
+        write: m.filesystem.write,
+        exec: m.filesystem.exec,
+        tmp: m.filesystem.tmp.map(|s| s.0),
+        cwd: m.cwd,
+        allow: m.syscalls.allow,
+    };
     Ok(Located {
         exe,
         args: m.args,
         mode: m.mode,
         policy,
         env: m.environment.resolve(),
+        grants,
     })
 }
 

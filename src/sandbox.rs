@@ -39,6 +39,9 @@ pub enum Enforce {
     Policy,
     /// Report what would have been denied and let it proceed.
     Log,
+    /// As `Log`, and read the paths the file syscalls name from the child
+    /// (`plugwarden learn`, [`crate::observe`]).
+    Observe,
 }
 
 /// The plugin to run.
@@ -51,6 +54,9 @@ pub struct PluginSpec {
     /// Variables over the default environment and the policy's (from the
     /// manifest and the command line; later entries win).
     pub env: Vec<(String, String)>,
+    /// The working directory the plugin starts in (absolute, visible in the
+    /// sandbox); `None`: `/`.
+    pub cwd: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -120,7 +126,7 @@ impl Sandbox {
                 offered: kernel.landlock_abi,
             });
         }
-        if enforce == Enforce::Log && !kernel.has(crate::kernel::Feature::NotifContinue) {
+        if enforce != Enforce::Policy && !kernel.has(crate::kernel::Feature::NotifContinue) {
             return Err(SandboxError::NoLogOnly);
         }
         let deps =
@@ -129,13 +135,25 @@ impl Sandbox {
                 source,
             })?;
         let fsys = &policy.filesystem;
-        let grants = Grants {
+        let mut grants = Grants {
             exec: deps.exec.iter().chain(&fsys.exec).cloned().collect(),
             read: deps.read.iter().chain(&fsys.read).cloned().collect(),
             write: fsys.write.clone(),
             connect_tcp: policy.network.connect_tcp.clone(),
             bind_tcp: policy.network.bind_tcp.clone(),
         };
+        // A program granted for exec brings what loading it needs, as the
+        // plugin does (a file that is no program brings nothing).
+        for extra in fsys.exec.iter().filter(|p| p.is_file()) {
+            if let Ok(d) = crate::elf::exec_dependencies(extra) {
+                grants.exec.extend(d.exec);
+                grants.read.extend(d.read);
+            }
+        }
+        for list in [&mut grants.exec, &mut grants.read] {
+            let mut seen = std::collections::HashSet::new();
+            list.retain(|p| seen.insert(p.clone()));
+        }
         if deps.is_script && !policy.syscalls.allow.contains("execve") {
             return Err(SandboxError::ScriptNeedsExecve {
                 path: plugin.exe.clone(),
@@ -188,6 +206,8 @@ impl Sandbox {
             },
             namespaces: policy.namespaces.flags(),
             processes: policy.limits.processes,
+            tmp: policy.filesystem.tmp,
+            cwd: plugin.cwd.clone(),
         };
         let (profile, mut walls) = fs.prepare(&spec)?;
         for gap in crate::landlock_rules::gaps(walls.landlock_abi, &cover(&policy, &walls)) {

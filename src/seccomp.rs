@@ -80,7 +80,8 @@ pub const PTHREAD_CLONE_FLAGS: u64 = (libc::CLONE_VM
 pub const ALWAYS: &[&str] = &["exit", "exit_group"];
 
 /// Syscalls the program checks by argument (when allowed): an errno in
-/// the policy still answers the calls their rules do not admit.
+/// the policy still answers the calls their rules do not admit (the
+/// supervisor answers them, see `worker`).
 pub const ARGUMENT_RULED: &[&str] = &[
     "ioctl",
     "socket",
@@ -157,14 +158,12 @@ pub enum Leaf {
     /// Allowed when every check of one of the rules holds, else the miss
     /// action.
     Rules(Vec<Vec<ArgCheck>>),
-    /// Allowed when every check of one of the rules holds, else this
-    /// action (the policy's errno for the syscall).
-    RulesOr(Vec<Vec<ArgCheck>>, u32),
 }
 
-/// The allowlist that `sys` compiles to on `arch`, with argument rules
-/// and the policy's errno answers; numbers not in the map get user
-/// notification. `exe_slot` is the fd number the child's road execs the
+/// The allowlist that `sys` compiles to on `arch`, with argument rules;
+/// numbers not in the map get user notification (the policy's errno
+/// answers are the supervisor's, which records each: a soft denial is
+/// still a denial someone must see). `exe_slot` is the fd number the child's road execs the
 /// plugin through (`execveat(exe_slot, "", ..., AT_EMPTY_PATH)`), a number
 /// the plugin can never hold: a policy that does not allow `execveat`
 /// still lets that one call pass, and no other.
@@ -250,23 +249,6 @@ pub fn rules(
         };
         put(name, leaf);
     }
-    // The policy's errno answers: for a syscall it does not allow, and for
-    // the calls an argument rule does not admit.
-    for (name, &errno) in &sys.errno {
-        let Some(nr) = groups::number(arch, name).and_then(|n| u32::try_from(n).ok()) else {
-            continue;
-        };
-        let answer = RET_ERRNO | u32::from(errno);
-        let leaf = match map.remove(&nr) {
-            Some(Leaf::Rules(rules) | Leaf::RulesOr(rules, _)) => Leaf::RulesOr(rules, answer),
-            // Allowed outright: the errno entry changes nothing (`policy
-            // check` says so).
-            Some(Leaf::Ret(RET_ALLOW)) => Leaf::Ret(RET_ALLOW),
-            // Not allowed, or clone3's ENOSYS.
-            _ => Leaf::Ret(answer),
-        };
-        map.insert(nr, leaf);
-    }
     map
 }
 
@@ -323,7 +305,6 @@ pub fn emit(map: &BTreeMap<u32, Leaf>, audit: u32, miss: u32) -> Result<BpfProgr
             let fail = e.miss;
             argument_block(e, rules, fail)
         }
-        Leaf::RulesOr(rules, fail) => argument_block(e, rules, *fail),
     });
     e.fall_into(tree);
     let load_nr = e.push(insn(BPF_LD_W_ABS, 0, 0, DATA_NR));
@@ -873,23 +854,18 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn test_errno_table_answers_denied_calls_and_rule_misses() {
+    fn test_errno_table_goes_to_the_supervisor() {
+        // The supervisor answers (and records) what the table names, so
+        // the program notifies exactly as without the table.
+        let plain = compile(&policy("default").syscalls, 0, Arch::native(), None).unwrap();
         let mut sys = policy("default").syscalls;
         sys.errno.insert("personality".into(), libc::ENOSYS as u16);
         sys.errno.insert("ioctl".into(), libc::ENOTTY as u16);
-        sys.errno.insert("read".into(), libc::EIO as u16); // allowed: no effect
         let f = compile(&sys, 0, Arch::native(), None).unwrap();
-        assert_well_formed(&f);
-        assert_eq!(
-            run(&f, "personality", [0; 6]),
-            RET_ERRNO | libc::ENOSYS as u32
-        );
-        let tcgets = [0, 0x5401, 0, 0, 0, 0];
-        let tiocsti = [0, 0x5412, 0, 0, 0, 0];
-        assert_eq!(run(&f, "ioctl", tcgets), RET_ALLOW);
-        assert_eq!(run(&f, "ioctl", tiocsti), RET_ERRNO | libc::ENOTTY as u32);
-        assert_eq!(run(&f, "read", [0; 6]), RET_ALLOW);
-        assert_eq!(run(&f, "bpf", [0; 6]), RET_USER_NOTIF);
+        assert_eq!(f, plain);
+        assert_eq!(run(&f, "personality", [0; 6]), RET_USER_NOTIF);
+        assert_eq!(run(&f, "ioctl", [0, 0x5412, 0, 0, 0, 0]), RET_USER_NOTIF);
+        assert_eq!(run(&f, "ioctl", [0, 0x5401, 0, 0, 0, 0]), RET_ALLOW);
     }
 
     #[test]

@@ -10,7 +10,7 @@
 //! ends in a verdict for the job at hand. Each part of an output goes to an
 //! [`OutputSink`] as it arrives ([`crate::sink`]).
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -20,6 +20,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use crate::forkserver::ExitInfo;
 use crate::input::{Input, InputError, Source};
+use crate::observe::PathUse;
 use crate::policy::OnViolation;
 use crate::protocol::{self, Frame, FrameDecoder, Kind};
 use crate::sandbox::{Enforce, Mode, Process, Sandbox, SandboxError};
@@ -37,6 +38,8 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bytes of one job's stderr relayed ([`StderrRelay`]) or logged at debug
 /// level, by default; the rest is counted and dropped.
 pub const STDERR_LIMIT: u64 = 1 << 20;
+/// Most distinct paths observe mode keeps per job.
+const MAX_PATHS: usize = 1 << 16;
 
 /// `call`'s live view of a plugin's stderr: written to `out` as it comes,
 /// at most `limit` bytes per job, then one note saying how much was
@@ -90,6 +93,8 @@ pub struct JobOutcome {
     pub denied: Vec<String>,
     /// The end of the plugin's stderr.
     pub stderr_tail: String,
+    /// The paths its file syscalls named (observe mode only).
+    pub paths: BTreeSet<PathUse>,
     /// What the job's sink adds to its audit record
     /// ([`OutputSink::take_notes`]).
     pub notes: Vec<String>,
@@ -108,6 +113,7 @@ impl JobOutcome {
             pid: 0,
             denied: Vec::new(),
             stderr_tail: String::new(),
+            paths: BTreeSet::new(),
             notes: Vec::new(),
         }
     }
@@ -187,7 +193,13 @@ struct Conn<'s> {
     stderr_tail: Vec<u8>,
     violation: Option<String>,
     denied: Vec<String>,
+    /// Observe mode: the paths seen, and the path syscalls already listed
+    /// in `denied` (once each: their calls differ by pointer only).
+    paths: BTreeSet<PathUse>,
+    path_calls: BTreeSet<&'static str>,
     on_violation: OnViolation,
+    /// For its errno answers (soft denials), by syscall name.
+    policy: Arc<crate::policy::Policy>,
     enforce: Enforce,
     killed_for: Option<TimeoutKind>,
     buf: Vec<u8>,
@@ -228,7 +240,10 @@ impl<'s> Conn<'s> {
             stderr_tail: Vec::new(),
             violation: None,
             denied: Vec::new(),
+            paths: BTreeSet::new(),
+            path_calls: BTreeSet::new(),
             on_violation: sandbox.policy.syscalls.on_violation,
+            policy: sandbox.policy.clone(),
             enforce: sandbox.enforce,
             killed_for: None,
             buf: vec![0; CHUNK],
@@ -617,8 +632,64 @@ impl<'s> Conn<'s> {
             error: -libc::EPERM,
             flags: 0,
         };
+        // A soft denial: the policy answers this call with an errno, in
+        // every mode (log mode shows what enforcing does), and records it.
+        if self.enforce == Enforce::Observe && self.observe(req.pid, d.arch, d.nr, &d.args, &what) {
+            resp.error = 0;
+            resp.flags = libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32;
+        } else if let Some(errno) = self.soft_errno(d.arch, d.nr, &d.args) {
+            resp.error = -i32::from(errno);
+            self.note_denied(format!(
+                "{what} → {}",
+                crate::child::errno_name(i32::from(errno))
+            ));
+        } else {
+            self.answer(what, &mut resp);
+        }
+        // SAFETY: NOTIF_SEND reads one seccomp_notif_resp from our stack.
+        unsafe { libc::ioctl(listener, libc::SECCOMP_IOCTL_NOTIF_SEND, &resp) };
+    }
+
+    /// The errno the policy answers syscall `nr` of `arch` with, if any.
+    fn soft_errno(&self, arch: u32, nr: i32, args: &[u64; 6]) -> Option<u16> {
+        let native = crate::policy::groups::Arch::native();
+        if arch != crate::seccomp::audit_arch(native) {
+            return None;
+        }
+        let name = crate::policy::groups::name_of(native, i64::from(nr))?;
+        crate::policy::errno_answer(&self.policy.syscalls.errno, name, args)
+    }
+
+    /// Records the paths a file syscall names (learn); false for any
+    /// other call. The first call of each such syscall is listed among
+    /// the denied ones, with its path in place of the pointer.
+    fn observe(&mut self, pid: u32, arch: u32, nr: i32, args: &[u64; 6], what: &str) -> bool {
+        let native = crate::policy::groups::Arch::native();
+        let Some(name) = (arch == crate::seccomp::audit_arch(native))
+            .then(|| crate::policy::groups::name_of(native, i64::from(nr)))
+            .flatten()
+            .filter(|n| crate::observe::path_syscalls().any(|p| p == *n))
+        else {
+            return false;
+        };
+        let uses = crate::observe::paths_of(pid, name, args);
+        if self.path_calls.insert(name) {
+            let named = uses.first().map_or_else(
+                || what.to_string(),
+                |u| format!("{name}({:?}, ...)", u.path),
+            );
+            self.note_denied(named);
+        }
+        if self.paths.len() < MAX_PATHS {
+            self.paths.extend(uses);
+        }
+        true
+    }
+
+    /// A call outside the allowlist: kill, EPERM, or (log) let it run.
+    fn answer(&mut self, what: String, resp: &mut libc::seccomp_notif_resp) {
         match (self.enforce, self.on_violation) {
-            (Enforce::Log, _) => {
+            (Enforce::Log | Enforce::Observe, _) => {
                 resp.error = 0;
                 resp.flags = libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32;
                 self.note_denied(what);
@@ -632,8 +703,6 @@ impl<'s> Conn<'s> {
                 self.proc.kill();
             }
         }
-        // SAFETY: NOTIF_SEND reads one seccomp_notif_resp from our stack.
-        unsafe { libc::ioctl(listener, libc::SECCOMP_IOCTL_NOTIF_SEND, &resp) };
     }
 
     fn note_denied(&mut self, what: String) {
@@ -1039,6 +1108,8 @@ impl Worker {
             }
         }
         self.conn.denied.clear();
+        self.conn.paths.clear();
+        self.conn.path_calls.clear();
         let budget = self.cpu_limit.as_millis() as u64;
         let mut held = OutputBuf::new(self.conn.attach.spill.clone());
         let sink = sink.unwrap_or(&mut held);
@@ -1157,6 +1228,8 @@ impl Worker {
         }
         let sent = (self.next_id - first_id) as usize;
         self.conn.denied.clear();
+        self.conn.paths.clear();
+        self.conn.path_calls.clear();
         self.late_frame_for = None;
         // Each job has one CPU budget, counted from the CPU clock's last
         // reading (`mark`). The clock is read after an answer that took 1 ms
@@ -1220,6 +1293,7 @@ impl Worker {
                 max_rss_kib: 0,
                 pid: self.conn.proc.pid,
                 denied: std::mem::take(&mut self.conn.denied),
+                paths: std::mem::take(&mut self.conn.paths),
                 stderr_tail: String::new(),
                 notes: Vec::new(),
             });
@@ -1415,6 +1489,7 @@ impl Worker {
             max_rss_kib,
             pid: self.conn.proc.pid,
             denied: std::mem::take(&mut self.conn.denied),
+            paths: std::mem::take(&mut self.conn.paths),
             stderr_tail: self.conn.stderr_text(),
             notes: Vec::new(),
         }
@@ -1535,6 +1610,7 @@ fn filter_job(
         max_rss_kib: info.maxrss_kib,
         pid: conn.proc.pid,
         denied: std::mem::take(&mut conn.denied),
+        paths: std::mem::take(&mut conn.paths),
         stderr_tail: conn.stderr_text(),
         notes,
     };

@@ -789,6 +789,7 @@ fn probe_sandbox() -> Arc<Sandbox> {
         args: Vec::new(),
         mode: Mode::Worker,
         env: Vec::new(),
+        cwd: None,
     };
     Arc::new(Sandbox::new(fs, spec, policy, Enforce::Policy).expect("sandbox"))
 }

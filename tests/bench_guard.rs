@@ -45,6 +45,7 @@ fn sandbox(exe: std::path::PathBuf, mode: Mode) -> Sandbox {
             args: Vec::new(),
             mode,
             env: Vec::new(),
+            cwd: None,
         },
         policy,
         Enforce::Policy,

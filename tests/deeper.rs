@@ -22,6 +22,7 @@ fn sandbox_with(policy_text: &str) -> (Sandbox, tempfile::TempDir) {
         args: Vec::new(),
         mode: Mode::Worker,
         env: Vec::new(),
+        cwd: None,
     };
     (
         Sandbox::new(fs, plugin, Arc::new(policy), Enforce::Policy).unwrap(),

@@ -625,7 +625,7 @@ fn attacks() -> Vec<Attack> {
         },
         Attack {
             bin: "hostile-rename-outside",
-            layer: "seccomp (@file-write is not allowed)",
+            layer: "seccomp (strict: rename is not allowed); default: the minimal root (the victim is not there) and Landlock (nothing but the private /tmp is writable)",
             input: |c| format!("{}\n{}", c.victim.display(), c.path("renamed").display()),
             bare: Bare::Same(|c, r| {
                 r.escaped()?;
@@ -634,7 +634,7 @@ fn attacks() -> Vec<Attack> {
                 moved.then_some(None).ok_or("nothing was renamed".into())
             }),
             strict: ("violation", "rename("),
-            default: ("violation", "rename("),
+            default: ("plugin_error", "ENOENT|EACCES"),
             effect: |c, o| {
                 absent(&c.path("renamed"))?;
                 victim_unchanged(c, o)
@@ -806,20 +806,20 @@ fn attacks() -> Vec<Attack> {
         },
         Attack {
             bin: "hostile-unix-abstract",
-            layer: "seccomp (no socket); Landlock abstract-unix scope",
+            layer: "seccomp (socket(AF_UNIX) answered EACCES: glibc's nscd probe); Landlock abstract-unix scope; the network namespace",
             input: |c| c.abstract_name.clone(),
             bare: Bare::Same(connected),
-            strict: ("violation", "socket(AF_UNIX, SOCK_STREAM"),
-            default: ("violation", "socket(AF_UNIX, SOCK_STREAM"),
+            strict: ("plugin_error", "socket(AF_UNIX): EACCES"),
+            default: ("plugin_error", "socket(AF_UNIX): EACCES"),
             ..BASE
         },
         Attack {
             bin: "hostile-unix-path",
-            layer: "seccomp (no socket); Landlock (no path access)",
+            layer: "seccomp (socket(AF_UNIX) answered EACCES: glibc's nscd probe); Landlock (no path access)",
             input: |c| c.unix_path.display().to_string(),
             bare: Bare::Same(connected),
-            strict: ("violation", "socket(AF_UNIX, SOCK_STREAM"),
-            default: ("violation", "socket(AF_UNIX, SOCK_STREAM"),
+            strict: ("plugin_error", "socket(AF_UNIX): EACCES"),
+            default: ("plugin_error", "socket(AF_UNIX): EACCES"),
             ..BASE
         },
         // ---- processes ----
@@ -1101,7 +1101,7 @@ fn attacks() -> Vec<Attack> {
         },
         Attack {
             bin: "hostile-fsize-bomb",
-            layer: "mount namespace (only a private /tmp exists); Landlock (no write right there); RLIMIT_FSIZE 0",
+            layer: "mount namespace (only a private /tmp exists: read-only under strict, 64MiB under default, so ENOSPC); Landlock; RLIMIT_FSIZE",
             input: |c| format!("1024\n{}\n{}", c.dir.path().display(), BOMB_DIRS.join("\n")),
             bare: Bare::With(|c| format!("16\n{}", c.dir.path().display()), |c, r| {
                 let out = r.escaped()?.to_string();
@@ -1111,7 +1111,7 @@ fn attacks() -> Vec<Attack> {
                 big.then_some(None).ok_or(out)
             }),
             strict: eacces,
-            default: eacces,
+            default: ("plugin_error", "ENOSPC"),
             effect: |c, _| {
                 let found = bombs(c);
                 found.iter().for_each(|p| drop(std::fs::remove_file(p)));
@@ -1385,6 +1385,7 @@ fn run_sandboxed(
         args: Vec::new(),
         mode: Mode::Worker,
         env: Vec::new(),
+        cwd: None,
     };
     let sb =
         Sandbox::new(fs.clone(), spec, Arc::new(p), Enforce::Policy).map_err(|e| e.to_string())?;

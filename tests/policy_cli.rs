@@ -270,8 +270,17 @@ fn test_policy_explain_strict_denies_sockets_and_files() {
     let text = explain("strict");
 
     assert_eq!(
-        line_starting(&text, "  the plugin cannot open any file"),
-        "  the plugin cannot open any file except what loading its own executable needs (the executable, its ELF interpreter and libraries);"
+        line_starting(&text, "  the plugin can open only"),
+        "  the plugin can open only the paths below and what loading its own executable needs (the executable, its ELF interpreter and libraries);"
+    );
+    assert_eq!(
+        line_starting(&text, "  read:"),
+        "  read:    nothing beyond what loading the executable needs"
+    );
+    // /dev/null holds nothing; every other path stays shut.
+    assert_eq!(
+        line_starting(&text, "  write:"),
+        "  write:   /dev/null (create, change and remove beneath)"
     );
     assert_eq!(
         line_starting(&text, "  Landlock confines"),

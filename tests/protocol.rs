@@ -32,6 +32,7 @@ fn sandbox_with_wall(
         args: args.iter().map(|s| s.to_string()).collect(),
         mode,
         env: Vec::new(),
+        cwd: None,
     };
     Sandbox::new(fs, plugin, Arc::new(policy), Enforce::Policy).unwrap()
 }

@@ -241,3 +241,36 @@ fn test_stderr_flood_does_not_block_the_job() {
     assert_eq!(v, "ok");
     assert_eq!(out, "flooded");
 }
+
+/// The shipped policies answer `socket(AF_UNIX)` with EACCES (glibc's nscd
+/// probe), so the hostile suite never reaches `connect`; a policy that
+/// allows unix sockets still reaches no socket of the host: Landlock's
+/// abstract-unix scope and the network namespace each stop it.
+#[test]
+fn test_unix_socket_allowed_by_policy_reaches_no_abstract_socket_of_the_host() {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr, UnixListener};
+    let name = format!("pw-walls-{}", std::process::id());
+    let listener =
+        UnixListener::bind_addr(&SocketAddr::from_abstract_name(&name).unwrap()).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let dir = scratch();
+    let p = policy(
+        dir.path(),
+        "unix.toml",
+        "description = \"x\"\nextends = \"default\"\n[syscalls]\nallow = [\"socket\", \"connect\"]\nsocket_families = [\"AF_UNIX\"]\n",
+    );
+    let exe = plugin("hostile-unix-abstract");
+    let o = call(
+        &[
+            "--plugin",
+            exe.to_str().unwrap(),
+            "--policy",
+            p.to_str().unwrap(),
+        ],
+        name.as_bytes(),
+    );
+    let v = verdict(&o);
+    assert!(v.starts_with("plugin_error: connect(@abstract): "), "{v}");
+    assert!(listener.accept().is_err(), "the plugin connected");
+}

@@ -75,6 +75,7 @@ impl Host {
             args: Vec::new(),
             mode,
             env: Vec::new(),
+            cwd: None,
         };
         let true_filter = Sandbox::new(
             fs.clone(),

@@ -111,6 +111,7 @@ fn run_under(fs: &Arc<ForkServer>, exe: &Path, policy: &str) -> Result<usize, St
         args: vec!["version".into(), "--json".into()],
         mode: Mode::Filter,
         env: Vec::new(),
+        cwd: None,
     };
     let sandbox = Sandbox::new(fs.clone(), plugin, Arc::new(policy), Enforce::Policy)
         .map_err(|e| e.to_string())?;

@@ -18,19 +18,22 @@
 //! the round that sees nothing new has run every input under the learned
 //! allowlist.
 //!
-//! Landlock grants read access to `/` and no write; the minimal root
-//! (mount namespace) is off while observing, so that read grant means
-//! what it says. Paths are not yet
-//! observed (openat is in `@startup`, so it never reaches the supervisor),
-//! so the learned policy grants no path and says so.
+//! Files: the root is the host's whole tree, read-only (a grant of `/`
+//! for reading and executing), with the sandbox's own /proc and a private
+//! writable /tmp, plus the command line's grants. The file syscalls stay
+//! out of the allowlist, so the supervisor sees each and reads the path
+//! it names ([`Enforce::Observe`], `plugwarden::observe`); the paths fold
+//! into the smallest set of grants, printed in plain words on stderr and
+//! written into the policy. A plugin that never succeeds gets no policy.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
+use plugwarden::observe::{self, Known, Learned, PathUse};
 use plugwarden::policy::{self, groups, Filesystem, Policy};
 use plugwarden::sandbox::{Enforce, Mode, PluginSpec, Sandbox};
 
@@ -52,6 +55,8 @@ pub struct LearnArgs {
     args: Vec<String>,
     #[command(flatten)]
     env: super::EnvArgs,
+    #[command(flatten)]
+    grants: super::GrantArgs,
     /// Wall-clock limit per input while learning, e.g. 30s.
     #[arg(long, value_parser = super::parse_duration)]
     timeout: Option<Duration>,
@@ -69,30 +74,47 @@ const MAX_ROUNDS: usize = 8;
 /// Processes a learned policy allows when the plugin created any.
 const LEARNED_PROCESSES: u64 = 16;
 
+/// The private /tmp of a learned policy whose plugin used /tmp (and of
+/// the observation policy).
+const LEARNED_TMP: u64 = 64 << 20;
+
 /// The policy the plugin runs under while it is observed: the base groups
-/// plus what earlier rounds saw, read access to `/`, no write.
-fn observation_policy(timeout: Option<Duration>, seen: &Observed) -> Result<Policy, Usage> {
+/// (but the file syscalls, which the supervisor observes) plus what
+/// earlier rounds saw and the command line allows; the host's tree to read
+/// and run, read-only, a private /tmp, and the command line's grants.
+fn observation_policy(
+    timeout: Option<Duration>,
+    seen: &Observed,
+    user: &Policy,
+) -> Result<Policy, Usage> {
     let mut p = policy::load("default")?;
     p.name = "learn (observation)".into();
     p.description = "observation policy of plugwarden learn".into();
     p.sources.clear();
+    let observed: BTreeSet<&str> = observe::path_syscalls().collect();
     p.syscalls.allow = expanded(BASE_GROUPS)
         .into_iter()
         .map(str::to_string)
+        .chain(seen.allow_singles())
+        .chain(user.syscalls.allow.iter().cloned())
+        .filter(|n| !observed.contains(n.as_str()))
         .collect();
-    p.syscalls.allow.extend(seen.allow_singles());
     p.syscalls.ioctl = seen.ioctls.clone();
     p.syscalls.socket_families = seen.families.clone();
     p.limits.processes = if seen.forks { LEARNED_PROCESSES } else { 0 };
+    let mut write = p.filesystem.write.clone(); // default's: /dev/null
+    write.extend(user.filesystem.write.iter().cloned());
+    // What the command line grants stays granted (below /tmp it must be
+    // bound over the private /tmp).
     p.filesystem = Filesystem {
-        read: vec![PathBuf::from("/")],
-        write: Vec::new(),
-        exec: Vec::new(),
+        read: user.filesystem.read.clone(),
+        write,
+        exec: std::iter::once(PathBuf::from("/"))
+            .chain(user.filesystem.exec.iter().cloned())
+            .collect(),
+        tmp: user.filesystem.tmp.max(LEARNED_TMP),
     };
     p.network = Default::default();
-    // A minimal root would hide what the broad read grant is for (and
-    // cannot bind `/` onto itself); Landlock alone confines the reads.
-    p.namespaces.mount = false;
     if let Some(t) = timeout {
         p.limits.wall = t;
         p.limits.cpu = t;
@@ -115,10 +137,29 @@ struct Observed {
     unnamed_families: BTreeSet<String>,
     /// clone without CLONE_THREAD (a new process) was seen.
     forks: bool,
+    /// Calls the policy answered with an errno: errno table key → errno.
+    soft: BTreeMap<String, String>,
+    /// The paths the file syscalls named.
+    paths: BTreeSet<PathUse>,
 }
 
 impl Observed {
     fn record(&mut self, call: &str) {
+        // A soft denial, `socket(AF_UNIX, ...) → EACCES`: the learned
+        // policy answers it the same way.
+        if let Some((call, errno)) = call.rsplit_once(" → ") {
+            if let Some((name, rest)) = call.split_once('(') {
+                let family = rest.split(", ").next().unwrap_or("");
+                let key = match name {
+                    "socket" | "socketpair" if policy::socket_family(family).is_some() => {
+                        format!("{name}({family})")
+                    }
+                    _ => name.to_string(),
+                };
+                self.soft.insert(key, errno.to_string());
+            }
+            return;
+        }
         let Some((name, rest)) = call.split_once('(') else {
             return;
         };
@@ -158,14 +199,16 @@ impl Observed {
     }
 
     /// How much has been seen; it only grows, so equal means nothing new.
-    fn size(&self) -> (usize, usize, usize, usize, bool) {
-        (
+    fn size(&self) -> [usize; 7] {
+        [
             self.syscalls.len(),
             self.ioctls.len(),
             self.families.len(),
             self.unnamed_families.len(),
-            self.forks,
-        )
+            usize::from(self.forks),
+            self.soft.len(),
+            self.paths.len(),
+        ]
     }
 
     /// Single syscalls a policy must list, beyond the base groups.
@@ -225,6 +268,7 @@ fn observe_round(
         for call in &outcome.denied {
             seen.record(call);
         }
+        seen.paths.extend(outcome.paths);
         eprintln!(
             "learn: round {round}: {path}: {} ({} call(s) outside the allowlist, let through)",
             outcome.verdict,
@@ -249,15 +293,20 @@ pub fn run(a: LearnArgs) -> Result<u8, Usage> {
         Some(ModeArg::Filter) => Mode::Filter,
         None => located.mode.unwrap_or_default(),
     };
+    // The manifest's and the command line's grants, on a policy of its own.
+    let mut user = policy::resolve(policy::Origin::File("learn".into()), "")?;
+    let cwd = a.grants.apply(&located.grants, &mut user)?;
     let mut args = located.args;
     args.extend(a.args.iter().cloned());
+    let flag_env = a.env.resolve()?;
     let mut env = located.env;
-    env.extend(a.env.resolve()?);
+    env.extend(flag_env.iter().cloned());
     let plugin = PluginSpec {
         exe: located.exe.clone(),
         args,
         mode,
         env,
+        cwd,
     };
     let fs = super::start_fork_server()?;
     let mut seen = Observed::default();
@@ -267,12 +316,12 @@ pub fn run(a: LearnArgs) -> Result<u8, Usage> {
     };
     let mut converged = false;
     for round in 1..=MAX_ROUNDS {
-        let observation = observation_policy(a.timeout, &seen)?;
+        let observation = observation_policy(a.timeout, &seen, &user)?;
         let sandbox = Sandbox::new(
             fs.clone(),
             plugin.clone(),
             Arc::new(observation),
-            Enforce::Log,
+            Enforce::Observe,
         )?;
         let before = seen.size();
         last = observe_round(&sandbox, &a.inputs, &mut seen, round)?;
@@ -281,11 +330,29 @@ pub fn run(a: LearnArgs) -> Result<u8, Usage> {
             break;
         }
     }
-    let limits = observation_policy(a.timeout, &seen)?.limits;
     let exe_name = located
         .exe
         .file_name()
         .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    if last.failed == last.inputs {
+        eprintln!(
+            "learn: {exe_name} did not succeed on any input while observed (see each verdict above), \
+             so there is nothing to learn from: no policy written. Check its arguments and inputs, \
+             or grant what it reports missing (--ro, --rw, --exec, --tmp)"
+        );
+        return Ok(EXIT_VERDICT);
+    }
+    let deps =
+        plugwarden::elf::exec_dependencies(&located.exe).map_err(|e| Usage(e.to_string()))?;
+    let fsys = &user.filesystem;
+    let known = Known {
+        read: deps.read.iter().chain(&fsys.read).cloned().collect(),
+        write: fsys.write.clone(),
+        exec: deps.exec.iter().chain(&fsys.exec).cloned().collect(),
+    };
+    let learned = observe::fold(&seen.paths, &known);
+    eprint!("{}", plain_words(&exe_name, &learned));
+    let limits = observation_policy(a.timeout, &seen, &user)?.limits;
     let summary = Summary {
         exe: &exe_name,
         mode,
@@ -293,7 +360,13 @@ pub fn run(a: LearnArgs) -> Result<u8, Usage> {
         failed: last.failed,
         converged,
     };
-    let text = render(&seen, &summary, &limits);
+    let text = render(
+        &seen,
+        &summary,
+        &limits,
+        &Files::new(&learned, &user),
+        &flag_env,
+    );
     let mut out = std::io::stdout().lock();
     if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
         eprintln!("plugwarden: cannot write the policy: {e}");
@@ -312,6 +385,89 @@ pub fn run(a: LearnArgs) -> Result<u8, Usage> {
         return Ok(EXIT_VERDICT);
     }
     Ok(EXIT_OK)
+}
+
+/// What the plugin used, in plain words, for stderr.
+fn plain_words(exe: &str, l: &Learned) -> String {
+    let mut t = format!("learn: what {exe} used, beyond loading itself:\n");
+    let line = |t: &mut String, s: &str| {
+        t.push_str("  ");
+        t.push_str(s);
+        t.push('\n');
+    };
+    for s in &l.summary {
+        line(&mut t, s);
+    }
+    for d in &l.devices {
+        line(
+            &mut t,
+            &format!(
+                "opens {}, which no sandbox offers (not granted)",
+                d.display()
+            ),
+        );
+    }
+    for w in &l.refused_writes {
+        line(
+            &mut t,
+            &format!(
+                "tried to write {} (not granted: learn with --rw DIR if it must)",
+                w.display()
+            ),
+        );
+    }
+    for d in &l.looked_at {
+        line(
+            &mut t,
+            &format!("looked at {} (its metadata only; not granted)", d.display()),
+        );
+    }
+    if l.missing > 0 {
+        line(
+            &mut t,
+            &format!(
+                "looked for {} missing path{} (not granted)",
+                l.missing,
+                if l.missing == 1 { "" } else { "s" }
+            ),
+        );
+    }
+    if l.summary.is_empty() && l.devices.is_empty() && l.refused_writes.is_empty() {
+        line(&mut t, "no file");
+    }
+    t
+}
+
+/// The `[filesystem]` of a learned policy: what was observed, plus the
+/// command line's grants.
+struct Files {
+    read: Vec<PathBuf>,
+    write: Vec<PathBuf>,
+    exec: Vec<PathBuf>,
+    tmp: u64,
+    summary: Vec<String>,
+}
+
+impl Files {
+    fn new(l: &Learned, user: &Policy) -> Files {
+        let u = &user.filesystem;
+        let null = Path::new("/dev/null");
+        let mut read: Vec<PathBuf> = u.read.iter().chain(&l.read).cloned().collect();
+        read.extend(l.dev.iter().filter(|d| *d != null).cloned());
+        if l.proc {
+            read.push(PathBuf::from("/proc"));
+        }
+        let mut write = u.write.clone();
+        // Writing to /dev/null loses nothing.
+        write.extend(l.dev.iter().filter(|d| *d == null).cloned());
+        Files {
+            read,
+            write,
+            exec: u.exec.iter().chain(&l.exec).cloned().collect(),
+            tmp: if l.tmp { u.tmp.max(LEARNED_TMP) } else { u.tmp },
+            summary: l.summary.clone(),
+        }
+    }
 }
 
 /// What the header of a learned policy says about the runs.
@@ -336,7 +492,13 @@ fn size_text(b: u64) -> String {
     }
 }
 
-fn render(o: &Observed, s: &Summary, l: &policy::Limits) -> String {
+fn render(
+    o: &Observed,
+    s: &Summary,
+    l: &policy::Limits,
+    files: &Files,
+    env: &[(String, String)],
+) -> String {
     let mode = match s.mode {
         Mode::Worker => "worker",
         Mode::Filter => "filter",
@@ -357,26 +519,35 @@ fn render(o: &Observed, s: &Summary, l: &policy::Limits) -> String {
             "# New calls kept appearing after {MAX_ROUNDS} rounds: this policy may be incomplete."
         ));
     }
-    if o.syscalls.is_empty() {
+    // The file syscalls of the base groups reach the supervisor too (it
+    // reads their paths): not news.
+    let singles = o.allow_singles();
+    let beyond: Vec<&String> = o
+        .syscalls
+        .iter()
+        .filter(|(name, _)| singles.contains(*name))
+        .map(|(_, call)| call)
+        .collect();
+    if beyond.is_empty() {
         t.push("# Observed beyond @default and @startup: nothing.".into());
     } else {
         t.push("# Observed beyond @default and @startup (the first call of each):".into());
-        t.extend(o.syscalls.values().map(|call| format!("#   {call}")));
+        t.extend(beyond.iter().map(|call| format!("#   {call}")));
     }
     for f in &o.unnamed_families {
         t.push(format!("# socket family {f} was used but cannot be named in a policy: those calls stay denied."));
     }
-    t.push(
-        "# Files: learn does not observe paths yet, so this policy grants none; Landlock".into(),
-    );
-    t.push("# grants the executable, its ELF interpreter and its libraries by itself.".into());
-    t.push("# Add [filesystem] read = [...] if the plugin needs other files.".into());
+    t.push("# Files it used beyond loading itself (Landlock grants the executable, its".into());
+    t.push("# ELF interpreter and its libraries by itself):".into());
+    if files.summary.is_empty() {
+        t.push("#   none".into());
+    }
+    t.extend(files.summary.iter().map(|line| format!("#   {line}")));
     t.push(format!(
         "description = \"learned from {inputs} input(s) of {exe}\""
     ));
     t.push(String::new());
     t.push("[syscalls]".into());
-    let singles = o.allow_singles();
     let allow: Vec<String> = BASE_GROUPS
         .iter()
         .map(|g| g.to_string())
@@ -406,6 +577,40 @@ fn render(o: &Observed, s: &Summary, l: &policy::Limits) -> String {
         t.push(format!("socket_families = {}", toml_list(&names)));
     }
     t.push("on_violation = \"kill\"".into());
+    if !o.soft.is_empty() {
+        let answers: Vec<String> = o
+            .soft
+            .iter()
+            .map(|(k, e)| format!("{k:?} = {e:?}"))
+            .collect();
+        t.push("# answered with an errno while observed, as the plugin expects of a probe:".into());
+        t.push(format!("errno = {{ {} }}", answers.join(", ")));
+    }
+    t.push(String::new());
+    t.push("[filesystem]".into());
+    let paths = |list: &[PathBuf]| {
+        list.iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+    };
+    for (key, list) in [
+        ("read", &files.read),
+        ("write", &files.write),
+        ("exec", &files.exec),
+    ] {
+        if !list.is_empty() {
+            t.push(format!("{key} = {}", toml_list(&paths(list))));
+        }
+    }
+    if files.tmp > 0 {
+        t.push(format!("tmp = \"{}\"", size_text(files.tmp)));
+    }
+    if !env.is_empty() {
+        t.push(String::new());
+        t.push("[environment]".into());
+        let set: Vec<String> = env.iter().map(|(k, v)| format!("{k:?} = {v:?}")).collect();
+        t.push(format!("set = {{ {} }}", set.join(", ")));
+    }
     t.push(String::new());
     t.push("[limits]".into());
     let dur = |d: Duration| humantime::format_duration(d).to_string();
@@ -422,7 +627,12 @@ fn render(o: &Observed, s: &Summary, l: &policy::Limits) -> String {
         if o.forks { LEARNED_PROCESSES } else { 0 }
     ));
     t.push(format!("open_files = {}", l.open_files));
-    t.push("file_size = 0".into());
+    let writes = files.tmp > 0 || files.write.iter().any(|w| w != Path::new("/dev/null"));
+    t.push(if writes {
+        format!("file_size = \"{}\"", size_text(l.file_size))
+    } else {
+        "file_size = 0".into()
+    });
     t.push(format!("output = \"{}\"", size_text(l.output)));
     let mut text = t.join("\n");
     text.push('\n');
@@ -485,7 +695,14 @@ mod tests {
             failed: 0,
             converged: true,
         };
-        let text = render(&o, &s, &plugwarden::policy::Limits::default());
+        let files = Files {
+            read: vec![PathBuf::from("/usr/share/mime")],
+            write: Vec::new(),
+            exec: Vec::new(),
+            tmp: 1 << 20,
+            summary: vec!["reads /usr/share/mime (2 files)".into()],
+        };
+        let text = render(&o, &s, &plugwarden::policy::Limits::default(), &files, &[]);
         let p = policy::resolve(policy::Origin::File("learned.toml".into()), &text).unwrap();
         assert_eq!(p.syscalls.ioctl, BTreeSet::from([0x5401]));
         assert_eq!(

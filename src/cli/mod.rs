@@ -96,6 +96,84 @@ pub struct SandboxArgs {
     pub enforce: EnforceArg,
     #[command(flatten)]
     pub env: EnvArgs,
+    #[command(flatten)]
+    pub grants: GrantArgs,
+}
+
+/// Grants beyond the policy on the command line (over the policy's and the
+/// manifest's; see docs/POLICY.md, "Grants").
+#[derive(Args, Clone, Debug, Default)]
+pub struct GrantArgs {
+    /// Let the plugin read PATH (a directory: everything beneath it).
+    #[arg(long = "ro", value_name = "PATH")]
+    pub read: Vec<PathBuf>,
+    /// Let the plugin read and write PATH (create, remove, rename beneath it).
+    #[arg(long = "rw", value_name = "PATH")]
+    pub write: Vec<PathBuf>,
+    /// Let the plugin read and execute PATH (a program brings its ELF interpreter and libraries).
+    #[arg(long = "exec", value_name = "PATH")]
+    pub exec: Vec<PathBuf>,
+    /// A private writable /tmp of SIZE, e.g. 64MiB (0: none), charged to the memory limit.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub tmp: Option<u64>,
+    /// The plugin's working directory (a granted directory, or /tmp).
+    #[arg(long, value_name = "DIR")]
+    pub cwd: Option<PathBuf>,
+    /// Add a syscall or @group to the policy's allowlist (repeat for several).
+    #[arg(long = "allow", value_name = "NAME")]
+    pub allow: Vec<String>,
+}
+
+impl GrantArgs {
+    /// Applies these grants (after `manifest`'s) to `policy`: the working
+    /// directory, and a note on stderr for each overlap or risky grant.
+    pub fn apply(
+        &self,
+        manifest: &plugwarden::policy::grants::Extra,
+        policy: &mut plugwarden::policy::Policy,
+    ) -> Result<Option<PathBuf>, Usage> {
+        let (cwd, notes) = self.applied(manifest, policy)?;
+        for n in notes {
+            eprintln!("plugwarden: note: {n}");
+        }
+        Ok(cwd)
+    }
+
+    /// [`GrantArgs::apply`], with the notes returned instead of printed.
+    pub fn applied(
+        &self,
+        manifest: &plugwarden::policy::grants::Extra,
+        policy: &mut plugwarden::policy::Policy,
+    ) -> Result<(Option<PathBuf>, Vec<String>), Usage> {
+        let flags = plugwarden::policy::grants::Extra {
+            origin: plugwarden::policy::grants::Origin::Flags,
+            base: std::env::current_dir()
+                .map_err(|e| Usage(format!("cannot read the current directory: {e}")))?,
+            read: self.read.clone(),
+            write: self.write.clone(),
+            exec: self.exec.clone(),
+            tmp: self.tmp,
+            cwd: self.cwd.clone(),
+            allow: self.allow.clone(),
+        };
+        let mut cwd: Option<PathBuf> = None;
+        let mut all_notes = Vec::new();
+        for extra in [manifest, &flags] {
+            let (dir, notes) = extra.apply(policy)?;
+            all_notes.extend(notes);
+            if let (Some(old), Some(new)) = (&cwd, &dir) {
+                if old != new {
+                    all_notes.push(format!(
+                        "--cwd {} wins over the manifest's cwd {}",
+                        new.display(),
+                        old.display()
+                    ));
+                }
+            }
+            cwd = dir.or(cwd);
+        }
+        Ok((cwd, all_notes))
+    }
 }
 
 /// The plugin's environment on the command line (over the default, the
@@ -195,6 +273,7 @@ impl SandboxArgs {
         if let Some(b) = self.batch {
             policy.worker.batch = b;
         }
+        let cwd = self.grants.apply(&located.grants, &mut policy)?;
         let mut args = located.args;
         args.extend(self.args.iter().cloned());
         let fs = start_fork_server()?;
@@ -209,6 +288,7 @@ impl SandboxArgs {
             args,
             mode,
             env,
+            cwd,
         };
         Ok(Sandbox::new(fs, plugin, Arc::new(policy), enforce)?)
     }

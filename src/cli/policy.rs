@@ -434,7 +434,7 @@ fn syscalls(p: &Policy) {
             })
             .collect();
         println!(
-            "  errno answers (instead of a violation, for calls the allowlist does not admit):"
+            "  errno answers (instead of a violation, for calls the allowlist does not admit; each is logged as a denial):"
         );
         println!("    {}", answers.join(", "));
     }
@@ -531,12 +531,18 @@ fn strictest(results: &[u32]) -> u32 {
         .expect("at least one filter")
 }
 
-fn action_word(ret: u32, on_violation: OnViolation) -> String {
+/// What `ret` means for the plugin; `soft` is the policy's errno answer
+/// for the call, which the supervisor gives to a notification.
+fn action_word(ret: u32, on_violation: OnViolation, soft: Option<u16>) -> String {
     match ret & 0xffff_0000 {
         seccomp::RET_ALLOW => "allow".into(),
-        seccomp::RET_USER_NOTIF => match on_violation {
-            OnViolation::Kill => "deny (violation)".into(),
-            OnViolation::Errno => "deny (EPERM)".into(),
+        seccomp::RET_USER_NOTIF => match (soft, on_violation) {
+            (Some(e), _) => format!(
+                "deny ({}, logged)",
+                plugwarden::child::errno_name(i32::from(e))
+            ),
+            (None, OnViolation::Kill) => "deny (violation)".into(),
+            (None, OnViolation::Errno) => "deny (EPERM)".into(),
         },
         seccomp::RET_ERRNO => format!(
             "deny ({:?})",
@@ -566,8 +572,9 @@ fn samples(p: &Policy) -> Result<(), Usage> {
         let nr = nr as i32;
         let start = seccomp::evaluate(&host, audit, nr, s.args);
         let c = seccomp::evaluate(&lockdown, audit, nr, s.args);
-        let before = action_word(start, on_violation);
-        let after = action_word(strictest(&[start, c]), on_violation);
+        let soft = policy::errno_answer(&p.syscalls.errno, s.name, &s.args);
+        let before = action_word(start, on_violation, soft);
+        let after = action_word(strictest(&[start, c]), on_violation, soft);
         println!("  {:<30} {:<20} {after}", s.label, before);
     }
     println!("  start-up: the host's filter (clone3 → ENOSYS, then the allowlist), from exec until the plugin's first job.");

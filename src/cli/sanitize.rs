@@ -70,6 +70,8 @@ pub struct SanitizeArgs {
     pub ocr: Option<String>,
     #[command(flatten)]
     pub batch: BatchArgs,
+    #[command(flatten)]
+    pub grants: super::GrantArgs,
 }
 
 /// Where the sanitize plugins are looked for: `--plugins DIR`, or beside
@@ -122,15 +124,20 @@ fn sandbox_for(
         args,
         mode,
         env: Vec::new(),
+        cwd: None,
     };
-    build_sandbox(plugin, s.policy_name(), a, fs)
+    build_sandbox(plugin, s.policy_name(), a, fs, s == Sanitizer::Image)
 }
 
+/// `plugin` under the shipped `policy`, with the command line's timeout,
+/// batch and grants (the same grants for every sandbox of the run; their
+/// notes said once, with the first).
 fn build_sandbox(
-    plugin: PluginSpec,
+    mut plugin: PluginSpec,
     policy: &str,
     a: &SanitizeArgs,
     fs: &Arc<plugwarden::forkserver::ForkServer>,
+    say_notes: bool,
 ) -> Result<Arc<Sandbox>, Usage> {
     let mut policy = plugwarden::policy::load(policy)?;
     if let Some(t) = a.timeout {
@@ -139,6 +146,13 @@ fn build_sandbox(
     if let Some(b) = a.batch.batch {
         policy.worker.batch = b;
     }
+    let (cwd, notes) = a.grants.applied(&Default::default(), &mut policy)?;
+    if say_notes {
+        for n in notes {
+            eprintln!("plugwarden: note: {n}");
+        }
+    }
+    plugin.cwd = cwd;
     Ok(Arc::new(Sandbox::new(
         fs.clone(),
         plugin,
@@ -161,17 +175,9 @@ fn ocr_for(
         mode: Mode::Filter,
         // One thread: the pool already runs a document per core.
         env: vec![("OMP_THREAD_LIMIT".into(), "1".into())],
+        cwd: None,
     };
-    let mut policy = plugwarden::policy::load("ocr")?;
-    if let Some(t) = a.timeout {
-        policy.limits.wall = t;
-    }
-    let sandbox = Arc::new(Sandbox::new(
-        fs.clone(),
-        plugin,
-        Arc::new(policy),
-        Enforce::Policy,
-    )?);
+    let sandbox = build_sandbox(plugin, "ocr", a, fs, false)?;
     Ok(Arc::new(Ocr {
         stage: stage_of(sandbox)?,
         lang: lang.to_string(),

@@ -96,6 +96,8 @@ pub struct OfficeSink {
     len: u64,
     cancel: Option<Arc<AtomicBool>>,
     notes: Vec<String>,
+    /// What `next` saved (the pdf stage's job took it from `next`).
+    saved: Option<SavedOutput>,
 }
 
 impl OfficeSink {
@@ -115,6 +117,7 @@ impl OfficeSink {
             len: 0,
             cancel: None,
             notes: Vec::new(),
+            saved: None,
         }
     }
 
@@ -170,15 +173,21 @@ impl OutputSink for OfficeSink {
             cancel: self.cancel.clone(),
             ..Attach::default()
         };
-        let outcome = match Worker::start(&self.pdf.sandbox) {
+        let mut outcome = match Worker::start(&self.pdf.sandbox) {
             Ok(mut w) => {
                 w.attach(attach);
-                let outcome = w.run_input(&input, Some(self.next.as_mut()));
-                w.shutdown();
+                let mut outcome = w.run_input(&input, Some(self.next.as_mut()));
+                // The worker's peak once it has exited: its cgroup's, or
+                // its own.
+                if let Some(info) = w.shutdown() {
+                    let peak = info.cgroup.and_then(|c| c.memory_peak).map(|p| p / 1024);
+                    outcome.max_rss_kib = peak.unwrap_or(info.maxrss_kib).max(outcome.max_rss_kib);
+                }
                 outcome
             }
             Err(e) => JobOutcome::failed(Verdict::SetupError(e.to_string())),
         };
+        self.saved = outcome.saved.take();
         self.notes.push(format!(
             "stage 2 of 2, pdf: {}: {}",
             measured(&outcome),
@@ -207,11 +216,12 @@ impl OutputSink for OfficeSink {
         self.converted = None;
         self.len = 0;
         self.notes.clear();
+        self.saved = None;
         self.next.restart();
     }
 
     fn take_saved(&mut self) -> Option<SavedOutput> {
-        self.next.take_saved()
+        self.saved.take()
     }
 
     fn set_cancel(&mut self, cancel: Arc<AtomicBool>) {
@@ -237,14 +247,19 @@ pub const TESSERACT: &str = "/usr/bin/tesseract";
 impl Ocr {
     /// Tesseract's arguments: the page (PGM) on stdin, its TSV report on
     /// stdout, the language and the resolution pages are rendered at.
+    /// Sauvola's local thresholding: with the default global one, dark
+    /// text on a coloured box (a slide's) comes out as one black block.
     pub fn args(lang: &str, dpi: u32) -> Vec<String> {
+        let dpi = dpi.to_string();
         [
             "stdin",
             "stdout",
             "-l",
             lang,
             "--dpi",
-            &dpi.to_string(),
+            &dpi,
+            "-c",
+            "thresholding_method=2",
             "tsv",
         ]
         .map(String::from)

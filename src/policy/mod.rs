@@ -7,6 +7,7 @@
 //! embedded in the binary and found by name.
 
 pub mod check;
+pub mod grants;
 pub mod groups;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -246,6 +247,8 @@ pub struct FilesystemFile {
     pub write: Vec<Spanned<String>>,
     #[serde(default)]
     pub exec: Vec<Spanned<String>>,
+    /// A private writable /tmp of this size (0: /tmp stays read-only).
+    pub tmp: Option<Size>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -393,6 +396,9 @@ pub struct Filesystem {
     pub read: Vec<PathBuf>,
     pub write: Vec<PathBuf>,
     pub exec: Vec<PathBuf>,
+    /// Size of the sandbox's private writable /tmp, a tmpfs charged to the
+    /// worker's memory cgroup; 0: /tmp is there but not writable.
+    pub tmp: u64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -645,13 +651,13 @@ fn apply(p: &mut Policy, origin: &Origin, text: &str, f: &PolicyFile) -> Result<
     let s = &f.syscalls;
     for name in &s.allow {
         for syscall in expand_name(origin, text, name)? {
-            p.syscalls.allow.insert(syscall.to_string());
-            p.syscalls.denied.remove(syscall);
+            p.syscalls.denied.remove(&syscall);
+            p.syscalls.allow.insert(syscall);
         }
     }
     for name in &s.deny {
         for syscall in expand_name(origin, text, name)? {
-            if UNDENIABLE.contains(&syscall) {
+            if UNDENIABLE.contains(&syscall.as_str()) {
                 return Err(invalid(
                     origin,
                     text,
@@ -662,8 +668,8 @@ fn apply(p: &mut Policy, origin: &Origin, text: &str, f: &PolicyFile) -> Result<
                     ),
                 ));
             }
-            p.syscalls.allow.remove(syscall);
-            p.syscalls.denied.insert(syscall.to_string());
+            p.syscalls.allow.remove(&syscall);
+            p.syscalls.denied.insert(syscall);
         }
     }
     if let Some(table) = &s.errno {
@@ -679,8 +685,13 @@ fn apply(p: &mut Policy, origin: &Origin, text: &str, f: &PolicyFile) -> Result<
                     ),
                 )
             })?;
+            if let Some(key) = family_key(name.get_ref()) {
+                let key = key.map_err(|m| invalid(origin, text, name.span(), m))?;
+                p.syscalls.errno.insert(key, number);
+                continue;
+            }
             for syscall in expand_name(origin, text, name)? {
-                if UNDENIABLE.contains(&syscall) {
+                if UNDENIABLE.contains(&syscall.as_str()) {
                     return Err(invalid(
                         origin,
                         text,
@@ -690,7 +701,7 @@ fn apply(p: &mut Policy, origin: &Origin, text: &str, f: &PolicyFile) -> Result<
                         ),
                     ));
                 }
-                p.syscalls.errno.insert(syscall.to_string(), number);
+                p.syscalls.errno.insert(syscall, number);
             }
         }
     }
@@ -764,6 +775,14 @@ fn apply(p: &mut Policy, origin: &Origin, text: &str, f: &PolicyFile) -> Result<
             }
         }
     }
+    if let Some(root) = fs
+        .write
+        .iter()
+        .find(|p| Path::new(p.get_ref()) == Path::new("/"))
+    {
+        return Err(invalid(origin, text, root.span(), WRITABLE_ROOT.into()));
+    }
+    set(&mut p.filesystem.tmp, fs.tmp.map(|s| s.0));
     p.network.connect_tcp.extend(&f.network.connect_tcp);
     p.network.bind_tcp.extend(&f.network.bind_tcp);
     let l = &f.limits;
@@ -832,52 +851,43 @@ fn set<T>(dst: &mut T, v: Option<T>) {
     }
 }
 
-fn expand_name<'a>(
+fn expand_name(
     origin: &Origin,
     text: &str,
-    name: &'a Spanned<String>,
-) -> Result<Vec<&'a str>, PolicyError> {
-    let n = name.get_ref().as_str();
-    if n.starts_with('@') {
-        let Some(_) = groups::find(n) else {
-            return Err(invalid(
-                origin,
-                text,
-                name.span(),
-                format!(
-                    "unknown syscall group {n:?}: known groups are {}",
-                    groups::GROUPS
-                        .iter()
-                        .map(|g| g.name)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            ));
-        };
-        let expanded = groups::expand(&[n]).map_err(|bad| {
-            invalid(
-                origin,
-                text,
-                name.span(),
-                format!("unknown syscall group {bad:?}"),
-            )
-        })?;
-        return Ok(expanded);
-    }
-    if groups::number(groups::Arch::X86_64, n).is_none()
-        && groups::number(groups::Arch::Aarch64, n).is_none()
-    {
-        return Err(invalid(
-            origin,
-            text,
-            name.span(),
+    name: &Spanned<String>,
+) -> Result<Vec<String>, PolicyError> {
+    expand(name.get_ref()).map_err(|message| invalid(origin, text, name.span(), message))
+}
+
+/// The syscalls a name in an allow or deny list stands for: a group's
+/// members, or the syscall itself; why not, when it names neither.
+pub fn expand(name: &str) -> Result<Vec<String>, String> {
+    if name.starts_with('@') {
+        let unknown = |n: &str| {
             format!(
-                "unknown syscall {n:?}: not a Linux syscall on x86_64 or aarch64 (check the spelling; \
-                 groups start with '@', see `plugwarden policy explain`)"
-            ),
+                "unknown syscall group {n:?}: known groups are {}",
+                groups::GROUPS
+                    .iter()
+                    .map(|g| g.name)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        if groups::find(name).is_none() {
+            return Err(unknown(name));
+        }
+        let expanded = groups::expand(&[name]).map_err(|bad| unknown(&bad))?;
+        return Ok(expanded.into_iter().map(str::to_string).collect());
+    }
+    if groups::number(groups::Arch::X86_64, name).is_none()
+        && groups::number(groups::Arch::Aarch64, name).is_none()
+    {
+        return Err(format!(
+            "unknown syscall {name:?}: not a Linux syscall on x86_64 or aarch64 (check the spelling; \
+             groups start with '@', see `plugwarden policy explain`)"
         ));
     }
-    Ok(vec![n])
+    Ok(vec![name.to_string()])
 }
 
 fn validate(p: &Policy, origin: &Origin, text: &str) -> Result<(), PolicyError> {
@@ -917,6 +927,44 @@ fn validate(p: &Policy, origin: &Origin, text: &str) -> Result<(), PolicyError> 
     Ok(())
 }
 
+/// An errno table key for one socket family, `"socket(AF_UNIX)"`: `None`
+/// when `key` is not of that form, else the key as stored or why it is
+/// wrong.
+fn family_key(key: &str) -> Option<Result<String, String>> {
+    let (name, rest) = key.split_once('(')?;
+    let family = rest.strip_suffix(')')?;
+    if !matches!(name, "socket" | "socketpair") {
+        return Some(Err(format!(
+            "{key:?}: only socket and socketpair take an argument here (a family: \"socket(AF_UNIX)\")"
+        )));
+    }
+    Some(match socket_family(family) {
+        Some(_) => Ok(key.to_string()),
+        None => Err(format!(
+            "{key:?}: unknown socket family {family:?}: use one of {}",
+            FAMILIES
+                .iter()
+                .map(|(n, _)| *n)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    })
+}
+
+/// The errno `errno` table answers syscall `name` with, called with
+/// `args`: a family's own entry (`socket(AF_UNIX)`) first, then the
+/// syscall's.
+pub fn errno_answer(errno: &BTreeMap<String, u16>, name: &str, args: &[u64; 6]) -> Option<u16> {
+    if matches!(name, "socket" | "socketpair") {
+        if let Some(family) = family_name(args[0] & 0xffff_ffff) {
+            if let Some(&e) = errno.get(&format!("{name}({family})")) {
+                return Some(e);
+            }
+        }
+    }
+    errno.get(name).copied()
+}
+
 /// The number of an errno name (`"ENOSYS"` → 38), as this build's libc
 /// names them.
 pub fn errno_number(name: &str) -> Option<u16> {
@@ -927,6 +975,10 @@ pub fn errno_number(name: &str) -> Option<u16> {
         })
         .and_then(|n| u16::try_from(n).ok())
 }
+
+/// Why `write = ["/"]` (or `--rw /`) is refused.
+pub const WRITABLE_ROOT: &str = "the host's whole filesystem (/) is never granted for writing: \
+     grant the directories the plugin writes, and a private /tmp (tmp = \"64MiB\", --tmp) for scratch files";
 
 /// Syscalls no policy can deny (see `seccomp::ALWAYS`).
 pub const UNDENIABLE: &[&str] = &["exit", "exit_group"];

@@ -93,7 +93,8 @@ fn parse_word(line: &[u8], page_width: u32, page_height: u32) -> Option<Word> {
 
 /// The content stream of a page's invisible text layer: each word in
 /// Helvetica (font resource `font`), sized to its box's height and
-/// stretched to its width, for a page of `page_height` pixels at `dpi`.
+/// stretched to its width, then a space, for a page of `page_height`
+/// pixels at `dpi`.
 pub fn text_layer(words: &[Word], page_height: u32, dpi: u32, font: &str) -> String {
     let pt = |px: u32| f64::from(px) * 72.0 / f64::from(dpi.max(1));
     let mut out = String::from("BT\n3 Tr\n");
@@ -114,7 +115,9 @@ pub fn text_layer(words: &[Word], page_height: u32, dpi: u32, font: &str) -> Str
             out,
             "/{font} {size:.2} Tf {scale:.1} Tz 1 0 0 1 {x:.2} {y:.2} Tm <"
         );
-        for b in &encoded {
+        // A space after each word (outside its box): text extraction and
+        // copying get the words apart.
+        for b in encoded.iter().chain(b" ") {
             let _ = write!(out, "{b:02X}");
         }
         out.push_str("> Tj\n");
@@ -279,7 +282,7 @@ mod tests {
         // 75 px at 150 dpi = 36 pt; the box's bottom at 1650-225 px = 684 pt.
         assert!(content.contains("/F2 36.00 Tf "), "{content}");
         assert!(
-            content.contains(" 1 0 0 1 72.00 691.20 Tm <486920287829> Tj"),
+            content.contains(" 1 0 0 1 72.00 691.20 Tm <48692028782920> Tj"),
             "{content}"
         );
     }

@@ -128,8 +128,14 @@ fn test_office_samples_detected_by_content() {
         ("office/hostile-remote-template.docx", OfficeFormat::Docx),
         ("office/hostile-external-link.xlsx", OfficeFormat::Xlsx),
         ("office/hostile-ole-object.pptx", OfficeFormat::Pptx),
-        ("../tests/data/office/hostile-zip-bomb.docx", OfficeFormat::Docx),
-        ("../tests/data/office/hostile-million-rows.xlsx", OfficeFormat::Xlsx),
+        (
+            "../tests/data/office/hostile-zip-bomb.docx",
+            OfficeFormat::Docx,
+        ),
+        (
+            "../tests/data/office/hostile-million-rows.xlsx",
+            OfficeFormat::Xlsx,
+        ),
         ("office/hostile-odt-pdf-polyglot.odt", OfficeFormat::Odt),
         ("office/hostile-macro-onload.odt", OfficeFormat::Odt),
     ] {

@@ -1,5 +1,6 @@
 //! Resources: fills the disk: looks for any writable directory among the
-//! candidates and writes a file of the size asked for into it.
+//! candidates and writes a file of the size asked for into it (a smaller
+//! file, stopped by a full filesystem, does not count).
 //! Input: the size in MiB, then candidate directories, one per line.
 
 fn main() {
@@ -41,8 +42,11 @@ fn main() {
                 }
                 written += n as usize;
             }
+            if written == mib << 20 {
+                return Ok(format!("wrote {mib} MiB to {path}"));
+            }
             if written > 0 {
-                return Ok(format!("wrote {} MiB to {path}", written >> 20));
+                errors.push(format!("only {} MiB fit in {path}", written >> 20));
             }
         }
         Err(errors.join("; "))
