@@ -719,7 +719,7 @@ pub(crate) mod tests {
         }
     }
 
-    const BUILT_IN: [&str; 4] = ["strict", "default", "image", "pdf"];
+    const BUILT_IN: [&str; 6] = ["strict", "default", "image", "pdf", "office", "ocr"];
     const ARCHES: [Arch; 2] = [Arch::X86_64, Arch::Aarch64];
 
     fn policy(name: &str) -> crate::policy::Policy {

@@ -351,7 +351,7 @@ fn test_policy_explain_unknown_name_usage_error() {
     assert_eq!(o.status.code(), Some(2));
     assert_eq!(
         stderr(&o),
-        "plugwarden: unknown policy \"nosuch\": use one of strict, default, image, pdf or a path to a .toml file\n"
+        "plugwarden: unknown policy \"nosuch\": use one of strict, default, image, pdf, office, ocr or a path to a .toml file\n"
     );
 }
 

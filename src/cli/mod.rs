@@ -76,7 +76,7 @@ pub struct SandboxArgs {
     /// worker (speaks the plugwarden protocol) or filter (stdin → stdout, one process per input).
     #[arg(long, value_enum)]
     pub mode: Option<ModeArg>,
-    /// A built-in policy name (strict, default, image, pdf) or a policy file.
+    /// A built-in policy name (strict, default, image, pdf, office, ocr) or a policy file.
     #[arg(long, value_name = "NAME|FILE")]
     pub policy: Option<String>,
     /// Wall-clock limit per input, e.g. 10s or 500ms (overrides the policy).
