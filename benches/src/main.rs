@@ -881,6 +881,7 @@ fn office_section(c: &Config, bins: &host::Binaries, rows: &mut Vec<Row>) -> Res
     let ocr = !office::tesseract_missing();
     let (mut cli, mut cli_ocr, mut cold, mut warm) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut ready = Vec::new();
     let (mut convert, mut render, mut ocr_share, mut sandboxed) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for round in 0..c.office_rounds {
@@ -903,8 +904,21 @@ fn office_section(c: &Config, bins: &host::Binaries, rows: &mut Vec<Row>) -> Res
             ocr_share
                 .push(100.0 * run.ocr_ms / (run.convert_ms + run.render_write_ms + run.ocr_ms));
         }
-        cold.push(office::libreoffice_s_per_doc(input.path(), copies, false)?);
-        warm.push(office::libreoffice_s_per_doc(input.path(), copies, true)?);
+        cold.push(office::libreoffice_s_per_doc(
+            input.path(),
+            copies,
+            office::Start::Fresh,
+        )?);
+        ready.push(office::libreoffice_s_per_doc(
+            input.path(),
+            copies,
+            office::Start::ReadyProfile,
+        )?);
+        warm.push(office::libreoffice_s_per_doc(
+            input.path(),
+            copies,
+            office::Start::Warm,
+        )?);
     }
     let what = format!("office: {copies} × {}-page docx", office::PAGES);
     rows.push(Row::versus(
@@ -950,6 +964,13 @@ fn office_section(c: &Config, bins: &host::Binaries, rows: &mut Vec<Row>) -> Res
         &cold,
         "warm, one process and profile",
         &warm,
+    ));
+    rows.push(Row::versus(
+        "LibreOffice a document, outside any sandbox: a fresh process and profile each vs a fresh process on a copy of a profile made beforehand (no first-start restart)",
+        "s",
+        &cold,
+        "fresh process, ready profile",
+        &ready,
     ));
     rows.push(Row::versus(
         "LibreOffice a document: in the office sandbox (`--workers 1`) vs a fresh process and profile outside",
