@@ -6,8 +6,7 @@
 //!
 //! Markers: `PW-CRASH` (abort), `PW-HANG` (sleep), `PW-FILL-TMP` (write
 //! /tmp until it is full, then exit 3 as the real converter does),
-//! `PW-LINGER` (start a process in a session of its own that outlives
-//! this one, then answer).
+//! `PW-LINGER` (leave an orphaned grandchild running, then answer).
 
 use std::io::{Read, Write};
 
@@ -15,6 +14,29 @@ const PDF: &[u8] = include_bytes!("../../../../samples/benign.pdf");
 
 fn has(input: &[u8], marker: &str) -> bool {
     input.windows(marker.len()).any(|w| w == marker.as_bytes())
+}
+
+/// Leaves a grandchild running, an orphan once its parent exits (what a
+/// daemonising helper does); this process goes on at once.
+fn linger() {
+    // SAFETY: fork in a single-threaded process; the children only call
+    // async-signal-safe functions (fork, sleep, _exit, waitpid).
+    match unsafe { libc::fork() } {
+        0 => {
+            // SAFETY: as above, in the child.
+            unsafe {
+                if libc::fork() == 0 {
+                    libc::sleep(3600);
+                }
+                libc::_exit(0);
+            }
+        }
+        -1 => panic!("fork: {}", std::io::Error::last_os_error()),
+        child => {
+            // SAFETY: waits for our own child, which exits at once.
+            unsafe { libc::waitpid(child, std::ptr::null_mut(), 0) };
+        }
+    }
 }
 
 fn main() {
@@ -36,20 +58,7 @@ fn main() {
         std::process::exit(3);
     }
     if has(&input, "PW-LINGER") {
-        // SAFETY: fork in a single-threaded process; the child only calls
-        // async-signal-safe functions (setsid, sleep, _exit).
-        match unsafe { libc::fork() } {
-            0 => {
-                // SAFETY: plain syscalls in the child.
-                unsafe {
-                    libc::setsid();
-                    libc::sleep(3600);
-                    libc::_exit(0);
-                }
-            }
-            -1 => panic!("fork: {}", std::io::Error::last_os_error()),
-            _ => {}
-        }
+        linger();
     }
     std::io::stdout().write_all(PDF).expect("stdout");
 }
