@@ -104,7 +104,7 @@ fn deb_layout(plugin_dir_mode: u32) -> tempfile::TempDir {
     std::fs::create_dir_all(&bin).unwrap();
     std::fs::create_dir_all(&lib).unwrap();
     copy_executable(&plugwarden(), &bin.join("plugwarden"));
-    for p in ["pw-image-sanitize", "pw-pdf-sanitize"] {
+    for p in ["pw-image-sanitize", "pw-pdf-sanitize", "pw-office-convert"] {
         copy_executable(&plugin(p), &lib.join(p));
     }
     for d in [prefix.path().join("lib"), lib] {
@@ -256,7 +256,7 @@ fn test_doctor_check_runs_a_child_under_each_shipped_policy() {
         .unwrap();
     assert_eq!(
         text(&o.stdout),
-        "policy strict   ok: a sandboxed child ran\npolicy default  ok: a sandboxed child ran\npolicy image    ok: a sandboxed child ran\npolicy pdf      ok: a sandboxed child ran\n"
+        "policy strict   ok: a sandboxed child ran\npolicy default  ok: a sandboxed child ran\npolicy image    ok: a sandboxed child ran\npolicy pdf      ok: a sandboxed child ran\npolicy office   ok: a sandboxed child ran\npolicy ocr      ok: a sandboxed child ran\n"
     );
     assert_eq!(o.status.code(), Some(0));
 }
