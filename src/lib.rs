@@ -24,7 +24,6 @@ pub mod merge;
 pub mod plugin;
 pub mod policy;
 pub mod pool;
-pub mod protocol;
 pub mod sandbox;
 pub mod sanitize;
 pub mod seccomp;
@@ -32,6 +31,10 @@ pub mod shard;
 pub mod sink;
 pub mod verdict;
 pub mod worker;
+
+// The wire protocol is its own crate (shared with the SDK); the host keeps
+// naming it `crate::protocol`.
+use plugwarden_proto as protocol;
 
 pub use pool::Pool;
 pub use verdict::{TimeoutKind, Verdict};
