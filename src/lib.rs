@@ -8,7 +8,6 @@
 //! seccomp user notification, and gives every input one [`verdict`].
 //! docs/ARCHITECTURE.md is the map.
 
-pub mod arena;
 pub mod audit;
 pub mod cgroup;
 pub mod child;
@@ -21,7 +20,6 @@ pub mod kernel;
 pub mod landlock_rules;
 pub mod manifest;
 pub mod merge;
-pub mod plugin;
 pub mod policy;
 pub mod pool;
 pub mod sandbox;
@@ -32,9 +30,10 @@ pub mod sink;
 pub mod verdict;
 pub mod worker;
 
-// The wire protocol is its own crate (shared with the SDK); the host keeps
-// naming it `crate::protocol`.
+// The wire protocol and the arena are shared with the plugins (crates/proto,
+// crates/sdk); the host keeps naming them `crate::protocol`, `crate::arena`.
 use plugwarden_proto as protocol;
+use plugwarden_sdk::arena;
 
 pub use pool::Pool;
 pub use verdict::{TimeoutKind, Verdict};

@@ -551,7 +551,7 @@ fn samples(p: &Policy) -> Result<(), Usage> {
     let arch = Arch::native();
     let audit = seccomp::audit_arch(arch);
     let host = seccomp::compile(&p.syscalls, p.limits.processes, arch, None)?;
-    let lockdown = plugwarden::plugin::lockdown_program().map_err(Usage)?;
+    let lockdown = plugwarden_sdk::lockdown_program()?;
     println!("sample syscalls run through the compiled BPF programs ({arch:?}, evaluated in user space):");
     println!(
         "  {:<30} {:<20} after start-up with the Rust SDK's lockdown",
