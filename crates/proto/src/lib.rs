@@ -6,6 +6,19 @@
 //! flood ends in a [`FrameError`], never in a panic or unbounded memory.
 //! The decoder is push-based and does no I/O, so the host can feed it from
 //! non-blocking pipes under a deadline and the fuzzer can feed it anything.
+//!
+//! ```
+//! use plugwarden_proto::{encode_frame, FrameDecoder, Kind};
+//!
+//! let mut bytes = Vec::new();
+//! encode_frame(&mut bytes, Kind::Job, 7, b"input");
+//! let mut decoder = FrameDecoder::new(1 << 20);
+//! let (used, frame) = decoder.push(&bytes).unwrap();
+//! let frame = frame.expect("one whole frame");
+//! assert_eq!(used, bytes.len());
+//! assert_eq!((frame.kind, frame.id), (Kind::Job, 7));
+//! assert_eq!(frame.payload, b"input");
+//! ```
 
 #![deny(missing_docs)]
 

@@ -4,6 +4,19 @@
 //! `plugwarden-proto` crate), the shared-memory [`arena`] and the lockdown,
 //! none of the host's dependencies.
 //!
+//! ```no_run
+//! // A plugin that answers every input in upper case; an `Err` becomes
+//! // the job's error message.
+//! fn main() {
+//!     plugwarden_sdk::serve(|input| {
+//!         if input.is_empty() {
+//!             return Err("empty input".to_string());
+//!         }
+//!         Ok(input.to_ascii_uppercase())
+//!     })
+//! }
+//! ```
+//!
 //! [`serve`] speaks the protocol on stdin/stdout (docs/PROTOCOL.md). After
 //! the handshake and before the first job it **locks the process down
 //! further** with a second seccomp filter of its own ([`lockdown`]): no

@@ -779,6 +779,15 @@ pub enum ExpandError {
     UnknownSyscall(String),
 }
 
+impl ExpandError {
+    /// The name that is not known.
+    pub fn name(&self) -> &str {
+        match self {
+            ExpandError::UnknownGroup(name) | ExpandError::UnknownSyscall(name) => name,
+        }
+    }
+}
+
 /// Expands group names recursively into syscall names (sorted, deduplicated).
 /// Plain syscall names pass through. An unknown group, or a plain name that
 /// is a syscall on neither x86_64 nor aarch64, is an error naming it.
@@ -1052,6 +1061,7 @@ mod tests {
             expand(&["read", "fstatat"]),
             Err(ExpandError::UnknownSyscall("fstatat".to_owned()))
         );
+        assert_eq!(expand(&["fstatat"]).unwrap_err().name(), "fstatat");
     }
 
     #[test]
