@@ -5,16 +5,14 @@
 //! none of the host's dependencies.
 //!
 //! ```no_run
-//! // A plugin that answers every input in upper case; an `Err` becomes
-//! // the job's error message.
-//! fn main() {
-//!     plugwarden_sdk::serve(|input| {
-//!         if input.is_empty() {
-//!             return Err("empty input".to_string());
-//!         }
-//!         Ok(input.to_ascii_uppercase())
-//!     })
-//! }
+//! // A plugin's main: answers every input in upper case; an `Err`
+//! // becomes the job's error message.
+//! plugwarden_sdk::serve(|input| {
+//!     if input.is_empty() {
+//!         return Err("empty input".to_string());
+//!     }
+//!     Ok(input.to_ascii_uppercase())
+//! })
 //! ```
 //!
 //! [`serve`] speaks the protocol on stdin/stdout (docs/PROTOCOL.md). After
