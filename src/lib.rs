@@ -2,17 +2,19 @@
 //!
 //! The host ([`sandbox::Sandbox`], [`worker::Worker`]) asks a small
 //! single-threaded [`forkserver`] to fork each plugin; the child walks the
-//! confinement road in [`child`] (session, fds, rlimits, Landlock,
+//! confinement road in `child` (session, fds, rlimits, Landlock,
 //! identity, seccomp) and execs. The host talks to it over pipes with the
-//! bounded [`protocol`], enforces deadlines, names violations through
-//! seccomp user notification, and gives every input one [`verdict`].
+//! bounded wire protocol (the `plugwarden-proto` crate), enforces
+//! deadlines, names violations through seccomp user notification, and
+//! gives every input one [`verdict`]. Plugins link `plugwarden-sdk` (and
+//! through it the protocol and `plugwarden-seccomp`), never this crate.
 //! docs/ARCHITECTURE.md is the map.
 
 pub mod audit;
 pub mod cgroup;
-pub mod child;
+mod child;
 pub mod describe;
-pub mod elf;
+mod elf;
 pub mod escape;
 pub mod forkserver;
 pub mod input;

@@ -428,8 +428,8 @@ fn syscalls(p: &Policy) {
                         ""
                     };
                 format!(
-                    "{name} → {}{effect}",
-                    plugwarden::child::errno_name(i32::from(e))
+                    "{name} → {:?}{effect}",
+                    nix::errno::Errno::from_raw(i32::from(e))
                 )
             })
             .collect();

@@ -398,7 +398,7 @@ pub struct ArenaSliceError {
 pub struct PluginHello {
     /// The plugin's protocol version.
     pub version: u32,
-    /// The name it gave (lossy UTF-8, at most 256 bytes), often its argv[0].
+    /// The name it gave (lossy UTF-8, at most 256 bytes), often its `argv[0]`.
     pub name: String,
 }
 
