@@ -571,7 +571,7 @@ fn samples(p: &Policy) -> Result<(), Usage> {
         println!("  {:<30} {:<20} {after}", s.label, before);
     }
     println!("  start-up: the host's filter (clone3 → ENOSYS, then the allowlist), from exec until the plugin's first job.");
-    println!("  after start-up: plugwarden::plugin::serve adds its lockdown filter (no openat, no execve, no executable");
+    println!("  after start-up: plugwarden_sdk::serve adds its lockdown filter (no openat, no execve, no executable");
     println!("  memory, threads only); plugins without the Rust SDK stay at the start-up column.");
     Ok(())
 }
