@@ -12,8 +12,7 @@ Usage: pool_baseline.py [--tasks 2000] [--rounds 5]
            timed run of multiprocessing.Pool(2, maxtasksperchild=K), fork
            context, after a 50-task warm-up; prints "RESULT <tasks/s>")
 
-Copied from ../shared/bench/pool_baseline.py (plugwarden-bench ships its own
-copy: the shared directory is not on every machine).
+plugwarden-bench embeds this file and runs it with --only.
 """
 import argparse
 import concurrent.futures as cf

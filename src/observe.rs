@@ -245,6 +245,18 @@ pub struct Known {
 }
 
 impl Known {
+    /// What learn leaves out of a plugin's grants: what loading `exe` needs
+    /// (its interpreter and libraries, which the sandbox grants by itself)
+    /// and what `fs` grants already.
+    pub fn for_plugin(exe: &Path, fs: &crate::policy::Filesystem) -> Result<Known, String> {
+        let deps = crate::elf::exec_dependencies(exe).map_err(|e| e.to_string())?;
+        Ok(Known {
+            read: deps.read.iter().chain(&fs.read).cloned().collect(),
+            write: fs.write.clone(),
+            exec: deps.exec.iter().chain(&fs.exec).cloned().collect(),
+        })
+    }
+
     fn covers(&self, path: &Path, access: Access) -> bool {
         let under = |list: &[PathBuf]| list.iter().any(|g| path.starts_with(g));
         match access {

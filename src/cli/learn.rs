@@ -342,14 +342,7 @@ pub fn run(a: LearnArgs) -> Result<u8, Usage> {
         );
         return Ok(EXIT_VERDICT);
     }
-    let deps =
-        plugwarden::elf::exec_dependencies(&located.exe).map_err(|e| Usage(e.to_string()))?;
-    let fsys = &user.filesystem;
-    let known = Known {
-        read: deps.read.iter().chain(&fsys.read).cloned().collect(),
-        write: fsys.write.clone(),
-        exec: deps.exec.iter().chain(&fsys.exec).cloned().collect(),
-    };
+    let known = Known::for_plugin(&located.exe, &user.filesystem).map_err(Usage)?;
     let learned = observe::fold(&seen.paths, &known);
     eprint!("{}", plain_words(&exe_name, &learned));
     let limits = observation_policy(a.timeout, &seen, &user)?.limits;

@@ -8,7 +8,7 @@
 
 pub mod check;
 pub mod grants;
-pub mod groups;
+pub use plugwarden_seccomp::groups;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -876,7 +876,7 @@ pub fn expand(name: &str) -> Result<Vec<String>, String> {
         if groups::find(name).is_none() {
             return Err(unknown(name));
         }
-        let expanded = groups::expand(&[name]).map_err(|bad| unknown(&bad))?;
+        let expanded = groups::expand(&[name]).map_err(|bad| bad.to_string())?;
         return Ok(expanded.into_iter().map(str::to_string).collect());
     }
     if groups::number(groups::Arch::X86_64, name).is_none()
