@@ -9,8 +9,9 @@
 #    from /usr/bin, man pages, completions and policies in place, then
 #    `dpkg -r`, after which nothing of the package is left.
 #
-# Both use one release build in target/ (cargo install --target-dir target
-# reuses it). Ends with "N passed, M failed".
+# Both use one build in target/ (cargo install --target-dir target
+# reuses it): the release profile, or CARGO_PROFILE (CI passes `dev` to
+# reuse the build its tests just made). Ends with "N passed, M failed".
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
@@ -70,7 +71,8 @@ deb=$(packaging/deb/build.sh "$work/deb" | tail -n 1)
 echo "$deb"
 
 section "cargo install --path . --root DIR"
-cargo install --locked --path . --root "$work/root" --target-dir target 2>&1 | tail -n 2
+cargo install --locked --path . --root "$work/root" --target-dir target \
+    --profile "${CARGO_PROFILE:-release}" 2>&1 | tail -n 2
 check "cargo install: plugwarden and the three sanitize plugins in DIR/bin" \
     test -x "$work/root/bin/plugwarden" -a -x "$work/root/bin/pw-image-sanitize" -a -x "$work/root/bin/pw-pdf-sanitize" -a -x "$work/root/bin/pw-office-convert"
 main_job cargo-install "$work/root/bin"
