@@ -270,6 +270,14 @@ impl Input {
         self.len() == 0
     }
 
+    /// The first [`HEAD`] bytes (or all of a shorter input).
+    pub fn head(&self) -> Result<Vec<u8>, InputError> {
+        match self {
+            Input::Bytes(b) => Ok(b[..b.len().min(HEAD)].to_vec()),
+            Input::File(src) => src.head(),
+        }
+    }
+
     /// Its bytes, when it is held in memory.
     pub fn bytes(&self) -> Option<&[u8]> {
         match self {

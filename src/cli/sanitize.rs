@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
-use plugwarden::input::{self, Input};
+use plugwarden::input::Input;
 use plugwarden::sandbox::{Enforce, Mode, PluginSpec, Sandbox};
 use plugwarden::sanitize::{
     self, FileType, Limits, OfficeFormat, OfficeModule, PdfStream, SanitizeError, Sanitizer,
@@ -252,11 +252,7 @@ fn office_header(format: Option<OfficeFormat>) -> Vec<u8> {
 /// The Office format of a routed input (the router found it a moment
 /// ago, from the same bytes).
 fn office_format(input: &Input) -> Option<OfficeFormat> {
-    let head = match input {
-        Input::Bytes(b) => b[..b.len().min(input::HEAD)].to_vec(),
-        Input::File(src) => src.head().ok()?,
-    };
-    match sanitize::detect_file(&head, input) {
+    match sanitize::detect_file(&input.head().ok()?, input) {
         Ok(FileType::Office(f)) => Some(f),
         _ => None,
     }

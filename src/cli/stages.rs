@@ -131,11 +131,7 @@ impl OfficeSink {
         let cannot = |e: input::InputError| Verdict::InputError(format!("the converted PDF: {e}"));
         let input = Input::from_source(input::from_file(file, name, self.limit).map_err(cannot)?)
             .map_err(cannot)?;
-        let head = match &input {
-            Input::Bytes(b) => b[..b.len().min(input::HEAD)].to_vec(),
-            Input::File(src) => src.head().map_err(cannot)?,
-        };
-        if sanitize::detect(&head) != FileType::Pdf {
+        if sanitize::detect(&input.head().map_err(cannot)?) != FileType::Pdf {
             return Err(Verdict::ProtocolError(
                 "the office converter's output is not a PDF".into(),
             ));
