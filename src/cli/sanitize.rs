@@ -193,7 +193,6 @@ fn stage_of(sandbox: Arc<Sandbox>) -> Result<Stage, Usage> {
 
 /// Which LibreOffice modules are installed: a format whose module is
 /// missing is `unsupported`, with the package that brings it.
-#[derive(Clone)]
 struct OfficeSupport {
     modules: Vec<OfficeModule>,
 }
@@ -405,7 +404,12 @@ pub fn sanitize(a: SanitizeArgs) -> Result<u8, Usage> {
         .iter()
         .map(|s| sandbox_for(*s, &dirs, &a, &fs))
         .collect::<Result<Vec<_>, _>>()?;
-    let pdf_stage = Arc::new(stage_of(sandboxes[1].clone())?);
+    // An Office document's second stage: the pdf route's sandbox.
+    let pdf_route = routes
+        .iter()
+        .position(|r| *r == Sanitizer::Pdf)
+        .unwrap_or(1);
+    let pdf_stage = Arc::new(stage_of(sandboxes[pdf_route].clone())?);
     let ocr = a
         .ocr
         .as_deref()
