@@ -25,9 +25,12 @@
 use std::collections::{BTreeSet, HashSet};
 use std::fs::File;
 use std::io::{self, Write};
-use std::os::unix::fs::MetadataExt;
+use std::ffi::CString;
+use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TrySendError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -37,6 +40,12 @@ use plugwarden::verdict::Verdict;
 use tempfile::{NamedTempFile, TempPath};
 
 use super::run::error_chain;
+
+/// While the committer is busy, a group grows to this many times the group
+/// size before the recorder waits for it (`group` and `none`).
+const BACKLOG: usize = 4;
+/// How often a group that is due is offered again to a busy committer.
+const RETRY: Duration = Duration::from_millis(2);
 
 /// What a finished job's output and record promise after a power cut.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -56,10 +65,86 @@ pub struct Limits {
     pub time: Duration,
 }
 
-/// An ok output written under a temporary name beside its final name.
+/// An ok output written, not yet under its final name.
 pub struct Staged {
-    tmp: TempPath,
+    temp: Temp,
     target: PathBuf,
+}
+
+/// Where a staged output waits.
+enum Temp {
+    /// An unnamed file (O_TMPFILE) in the final name's directory: naming
+    /// it is one link, and a crash leaves nothing behind.
+    Unnamed(File),
+    /// A `.plugwarden-*` file: where O_TMPFILE is missing, and for outputs
+    /// a sink wrote as they arrived.
+    Named(TempPath),
+}
+
+impl Temp {
+    /// Puts the file at `target`, replacing what is there.
+    fn place(self, target: &Path) -> io::Result<()> {
+        match self {
+            Temp::Named(tmp) => tmp.persist(target).map_err(|e| e.error),
+            Temp::Unnamed(file) => match link_unnamed(&file, target) {
+                // Linked under a free name first, then renamed over.
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    let dir = target.parent().unwrap_or(Path::new("."));
+                    tempfile::Builder::new()
+                        .prefix(".plugwarden-")
+                        .make_in(dir, |name| link_unnamed(&file, name))?
+                        .persist(target)
+                        .map(drop)
+                        .map_err(|e| e.error)
+                }
+                other => other,
+            },
+        }
+    }
+}
+
+/// Gives the unnamed file `file` the name `name` (fails if it exists).
+fn link_unnamed(file: &File, name: &Path) -> io::Result<()> {
+    let from = CString::new(format!("/proc/self/fd/{}", file.as_raw_fd()))?;
+    let to = CString::new(name.as_os_str().as_bytes())?;
+    // SAFETY: both strings are NUL-terminated and outlive the call; the
+    // result is checked.
+    let rc = unsafe {
+        libc::linkat(
+            libc::AT_FDCWD,
+            from.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            libc::AT_SYMLINK_FOLLOW,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// A new unnamed file in `dir`, readable by its owner only (like a named
+/// temporary file).
+fn open_unnamed(dir: &Path) -> io::Result<File> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_TMPFILE)
+        .open(dir)
+}
+
+/// Whether unnamed files can be made and named in `dir` (O_TMPFILE on this
+/// filesystem, /proc mounted): tried once per batch.
+fn unnamed_files_work(dir: &Path) -> bool {
+    let Ok(file) = open_unnamed(dir) else {
+        return false;
+    };
+    let linked = tempfile::Builder::new()
+        .prefix(".plugwarden-check-")
+        .make_in(dir, |name| link_unnamed(&file, name));
+    linked.is_ok()
 }
 
 impl Staged {
@@ -99,6 +184,8 @@ struct Stager {
     /// Relative directories known to exist.
     made: HashSet<PathBuf>,
     durability: Durability,
+    /// Outputs held in memory are staged as unnamed files.
+    unnamed: bool,
 }
 
 impl Stager {
@@ -126,11 +213,22 @@ impl Stager {
     /// `data` as the output named `rel`.
     fn bytes(&mut self, rel: &Path, data: &[u8], dirs: &mut BTreeSet<PathBuf>) -> io::Result<Staged> {
         let (target, dir) = self.parent(rel, dirs)?;
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".plugwarden-")
-            .tempfile_in(dir)?;
-        tmp.write_all(data)?;
-        self.finish(tmp, target)
+        if !self.unnamed {
+            let mut tmp = tempfile::Builder::new()
+                .prefix(".plugwarden-")
+                .tempfile_in(dir)?;
+            tmp.write_all(data)?;
+            return self.finish(tmp, target);
+        }
+        let mut file = open_unnamed(&dir)?;
+        file.write_all(data)?;
+        if self.durability == Durability::Each {
+            file.sync_data()?;
+        }
+        Ok(Staged {
+            temp: Temp::Unnamed(file),
+            target,
+        })
     }
 
     /// A file a sink wrote as the output arrived (a temporary file in the
@@ -147,9 +245,9 @@ impl Stager {
         if self.durability == Durability::Each {
             tmp.as_file().sync_data()?;
         }
-        // Closed here: a group holds names, not descriptors.
+        // Closed here: a named file needs no descriptor until it is placed.
         Ok(Staged {
-            tmp: tmp.into_temp_path(),
+            temp: Temp::Named(tmp.into_temp_path()),
             target,
         })
     }
@@ -165,6 +263,8 @@ pub enum Output<'a> {
 #[derive(Default)]
 struct Group {
     jobs: Vec<Job>,
+    /// Unnamed files held open.
+    open_files: usize,
     /// Directories that got (or will get) a new entry.
     dirs: BTreeSet<PathBuf>,
 }
@@ -174,8 +274,15 @@ struct Group {
 pub struct GroupCommit {
     stager: Option<Stager>,
     limits: Limits,
+    /// Most unnamed files a group holds open: a quarter of RLIMIT_NOFILE
+    /// (the group being committed holds as many).
+    open_files: usize,
     open: Group,
-    opened: Option<Instant>,
+    /// While the committer is busy, the open group grows to this many
+    /// times the group size before the recorder waits.
+    backlog: usize,
+    /// When the open group closes (`None`: no open group).
+    due: Option<Instant>,
     /// At most one closed group waits while another is committed.
     tx: Option<SyncSender<Group>>,
     reports: Receiver<Report>,
@@ -197,6 +304,7 @@ impl GroupCommit {
                 abs: std::path::absolute(root)?,
                 made: HashSet::new(),
                 durability,
+                unnamed: unnamed_files_work(root),
             }),
             None => None,
         };
@@ -222,11 +330,16 @@ impl GroupCommit {
                 }
                 committer.audit
             })?;
+        let open_files = usize::try_from(raise_open_files_limit() / 4)
+            .unwrap_or(usize::MAX)
+            .max(16);
         Ok(GroupCommit {
             stager,
             limits,
+            open_files,
             open: Group::default(),
-            opened: None,
+            due: None,
+            backlog: if durability == Durability::Each { 1 } else { BACKLOG },
             tx: Some(tx),
             reports,
             thread: Some(thread),
@@ -239,10 +352,14 @@ impl GroupCommit {
         let Some(stager) = &mut self.stager else {
             return Err(io::Error::other("no output directory"));
         };
-        match output {
+        let staged = match output {
             Output::Bytes(data) => stager.bytes(rel, data, &mut self.open.dirs),
             Output::File(tmp) => stager.file(rel, tmp, &mut self.open.dirs),
+        }?;
+        if let Temp::Unnamed(_) = staged.temp {
+            self.open.open_files += 1;
         }
+        Ok(staged)
     }
 
     /// Adds a job to the open group; closes the group when it is full.
@@ -250,23 +367,26 @@ impl GroupCommit {
         if job.record.is_none() && job.output.is_none() {
             return;
         }
-        self.opened.get_or_insert_with(Instant::now);
+        self.due
+            .get_or_insert_with(|| Instant::now() + self.limits.time);
         self.open.jobs.push(job);
-        if self.open.jobs.len() >= self.limits.size {
-            self.close();
+        if self.open.open_files >= self.open_files {
+            self.close(true);
+        } else if self.open.jobs.len() >= self.limits.size {
+            self.close(self.open.jobs.len() >= self.limits.size * self.backlog);
         }
     }
 
-    /// How long until the open group must close (`None`: no open group).
+    /// How long until the open group is to close (`None`: no open group).
     pub fn due_in(&self) -> Option<Duration> {
-        self.opened
-            .map(|t| (t + self.limits.time).saturating_duration_since(Instant::now()))
+        self.due
+            .map(|t| t.saturating_duration_since(Instant::now()))
     }
 
     /// Closes the open group if its time is up.
     pub fn tick(&mut self) {
         if self.due_in() == Some(Duration::ZERO) {
-            self.close();
+            self.close(false);
         }
     }
 
@@ -275,12 +395,26 @@ impl GroupCommit {
         self.reports.try_iter()
     }
 
-    fn close(&mut self) {
-        self.opened = None;
+    /// Hands the open group to the committer. While the committer is still
+    /// busy with the group before, the open one keeps growing instead
+    /// (a slow disk makes groups bigger, not the pool wait), unless `wait`.
+    fn close(&mut self, wait: bool) {
+        let Some(tx) = &self.tx else {
+            return;
+        };
         let group = std::mem::take(&mut self.open);
-        if let Some(tx) = &self.tx {
-            // The committer ends only when `tx` is dropped.
-            let _ = tx.send(group);
+        // The committer ends only when `tx` is dropped: send fails only if
+        // it panicked, and then nothing more can be committed anyway.
+        let sent = match wait {
+            true => tx.send(group).map_err(|e| TrySendError::Disconnected(e.0)),
+            false => tx.try_send(group),
+        };
+        match sent {
+            Err(TrySendError::Full(group)) => {
+                self.open = group;
+                self.due = Some(Instant::now() + RETRY);
+            }
+            _ => self.due = None,
         }
     }
 
@@ -288,7 +422,7 @@ impl GroupCommit {
     /// audit log back with what was reported last. Nothing is committed
     /// after this.
     pub fn finish(&mut self) -> (Option<AuditWriter>, Vec<Report>) {
-        self.close();
+        self.close(true);
         self.tx = None;
         let audit = self.thread.take().and_then(|t| t.join().ok()).flatten();
         (audit, self.reports.try_iter().collect())
@@ -304,7 +438,7 @@ struct Committer {
 
 impl Committer {
     fn commit(&mut self, group: Group) {
-        let Group { mut jobs, dirs } = group;
+        let Group { mut jobs, dirs, .. } = group;
         let durable = self.durability != Durability::None;
         let dirs: Vec<(PathBuf, io::Result<File>)> = match durable {
             true => dirs.into_iter().map(|d| { let f = File::open(&d); (d, f) }).collect(),
@@ -324,17 +458,16 @@ impl Committer {
         // Each job's final name once its output is in place.
         let mut placed = Vec::with_capacity(jobs.len());
         for (job, output) in jobs.iter_mut().zip(outputs) {
-            let Some(Staged { tmp, target }) = output else {
+            let Some(Staged { temp, target }) = output else {
                 placed.push(None);
                 continue;
             };
-            match tmp.persist(&target) {
+            match temp.place(&target) {
                 Ok(()) => placed.push(Some(target)),
                 Err(e) => {
                     let detail = format!(
-                        "cannot move the output into place at {}: {}",
-                        escape::name(&target),
-                        e.error
+                        "cannot move the output into place at {}: {e}",
+                        escape::name(&target)
                     );
                     self.cancel(job, &detail);
                     placed.push(None);
@@ -378,6 +511,20 @@ impl Committer {
             detail: detail.to_string(),
         });
     }
+}
+
+/// Raises this process's soft RLIMIT_NOFILE to its hard limit (groups hold
+/// their unnamed files open; the plugins get their policy's limit whatever
+/// the host's) and returns the soft limit now in force.
+fn raise_open_files_limit() -> u64 {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return 1024;
+    };
+    if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+        return hard;
+    }
+    soft
 }
 
 /// One syncfs per filesystem among `dirs`: every file written there so far
