@@ -1538,6 +1538,51 @@ mod tests {
     }
 
     #[test]
+    fn test_append_all_three_records_chain_like_three_appends() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.jsonl");
+        let mut writer = AuditWriter::open(&path).unwrap();
+        let mut recs: Vec<AuditRecord> = (1..=3).map(|i| record(i, "ok")).collect();
+
+        writer.append_all(&mut recs).unwrap();
+
+        assert_eq!(recs[2].seq, 3);
+        assert_eq!(recs[1].prev, recs[0].hash);
+        assert_eq!(writer.last_hash(), recs[2].hash);
+        assert_eq!(writer.next_seq(), 4);
+        assert_eq!(verify(&path).unwrap().records, 3);
+    }
+
+    #[test]
+    fn test_append_all_with_one_oversized_record_writes_none_of_them() {
+        let (_dir, path) = write_log(1);
+        let mut writer = AuditWriter::open(&path).unwrap();
+        let mut big = record(3, "plugin_error");
+        big.detail = "x".repeat(MAX_LINE);
+        let mut recs = vec![record(2, "ok"), big];
+
+        let err = writer.append_all(&mut recs).unwrap_err();
+
+        assert!(matches!(err, AuditError::RecordTooLarge { .. }), "{err:?}");
+        assert_eq!(writer.next_seq(), 2);
+        writer.append(record(2, "ok")).unwrap();
+        assert_eq!(verify(&path).unwrap().records, 2);
+    }
+
+    #[test]
+    fn test_append_all_empty_writes_nothing() {
+        let (_dir, path) = write_log(2);
+        let before = std::fs::read(&path).unwrap();
+        let mut writer = AuditWriter::open(&path).unwrap();
+
+        writer.append_all(&mut []).unwrap();
+        writer.sync().unwrap();
+
+        assert_eq!(std::fs::read(&path).unwrap(), before);
+        assert_eq!(writer.next_seq(), 3);
+    }
+
+    #[test]
     fn test_append_oversized_record_is_refused_and_log_stays_valid() {
         let (_dir, path) = write_log(1);
         let mut writer = AuditWriter::open(&path).unwrap();

@@ -65,7 +65,9 @@ fn summary(o: &Output) -> Value {
 }
 
 fn sha256_file(path: &Path) -> Option<String> {
-    std::fs::read(path).ok().map(|b| hex::encode(Sha256::digest(b)))
+    std::fs::read(path)
+        .ok()
+        .map(|b| hex::encode(Sha256::digest(b)))
 }
 
 /// The promise after any crash: at most one record per input, and every
@@ -128,7 +130,8 @@ fn wait_for_records(child: &mut Child, audit: &Path, lines: usize) {
 }
 
 #[test]
-fn test_run_killed_at_random_points_of_groups_then_resumed_records_each_input_once_with_its_output() {
+fn test_run_killed_at_random_points_of_groups_then_resumed_records_each_input_once_with_its_output()
+{
     const N: usize = 400;
     const KILLS: usize = 15;
     let dir = scratch();
@@ -168,7 +171,10 @@ fn test_run_killed_at_random_points_of_groups_then_resumed_records_each_input_on
         "stderr: {}",
         String::from_utf8_lossy(&o.stderr)
     );
-    assert!(kills >= KILLS / 2, "only {kills} runs were killed before they ended");
+    assert!(
+        kills >= KILLS / 2,
+        "only {kills} runs were killed before they ended"
+    );
     let recorded = check_records(&audit);
     assert_eq!(recorded.len(), N);
     let finals: BTreeSet<String> = std::fs::read_dir(&out)
@@ -201,17 +207,30 @@ fn test_run_each_and_none_durability_write_what_group_writes() {
             .output()
             .expect("run plugwarden");
 
-        assert_eq!(o.status.code(), Some(0), "{mode}: {}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{mode}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         assert_eq!(check_records(&audit).len(), 40, "{mode}");
         let files: BTreeMap<String, Vec<u8>> = std::fs::read_dir(&out)
             .expect("read out")
             .flatten()
-            .map(|e| (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).expect("read")))
+            .map(|e| {
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    std::fs::read(e.path()).expect("read"),
+                )
+            })
             .collect();
         outputs.push(files);
     }
     assert_eq!(outputs[0].len(), 40);
-    assert_eq!(outputs[0]["in-0007"], std::fs::read(inputs.join("in-0007")).expect("input"));
+    assert_eq!(
+        outputs[0]["in-0007"],
+        std::fs::read(inputs.join("in-0007")).expect("input")
+    );
     assert_eq!(outputs[0], outputs[1]);
     assert_eq!(outputs[0], outputs[2]);
 }
@@ -232,7 +251,10 @@ impl Mount {
             .output()
             .map_err(|e| format!("cannot run mount: {e}"))?;
         if !o.status.success() {
-            return Err(format!("mount failed: {}", String::from_utf8_lossy(&o.stderr)));
+            return Err(format!(
+                "mount failed: {}",
+                String::from_utf8_lossy(&o.stderr)
+            ));
         }
         Ok(Mount(dir.to_path_buf()))
     }
@@ -249,17 +271,31 @@ impl Drop for Mount {
 /// stopped), and under `out` exactly the outputs of the ok records, each
 /// whole.
 fn assert_stopped_for_output_error(o: &Output, audit: &Path, n: usize, cause: &str) {
-    assert_eq!(o.status.code(), Some(2), "stderr: {}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "stderr: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let error = summary(o)["error"].as_str().unwrap_or_default().to_string();
     assert!(error.contains(cause), "summary error: {error}");
     let recs = records(audit);
-    assert!(recs.len() < n, "the batch did not stop: {} records", recs.len());
-    let cancelled: Vec<&Value> = recs.iter().filter(|r| r["verdict"] == "cancelled").collect();
+    assert!(
+        recs.len() < n,
+        "the batch did not stop: {} records",
+        recs.len()
+    );
+    let cancelled: Vec<&Value> = recs
+        .iter()
+        .filter(|r| r["verdict"] == "cancelled")
+        .collect();
     assert!(!cancelled.is_empty(), "no job was cancelled");
     for rec in &cancelled {
         let detail = rec["detail"].as_str().unwrap_or_default();
         assert!(
-            detail.contains("cannot write the output") && detail.contains(cause) && detail.contains("--resume"),
+            detail.contains("cannot write the output")
+                && detail.contains(cause)
+                && detail.contains("--resume"),
             "detail: {detail}"
         );
         assert_eq!(rec["output"], Value::Null);
@@ -267,7 +303,12 @@ fn assert_stopped_for_output_error(o: &Output, audit: &Path, n: usize, cause: &s
     for rec in recs.iter().filter(|r| r["verdict"] == "ok") {
         let output = PathBuf::from(rec["output"].as_str().expect("output"));
         let input = std::fs::read(rec["input"].as_str().expect("input")).expect("read input");
-        assert_eq!(std::fs::read(&output).ok(), Some(input), "{}", output.display());
+        assert_eq!(
+            std::fs::read(&output).ok(),
+            Some(input),
+            "{}",
+            output.display()
+        );
     }
 }
 
@@ -300,14 +341,20 @@ fn test_run_full_disk_cancels_the_jobs_concerned_and_stops_with_nothing_partial(
         }
     };
 
-    let o = run_cmd(&inputs, &out, &audit, &[]).output().expect("run plugwarden");
+    let o = run_cmd(&inputs, &out, &audit, &[])
+        .output()
+        .expect("run plugwarden");
 
     assert_stopped_for_output_error(&o, &audit, N, "No space left on device");
     let recorded: BTreeSet<PathBuf> = records(&audit)
         .iter()
         .filter_map(|r| r["output"].as_str().map(PathBuf::from))
         .collect();
-    assert_eq!(files_under(&out), recorded, "a file under a final name without its record");
+    assert_eq!(
+        files_under(&out),
+        recorded,
+        "a file under a final name without its record"
+    );
     drop(mount);
 }
 
@@ -329,7 +376,9 @@ fn test_run_unwritable_output_directory_cancels_its_jobs_and_stops() {
         }
     };
 
-    let o = run_cmd(&root, &out, &audit, &[]).output().expect("run plugwarden");
+    let o = run_cmd(&root, &out, &audit, &[])
+        .output()
+        .expect("run plugwarden");
 
     assert_stopped_for_output_error(&o, &audit, 220, "Read-only file system");
     assert!(files_under(&out.join("b")).is_empty());

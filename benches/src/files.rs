@@ -20,7 +20,9 @@ pub struct Corpus {
 impl Corpus {
     /// `count` files of `size` bytes, each different.
     pub fn new(count: usize, size: usize) -> Result<Corpus> {
-        let dir = tempfile::Builder::new().prefix("pw-bench-files-").tempdir()?;
+        let dir = tempfile::Builder::new()
+            .prefix("pw-bench-files-")
+            .tempdir()?;
         let inputs = dir.path().join("in");
         std::fs::create_dir(&inputs)?;
         let mut body: Vec<u8> = (0..size).map(|i| (i * 131 % 251) as u8).collect();

@@ -150,7 +150,9 @@ impl Floors {
 
     /// python3 and the peer script (`pool_baseline.py`), when python3 is installed.
     pub fn python_script(&self) -> Option<(&Path, &Path)> {
-        self.python.as_deref().map(|py| (py, self.pool_py.as_path()))
+        self.python
+            .as_deref()
+            .map(|py| (py, self.pool_py.as_path()))
     }
 
     /// multiprocessing.Pool(2, maxtasksperchild=k) on `tasks` 4 KiB echo tasks: tasks/s.

@@ -727,15 +727,28 @@ fn files_section(
         "`run --out` {} 4 KiB files through pw-echo, --audit, 2 workers, batch 100",
         c.files
     );
-    let py_name = "Python Pool(2, maxtasksperchild=100) reading and writing the same files (no fsync)";
+    let py_name =
+        "Python Pool(2, maxtasksperchild=100) reading and writing the same files (no fsync)";
     if fl.python_script().is_some() {
         rows.push(
-            Row::versus(&format!("{what}, --durability group"), "files/s", &group_rate, py_name, &py_rate)
-                .target(Target::AtLeast(3.0)),
+            Row::versus(
+                &format!("{what}, --durability group"),
+                "files/s",
+                &group_rate,
+                py_name,
+                &py_rate,
+            )
+            .target(Target::AtLeast(3.0)),
         );
         rows.push(
-            Row::versus(&format!("{what}, --durability none"), "files/s", &none_rate, py_name, &py_rate)
-                .target(Target::AtLeast(5.0)),
+            Row::versus(
+                &format!("{what}, --durability none"),
+                "files/s",
+                &none_rate,
+                py_name,
+                &py_rate,
+            )
+            .target(Target::AtLeast(5.0)),
         );
     } else {
         let mut row = Row::info(&what, "files/s", &group_rate);
@@ -767,7 +780,10 @@ fn files_section(
     )?;
     drop(each);
     rows.push(Row::info(
-        &format!("`run --out --durability each`: {} 4 KiB files, 2 workers (three syncs per job)", c.files_each),
+        &format!(
+            "`run --out --durability each`: {} 4 KiB files, 2 workers (three syncs per job)",
+            c.files_each
+        ),
         "files/s",
         &[each_rate],
     ));
@@ -775,7 +791,10 @@ fn files_section(
     let policy = files::big_policy(policy_dir.path())?;
     // The cost of one more job: a run over `count` inputs minus a run over
     // one (the start-up: fork server, first worker, the plugin's hash).
-    for (size, count) in [1 << 10, 64 << 10, 1 << 20, 16 << 20].into_iter().zip(c.files_by_size) {
+    for (size, count) in [1 << 10, 64 << 10, 1 << 20, 16 << 20]
+        .into_iter()
+        .zip(c.files_by_size)
+    {
         let kib = size >> 10;
         progress(&format!("files: {count} inputs of {kib} KiB"));
         let mut many = files::Corpus::new(count, size)?;

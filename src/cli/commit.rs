@@ -23,9 +23,9 @@
 //! with the error (so `--resume` runs them again) and stops the batch.
 
 use std::collections::{BTreeSet, HashSet};
+use std::ffi::CString;
 use std::fs::File;
 use std::io::{self, Write};
-use std::ffi::CString;
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
@@ -192,7 +192,11 @@ impl Stager {
     /// The directory `rel` goes in (created on first sight) and the one
     /// for its temporary file; the directories whose entries changed go
     /// into `dirs`.
-    fn parent(&mut self, rel: &Path, dirs: &mut BTreeSet<PathBuf>) -> io::Result<(PathBuf, PathBuf)> {
+    fn parent(
+        &mut self,
+        rel: &Path,
+        dirs: &mut BTreeSet<PathBuf>,
+    ) -> io::Result<(PathBuf, PathBuf)> {
         let parent = rel.parent().unwrap_or(Path::new(""));
         let (shown, abs) = (self.root.join(parent), self.abs.join(parent));
         if !self.made.contains(parent) {
@@ -211,7 +215,12 @@ impl Stager {
     }
 
     /// `data` as the output named `rel`.
-    fn bytes(&mut self, rel: &Path, data: &[u8], dirs: &mut BTreeSet<PathBuf>) -> io::Result<Staged> {
+    fn bytes(
+        &mut self,
+        rel: &Path,
+        data: &[u8],
+        dirs: &mut BTreeSet<PathBuf>,
+    ) -> io::Result<Staged> {
         let (target, dir) = self.parent(rel, dirs)?;
         if !self.unnamed {
             let mut tmp = tempfile::Builder::new()
@@ -233,7 +242,12 @@ impl Stager {
 
     /// A file a sink wrote as the output arrived (a temporary file in the
     /// output directory), to be named `rel`.
-    fn file(&mut self, rel: &Path, tmp: NamedTempFile, dirs: &mut BTreeSet<PathBuf>) -> io::Result<Staged> {
+    fn file(
+        &mut self,
+        rel: &Path,
+        tmp: NamedTempFile,
+        dirs: &mut BTreeSet<PathBuf>,
+    ) -> io::Result<Staged> {
         let (target, _) = self.parent(rel, dirs)?;
         if let Some(dir) = tmp.path().parent() {
             dirs.insert(dir.to_path_buf());
@@ -339,7 +353,11 @@ impl GroupCommit {
             open_files,
             open: Group::default(),
             due: None,
-            backlog: if durability == Durability::Each { 1 } else { BACKLOG },
+            backlog: if durability == Durability::Each {
+                1
+            } else {
+                BACKLOG
+            },
             tx: Some(tx),
             reports,
             thread: Some(thread),
@@ -441,7 +459,13 @@ impl Committer {
         let Group { mut jobs, dirs, .. } = group;
         let durable = self.durability != Durability::None;
         let dirs: Vec<(PathBuf, io::Result<File>)> = match durable {
-            true => dirs.into_iter().map(|d| { let f = File::open(&d); (d, f) }).collect(),
+            true => dirs
+                .into_iter()
+                .map(|d| {
+                    let f = File::open(&d);
+                    (d, f)
+                })
+                .collect(),
             false => Vec::new(),
         };
         let mut outputs: Vec<Option<Staged>> = jobs.iter_mut().map(|j| j.output.take()).collect();
@@ -478,7 +502,10 @@ impl Committer {
             let Err(e) = file.as_ref().map_err(clone_error).and_then(File::sync_all) else {
                 continue;
             };
-            let detail = format!("cannot sync the output directory {}: {e}", escape::name(dir));
+            let detail = format!(
+                "cannot sync the output directory {}: {e}",
+                escape::name(dir)
+            );
             for (job, target) in jobs.iter_mut().zip(&mut placed) {
                 if target.as_ref().is_some_and(|t| t.starts_with(dir)) {
                     *target = None;
@@ -544,5 +571,118 @@ fn clone_error(e: &io::Error) -> io::Error {
     match e.raw_os_error() {
         Some(errno) => io::Error::from_raw_os_error(errno),
         None => io::Error::new(e.kind(), e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stager(root: &Path) -> Stager {
+        Stager {
+            root: root.to_path_buf(),
+            abs: root.to_path_buf(),
+            made: HashSet::new(),
+            durability: Durability::Group,
+            unnamed: unnamed_files_work(root),
+        }
+    }
+
+    fn job(n: u32, output: Option<Staged>) -> Job {
+        let mut record = AuditRecord {
+            verdict: "ok".into(),
+            output_sha256: Some("ab".repeat(32)),
+            ..AuditRecord::default()
+        };
+        record.set_input(format!("in/{n}").as_bytes());
+        if let Some(s) = &output {
+            record.set_output(s.target().as_os_str().as_bytes());
+        }
+        Job {
+            name: format!("in/{n}"),
+            record: Some(record),
+            output,
+        }
+    }
+
+    #[test]
+    fn test_stager_new_directories_are_made_once_and_their_parents_synced() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = stager(dir.path());
+        let (mut first, mut second) = (BTreeSet::new(), BTreeSet::new());
+
+        s.bytes(Path::new("a/b/x"), b"x", &mut first).unwrap();
+        s.bytes(Path::new("a/b/y"), b"y", &mut second).unwrap();
+
+        let root = dir.path();
+        let expected: BTreeSet<PathBuf> =
+            [root.to_path_buf(), root.join("a"), root.join("a/b")].into();
+        assert_eq!(first, expected);
+        assert_eq!(second, [root.join("a/b")].into());
+    }
+
+    #[test]
+    fn test_group_commit_closes_at_size_and_places_outputs_before_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let (out, log) = (dir.path().join("out"), dir.path().join("a.jsonl"));
+        std::fs::create_dir(&out).unwrap();
+        let audit = AuditWriter::open(&log).unwrap();
+        let limits = Limits {
+            size: 2,
+            time: Duration::from_secs(3600),
+        };
+        let mut commit =
+            GroupCommit::start(Some(&out), Some(audit), Durability::Group, limits).unwrap();
+
+        for n in 0..2 {
+            let staged = commit
+                .stage(Path::new(&format!("o{n}")), Output::Bytes(b"data"))
+                .unwrap();
+            commit.add(job(n, Some(staged)));
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::fs::read(&log).unwrap().is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+
+        assert_eq!(std::fs::read(out.join("o1")).unwrap(), b"data");
+        assert_eq!(std::fs::read_to_string(&log).unwrap().lines().count(), 2);
+        let (audit, reports) = commit.finish();
+        assert_eq!(audit.unwrap().next_seq(), 3);
+        assert!(reports.is_empty());
+    }
+
+    #[test]
+    fn test_output_that_cannot_be_placed_is_recorded_cancelled_with_the_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let (out, log) = (dir.path().join("out"), dir.path().join("a.jsonl"));
+        std::fs::create_dir(&out).unwrap();
+        let audit = AuditWriter::open(&log).unwrap();
+        let limits = Limits {
+            size: 10,
+            time: Duration::from_secs(3600),
+        };
+        let mut commit =
+            GroupCommit::start(Some(&out), Some(audit), Durability::Group, limits).unwrap();
+        let staged = commit
+            .stage(Path::new("taken"), Output::Bytes(b"data"))
+            .unwrap();
+        // A directory now holds the final name: the output cannot go there.
+        std::fs::create_dir(out.join("taken")).unwrap();
+        std::fs::write(out.join("taken").join("keep"), b"").unwrap();
+
+        commit.add(job(1, Some(staged)));
+        let (_, reports) = commit.finish();
+
+        let rec: AuditRecord =
+            serde_json::from_str(std::fs::read_to_string(&log).unwrap().trim()).unwrap();
+        assert_eq!(rec.verdict, "cancelled");
+        assert!(
+            rec.detail.contains("cannot move the output into place"),
+            "{}",
+            rec.detail
+        );
+        assert_eq!(rec.output, None);
+        assert!(matches!(&reports[..], [Report::Cancelled { .. }]));
     }
 }

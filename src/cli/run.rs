@@ -412,7 +412,7 @@ impl Recorder {
                         verdict_word = Verdict::Cancelled.word();
                         detail = format!(
                             "cannot write the output {}: {e}; run again with --resume once fixed",
-                            escape::name(&out.join(&rel))
+                            escape::name(out.join(&rel))
                         );
                         output_sha = None;
                         self.fail(format!("cannot write the output for {name}: {e}"));
@@ -503,7 +503,10 @@ impl Recorder {
                 }
                 *self.counts.entry(Verdict::Cancelled.word()).or_default() += 1;
                 if !self.json {
-                    self.print(&format!("{:<14} {name}: {detail}", Verdict::Cancelled.word()));
+                    self.print(&format!(
+                        "{:<14} {name}: {detail}",
+                        Verdict::Cancelled.word()
+                    ));
                 }
                 self.fail(format!("{detail} (for {name})"));
             }
