@@ -17,8 +17,7 @@ Usage: pool_baseline.py [--tasks 2000] [--rounds 5]
            under the same name in OUT with plain open/write/close, no fsync;
            prints "RESULT <files/s>", timed from the listing to the pool's end)
 
-Copied from ../shared/bench/pool_baseline.py (plugwarden-bench ships its own
-copy: the shared directory is not on every machine).
+plugwarden-bench embeds this file and runs it with --only.
 """
 import argparse
 import concurrent.futures as cf

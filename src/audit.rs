@@ -44,7 +44,7 @@ pub const GENESIS: &str = "00000000000000000000000000000000000000000000000000000
 /// reads; anything longer is an error, never an allocation.
 pub const MAX_LINE: usize = 1 << 20;
 
-/// The one-word verdicts a record may carry (DESIGN.md, "Verdicts").
+/// The one-word verdicts a record may carry ([`crate::Verdict::word`]).
 pub use crate::verdict::WORDS as VERDICTS;
 
 /// How much of a parser message a [`VerifyError::Malformed`] keeps: the

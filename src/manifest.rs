@@ -82,8 +82,8 @@ pub enum ManifestError {
 }
 
 /// Parses manifest text (exposed for fuzzing).
-pub fn parse(text: &str) -> Result<Manifest, String> {
-    toml::from_str(text).map_err(|e| e.to_string())
+pub fn parse(text: &str) -> Result<Manifest, toml::de::Error> {
+    toml::from_str(text)
 }
 
 /// Finds the executable and settings of `--plugin PATH`.
@@ -114,9 +114,9 @@ pub fn locate(path: &Path) -> Result<Located, ManifestError> {
         path: file.clone(),
         source,
     })?;
-    let m = parse(&text).map_err(|message| ManifestError::Invalid {
+    let m = parse(&text).map_err(|e| ManifestError::Invalid {
         path: file.clone(),
-        message,
+        message: e.to_string(),
     })?;
     if let Some((span, message)) = m.environment.problem() {
         let (line, column) = crate::policy::line_col(&text, span.start);
@@ -235,6 +235,7 @@ mod tests {
     fn test_parse_unknown_key_is_error() {
         assert!(parse("executable = \"x\"\nmoed = \"worker\"\n")
             .unwrap_err()
+            .to_string()
             .contains("moed"));
     }
 

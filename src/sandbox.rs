@@ -301,7 +301,8 @@ impl Sandbox {
     /// limit, or memfd refused) every job goes through the pipes.
     fn new_arena(&self) -> Option<Arena> {
         let region = self.arena_region()?;
-        Arena::create(region)
+        let seal = crate::kernel::kernel().has(crate::kernel::Feature::MfdNoexecSeal);
+        Arena::create(region, seal)
             .inspect_err(|e| tracing::warn!("no shared-memory arena, bulk jobs use the pipes: {e}"))
             .ok()
     }

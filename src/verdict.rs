@@ -1,4 +1,4 @@
-//! Verdicts: exactly one per input, always (DESIGN.md, "Verdicts").
+//! Verdicts: exactly one per input, always.
 //!
 //! The enum is what the library returns; [`Verdict::word`] is the one word
 //! the command line, the audit log and scripts rely on, and `Display` adds

@@ -143,7 +143,7 @@ fn test_fuzz_replay_panicking_input_is_listed() {
 #[test]
 fn test_fuzz_checks_valid_inputs_pass() {
     let mut stream = vec![3, 7];
-    plugwarden::protocol::encode_frame(&mut stream, plugwarden::protocol::Kind::Job, 9, b"payload");
+    plugwarden_proto::encode_frame(&mut stream, plugwarden_proto::Kind::Job, 9, b"payload");
     stream.extend_from_slice(b"garbage after the frame");
     frame_decoder::check(&stream);
     protocol_messages::check(&stream[2..]);

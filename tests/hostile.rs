@@ -32,9 +32,9 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use plugwarden::forkserver::ForkServer;
-use plugwarden::protocol::{self, FrameDecoder, Kind};
 use plugwarden::sandbox::{Enforce, Mode, PluginSpec, Sandbox};
 use plugwarden::worker::{JobOutcome, Worker};
+use plugwarden_proto::{self as protocol, FrameDecoder, Kind};
 
 /// Wall-clock limit of every sandboxed job.
 const WALL: Duration = Duration::from_secs(2);

@@ -113,7 +113,7 @@ impl Host {
             echo,
             filter_insns: f.len(),
             filters,
-            lockdown: plugwarden::plugin::lockdown_program()
+            lockdown: plugwarden_sdk::lockdown_program()
                 .map_err(|e| anyhow::anyhow!("lockdown program: {e}"))?
                 .iter()
                 .map(|i| libc::sock_filter {

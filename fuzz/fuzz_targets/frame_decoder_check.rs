@@ -6,7 +6,7 @@
 //! `push_all`, otherwise chunks of 1..=byte0 bytes), byte 1 seeds the chunk
 //! sizes; the rest is the stream a plugin would have written.
 
-use plugwarden::protocol::{encode_frame_flags, Frame, FrameDecoder, FrameError};
+use plugwarden_proto::{encode_frame_flags, Frame, FrameDecoder, FrameError};
 
 /// The decoder's payload limit here: small, so the fuzzer reaches it.
 const MAX_FRAME: u32 = 4096;

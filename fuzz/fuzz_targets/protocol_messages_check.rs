@@ -5,7 +5,7 @@
 //! parser may panic, and what they accept must say exactly what the bytes
 //! say; an accepted arena slice lies inside its region.
 
-use plugwarden::protocol::{
+use plugwarden_proto::{
     decode_header, encode_header_flags, ArenaSlice, FrameError, HelloError, HostHello, Kind,
     PluginHello, ARENA_SLICE_LEN, DEFAULT_MAX_FRAME, FLAG_ARENA, HEADER_LEN, MAGIC,
 };

@@ -15,8 +15,8 @@ fn main() {
         eprint!("{line}");
     }));
     let limits = DecodeLimits::default();
-    plugwarden::plugin::serve_parts(|input, parts| {
+    plugwarden_sdk::serve_parts(|input, parts| {
         let decoded = decode(input, &limits)?;
-        emit(&decoded, &mut |bytes| parts.send(bytes))
+        emit(&decoded, &mut |bytes| Ok(parts.send(bytes)?))
     });
 }

@@ -21,7 +21,12 @@ fn main() {
     let _ = std::collections::hash_map::RandomState::new();
     install_panic_hook();
     let limits = RenderLimits::default();
-    plugwarden::plugin::serve_parts(|input, parts| {
-        render_guarded(input, args.dpi, &limits, &mut |bytes| parts.send(bytes))
+    plugwarden_sdk::serve_parts(|input, parts| {
+        render_guarded(
+            input,
+            args.dpi,
+            &limits,
+            &mut |bytes| Ok(parts.send(bytes)?),
+        )
     });
 }

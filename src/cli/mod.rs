@@ -1,4 +1,4 @@
-//! Command-line parsing and the commands. Exit status (DESIGN.md): 0 every
+//! Command-line parsing and the commands. Exit status (README.md): 0 every
 //! input ok; 1 some input got another verdict; 2 usage or configuration
 //! error; 3 internal error; 130/143 interrupted.
 

@@ -428,8 +428,8 @@ fn syscalls(p: &Policy) {
                         ""
                     };
                 format!(
-                    "{name} → {}{effect}",
-                    plugwarden::child::errno_name(i32::from(e))
+                    "{name} → {:?}{effect}",
+                    nix::errno::Errno::from_raw(i32::from(e))
                 )
             })
             .collect();
@@ -551,7 +551,7 @@ fn samples(p: &Policy) -> Result<(), Usage> {
     let arch = Arch::native();
     let audit = seccomp::audit_arch(arch);
     let host = seccomp::compile(&p.syscalls, p.limits.processes, arch, None)?;
-    let lockdown = plugwarden::plugin::lockdown_program().map_err(Usage)?;
+    let lockdown = plugwarden_sdk::lockdown_program()?;
     println!("sample syscalls run through the compiled BPF programs ({arch:?}, evaluated in user space):");
     println!(
         "  {:<30} {:<20} after start-up with the Rust SDK's lockdown",
@@ -571,7 +571,7 @@ fn samples(p: &Policy) -> Result<(), Usage> {
         println!("  {:<30} {:<20} {after}", s.label, before);
     }
     println!("  start-up: the host's filter (clone3 → ENOSYS, then the allowlist), from exec until the plugin's first job.");
-    println!("  after start-up: plugwarden::plugin::serve adds its lockdown filter (no openat, no execve, no executable");
+    println!("  after start-up: plugwarden_sdk::serve adds its lockdown filter (no openat, no execve, no executable");
     println!("  memory, threads only); plugins without the Rust SDK stay at the start-up column.");
     Ok(())
 }

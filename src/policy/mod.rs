@@ -7,7 +7,7 @@
 //! embedded in the binary and found by name.
 
 pub mod check;
-pub mod groups;
+pub use plugwarden_seccomp::groups;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -852,14 +852,8 @@ fn expand_name<'a>(
                 ),
             ));
         };
-        let expanded = groups::expand(&[n]).map_err(|bad| {
-            invalid(
-                origin,
-                text,
-                name.span(),
-                format!("unknown syscall group {bad:?}"),
-            )
-        })?;
+        let expanded = groups::expand(&[n])
+            .map_err(|bad| invalid(origin, text, name.span(), bad.to_string()))?;
         return Ok(expanded);
     }
     if groups::number(groups::Arch::X86_64, n).is_none()

@@ -3,5 +3,5 @@
 //! bulk input sits in the shared arena), so echoing costs one copy and no
 //! allocation, and an input of any size streams through in bounded memory.
 fn main() {
-    plugwarden::plugin::serve_stream(|chunk: &[u8], _last, parts| parts.send(chunk));
+    plugwarden_sdk::serve_stream(|chunk: &[u8], _last, parts| Ok(parts.send(chunk)?));
 }

@@ -10,7 +10,7 @@ use std::ffi::CString;
 /// Serves jobs: `run(input)` returns what it obtained (the answer becomes
 /// `ESCAPED: ...`) or what stopped it.
 pub fn attack(mut run: impl FnMut(&str) -> Result<String, String>) -> ! {
-    plugwarden::plugin::serve_without_lockdown(move |input| {
+    plugwarden_sdk::serve_without_lockdown(move |input| {
         let text = String::from_utf8_lossy(input);
         run(text.trim()).map(|got| format!("ESCAPED: {got}").into_bytes())
     })
@@ -20,10 +20,18 @@ pub fn attack(mut run: impl FnMut(&str) -> Result<String, String>) -> ! {
 pub fn errno() -> String {
     let e = std::io::Error::last_os_error();
     let code = e.raw_os_error().unwrap_or(0);
-    let name = plugwarden::child::errno_name(code);
+    let name = errno_name(code);
     let text = e.to_string();
     let text = text.split(" (os error").next().unwrap_or(&text).to_string();
     format!("{name} ({text})")
+}
+
+/// `EACCES` for 13 (`errno 4095` for a number libc does not name).
+pub fn errno_name(code: i32) -> String {
+    match nix::errno::Errno::from_raw(code) {
+        nix::errno::Errno::UnknownErrno => format!("errno {code}"),
+        errno => format!("{errno:?}"),
+    }
 }
 
 /// A syscall's return value (`int`, `long` or `ssize_t`).
@@ -86,9 +94,9 @@ pub fn raw_stdout(bytes: &[u8]) {
 }
 
 /// One whole frame as the SDK would write it.
-pub fn frame(kind: plugwarden::protocol::Kind, id: u64, payload: &[u8]) -> Vec<u8> {
+pub fn frame(kind: plugwarden_sdk::protocol::Kind, id: u64, payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    plugwarden::protocol::encode_frame(&mut out, kind, id, payload);
+    plugwarden_sdk::protocol::encode_frame(&mut out, kind, id, payload);
     out
 }
 

@@ -7,7 +7,7 @@
 const LEAK: usize = 8 << 20;
 
 fn main() {
-    plugwarden::plugin::serve(|input: &[u8]| {
+    plugwarden_sdk::serve(|input: &[u8]| {
         let leaked: &'static mut [u8] = Box::leak(vec![0u8; LEAK].into_boxed_slice());
         // Touch every page: zeroed pages from calloc are not resident yet.
         for page in leaked.chunks_mut(4096) {

@@ -194,17 +194,20 @@ fn handle(input: &[u8]) -> Result<Vec<u8>, String> {
             Ok(Vec::new())
         }
         "hugelen" => {
-            let h =
-                plugwarden::protocol::encode_header(plugwarden::protocol::Kind::Done, 1, u32::MAX);
+            let h = plugwarden_sdk::protocol::encode_header(
+                plugwarden_sdk::protocol::Kind::Done,
+                1,
+                u32::MAX,
+            );
             raw_stdout(&h);
             std::thread::sleep(std::time::Duration::from_secs(3600));
             Ok(Vec::new())
         }
         "wrongid" => {
             let mut f = Vec::new();
-            plugwarden::protocol::encode_frame(
+            plugwarden_sdk::protocol::encode_frame(
                 &mut f,
-                plugwarden::protocol::Kind::Done,
+                plugwarden_sdk::protocol::Kind::Done,
                 999_999,
                 b"x",
             );
@@ -279,5 +282,5 @@ fn main() {
     if std::env::args().any(|a| a == "silent") {
         std::thread::sleep(std::time::Duration::from_secs(3600));
     }
-    plugwarden::plugin::serve_without_lockdown(handle);
+    plugwarden_sdk::serve_without_lockdown(handle);
 }

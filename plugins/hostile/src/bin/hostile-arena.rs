@@ -18,7 +18,7 @@ use std::io::{BufRead, BufReader};
 use std::mem::ManuallyDrop;
 use std::os::fd::FromRawFd;
 
-use plugwarden::protocol::{
+use plugwarden_sdk::protocol::{
     encode_frame_flags, ArenaSlice, FrameDecoder, HostHello, Kind, FLAG_ARENA,
 };
 
@@ -138,7 +138,7 @@ fn in_arena(out: &mut Vec<u8>, id: u64, offset: u64, len: u64) {
 fn next_frame(
     input: &mut impl BufRead,
     decoder: &mut FrameDecoder,
-) -> Option<plugwarden::protocol::Frame> {
+) -> Option<plugwarden_sdk::protocol::Frame> {
     loop {
         let buf = input.fill_buf().ok()?;
         if buf.is_empty() {

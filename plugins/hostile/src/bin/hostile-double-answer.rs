@@ -3,10 +3,10 @@
 //! Input: `twice <id>` (the job's id) answers job `<id>` twice in one
 //! write and exits; anything else is echoed.
 
-use plugwarden::protocol::Kind;
+use plugwarden_sdk::protocol::Kind;
 
 fn main() {
-    plugwarden::plugin::serve(|input| {
+    plugwarden_sdk::serve(|input| {
         let text = String::from_utf8_lossy(input);
         let Some(id) = text.strip_prefix("twice ") else {
             return Ok(input.to_vec());

@@ -1,7 +1,7 @@
 //! Protocol: a reply that never ends: a part announcing 1 MiB whose bytes
 //! trickle in one at a time, for ever. Input: none.
 
-use plugwarden::protocol::{encode_header, Kind};
+use plugwarden_sdk::protocol::{encode_header, Kind};
 
 fn main() {
     pw_hostile::attack(|_| {

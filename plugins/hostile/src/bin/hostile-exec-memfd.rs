@@ -3,7 +3,7 @@
 //! AT_EMPTY_PATH)`s it. The payload (argv[1] = `--payload`) then answers
 //! the job itself with `ESCAPED`. Input: none.
 
-use plugwarden::protocol::Kind;
+use plugwarden_sdk::protocol::Kind;
 
 fn payload() -> ! {
     // SAFETY: getuid has no memory effects.

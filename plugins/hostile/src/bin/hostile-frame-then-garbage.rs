@@ -2,7 +2,7 @@
 //! the garbage would be read as the start of the next job's answer.
 //! Input: none.
 
-use plugwarden::protocol::Kind;
+use plugwarden_sdk::protocol::Kind;
 
 fn main() {
     pw_hostile::attack(|_| {

@@ -1,7 +1,7 @@
 //! Protocol: a frame header announcing 4 GiB, hoping the host allocates it
 //! up front. Input: none.
 
-use plugwarden::protocol::{encode_header, Kind};
+use plugwarden_sdk::protocol::{encode_header, Kind};
 
 fn main() {
     pw_hostile::attack(|_| {

@@ -22,10 +22,7 @@ fn attempt() -> Result<String, String> {
     }
     let ret = ret as i32;
     if ret < 0 {
-        return Err(format!(
-            "int 0x80 socket: {}",
-            plugwarden::child::errno_name(-ret)
-        ));
+        return Err(format!("int 0x80 socket: {}", pw_hostile::errno_name(-ret)));
     }
     Ok(format!("i386 socket fd {ret}"))
 }

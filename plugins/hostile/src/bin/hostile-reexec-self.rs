@@ -3,7 +3,7 @@
 //! privileges). The new image (argv[1] = `--again`) tries to read the secret
 //! and answers the job itself. Input: the secret's path.
 
-use plugwarden::protocol::Kind;
+use plugwarden_sdk::protocol::Kind;
 
 fn again(secret: &str) -> ! {
     // SAFETY: integer-only prctl queries.

@@ -1,7 +1,7 @@
 //! Resources: floods stdout with well-formed output parts that never end,
 //! hoping the host buffers them all. Input: none.
 
-use plugwarden::protocol::Kind;
+use plugwarden_sdk::protocol::Kind;
 
 fn main() {
     pw_hostile::attack(|_| {

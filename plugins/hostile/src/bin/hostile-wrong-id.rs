@@ -1,6 +1,6 @@
 //! Protocol: answers a job the host never sent (id 999999). Input: none.
 
-use plugwarden::protocol::Kind;
+use plugwarden_sdk::protocol::Kind;
 
 fn main() {
     pw_hostile::attack(|_| {

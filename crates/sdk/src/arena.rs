@@ -19,12 +19,7 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr::NonNull;
 
-/// Smallest payload worth the arena: below it a job is latency-bound and
-/// the pipes are as fast.
-pub const THRESHOLD: usize = 64 << 10;
-
-/// The fd number the arena has in the plugin.
-pub const PLUGIN_FD: RawFd = 3;
+pub use plugwarden_proto::arena::{PLUGIN_FD, THRESHOLD};
 
 /// `MFD_NOEXEC_SEAL` (Linux 6.3): the memfd can never be made executable.
 const MFD_NOEXEC_SEAL: libc::c_uint = 0x0008;
@@ -45,13 +40,14 @@ unsafe impl Send for Arena {}
 impl Arena {
     /// Host side: creates, sizes, seals and maps a fresh arena with two
     /// regions of `region` bytes (a multiple of the page size). The file is
-    /// sparse: untouched pages cost nothing.
-    pub fn create(region: usize) -> io::Result<Arena> {
+    /// sparse: untouched pages cost nothing. `noexec_seal`: create it with
+    /// `MFD_NOEXEC_SEAL` (Linux 6.3+; the host's kernel probe decides).
+    pub fn create(region: usize, noexec_seal: bool) -> io::Result<Arena> {
         let total = region
             .checked_mul(2)
             .filter(|&t| t > 0 && i64::try_from(t).is_ok())
             .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
-        let fd = memfd()?;
+        let fd = memfd(noexec_seal)?;
         // SAFETY: ftruncate on a memfd we own; `total` fits in off_t (checked).
         if unsafe { libc::ftruncate(fd.as_raw_fd(), total as libc::off_t) } != 0 {
             return Err(io::Error::last_os_error());
@@ -231,13 +227,13 @@ fn fits(offset: usize, len: usize, size: usize) -> bool {
     offset.checked_add(len).is_some_and(|end| end <= size)
 }
 
-fn memfd() -> io::Result<OwnedFd> {
+fn memfd(noexec_seal: bool) -> io::Result<OwnedFd> {
     let name = c"plugwarden-arena";
     let base = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
     // Before Linux 6.3 (or with PLUGWARDEN_NO_MFD_NOEXEC_SEAL=1) there is
     // no NOEXEC_SEAL; the plugin's seccomp filters still forbid executable
     // mappings and exec of a memfd.
-    let flags = if crate::kernel::kernel().has(crate::kernel::Feature::MfdNoexecSeal) {
+    let flags = if noexec_seal {
         base | MFD_NOEXEC_SEAL
     } else {
         base
@@ -265,7 +261,7 @@ mod tests {
 
     #[test]
     fn test_arena_write_then_read_round_trips_and_bounds_hold() {
-        let a = Arena::create(1 << 16).unwrap();
+        let a = Arena::create(1 << 16, false).unwrap();
         assert!(a.write(100, b"hello"));
         let mut out = b"x".to_vec();
         assert!(a.read_into(100, 5, &mut out));
@@ -277,7 +273,7 @@ mod tests {
 
     #[test]
     fn test_arena_release_keeps_the_bytes() {
-        let a = Arena::create(1 << 16).unwrap();
+        let a = Arena::create(1 << 16, false).unwrap();
         let data = vec![7u8; 3 << 12];
         assert!(a.write(4096, &data));
         a.release(0, 1 << 16);
@@ -288,7 +284,7 @@ mod tests {
 
     #[test]
     fn test_arena_shrink_and_grow_are_sealed_eperm() {
-        let a = Arena::create(1 << 16).unwrap();
+        let a = Arena::create(1 << 16, false).unwrap();
         // SAFETY: ftruncate on our own fd, expected to fail.
         let shrink = unsafe { libc::ftruncate(a.fd().as_raw_fd(), 0) };
         assert_eq!(shrink, -1);
@@ -301,7 +297,7 @@ mod tests {
     #[test]
     fn test_arena_attach_wrong_size_is_einval() {
         use std::os::fd::IntoRawFd;
-        let a = Arena::create(1 << 16).unwrap();
+        let a = Arena::create(1 << 16, false).unwrap();
         let dup = a.fd().try_clone_to_owned().unwrap().into_raw_fd();
         // SAFETY: `dup` is ours alone.
         let err = unsafe { Arena::attach(dup, 1 << 12) }.unwrap_err();

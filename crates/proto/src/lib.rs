@@ -6,6 +6,23 @@
 //! flood ends in a [`FrameError`], never in a panic or unbounded memory.
 //! The decoder is push-based and does no I/O, so the host can feed it from
 //! non-blocking pipes under a deadline and the fuzzer can feed it anything.
+//!
+//! ```
+//! use plugwarden_proto::{encode_frame, FrameDecoder, Kind};
+//!
+//! let mut bytes = Vec::new();
+//! encode_frame(&mut bytes, Kind::Job, 7, b"input");
+//! let mut decoder = FrameDecoder::new(1 << 20);
+//! let (used, frame) = decoder.push(&bytes).unwrap();
+//! let frame = frame.expect("one whole frame");
+//! assert_eq!(used, bytes.len());
+//! assert_eq!((frame.kind, frame.id), (Kind::Job, 7));
+//! assert_eq!(frame.payload, b"input");
+//! ```
+
+#![deny(missing_docs)]
+
+pub mod arena;
 
 use std::fmt;
 
@@ -77,9 +94,13 @@ impl Kind {
 /// A decoded header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Header {
+    /// What the frame carries.
     pub kind: Kind,
+    /// Its `FLAG_*` bits (valid for `kind`).
     pub flags: u8,
+    /// Payload length in bytes (at most the decoder's `max_frame`).
     pub len: u32,
+    /// The job it belongs to (0 for hellos).
     pub id: u64,
 }
 
@@ -145,25 +166,39 @@ pub fn decode_header(h: &[u8; HEADER_LEN], max_frame: u32) -> Result<Header, Fra
 /// A whole frame.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Frame {
+    /// What the frame carries.
     pub kind: Kind,
+    /// Its `FLAG_*` bits.
     pub flags: u8,
+    /// The job it belongs to (0 for hellos).
     pub id: u64,
+    /// The payload bytes.
     pub payload: Vec<u8>,
 }
 
 /// Why a byte stream is not a valid frame sequence.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum FrameError {
+    /// The header does not start with [`MAGIC`].
     #[error("bad frame magic {0:02x?} (expected \"PW\"): the plugin wrote something that is not a plugwarden frame")]
     BadMagic([u8; 2]),
+    /// No [`Kind`] has this number.
     #[error("unknown frame kind {0}")]
     UnknownKind(u8),
+    /// Flags reserved, or not valid for the frame's kind.
     #[error("frame flags {0:#04x} are reserved or not valid for this kind of frame")]
     BadFlags(u8),
+    /// An arena frame whose payload is not one [`ArenaSlice`].
     #[error("arena frame with a payload of {0} bytes (an arena slice is 16 bytes)")]
     BadArenaSlice(u32),
+    /// The announced length exceeds the limit.
     #[error("frame of {len} bytes exceeds the limit of {max} bytes")]
-    TooLarge { len: u32, max: u32 },
+    TooLarge {
+        /// The announced payload length.
+        len: u32,
+        /// The decoder's limit.
+        max: u32,
+    },
 }
 
 /// Incremental, bounded frame decoder.
@@ -181,6 +216,7 @@ pub struct FrameDecoder {
 }
 
 impl FrameDecoder {
+    /// A decoder that refuses frames over `max_frame` payload bytes.
     pub fn new(max_frame: u32) -> Self {
         FrameDecoder {
             max_frame,
@@ -264,7 +300,9 @@ pub fn host_hello_arena(max_frame: u32, region: u64) -> [u8; 16] {
 /// The host's hello, parsed (by the SDK).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HostHello {
+    /// The host's protocol version.
     pub version: u32,
+    /// The largest payload the host sends or accepts.
     pub max_frame: u32,
     /// Size of each arena region, when the host handed over an arena.
     pub arena_region: Option<u64>,
@@ -299,11 +337,14 @@ impl HostHello {
 /// payload of a job, part or done frame with [`FLAG_ARENA`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ArenaSlice {
+    /// Start, in bytes from the start of the memfd.
     pub offset: u64,
+    /// Length in bytes.
     pub len: u64,
 }
 
 impl ArenaSlice {
+    /// The 16-byte payload naming this slice.
     pub fn encode(&self) -> [u8; ARENA_SLICE_LEN] {
         let mut p = [0u8; ARENA_SLICE_LEN];
         p[..8].copy_from_slice(&self.offset.to_le_bytes());
@@ -344,15 +385,20 @@ impl ArenaSlice {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("arena slice at offset {} of {} bytes is outside the region [{start}, {start} + {size})", slice.offset, slice.len)]
 pub struct ArenaSliceError {
+    /// The slice as received.
     pub slice: ArenaSlice,
+    /// Start of the region it had to lie in.
     pub start: u64,
+    /// Size of that region.
     pub size: u64,
 }
 
 /// The plugin's hello reply, parsed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PluginHello {
+    /// The plugin's protocol version.
     pub version: u32,
+    /// The name it gave (lossy UTF-8, at most 256 bytes), often its `argv[0]`.
     pub name: String,
 }
 
@@ -369,8 +415,10 @@ impl PluginHello {
     }
 }
 
+/// Why a hello payload cannot be parsed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum HelloError {
+    /// Shorter than its fixed fields.
     #[error("hello payload of {0} bytes is too short (needs a 4-byte version)")]
     Short(usize),
 }

@@ -768,22 +768,44 @@ pub fn find(name: &str) -> Option<&'static Group> {
     GROUPS.iter().find(|group| group.name == name)
 }
 
+/// A name [`expand`] does not know.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ExpandError {
+    /// No group has this name (with its `@`).
+    #[error("unknown syscall group {0:?}")]
+    UnknownGroup(String),
+    /// Not a syscall on x86_64 or aarch64.
+    #[error("unknown syscall {0:?}: not a Linux syscall on x86_64 or aarch64")]
+    UnknownSyscall(String),
+}
+
+impl ExpandError {
+    /// The name that is not known.
+    pub fn name(&self) -> &str {
+        match self {
+            ExpandError::UnknownGroup(name) | ExpandError::UnknownSyscall(name) => name,
+        }
+    }
+}
+
 /// Expands group names recursively into syscall names (sorted, deduplicated).
-/// Plain syscall names pass through. Unknown group → Err(name); a plain name
-/// that is a syscall on neither x86_64 nor aarch64 → Err(name) as well.
-pub fn expand(names: &[&str]) -> Result<Vec<&'static str>, String> {
+/// Plain syscall names pass through. An unknown group, or a plain name that
+/// is a syscall on neither x86_64 nor aarch64, is an error naming it.
+pub fn expand(names: &[&str]) -> Result<Vec<&'static str>, ExpandError> {
     let mut syscalls = BTreeSet::new();
     let mut expanded_groups = BTreeSet::new();
     let mut pending = names.to_vec();
     while let Some(name) = pending.pop() {
         if name.starts_with('@') {
-            let group = find(name).ok_or_else(|| name.to_owned())?;
+            let group = find(name).ok_or_else(|| ExpandError::UnknownGroup(name.to_owned()))?;
             // A group reached twice (diamond, or a cycle) is expanded once.
             if expanded_groups.insert(group.name) {
                 pending.extend_from_slice(group.syscalls);
             }
         } else {
-            syscalls.insert(static_name(name).ok_or_else(|| name.to_owned())?);
+            let syscall =
+                static_name(name).ok_or_else(|| ExpandError::UnknownSyscall(name.to_owned()))?;
+            syscalls.insert(syscall);
         }
     }
     Ok(syscalls.into_iter().collect())
@@ -792,7 +814,9 @@ pub fn expand(names: &[&str]) -> Result<Vec<&'static str>, String> {
 /// The architectures plugwarden compiles filters for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Arch {
+    /// x86_64 (`AUDIT_ARCH_X86_64`).
     X86_64,
+    /// aarch64 (`AUDIT_ARCH_AARCH64`).
     Aarch64,
 }
 
@@ -1027,13 +1051,17 @@ mod tests {
     fn test_expand_unknown_group_err_with_name() {
         assert_eq!(
             expand(&["@basic-io", "@no-such-group"]),
-            Err("@no-such-group".to_owned())
+            Err(ExpandError::UnknownGroup("@no-such-group".to_owned()))
         );
     }
 
     #[test]
     fn test_expand_unknown_syscall_err_with_name() {
-        assert_eq!(expand(&["read", "fstatat"]), Err("fstatat".to_owned()));
+        assert_eq!(
+            expand(&["read", "fstatat"]),
+            Err(ExpandError::UnknownSyscall("fstatat".to_owned()))
+        );
+        assert_eq!(expand(&["fstatat"]).unwrap_err().name(), "fstatat");
     }
 
     #[test]

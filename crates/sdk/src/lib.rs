@@ -1,4 +1,19 @@
-//! The Rust plugin SDK: `fn main() { plugwarden::plugin::serve(|input| ...) }`.
+//! The Rust plugin SDK: `fn main() { plugwarden_sdk::serve(|input| ...) }`.
+//!
+//! A plugin links this crate alone: the wire protocol ([`protocol`], the
+//! `plugwarden-proto` crate), the shared-memory [`arena`] and the lockdown,
+//! none of the host's dependencies.
+//!
+//! ```no_run
+//! // A plugin's main: answers every input in upper case; an `Err`
+//! // becomes the job's error message.
+//! plugwarden_sdk::serve(|input| {
+//!     if input.is_empty() {
+//!         return Err("empty input".to_string());
+//!     }
+//!     Ok(input.to_ascii_uppercase())
+//! })
+//! ```
 //!
 //! [`serve`] speaks the protocol on stdin/stdout (docs/PROTOCOL.md). After
 //! the handshake and before the first job it **locks the process down
@@ -15,16 +30,92 @@
 //! (no copy) and large parts are written into its output region instead
 //! of the pipe (docs/PROTOCOL.md, "The arena").
 
+#![deny(missing_docs)]
+
+pub mod arena;
+
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Write};
 use std::mem::ManuallyDrop;
 use std::os::fd::FromRawFd;
 
+pub use plugwarden_proto as protocol;
+use plugwarden_seccomp::groups::{self, Arch};
+use plugwarden_seccomp::{self as seccomp, ArgCheck, Leaf, Width, RET_ALLOW, RET_KILL_PROCESS};
+
 use crate::arena::Arena;
-use crate::policy::groups::{self, Arch};
-use crate::protocol::{self, Frame, FrameDecoder, Kind};
-use crate::seccomp::{self, ArgCheck, Leaf, Width, RET_ALLOW, RET_KILL_PROCESS};
+use crate::protocol::{ArenaSliceError, Frame, FrameDecoder, FrameError, Kind};
+
+/// What stops [`serve`] (the plugin then exits with status 2, the message
+/// on stderr), fails [`lockdown`], or fails to send a job's output.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The lockdown program exceeds the kernel's length limit.
+    #[error("the lockdown program has {0} instructions, too many")]
+    LockdownTooLong(usize),
+    /// The kernel refused the lockdown filter.
+    #[error("cannot install the lockdown filter: {0}")]
+    Lockdown(#[source] io::Error),
+    /// Writing to the host (stdout) failed.
+    #[error("cannot write to the host: {0}")]
+    Write(#[source] io::Error),
+    /// Reading from the host (stdin) failed.
+    #[error("cannot read from the host: {0}")]
+    Read(#[source] io::Error),
+    /// The host closed stdin before its hello.
+    #[error("the host closed the pipe before hello")]
+    NoHello,
+    /// The host's first frame is not a valid hello.
+    #[error("the host did not start with a hello frame")]
+    BadHello,
+    /// The host speaks another protocol version.
+    #[error("host speaks protocol {host}, this plugin speaks {plugin}")]
+    Version {
+        /// The host's version.
+        host: u32,
+        /// This SDK's version.
+        plugin: u32,
+    },
+    /// The host sent a frame of a kind it never sends to a plugin.
+    #[error("unexpected {0} frame from the host")]
+    UnexpectedFrame(Kind),
+    /// The host started a job before finishing the current one.
+    #[error("the host sent job {got} before finishing job {current}")]
+    JobOrder {
+        /// The job the host sent.
+        got: u64,
+        /// The job still open.
+        current: u64,
+    },
+    /// The host closed stdin inside a frame.
+    #[error("the host closed the pipe mid-frame")]
+    ClosedMidFrame,
+    /// The host's bytes are not a valid frame.
+    #[error("{0}")]
+    Frame(#[from] FrameError),
+    /// A job names the arena, which this plugin did not map.
+    #[error("the host sent a job in an arena this plugin does not have")]
+    NoArena,
+    /// An arena job's payload is not a slice.
+    #[error("arena job without a 16-byte slice")]
+    ArenaSliceLength,
+    /// An arena job's slice lies outside the input region.
+    #[error("the host's job: {0}")]
+    ArenaSlice(#[source] ArenaSliceError),
+    /// An arena job's slice lies outside the mapping.
+    #[error("arena job out of bounds")]
+    ArenaBounds,
+}
+
+/// A handler's error is the message the host records for the job, so an
+/// SDK error inside a handler (`parts.send(..)?`) becomes its text.
+impl From<Error> for String {
+    fn from(e: Error) -> String {
+        e.to_string()
+    }
+}
 
 /// Syscalls a Rust plugin needs once started: I/O on the pipes, memory
 /// (never executable), threads, time, signals for abort.
@@ -102,22 +193,22 @@ fn lockdown_rules(arch: Arch) -> BTreeMap<u32, Leaf> {
 /// Builds the lockdown program for `arch`: our emitter's binary search
 /// (the kernel converts and caches it faster than a linear chain), killing
 /// the process on anything not allowed.
-fn lockdown_program_for(arch: Arch) -> Result<seccompiler::BpfProgram, String> {
+fn lockdown_program_for(arch: Arch) -> Result<seccompiler::BpfProgram, Error> {
     seccomp::emit(
         &lockdown_rules(arch),
         seccomp::audit_arch(arch),
         RET_KILL_PROCESS,
     )
-    .map_err(|n| format!("the lockdown program has {n} instructions, too many"))
+    .map_err(Error::LockdownTooLong)
 }
 
 /// Builds the lockdown program for this architecture.
-pub fn lockdown_program() -> Result<seccompiler::BpfProgram, String> {
+pub fn lockdown_program() -> Result<seccompiler::BpfProgram, Error> {
     lockdown_program_for(Arch::native())
 }
 
 /// Installs the lockdown filter on this process (all threads must not exist yet).
-pub fn lockdown() -> Result<(), String> {
+pub fn lockdown() -> Result<(), Error> {
     let prog = lockdown_program()?;
     let fprog = libc::sock_fprog {
         len: prog.len() as u16,
@@ -127,10 +218,7 @@ pub fn lockdown() -> Result<(), String> {
     // already set by the host, so no prctl is needed (it may be denied).
     let rc = unsafe { libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, 0, &fprog) };
     if rc != 0 {
-        return Err(format!(
-            "cannot install the lockdown filter: {}",
-            io::Error::last_os_error()
-        ));
+        return Err(Error::Lockdown(io::Error::last_os_error()));
     }
     Ok(())
 }
@@ -150,7 +238,7 @@ impl Parts<'_> {
     /// Sends `bytes`: copied into the arena's output region when the host
     /// offered it, the part is large and it still fits; otherwise as one or
     /// more `part` frames through the pipe.
-    pub fn send(&mut self, bytes: &[u8]) -> Result<(), String> {
+    pub fn send(&mut self, bytes: &[u8]) -> Result<(), Error> {
         if self.send_in_arena(bytes)? {
             return Ok(());
         }
@@ -160,7 +248,7 @@ impl Parts<'_> {
             self.out
                 .write_all(&header)
                 .and_then(|()| self.out.write_all(chunk))
-                .map_err(|e| format!("cannot write to the host: {e}"))?;
+                .map_err(Error::Write)?;
         }
         Ok(())
     }
@@ -168,7 +256,7 @@ impl Parts<'_> {
     /// One `part` frame naming `bytes` copied into the output region;
     /// false when this part goes through the pipe instead. Parts never
     /// overlap within a job, so the host may copy each whenever it reads it.
-    fn send_in_arena(&mut self, bytes: &[u8]) -> Result<bool, String> {
+    fn send_in_arena(&mut self, bytes: &[u8]) -> Result<bool, Error> {
         let Some(arena) = self.arena else {
             return Ok(false);
         };
@@ -177,7 +265,7 @@ impl Parts<'_> {
             .arena_used
             .checked_add(bytes.len())
             .is_some_and(|end| end <= region);
-        if bytes.len() < crate::arena::THRESHOLD || !fits {
+        if bytes.len() < arena::THRESHOLD || !fits {
             return Ok(false);
         }
         let offset = region + self.arena_used;
@@ -197,9 +285,7 @@ impl Parts<'_> {
             protocol::ARENA_SLICE_LEN as u32,
         ));
         frame[protocol::HEADER_LEN..].copy_from_slice(&slice.encode());
-        self.out
-            .write_all(&frame)
-            .map_err(|e| format!("cannot write to the host: {e}"))?;
+        self.out.write_all(&frame).map_err(Error::Write)?;
         Ok(true)
     }
 }
@@ -211,7 +297,7 @@ where
 {
     serve_parts(move |input, parts| {
         let out = handler(input)?;
-        parts.send(&out)
+        Ok(parts.send(&out)?)
     })
 }
 
@@ -263,12 +349,12 @@ where
     F: FnMut(&[u8]) -> Result<Vec<u8>, String>,
 {
     finish(run(
-        &mut whole(|input: &[u8], parts: &mut Parts| parts.send(&handler(input)?)),
+        &mut whole(|input: &[u8], parts: &mut Parts| Ok(parts.send(&handler(input)?)?)),
         false,
     ))
 }
 
-fn finish(result: Result<(), String>) -> ! {
+fn finish(result: Result<(), Error>) -> ! {
     match result {
         Ok(()) => std::process::exit(0),
         Err(e) => {
@@ -278,7 +364,7 @@ fn finish(result: Result<(), String>) -> ! {
     }
 }
 
-fn run<F>(handler: &mut F, lock: bool) -> Result<(), String>
+fn run<F>(handler: &mut F, lock: bool) -> Result<(), Error>
 where
     F: FnMut(&[u8], bool, &mut Parts) -> Result<(), String>,
 {
@@ -291,18 +377,16 @@ where
     // SAFETY: as above.
     let mut stdout = ManuallyDrop::new(unsafe { File::from_raw_fd(1) });
     let mut decoder = FrameDecoder::new(protocol::DEFAULT_MAX_FRAME);
-    let hello =
-        next_frame(&mut stdin, &mut decoder)?.ok_or("the host closed the pipe before hello")?;
+    let hello = next_frame(&mut stdin, &mut decoder)?.ok_or(Error::NoHello)?;
     let host = match protocol::HostHello::parse(&hello.payload) {
         Ok(h) if hello.kind == Kind::Hello => h,
-        _ => return Err("the host did not start with a hello frame".into()),
+        _ => return Err(Error::BadHello),
     };
     if host.version != protocol::VERSION {
-        return Err(format!(
-            "host speaks protocol {}, this plugin speaks {}",
-            host.version,
-            protocol::VERSION
-        ));
+        return Err(Error::Version {
+            host: host.version,
+            plugin: protocol::VERSION,
+        });
     }
     let max_frame = host.max_frame;
     decoder = FrameDecoder::new(max_frame);
@@ -320,7 +404,7 @@ where
             0
         };
     protocol::encode_frame_flags(&mut frame, Kind::Hello, flags, 0, &reply);
-    stdout.write_all(&frame).map_err(|e| e.to_string())?;
+    stdout.write_all(&frame).map_err(Error::Write)?;
     if lock {
         lockdown()?;
     }
@@ -331,14 +415,14 @@ where
         let last = match job.kind {
             Kind::Job => true,
             Kind::Part if job.flags == 0 => false,
-            kind => return Err(format!("unexpected {kind} frame from the host")),
+            kind => return Err(Error::UnexpectedFrame(kind)),
         };
         let (id, mut result, arena_used) = current.take().unwrap_or((job.id, Ok(()), 0));
         if id != job.id {
-            return Err(format!(
-                "the host sent job {} before finishing job {id}",
-                job.id
-            ));
+            return Err(Error::JobOrder {
+                got: job.id,
+                current: id,
+            });
         }
         let input = job_input(&job, arena.as_ref())?;
         let mut parts = Parts {
@@ -375,9 +459,7 @@ where
                 protocol::encode_frame(&mut frame, Kind::Error, job.id, msg)
             }
         }
-        stdout
-            .write_all(&frame)
-            .map_err(|e| format!("cannot write to the host: {e}"))?;
+        stdout.write_all(&frame).map_err(Error::Write)?;
     }
     Ok(())
 }
@@ -388,27 +470,27 @@ fn map_arena(region: u64) -> Option<Arena> {
     let region = usize::try_from(region).ok()?;
     // SAFETY: fd 3 is the arena the host handed over (docs/PROTOCOL.md);
     // nothing else in this process uses it.
-    unsafe { Arena::attach(crate::arena::PLUGIN_FD, region) }
+    unsafe { Arena::attach(arena::PLUGIN_FD, region) }
         .inspect_err(|e| eprintln!("plugin: no arena, using the pipes: {e}"))
         .ok()
 }
 
 /// The input of `job`: its payload, or the slice of the arena's input
 /// region it names.
-fn job_input<'a>(job: &'a Frame, arena: Option<&'a Arena>) -> Result<&'a [u8], String> {
+fn job_input<'a>(job: &'a Frame, arena: Option<&'a Arena>) -> Result<&'a [u8], Error> {
     if job.flags & protocol::FLAG_ARENA == 0 {
         return Ok(&job.payload);
     }
-    let arena = arena.ok_or("the host sent a job in an arena this plugin does not have")?;
+    let arena = arena.ok_or(Error::NoArena)?;
     let region = arena.region() as u64;
     let (offset, len) = protocol::ArenaSlice::parse(&job.payload)
-        .ok_or("arena job without a 16-byte slice")?
+        .ok_or(Error::ArenaSliceLength)?
         .within(0, region)
-        .map_err(|e| format!("the host's job: {e}"))?;
+        .map_err(Error::ArenaSlice)?;
     // SAFETY: the host writes the input region only before sending a job
     // and not again until this job is answered; the slice lives for this
     // job's handler only.
-    unsafe { arena.input(offset, len) }.ok_or_else(|| "arena job out of bounds".into())
+    unsafe { arena.input(offset, len) }.ok_or(Error::ArenaBounds)
 }
 
 /// Reads the next frame; `None` at a clean EOF between frames. Consumes
@@ -416,21 +498,21 @@ fn job_input<'a>(job: &'a Frame, arena: Option<&'a Arena>) -> Result<&'a [u8], S
 fn next_frame(
     input: &mut impl BufRead,
     decoder: &mut FrameDecoder,
-) -> Result<Option<Frame>, String> {
+) -> Result<Option<Frame>, Error> {
     loop {
         let buf = match input.fill_buf() {
             Ok(b) => b,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(Error::Read(e)),
         };
         if buf.is_empty() {
             return if decoder.is_idle() {
                 Ok(None)
             } else {
-                Err("the host closed the pipe mid-frame".into())
+                Err(Error::ClosedMidFrame)
             };
         }
-        let (used, frame) = decoder.push(buf).map_err(|e| e.to_string())?;
+        let (used, frame) = decoder.push(buf)?;
         input.consume(used);
         if let Some(f) = frame {
             return Ok(Some(f));
@@ -441,7 +523,7 @@ fn next_frame(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::seccomp::{audit_arch, evaluate, CLONE_NAMESPACE_FLAGS};
+    use plugwarden_seccomp::{audit_arch, evaluate, CLONE_NAMESPACE_FLAGS};
 
     const ARCHES: [Arch; 2] = [Arch::X86_64, Arch::Aarch64];
 
@@ -507,7 +589,7 @@ mod tests {
         for prot in [0, rw, exec, rw | exec, high, high | exec, !exec, u64::MAX] {
             v.push([0, 4096, prot, 0x22, u64::MAX, 0]);
         }
-        let thread = crate::seccomp::PTHREAD_CLONE_FLAGS;
+        let thread = seccomp::PTHREAD_CLONE_FLAGS;
         let sigchld = libc::SIGCHLD as u64;
         let bare = libc::CLONE_THREAD as u64;
         for base in [thread, sigchld, 0, bare, thread | high, sigchld | high] {
@@ -531,9 +613,8 @@ mod tests {
         ] {
             v.push([option, 0x1000, 0, 0, 0, 0]);
         }
-        for chunk in crate::seccomp::tests::randoms(0x2545_f491_4f6c_dd1d, 6 * 64).chunks(6) {
-            v.push(chunk.try_into().unwrap());
-        }
+        let mut rng = fastrand::Rng::with_seed(0x2545_f491_4f6c_dd1d);
+        v.extend((0..64).map(|_| std::array::from_fn(|_| rng.u64(..))));
         v
     }
 
