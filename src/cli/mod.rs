@@ -4,6 +4,7 @@
 
 mod audit;
 mod call;
+mod commit;
 mod doctor;
 mod generate;
 mod learn;
