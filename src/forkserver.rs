@@ -196,7 +196,7 @@ pub enum ForkServerError {
     Io(#[from] io::Error),
     #[error("fork server protocol error: {0}")]
     Protocol(String),
-    #[error("sandbox setup failed at {}: {}", .stage.name(), child::errno_name(*.errno))]
+    #[error("sandbox setup failed at {}: {}", .stage.name(), errno_name(*.errno))]
     Setup { stage: Stage, errno: i32 },
     #[error("{0}")]
     Remote(String),
@@ -587,8 +587,8 @@ impl Server {
             plugin_stack: ChildStack::new(64 << 10)?,
             init_filter: init_filter()?,
             host_gone: false,
-            ignored_signals: child::ignored_signals(),
-            last_cap: child::last_cap(),
+            ignored_signals: ignored_signals(),
+            last_cap: crate::kernel::last_cap(),
             make_ahead: cgroups.is_active(),
             sock,
             sigchld,
@@ -949,12 +949,7 @@ impl Server {
             own_proc,
             root,
             _root_template: template,
-            userns: userns.then(|| {
-                child::UsernsPlan::new(
-                    nix::unistd::getuid().as_raw(),
-                    nix::unistd::getgid().as_raw(),
-                )
-            }),
+            userns: userns.then(crate::kernel::userns_plan),
             cwd: spec
                 .cwd
                 .as_ref()
@@ -1970,4 +1965,29 @@ pub fn default_exe() -> io::Result<PathBuf> {
         Some(p) => Ok(PathBuf::from(p)),
         None => std::env::current_exe(),
     }
+}
+
+/// `EACCES` for 13.
+pub fn errno_name(e: i32) -> String {
+    let errno = nix::errno::Errno::from_raw(e);
+    if errno == nix::errno::Errno::UnknownErrno {
+        format!("errno {e}")
+    } else {
+        format!("{errno:?}")
+    }
+}
+
+/// The signals this process ignores (see `child::Plan::ignored_signals`).
+fn ignored_signals() -> Vec<i32> {
+    (1..=64)
+        .filter(|&sig| {
+            let mut old = child::KernelSigaction {
+                handler: 0,
+                flags: 0,
+                restorer: 0,
+                mask: 0,
+            };
+            child::rt_sigaction(sig, None, Some(&mut old)) && old.handler == libc::SIG_IGN
+        })
+        .collect()
 }

@@ -637,7 +637,7 @@ impl<'s> Conn<'s> {
             resp.error = -i32::from(errno);
             self.note_denied(format!(
                 "{what} → {}",
-                crate::child::errno_name(i32::from(errno))
+                crate::forkserver::errno_name(i32::from(errno))
             ));
         } else {
             self.answer(what, &mut resp);
