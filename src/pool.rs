@@ -374,7 +374,7 @@ impl<T> Pool<T> {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         for pidfd in inflight.iter().flatten() {
-            crate::forkserver::kill_pidfd(pidfd.as_fd());
+            crate::spawn::kill_pidfd(pidfd.as_fd());
         }
     }
 
@@ -857,7 +857,7 @@ impl Slot {
         // A cancel that came before the job was published must still reach it.
         if self.shared.cancel.load(Ordering::SeqCst) {
             if let Some(fd) = &inflight[self.index] {
-                crate::forkserver::kill_pidfd(fd.as_fd());
+                crate::spawn::kill_pidfd(fd.as_fd());
             }
         }
     }

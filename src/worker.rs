@@ -18,13 +18,13 @@ use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
-use crate::forkserver::ExitInfo;
 use crate::input::{Input, InputError, Source};
 use crate::observe::PathUse;
 use crate::policy::OnViolation;
 use crate::protocol::{self, Frame, FrameDecoder, Kind};
 use crate::sandbox::{Enforce, Mode, Process, Sandbox, SandboxError};
 use crate::sink::{OutputBuf, OutputSink, SavedOutput, Spill};
+use crate::spawn::ExitInfo;
 use crate::verdict::{stderr_detail, TimeoutKind, Verdict};
 
 /// Longest stderr tail kept for a verdict's detail.
@@ -637,7 +637,7 @@ impl<'s> Conn<'s> {
             resp.error = -i32::from(errno);
             self.note_denied(format!(
                 "{what} → {}",
-                crate::forkserver::errno_name(i32::from(errno))
+                crate::spawn::errno_name(i32::from(errno))
             ));
         } else {
             self.answer(what, &mut resp);
