@@ -13,6 +13,7 @@
 pub mod audit;
 pub mod cgroup;
 mod child;
+mod confine;
 pub mod describe;
 mod elf;
 pub mod escape;

@@ -13,10 +13,10 @@ impl Server {
         profile: u64,
         stdio: Vec<OwnedFd>,
         timeout: Duration,
-    ) -> Result<SpawnEnd, String> {
+    ) -> Result<SpawnEnd, ServerError> {
         let deadline = Instant::now() + timeout;
         if !self.profiles.contains_key(&profile) {
-            return Err(format!("unknown profile {profile}"));
+            return Err(ServerError::UnknownProfile(profile));
         }
         let (ours, theirs) = socketpair(
             AddressFamily::Unix,
@@ -24,14 +24,20 @@ impl Server {
             None,
             SockFlag::SOCK_CLOEXEC,
         )
-        .map_err(|e| format!("socketpair: {e}"))?;
+        .map_err(|source| ServerError::Sys {
+            what: "socketpair",
+            source,
+        })?;
         let limits = self.profiles[&profile].cgroup;
         let group = if self.cgroups.is_active() {
             let ready = self.ready_groups.iter().position(|(l, _)| *l == limits);
             Some(match ready {
                 Some(i) => self.ready_groups.swap_remove(i).1,
                 None => {
-                    let g = self.new_group(limits).map_err(|e| format!("cgroup: {e}"))?;
+                    let g = self.new_group(limits).map_err(|source| ServerError::Io {
+                        what: "cgroup",
+                        source,
+                    })?;
                     self.make_ahead = true;
                     g
                 }
@@ -125,7 +131,10 @@ impl Server {
             )
         };
         if leader == -1 {
-            return Err(format!("clone: {}", io::Error::last_os_error()));
+            return Err(ServerError::Io {
+                what: "clone",
+                source: io::Error::last_os_error(),
+            });
         }
         drop((theirs, stdio));
         // SAFETY: CLONE_PIDFD stored a new fd that we now own.
@@ -135,7 +144,10 @@ impl Server {
         if let Some(g) = &group {
             if let Err(e) = g.add(leader) {
                 self.abort_spawn(leader, init, group);
-                return Err(format!("cannot move the sandbox into its cgroup: {e}"));
+                return Err(ServerError::Io {
+                    what: "cannot move the sandbox into its cgroup",
+                    source: e,
+                });
             }
         }
         let _ = nix::unistd::write(&ours, b"g");
@@ -163,9 +175,16 @@ impl Server {
         let _ = nix::unistd::write(&ours, b"a");
         let Some(pid) = pid else {
             self.abort_spawn(leader, init, group);
-            return Err("cannot read the plugin's pid from its pidfd".into());
+            return Err(ServerError::Broken(
+                "cannot read the plugin's pid from its pidfd",
+            ));
         };
-        let dup = |fd: &OwnedFd| fd.try_clone().map_err(|e| format!("dup pidfd: {e}"));
+        let dup = |fd: &OwnedFd| {
+            fd.try_clone().map_err(|source| ServerError::Io {
+                what: "dup pidfd",
+                source,
+            })
+        };
         let host_plugin_pidfd = match dup(&plugin_pidfd) {
             Ok(fd) => fd,
             Err(e) => {
@@ -232,7 +251,7 @@ impl Server {
         &self,
         report: &OwnedFd,
         deadline: Instant,
-    ) -> Result<Started, String> {
+    ) -> Result<Started, ServerError> {
         use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
         let mut watch_host = true;
         loop {
@@ -251,7 +270,12 @@ impl Server {
                     PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
                 ) {
                     Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-                    Err(e) => return Err(format!("poll: {e}")),
+                    Err(source) => {
+                        return Err(ServerError::Sys {
+                            what: "poll",
+                            source,
+                        })
+                    }
                 }
                 let ready = |f: &PollFd| f.revents().is_some_and(|r| !r.is_empty());
                 (ready(&fds[0]), fds.get(1).is_some_and(ready))
@@ -283,7 +307,10 @@ impl Server {
             ) {
                 Ok(msg) => {
                     let mut fds = Vec::new();
-                    for c in msg.cmsgs().map_err(|e| format!("report: {e}"))? {
+                    for c in msg.cmsgs().map_err(|source| ServerError::Sys {
+                        what: "report",
+                        source,
+                    })? {
                         if let ControlMessageOwned::ScmRights(raw) = c {
                             // SAFETY: the kernel just installed these fds for us.
                             fds.extend(raw.into_iter().map(|f| unsafe { OwnedFd::from_raw_fd(f) }));
@@ -292,12 +319,20 @@ impl Server {
                     (msg.bytes, fds)
                 }
                 Err(nix::errno::Errno::EINTR | nix::errno::Errno::EAGAIN) => continue,
-                Err(e) => return Err(format!("report: {e}")),
+                Err(source) => {
+                    return Err(ServerError::Sys {
+                        what: "report",
+                        source,
+                    })
+                }
             };
             if n == 0 {
-                return Err("the sandbox's first process died during setup without a word".into());
+                return Err(ServerError::Broken(
+                    "the sandbox's first process died during setup without a word",
+                ));
             }
-            let r = child::Report::parse(&buf[..n]).ok_or("malformed setup report")?;
+            let r = child::Report::parse(&buf[..n])
+                .ok_or(ServerError::Broken("malformed setup report"))?;
             if r.tag == child::STARTED && fds.len() == 2 {
                 let pidfd = fds.pop().expect("two fds");
                 let listener = fds.pop().expect("two fds");

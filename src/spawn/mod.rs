@@ -51,6 +51,7 @@ use nix::sys::socket::{
 use serde::{Deserialize, Serialize};
 
 use crate::child::{self, Stage};
+use crate::confine;
 use crate::landlock_rules::{self, Grants};
 
 pub use client::ForkServer;
@@ -123,6 +124,40 @@ pub struct Spawned {
     /// The plugin's own pidfd: a SIGKILL through it stops the plugin at
     /// once (killing an init ends its namespace a moment later).
     pub plugin_pidfd: OwnedFd,
+}
+
+/// Why the fork server could not prepare a profile or start a sandbox
+/// (the host reads its text: `Reply::Error`).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ServerError {
+    #[error("unknown profile {0}")]
+    UnknownProfile(u64),
+    /// A syscall of the fork server's own failed.
+    #[error("{what}: {source}")]
+    Sys {
+        what: &'static str,
+        #[source]
+        source: nix::Error,
+    },
+    #[error("{what}: {source}")]
+    Io {
+        what: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot open {}: {source}", .path.display())]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: nix::Error,
+    },
+    #[error("path {} contains NUL", .0.display())]
+    Nul(PathBuf),
+    #[error(transparent)]
+    Landlock(#[from] landlock_rules::LandlockError),
+    /// What cannot go wrong but did (the message says what).
+    #[error("{0}")]
+    Broken(&'static str),
 }
 
 #[derive(Debug, thiserror::Error)]

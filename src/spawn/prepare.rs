@@ -4,7 +4,7 @@
 use super::*;
 
 impl Server {
-    pub(super) fn prepare(&self, spec: &ProfileSpec) -> Result<Prepared, String> {
+    pub(super) fn prepare(&self, spec: &ProfileSpec) -> Result<Prepared, ServerError> {
         let kernel = crate::kernel::kernel();
         let exe_fd = if spec.exec_by_fd {
             let fd = nix::fcntl::open(
@@ -12,13 +12,17 @@ impl Server {
                 nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
                 nix::sys::stat::Mode::empty(),
             )
-            .map_err(|e| format!("cannot open {}: {e}", spec.exe.display()))?;
+            .map_err(|source| ServerError::Open {
+                path: spec.exe.clone(),
+                source,
+            })?;
             Some(fd)
         } else {
             None
         };
         let cstr = |s: &[u8]| {
-            CString::new(s).map_err(|_| "argument or environment contains a NUL byte".to_string())
+            CString::new(s)
+                .map_err(|_| ServerError::Broken("argument or environment contains a NUL byte"))
         };
         let path = cstr(spec.exe.as_os_str().as_bytes())?;
         let argv_s: Vec<CString> = spec
@@ -72,23 +76,21 @@ impl Server {
             }
         }
         let wanted_ns = spec.namespaces;
-        let mut unshare = 0;
-        let mut join_net = false;
-        let userns = !self.is_root && self.userns.is_ok() && wanted_ns != 0;
-        if self.is_root {
-            unshare = wanted_ns & (libc::CLONE_NEWIPC | libc::CLONE_NEWUTS) as u64;
-            join_net = wanted_ns & libc::CLONE_NEWNET as u64 != 0 && self.netns.is_some();
-        } else if userns {
-            // No shared namespace to join without privilege: a fresh one each.
-            unshare =
-                wanted_ns & (libc::CLONE_NEWIPC | libc::CLONE_NEWUTS | libc::CLONE_NEWNET) as u64;
-        } else if let Err(why) = &self.userns {
-            walls.missing.push(format!(
-                "user namespaces unavailable ({why}): no namespaces and no minimal root; \
-                 no_new_privs, Landlock, seccomp and rlimits still apply"
-            ));
-        }
-        let pidns = (self.is_root || userns) && wanted_ns & libc::CLONE_NEWPID as u64 != 0;
+        let host = confine::Host {
+            is_root: self.is_root,
+            userns: self.userns.as_ref().map_err(String::as_str).copied(),
+            shared_netns: self.netns.is_some(),
+            root_dir: self.root_dir.is_some(),
+        };
+        let ns = confine::Namespaces::decide(wanted_ns, &host, &mut walls.missing);
+        let confine::Namespaces {
+            unshare,
+            join_net,
+            userns,
+            pidns,
+            minimal_root,
+            own_proc,
+        } = ns;
         let mut cgroup = spec.cgroup;
         if pidns {
             // The init counts as a task of the sandbox too.
@@ -100,11 +102,6 @@ impl Server {
                 "tree kill: no cgroup and no PID namespace: a process that left the worker's session may outlive it".into(),
             );
         }
-        let minimal_root = wanted_ns & libc::CLONE_NEWNS as u64 != 0 && self.root_dir.is_some();
-        // With a PID namespace the sandbox always has its own /proc (in the
-        // minimal root, or in a private mount namespace without one): a
-        // grant under /proc is a grant on that procfs, never on the host's.
-        let own_proc = pidns && !minimal_root;
         // Without its own PID namespace a procfs would show the host's
         // processes: grants under /proc are then withheld.
         let granted_proc = landlock_rules::proc_access(&spec.grants, kernel.landlock());
@@ -134,12 +131,10 @@ impl Server {
         }
         // Built (and its hard requirements checked) even when each sandbox
         // builds its own from the raw rules.
-        let ruleset = match landlock_rules::build(&grants, kernel.landlock())
-            .map_err(|e| e.to_string())?
-        {
-            Some(rs) => Some(
-                Option::<OwnedFd>::from(rs).ok_or("landlock ruleset has no fd on this kernel")?,
-            ),
+        let ruleset = match landlock_rules::build(&grants, kernel.landlock())? {
+            Some(rs) => Some(Option::<OwnedFd>::from(rs).ok_or(ServerError::Broken(
+                "landlock ruleset has no fd on this kernel",
+            ))?),
             None => None,
         };
         // Both are 0 without Landlock (then there is no raw form).
@@ -182,23 +177,7 @@ impl Server {
             r.template = t.as_raw_fd();
         }
         walls.minimal_root = root.is_some();
-        walls.namespaces = unshare
-            | if join_net {
-                libc::CLONE_NEWNET as u64
-            } else {
-                0
-            }
-            | if pidns { libc::CLONE_NEWPID as u64 } else { 0 }
-            | if root.is_some() || own_proc {
-                libc::CLONE_NEWNS as u64
-            } else {
-                0
-            }
-            | if userns {
-                libc::CLONE_NEWUSER as u64
-            } else {
-                0
-            };
+        walls.namespaces = ns.flags();
         let filter = spec
             .filter
             .iter()

@@ -13,11 +13,10 @@ pub(super) fn root_plan(
     grants: &Grants,
     pidns: bool,
     tmp: u64,
-) -> Result<child::RootPlan, String> {
+) -> Result<child::RootPlan, ServerError> {
     use std::collections::BTreeSet;
     let c = |p: &Path| {
-        CString::new(p.as_os_str().as_bytes())
-            .map_err(|_| format!("path {} contains NUL", p.display()))
+        CString::new(p.as_os_str().as_bytes()).map_err(|_| ServerError::Nul(p.to_path_buf()))
     };
     // Destinations relative to the new root (the child stands in it).
     let inside = |p: &Path| match p.strip_prefix("/").unwrap_or(p) {
@@ -35,7 +34,7 @@ pub(super) fn root_plan(
     let tmp_opts = c(Path::new(&tmp_opts))?;
     let mut ops = Vec::new();
     let mut made: BTreeSet<PathBuf> = BTreeSet::new();
-    let mut mkdirs = |p: &Path, ops: &mut Vec<child::RootOp>| -> Result<(), String> {
+    let mut mkdirs = |p: &Path, ops: &mut Vec<child::RootOp>| -> Result<(), ServerError> {
         let mut acc = PathBuf::from("/");
         for part in p.components().skip(1) {
             acc.push(part);
@@ -156,7 +155,7 @@ pub(super) fn root_plan(
     // Top-level symlinks (lib -> usr/lib on merged /usr), so ELF
     // interpreter paths like /lib64/ld-linux-x86-64.so.2 resolve.
     for e in std::fs::read_dir("/")
-        .map_err(|e| format!("/: {e}"))?
+        .map_err(|source| ServerError::Io { what: "/", source })?
         .flatten()
     {
         let path = e.path();

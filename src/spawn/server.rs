@@ -152,7 +152,7 @@ impl Server {
                     self.profiles.insert(id, p);
                     (Reply::Prepared { profile: id, walls }, Vec::new())
                 }
-                Err(e) => error(e),
+                Err(e) => error(e.to_string()),
             },
             Request::Spawn {
                 profile,
@@ -180,7 +180,7 @@ impl Server {
                         self.host_gone = true;
                         error("the host went away".into())
                     }
-                    Err(e) => error(e),
+                    Err(e) => error(e.to_string()),
                 }
             }
             Request::Wait { pid } => match self.wait(pid) {
