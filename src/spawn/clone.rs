@@ -28,31 +28,77 @@ impl Server {
             what: "socketpair",
             source,
         })?;
-        let limits = self.profiles[&profile].cgroup;
-        let group = if self.cgroups.is_active() {
-            let ready = self.ready_groups.iter().position(|(l, _)| *l == limits);
-            Some(match ready {
-                Some(i) => self.ready_groups.swap_remove(i).1,
-                None => {
-                    let g = self.new_group(limits).map_err(|source| ServerError::Io {
-                        what: "cgroup",
-                        source,
-                    })?;
-                    self.make_ahead = true;
-                    g
-                }
-            })
-        } else {
-            None
-        };
+        let group = self.take_group(self.profiles[&profile].cgroup)?;
         let p = &self.profiles[&profile];
+        let init = p.pidns;
+        let plan = self.plan(p, &stdio, theirs.as_raw_fd());
+        let (leader, pidfd) = clone_road_runner(&plan, self.child_stack.top())?;
+        drop((theirs, stdio));
+        // Into the cgroup before the plugin process exists: the road runner
+        // waits for our go.
+        if let Some(g) = &group {
+            if let Err(e) = g.add(leader) {
+                self.abort_spawn(leader, init, group);
+                return Err(ServerError::Io {
+                    what: "cannot move the sandbox into its cgroup",
+                    source: e,
+                });
+            }
+        }
+        let _ = nix::unistd::write(&ours, b"g");
+        let started = match self.await_start(&ours, deadline) {
+            Ok(Started::Yes(listener, plugin_pidfd)) => (listener, plugin_pidfd),
+            Ok(Started::Failed(stage, errno)) => {
+                self.abort_spawn(leader, init, group);
+                return Ok(SpawnEnd::Failed(stage, errno));
+            }
+            Ok(Started::Deadline) => {
+                self.abort_spawn(leader, init, group);
+                return Ok(SpawnEnd::Failed(Stage::Deadline, libc::ETIMEDOUT));
+            }
+            Ok(Started::HostGone) => {
+                self.abort_spawn(leader, init, group);
+                return Ok(SpawnEnd::HostGone);
+            }
+            Err(e) => {
+                self.abort_spawn(leader, init, group);
+                return Err(e);
+            }
+        };
+        self.register(leader, init, group, ours, pidfd, started)
+    }
+
+    /// A cgroup for the next sandbox: one made ahead, or a new one.
+    fn take_group(
+        &mut self,
+        limits: crate::cgroup::Limits,
+    ) -> Result<Option<crate::cgroup::Group>, ServerError> {
+        if !self.cgroups.is_active() {
+            return Ok(None);
+        }
+        let ready = self.ready_groups.iter().position(|(l, _)| *l == limits);
+        Ok(Some(match ready {
+            Some(i) => self.ready_groups.swap_remove(i).1,
+            None => {
+                let g = self.new_group(limits).map_err(|source| ServerError::Io {
+                    what: "cgroup",
+                    source,
+                })?;
+                self.make_ahead = true;
+                g
+            }
+        }))
+    }
+
+    /// The road runner's plan for one sandbox of profile `p`.
+    fn plan<'a>(&'a self, p: &'a Prepared, stdio: &[OwnedFd], report: RawFd) -> child::Plan<'a> {
+        let init = p.pidns;
         let netns = if p.join_net {
             self.netns.as_ref().map_or(-1, |f| f.as_raw_fd())
         } else {
             -1
         };
-        let init = p.pidns;
-        let plan = child::Plan {
+        child::Plan {
             netns,
             unshare: p.unshare as i32,
             hostname: (p.unshare & libc::CLONE_NEWUTS as u64 != 0).then_some(c"plugwarden"),
@@ -61,7 +107,7 @@ impl Server {
             cwd: p.cwd.as_deref(),
             userns: p.userns.as_ref(),
             stdio: [0, 1, 2, 3].map(|i| stdio.get(i).map_or(-1, |f| f.as_raw_fd())),
-            report: theirs.as_raw_fd(),
+            report,
             fd_limit: if crate::kernel::kernel().has(crate::kernel::Feature::CloseRange) {
                 -1
             } else {
@@ -90,86 +136,21 @@ impl Server {
             envp: &p.envp,
             init,
             plugin_stack: self.plugin_stack.top(),
-        };
-        // The init gets its own memory (a fork-style clone: it outlives the
-        // spawn, and a process inside the sandbox must never share the fork
-        // server's memory) and a new PID namespace, of which it is PID 1.
-        // A launcher shares our memory, as posix_spawn does (no page tables
-        // to copy): it runs only our code and is gone before we return.
-        let flags = libc::SIGCHLD
-            | libc::CLONE_PIDFD
-            | if init {
-                libc::CLONE_NEWPID
-            } else {
-                libc::CLONE_VM
-            }
-            | if p.userns.is_some() {
-                libc::CLONE_NEWUSER
-            } else {
-                0
-            };
-        extern "C" fn child_main(plan: *mut libc::c_void) -> libc::c_int {
-            // SAFETY: `plan` is the Plan on the fork server's stack below:
-            // the init's own copy of it, or (a launcher) the original, alive
-            // and untouched until the launcher has exited.
-            child::enter(unsafe { &*plan.cast::<child::Plan>() })
         }
-        let mut pidfd: libc::c_int = -1;
-        // SAFETY: the road runner runs only child::enter on `child_stack`
-        // (a launcher in our memory: one at a time, we wait below until it
-        // has exited), makes raw syscalls, writes nothing of ours but that
-        // stack, `plugin_stack` and errno, and never returns. `plan` and
-        // everything it points to outlive that. The fd table is its own copy;
-        // the pidfd lands in `pidfd` (CLONE_PIDFD).
-        let leader = unsafe {
-            libc::clone(
-                child_main,
-                self.child_stack.top(),
-                flags,
-                (&plan as *const child::Plan as *mut child::Plan).cast(),
-                &mut pidfd as *mut libc::c_int,
-            )
-        };
-        if leader == -1 {
-            return Err(ServerError::Io {
-                what: "clone",
-                source: io::Error::last_os_error(),
-            });
-        }
-        drop((theirs, stdio));
-        // SAFETY: CLONE_PIDFD stored a new fd that we now own.
-        let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
-        // Into the cgroup before the plugin process exists: the road runner
-        // waits for our go.
-        if let Some(g) = &group {
-            if let Err(e) = g.add(leader) {
-                self.abort_spawn(leader, init, group);
-                return Err(ServerError::Io {
-                    what: "cannot move the sandbox into its cgroup",
-                    source: e,
-                });
-            }
-        }
-        let _ = nix::unistd::write(&ours, b"g");
-        let (listener, plugin_pidfd) = match self.await_start(&ours, deadline) {
-            Ok(Started::Yes(listener, plugin_pidfd)) => (listener, plugin_pidfd),
-            Ok(Started::Failed(stage, errno)) => {
-                self.abort_spawn(leader, init, group);
-                return Ok(SpawnEnd::Failed(stage, errno));
-            }
-            Ok(Started::Deadline) => {
-                self.abort_spawn(leader, init, group);
-                return Ok(SpawnEnd::Failed(Stage::Deadline, libc::ETIMEDOUT));
-            }
-            Ok(Started::HostGone) => {
-                self.abort_spawn(leader, init, group);
-                return Ok(SpawnEnd::HostGone);
-            }
-            Err(e) => {
-                self.abort_spawn(leader, init, group);
-                return Err(e);
-            }
-        };
+    }
+
+    /// Registers a started sandbox (its leader, cgroup and report socket)
+    /// and hands the host its fds; for a launcher, first waits for it to
+    /// exit.
+    fn register(
+        &mut self,
+        leader: i32,
+        init: bool,
+        group: Option<crate::cgroup::Group>,
+        ours: OwnedFd,
+        pidfd: OwnedFd,
+        (listener, plugin_pidfd): (OwnedFd, OwnedFd),
+    ) -> Result<SpawnEnd, ServerError> {
         let pid = pidfd_pid(plugin_pidfd.as_fd());
         // The init reaps nothing until we have read the pid (see child::init).
         let _ = nix::unistd::write(&ours, b"a");
@@ -506,4 +487,59 @@ pub(super) fn plugin_exit(init: ExitInfo, report: BorrowedFd, plugin: BorrowedFd
         info.status = status;
     }
     info
+}
+
+/// Clones the road runner of `plan` on `stack`; returns its pid and pidfd.
+fn clone_road_runner(
+    plan: &child::Plan,
+    stack: *mut libc::c_void,
+) -> Result<(i32, OwnedFd), ServerError> {
+    let init = plan.init;
+    // The init gets its own memory (a fork-style clone: it outlives the
+    // spawn, and a process inside the sandbox must never share the fork
+    // server's memory) and a new PID namespace, of which it is PID 1.
+    // A launcher shares our memory, as posix_spawn does (no page tables
+    // to copy): it runs only our code and is gone before we return.
+    let flags = libc::SIGCHLD
+        | libc::CLONE_PIDFD
+        | if init {
+            libc::CLONE_NEWPID
+        } else {
+            libc::CLONE_VM
+        }
+        | if plan.userns.is_some() {
+            libc::CLONE_NEWUSER
+        } else {
+            0
+        };
+    extern "C" fn child_main(plan: *mut libc::c_void) -> libc::c_int {
+        // SAFETY: `plan` is the Plan on the fork server's stack below:
+        // the init's own copy of it, or (a launcher) the original, alive
+        // and untouched until the launcher has exited.
+        child::enter(unsafe { &*plan.cast::<child::Plan>() })
+    }
+    let mut pidfd: libc::c_int = -1;
+    // SAFETY: the road runner runs only child::enter on `child_stack`
+    // (a launcher in our memory: one at a time, we wait below until it
+    // has exited), makes raw syscalls, writes nothing of ours but that
+    // stack, `plugin_stack` and errno, and never returns. `plan` and
+    // everything it points to outlive that. The fd table is its own copy;
+    // the pidfd lands in `pidfd` (CLONE_PIDFD).
+    let leader = unsafe {
+        libc::clone(
+            child_main,
+            stack,
+            flags,
+            (plan as *const child::Plan as *mut child::Plan).cast(),
+            &mut pidfd as *mut libc::c_int,
+        )
+    };
+    if leader == -1 {
+        return Err(ServerError::Io {
+            what: "clone",
+            source: io::Error::last_os_error(),
+        });
+    }
+    // SAFETY: CLONE_PIDFD stored a new fd that we now own.
+    Ok((leader, unsafe { OwnedFd::from_raw_fd(pidfd) }))
 }
