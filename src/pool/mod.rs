@@ -63,8 +63,8 @@ use crate::verdict::Verdict;
 use crate::worker::{run_filter_input, Attach, JobOutcome, Worker};
 
 use recycle::*;
-pub use slot::{jittered, truncate};
 use slot::*;
+pub use slot::{jittered, truncate};
 
 /// How often an idle slot looks at the stop flag.
 const TICK: Duration = Duration::from_millis(50);

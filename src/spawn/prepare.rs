@@ -6,35 +6,7 @@ use super::*;
 impl Server {
     pub(super) fn prepare(&self, spec: &ProfileSpec) -> Result<Prepared, ServerError> {
         let kernel = crate::kernel::kernel();
-        let exe_fd = if spec.exec_by_fd {
-            let fd = nix::fcntl::open(
-                &spec.exe,
-                nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
-                nix::sys::stat::Mode::empty(),
-            )
-            .map_err(|source| ServerError::Open {
-                path: spec.exe.clone(),
-                source,
-            })?;
-            Some(fd)
-        } else {
-            None
-        };
-        let cstr = |s: &[u8]| {
-            CString::new(s)
-                .map_err(|_| ServerError::Broken("argument or environment contains a NUL byte"))
-        };
-        let path = cstr(spec.exe.as_os_str().as_bytes())?;
-        let argv_s: Vec<CString> = spec
-            .argv
-            .iter()
-            .map(|a| cstr(a.as_bytes()))
-            .collect::<Result<_, _>>()?;
-        let env_s: Vec<CString> = spec
-            .env
-            .iter()
-            .map(|a| cstr(a.as_bytes()))
-            .collect::<Result<_, _>>()?;
+        let (exe_fd, path, argv_s, env_s) = exec_strings(spec)?;
         let ptrs = |v: &[CString]| {
             v.iter()
                 .map(|c| c.as_ptr())
@@ -48,33 +20,7 @@ impl Server {
             landlock_abi: kernel.landlock_abi,
             ..Walls::default()
         };
-        let mut rlimits = spec.rlimits.clone();
-        if !self.cgroups.has_memory() {
-            walls.missing.push(format!(
-                "memory: no memory cgroup ({}): RLIMIT_AS bounds the address space, and the verdict is memory only when the plugin reports the failed allocation",
-                self.cgroups.describe()
-            ));
-        } else if let Some(mem) = spec.cgroup.memory {
-            // The memory cgroup is the real limit and names an OOM kill; the
-            // address-space and data rlimits stay as a looser backstop
-            // (still hard = soft).
-            for r in &mut rlimits {
-                if r.0 == libc::RLIMIT_AS || r.0 == libc::RLIMIT_DATA {
-                    let mut lim = libc::rlimit64 {
-                        rlim_cur: u64::MAX,
-                        rlim_max: u64::MAX,
-                    };
-                    // SAFETY: getrlimit64 writes one struct on our stack.
-                    unsafe { libc::getrlimit64(r.0 as _, &mut lim) };
-                    let loose = mem
-                        .saturating_mul(2)
-                        .max(mem.saturating_add(1 << 30))
-                        .min(lim.rlim_max)
-                        .max(r.1);
-                    *r = (r.0, loose, loose);
-                }
-            }
-        }
+        let mut rlimits = self.rlimits(spec, &mut walls.missing);
         let wanted_ns = spec.namespaces;
         let host = confine::Host {
             is_root: self.is_root,
@@ -141,28 +87,7 @@ impl Server {
         let raw = (proc_access != 0 || tmp_access != 0)
             .then(|| landlock_rules::raw(&grants, kernel.landlock()))
             .flatten();
-        let landlock = if let Some(raw) = raw {
-            let mut keep: Vec<RawFd> = raw.paths.iter().map(|(fd, _)| fd.as_raw_fd()).collect();
-            keep.sort_unstable();
-            let own = child::OwnRuleset {
-                attr: raw.attr,
-                paths: raw
-                    .paths
-                    .iter()
-                    .map(|(fd, a)| (fd.as_raw_fd(), *a))
-                    .collect(),
-                ports: raw.ports,
-                proc_access,
-                tmp_access,
-                keep,
-            };
-            ProfileLandlock::Own {
-                rules: own,
-                _fds: raw.paths.into_iter().map(|(fd, _)| fd).collect(),
-            }
-        } else {
-            ProfileLandlock::Shared(ruleset)
-        };
+        let landlock = own_landlock(raw, proc_access, tmp_access, ruleset);
         let mut root = match (&self.root_dir, minimal_root) {
             (Some(dir), true) => Some(root_plan(dir, &grants, pidns, spec.tmp)?),
             _ => None,
@@ -213,6 +138,39 @@ impl Server {
         })
     }
 
+    /// The profile's rlimits; with a memory cgroup, the address-space and
+    /// data limits loosened to a backstop.
+    fn rlimits(&self, spec: &ProfileSpec, missing: &mut Vec<String>) -> Vec<(u32, u64, u64)> {
+        let mut rlimits = spec.rlimits.clone();
+        if !self.cgroups.has_memory() {
+            missing.push(format!(
+                "memory: no memory cgroup ({}): RLIMIT_AS bounds the address space, and the verdict is memory only when the plugin reports the failed allocation",
+                self.cgroups.describe()
+            ));
+        } else if let Some(mem) = spec.cgroup.memory {
+            // The memory cgroup is the real limit and names an OOM kill; the
+            // address-space and data rlimits stay as a looser backstop
+            // (still hard = soft).
+            for r in &mut rlimits {
+                if r.0 == libc::RLIMIT_AS || r.0 == libc::RLIMIT_DATA {
+                    let mut lim = libc::rlimit64 {
+                        rlim_cur: u64::MAX,
+                        rlim_max: u64::MAX,
+                    };
+                    // SAFETY: getrlimit64 writes one struct on our stack.
+                    unsafe { libc::getrlimit64(r.0 as _, &mut lim) };
+                    let loose = mem
+                        .saturating_mul(2)
+                        .max(mem.saturating_add(1 << 30))
+                        .min(lim.rlim_max)
+                        .max(r.1);
+                    *r = (r.0, loose, loose);
+                }
+            }
+        }
+        rlimits
+    }
+
     /// Holds `limits.processes` for a profile: the pids cgroup, else (not
     /// root, in the plugin's own user namespace, Linux 5.14+) RLIMIT_NPROC,
     /// which the kernel counts per user in each user namespace, so that it
@@ -252,5 +210,76 @@ impl Server {
                 spec.processes
             ));
         }
+    }
+}
+
+/// The exec fd (when exec'ing by fd) and the exec strings of a profile.
+#[allow(clippy::type_complexity)]
+fn exec_strings(
+    spec: &ProfileSpec,
+) -> Result<(Option<OwnedFd>, CString, Vec<CString>, Vec<CString>), ServerError> {
+    let exe_fd = if spec.exec_by_fd {
+        let fd = nix::fcntl::open(
+            &spec.exe,
+            nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(|source| ServerError::Open {
+            path: spec.exe.clone(),
+            source,
+        })?;
+        Some(fd)
+    } else {
+        None
+    };
+    let path = cstr(spec.exe.as_os_str().as_bytes())?;
+    let argv_s: Vec<CString> = spec
+        .argv
+        .iter()
+        .map(|a| cstr(a.as_bytes()))
+        .collect::<Result<_, _>>()?;
+    let env_s: Vec<CString> = spec
+        .env
+        .iter()
+        .map(|a| cstr(a.as_bytes()))
+        .collect::<Result<_, _>>()?;
+    Ok((exe_fd, path, argv_s, env_s))
+}
+
+/// A C string of `s`, refused when it holds a NUL byte.
+fn cstr(s: &[u8]) -> Result<CString, ServerError> {
+    CString::new(s).map_err(|_| ServerError::Broken("argument or environment contains a NUL byte"))
+}
+
+/// The profile's Landlock ruleset: shared by every sandbox, or (with rules
+/// for the sandbox's own /proc or /tmp) the raw rules each sandbox builds
+/// its own from.
+fn own_landlock(
+    raw: Option<landlock_rules::Raw>,
+    proc_access: u64,
+    tmp_access: u64,
+    ruleset: Option<OwnedFd>,
+) -> ProfileLandlock {
+    if let Some(raw) = raw {
+        let mut keep: Vec<RawFd> = raw.paths.iter().map(|(fd, _)| fd.as_raw_fd()).collect();
+        keep.sort_unstable();
+        let own = child::OwnRuleset {
+            attr: raw.attr,
+            paths: raw
+                .paths
+                .iter()
+                .map(|(fd, a)| (fd.as_raw_fd(), *a))
+                .collect(),
+            ports: raw.ports,
+            proc_access,
+            tmp_access,
+            keep,
+        };
+        ProfileLandlock::Own {
+            rules: own,
+            _fds: raw.paths.into_iter().map(|(fd, _)| fd).collect(),
+        }
+    } else {
+        ProfileLandlock::Shared(ruleset)
     }
 }
