@@ -95,7 +95,7 @@ fn sandbox_for(
     s: Sanitizer,
     dirs: &[PathBuf],
     a: &SanitizeArgs,
-    fs: &Arc<plugwarden::forkserver::ForkServer>,
+    fs: &Arc<plugwarden::spawn::ForkServer>,
 ) -> Result<Arc<Sandbox>, Usage> {
     let exe = find_plugin(s, dirs)?;
     let mut policy = plugwarden::policy::load(s.policy_name())?;
