@@ -11,6 +11,11 @@ Usage: pool_baseline.py [--tasks 2000] [--rounds 5]
        pool_baseline.py --only K [--tasks N]   (for plugwarden-bench: one
            timed run of multiprocessing.Pool(2, maxtasksperchild=K), fork
            context, after a 50-task warm-up; prints "RESULT <tasks/s>")
+       pool_baseline.py --files IN OUT --only K   (for plugwarden-bench:
+           what `plugwarden run --out OUT IN` does, the Python way: list IN,
+           then Pool(2, maxtasksperchild=K) reads each file and writes it
+           under the same name in OUT with plain open/write/close, no fsync;
+           prints "RESULT <files/s>", timed from the listing to the pool's end)
 
 plugwarden-bench embeds this file and runs it with --only.
 """
@@ -41,6 +46,25 @@ def run_pool(n_tasks, k, ctx_name):
     dt = time.perf_counter() - t0
     assert out[-1][0] == (n_tasks - 1) ** 2 and len(out[-1][1]) == 4096
     return n_tasks / dt
+
+
+def copy_file(arg):
+    src, dst = arg
+    with open(src, "rb") as f:
+        data = f.read()
+    with open(dst, "wb") as f:
+        f.write(data)
+    return len(data)
+
+
+def run_files(src_dir, out_dir, k):
+    t0 = time.perf_counter()
+    names = sorted(os.listdir(src_dir))
+    os.makedirs(out_dir, exist_ok=True)
+    args = [(os.path.join(src_dir, n), os.path.join(out_dir, n)) for n in names]
+    with mp.get_context("fork").Pool(2, maxtasksperchild=k) as pool:
+        done = sum(1 for _ in pool.imap_unordered(copy_file, args, chunksize=1))
+    return done / (time.perf_counter() - t0)
 
 
 def run_executor(n_tasks, k, ctx_name, inflight=None):
@@ -105,7 +129,11 @@ def main():
     ap.add_argument("--tasks", type=int, default=2000)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--only", type=int, default=None)
+    ap.add_argument("--files", nargs=2, metavar=("IN", "OUT"), default=None)
     a = ap.parse_args()
+    if a.files is not None:
+        print(f"RESULT {run_files(a.files[0], a.files[1], a.only or 100):.1f}", flush=True)
+        return
     if a.only is not None:
         run_pool(50, a.only, "fork")  # warm-up
         print(f"RESULT {run_pool(a.tasks, a.only, 'fork'):.1f}", flush=True)

@@ -15,10 +15,13 @@
 //!   edit onwards is caught only by comparing [`VerifySummary::last_hash`]
 //!   with a copy kept elsewhere (the run summary prints it).
 //! - **Crash safety.** A record is committed when its newline is in the file.
-//!   Each record is one write(2) of the complete line under an exclusive
-//!   flock, with no userspace buffer, so a host killed at any instant leaves a
-//!   valid prefix plus at most one torn line, which [`AuditWriter::open`] cuts
-//!   away (it was never a complete record) and [`verify`] reports.
+//!   Each record, or each group of records ([`AuditWriter::append_all`]), is
+//!   one write(2) of complete lines under an exclusive flock, with no
+//!   userspace buffer, so a host killed at any instant leaves a valid prefix
+//!   plus at most one torn line, which [`AuditWriter::open`] cuts away (it
+//!   was never a complete record) and [`verify`] reports. Nothing here syncs
+//!   unless asked ([`AuditWriter::set_sync`], [`AuditWriter::sync`]): `run`
+//!   syncs once per group, after the outputs the group's records vouch for.
 //! - **Bounded.** Lines longer than [`MAX_LINE`] are refused on both sides, and
 //!   the verifier streams, so a hostile or huge file costs at most one line of
 //!   memory.
@@ -546,18 +549,26 @@ impl AuditWriter {
     /// one line with a single write(2), and returns it as written. On a write
     /// error the partial line is removed, so the log stays valid.
     pub fn append(&mut self, mut rec: AuditRecord) -> Result<AuditRecord, AuditError> {
-        if !VERDICTS.contains(&rec.verdict.as_str()) {
-            return Err(AuditError::UnknownVerdict {
-                input: rec.input,
-                verdict: rec.verdict,
-            });
-        }
-        if rec.time.is_empty() {
-            rec.time = now();
-        }
-        let name = rec.input.clone();
-        self.commit(&mut rec, || name)?;
+        self.append_all(std::slice::from_mut(&mut rec))?;
         Ok(rec)
+    }
+
+    /// [`AuditWriter::append`] for several records at once, in order: all
+    /// their lines go out in a single write(2), and on any error none of
+    /// them stays in the log (the group commit of `run`).
+    pub fn append_all(&mut self, recs: &mut [AuditRecord]) -> Result<(), AuditError> {
+        for rec in recs.iter_mut() {
+            if !VERDICTS.contains(&rec.verdict.as_str()) {
+                return Err(AuditError::UnknownVerdict {
+                    input: rec.input.clone(),
+                    verdict: rec.verdict.clone(),
+                });
+            }
+            if rec.time.is_empty() {
+                rec.time = now();
+            }
+        }
+        self.commit(recs, |rec| rec.input.clone())
     }
 
     /// [`AuditWriter::append`] for a record about the batch.
@@ -565,39 +576,55 @@ impl AuditWriter {
         if rec.time.is_empty() {
             rec.time = now();
         }
-        let event = rec.event.clone();
-        self.commit(&mut rec, || format!("the {event} record"))?;
+        self.commit(std::slice::from_mut(&mut rec), |rec| {
+            format!("the {} record", rec.event)
+        })?;
         Ok(rec)
     }
 
     fn commit<T: Link>(
         &mut self,
-        rec: &mut T,
-        name: impl FnOnce() -> String,
+        recs: &mut [T],
+        name: impl Fn(&T) -> String,
     ) -> Result<(), AuditError> {
         if self.broken {
             return Err(AuditError::Broken {
                 path: self.path.clone(),
             });
         }
-        let seq = self.next_seq;
-        rec.set_position(seq, &self.last_hash);
-        let mut line = seal(rec);
-        if line.len() > MAX_LINE {
-            return Err(AuditError::RecordTooLarge {
-                input: name(),
-                len: line.len(),
-            });
+        let mut lines = Vec::new();
+        let mut prev = self.last_hash.clone();
+        for (seq, rec) in (self.next_seq..).zip(recs.iter_mut()) {
+            rec.set_position(seq, &prev);
+            let line = seal(rec);
+            if line.len() > MAX_LINE {
+                return Err(AuditError::RecordTooLarge {
+                    input: name(rec),
+                    len: line.len(),
+                });
+            }
+            lines.extend_from_slice(&line);
+            lines.push(b'\n');
+            rec.hash().clone_into(&mut prev);
         }
-        line.push(b'\n');
-        self.write_line(&line, seq)?;
-        self.len += line.len() as u64;
-        self.next_seq += 1;
-        rec.hash().clone_into(&mut self.last_hash);
+        if recs.is_empty() {
+            return Ok(());
+        }
+        let last = self.next_seq + recs.len() as u64 - 1;
+        self.write_line(&lines, self.next_seq)?;
+        self.len += lines.len() as u64;
+        self.next_seq = last + 1;
+        self.last_hash = prev;
         if self.sync {
-            self.sync_to_disk(seq)?;
+            self.sync_to_disk(last)?;
         }
         Ok(())
+    }
+
+    /// Makes every record written so far durable: fdatasync, and a newly
+    /// created log's directory entry too.
+    pub fn sync(&mut self) -> Result<(), AuditError> {
+        self.sync_to_disk(self.next_seq.saturating_sub(1))
     }
 
     /// The `seq` the next appended record gets.
@@ -610,6 +637,7 @@ impl AuditWriter {
         &self.last_hash
     }
 
+    /// Writes one or more complete lines; `seq` is the first one's.
     fn write_line(&mut self, line: &[u8], seq: u64) -> Result<(), AuditError> {
         // O_APPEND and the flock make this one contiguous write; write_all
         // issues a single write(2) unless the kernel takes only part of it.
@@ -1507,6 +1535,51 @@ mod tests {
 
         assert!(matches!(err, AuditError::UnknownVerdict { .. }), "{err:?}");
         assert_eq!(writer.next_seq(), 1);
+    }
+
+    #[test]
+    fn test_append_all_three_records_chain_like_three_appends() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.jsonl");
+        let mut writer = AuditWriter::open(&path).unwrap();
+        let mut recs: Vec<AuditRecord> = (1..=3).map(|i| record(i, "ok")).collect();
+
+        writer.append_all(&mut recs).unwrap();
+
+        assert_eq!(recs[2].seq, 3);
+        assert_eq!(recs[1].prev, recs[0].hash);
+        assert_eq!(writer.last_hash(), recs[2].hash);
+        assert_eq!(writer.next_seq(), 4);
+        assert_eq!(verify(&path).unwrap().records, 3);
+    }
+
+    #[test]
+    fn test_append_all_with_one_oversized_record_writes_none_of_them() {
+        let (_dir, path) = write_log(1);
+        let mut writer = AuditWriter::open(&path).unwrap();
+        let mut big = record(3, "plugin_error");
+        big.detail = "x".repeat(MAX_LINE);
+        let mut recs = vec![record(2, "ok"), big];
+
+        let err = writer.append_all(&mut recs).unwrap_err();
+
+        assert!(matches!(err, AuditError::RecordTooLarge { .. }), "{err:?}");
+        assert_eq!(writer.next_seq(), 2);
+        writer.append(record(2, "ok")).unwrap();
+        assert_eq!(verify(&path).unwrap().records, 2);
+    }
+
+    #[test]
+    fn test_append_all_empty_writes_nothing() {
+        let (_dir, path) = write_log(2);
+        let before = std::fs::read(&path).unwrap();
+        let mut writer = AuditWriter::open(&path).unwrap();
+
+        writer.append_all(&mut []).unwrap();
+        writer.sync().unwrap();
+
+        assert_eq!(std::fs::read(&path).unwrap(), before);
+        assert_eq!(writer.next_seq(), 3);
     }
 
     #[test]

@@ -384,10 +384,7 @@ pub fn userns_available() -> Result<(), String> {
     // may allow the namespace but no capability in it (Ubuntu's
     // kernel.apparmor_restrict_unprivileged_userns), so creating one is
     // not enough of a probe.
-    let plan = crate::child::UsernsPlan::new(
-        nix::unistd::getuid().as_raw(),
-        nix::unistd::getgid().as_raw(),
-    );
+    let plan = userns_plan();
     // SAFETY: single-threaded fork server (or doctor); the child makes raw
     // syscalls only, on strings prepared above.
     match unsafe { nix::unistd::fork() } {
@@ -474,6 +471,28 @@ fn landlock_kernel_abi() -> i64 {
         )
     };
     v.max(0)
+}
+
+/// The uid and gid maps a child writes from inside a new user namespace:
+/// this process's (unprivileged) ids appear as 65534 inside.
+pub(crate) fn userns_plan() -> crate::child::UsernsPlan {
+    let map = |id: u32| std::ffi::CString::new(format!("65534 {id} 1\n")).expect("no NUL");
+    crate::child::UsernsPlan {
+        uid_map: map(nix::unistd::getuid().as_raw()),
+        gid_map: map(nix::unistd::getgid().as_raw()),
+        setgroups_path: c"/proc/self/setgroups",
+        uid_map_path: c"/proc/self/uid_map",
+        gid_map_path: c"/proc/self/gid_map",
+    }
+}
+
+/// The highest capability this kernel knows
+/// (`/proc/sys/kernel/cap_last_cap`), read once by the fork server.
+pub(crate) fn last_cap() -> u32 {
+    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(40) // CAP_CHECKPOINT_RESTORE, the last one since Linux 5.9
 }
 
 #[cfg(test)]

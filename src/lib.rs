@@ -1,7 +1,7 @@
 //! plugwarden: run untrusted plugins safely on Linux.
 //!
 //! The host ([`sandbox::Sandbox`], [`worker::Worker`]) asks a small
-//! single-threaded [`forkserver`] to fork each plugin; the child walks the
+//! single-threaded fork server ([`spawn`]) to fork each plugin; the child walks the
 //! confinement road in `child` (session, fds, rlimits, Landlock,
 //! identity, seccomp) and execs. The host talks to it over pipes with the
 //! bounded wire protocol (the `plugwarden-proto` crate), enforces
@@ -13,10 +13,10 @@
 pub mod audit;
 pub mod cgroup;
 mod child;
+mod confine;
 pub mod describe;
 mod elf;
 pub mod escape;
-pub mod forkserver;
 pub mod input;
 pub mod kernel;
 pub mod landlock_rules;
@@ -30,6 +30,7 @@ pub mod sanitize;
 pub mod seccomp;
 pub mod shard;
 pub mod sink;
+pub mod spawn;
 pub mod verdict;
 pub mod worker;
 

@@ -5,7 +5,7 @@ mod cli;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    // The same binary is its own fork server (see plugwarden::forkserver).
-    plugwarden::forkserver::serve_if_requested();
+    // The same binary is its own fork server (see plugwarden::spawn).
+    plugwarden::spawn::serve_if_requested();
     cli::main()
 }

@@ -16,9 +16,9 @@ use std::time::Instant;
 use nix::fcntl::OFlag;
 
 use crate::arena::{self, Arena};
-use crate::forkserver::{ExitInfo, ForkServer, ForkServerError, ProfileSpec};
 use crate::landlock_rules::Grants;
 use crate::policy::{groups::Arch, Policy};
+use crate::spawn::{ExitInfo, ForkServer, ForkServerError, ProfileSpec};
 
 /// How the host talks to the plugin.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
@@ -105,7 +105,7 @@ pub struct Sandbox {
     /// What this host could not enforce (e.g. no identity change when not root).
     pub weakenings: Vec<String>,
     /// The optional walls in force (cgroups, namespaces).
-    pub walls: crate::forkserver::Walls,
+    pub walls: crate::spawn::Walls,
     /// What was prepared, to prepare it again on another fork server.
     spec: ProfileSpec,
 }
@@ -339,7 +339,7 @@ impl Drop for Sandbox {
 }
 
 /// The walls in force that can stand in for a Landlock right.
-fn cover(policy: &Policy, walls: &crate::forkserver::Walls) -> crate::landlock_rules::Cover {
+fn cover(policy: &Policy, walls: &crate::spawn::Walls) -> crate::landlock_rules::Cover {
     let ns = |flag: i32| walls.namespaces & flag as u64 != 0;
     let sys = &policy.syscalls;
     let socket = |families: &[u32]| {
@@ -507,8 +507,8 @@ impl Process {
     /// which ends everything else in the sandbox.
     pub fn kill(&self) {
         if self.exit.is_none() {
-            crate::forkserver::kill_pidfd(self.plugin_pidfd.as_fd());
-            crate::forkserver::kill_pidfd(self.pidfd.as_fd());
+            crate::spawn::kill_pidfd(self.plugin_pidfd.as_fd());
+            crate::spawn::kill_pidfd(self.pidfd.as_fd());
         }
     }
 

@@ -97,7 +97,7 @@ fn copy_from_arena<S: OutputSink + ?Sized>(
 /// A finished output the host did not hold, not yet in its place.
 #[derive(Debug)]
 pub struct SavedOutput {
-    /// The complete file, flushed and synced, under a temporary name in
+    /// The complete file, flushed but not synced, under a temporary name in
     /// its directory (the output directory when it is to be renamed into
     /// place); `None` when there was nowhere to keep it and only its hash
     /// was taken.
@@ -142,15 +142,12 @@ impl HashedFile {
         })
     }
 
-    /// Flushes and syncs the file; the output as saved (no name, detail
-    /// or notes yet).
+    /// Flushes the file (not synced: whoever puts it in place makes it
+    /// durable, a group of outputs at a time); the output as saved (no name,
+    /// detail or notes yet).
     pub fn finish(self) -> io::Result<SavedOutput> {
         let file = match self.file {
-            Some(w) => {
-                let file = w.into_inner().map_err(|e| e.into_error())?;
-                file.as_file().sync_data()?;
-                Some(file)
-            }
+            Some(w) => Some(w.into_inner().map_err(|e| e.into_error())?),
             None => None,
         };
         Ok(SavedOutput {

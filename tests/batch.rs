@@ -776,9 +776,9 @@ fn test_run_unreadable_input_gets_input_error_and_others_go_on() {
 
 // The pool as a library: per-slot fork servers and pipelined windows.
 
-use plugwarden::forkserver::ForkServer;
 use plugwarden::pool::{Finished, Pool, PoolConfig, PoolStats, RecycleReason, Task};
 use plugwarden::sandbox::{Enforce, Mode, PluginSpec, Sandbox};
+use plugwarden::spawn::ForkServer;
 use std::sync::Arc;
 
 fn probe_sandbox() -> Arc<Sandbox> {

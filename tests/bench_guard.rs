@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use common::*;
-use plugwarden::forkserver::ForkServer;
 use plugwarden::sandbox::{Enforce, Mode, PluginSpec, Sandbox};
+use plugwarden::spawn::ForkServer;
 use plugwarden::worker::Worker;
 
 const ROUNDS: usize = 3;

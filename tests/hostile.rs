@@ -31,8 +31,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
-use plugwarden::forkserver::ForkServer;
 use plugwarden::sandbox::{Enforce, Mode, PluginSpec, Sandbox};
+use plugwarden::spawn::ForkServer;
 use plugwarden::worker::{JobOutcome, Worker};
 use plugwarden_proto::{self as protocol, FrameDecoder, Kind};
 

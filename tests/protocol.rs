@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use plugwarden::forkserver::ForkServer;
 use plugwarden::sandbox::{Enforce, Mode, PluginSpec, Sandbox};
+use plugwarden::spawn::ForkServer;
 use plugwarden::worker::Worker;
 use plugwarden::Verdict;
 

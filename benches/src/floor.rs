@@ -148,6 +148,13 @@ impl Floors {
         self.python.is_some()
     }
 
+    /// python3 and the peer script (`pool_baseline.py`), when python3 is installed.
+    pub fn python_script(&self) -> Option<(&Path, &Path)> {
+        self.python
+            .as_deref()
+            .map(|py| (py, self.pool_py.as_path()))
+    }
+
     /// multiprocessing.Pool(2, maxtasksperchild=k) on `tasks` 4 KiB echo tasks: tasks/s.
     pub fn python_pool(&self, k: u64, tasks: usize) -> Result<f64> {
         let py = self.python.as_ref().context("python3 is not installed")?;

@@ -10,6 +10,7 @@
 //!
 //! docs/PERFORMANCE.md explains every row.
 
+mod files;
 mod floor;
 mod host;
 mod office;
@@ -45,6 +46,12 @@ struct Config {
     shard_inputs: usize,
     shard_rounds: usize,
     merge_records: usize,
+    /// 4 KiB files per `run --out` round, rounds, and files for `--durability each`.
+    files: usize,
+    files_rounds: usize,
+    files_each: usize,
+    /// Files per size in the cost-per-job rows: 1 KiB, 64 KiB, 1 MiB, 16 MiB.
+    files_by_size: [usize; 4],
     only: Option<Vec<String>>,
 }
 
@@ -73,6 +80,10 @@ impl Config {
                 shard_inputs: 4_000,
                 shard_rounds: 2,
                 merge_records: 100_000,
+                files: 4_000,
+                files_rounds: 2,
+                files_each: 200,
+                files_by_size: [1_000, 200, 40, 4],
                 only: None,
             }
         } else {
@@ -96,6 +107,10 @@ impl Config {
                 shard_inputs: 20_000,
                 shard_rounds: 5,
                 merge_records: 1_000_000,
+                files: 20_000,
+                files_rounds: 5,
+                files_each: 500,
+                files_by_size: [4_000, 1_000, 100, 8],
                 only: None,
             }
         };
@@ -117,7 +132,7 @@ impl Config {
                 }
                 "-h" | "--help" => {
                     println!(
-                        "usage: plugwarden-bench [--quick] [--rounds N] [--only spawn,rt,bulk,batch,memory,streaming,sanitize,office,shards]"
+                        "usage: plugwarden-bench [--quick] [--rounds N] [--only spawn,rt,bulk,batch,files,memory,streaming,sanitize,office,shards]"
                     );
                     std::process::exit(0);
                 }
@@ -680,6 +695,135 @@ fn batch_section(
     Ok(())
 }
 
+/// `plugwarden run --out` over 4 KiB files with `--audit` (durability
+/// group, none, each) against Python's pool writing the same files; 1 and
+/// 2 workers; the cost of a job for inputs of 1 KiB to 16 MiB.
+fn files_section(
+    c: &Config,
+    bins: &host::Binaries,
+    fl: &floor::Floors,
+    rows: &mut Vec<Row>,
+) -> Result<()> {
+    let (pw, echo) = (&bins.plugwarden, &bins.echo);
+    let two = ["--workers", "2", "--batch", "100"];
+    let none = ["--workers", "2", "--batch", "100", "--durability", "none"];
+    let one = ["--workers", "1", "--batch", "100"];
+    let mut corpus = files::Corpus::new(c.files, 4096)?;
+    let (mut group_rate, mut none_rate, mut one_rate, mut py_rate, mut no_out) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    corpus.plugwarden(pw, echo, "strict", true, &two)?; // warm-up
+    for round in 0..c.files_rounds {
+        progress(&format!("files round {}/{}", round + 1, c.files_rounds));
+        // Rotated, so that no side always runs right after the same one.
+        for turn in 0..5 {
+            match (turn + round) % 5 {
+                0 => group_rate.push(corpus.plugwarden(pw, echo, "strict", true, &two)?),
+                1 => none_rate.push(corpus.plugwarden(pw, echo, "strict", true, &none)?),
+                2 => one_rate.push(corpus.plugwarden(pw, echo, "strict", true, &one)?),
+                3 => no_out.push(corpus.plugwarden(pw, echo, "strict", false, &two)?),
+                _ => {
+                    if let Some((python, script)) = fl.python_script() {
+                        py_rate.push(corpus.python(python, script)?);
+                    }
+                }
+            }
+        }
+    }
+    drop(corpus);
+    let what = format!(
+        "`run --out` {} 4 KiB files through pw-echo, --audit, 2 workers, batch 100",
+        c.files
+    );
+    let py_name =
+        "Python Pool(2, maxtasksperchild=100) reading and writing the same files (no fsync)";
+    if fl.python_script().is_some() {
+        rows.push(
+            Row::versus(
+                &format!("{what}, --durability group"),
+                "files/s",
+                &group_rate,
+                py_name,
+                &py_rate,
+            )
+            .target(Target::AtLeast(3.0)),
+        );
+        rows.push(
+            Row::versus(
+                &format!("{what}, --durability none"),
+                "files/s",
+                &none_rate,
+                py_name,
+                &py_rate,
+            )
+            .target(Target::AtLeast(5.0)),
+        );
+    } else {
+        let mut row = Row::info(&what, "files/s", &group_rate);
+        row.base_name = "skipped: python3 not installed".into();
+        rows.push(row);
+    }
+    rows.push(Row::versus(
+        "`run --out --durability group` vs the same `run` without `--out` (what writing the outputs costs)",
+        "files/s",
+        &group_rate,
+        "`run --audit`, no --out",
+        &no_out,
+    ));
+    rows.push(Row::versus(
+        "`run --out`: 2 workers vs 1 worker (same files, --durability group)",
+        "files/s",
+        &group_rate,
+        "1 worker",
+        &one_rate,
+    ));
+    progress("files: --durability each");
+    let mut each = files::Corpus::new(c.files_each, 4096)?;
+    let each_rate = each.plugwarden(
+        pw,
+        echo,
+        "strict",
+        true,
+        &["--workers", "2", "--durability", "each"],
+    )?;
+    drop(each);
+    rows.push(Row::info(
+        &format!(
+            "`run --out --durability each`: {} 4 KiB files, 2 workers (three syncs per job)",
+            c.files_each
+        ),
+        "files/s",
+        &[each_rate],
+    ));
+    let policy_dir = tempfile::tempdir()?;
+    let policy = files::big_policy(policy_dir.path())?;
+    // The cost of one more job: a run over `count` inputs minus a run over
+    // one (the start-up: fork server, first worker, the plugin's hash).
+    for (size, count) in [1 << 10, 64 << 10, 1 << 20, 16 << 20]
+        .into_iter()
+        .zip(c.files_by_size)
+    {
+        let kib = size >> 10;
+        progress(&format!("files: {count} inputs of {kib} KiB"));
+        let mut many = files::Corpus::new(count, size)?;
+        let mut one = files::Corpus::new(1, size)?;
+        let mut us = Vec::new();
+        for _ in 0..3 {
+            let t_many = count as f64 / many.plugwarden(pw, echo, &policy, true, &two)?;
+            let t_one = 1.0 / one.plugwarden(pw, echo, &policy, true, &two)?;
+            us.push((t_many - t_one).max(0.0) * 1e6 / (count - 1) as f64);
+        }
+        let mib_s = size as f64 / f64::from(1 << 20) / (stats::summarize(&us).median / 1e6);
+        rows.push(Row::info(
+            &format!(
+                "`run --out`: cost of one more job, {kib} KiB inputs ({count} vs 1 per run, 2 workers, --audit; {mib_s:.0} MiB/s)"
+            ),
+            "µs",
+            &us,
+        ));
+    }
+    Ok(())
+}
+
 fn memory_section(c: &Config, h: &host::Host, rows: &mut Vec<Row>) -> Result<()> {
     let (small, big) = c.mem_jobs;
     // One pool, as one long `plugwarden run`; the checkpoints show the
@@ -1068,6 +1212,9 @@ fn main() -> Result<()> {
     }
     if c.wants("batch") {
         batch_section(&c, &h, &fl, floor_us, &mut rows)?;
+    }
+    if c.wants("files") {
+        files_section(&c, &bins, &fl, &mut rows)?;
     }
     if c.wants("memory") {
         memory_section(&c, &h, &mut rows)?;

@@ -17,10 +17,10 @@ use std::sync::Arc;
 use caps::{CapSet, Capability};
 use clap::Args;
 use plugwarden::cgroup::Backend;
-use plugwarden::forkserver::ForkServer;
 use plugwarden::kernel::{self, Feature, Kernel};
 use plugwarden::landlock_rules;
 use plugwarden::sandbox::{Enforce, Mode, PluginSpec, Sandbox};
+use plugwarden::spawn::ForkServer;
 
 use super::{Usage, EXIT_OK, EXIT_VERDICT};
 

@@ -4,6 +4,7 @@
 
 mod audit;
 mod call;
+mod commit;
 mod doctor;
 mod generate;
 mod learn;
@@ -20,8 +21,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
-use plugwarden::forkserver::ForkServer;
 use plugwarden::sandbox::{Enforce, Mode, PluginSpec, Sandbox};
+use plugwarden::spawn::ForkServer;
 
 pub const EXIT_OK: u8 = 0;
 pub const EXIT_VERDICT: u8 = 1;
@@ -295,7 +296,7 @@ impl SandboxArgs {
 }
 
 pub fn start_fork_server() -> Result<Arc<ForkServer>, Usage> {
-    let exe = plugwarden::forkserver::default_exe()?;
+    let exe = plugwarden::spawn::default_exe()?;
     Ok(Arc::new(ForkServer::start(&exe)?))
 }
 

@@ -29,6 +29,7 @@ use plugwarden::worker::{run_filter_input, Attach, JobOutcome, Worker};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use super::commit::{Durability, GroupCommit, Job, Limits, Output, Report};
 use super::shard::{ShardArgs, Sharding};
 use super::{parse_duration, parse_size, SandboxArgs, Usage, EXIT_OK, EXIT_USAGE, EXIT_VERDICT};
 
@@ -40,6 +41,10 @@ const MAX_NOTES: usize = 64;
 /// How long the host waits, after killing the jobs in flight (or for a
 /// feeder stuck in a read), before it exits without them.
 const SETTLE: Duration = Duration::from_secs(2);
+/// When a group of outputs and records closes (`--group-size`,
+/// `--group-time`), chosen by measurement (docs/PERFORMANCE.md).
+const GROUP_SIZE: u32 = 1000;
+const GROUP_TIME: &str = "100ms";
 /// Poison inputs listed by name in the summary.
 const MAX_POISON_LISTED: usize = 1000;
 
@@ -69,6 +74,15 @@ pub struct BatchArgs {
     /// Skip inputs already recorded in the --audit file with the same sha256.
     #[arg(long, requires = "audit")]
     pub resume: bool,
+    /// What a finished job promises after a power cut: group (outputs and records synced a group at a time), each (synced one job at a time), none (not synced).
+    #[arg(long, value_enum, default_value_t = Durability::Group)]
+    pub durability: Durability,
+    /// A group of outputs and records is synced at N jobs ...
+    #[arg(long, value_name = "N", default_value_t = GROUP_SIZE, value_parser = clap::value_parser!(u32).range(1..))]
+    pub group_size: u32,
+    /// ... or this long after its first job, whichever comes first.
+    #[arg(long, value_parser = parse_duration, default_value = GROUP_TIME)]
+    pub group_time: Duration,
     /// Print the summary as JSON on stdout instead of one line per input.
     #[arg(long)]
     pub json: bool,
@@ -99,33 +113,6 @@ pub fn run_one(sandbox: &Sandbox, input: &Input, attach: Attach) -> JobOutcome {
             Err(e) => JobOutcome::failed(Verdict::SetupError(e.to_string())),
         },
     }
-}
-
-/// Writes `data` to `dir/rel` atomically (temporary file + rename).
-pub fn write_output(dir: &Path, rel: &Path, data: &[u8]) -> std::io::Result<PathBuf> {
-    let target = dir.join(rel);
-    let parent = target.parent().unwrap_or(dir);
-    std::fs::create_dir_all(parent)?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".plugwarden-")
-        .tempfile_in(parent)?;
-    tmp.write_all(data)?;
-    tmp.as_file().sync_data()?;
-    tmp.persist(&target).map_err(|e| e.error)?;
-    Ok(target)
-}
-
-/// Moves an output saved while it arrived (a temporary file in `dir`,
-/// already synced) to `dir/rel`.
-fn persist_output(
-    dir: &Path,
-    rel: &Path,
-    file: tempfile::NamedTempFile,
-) -> std::io::Result<PathBuf> {
-    let target = dir.join(rel);
-    std::fs::create_dir_all(target.parent().unwrap_or(dir))?;
-    file.persist(&target).map_err(|e| e.error)?;
-    Ok(target)
 }
 
 /// What travels with an input through the pool.
@@ -352,7 +339,13 @@ struct RecordBase {
 
 /// The consumer: outputs, audit, progress, counts.
 struct Recorder {
+    /// With `--out`.
     out: Option<PathBuf>,
+    /// Puts outputs and records on disk a group at a time.
+    commit: GroupCommit,
+    /// With `--audit`: records are made.
+    audited: bool,
+    /// The audit log, back from the committer once the batch is over.
     audit: Option<AuditWriter>,
     /// One per route.
     bases: Vec<RecordBase>,
@@ -373,14 +366,13 @@ impl Recorder {
     fn take(&mut self, f: Finished<Item>) {
         let Finished {
             tag: item,
-            outcome,
+            mut outcome,
             attempt,
             generation,
             recycle_reason,
             poison,
             notes,
         } = f;
-        let mut outcome = outcome;
         let mut rel = item.rel.clone();
         // An output saved while it arrived is final; one held is converted.
         let mut saved = outcome.saved.take();
@@ -393,11 +385,10 @@ impl Recorder {
                 Err(v) => outcome.verdict = v,
             }
         }
-        let base = self.bases[item.route.min(self.bases.len() - 1)].clone();
         let name = escape::name(&item.path);
         let mut verdict_word = outcome.verdict.word();
         let mut detail = outcome.verdict.detail();
-        let mut output_path: Option<PathBuf> = None;
+        let mut staged = None;
         let mut output_sha = None;
         let mut saved_notes = Vec::new();
         if outcome.verdict.is_ok() {
@@ -410,17 +401,20 @@ impl Recorder {
                 }
                 None => sha256_hex(&outcome.output),
             });
-            if let Some(out) = &self.out {
-                let written = match saved.and_then(|s| s.file) {
-                    Some(file) => persist_output(out, &rel, file),
-                    None => write_output(out, &rel, &outcome.output),
+            if let Some(out) = self.out.clone() {
+                let output = match saved.and_then(|s| s.file) {
+                    Some(file) => Output::File(file),
+                    None => Output::Bytes(&outcome.output),
                 };
-                match written {
-                    Ok(p) => output_path = Some(p),
+                match self.commit.stage(&rel, output) {
+                    Ok(s) => staged = Some(s),
                     Err(e) => {
                         // Never judged for good: `--resume` runs it again.
                         verdict_word = Verdict::Cancelled.word();
-                        detail = format!("cannot write the output to {}: {e}", escape::name(out));
+                        detail = format!(
+                            "cannot write the output {}: {e}; run again with --resume once fixed",
+                            escape::name(out.join(&rel))
+                        );
                         output_sha = None;
                         self.fail(format!("cannot write the output for {name}: {e}"));
                     }
@@ -436,17 +430,17 @@ impl Recorder {
                 self.poison.push(name.clone());
             }
         }
-        let mut all_notes: Vec<String> = base.weakenings.clone();
-        all_notes.extend(notes);
-        all_notes.extend(std::mem::take(&mut outcome.notes));
-        all_notes.extend(saved_notes);
-        all_notes.extend(outcome.denied.iter().map(|d| format!("denied: {d}")));
-        if !outcome.verdict.is_ok() && !outcome.stderr_tail.is_empty() {
-            all_notes.push(format!("stderr: {}", outcome.stderr_tail));
-        }
-        all_notes.truncate(MAX_NOTES);
-        let notes = all_notes.iter().map(|n| truncate(n, MAX_NOTE)).collect();
-        if let Some(audit) = &mut self.audit {
+        let record = self.audited.then(|| {
+            let base = &self.bases[item.route.min(self.bases.len() - 1)];
+            let mut all_notes: Vec<String> = base.weakenings.clone();
+            all_notes.extend(notes);
+            all_notes.extend(std::mem::take(&mut outcome.notes));
+            all_notes.extend(saved_notes);
+            all_notes.extend(outcome.denied.iter().map(|d| format!("denied: {d}")));
+            if !outcome.verdict.is_ok() && !outcome.stderr_tail.is_empty() {
+                all_notes.push(format!("stderr: {}", outcome.stderr_tail));
+            }
+            all_notes.truncate(MAX_NOTES);
             let mut rec = AuditRecord {
                 input_sha256: item.sha256.clone(),
                 plugin: base.plugin.clone(),
@@ -463,17 +457,15 @@ impl Recorder {
                 max_rss_kib: outcome.max_rss_kib,
                 recycle_reason: recycle_reason.map(|r| r.word().to_string()),
                 output_sha256: output_sha,
-                notes,
+                notes: all_notes.iter().map(|n| truncate(n, MAX_NOTE)).collect(),
                 ..AuditRecord::default()
             };
             rec.set_input(item.path.as_os_str().as_bytes());
-            if let Some(p) = &output_path {
-                rec.set_output(p.as_os_str().as_bytes());
+            if let Some(s) = &staged {
+                rec.set_output(s.target().as_os_str().as_bytes());
             }
-            if let Err(e) = audit.append(rec) {
-                self.fail(error_chain(&e));
-            }
-        }
+            rec
+        });
         if !self.json {
             let mut line = format!(
                 "{verdict_word:<14} {name} ({} ms)",
@@ -489,15 +481,54 @@ impl Recorder {
                 line.push_str(": ");
                 line.push_str(&truncate(&detail, 300));
             }
-            match &self.progress {
-                Some(pb) => pb.suspend(|| print_line(&line)),
-                None => print_line(&line),
-            }
+            self.print(&line);
         }
+        self.commit.add(Job {
+            name,
+            record,
+            output: staged,
+        });
         if let Some(pb) = &self.progress {
             pb.set_position(self.done);
             let rate = self.done as f64 / self.started.elapsed().as_secs_f64().max(1e-3);
             pb.set_message(format!("{rate:.1}/s · {}", self.counts_text()));
+        }
+    }
+
+    /// What the committer reported: an output reported ok that could not
+    /// be put on disk is `cancelled` after all, and stops the batch.
+    fn note(&mut self, report: Report) {
+        match report {
+            Report::Cancelled { name, detail } => {
+                if let Some(n) = self.counts.get_mut(Verdict::Ok.word()) {
+                    *n -= 1;
+                }
+                *self.counts.entry(Verdict::Cancelled.word()).or_default() += 1;
+                if !self.json {
+                    self.print(&format!(
+                        "{:<14} {name}: {detail}",
+                        Verdict::Cancelled.word()
+                    ));
+                }
+                self.fail(format!("{detail} (for {name})"));
+            }
+            Report::Fatal(msg) => self.fail(msg),
+        }
+    }
+
+    /// Commits the last group and takes the audit log back.
+    fn finish_commit(&mut self) {
+        let (audit, reports) = self.commit.finish();
+        self.audit = audit;
+        for report in reports {
+            self.note(report);
+        }
+    }
+
+    fn print(&self, line: &str) {
+        match &self.progress {
+            Some(pb) => pb.suspend(|| print_line(line)),
+            None => print_line(line),
         }
     }
 
@@ -765,9 +796,18 @@ pub fn drive(b: Batch) -> Result<u8, Usage> {
             .spawn(move || feed(&inputs, &sharding, &feeders, &routing, &recorded, &state))
             .map_err(|e| Usage(format!("cannot start the feeder thread: {e}")))?
     };
+    let limits = Limits {
+        size: b.args.group_size as usize,
+        time: b.args.group_time,
+    };
+    let audited = audit.is_some();
+    let commit = GroupCommit::start(b.out.as_deref(), audit, b.args.durability, limits)
+        .map_err(|e| Usage(format!("cannot start the committer thread: {e}")))?;
     let mut rec = Recorder {
         out: b.out.clone(),
-        audit,
+        commit,
+        audited,
+        audit: None,
         bases,
         convert: b.convert,
         json: b.args.json,
@@ -807,6 +847,7 @@ pub fn drive(b: Batch) -> Result<u8, Usage> {
     if feed_thread.is_finished() {
         let _ = feed_thread.join();
     }
+    rec.finish_commit();
     if let Some(pb) = &rec.progress {
         pb.finish_and_clear();
     }
@@ -819,6 +860,11 @@ pub fn drive(b: Batch) -> Result<u8, Usage> {
     let found = state.submitted.load(Ordering::SeqCst) + skipped;
     if let Err(e) = sharding.finish(rec.audit.as_mut(), all_judged, found) {
         rec.fail(e);
+    }
+    if let (Some(audit), true) = (&mut rec.audit, b.args.durability != Durability::None) {
+        if let Err(e) = audit.sync() {
+            rec.fail(error_chain(&e));
+        }
     }
     print_summary(&rec, &stats, skipped, elapsed, workers, interrupted);
     Ok(match (interrupted, &rec.fatal) {
@@ -870,8 +916,14 @@ fn consume(
                 total_shown = true;
             }
         }
-        // One pool waits on its channel; several are polled in turn.
+        rec.commit.tick();
+        for report in rec.commit.reports().collect::<Vec<_>>() {
+            rec.note(report);
+        }
+        // One pool waits on its channel; several are polled in turn; an
+        // open group closes on time.
         let wait = Duration::from_millis(if pools.len() == 1 { 100 } else { 5 });
+        let wait = rec.commit.due_in().map_or(wait, |due| due.min(wait));
         let mut open = 0;
         for pool in pools {
             match pool

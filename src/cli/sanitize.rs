@@ -111,7 +111,7 @@ fn sandbox_for(
     s: Sanitizer,
     dirs: &[PathBuf],
     a: &SanitizeArgs,
-    fs: &Arc<plugwarden::forkserver::ForkServer>,
+    fs: &Arc<plugwarden::spawn::ForkServer>,
 ) -> Result<Arc<Sandbox>, Usage> {
     let (args, mode) = match s {
         Sanitizer::Pdf => (vec!["--dpi".to_string(), a.dpi.to_string()], Mode::Worker),
@@ -136,7 +136,7 @@ fn build_sandbox(
     mut plugin: PluginSpec,
     policy: &str,
     a: &SanitizeArgs,
-    fs: &Arc<plugwarden::forkserver::ForkServer>,
+    fs: &Arc<plugwarden::spawn::ForkServer>,
     say_notes: bool,
 ) -> Result<Arc<Sandbox>, Usage> {
     let mut policy = plugwarden::policy::load(policy)?;
@@ -165,7 +165,7 @@ fn build_sandbox(
 fn ocr_for(
     lang: &str,
     a: &SanitizeArgs,
-    fs: &Arc<plugwarden::forkserver::ForkServer>,
+    fs: &Arc<plugwarden::spawn::ForkServer>,
 ) -> Result<Arc<Ocr>, Usage> {
     Ocr::check_lang(lang).map_err(Usage)?;
     let exe = plugwarden::manifest::locate(Path::new(TESSERACT))?.exe;

@@ -1,0 +1,255 @@
+//! Settling a window's results (retry, then quarantine), recycling and
+//! retiring workers, and the warm spares.
+
+use super::*;
+
+impl Slot {
+    /// Decides whether `live` is retired after its window (whose last
+    /// answer is `last`) and retires it or keeps it as the current worker.
+    pub(super) fn recycle(
+        &mut self,
+        mut live: Live,
+        last: Option<&JobOutcome>,
+        answered: usize,
+    ) -> Option<RecycleReason> {
+        let reason = match last {
+            Some(outcome) => self.recycle_reason(&live, outcome),
+            None => Some(RecycleReason::Tainted),
+        };
+        match reason {
+            Some(r) => {
+                self.shared.recycles[r.index()].fetch_add(1, Ordering::SeqCst);
+                tracing::debug!(
+                    slot = self.index,
+                    pid = live.worker.pid(),
+                    reason = r.word(),
+                    "recycling a worker"
+                );
+                // The next job takes a spare that is already running.
+                self.retire(live.worker);
+            }
+            None => {
+                if let Some(outcome) = last {
+                    live.note_rss(outcome.max_rss_kib, answered as u64);
+                }
+                self.current = Some(live);
+            }
+        }
+        reason
+    }
+
+    /// `last` is the last answer of the worker's window. Its `max_rss_kib`
+    /// is the worker's peak over the RSS read at each window's end (no
+    /// extra `/proc` read here): it passes `recycle_rss` exactly when the
+    /// current RSS does, since the worker is retired the first time it does.
+    pub(super) fn recycle_reason(&self, live: &Live, last: &JobOutcome) -> Option<RecycleReason> {
+        if last.verdict.taints_worker() || !live.worker.is_alive() {
+            Some(RecycleReason::Tainted)
+        } else if live.worker.jobs >= live.limit {
+            Some(RecycleReason::Batch)
+        } else if last.max_rss_kib.saturating_mul(1024) > self.config.recycle_rss {
+            Some(RecycleReason::Rss)
+        } else if live.born.elapsed() >= self.config.max_lifetime {
+            Some(RecycleReason::Lifetime)
+        } else {
+            None
+        }
+    }
+
+    /// The final result of `p`'s attempt, or `p` again if it is retried.
+    pub(super) fn settle<T>(
+        &self,
+        mut p: Pending<T>,
+        mut outcome: JobOutcome,
+        generation: Option<u64>,
+        recycle_reason: Option<RecycleReason>,
+    ) -> Result<Finished<T>, Pending<T>> {
+        if self.shared.cancel.load(Ordering::SeqCst) && !outcome.verdict.is_ok() {
+            p.notes.push(format!(
+                "killed at shutdown; the plugin's verdict was: {}",
+                outcome.verdict
+            ));
+            outcome.verdict = Verdict::Cancelled;
+        }
+        let retry = self.config.retry
+            && p.attempt == 1
+            && outcome.verdict.is_retryable()
+            && !self.shared.stop.load(Ordering::SeqCst);
+        if retry {
+            p.notes.push(format!(
+                "attempt 1 (worker pid {}, generation {}): {}; retried on a fresh worker",
+                outcome.pid,
+                generation.map_or_else(|| "-".to_string(), |g| g.to_string()),
+                truncate(&outcome.verdict.to_string(), 1000),
+            ));
+            p.attempt = 2;
+            if let Some(sink) = &mut p.sink {
+                sink.restart();
+            }
+            return Err(p);
+        }
+        let poison = p.attempt > 1 && outcome.verdict.is_retryable();
+        Ok(Finished {
+            tag: p.tag,
+            outcome,
+            attempt: p.attempt,
+            generation,
+            recycle_reason,
+            poison,
+            notes: p.notes,
+        })
+    }
+
+    /// [`Slot::settle`], delivering the result or queueing the retry first.
+    pub(super) fn settle_into<T>(
+        &self,
+        p: Pending<T>,
+        outcome: JobOutcome,
+        generation: Option<u64>,
+        recycle_reason: Option<RecycleReason>,
+        backlog: &mut VecDeque<Pending<T>>,
+        tx: &SyncSender<Finished<T>>,
+    ) -> bool {
+        match self.settle(p, outcome, generation, recycle_reason) {
+            Ok(finished) => self.deliver(tx, finished),
+            Err(retry) => {
+                backlog.push_front(retry);
+                true
+            }
+        }
+    }
+
+    /// The pool stopped with `backlog` not run: tasks never answered are
+    /// dropped like queued ones; a retry due is recorded as cancelled.
+    pub(super) fn abandon<T>(&self, backlog: VecDeque<Pending<T>>, tx: &SyncSender<Finished<T>>) {
+        for mut p in backlog.into_iter().filter(|p| p.attempt > 1) {
+            p.notes
+                .push("the retry did not run: the pool stopped first".to_string());
+            let finished = Finished {
+                tag: p.tag,
+                outcome: JobOutcome::failed(Verdict::Cancelled),
+                attempt: p.attempt,
+                generation: None,
+                recycle_reason: None,
+                poison: false,
+                notes: p.notes,
+            };
+            if !self.deliver(tx, finished) {
+                return;
+            }
+        }
+    }
+
+    pub(super) fn publish(&self, pidfd: Option<OwnedFd>) {
+        let mut inflight = self
+            .shared
+            .inflight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        inflight[self.index] = pidfd;
+        // A cancel that came before the job was published must still reach it.
+        if self.shared.cancel.load(Ordering::SeqCst) {
+            if let Some(fd) = &inflight[self.index] {
+                crate::spawn::kill_pidfd(fd.as_fd());
+            }
+        }
+    }
+
+    pub(super) fn retire(&mut self, worker: Worker) {
+        if self.retire.is_none() {
+            let (tx, rx) = mpsc::sync_channel::<Worker>(0);
+            let reaper = std::thread::Builder::new()
+                .name(format!("pw-reaper-{}", self.index))
+                .spawn(move || {
+                    for w in rx {
+                        w.shutdown();
+                    }
+                })
+                .expect("spawn a reaper thread");
+            self.retire = Some((tx, reaper));
+        }
+        if let Some((tx, _)) = &self.retire {
+            if let Err(mpsc::SendError(w)) = tx.send(worker) {
+                w.shutdown();
+            }
+        }
+    }
+}
+
+/// The sandbox slot `index` spawns from: its own fork server with the same
+/// profile, so that slots spawn and reap in parallel (slot 0 keeps the
+/// pool's). If one cannot be started the slot shares the pool's, which is
+/// slower but no weaker, and says so in the log.
+pub(super) fn own_sandbox(index: usize, pool: &Arc<Sandbox>) -> Arc<Sandbox> {
+    if index == 0 {
+        return pool.clone();
+    }
+    let own = pool
+        .fork_server()
+        .start_another()
+        .map_err(SandboxError::from)
+        .and_then(|fs| pool.replicate(Arc::new(fs)));
+    match own {
+        Ok(sandbox) => Arc::new(sandbox),
+        Err(e) => {
+            tracing::warn!(
+                slot = index,
+                "cannot start a fork server for this worker slot; it shares the pool's, so its spawns queue behind the others': {e}"
+            );
+            pool.clone()
+        }
+    }
+}
+
+pub(super) fn start_worker(
+    sandbox: &Sandbox,
+    config: &PoolConfig,
+    shared: &Shared,
+) -> Result<Live, Verdict> {
+    let worker = Worker::start(sandbox).map_err(|e| Verdict::SetupError(e.to_string()))?;
+    let generation = shared.generation.fetch_add(1, Ordering::SeqCst) + 1;
+    Ok(Live {
+        worker,
+        generation,
+        limit: jittered(config.batch, random()),
+        born: Instant::now(),
+        rss_kib: None,
+        growth_kib: None,
+    })
+}
+
+impl Spares {
+    pub(super) fn start(
+        index: usize,
+        sandbox: &Arc<Sandbox>,
+        config: &PoolConfig,
+        shared: &Arc<Shared>,
+    ) -> Spares {
+        let (tx, rx) = mpsc::sync_channel(0);
+        let (sandbox, config, shared) = (sandbox.clone(), config.clone(), shared.clone());
+        let thread = std::thread::Builder::new()
+            .name(format!("pw-spares-{index}"))
+            .spawn(move || {
+                while !shared.stop.load(Ordering::SeqCst) {
+                    // A spare nobody takes is dropped here: its process is killed and reaped.
+                    if tx.send(start_worker(&sandbox, &config, &shared)).is_err() {
+                        break;
+                    }
+                }
+            })
+            .expect("spawn a spare-worker thread");
+        Spares { rx, thread }
+    }
+
+    /// The next fresh worker (waits if it is still being started).
+    pub(super) fn take(&self) -> Result<Live, Verdict> {
+        // Closed only once the pool stops: the job never started.
+        self.rx.recv().unwrap_or(Err(Verdict::Cancelled))
+    }
+
+    /// Stops the thread and reaps the spare it held.
+    pub(super) fn finish(self) {
+        drop(self.rx);
+        let _ = self.thread.join();
+    }
+}

@@ -1,0 +1,316 @@
+//! Host side of a running plugin: feed it jobs, read its answers, watch
+//! its deadlines and its syscalls, and turn everything into a [`Verdict`].
+//!
+//! One poll loop ([`Conn::pump`]) serves both plugin kinds. It writes the
+//! pending input without blocking, drains stdout into a bounded frame
+//! decoder (worker) or the job's output sink (filter), drains stderr into a
+//! bounded tail and the log (a chatty plugin can never block on a full
+//! pipe), answers seccomp notifications, and notices the exit through the
+//! pidfd. Every byte from the plugin is hostile; every way it can misbehave
+//! ends in a verdict for the job at hand. Each part of an output goes to an
+//! [`OutputSink`] as it arrives ([`crate::sink`]).
+
+mod batch;
+mod conn;
+mod filter;
+mod job;
+mod stderr;
+mod supervise;
+
+use std::collections::{BTreeSet, VecDeque};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+
+use crate::input::{Input, InputError, Source};
+use crate::observe::PathUse;
+use crate::policy::OnViolation;
+use crate::protocol::{self, Frame, FrameDecoder, Kind};
+use crate::sandbox::{Enforce, Mode, Process, Sandbox, SandboxError};
+use crate::sink::{OutputBuf, OutputSink, SavedOutput, Spill};
+use crate::spawn::ExitInfo;
+use crate::verdict::{stderr_detail, TimeoutKind, Verdict};
+
+pub use filter::{run_filter, run_filter_input};
+use stderr::*;
+use supervise::*;
+
+/// Longest stderr tail kept for a verdict's detail.
+const STDERR_TAIL: usize = 4096;
+/// Bytes read per `read` call.
+const CHUNK: usize = 256 << 10;
+/// Reads of one pipe per wake-up of the poll loop (16 × 256 KiB).
+const READS_PER_WAKE: usize = 16;
+/// How long a worker may take to say hello after exec.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bytes of one job's stderr relayed ([`StderrRelay`]) or logged at debug
+/// level, by default; the rest is counted and dropped.
+pub const STDERR_LIMIT: u64 = 1 << 20;
+/// Most distinct paths observe mode keeps per job.
+const MAX_PATHS: usize = 1 << 16;
+
+/// `call`'s live view of a plugin's stderr: written to `out` as it comes,
+/// at most `limit` bytes per job, then one note saying how much was
+/// dropped. Unless `raw`, control characters other than newline and tab
+/// are escaped ([`crate::escape::escape_lines`]).
+pub struct StderrRelay {
+    pub out: Box<dyn std::io::Write + Send>,
+    pub limit: u64,
+    pub raw: bool,
+}
+
+/// What a caller attaches to the jobs of one process besides their inputs.
+#[derive(Default)]
+pub struct Attach {
+    /// Once set, the job in flight is killed and ends `cancelled`.
+    pub cancel: Option<Arc<AtomicBool>>,
+    pub relay: Option<StderrRelay>,
+    /// Where outputs too big to hold go.
+    pub spill: Option<Spill>,
+}
+
+/// One job's share of the stderr bounds.
+#[derive(Default)]
+struct StderrBudget {
+    relayed: u64,
+    logged: u64,
+    relay_dropped: u64,
+    log_dropped: u64,
+    /// The start of a UTF-8 character split across two reads.
+    carry: Vec<u8>,
+    /// The relay's last line has no newline yet.
+    line_open: bool,
+}
+
+/// The result of one job.
+#[derive(Debug)]
+pub struct JobOutcome {
+    pub verdict: Verdict,
+    /// The output; empty unless the verdict is `ok`, and empty when it
+    /// went to a sink or a spill file instead.
+    pub output: Vec<u8>,
+    /// An ok output the host did not hold: past the spill threshold
+    /// ([`Attach::spill`]), or what the job's own sink saved.
+    pub saved: Option<SavedOutput>,
+    pub wall: Duration,
+    pub cpu_ms: u64,
+    pub max_rss_kib: u64,
+    pub pid: i32,
+    /// Syscalls denied with EPERM (`on_violation = "errno"`) or, in log
+    /// mode, that would have been denied.
+    pub denied: Vec<String>,
+    /// The end of the plugin's stderr.
+    pub stderr_tail: String,
+    /// The paths its file syscalls named (observe mode only).
+    pub paths: BTreeSet<PathUse>,
+    /// What the job's sink adds to its audit record
+    /// ([`OutputSink::take_notes`]).
+    pub notes: Vec<String>,
+}
+
+impl JobOutcome {
+    /// The outcome of a job that never produced anything.
+    pub fn failed(verdict: Verdict) -> JobOutcome {
+        JobOutcome {
+            verdict,
+            output: Vec::new(),
+            saved: None,
+            wall: Duration::ZERO,
+            cpu_ms: 0,
+            max_rss_kib: 0,
+            pid: 0,
+            denied: Vec::new(),
+            stderr_tail: String::new(),
+            paths: BTreeSet::new(),
+            notes: Vec::new(),
+        }
+    }
+}
+
+/// Why [`Conn::pump`] returned.
+#[derive(Debug, PartialEq, Eq)]
+enum Stop {
+    /// The caller's condition holds.
+    Ready,
+    Exited,
+    Timeout(TimeoutKind),
+    Protocol(String),
+    OutputLimit,
+    StdoutClosed,
+    /// The file input failed while it was sent.
+    Input(String),
+    /// The caller's cancel flag was set; the plugin was killed.
+    Cancelled,
+    /// The host could not go on with the job (its verdict).
+    Failed(Verdict),
+}
+
+/// A job's input as the send path sees it, borrowed: bytes, or a file read
+/// in chunks.
+#[derive(Clone, Copy)]
+enum Payload<'a> {
+    Bytes(&'a [u8]),
+    File(&'a Source),
+}
+
+impl Payload<'_> {
+    fn len(self) -> u64 {
+        match self {
+            Payload::Bytes(b) => b.len() as u64,
+            Payload::File(s) => s.len(),
+        }
+    }
+}
+
+impl<'a> From<&'a Input> for Payload<'a> {
+    fn from(input: &'a Input) -> Payload<'a> {
+        match input {
+            Input::Bytes(b) => Payload::Bytes(b),
+            Input::File(s) => Payload::File(s),
+        }
+    }
+}
+
+/// A file input still being sent: read into `pending` one chunk at a time,
+/// so the host never holds it whole.
+struct Stream {
+    src: Source,
+    offset: u64,
+    /// In parts of job `id`: each chunk is a frame of its own.
+    parts_of: Option<u64>,
+}
+
+/// The pipes and supervision state of one process; `'s` is the life of
+/// a filter's output sink.
+struct Conn<'s> {
+    proc: Process,
+    pending: Vec<u8>,
+    pending_pos: usize,
+    /// Comes after `pending` on stdin.
+    stream: Option<Stream>,
+    /// The file input could not be read to its end.
+    input_failed: Option<InputError>,
+    attach: Attach,
+    budget: StderrBudget,
+    decoder: Option<FrameDecoder>,
+    frames: VecDeque<Frame>,
+    /// Filter mode: where raw stdout goes, and how much went there.
+    raw: Option<&'s mut dyn OutputSink>,
+    raw_len: u64,
+    raw_limit: u64,
+    stderr_tail: Vec<u8>,
+    violation: Option<String>,
+    denied: Vec<String>,
+    /// Observe mode: the paths seen, and the path syscalls already listed
+    /// in `denied` (once each: their calls differ by pointer only).
+    paths: BTreeSet<PathUse>,
+    path_calls: BTreeSet<&'static str>,
+    on_violation: OnViolation,
+    /// For its errno answers (soft denials), by syscall name.
+    policy: Arc<crate::policy::Policy>,
+    enforce: Enforce,
+    killed_for: Option<TimeoutKind>,
+    buf: Vec<u8>,
+    last_cpu_check: Instant,
+    /// The last read of stdout stopped at its budget, not at EAGAIN.
+    stdout_pending: bool,
+}
+
+/// A persistent worker speaking the plugwarden protocol.
+pub struct Worker {
+    conn: Conn<'static>,
+    next_id: u64,
+    /// Jobs answered so far.
+    pub jobs: u64,
+    /// Jobs whose input went through the shared-memory arena.
+    pub arena_inputs: u64,
+    /// Answer parts taken from the arena's output region.
+    pub arena_parts: u64,
+    cpu_limit: Duration,
+    wall_limit: Duration,
+    output_limit: u64,
+    max_frame: u32,
+    dead: bool,
+    greeted: bool,
+    peak_rss_kib: u64,
+    /// CPU clock (ms) at the end of the previous job.
+    last_cpu: Option<u64>,
+    /// The plugin has an arena and said in its hello that it maps it.
+    arena_on: bool,
+    /// The plugin's hello said it takes a job's input in parts.
+    parts_on: bool,
+    /// The one job in flight that was sent with `FLAG_REPLY_IN_ARENA`.
+    reply_offered: Option<u64>,
+    /// Set when a frame arrived for a job already answered: that job sent
+    /// bytes after its answer (the fault is its, not the awaited job's).
+    late_frame_for: Option<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::sync::Mutex;
+
+    /// A writer whose bytes the test can read back.
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn relayed(raw: bool, limit: u64, chunks: &[&[u8]]) -> (String, StderrBudget) {
+        let out = Shared::default();
+        let mut r = Some(StderrRelay {
+            out: Box::new(out.clone()),
+            limit,
+            raw,
+        });
+        let mut b = StderrBudget::default();
+        for c in chunks {
+            relay(&mut r, &mut b, c);
+        }
+        let text = String::from_utf8_lossy(&out.0.lock().unwrap()).into_owned();
+        (text, b)
+    }
+
+    #[test]
+    fn test_relay_escapes_control_characters_but_keeps_lines() {
+        let (text, b) = relayed(false, 1 << 20, &[b"warn:\tx\n\x1b]0;pwned\x07\x1b[2J\n"]);
+        assert_eq!(text, "warn:\tx\n\\x1b]0;pwned\\x07\\x1b[2J\n");
+        assert!(!b.line_open);
+    }
+
+    #[test]
+    fn test_relay_utf8_split_across_reads_stays_one_character() {
+        let e = "é".as_bytes();
+        let (text, b) = relayed(false, 1 << 20, &[&[b'a', e[0]], &[e[1], b'!']]);
+        assert_eq!(text, "aé!");
+        assert!(b.carry.is_empty() && b.line_open);
+    }
+
+    #[test]
+    fn test_relay_past_the_limit_counts_what_it_drops() {
+        let (text, b) = relayed(true, 4, &[b"abc", b"defg", b"\x1b"]);
+        assert_eq!(text, "abc");
+        assert_eq!((b.relayed, b.relay_dropped), (3, 5));
+    }
+
+    #[test]
+    fn test_relay_limit_counts_escaped_bytes() {
+        let flood = vec![0x1bu8; 64 << 10];
+        let (text, b) = relayed(false, 16 << 10, &[&flood]);
+        assert_eq!(text.len(), 16 << 10);
+        assert_eq!(b.relay_dropped, (60 << 10) as u64);
+    }
+}
