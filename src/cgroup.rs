@@ -82,6 +82,20 @@ fn own_path(controller: &str) -> Option<String> {
     })
 }
 
+/// Creates the group directory `dir`. One already there is a leftover of
+/// a dead process whose PID this one reuses (the base is named after the
+/// fork server's PID, and a SIGKILLed one cannot clean up): it is removed
+/// first, which the kernel allows only when no process is left in it.
+fn create_fresh(dir: &Path) -> io::Result<()> {
+    match fs::create_dir(dir) {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            fs::remove_dir(dir)?;
+            fs::create_dir(dir)
+        }
+        other => other,
+    }
+}
+
 /// `dir` if we may create and remove a group inside it.
 fn writable_base(mount: &Path, own: &str, name: &str) -> Option<PathBuf> {
     let base = mount.join(own.trim_start_matches('/')).join(name);
@@ -328,7 +342,7 @@ impl Group {
                 kill,
             } => {
                 let dir = base.join(name);
-                fs::create_dir(&dir)?;
+                create_fresh(&dir)?;
                 let group = Group {
                     dirs: vec![dir.clone()],
                     kind: Kind::V2 {
@@ -351,7 +365,7 @@ impl Group {
                     b.as_ref()
                         .map(|b| {
                             let d = b.join(name);
-                            fs::create_dir(&d).map(|()| d)
+                            create_fresh(&d).map(|()| d)
                         })
                         .transpose()
                 };
@@ -506,6 +520,26 @@ mod tests {
         g.remove();
         let status = child.wait().unwrap();
         assert!(!status.success());
+        backend.cleanup();
+    }
+
+    /// A fork server whose PID was a SIGKILLed one's finds that one's empty
+    /// groups under the same base: it makes them afresh (was EEXIST).
+    #[test]
+    fn test_a_dead_process_leftover_group_is_replaced() {
+        let backend = Backend::detect(&format!("plugwarden-stale-{}", std::process::id()));
+        if !backend.is_active() {
+            println!("not applicable: {}", backend.describe());
+            return;
+        }
+        let limits = Limits {
+            memory: Some(64 << 20),
+            pids: Some(8),
+        };
+        let first = Group::create(&backend, "w1", limits).unwrap();
+        std::mem::forget(first); // as a SIGKILLed fork server leaves it
+        let again = Group::create(&backend, "w1", limits).unwrap();
+        again.remove();
         backend.cleanup();
     }
 

@@ -30,6 +30,10 @@ impl Corpus {
             body[..8.min(size)].copy_from_slice(&i.to_le_bytes()[..8.min(size)]);
             std::fs::write(inputs.join(format!("in-{i:06}")), &body)?;
         }
+        // On disk before any run: a run's syncfs would otherwise write the
+        // inputs back too.
+        // SAFETY: sync(2) takes no arguments and cannot fail.
+        unsafe { libc::sync() };
         Ok(Corpus {
             dir,
             inputs,
@@ -39,9 +43,10 @@ impl Corpus {
     }
 
     /// A new output directory and audit log name for one run. Outputs are
-    /// kept until the corpus is dropped: ext4 creates files more slowly
-    /// for some seconds after thousands were deleted, which would charge
-    /// one run for the previous one's clean-up.
+    /// kept until the corpus is dropped (the bench keeps every corpus to
+    /// the end of the section): ext4 creates files more slowly for some
+    /// seconds after thousands were deleted, which would charge one run
+    /// for the previous one's clean-up.
     fn fresh(&mut self) -> (PathBuf, PathBuf) {
         self.runs += 1;
         let n = self.runs;

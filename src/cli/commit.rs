@@ -12,13 +12,15 @@
 //!
 //! 1. the temporary files' data: one syncfs per filesystem (`group`; `each`
 //!    synced every file as it was staged, `none` syncs nothing);
-//! 2. each file renamed to its final name;
+//! 2. each file given its final name (a link, or a rename);
 //! 3. each directory that got an entry synced once;
 //! 4. the group's records appended with one write(2), the log synced once.
 //!
-//! A crash at any point leaves outputs without records (`--resume` runs
-//! their inputs again) and `.plugwarden-*` temporary files, never a record
-//! without its output, nor a partial file under a final name. A step that
+//! While the committer is busy, the open group keeps growing (up to
+//! [`BACKLOG`] times its size), so a slow disk makes groups bigger instead
+//! of stalling the pool. A crash at any point leaves outputs without
+//! records (`--resume` runs their inputs again), never a record without
+//! its output, nor a partial file under a final name. A step that
 //! fails turns the records of the outputs it concerns into `cancelled`
 //! with the error (so `--resume` runs them again) and stops the batch.
 

@@ -1,11 +1,13 @@
 //! `plugwarden run`: every input through the plugin, one verdict and one
 //! audit record each, on a pool of workers (docs/BATCH.md).
 //!
-//! Three kinds of threads: a feeder walks the inputs as a stream, reads
+//! Four kinds of threads: a feeder walks the inputs as a stream, reads
 //! each file and queues it (the queue is bounded, so memory is O(workers));
 //! the pool's worker slots run the jobs; this thread takes the results in
-//! completion order and writes the outputs, the audit records, the progress
-//! bar and the summary. Signals only set flags, read here between results.
+//! completion order, writes the outputs, makes the audit records and prints
+//! the progress bar and the summary; a committer puts outputs and records
+//! on disk a group at a time (src/cli/commit.rs). Signals only set flags,
+//! read here between results.
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::{IsTerminal, Read, Write};
