@@ -90,6 +90,20 @@ pub struct Entry {
     root: PathBuf,
 }
 
+impl Entry {
+    /// The file at `path`, named directly (not found by a walk).
+    pub fn named(path: PathBuf) -> Entry {
+        let rel = path.file_name().map(PathBuf::from).unwrap_or_default();
+        Entry {
+            rel,
+            walked: false,
+            below_root: PathBuf::new(),
+            root: path.clone(),
+            path,
+        }
+    }
+}
+
 /// Every file under `roots`, in a stable order (each root in turn, names
 /// sorted byte-wise); an entry that cannot be listed is an error in its
 /// place. Directories named on the command line are followed even when

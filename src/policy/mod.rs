@@ -85,6 +85,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 /// A policy file as written: everything optional so `extends` can fill gaps.
+#[doc(hidden)]
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyFile {
@@ -114,6 +115,7 @@ pub struct PolicyFile {
     pub landlock: LandlockFile,
 }
 
+#[doc(hidden)]
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LandlockFile {
@@ -123,6 +125,7 @@ pub struct LandlockFile {
 }
 
 /// `[environment]` as written in a policy or a plugin manifest.
+#[doc(hidden)]
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EnvironmentFile {
@@ -195,6 +198,7 @@ pub const DEFAULT_ENV: &[(&str, &str)] = &[
     ("LANG", "C.UTF-8"),
 ];
 
+#[doc(hidden)]
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NamespacesFile {
@@ -210,6 +214,7 @@ pub struct NamespacesFile {
     pub mount: Option<bool>,
 }
 
+#[doc(hidden)]
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SyscallsFile {
@@ -238,6 +243,7 @@ pub enum IoctlName {
     Name(String),
 }
 
+#[doc(hidden)]
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FilesystemFile {
@@ -251,6 +257,7 @@ pub struct FilesystemFile {
     pub tmp: Option<Size>,
 }
 
+#[doc(hidden)]
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NetworkFile {
@@ -260,6 +267,7 @@ pub struct NetworkFile {
     pub bind_tcp: Vec<u16>,
 }
 
+#[doc(hidden)]
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsFile {
@@ -274,6 +282,7 @@ pub struct LimitsFile {
     pub input: Option<Size>,
 }
 
+#[doc(hidden)]
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IdentityFile {
@@ -281,6 +290,7 @@ pub struct IdentityFile {
     pub gid: Option<u32>,
 }
 
+#[doc(hidden)]
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WorkerFile {
@@ -565,6 +575,7 @@ pub fn load(name_or_path: &str) -> Result<Policy, PolicyError> {
 }
 
 /// Parses one file without resolving `extends`.
+#[doc(hidden)]
 pub fn parse(origin: &Origin, text: &str) -> Result<PolicyFile, PolicyError> {
     toml::from_str::<PolicyFile>(text).map_err(|e| {
         let span = e.span().unwrap_or(0..0);

@@ -5,7 +5,9 @@ use super::*;
 
 impl Worker {
     /// Spawns a worker and queues the hello; the reply is checked with the first job.
+    /// A filter sandbox is [`SandboxError::WrongMode`].
     pub fn start(sandbox: &Sandbox) -> Result<Worker, SandboxError> {
+        sandbox.expect_mode(Mode::Worker, "Worker::start")?;
         let proc = sandbox.spawn()?;
         let limits = &sandbox.policy.limits;
         let mut conn = Conn::new(proc, sandbox, true);

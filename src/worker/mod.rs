@@ -34,7 +34,7 @@ use crate::sink::{OutputBuf, OutputSink, SavedOutput, Spill};
 use crate::spawn::ExitInfo;
 use crate::verdict::{stderr_detail, TimeoutKind, Verdict};
 
-pub use filter::{run_filter, run_filter_input};
+pub(crate) use filter::{run_filter, run_filter_input};
 use stderr::*;
 use supervise::*;
 
@@ -202,7 +202,7 @@ struct Conn<'s> {
     raw_len: u64,
     raw_limit: u64,
     stderr_tail: Vec<u8>,
-    violation: Option<String>,
+    violation: Option<crate::verdict::Violation>,
     denied: Vec<String>,
     /// Observe mode: the paths seen, and the path syscalls already listed
     /// in `denied` (once each: their calls differ by pointer only).

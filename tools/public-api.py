@@ -1,0 +1,98 @@
+#!/usr/bin/env python3
+"""Prints the public API of the plugwarden library, one item a line, sorted.
+
+Reads the HTML that `cargo doc --no-deps -p plugwarden` wrote (stable Rust,
+no network, a second or two): every item in `all.html`, and on each item's
+page its fields, variants, inherent methods and associated items, and the
+traits it implements (auto traits such as Send and Sync included; blanket
+implementations left out). `#[doc(hidden)]` items are not in the docs and
+so not in the list: they are not part of the API.
+
+    cargo doc --no-deps -p plugwarden
+    python3 tools/public-api.py target/doc > docs/public-api.txt
+
+CI compares its output with docs/public-api.txt (.ci/run); docs/LIBRARY.md
+says when and how to update the snapshot on purpose.
+"""
+
+import html
+import re
+import sys
+from pathlib import Path
+from urllib.parse import unquote
+
+KINDS = {
+    "struct": "struct",
+    "enum": "enum",
+    "fn": "fn",
+    "trait": "trait",
+    "constant": "const",
+    "static": "static",
+    "type": "type",
+    "macro": "macro",
+    "union": "union",
+    "traitalias": "trait alias",
+    "derive": "derive",
+    "attr": "attr",
+}
+
+MEMBERS = {
+    "structfield": "field",
+    "variant": "variant",
+    "method": "method",
+    "tymethod": "required method",
+    "associatedconstant": "const",
+    "associatedtype": "type",
+}
+
+
+def members(page: str) -> list[str]:
+    """Fields, variants and inherent items, then implemented traits."""
+    out = []
+    cut = len(page)
+    for marker in ('id="trait-implementations"', 'id="synthetic-implementations"',
+                   'id="blanket-implementations"', 'id="implementors"',
+                   'id="dyn-compatibility"', 'id="object-safety"'):
+        i = page.find(marker)
+        if i >= 0:
+            cut = min(cut, i)
+    own = page[:cut]
+    for kind, name in re.findall(r'id="(structfield|variant|method|tymethod|associatedconstant|associatedtype)\.([A-Za-z0-9_]+)"', own):
+        out.append(f"{MEMBERS[kind]} {name}")
+    # Fields of struct-like variants: id="variant.Crashed.field.signal".
+    for variant, field in re.findall(r'id="variant\.([A-Za-z0-9_]+)\.field\.([A-Za-z0-9_]+)"', own):
+        out.append(f"variant {variant} field {field}")
+    rest = page[cut:]
+    blanket = rest.find('id="blanket-implementations"')
+    traits = rest if blanket < 0 else rest[:blanket]
+    for impl in re.findall(r'<section id="(impl-[^"]+)" class="impl"', traits):
+        out.append(html.unescape(unquote(impl)))
+    # An id repeats when rustdoc numbers duplicates (`method.new-1`): keep one.
+    return sorted(set(out))
+
+
+def main() -> int:
+    doc = Path(sys.argv[1] if len(sys.argv) > 1 else "target/doc") / "plugwarden"
+    all_html = doc / "all.html"
+    if not all_html.exists():
+        print(f"{all_html} is missing: run `cargo doc --no-deps -p plugwarden` first", file=sys.stderr)
+        return 2
+    text = all_html.read_text()
+    lines = []
+    for href, name in sorted(set(re.findall(r'<a href="([^"]+\.html)">([^<]+)</a>', text))):
+        base = href.rsplit("/", 1)[-1]
+        kind = KINDS.get(base.split(".", 1)[0])
+        if kind is None:
+            continue
+        path = f"plugwarden::{html.unescape(name)}"
+        lines.append(f"{kind} {path}")
+        page = doc / href
+        if kind in ("struct", "enum", "trait", "union") and page.exists():
+            for m in members(page.read_text()):
+                lines.append(f"{kind} {path} {m}")
+    print("\n".join(sorted(lines)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
