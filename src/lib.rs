@@ -59,12 +59,12 @@
 //!
 //! - `cli` (default): the `plugwarden` command ([`cli::main`]) and its
 //!   dependencies (clap, indicatif, tracing-subscriber, signal-hook).
-//! - `sanitize` (default): `plugwarden::sanitize`, the host side of the
-//!   sanitizer plugins (image, hayro, png, flate2).
+//! - `sanitize` (default): the sanitizer (the `sanitize` command's host
+//!   side and its plugins: image, hayro, png, flate2).
 //!
 //! An application takes `plugwarden = { version = "…", default-features = false }`.
 
-#![warn(missing_docs)]
+#![deny(missing_docs)]
 // Without the command line, what only it uses is unused.
 #![cfg_attr(not(feature = "cli"), allow(dead_code, unused_imports))]
 
@@ -96,7 +96,11 @@ pub(crate) mod observe;
 pub mod policy;
 pub mod pool;
 pub mod sandbox;
+/// The host side of the sanitizer plugins (the `sanitize` command): public
+/// for the sanitize plugins' tests and the fuzz targets, not part of the
+/// library's API.
 #[cfg(feature = "sanitize")]
+#[doc(hidden)]
 pub mod sanitize;
 #[doc(hidden)]
 pub mod seccomp;

@@ -48,6 +48,7 @@ impl Worker {
         })
     }
 
+    /// The plugin's pid.
     pub fn pid(&self) -> i32 {
         self.conn.proc.pid
     }
@@ -62,6 +63,7 @@ impl Worker {
         !self.dead
     }
 
+    /// The running process.
     pub fn process(&self) -> &Process {
         &self.conn.proc
     }
