@@ -62,7 +62,7 @@ pub struct AuditRecord {
     /// RFC 3339 UTC with milliseconds, e.g. `2026-11-30T03:04:05.123Z`.
     pub time: String,
     /// The input's path: exactly, when it is UTF-8; else escaped for reading
-    /// ([`crate::escape`]), and exact in `input_bytes`.
+    /// (`escape`), and exact in `input_bytes`.
     pub input: String,
     /// The exact path in lowercase hex, only when it is not UTF-8 (absent
     /// otherwise, so older logs keep their bytes and verify unchanged).

@@ -26,7 +26,7 @@
 //!   reads in bounded chunks as it sends it, so the host never holds a
 //!   big input whole.
 //! - **Exact names.** Paths are kept as bytes from walk to audit record;
-//!   [`crate::escape`] is only for showing them.
+//!   the `escape` module is only for showing them.
 //!
 //! Group commit and sharding build on [`walk`] and [`open`]: the walk is a
 //! stream in a stable order, and opening and reading are separate from it.

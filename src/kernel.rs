@@ -13,7 +13,7 @@
 //! `PLUGWARDEN_KERNEL=5.10` (the release the floor check reads), one
 //! `PLUGWARDEN_NO_<FEATURE>=1` per feature ([`Feature::switch`]) and
 //! `PLUGWARDEN_NO_USERNS=1` for the user-namespace probe
-//! ([`userns_available`]). The host passes them on to its fork server, so
+//! (`userns_available`). The host passes them on to its fork server, so
 //! both see the same kernel.
 
 use std::sync::OnceLock;

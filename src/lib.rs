@@ -77,8 +77,8 @@ mod bootstrap;
 mod builder;
 pub(crate) mod cgroup;
 mod child;
-/// The `plugwarden` command line (the `cli` feature): the binary's
-/// `main` is [`cli::main`].
+// The `plugwarden` command line (the `cli` feature): the binary's `main`
+// is `cli::main`.
 #[cfg(feature = "cli")]
 pub mod cli;
 mod confine;
@@ -96,9 +96,9 @@ pub(crate) mod observe;
 pub mod policy;
 pub mod pool;
 pub mod sandbox;
-/// The host side of the sanitizer plugins (the `sanitize` command): public
-/// for the sanitize plugins' tests and the fuzz targets, not part of the
-/// library's API.
+// The host side of the sanitizer plugins (the `sanitize` command): public
+// for the sanitize plugins' tests and the fuzz targets, not part of the
+// library's API.
 #[cfg(feature = "sanitize")]
 #[doc(hidden)]
 pub mod sanitize;

@@ -40,7 +40,7 @@ pub enum Enforce {
     /// Report what would have been denied and let it proceed.
     Log,
     /// As `Log`, and read the paths the file syscalls name from the child
-    /// (`plugwarden learn`, [`crate::observe`]).
+    /// (`plugwarden learn`, `observe`).
     Observe,
 }
 

@@ -3,7 +3,7 @@
 //! A worker hands each part of a job's output to an [`OutputSink`] as it
 //! comes off the pipe or out of the arena, and the host holds one part at
 //! a time. Unless the caller brings its own sink, the worker uses an
-//! [`OutputBuf`]: the bytes in memory (bounded by the policy's
+//! `OutputBuf`: the bytes in memory (bounded by the policy's
 //! `limits.output`) and, when a [`Spill`] is attached, past
 //! [`Spill::over`] a [`HashedFile`] instead, so `run` and `call` never hold
 //! a big output whole. A pool task can bring its own sink: `plugwarden

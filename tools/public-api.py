@@ -46,8 +46,20 @@ MEMBERS = {
 }
 
 
+def plain(fragment: str) -> str:
+    """HTML to one line of text."""
+    text = html.unescape(re.sub(r"<[^>]+>", "", fragment))
+    return re.sub(r"\s+", " ", text).strip()
+
+
+# Auto traits whose names are unstable (rustdoc lists them as it learns
+# them): left out, so that a toolchain update alone changes nothing.
+UNSTABLE_AUTO = ("impl-Freeze-for-", "impl-UnsafeUnpin-for-")
+
+
 def members(page: str) -> list[str]:
-    """Fields, variants and inherent items, then implemented traits."""
+    """Fields, variants and inherent items (methods with their
+    signatures), then implemented traits."""
     out = []
     cut = len(page)
     for marker in ('id="trait-implementations"', 'id="synthetic-implementations"',
@@ -57,8 +69,12 @@ def members(page: str) -> list[str]:
         if i >= 0:
             cut = min(cut, i)
     own = page[:cut]
-    for kind, name in re.findall(r'id="(structfield|variant|method|tymethod|associatedconstant|associatedtype)\.([A-Za-z0-9_]+)"', own):
+    for kind, name in re.findall(r'id="(structfield|variant|associatedconstant|associatedtype)\.([A-Za-z0-9_]+)"', own):
         out.append(f"{MEMBERS[kind]} {name}")
+    for kind, name, header in re.findall(
+            r'<section id="(method|tymethod)\.([A-Za-z0-9_]+)"[^>]*>.*?<h4 class="code-header">(.*?)</h4>',
+            own, re.S):
+        out.append(f"{MEMBERS[kind]} {plain(header)}")
     # Fields of struct-like variants: id="variant.Crashed.field.signal".
     for variant, field in re.findall(r'id="variant\.([A-Za-z0-9_]+)\.field\.([A-Za-z0-9_]+)"', own):
         out.append(f"variant {variant} field {field}")
@@ -66,7 +82,8 @@ def members(page: str) -> list[str]:
     blanket = rest.find('id="blanket-implementations"')
     traits = rest if blanket < 0 else rest[:blanket]
     for impl in re.findall(r'<section id="(impl-[^"]+)" class="impl"', traits):
-        out.append(html.unescape(unquote(impl)))
+        if not impl.startswith(UNSTABLE_AUTO):
+            out.append(html.unescape(unquote(impl)))
     # An id repeats when rustdoc numbers duplicates (`method.new-1`): keep one.
     return sorted(set(out))
 
@@ -85,12 +102,19 @@ def main() -> int:
         if kind is None:
             continue
         path = f"plugwarden::{html.unescape(name)}"
-        lines.append(f"{kind} {path}")
         page = doc / href
+        decl = ""
+        if kind in ("fn", "const", "static", "type") and page.exists():
+            m = re.search(r'<pre class="rust item-decl"><code>(.*?)</code></pre>', page.read_text(), re.S)
+            decl = f": {plain(m.group(1))}" if m else ""
+        lines.append(f"{kind} {path}{decl}")
         if kind in ("struct", "enum", "trait", "union") and page.exists():
             for m in members(page.read_text()):
                 lines.append(f"{kind} {path} {m}")
-    print("\n".join(sorted(lines)))
+    index = (doc / "index.html").read_text()
+    for name in re.findall(r'id="reexport\.([A-Za-z0-9_]+)"', index):
+        lines.append(f"pub use plugwarden::{name}")
+    print("\n".join(sorted(set(lines))))
     return 0
 
 

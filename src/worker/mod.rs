@@ -1,7 +1,7 @@
 //! Host side of a running plugin: feed it jobs, read its answers, watch
 //! its deadlines and its syscalls, and turn everything into a [`Verdict`].
 //!
-//! One poll loop ([`Conn::pump`]) serves both plugin kinds. It writes the
+//! One poll loop (`Conn::pump`) serves both plugin kinds. It writes the
 //! pending input without blocking, drains stdout into a bounded frame
 //! decoder (worker) or the job's output sink (filter), drains stderr into a
 //! bounded tail and the log (a chatty plugin can never block on a full
@@ -55,7 +55,7 @@ const MAX_PATHS: usize = 1 << 16;
 /// `call`'s live view of a plugin's stderr: written to `out` as it comes,
 /// at most `limit` bytes per job, then one note saying how much was
 /// dropped. Unless `raw`, control characters other than newline and tab
-/// are escaped ([`crate::escape::escape_lines`]).
+/// are escaped (`escape_lines`).
 pub struct StderrRelay {
     /// Where the stderr goes.
     pub out: Box<dyn std::io::Write + Send>,
