@@ -65,6 +65,8 @@
 //! An application takes `plugwarden = { version = "…", default-features = false }`.
 
 #![deny(missing_docs)]
+// The examples show `main` on purpose: `bootstrap()` is its first line.
+#![allow(clippy::needless_doctest_main)]
 // Without the command line, what only it uses is unused.
 #![cfg_attr(not(feature = "cli"), allow(dead_code, unused_imports))]
 

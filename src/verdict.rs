@@ -375,7 +375,7 @@ mod tests {
             },
             Verdict::Timeout(TimeoutKind::Wall),
             Verdict::Memory(String::new()),
-            Verdict::Violation(String::new()),
+            Verdict::Violation(String::new().into()),
             Verdict::ProtocolError(String::new()),
             Verdict::OutputLimit(1),
             Verdict::SetupError(String::new()),
