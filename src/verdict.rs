@@ -16,6 +16,16 @@ pub enum TimeoutKind {
 }
 
 /// The outcome of one input.
+///
+/// ```
+/// use plugwarden::{Signal, Verdict};
+///
+/// let v = Verdict::Crashed { signal: Signal::from_raw(11), detail: String::new() };
+/// assert_eq!((v.word(), v.to_string().as_str()), ("crashed", "crashed: killed by SIGSEGV"));
+/// assert!(v.is_retryable() && v.taints_worker());
+/// let v = Verdict::Violation("socket(AF_INET, SOCK_STREAM, 0)".into());
+/// assert_eq!(v.to_string(), "violation: socket(AF_INET, SOCK_STREAM, 0)");
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verdict {
     /// The plugin produced an output.
