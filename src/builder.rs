@@ -35,6 +35,16 @@ pub enum BuildError {
 #[derive(Default)]
 pub(crate) struct Runner(std::sync::Mutex<Option<Worker>>);
 
+impl Runner {
+    /// Shuts the kept worker down, if there is one.
+    pub(crate) fn shutdown(&self) {
+        let worker = self.0.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(worker) = worker {
+            worker.shutdown();
+        }
+    }
+}
+
 impl std::fmt::Debug for Runner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Runner")

@@ -390,6 +390,8 @@ impl Sandbox {
 
 impl Drop for Sandbox {
     fn drop(&mut self) {
+        // The worker `run` kept ends before its profile does.
+        self.runner.shutdown();
         self.fs.release(self.profile);
     }
 }
