@@ -49,8 +49,32 @@ static SHARED: Mutex<Option<Arc<ForkServer>>> = Mutex::new(None);
 /// }
 /// ```
 pub fn bootstrap() {
+    let serving = std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == crate::spawn::SERVE_ARG);
+    if serving && threads() > 1 {
+        // Forking a multi-threaded process is unsafe: refuse to serve
+        // (the host sees the fork server go away, with this on stderr).
+        eprintln!(
+            "plugwarden fork server: this process already runs {} threads: call plugwarden::bootstrap() before any thread starts (#[tokio::main] starts its runtime before the first line of main: build the runtime after bootstrap, or use ForkServer::with_helper)",
+            threads()
+        );
+        std::process::exit(3);
+    }
     crate::spawn::serve_if_requested();
     BOOTSTRAPPED.store(true, Ordering::SeqCst);
+}
+
+/// Threads of this process (`/proc/self/status`); 1 when unknown.
+fn threads() -> usize {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Threads:"))
+                .and_then(|n| n.trim().parse().ok())
+        })
+        .unwrap_or(1)
 }
 
 /// Refuses a fork server started from within one.
@@ -101,5 +125,19 @@ impl ForkServer {
         });
         *shared = Some(fs.clone());
         Ok(fs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_threads_counts_a_thread_started_meanwhile() {
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let t = std::thread::spawn(move || rx.recv());
+        assert!(threads() >= 2);
+        drop(tx);
+        let _ = t.join();
     }
 }
