@@ -118,6 +118,11 @@ pub mod worker;
 use plugwarden_proto as protocol;
 use plugwarden_sdk::arena;
 
+// docs/LIBRARY.md's code compiles (`cargo test --doc`).
+#[cfg(doctest)]
+#[doc = include_str!("../docs/LIBRARY.md")]
+struct LibraryGuide;
+
 pub use bootstrap::bootstrap;
 pub use builder::{BuildError, SandboxBuilder};
 pub use cgroup::Usage as CgroupUsage;
