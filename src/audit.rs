@@ -57,11 +57,12 @@ const MAX_REASON: usize = 200;
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct AuditRecord {
+    /// The record's `seq`.
     pub seq: u64,
     /// RFC 3339 UTC with milliseconds, e.g. `2026-11-30T03:04:05.123Z`.
     pub time: String,
     /// The input's path: exactly, when it is UTF-8; else escaped for reading
-    /// ([`crate::escape`]), and exact in `input_bytes`.
+    /// (`escape`), and exact in `input_bytes`.
     pub input: String,
     /// The exact path in lowercase hex, only when it is not UTF-8 (absent
     /// otherwise, so older logs keep their bytes and verify unchanged).
@@ -69,28 +70,44 @@ pub struct AuditRecord {
     pub input_bytes: Option<String>,
     /// None when the input could not be read (verdict `input_error`).
     pub input_sha256: Option<String>,
+    /// The plugin's path.
     pub plugin: String,
+    /// The sha256 of the plugin's executable.
     pub plugin_sha256: String,
+    /// The policy's name or path.
     pub policy: String,
+    /// The sha256 of the policy's sources.
     pub policy_sha256: String,
+    /// The plugin's pid, when one ran.
     pub worker_pid: Option<u32>,
+    /// Serial number of the worker process in its pool.
     pub generation: Option<u64>,
     /// One of [`VERDICTS`].
     pub verdict: String,
+    /// The verdict's detail ([`crate::Verdict::detail`]).
     pub detail: String,
+    /// 1, or 2 for a retry.
     pub attempt: u32,
+    /// Wall-clock time, ms.
     pub wall_ms: u64,
+    /// CPU time, ms.
     pub cpu_ms: u64,
+    /// Peak resident set, KiB.
     pub max_rss_kib: u64,
+    /// Why the worker was retired after this job, if it was ([`crate::pool::RecycleReason::word`]).
     pub recycle_reason: Option<String>,
+    /// Where the output was written, if it was.
     pub output: Option<String>,
     /// Like `input_bytes`, for `output`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output_bytes: Option<String>,
+    /// The output's sha256, if there was one.
     pub output_sha256: Option<String>,
     /// Free-form remarks, e.g. sandbox features this kernel could not apply.
     pub notes: Vec<String>,
+    /// The previous record's `hash` ([`GENESIS`] for the first).
     pub prev: String,
+    /// The sha256 of this record's canonical form with `hash` empty.
     pub hash: String,
 }
 
@@ -148,10 +165,13 @@ pub const MERGE: &str = "merge";
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct JobRecord {
+    /// The record's `seq`.
     pub seq: u64,
+    /// RFC 3339 UTC with milliseconds.
     pub time: String,
     /// One of [`EVENTS`].
     pub event: String,
+    /// The batch this log belongs to.
     pub job: Job,
     /// `shard_start`, `shard_end`: this log's shard, 0 to `job.shards` − 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -163,7 +183,9 @@ pub struct JobRecord {
     /// `merge`: the shard logs merged, in shard order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sources: Vec<MergedSource>,
+    /// The previous record's `hash` ([`GENESIS`] for the first).
     pub prev: String,
+    /// The sha256 of this record's canonical form with `hash` empty.
     pub hash: String,
 }
 
@@ -184,8 +206,10 @@ pub struct Job {
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Root {
+    /// The log.
     pub path: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The exact path in lowercase hex, only when it is not UTF-8.
     pub path_bytes: Option<String>,
 }
 
@@ -193,9 +217,13 @@ pub struct Root {
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Route {
+    /// The plugin's path.
     pub plugin: String,
+    /// The sha256 of the plugin's executable.
     pub plugin_sha256: String,
+    /// The policy's name or path.
     pub policy: String,
+    /// The sha256 of the policy's sources.
     pub policy_sha256: String,
 }
 
@@ -205,16 +233,19 @@ pub struct Route {
 pub struct MergedSource {
     /// The file merged (for reading; escaped if not UTF-8).
     pub file: String,
+    /// Its shard number.
     pub shard: u32,
     /// What `audit verify` prints for that file: its record count and
     /// final hash, so the shard log can be checked against this citation.
     pub records: u64,
+    /// Its last record's hash.
     pub last_hash: String,
     /// How many of its input records follow in the merged log.
     pub copied: u64,
 }
 
 impl Root {
+    /// The root `path` as the record names it (exact bytes kept when not UTF-8).
     pub fn new(path: &[u8]) -> Root {
         let (path, path_bytes) = name_fields(path);
         Root { path, path_bytes }
@@ -261,7 +292,9 @@ impl Job {
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum Line {
+    /// An input's record.
     Input(AuditRecord),
+    /// A job record (a shard's start or end, a merge).
     Job(JobRecord),
 }
 
@@ -302,6 +335,7 @@ link!(JobRecord);
 /// What a successful verification found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VerifySummary {
+    /// Records in the log.
     pub records: u64,
     /// Hash of the last record ([`GENESIS`] for an empty log): keep it
     /// elsewhere to detect a rewrite of the whole tail.
@@ -313,63 +347,90 @@ pub struct VerifySummary {
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
     #[error("cannot read {}", log_name(.file))]
+    /// The log cannot be read.
     Io {
+        /// The log (`None`: bytes given in memory).
         file: Option<PathBuf>,
         #[source]
+        /// Why.
         source: io::Error,
     },
     #[error(
         "{}: line {line} is not an audit record ({reason}): the log was corrupted or edited; lines before it are intact",
         log_name(.file)
     )]
+    /// A line that is not an audit record.
     Malformed {
+        /// The log (`None`: bytes given in memory).
         file: Option<PathBuf>,
+        /// 1-based line.
         line: u64,
+        /// What the parser said (cut short).
         reason: String,
     },
     #[error(
         "{}: record {seq} (line {line}) was edited: its hash does not match its contents; records before it are intact",
         log_name(.file)
     )]
+    /// A record whose hash does not match its contents.
     HashMismatch {
+        /// The log (`None`: bytes given in memory).
         file: Option<PathBuf>,
+        /// 1-based line.
         line: u64,
+        /// The record's `seq`.
         seq: u64,
     },
     #[error(
         "{}: record {seq} (line {line}) was edited: it is not byte for byte what plugwarden wrote; records before it are intact",
         log_name(.file)
     )]
+    /// A record that is not byte for byte what plugwarden writes.
     NotCanonical {
+        /// The log (`None`: bytes given in memory).
         file: Option<PathBuf>,
+        /// 1-based line.
         line: u64,
+        /// The record's `seq`.
         seq: u64,
     },
     #[error(
         "{}: record {seq} (line {line}) does not chain to the line before it: a record was removed, inserted or reordered just before it; records before it are intact",
         log_name(.file)
     )]
+    /// A record that does not chain to the one before it.
     ChainBroken {
+        /// The log (`None`: bytes given in memory).
         file: Option<PathBuf>,
+        /// 1-based line.
         line: u64,
+        /// The record's `seq`.
         seq: u64,
     },
     #[error(
         "{}: record {seq} (line {line}) should be numbered {expected}: records were renumbered; records before it are intact",
         log_name(.file)
     )]
+    /// A record numbered out of sequence.
     SeqGap {
+        /// The log (`None`: bytes given in memory).
         file: Option<PathBuf>,
+        /// 1-based line.
         line: u64,
+        /// The record's `seq`.
         seq: u64,
+        /// What was expected.
         expected: u64,
     },
     #[error(
         "{}: line {line} is incomplete (no newline at the end of the file): the host was stopped while writing it; `plugwarden run --resume` drops it, or delete that line",
         log_name(.file)
     )]
+    /// The last line has no newline (the writer was stopped).
     TornLine {
+        /// The log (`None`: bytes given in memory).
         file: Option<PathBuf>,
+        /// 1-based line.
         line: u64,
         /// Byte offset where the torn line starts: the length of the valid prefix.
         offset: u64,
@@ -378,9 +439,13 @@ pub enum VerifyError {
         "{}: its merge record promises {expected} records and it holds {found}: records were removed from its end, or added; merge the shard logs again",
         log_name(.file)
     )]
+    /// A merged log holding more or fewer records than its merge record says.
     Incomplete {
+        /// The log (`None`: bytes given in memory).
         file: Option<PathBuf>,
+        /// What was expected.
         expected: u64,
+        /// What the log holds.
         found: u64,
     },
 }
@@ -404,22 +469,36 @@ impl VerifyError {
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
     #[error("cannot open audit log {}", .path.display())]
+    /// The log cannot be opened.
     Open {
+        /// The log.
         path: PathBuf,
         #[source]
+        /// Why.
         source: io::Error,
     },
     #[error("audit log {} is not a regular file: give --audit a file path", .path.display())]
-    NotAFile { path: PathBuf },
+    /// The log is not a regular file.
+    NotAFile {
+        /** The log. */
+        path: PathBuf,
+    },
     #[error(
         "audit log {} is in use by another plugwarden process: wait for it to finish or use another --audit file",
         .path.display()
     )]
-    Locked { path: PathBuf },
+    /// Another process holds the log.
+    Locked {
+        /** The log. */
+        path: PathBuf,
+    },
     #[error("cannot read audit log {}", .path.display())]
+    /// The log cannot be read.
     Read {
+        /// The log.
         path: PathBuf,
         #[source]
+        /// Why.
         source: io::Error,
     },
     #[error(
@@ -427,47 +506,78 @@ pub enum AuditError {
         .path.display(),
         .path.display()
     )]
+    /// The log fails verification.
     Invalid {
+        /// The log.
         path: PathBuf,
+        /// 1-based line.
         line: u64,
         #[source]
+        /// Why.
         source: VerifyError,
     },
     #[error("cannot cut the torn last line off audit log {}", .path.display())]
+    /// A torn last line cannot be cut off.
     Repair {
+        /// The log.
         path: PathBuf,
         #[source]
+        /// Why.
         source: io::Error,
     },
     #[error(
         "cannot write record {seq} to audit log {}; records before it are intact",
         .path.display()
     )]
+    /// A record cannot be written.
     Write {
+        /// The log.
         path: PathBuf,
+        /// The record's `seq`.
         seq: u64,
         #[source]
+        /// Why.
         source: io::Error,
     },
     #[error(
         "cannot sync audit log {} after record {seq}: the record is written but may not survive a power loss",
         .path.display()
     )]
+    /// A record cannot be synced.
     Sync {
+        /// The log.
         path: PathBuf,
+        /// The record's `seq`.
         seq: u64,
         #[source]
+        /// Why.
         source: io::Error,
     },
     #[error(
         "audit log {} has a partial record at its end that could not be removed: stop and run again with --resume",
         .path.display()
     )]
-    Broken { path: PathBuf },
+    /// A partial record is left at the end.
+    Broken {
+        /** The log. */
+        path: PathBuf,
+    },
     #[error("audit record for {input} is {len} bytes, over the limit of {MAX_LINE}: shorten its detail or notes")]
-    RecordTooLarge { input: String, len: usize },
+    /// A record longer than [`MAX_LINE`].
+    RecordTooLarge {
+        /** The input the record is for. */
+        input: String,
+        /** The record's size, bytes. */
+        len: usize,
+    },
     #[error("unknown verdict {verdict:?} for {input}: expected one of {}", VERDICTS.join(", "))]
-    UnknownVerdict { input: String, verdict: String },
+    /// A verdict that is none of [`VERDICTS`].
+    UnknownVerdict {
+        /** The input the record is for. */
+        input: String,
+        /** The verdict given. */
+        verdict: String,
+    },
 }
 
 fn log_name(file: &Option<PathBuf>) -> String {

@@ -26,7 +26,7 @@
 //!   reads in bounded chunks as it sends it, so the host never holds a
 //!   big input whole.
 //! - **Exact names.** Paths are kept as bytes from walk to audit record;
-//!   [`crate::escape`] is only for showing them.
+//!   the `escape` module is only for showing them.
 //!
 //! Group commit and sharding build on [`walk`] and [`open`]: the walk is a
 //! stream in a stable order, and opening and reading are separate from it.
@@ -54,24 +54,52 @@ pub const HEAD: usize = 64 << 10;
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {
     #[error("{}: {what}, not a regular file: only regular files are inputs", escape::name(.path))]
-    NotRegular { path: PathBuf, what: &'static str },
-    #[error("{}: a symbolic link inside a walked directory: not followed (name its target instead)", escape::name(.path))]
-    Symlink { path: PathBuf },
-    #[error("input too large ({len} bytes, limit {limit})")]
-    TooLarge { len: u64, limit: u64 },
-    #[error("input too large (more than {limit} bytes, the limit)")]
-    StreamTooLarge { limit: u64 },
-    #[error("{}: changed while it was read ({expected} bytes when opened, {now} now)", escape::name(.path))]
-    Changed {
+    /// Not a regular file (a directory, a device, a FIFO, …).
+    NotRegular {
+        /** The input. */
         path: PathBuf,
+        /** What it is instead. */
+        what: &'static str,
+    },
+    #[error("{}: a symbolic link inside a walked directory: not followed (name its target instead)", escape::name(.path))]
+    /// A symbolic link found by a walk (not followed).
+    Symlink {
+        /** The link. */
+        path: PathBuf,
+    },
+    #[error("input too large ({len} bytes, limit {limit})")]
+    /// Larger than the input limit.
+    TooLarge {
+        /** Its size. */
+        len: u64,
+        /** The limit. */
+        limit: u64,
+    },
+    #[error("input too large (more than {limit} bytes, the limit)")]
+    /// A stream (stdin) longer than the input limit.
+    StreamTooLarge {
+        /** The limit. */
+        limit: u64,
+    },
+    #[error("{}: changed while it was read ({expected} bytes when opened, {now} now)", escape::name(.path))]
+    /// The file changed size while it was read.
+    Changed {
+        /// The input.
+        path: PathBuf,
+        /// Its size when opened.
         expected: u64,
+        /// Its size now.
         now: u64,
     },
     #[error("cannot {op} {}: {source}", escape::name(.path))]
+    /// A system call on the input failed.
     Io {
+        /// What was being done (`read`, `open`, `list`).
         op: &'static str,
+        /// The input.
         path: PathBuf,
         #[source]
+        /// Why.
         source: io::Error,
     },
 }
@@ -88,6 +116,20 @@ pub struct Entry {
     /// The path from the named directory down (empty for a named file).
     below_root: PathBuf,
     root: PathBuf,
+}
+
+impl Entry {
+    /// The file at `path`, named directly (not found by a walk).
+    pub fn named(path: PathBuf) -> Entry {
+        let rel = path.file_name().map(PathBuf::from).unwrap_or_default();
+        Entry {
+            rel,
+            walked: false,
+            below_root: PathBuf::new(),
+            root: path.clone(),
+            path,
+        }
+    }
 }
 
 /// Every file under `roots`, in a stable order (each root in turn, names
@@ -154,10 +196,12 @@ impl Source {
         self.prefix.len() as u64 + self.len
     }
 
+    /// Whether it has no bytes.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
+    /// The path it was opened from.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -253,7 +297,9 @@ impl Source {
 /// chunks as it is sent.
 #[derive(Debug)]
 pub enum Input {
+    /// Held in memory.
     Bytes(Vec<u8>),
+    /// An open file, read in bounded chunks as it is sent.
     File(Source),
 }
 
@@ -266,6 +312,7 @@ impl Input {
         }
     }
 
+    /// Whether it has no bytes.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use common::*;
 use plugwarden::sandbox::{Enforce, Mode, PluginSpec, Sandbox};
-use plugwarden::spawn::ForkServer;
 use plugwarden::worker::Worker;
+use plugwarden::ForkServer;
 use plugwarden::Verdict;
 
 fn sandbox(exe: std::path::PathBuf, args: &[&str], policy: &str, mode: Mode) -> Sandbox {
@@ -132,7 +132,7 @@ fn test_rust_and_python_echo_pass_the_same_protocol_test() {
 #[test]
 fn test_filter_mode_runs_an_existing_program() {
     let sb = sandbox("/usr/bin/base64".into(), &[], "default", Mode::Filter);
-    let o = plugwarden::worker::run_filter(&sb, b"plugwarden");
+    let o = sb.run(b"plugwarden");
     assert_eq!(o.verdict, Verdict::Ok, "{}", o.stderr_tail);
     assert_eq!(o.output, b"cGx1Z3dhcmRlbg==\n");
     // A non-zero exit is the filter saying no.
@@ -142,7 +142,7 @@ fn test_filter_mode_runs_an_existing_program() {
         "default",
         Mode::Filter,
     );
-    let o = plugwarden::worker::run_filter(&sb, b"!!!not base64");
+    let o = sb.run(b"!!!not base64");
     assert!(
         matches!(o.verdict, Verdict::PluginError(ref m) if m.starts_with("exit status 1")),
         "{:?}",

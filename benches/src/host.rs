@@ -9,8 +9,8 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use plugwarden::sandbox::{Enforce, Mode, PluginSpec, Sandbox};
-use plugwarden::spawn::ForkServer;
 use plugwarden::worker::Worker;
+use plugwarden::ForkServer;
 
 /// The binaries a bench needs, from one target directory.
 pub struct Binaries {
@@ -448,7 +448,7 @@ pub fn pool_batch_rss(
     };
     let payload = vec![0x42u8; 4096];
     let t0 = Instant::now();
-    let (pool, feeder) = Pool::<usize>::start(sb.clone(), config);
+    let (pool, feeder) = Pool::<usize>::start(sb.clone(), config)?;
     let producer = std::thread::spawn(move || {
         for tag in 0..jobs {
             if feeder

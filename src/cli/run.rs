@@ -775,7 +775,8 @@ pub fn drive(b: Batch) -> Result<u8, Usage> {
             });
         }
         workers = workers.max(config.workers);
-        let (pool, feeder) = Pool::<Item>::start(sandbox.clone(), config);
+        let (pool, feeder) =
+            Pool::<Item>::start(sandbox.clone(), config).map_err(|e| Usage(e.to_string()))?;
         pools.push(pool);
         feeders.push(feeder);
     }

@@ -6,8 +6,8 @@
 //! [`Policy`] with concrete values. The shipped policies in `policies/` are
 //! embedded in the binary and found by name.
 
-pub mod check;
-pub mod grants;
+pub(crate) mod check;
+pub(crate) mod grants;
 pub use plugwarden_seccomp::groups;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -85,6 +85,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 /// A policy file as written: everything optional so `extends` can fill gaps.
+#[doc(hidden)]
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyFile {
@@ -114,6 +115,7 @@ pub struct PolicyFile {
     pub landlock: LandlockFile,
 }
 
+#[doc(hidden)]
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LandlockFile {
@@ -123,6 +125,7 @@ pub struct LandlockFile {
 }
 
 /// `[environment]` as written in a policy or a plugin manifest.
+#[doc(hidden)]
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EnvironmentFile {
@@ -195,6 +198,7 @@ pub const DEFAULT_ENV: &[(&str, &str)] = &[
     ("LANG", "C.UTF-8"),
 ];
 
+#[doc(hidden)]
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NamespacesFile {
@@ -210,6 +214,7 @@ pub struct NamespacesFile {
     pub mount: Option<bool>,
 }
 
+#[doc(hidden)]
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SyscallsFile {
@@ -234,10 +239,13 @@ pub struct SyscallsFile {
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(untagged)]
 pub enum IoctlName {
+    /// A request number.
     Number(u32),
+    /// A request name from [`IOCTLS`].
     Name(String),
 }
 
+#[doc(hidden)]
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FilesystemFile {
@@ -251,6 +259,7 @@ pub struct FilesystemFile {
     pub tmp: Option<Size>,
 }
 
+#[doc(hidden)]
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NetworkFile {
@@ -260,6 +269,7 @@ pub struct NetworkFile {
     pub bind_tcp: Vec<u16>,
 }
 
+#[doc(hidden)]
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsFile {
@@ -274,6 +284,7 @@ pub struct LimitsFile {
     pub input: Option<Size>,
 }
 
+#[doc(hidden)]
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IdentityFile {
@@ -281,6 +292,7 @@ pub struct IdentityFile {
     pub gid: Option<u32>,
 }
 
+#[doc(hidden)]
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WorkerFile {
@@ -294,16 +306,25 @@ pub struct WorkerFile {
 pub struct Policy {
     /// Name (built-in) or path it was loaded from.
     pub name: String,
+    /// What the policy is for.
     pub description: String,
     /// The TOML sources of the chain, outermost first (for hashing).
     pub sources: Vec<String>,
+    /// Run with the walls this machine has when some are missing, instead of refusing.
     pub best_effort: bool,
+    /// `[syscalls]`.
     pub syscalls: Syscalls,
+    /// `[filesystem]`: the Landlock grants.
     pub filesystem: Filesystem,
+    /// `[network]`: the TCP ports granted.
     pub network: Network,
+    /// `[limits]`.
     pub limits: Limits,
+    /// `[identity]`: who the plugin runs as.
     pub identity: Identity,
+    /// `[worker]`: when a worker is recycled.
     pub worker: Worker,
+    /// `[namespaces]`.
     pub namespaces: Namespaces,
     /// `[landlock] min_abi`: 0 when the policy states no floor.
     pub landlock_min_abi: u8,
@@ -315,7 +336,9 @@ pub struct Policy {
 /// A policy's `[environment]`, the chain applied.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Environment {
+    /// Variables set to a value.
     pub set: BTreeMap<String, String>,
+    /// Variables passed from the host's environment.
     pub pass: BTreeSet<String>,
 }
 
@@ -333,10 +356,15 @@ impl Environment {
 /// Namespaces the plugin gets, each on unless the policy turns it off.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Namespaces {
+    /// A network namespace of its own (no network but loopback).
     pub net: bool,
+    /// An IPC namespace of its own.
     pub ipc: bool,
+    /// A UTS namespace of its own.
     pub uts: bool,
+    /// A PID namespace of its own, with an init.
     pub pid: bool,
+    /// A mount namespace with a minimal root.
     pub mount: bool,
 }
 
@@ -376,6 +404,7 @@ impl Namespaces {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// A policy's `[syscalls]`, resolved.
 pub struct Syscalls {
     /// Syscall names after group expansion and `deny`, sorted.
     pub allow: BTreeSet<String>,
@@ -384,6 +413,7 @@ pub struct Syscalls {
     /// What a syscall the allowlist does not admit returns instead of a
     /// violation (`errno = { personality = "ENOSYS" }`).
     pub errno: BTreeMap<String, u16>,
+    /// What a call outside the allowlist gets: the plugin killed, or EPERM.
     pub on_violation: OnViolation,
     /// Allowed ioctl requests; empty with `ioctl` allowed means none pass.
     pub ioctl: BTreeSet<u32>,
@@ -392,9 +422,13 @@ pub struct Syscalls {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// A policy's `[filesystem]`: what Landlock grants.
 pub struct Filesystem {
+    /// Readable paths.
     pub read: Vec<PathBuf>,
+    /// Writable paths.
     pub write: Vec<PathBuf>,
+    /// Executable paths.
     pub exec: Vec<PathBuf>,
     /// Size of the sandbox's private writable /tmp, a tmpfs charged to the
     /// worker's memory cgroup; 0: /tmp is there but not writable.
@@ -402,21 +436,32 @@ pub struct Filesystem {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// A policy's `[network]`: the TCP ports Landlock grants.
 pub struct Network {
+    /// Ports the plugin may connect to.
     pub connect_tcp: Vec<u16>,
+    /// Ports the plugin may bind.
     pub bind_tcp: Vec<u16>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
+/// A policy's `[limits]`.
 pub struct Limits {
+    /// Wall-clock time of one job.
     pub wall: Duration,
+    /// CPU time of one job.
     pub cpu: Duration,
+    /// Address space and data, bytes (and the cgroup's memory limit).
     pub memory: u64,
     /// 0 = no new processes (enforced by seccomp: no fork/clone of processes).
     pub processes: u64,
+    /// Open file descriptors.
     pub open_files: u64,
+    /// Largest file the plugin may write, bytes.
     pub file_size: u64,
+    /// Largest output of one job, bytes (`output_limit` beyond).
     pub output: u64,
+    /// Largest protocol frame, bytes.
     pub max_frame: u32,
     /// Largest input the host reads for one job (`input_error` beyond).
     pub input: u64,
@@ -439,8 +484,11 @@ impl Default for Limits {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A policy's `[identity]`: the uid and gid the plugin runs as (when the host is root).
 pub struct Identity {
+    /// User id.
     pub uid: u32,
+    /// Group id.
     pub gid: u32,
 }
 
@@ -454,9 +502,13 @@ impl Default for Identity {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
+/// A policy's `[worker]`: when a worker process is recycled.
 pub struct Worker {
+    /// Jobs per worker.
     pub batch: u64,
+    /// Resident set, bytes, above which a worker is recycled.
     pub recycle_rss: u64,
+    /// Age after which a worker is recycled.
     pub max_lifetime: Duration,
 }
 
@@ -477,22 +529,38 @@ pub enum PolicyError {
         "unknown policy {name:?}: use one of {} or a path to a .toml file",
         builtin_names()
     )]
-    UnknownName { name: String },
+    /// No built-in policy of that name, and no such file.
+    UnknownName {
+        /** The name given. */
+        name: String,
+    },
     #[error("cannot read policy {path}: {source}")]
+    /// The policy file cannot be read.
     Read {
+        /// The file.
         path: PathBuf,
         #[source]
+        /// Why.
         source: std::io::Error,
     },
     #[error("{origin}:{line}:{column}: {message}")]
+    /// The policy is not valid: where and why.
     Invalid {
+        /// The file or built-in name.
         origin: String,
+        /// 1-based line.
         line: usize,
+        /// 1-based column.
         column: usize,
+        /// What is wrong.
         message: String,
     },
     #[error("policy {origin}: `extends` chain is longer than 8 or loops back to itself")]
-    ExtendsLoop { origin: String },
+    /// `extends` loops, or is longer than 8.
+    ExtendsLoop {
+        /** The policy. */
+        origin: String,
+    },
 }
 
 fn builtin_names() -> String {
@@ -506,7 +574,9 @@ fn builtin_names() -> String {
 /// Where a policy's text came from, for messages and for relative `extends`.
 #[derive(Clone, Debug)]
 pub enum Origin {
+    /// A built-in policy, by name.
     Builtin(&'static str),
+    /// A file.
     File(PathBuf),
 }
 
@@ -565,6 +635,7 @@ pub fn load(name_or_path: &str) -> Result<Policy, PolicyError> {
 }
 
 /// Parses one file without resolving `extends`.
+#[doc(hidden)]
 pub fn parse(origin: &Origin, text: &str) -> Result<PolicyFile, PolicyError> {
     toml::from_str::<PolicyFile>(text).map_err(|e| {
         let span = e.span().unwrap_or(0..0);
@@ -1001,6 +1072,7 @@ pub const IOCTLS: &[(&str, u32)] = &[
     ("TIOCLINUX", 0x541C),
 ];
 
+/// The number of the ioctl request `name` from [`IOCTLS`].
 pub fn ioctl_number(name: &str) -> Option<u32> {
     IOCTLS.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
 }
@@ -1014,10 +1086,12 @@ pub const FAMILIES: &[(&str, u32)] = &[
     ("AF_PACKET", libc::AF_PACKET as u32),
 ];
 
+/// The number of the socket family `name` (`AF_INET`).
 pub fn socket_family(name: &str) -> Option<u32> {
     FAMILIES.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
 }
 
+/// The name of socket family number `nr`.
 pub fn family_name(nr: u64) -> Option<&'static str> {
     FAMILIES
         .iter()

@@ -164,9 +164,16 @@ impl Slot {
                     for w in rx {
                         w.shutdown();
                     }
-                })
-                .expect("spawn a reaper thread");
-            self.retire = Some((tx, reaper));
+                });
+            match reaper {
+                Ok(reaper) => self.retire = Some((tx, reaper)),
+                // No thread to spare: this slot shuts the worker down itself.
+                Err(e) => {
+                    tracing::warn!("cannot start a reaper thread, retiring inline: {e}");
+                    worker.shutdown();
+                    return;
+                }
+            }
         }
         if let Some((tx, _)) = &self.retire {
             if let Err(mpsc::SendError(w)) = tx.send(worker) {
@@ -224,7 +231,7 @@ impl Spares {
         sandbox: &Arc<Sandbox>,
         config: &PoolConfig,
         shared: &Arc<Shared>,
-    ) -> Spares {
+    ) -> Option<Spares> {
         let (tx, rx) = mpsc::sync_channel(0);
         let (sandbox, config, shared) = (sandbox.clone(), config.clone(), shared.clone());
         let thread = std::thread::Builder::new()
@@ -237,8 +244,10 @@ impl Spares {
                     }
                 }
             })
-            .expect("spawn a spare-worker thread");
-        Spares { rx, thread }
+            // No thread to spare: the slot starts each worker itself.
+            .inspect_err(|e| tracing::warn!("cannot start a spare-worker thread: {e}"))
+            .ok()?;
+        Some(Spares { rx, thread })
     }
 
     /// The next fresh worker (waits if it is still being started).

@@ -6,12 +6,7 @@ impl Slot {
     pub(super) fn run<T>(mut self, rx: &Mutex<Receiver<Task<T>>>, tx: &SyncSender<Finished<T>>) {
         self.sandbox = own_sandbox(self.index, &self.sandbox);
         if self.sandbox.plugin.mode == Mode::Worker {
-            self.spares = Some(Spares::start(
-                self.index,
-                &self.sandbox,
-                &self.config,
-                &self.shared,
-            ));
+            self.spares = Spares::start(self.index, &self.sandbox, &self.config, &self.shared);
         }
         let mut backlog = VecDeque::new();
         while self.fill(rx, tx, &mut backlog) {

@@ -68,6 +68,7 @@ pub use wire::{ProfileSpec, SERVE_ARG};
 pub struct Walls {
     /// The cgroup backend, described ("none (...)" when absent).
     pub cgroups: String,
+    /// Each sandbox gets a cgroup of its own.
     pub cgroups_active: bool,
     /// Namespaces the children will enter (CLONE_* flags).
     pub namespaces: u64,
@@ -85,8 +86,11 @@ pub struct Walls {
 pub struct ExitInfo {
     /// Raw wait status.
     pub status: i32,
+    /// User CPU time, µs.
     pub utime_us: u64,
+    /// System CPU time, µs.
     pub stime_us: u64,
+    /// Peak resident set, KiB.
     pub maxrss_kib: u64,
     /// From the worker's cgroup, when it had one.
     #[serde(default)]
@@ -94,6 +98,7 @@ pub struct ExitInfo {
 }
 
 impl ExitInfo {
+    /// The signal that killed it, if one did.
     pub fn signal(&self) -> Option<i32> {
         libc::WIFSIGNALED(self.status).then(|| libc::WTERMSIG(self.status))
     }
@@ -101,9 +106,11 @@ impl ExitInfo {
     pub fn core_dumped(&self) -> bool {
         libc::WIFSIGNALED(self.status) && libc::WCOREDUMP(self.status)
     }
+    /// Its exit status, if it exited.
     pub fn code(&self) -> Option<i32> {
         libc::WIFEXITED(self.status).then(|| libc::WEXITSTATUS(self.status))
     }
+    /// User and system CPU time, ms.
     pub fn cpu_ms(&self) -> u64 {
         (self.utime_us + self.stime_us) / 1000
     }
@@ -160,22 +167,46 @@ pub(crate) enum ServerError {
     Broken(&'static str),
 }
 
+/// Why the fork server could not be started or could not do what it was
+/// asked.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ForkServerError {
+    /// The helper program could not be started.
     #[error("cannot start the fork server {exe}: {source}")]
     Start {
+        /// The helper.
         exe: PathBuf,
+        /// Why.
         #[source]
         source: io::Error,
     },
+    /// The socket to the fork server failed.
     #[error("fork server connection failed: {0}")]
     Io(#[from] io::Error),
+    /// The fork server answered what it should not have (or went away).
     #[error("fork server protocol error: {0}")]
     Protocol(String),
+    /// The child failed on its way to the plugin: the step and the errno.
     #[error("sandbox setup failed at {}: {}", .stage.name(), errno_name(*.errno))]
-    Setup { stage: Stage, errno: i32 },
+    Setup {
+        /// The step of the confinement road that failed.
+        stage: Stage,
+        /// Its errno.
+        errno: i32,
+    },
+    /// The fork server's own error, as its text.
     #[error("{0}")]
     Remote(String),
+    /// This process is a fork server: it may not start another.
+    #[error("this process is a plugwarden fork server and may not start another: call plugwarden::bootstrap() first thing in main, before anything that builds a sandbox")]
+    Recursion,
+    /// [`crate::ForkServer::start_self`] before [`crate::bootstrap`].
+    #[error("this program cannot be its own fork server: plugwarden::bootstrap() was not called first thing in main (or use ForkServer::with_helper with the installed plugwarden binary)")]
+    NotBootstrapped,
+    /// The helper given to [`crate::ForkServer::with_helper`] is no file.
+    #[error("fork server helper {} not found (the installed `plugwarden` binary is the usual one)", .0.display())]
+    NoHelper(PathBuf),
 }
 
 /// A profile ready to fork: everything the child needs, allocated now.

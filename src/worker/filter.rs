@@ -26,6 +26,9 @@ pub(super) fn filter_job(
     attach: Attach,
     sink: Option<&mut dyn OutputSink>,
 ) -> JobOutcome {
+    if let Err(e) = sandbox.expect_mode(Mode::Filter, "a filter job") {
+        return JobOutcome::failed(Verdict::SetupError(e.to_string()));
+    }
     let started = Instant::now();
     let proc = match sandbox.spawn() {
         Ok(p) => p,

@@ -5,7 +5,9 @@ use super::*;
 
 impl Worker {
     /// Spawns a worker and queues the hello; the reply is checked with the first job.
+    /// A filter sandbox is [`SandboxError::WrongMode`].
     pub fn start(sandbox: &Sandbox) -> Result<Worker, SandboxError> {
+        sandbox.expect_mode(Mode::Worker, "Worker::start")?;
         let proc = sandbox.spawn()?;
         let limits = &sandbox.policy.limits;
         let mut conn = Conn::new(proc, sandbox, true);
@@ -46,6 +48,7 @@ impl Worker {
         })
     }
 
+    /// The plugin's pid.
     pub fn pid(&self) -> i32 {
         self.conn.proc.pid
     }
@@ -60,6 +63,7 @@ impl Worker {
         !self.dead
     }
 
+    /// The running process.
     pub fn process(&self) -> &Process {
         &self.conn.proc
     }

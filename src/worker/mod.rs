@@ -1,7 +1,7 @@
 //! Host side of a running plugin: feed it jobs, read its answers, watch
 //! its deadlines and its syscalls, and turn everything into a [`Verdict`].
 //!
-//! One poll loop ([`Conn::pump`]) serves both plugin kinds. It writes the
+//! One poll loop (`Conn::pump`) serves both plugin kinds. It writes the
 //! pending input without blocking, drains stdout into a bounded frame
 //! decoder (worker) or the job's output sink (filter), drains stderr into a
 //! bounded tail and the log (a chatty plugin can never block on a full
@@ -34,7 +34,7 @@ use crate::sink::{OutputBuf, OutputSink, SavedOutput, Spill};
 use crate::spawn::ExitInfo;
 use crate::verdict::{stderr_detail, TimeoutKind, Verdict};
 
-pub use filter::{run_filter, run_filter_input};
+pub(crate) use filter::{run_filter, run_filter_input};
 use stderr::*;
 use supervise::*;
 
@@ -55,10 +55,13 @@ const MAX_PATHS: usize = 1 << 16;
 /// `call`'s live view of a plugin's stderr: written to `out` as it comes,
 /// at most `limit` bytes per job, then one note saying how much was
 /// dropped. Unless `raw`, control characters other than newline and tab
-/// are escaped ([`crate::escape::escape_lines`]).
+/// are escaped (`escape_lines`).
 pub struct StderrRelay {
+    /// Where the stderr goes.
     pub out: Box<dyn std::io::Write + Send>,
+    /// Bytes per job relayed at most.
     pub limit: u64,
+    /// Pass control characters through unescaped.
     pub raw: bool,
 }
 
@@ -67,6 +70,7 @@ pub struct StderrRelay {
 pub struct Attach {
     /// Once set, the job in flight is killed and ends `cancelled`.
     pub cancel: Option<Arc<AtomicBool>>,
+    /// Where the plugin's stderr goes as it comes.
     pub relay: Option<StderrRelay>,
     /// Where outputs too big to hold go.
     pub spill: Option<Spill>,
@@ -88,6 +92,7 @@ struct StderrBudget {
 /// The result of one job.
 #[derive(Debug)]
 pub struct JobOutcome {
+    /// The one verdict of the job.
     pub verdict: Verdict,
     /// The output; empty unless the verdict is `ok`, and empty when it
     /// went to a sink or a spill file instead.
@@ -95,9 +100,13 @@ pub struct JobOutcome {
     /// An ok output the host did not hold: past the spill threshold
     /// ([`Attach::spill`]), or what the job's own sink saved.
     pub saved: Option<SavedOutput>,
+    /// Wall-clock time of the job.
     pub wall: Duration,
+    /// CPU time of the job, ms.
     pub cpu_ms: u64,
+    /// Peak resident set of the plugin, KiB.
     pub max_rss_kib: u64,
+    /// The plugin's pid (0 when none was started).
     pub pid: i32,
     /// Syscalls denied with EPERM (`on_violation = "errno"`) or, in log
     /// mode, that would have been denied.
@@ -202,7 +211,7 @@ struct Conn<'s> {
     raw_len: u64,
     raw_limit: u64,
     stderr_tail: Vec<u8>,
-    violation: Option<String>,
+    violation: Option<crate::verdict::Violation>,
     denied: Vec<String>,
     /// Observe mode: the paths seen, and the path syscalls already listed
     /// in `denied` (once each: their calls differ by pointer only).
