@@ -295,7 +295,7 @@ impl Sandbox {
             stdout: Some(out_r),
             stderr: Some(err_r),
             exit: None,
-            fs: self.fs.clone(),
+            reaper: Reaper::ForkServer(self.fs.clone()),
             started: Instant::now(),
             stat_file: Default::default(),
             statm_file: Default::default(),
@@ -473,13 +473,23 @@ pub struct Process {
     pub stdout: Option<OwnedFd>,
     pub stderr: Option<OwnedFd>,
     exit: Option<ExitInfo>,
-    fs: Arc<ForkServer>,
+    reaper: Reaper,
     pub started: Instant,
     stat_file: std::cell::OnceCell<Option<std::fs::File>>,
     statm_file: std::cell::OnceCell<Option<std::fs::File>>,
     /// The shared-memory arena (workers only), the plugin's fd 3; unmapped
     /// when the process is dropped, after it was killed and reaped.
     arena: Option<Arena>,
+}
+
+/// Who reaps a process once its pidfd is readable.
+#[derive(Debug)]
+enum Reaper {
+    /// The fork server that spawned it.
+    ForkServer(Arc<ForkServer>),
+    /// This process: a unit test's stand-in for a plugin is its own child.
+    #[cfg(test)]
+    Host,
 }
 
 impl Process {
@@ -547,7 +557,11 @@ impl Process {
                 Err(e) => return Err(ForkServerError::Io(e.into())),
             }
         }
-        let info = self.fs.wait(self.leader)?;
+        let info = match &self.reaper {
+            Reaper::ForkServer(fs) => fs.wait(self.leader)?,
+            #[cfg(test)]
+            Reaper::Host => fake::reap(self.leader),
+        };
         self.exit = Some(info);
         Ok(info)
     }
@@ -614,3 +628,6 @@ impl Drop for Process {
         }
     }
 }
+
+#[cfg(test)]
+pub(crate) mod fake;
