@@ -12,6 +12,7 @@ use super::{
     Finished, Live, Pending, Slot, Spares, Task, FAST_JOB, MAX_WINDOW, TICK, WINDOW_BYTES,
 };
 use crate::sink::OutputSink;
+use crate::verdict::Verdict;
 use crate::worker::{run_filter_input, Attach, JobOutcome};
 
 impl Slot {
@@ -196,12 +197,7 @@ impl Slot {
                 self.settle_into(p, outcome, None, None, backlog, tx)
             });
         }
-        let taken = match (self.current.take(), &self.spares) {
-            (Some(live), _) => Ok(live),
-            (None, Some(spares)) => spares.take(),
-            (None, None) => self.source.start_worker(&self.config, &self.shared),
-        };
-        let mut live = match taken {
+        let mut live = match self.take_worker() {
             Ok(live) => live,
             // No worker means a window of one (see window_size).
             Err(verdict) => {
@@ -261,6 +257,15 @@ impl Slot {
             backlog.push_front(p);
         }
         true
+    }
+
+    /// The current worker, else a warm spare, else a fresh one.
+    fn take_worker(&mut self) -> Result<Live, Verdict> {
+        match (self.current.take(), &self.spares) {
+            (Some(live), _) => Ok(live),
+            (None, Some(spares)) => spares.take(),
+            (None, None) => self.source.start_worker(&self.config, &self.shared),
+        }
     }
 
     /// What every job of this slot gets besides its input.
