@@ -463,3 +463,28 @@ fn test_an_input_over_one_frame_is_refused_when_the_plugin_takes_no_parts() {
     assert!(w.is_alive());
     end(w, p);
 }
+
+#[test]
+fn test_a_job_alone_is_offered_the_arena_for_its_answer_a_pipelined_one_is_not() {
+    let (mut w, p) = worker(
+        Some(REGION),
+        |_| {},
+        |mut p| {
+            greet(&mut p, protocol::FLAG_ARENA);
+            let alone = p.read_frame().expect("a job");
+            assert_eq!(alone.flags, protocol::FLAG_REPLY_IN_ARENA);
+            p.send(Kind::Done, 0, alone.id, b"a");
+            let pipelined = p.read_frame().expect("a job");
+            assert_eq!(pipelined.flags, 0);
+            p.send(Kind::Done, 0, pipelined.id, b"b");
+            let _ = p.read_frame();
+        },
+    );
+
+    let alone = w.run_job(b"small");
+    let pipelined = w.run_batch(&[b"small"]);
+
+    assert_eq!(alone.output, b"a");
+    assert_eq!(pipelined[0].output, b"b");
+    end(w, p);
+}
