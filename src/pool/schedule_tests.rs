@@ -8,10 +8,19 @@ use super::*;
 use crate::sandbox::fake::{self, Plugin};
 use crate::sandbox::Enforce;
 
+/// What the stand-ins of one pool share.
+#[derive(Default)]
+struct Seen {
+    /// A `flaky` input has killed a stand-in.
+    flaky: AtomicBool,
+    /// A stand-in is holding a `hang` input.
+    hanging: AtomicBool,
+}
+
 /// How a stand-in answers: `die` kills it, `hang` never answers, `slow`
 /// answers after a second, `flaky` kills the first stand-in it reaches
 /// (of this pool), anything else is echoed.
-fn script(mut p: Plugin, flaky: &AtomicBool) {
+fn script(mut p: Plugin, seen: &Seen) {
     if p.read_frame().is_none() {
         return;
     }
@@ -19,8 +28,9 @@ fn script(mut p: Plugin, flaky: &AtomicBool) {
     while let Some(job) = p.read_frame() {
         match &job.payload[..] {
             b"die" => return p.die(),
-            b"flaky" if !flaky.swap(true, Ordering::SeqCst) => return p.die(),
+            b"flaky" if !seen.flaky.swap(true, Ordering::SeqCst) => return p.die(),
             b"hang" => {
+                seen.hanging.store(true, Ordering::SeqCst);
                 while p.read_frame().is_some() {}
                 return;
             }
@@ -45,15 +55,18 @@ fn config(workers: usize, batch: u64) -> PoolConfig {
 }
 
 fn start(config: PoolConfig) -> (Pool<usize>, Feeder<usize>) {
+    start_seen(config, Arc::default())
+}
+
+fn start_seen(config: PoolConfig, seen: Arc<Seen>) -> (Pool<usize>, Feeder<usize>) {
     let mut policy = crate::policy::load("default").expect("the built-in policy");
     policy.limits.wall = Duration::from_secs(20);
     let policy = Arc::new(policy);
     let max_frame = policy.limits.max_frame;
-    let flaky = Arc::new(AtomicBool::new(false));
     let stand_in = move || {
         let (proc, plugin) = fake::process(None);
-        let flaky = flaky.clone();
-        std::thread::spawn(move || script(plugin, &flaky));
+        let seen = seen.clone();
+        std::thread::spawn(move || script(plugin, &seen));
         Worker::with_process(proc, &policy, Enforce::Policy)
     };
     Pool::start_from(Source::Fake(Arc::new(stand_in), max_frame), config)
@@ -217,7 +230,8 @@ fn test_jobs_behind_one_that_killed_the_worker_run_again() {
 
 #[test]
 fn test_cancel_kills_the_job_in_flight_and_it_ends_cancelled() {
-    let (pool, feeder) = start(config(1, 1000));
+    let seen = Arc::new(Seen::default());
+    let (pool, feeder) = start_seen(config(1, 1000), seen.clone());
     let input = Ok(Input::Bytes(b"hang".to_vec()));
     assert!(feeder
         .submit(Task {
@@ -226,7 +240,11 @@ fn test_cancel_kills_the_job_in_flight_and_it_ends_cancelled() {
             sink: None
         })
         .is_ok());
-    std::thread::sleep(Duration::from_millis(300));
+    // The job is in flight once the stand-in holds it.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !seen.hanging.load(Ordering::SeqCst) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
 
     pool.cancel();
     let results: Vec<_> = pool.results().iter().collect();
