@@ -350,7 +350,7 @@ impl Sandbox {
             stdout: Some(out_r),
             stderr: Some(err_r),
             exit: None,
-            fs: self.fs.clone(),
+            reaper: Reaper::ForkServer(self.fs.clone()),
             started: Instant::now(),
             stat_file: Default::default(),
             statm_file: Default::default(),
@@ -534,7 +534,7 @@ pub struct Process {
     /// The plugin's stderr (the host's end; non-blocking).
     pub stderr: Option<OwnedFd>,
     exit: Option<ExitInfo>,
-    fs: Arc<ForkServer>,
+    reaper: Reaper,
     /// When it was started.
     pub started: Instant,
     stat_file: std::cell::OnceCell<Option<std::fs::File>>,
@@ -542,6 +542,16 @@ pub struct Process {
     /// The shared-memory arena (workers only), the plugin's fd 3; unmapped
     /// when the process is dropped, after it was killed and reaped.
     arena: Option<Arena>,
+}
+
+/// Who reaps a process once its pidfd is readable.
+#[derive(Debug)]
+enum Reaper {
+    /// The fork server that spawned it.
+    ForkServer(Arc<ForkServer>),
+    /// This process: a unit test's stand-in for a plugin is its own child.
+    #[cfg(test)]
+    Host,
 }
 
 impl Process {
@@ -611,7 +621,11 @@ impl Process {
                 Err(e) => return Err(ForkServerError::Io(e.into())),
             }
         }
-        let info = self.fs.wait(self.leader)?;
+        let info = match &self.reaper {
+            Reaper::ForkServer(fs) => fs.wait(self.leader)?,
+            #[cfg(test)]
+            Reaper::Host => fake::reap(self.leader),
+        };
         self.exit = Some(info);
         Ok(info)
     }
@@ -678,3 +692,6 @@ impl Drop for Process {
         }
     }
 }
+
+#[cfg(test)]
+pub(crate) mod fake;

@@ -232,11 +232,11 @@ pub(crate) enum EnforceArg {
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    plugwarden::policy::parse_duration(s)
+    plugwarden::policy::parse_duration(s).map_err(|e| e.to_string())
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {
-    plugwarden::policy::parse_size(s)
+    plugwarden::policy::parse_size(s).map_err(|e| e.to_string())
 }
 
 /// A configuration problem: exit status 2 with one sentence.

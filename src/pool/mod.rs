@@ -45,29 +45,26 @@
 mod map;
 mod recycle;
 mod slot;
+mod source;
 
-use std::collections::hash_map::RandomState;
-use std::collections::VecDeque;
-use std::hash::{BuildHasher, Hasher};
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
-use std::sync::{Arc, Condvar, Mutex, TryLockError};
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::input::Input;
 use crate::policy::Policy;
-use crate::sandbox::{Mode, Sandbox, SandboxError};
+use crate::sandbox::Sandbox;
 use crate::sink::{OutputSink, Spill};
 use crate::verdict::Verdict;
-use crate::worker::{run_filter_input, Attach, JobOutcome, Worker};
+use crate::worker::{JobOutcome, Worker};
 
 pub use map::{PoolError, Results};
-use recycle::*;
-use slot::*;
 #[doc(hidden)]
 pub use slot::{jittered, truncate};
+use source::Source;
 
 /// How often an idle slot looks at the stop flag.
 const TICK: Duration = Duration::from_millis(50);
@@ -365,7 +362,10 @@ impl<T: Send + 'static> Pool<T> {
         sandbox: impl Into<Arc<Sandbox>>,
         config: PoolConfig,
     ) -> Result<(Pool<T>, Feeder<T>), PoolError> {
-        let sandbox: Arc<Sandbox> = sandbox.into();
+        Pool::start_from(Source::Sandbox(sandbox.into()), config)
+    }
+
+    fn start_from(source: Source, config: PoolConfig) -> Result<(Pool<T>, Feeder<T>), PoolError> {
         let workers = config.workers.max(1);
         let (task_tx, task_rx) = mpsc::sync_channel::<Task<T>>(config.queue_capacity());
         let (result_tx, results) = mpsc::sync_channel::<Finished<T>>(config.queue_capacity());
@@ -389,7 +389,7 @@ impl<T: Send + 'static> Pool<T> {
             let started = {
                 let slot = Slot {
                     index,
-                    sandbox: sandbox.clone(),
+                    source: source.clone(),
                     config: config.clone(),
                     shared: shared.clone(),
                     current: None,
@@ -514,7 +514,7 @@ struct Pending<T> {
 /// its reaper.
 struct Slot {
     index: usize,
-    sandbox: Arc<Sandbox>,
+    source: Source,
     config: PoolConfig,
     shared: Arc<Shared>,
     current: Option<Live>,
@@ -540,64 +540,6 @@ struct Spares {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn test_jittered_batch_of_100_stays_within_ten_percent() {
-        let limits: Vec<u64> = (0..1000).map(|r| jittered(100, r)).collect();
-        assert_eq!(limits.iter().min(), Some(&90));
-        assert_eq!(limits.iter().max(), Some(&110));
-    }
-
-    #[test]
-    fn test_jittered_batch_of_1_is_1() {
-        assert_eq!(jittered(1, 12345), 1);
-    }
-
-    #[test]
-    fn test_truncate_multibyte_cuts_on_char_boundary() {
-        assert_eq!(truncate("ééé", 3), "é…");
-    }
-
-    #[test]
-    fn test_rss_room_leak_of_8_mib_per_job_stops_at_the_limit() {
-        assert_eq!(rss_room(64 << 20, Some(27 << 10), Some(8 << 10)), 4);
-    }
-
-    #[test]
-    fn test_rss_room_unmeasured_growth_is_two_jobs() {
-        assert_eq!(rss_room(64 << 20, Some(27 << 10), None), 2);
-    }
-
-    #[test]
-    fn test_rss_room_flat_worker_is_unbounded() {
-        assert_eq!(rss_room(64 << 20, Some(27 << 10), Some(0)), usize::MAX);
-    }
-
-    #[test]
-    fn test_rss_room_at_the_limit_is_zero() {
-        assert_eq!(rss_room(64 << 20, Some(70 << 10), Some(8 << 10)), 0);
-    }
-
-    #[test]
-    fn test_latencies_of_a_window_are_times_since_it_was_sent() {
-        let job = |us| JobOutcome {
-            wall: Duration::from_micros(us),
-            ..JobOutcome::failed(Verdict::Ok)
-        };
-
-        let walls: Vec<u64> = latencies(vec![job(30), job(0), job(5)])
-            .iter()
-            .map(|o| o.wall.as_micros() as u64)
-            .collect();
-
-        assert_eq!(walls, [30, 30, 35]);
-    }
-
-    #[test]
-    fn test_recycle_reason_words_are_the_audit_words() {
-        let words: Vec<_> = RecycleReason::ALL.iter().map(|r| r.word()).collect();
-        assert_eq!(words, ["batch", "rss", "lifetime", "tainted"]);
-    }
-}
+mod schedule_tests;
+#[cfg(test)]
+mod tests;

@@ -1,7 +1,15 @@
 //! Supervision while a job runs: answering the seccomp notifications,
 //! and the verdict a job or an exit earns.
 
-use super::*;
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+use super::stderr::suffix;
+use super::{Conn, Stop, MAX_PATHS};
+use crate::policy::OnViolation;
+use crate::sandbox::Enforce;
+use crate::spawn::ExitInfo;
+use crate::verdict::{stderr_detail, TimeoutKind, Verdict};
 
 impl<'s> Conn<'s> {
     /// Answers one seccomp user notification: the syscall is outside the
