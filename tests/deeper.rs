@@ -87,26 +87,18 @@ fn test_fork_bomb_stops_at_process_limit_and_leaves_nothing() {
     let fs_pid = sb.fork_server().pid();
     a.shutdown();
     b.shutdown();
-    // What may stay is at most one idle zygote (the init the fork server
-    // keeps for the profile's next input, docs/decisions/zygote.md), and
-    // it holds no process of its own: everything a worker started is gone.
-    let children = |pid: &str| {
-        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default()
-    };
+    // What may stay is one idle zygote (the init the fork server keeps for
+    // the profile's next input, docs/decisions/zygote.md), holding no
+    // process of its own: everything a worker started is gone.
     let started = Instant::now();
     loop {
-        let inits = children(&fs_pid.to_string());
-        let inits: Vec<&str> = inits.split_whitespace().collect();
-        let busy: Vec<&&str> = inits
-            .iter()
-            .filter(|i| !children(i).trim().is_empty())
-            .collect();
-        if busy.is_empty() && inits.len() <= 1 {
+        let left = left_under_fork_server(fs_pid);
+        if left.is_empty() {
             break;
         }
         assert!(
             started.elapsed() < Duration::from_secs(1),
-            "left behind: {inits:?}, with processes of their own: {busy:?}"
+            "left behind: {left:?}"
         );
         std::thread::sleep(Duration::from_millis(20));
     }
