@@ -8,6 +8,7 @@
 mod common;
 
 use std::os::fd::AsFd;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -115,9 +116,15 @@ fn input(sb: &Sandbox, case: &str) -> (String, ExitInfo) {
 /// lies, and a grant below /tmp (bound into the sandbox's private /tmp)
 /// keeps a profile from having a zygote.
 fn outside_tmp() -> tempfile::TempDir {
+    // Re-run as uid 65534 (staged binaries), the target directory is out
+    // of reach: /var/tmp stands in for it.
+    let base = match std::env::var_os(BIN_DIR) {
+        Some(_) => PathBuf::from("/var/tmp"),
+        None => PathBuf::from(env!("CARGO_TARGET_TMPDIR")),
+    };
     let d = tempfile::Builder::new()
         .prefix("pw-zygote-")
-        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .tempdir_in(base)
         .expect("tempdir");
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
@@ -200,6 +207,35 @@ fn test_an_input_sees_nothing_a_previous_input_left() {
             }
         }
     }
+}
+
+#[test]
+fn test_an_input_sees_nothing_a_previous_input_left_as_uid_65534() {
+    if !is_root() {
+        println!(
+            "not applicable: switching to uid 65534 needs root; the test above runs as uid {}",
+            nix::unistd::geteuid()
+        );
+        return;
+    }
+    let (dir, test_bin) = stage_binaries(&[]);
+    let o = Command::new(&test_bin)
+        .args([
+            "--exact",
+            "test_an_input_sees_nothing_a_previous_input_left",
+            "--nocapture",
+        ])
+        .env(BIN_DIR, dir.path())
+        .current_dir(dir.path())
+        .uid(65534)
+        .gid(65534)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run the test as uid 65534");
+    let out = String::from_utf8_lossy(&o.stdout);
+    println!("{out}\n{}", String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success(), "the test failed as uid 65534");
+    assert!(out.contains("1 passed"), "{out}");
 }
 
 /// `plugwarden run --mode filter --batch 1` over `n` inputs saying "look",
