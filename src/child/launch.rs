@@ -222,19 +222,7 @@ fn init(
         // A zygote ends what the input left before it answers: the fork
         // server hands it the next input only once it said it is clean.
         let clean = plan.zygote && zygote::end_input();
-        let us = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
-        send(
-            plan.report,
-            &Report {
-                tag: EXITED,
-                value: i32::from(clean),
-                status,
-                _pad: 0,
-                utime_us: us(ru.ru_utime),
-                stime_us: us(ru.ru_stime),
-                maxrss_kib: ru.ru_maxrss as u64,
-            },
-        );
+        report_exit(plan.report, status, &ru, clean);
         // Our exit ends the namespace: the kernel kills what is left.
         if !clean || !zygote::next_input(plan.report)? {
             // SAFETY: _exit does not return.
@@ -242,6 +230,24 @@ fn init(
         }
         (plugin, listener, pidfd) = start_plugin(plan, ruleset)?;
     }
+}
+
+/// Sends EXITED: the plugin's wait status and rusage, and (a zygote)
+/// whether nothing of the input is left.
+fn report_exit(report: RawFd, status: i32, ru: &libc::rusage, clean: bool) {
+    let us = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+    send(
+        report,
+        &Report {
+            tag: EXITED,
+            value: i32::from(clean),
+            status,
+            _pad: 0,
+            utime_us: us(ru.ru_utime),
+            stime_us: us(ru.ru_stime),
+            maxrss_kib: ru.ru_maxrss as u64,
+        },
+    );
 }
 
 /// Reaps every process of the namespace until the plugin; returns its
