@@ -260,6 +260,7 @@ impl Sandbox {
             processes: policy.limits.processes,
             tmp: policy.filesystem.tmp,
             cwd: plugin.cwd.clone(),
+            zygote: enforce == Enforce::Policy,
         };
         let (profile, mut walls) = fs.prepare(&spec)?;
         for gap in crate::landlock_rules::gaps(walls.landlock_abi, &cover(&policy, &walls)) {
@@ -577,12 +578,17 @@ impl Process {
     }
 
     /// SIGKILL through the pidfds (no pid-reuse race): the plugin first,
-    /// so that it stops before its current syscall returns, then its init,
-    /// which ends everything else in the sandbox.
+    /// so that it stops before its current syscall returns, then, unless
+    /// the plugin had already exited, its init, which ends everything else
+    /// in the sandbox. (Once the plugin has exited, its init ends the rest
+    /// by itself: a zygote then stays for the next input.)
     pub fn kill(&self) {
         if self.exit.is_none() {
+            let gone = self.has_exited();
             crate::spawn::kill_pidfd(self.plugin_pidfd.as_fd());
-            crate::spawn::kill_pidfd(self.pidfd.as_fd());
+            if !gone {
+                crate::spawn::kill_pidfd(self.pidfd.as_fd());
+            }
         }
     }
 

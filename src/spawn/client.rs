@@ -49,7 +49,10 @@ impl ForkServer {
             .env(crate::bootstrap::LEVEL_VAR, "1")
             .process_group(0);
         let switches = crate::kernel::Kernel::switch_names();
-        for key in std::iter::once("RUST_LOG").chain(switches) {
+        for key in ["RUST_LOG", "PLUGWARDEN_NO_ZYGOTE"]
+            .into_iter()
+            .chain(switches)
+        {
             if let Ok(v) = std::env::var(key) {
                 cmd.env(key, v);
             }

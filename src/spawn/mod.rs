@@ -22,7 +22,8 @@
 //! [`ForkServer`]), `server.rs` (the loop, reaping, shutdown), `prepare.rs`
 //! (a profile, made once), `clone.rs` (one spawn: clone, cgroup, go,
 //! report), `root.rs` (the minimal root's layout and template),
-//! `probes.rs` (the shared empty network namespace). The types they share
+//! `probes.rs` (the shared empty network namespace), `zygote.rs` (warm
+//! inits that start one input after another). The types they share
 //! live here.
 
 mod client;
@@ -32,6 +33,7 @@ mod probes;
 mod root;
 mod server;
 mod wire;
+mod zygote;
 
 use std::collections::HashMap;
 use std::ffi::{c_char, CString};
@@ -62,6 +64,7 @@ pub use server::serve_if_requested;
 use server::*;
 use wire::*;
 pub use wire::{ProfileSpec, SERVE_ARG};
+use zygote::*;
 
 /// Which optional walls the fork server could raise for a profile.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -234,6 +237,8 @@ struct Prepared {
     userns: Option<child::UsernsPlan>,
     cwd: Option<CString>,
     walls: Walls,
+    /// Served by a warm zygote (see `confine::zygote`).
+    zygote: bool,
 }
 
 /// The Landlock rules of a profile.
@@ -260,6 +265,8 @@ struct Live {
     /// over it) and the plugin's pidfd (the kernel's own record of that
     /// status, Linux 6.15+).
     init: Option<(OwnedFd, OwnedFd)>,
+    /// The init is a zygote: what it serves (see `zygote.rs`).
+    zygote: Option<ZygoteRun>,
 }
 
 /// How a spawn request ended.
@@ -311,6 +318,10 @@ struct Server {
     exited: HashMap<i32, ExitInfo>,
     is_root: bool,
     me: libc::pid_t,
+    /// Idle zygotes by profile.
+    zygotes: HashMap<u64, Zygote>,
+    /// `PLUGWARDEN_NO_ZYGOTE` is unset.
+    zygote_enabled: bool,
 }
 
 /// Idle-time work of the fork server.
