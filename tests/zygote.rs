@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use common::*;
 use plugwarden::sandbox::{Enforce, Mode, PluginSpec, Sandbox};
-use plugwarden::spawn::{ExitInfo, ForkServer};
+use plugwarden::{ExitInfo, ForkServer};
 
 /// Looks at what a previous input left, then (by its input) leaves
 /// something of its own behind.
@@ -174,11 +174,11 @@ fn test_an_input_sees_nothing_a_previous_input_left() {
         cwd: None,
     };
     let sb = Sandbox::new(fs, spec, Arc::new(policy), Enforce::Policy).expect("sandbox");
-    let ns = sb.walls.namespaces;
-    if ns & libc::CLONE_NEWPID as u64 == 0 || !sb.walls.minimal_root {
+    let ns = sb.walls().namespaces;
+    if ns & libc::CLONE_NEWPID as u64 == 0 || !sb.walls().minimal_root {
         println!(
             "not applicable: no PID namespace or minimal root here ({:?})",
-            sb.walls.missing
+            sb.walls().missing
         );
         return;
     }
@@ -228,7 +228,7 @@ fn test_an_input_sees_nothing_a_previous_input_left() {
                         "the next input's group peaked at {small}: not fresh"
                     );
                 }
-                _ => println!("memory peak not measured here: {:?}", sb.walls.cgroups),
+                _ => println!("memory peak not measured here: {:?}", sb.walls().cgroups),
             }
         }
     }
@@ -316,10 +316,10 @@ fn test_a_filter_batch_runs_in_the_zygote_and_without_it_each_input_is_fresh() {
         cwd: None,
     };
     let sb = Sandbox::new(fs, spec, Arc::new(probe), Enforce::Policy).expect("sandbox");
-    if sb.walls.namespaces & libc::CLONE_NEWPID as u64 == 0 || !sb.walls.minimal_root {
+    if sb.walls().namespaces & libc::CLONE_NEWPID as u64 == 0 || !sb.walls().minimal_root {
         println!(
             "not applicable: no PID namespace or minimal root here ({:?})",
-            sb.walls.missing
+            sb.walls().missing
         );
         return;
     }
