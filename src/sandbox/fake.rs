@@ -15,7 +15,8 @@ use nix::fcntl::OFlag;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use super::{set_nonblocking, Process, Reaper};
+use super::process::{Process, Reaper};
+use super::set_nonblocking;
 use crate::arena::Arena;
 use crate::protocol::{self, Frame, FrameDecoder, Kind};
 use crate::spawn::ExitInfo;
