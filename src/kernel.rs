@@ -399,9 +399,9 @@ pub fn kernel() -> &'static Kernel {
 /// Whether an ordinary user may create a user namespace here: probed in a
 /// throwaway child. `PLUGWARDEN_NO_USERNS=1` pretends it may not (to test
 /// the fallback, or to match a deployment where they are blocked).
-pub(crate) fn userns_available() -> Result<(), String> {
+pub(crate) fn userns_available() -> Result<(), UsernsError> {
     if std::env::var_os(USERNS_SWITCH).is_some_and(|v| v == "1") {
-        return Err("disabled by PLUGWARDEN_NO_USERNS=1".into());
+        return Err(UsernsError::Disabled);
     }
     // What a child's road does with it: map our ids, then mount. An LSM
     // may allow the namespace but no capability in it (Ubuntu's
@@ -442,17 +442,32 @@ pub(crate) fn userns_available() -> Result<(), String> {
             // SAFETY: _exit never returns and runs no destructors.
             unsafe { libc::_exit(code) }
         }
-        Ok(nix::unistd::ForkResult::Parent { child }) => match nix::sys::wait::waitpid(child, None) {
+        Ok(nix::unistd::ForkResult::Parent { child }) => match nix::sys::wait::waitpid(child, None)
+        {
             Ok(nix::sys::wait::WaitStatus::Exited(_, 0)) => Ok(()),
-            Ok(nix::sys::wait::WaitStatus::Exited(_, 2)) => Err(
-                "user namespaces are created but give no capability inside (an LSM restricts them, e.g. kernel.apparmor_restrict_unprivileged_userns = 1; allow plugwarden `userns` in its AppArmor profile)".into(),
-            ),
-            _ => Err(
-                "this kernel refuses unprivileged user namespaces (see `plugwarden doctor`)".into(),
-            ),
+            Ok(nix::sys::wait::WaitStatus::Exited(_, 2)) => Err(UsernsError::NoCapability),
+            _ => Err(UsernsError::Refused),
         },
-        Err(e) => Err(format!("cannot probe user namespaces: {e}")),
+        Err(e) => Err(UsernsError::Probe(e)),
     }
+}
+
+/// Why an ordinary user cannot give a sandbox its walls from a user
+/// namespace ([`userns_available`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum UsernsError {
+    /// `PLUGWARDEN_NO_USERNS=1` pretends they are unavailable.
+    #[error("disabled by PLUGWARDEN_NO_USERNS=1")]
+    Disabled,
+    /// The namespace is created, but an LSM leaves no capability in it.
+    #[error("user namespaces are created but give no capability inside (an LSM restricts them, e.g. kernel.apparmor_restrict_unprivileged_userns = 1; allow plugwarden `userns` in its AppArmor profile)")]
+    NoCapability,
+    /// The kernel refuses to create one.
+    #[error("this kernel refuses unprivileged user namespaces (see `plugwarden doctor`)")]
+    Refused,
+    /// The probe's child could not be forked.
+    #[error("cannot probe user namespaces: {0}")]
+    Probe(nix::errno::Errno),
 }
 
 /// The Linux release in which Landlock ABI `abi` arrived.

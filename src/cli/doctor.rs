@@ -40,7 +40,7 @@ struct Facts {
     backend: Backend,
     userns_max: Option<u64>,
     /// Not root: whether children get a user namespace (`Err`: why not).
-    userns: Result<(), String>,
+    userns: Result<(), kernel::UsernsError>,
     root: bool,
     sys_resource_effective: bool,
     sys_resource_bounding: bool,
@@ -337,7 +337,7 @@ fn print_walls(f: &Facts) {
     landlock_walls(f, &wall);
     let userns = match &f.userns {
         Ok(()) => String::new(),
-        Err(why) => why.clone(),
+        Err(why) => why.to_string(),
     };
     match (f.root, namespaces(f)) {
         (true, _) => wall(

@@ -1,7 +1,14 @@
 //! [`Pool::map`]: tasks in, results out, no deadlock whatever the caller
 //! does; and what happens to a pool dropped before it was joined.
 
-use super::*;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+
+use super::{Finished, Gate, Pool, PoolConfig, PoolStats, Shared, Task};
+use crate::sandbox::Sandbox;
+use crate::verdict::Verdict;
 
 /// Why a pool could not start.
 #[derive(Debug, thiserror::Error)]

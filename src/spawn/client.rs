@@ -1,7 +1,19 @@
 //! The host's side: [`ForkServer`] starts the fork server and asks it to
 //! prepare profiles, spawn sandboxes and reap them.
 
-use super::*;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+
+use super::wire::{recv, send, ProfileSpec, Reply, Request, MAX_MSG, SERVE_ARG, SERVE_FD};
+use super::{ExitInfo, ForkServerError, Spawned, Walls};
+use crate::child::Stage;
 
 /// The host's handle on its fork server. Cheap to share between threads:
 /// one request at a time goes over the socket.

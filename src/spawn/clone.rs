@@ -1,7 +1,18 @@
 //! One spawn: clone the road runner on its own stack, move it into its
 //! cgroup, say go and read its report.
 
-use super::*;
+use std::io::{self, IoSliceMut};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::time::{Duration, Instant};
+
+use nix::sys::socket::{
+    recvmsg, socketpair, AddressFamily, ControlMessageOwned, MsgFlags, SockFlag, SockType,
+};
+
+use super::server::{highest_fd, wait4};
+use super::zygote::ZygoteRun;
+use super::{ExitInfo, Live, Prepared, ProfileLandlock, Server, ServerError, SpawnEnd, Spawned};
+use crate::child::{self, Stage};
 
 impl Server {
     /// Starts one sandbox: clones its road runner (the init with a PID

@@ -37,34 +37,20 @@ mod zygote;
 
 use std::collections::HashMap;
 use std::ffi::{c_char, CString};
-use std::io::{self, IoSlice, IoSliceMut};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::path::PathBuf;
 
-use nix::sys::socket::{
-    recvmsg, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags,
-    SockFlag, SockType,
-};
 use serde::{Deserialize, Serialize};
 
 use crate::child::{self, Stage};
-use crate::confine;
-use crate::landlock_rules::{self, Grants};
+use crate::landlock_rules;
 
 pub use client::ForkServer;
-use clone::*;
-use probes::*;
-use root::*;
+use clone::ChildStack;
 pub use server::serve_if_requested;
-use server::*;
-use wire::*;
 pub use wire::{ProfileSpec, SERVE_ARG};
-use zygote::*;
+use zygote::{Zygote, ZygoteRun};
 
 /// Which optional walls the fork server could raise for a profile.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

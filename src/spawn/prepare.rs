@@ -1,7 +1,16 @@
 //! Preparing a profile once: the exec fd and strings, the Landlock
 //! ruleset, the BPF programs, the root layout and its template.
 
-use super::*;
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+
+use super::root::{root_plan, root_template};
+use super::wire::ProfileSpec;
+use super::zygote::zygote_allowed;
+use super::{Prepared, ProfileLandlock, Server, ServerError, Walls};
+use crate::landlock_rules::{self, Grants};
+use crate::{child, confine};
 
 impl Server {
     /// Prepares a profile: the exec strings, the walls this host can raise

@@ -1,6 +1,8 @@
 //! What the fork server sets up once: the shared empty network namespace.
 
-use super::*;
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use super::server::wait4;
 
 /// Opens a fresh, empty network namespace (only a downed loopback) that
 /// every worker joins with `setns`: creating one per spawn would double the

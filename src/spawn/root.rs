@@ -1,7 +1,15 @@
 //! The minimal root of a profile: its layout and the mount namespace
 //! template every sandbox of the profile copies.
 
-use super::*;
+use std::ffi::CString;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use super::server::{read_full, wait4};
+use super::ServerError;
+use crate::child;
+use crate::landlock_rules::Grants;
 
 /// Lays out the minimal root of a profile (see [`child::RootPlan`]): /usr
 /// read-only with the top-level symlinks of a merged-/usr system, every

@@ -1,6 +1,15 @@
 //! The fork server's loop: one request at a time, reaping between them.
 
-use super::*;
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::time::Duration;
+
+use super::clone::{init_filter, plugin_exit, ChildStack};
+use super::probes::empty_netns;
+use super::wire::{recv, send, Reply, Request, MAX_MSG, SERVE_ARG, SERVE_FD};
+use super::{kill_pidfd, Chore, ExitInfo, Server, SpawnEnd, Walls};
+use crate::child;
 
 /// Call first thing in `main` of a program used as its own fork server:
 /// if this process was started as one, serve and exit.
@@ -45,7 +54,7 @@ impl Server {
         let userns = if is_root {
             Err("running as root".to_string())
         } else {
-            crate::kernel::userns_available()
+            crate::kernel::userns_available().map_err(|e| e.to_string())
         };
         let root_dir = if is_root || userns.is_ok() {
             let dir = std::env::temp_dir().join(format!("plugwarden-root-{me}"));

@@ -1,7 +1,15 @@
 //! What host and fork server say to each other: requests and replies as
 //! JSON over a `SOCK_SEQPACKET` socket, fds by `SCM_RIGHTS`.
 
-use super::*;
+use std::io::{self, IoSlice, IoSliceMut};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::path::PathBuf;
+
+use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
+use serde::{Deserialize, Serialize};
+
+use super::{ExitInfo, Walls};
+use crate::landlock_rules::Grants;
 
 /// argv[1] that turns the plugwarden binary into a fork server.
 pub const SERVE_ARG: &str = "__plugwarden-fork-server";

@@ -3,7 +3,19 @@
 //! plugin process in the same namespaces, root, rlimits and identity. One
 //! per prepared profile; each fork server (a pool slot) has its own.
 
-use super::*;
+use std::io::IoSlice;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::time::Instant;
+
+use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+
+use super::clone::{pidfd_exit_status, plugin_exit, Started};
+use super::root::grant_in_tmp;
+use super::server::wait4;
+use super::{kill_pidfd, ExitInfo, Server, ServerError, SpawnEnd};
+use crate::child::{self, Stage};
+use crate::confine;
+use crate::landlock_rules::Grants;
 
 /// The most inputs one zygote serves before it is retired: its own CPU
 /// time counts against the rlimit it shares with its plugins.
