@@ -4,7 +4,6 @@
 
 mod audit;
 mod call;
-mod commit;
 mod doctor;
 mod generate;
 mod learn;

@@ -6,7 +6,7 @@
 //! the pool's worker slots run the jobs; this thread takes the results in
 //! completion order, writes the outputs, makes the audit records and prints
 //! the progress bar and the summary; a committer puts outputs and records
-//! on disk a group at a time (src/cli/commit.rs). Signals only set flags,
+//! on disk a group at a time (src/batch/commit.rs). Signals only set flags,
 //! read here between results.
 
 use std::collections::{BTreeMap, HashSet};
@@ -26,18 +26,19 @@ use plugwarden::sink::{Spill, SPILL_OVER};
 use plugwarden::verdict::Verdict;
 use plugwarden::worker::{run_filter_input, Attach, JobOutcome, Worker};
 
-use super::commit::{Durability, GroupCommit, Limits};
-use super::shard::{ShardArgs, Sharding};
+use super::shard::ShardArgs;
 use super::{parse_duration, parse_size, SandboxArgs, Usage, EXIT_OK, EXIT_USAGE, EXIT_VERDICT};
+use crate::batch::commit::{Durability, GroupCommit, Limits};
+pub use crate::batch::error_chain;
+use crate::batch::feed::{feed, FeedState, Routing};
+pub(super) use crate::batch::feed::{sha256_file, sha256_hex};
+pub use crate::batch::feed::{Converter, Item, Preparer, Router};
+use crate::batch::shard::Sharding;
 
-mod feed;
 mod record;
 mod signals;
 mod summary;
 
-use feed::{feed, FeedState, Routing};
-pub(super) use feed::{sha256_file, sha256_hex};
-pub use feed::{Converter, Item, Preparer, Router};
 use record::{record_base, Latencies, RecordBase, Recorder};
 pub use signals::{ignore_sigint_for_children, Signals};
 use summary::{print_summary, progress_bar, show_total};
@@ -129,18 +130,6 @@ fn print_line(line: &str) {
     let _ = writeln!(std::io::stdout().lock(), "{line}");
 }
 
-/// The error and its causes, one sentence.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut msg = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        source = s.source();
-    }
-    msg
-}
-
 pub fn check_out_dir(out: &Path) -> Result<(), Usage> {
     std::fs::create_dir_all(out).map_err(|e| {
         Usage(format!(
@@ -226,7 +215,9 @@ pub fn drive(b: Batch) -> Result<u8, Usage> {
     };
     let routes = bases.iter().map(RecordBase::route).collect();
     let log = audit.as_mut().zip(b.args.audit.as_deref());
-    let sharding = Arc::new(Sharding::start(shard, &b.args.inputs, routes, log)?);
+    let sharding = Arc::new(
+        Sharding::start(shard, &b.args.inputs, routes, log).map_err(|e| Usage(error_chain(&e)))?,
+    );
     let mut workers = 0;
     let started = Instant::now();
     let mut pools = Vec::new();
@@ -335,7 +326,7 @@ pub fn drive(b: Batch) -> Result<u8, Usage> {
         && !rec.counts.contains_key(Verdict::Cancelled.word());
     let found = state.submitted.load(Ordering::SeqCst) + skipped;
     if let Err(e) = sharding.finish(rec.audit.as_mut(), all_judged, found) {
-        rec.fail(e);
+        rec.fail(error_chain(&e));
     }
     if let (Some(audit), true) = (&mut rec.audit, b.args.durability != Durability::None) {
         if let Err(e) = audit.sync() {

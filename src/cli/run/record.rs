@@ -17,7 +17,7 @@ use super::{
     print_line, sha256_file, sha256_hex, Converter, Item, MAX_DETAIL, MAX_NOTE, MAX_NOTES,
     MAX_POISON_LISTED,
 };
-use crate::cli::commit::{GroupCommit, Job, Output, Report};
+use crate::batch::commit::{GroupCommit, Job, Output, Report};
 use crate::cli::Usage;
 
 /// Job latencies in log-spaced buckets (about 1.5% wide): percentiles in

@@ -36,12 +36,12 @@ use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TrySendError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use plugwarden::audit::{AuditRecord, AuditWriter};
-use plugwarden::escape;
-use plugwarden::verdict::Verdict;
+use crate::audit::{AuditRecord, AuditWriter};
+use crate::escape;
+use crate::verdict::Verdict;
 use tempfile::{NamedTempFile, TempPath};
 
-use super::run::error_chain;
+use super::error_chain;
 
 /// While the committer is busy, a group grows to this many times the group
 /// size before the recorder waits for it (`group` and `none`).
@@ -50,7 +50,8 @@ const BACKLOG: usize = 4;
 const RETRY: Duration = Duration::from_millis(2);
 
 /// What a finished job's output and record promise after a power cut.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum Durability {
     /// Outputs and records reach the disk a group at a time; a record is never on disk before its output.
     Group,

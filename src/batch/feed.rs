@@ -7,22 +7,22 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use plugwarden::input::{self, Entry, Input, InputError};
-use plugwarden::pool::{Feeder, Task};
-use plugwarden::sink::OutputSink;
-use plugwarden::verdict::Verdict;
+use crate::input::{self, Entry, Input, InputError};
+use crate::pool::{Feeder, Task};
+use crate::sink::OutputSink;
+use crate::verdict::Verdict;
 use sha2::{Digest, Sha256};
 
-use crate::cli::shard::Sharding;
+use super::shard::Sharding;
 
 /// What travels with an input through the pool.
 pub struct Item {
     /// The input's path as walked, exact (the audit `input`).
-    pub(super) path: PathBuf,
-    pub(super) rel: PathBuf,
-    pub(super) sha256: Option<String>,
+    pub(crate) path: PathBuf,
+    pub(crate) rel: PathBuf,
+    pub(crate) sha256: Option<String>,
     /// Which pool (and plugin) the input went to.
-    pub(super) route: usize,
+    pub(crate) route: usize,
 }
 
 /// Picks the pool for an input from its first bytes (at least
@@ -40,11 +40,11 @@ pub type Converter = dyn Fn(usize, &Path, Vec<u8>) -> Result<(Vec<u8>, PathBuf),
 pub type Preparer =
     dyn Fn(usize, &Path, Input) -> (Input, Option<Box<dyn OutputSink>>) + Send + Sync;
 
-pub(in crate::cli) fn sha256_hex(data: &[u8]) -> String {
+pub(crate) fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
 
-pub(in crate::cli) fn sha256_file(path: &Path) -> std::io::Result<String> {
+pub(crate) fn sha256_file(path: &Path) -> std::io::Result<String> {
     let mut file = std::fs::File::open(path)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 64 << 10];
@@ -60,14 +60,14 @@ pub(in crate::cli) fn sha256_file(path: &Path) -> std::io::Result<String> {
 
 /// Counts the feeder shares with the consumer.
 #[derive(Default)]
-pub(super) struct FeedState {
-    pub(super) submitted: AtomicU64,
-    pub(super) skipped: AtomicU64,
-    pub(super) walk_done: AtomicBool,
+pub(crate) struct FeedState {
+    pub(crate) submitted: AtomicU64,
+    pub(crate) skipped: AtomicU64,
+    pub(crate) walk_done: AtomicBool,
 }
 
 /// Walks, opens and queues every input; skips those already recorded.
-pub(super) fn feed(
+pub(crate) fn feed(
     inputs: &[PathBuf],
     sharding: &Sharding,
     feeders: &[Feeder<Item>],
@@ -93,17 +93,17 @@ pub(super) fn feed(
 }
 
 /// How the feeder turns an input into a task for one of the pools.
-pub(super) struct Routing {
-    pub(super) router: Box<Router>,
-    pub(super) prepare: Option<Box<Preparer>>,
+pub(crate) struct Routing {
+    pub(crate) router: Box<Router>,
+    pub(crate) prepare: Option<Box<Preparer>>,
     /// The largest input each route takes.
-    pub(super) limits: Vec<u64>,
+    pub(crate) limits: Vec<u64>,
 }
 
 /// One walked entry as a task: opened within the largest route's limit,
 /// hashed, routed by its first bytes, checked against its route's limit
 /// and prepared for it; `None` when `--resume` skips it.
-pub(super) fn task_for(
+pub(crate) fn task_for(
     entry: Result<Entry, InputError>,
     routing: &Routing,
     recorded: &HashSet<(Vec<u8>, String)>,
@@ -161,7 +161,7 @@ pub(super) fn task_for(
 
 /// Opens one input within `limit`: the input (read whole when small), its
 /// sha256 and its first bytes for the router.
-pub(super) fn read_input(
+pub(crate) fn read_input(
     entry: &Entry,
     limit: u64,
 ) -> Result<(Input, String, Vec<u8>), InputError> {
