@@ -75,8 +75,7 @@
 extern crate self as plugwarden;
 
 pub mod audit;
-// The batch driver's parts under `plugwarden run` (docs/BATCH.md).
-pub(crate) mod batch;
+pub mod batch;
 mod bootstrap;
 mod builder;
 pub(crate) mod cgroup;

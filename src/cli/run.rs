@@ -1,62 +1,38 @@
 //! `plugwarden run`: every input through the plugin, one verdict and one
-//! audit record each, on a pool of workers (docs/BATCH.md).
-//!
-//! Four kinds of threads: a feeder walks the inputs as a stream, reads
-//! each file and queues it (the queue is bounded, so memory is O(workers));
-//! the pool's worker slots run the jobs; this thread takes the results in
-//! completion order, writes the outputs, makes the audit records and prints
-//! the progress bar and the summary; a committer puts outputs and records
-//! on disk a group at a time (src/batch/commit.rs). Signals only set flags,
-//! read here between results.
+//! audit record each, on a pool of workers (docs/BATCH.md). The batch
+//! driver is the library's ([`plugwarden::batch`]); here are its flags,
+//! the lines and the progress bar it reports through, the summary, and the
+//! signals that stop it.
 
-use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
-use std::sync::mpsc::RecvTimeoutError;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use plugwarden::audit::AuditWriter;
+use plugwarden::batch::{self as lib, Durability, Event};
 use plugwarden::input::Input;
-use plugwarden::pool::{Pool, PoolConfig, PoolStats};
+use plugwarden::pool::truncate;
 use plugwarden::sandbox::{Mode, Sandbox};
-use plugwarden::sink::{Spill, SPILL_OVER};
 use plugwarden::verdict::Verdict;
 use plugwarden::worker::{run_filter_input, Attach, JobOutcome, Worker};
 
 use super::shard::ShardArgs;
 use super::{parse_duration, parse_size, SandboxArgs, Usage, EXIT_OK, EXIT_USAGE, EXIT_VERDICT};
-use crate::batch::commit::{Durability, GroupCommit, Limits};
-pub use crate::batch::error_chain;
-use crate::batch::feed::{feed, FeedState, Routing};
+pub(crate) use crate::batch::error_chain;
 pub(super) use crate::batch::feed::{sha256_file, sha256_hex};
-pub use crate::batch::feed::{Converter, Item, Preparer, Router};
-use crate::batch::shard::Sharding;
+pub use crate::batch::feed::{Converter, Preparer, Router};
 
-mod record;
 mod signals;
 mod summary;
 
-use record::{record_base, Latencies, RecordBase, Recorder};
 pub use signals::{ignore_sigint_for_children, Signals};
 use summary::{print_summary, progress_bar, show_total};
 
-/// Longest `detail` kept in an audit record.
-const MAX_DETAIL: usize = 16 << 10;
-/// Longest single note, and most notes, in an audit record.
-const MAX_NOTE: usize = 1000;
-const MAX_NOTES: usize = 64;
-/// How long the host waits, after killing the jobs in flight (or for a
-/// feeder stuck in a read), before it exits without them.
-const SETTLE: Duration = Duration::from_secs(2);
 /// When a group of outputs and records closes (`--group-size`,
 /// `--group-time`), chosen by measurement (docs/PERFORMANCE.md).
-const GROUP_SIZE: u32 = 1000;
+const GROUP_SIZE: u32 = lib::GROUP_SIZE;
 const GROUP_TIME: &str = "100ms";
-/// Poison inputs listed by name in the summary.
-const MAX_POISON_LISTED: usize = 1000;
 
 #[derive(Args)]
 pub struct RunArgs {
@@ -188,229 +164,112 @@ pub struct Batch {
     pub args: BatchArgs,
 }
 
-/// Runs a batch: feeder thread, pools, and this thread recording results.
+/// Runs a batch through the library's driver: the lines and the progress
+/// bar as it reports, SIGINT/SIGTERM as its stop flag, the summary.
 pub fn drive(b: Batch) -> Result<u8, Usage> {
     let shard = b.args.shard.resolve()?;
     let signals = Signals::register()?;
-    let mut audit = match &b.args.audit {
-        Some(path) => Some(AuditWriter::open(path).map_err(|e| Usage(error_chain(&e)))?),
-        None => None,
-    };
-    let recorded = match (&b.args.audit, b.args.resume) {
-        (Some(path), true) => {
-            plugwarden::audit::recorded_inputs(path).map_err(|e| Usage(error_chain(&e)))?
-        }
-        _ => HashSet::new(),
-    };
-    if let Some(w) = &mut audit {
-        w.set_sync(false);
+    let a = &b.args;
+    let mut batch = lib::Batch::routed(b.sandboxes, a.inputs.clone(), b.router)
+        .prepare(b.prepare)
+        .convert(b.convert)
+        .resume(a.resume)
+        .durability(a.durability)
+        .group(a.group_size, a.group_time)
+        .grace(a.grace)
+        .shard(shard)
+        .stop_on(signals.any());
+    if let Some(out) = b.out {
+        batch = batch.out_dir(out);
     }
-    let bases = match &audit {
-        Some(_) => b
-            .sandboxes
-            .iter()
-            .map(|s| record_base(s))
-            .collect::<Result<Vec<_>, _>>()?,
-        None => b.sandboxes.iter().map(|_| RecordBase::default()).collect(),
-    };
-    let routes = bases.iter().map(RecordBase::route).collect();
-    let log = audit.as_mut().zip(b.args.audit.as_deref());
-    let sharding = Arc::new(
-        Sharding::start(shard, &b.args.inputs, routes, log).map_err(|e| Usage(error_chain(&e)))?,
-    );
-    let mut workers = 0;
+    if let Some(audit) = &a.audit {
+        batch = batch.audit(audit);
+    }
+    if let Some(n) = a.workers {
+        batch = batch.workers(usize::from(n));
+    }
+    if let Some(n) = a.batch {
+        batch = batch.jobs_per_worker(n);
+    }
+    if let Some(n) = a.max_input {
+        batch = batch.max_input(n);
+    }
+    let json = a.json;
+    let progress = progress_bar();
     let started = Instant::now();
-    let mut pools = Vec::new();
-    let mut feeders = Vec::new();
-    for sandbox in &b.sandboxes {
-        let mut config = PoolConfig::from_policy(&sandbox.policy);
-        if let Some(n) = b.args.workers {
-            config.workers = usize::from(n);
-        }
-        if let Some(n) = b.args.batch {
-            config.batch = n;
-        }
-        // A big output goes to a file in the output directory (renamed
-        // into place), or only into its hash; a converter needs the bytes.
-        if b.convert.is_none() {
-            config.spill = Some(Spill {
-                over: SPILL_OVER,
-                dir: b.out.clone(),
-            });
-        }
-        workers = workers.max(config.workers);
-        let (pool, feeder) =
-            Pool::<Item>::start(sandbox.clone(), config).map_err(|e| Usage(e.to_string()))?;
-        pools.push(pool);
-        feeders.push(feeder);
-    }
-    let state = Arc::new(FeedState::default());
-    let routing = Routing {
-        router: b.router,
-        prepare: b.prepare,
-        limits: b
-            .sandboxes
-            .iter()
-            .map(|s| b.args.max_input.unwrap_or(s.policy.limits.input))
-            .collect(),
+    let print = |line: &str| match &progress {
+        Some(pb) => pb.suspend(|| print_line(line)),
+        None => print_line(line),
     };
-    let feed_thread = {
-        let state = state.clone();
-        let inputs = b.args.inputs.clone();
-        let sharding = sharding.clone();
-        std::thread::Builder::new()
-            .name("pw-feeder".into())
-            .spawn(move || feed(&inputs, &sharding, &feeders, &routing, &recorded, &state))
-            .map_err(|e| Usage(format!("cannot start the feeder thread: {e}")))?
-    };
-    let limits = Limits {
-        size: b.args.group_size as usize,
-        time: b.args.group_time,
-    };
-    let audited = audit.is_some();
-    let commit = GroupCommit::start(b.out.as_deref(), audit, b.args.durability, limits)
-        .map_err(|e| Usage(format!("cannot start the committer thread: {e}")))?;
-    let mut rec = Recorder {
-        out: b.out.clone(),
-        commit,
-        audited,
-        audit: None,
-        bases,
-        convert: b.convert,
-        json: b.args.json,
-        progress: progress_bar(),
-        counts: BTreeMap::new(),
-        latencies: Latencies::default(),
-        poison: Vec::new(),
-        poison_count: 0,
-        done: 0,
-        started,
-        fatal: None,
-    };
-    let (interrupted, settled) = consume(&pools, &mut rec, &signals, &state, b.args.grace);
-    let mut stats = PoolStats::default();
-    if settled {
-        for pool in pools {
-            let s = pool.join();
-            for (total, n) in stats.recycles.iter_mut().zip(s.recycles) {
-                *total += n;
+    let summary = batch
+        .run(|event| match event {
+            Event::Judged {
+                name,
+                verdict,
+                wall,
+                attempt,
+                poison,
+                detail,
+                done,
+                counts,
+            } => {
+                if !json {
+                    let mut line = format!("{verdict:<14} {name} ({} ms)", wall.as_millis());
+                    if attempt > 1 {
+                        line.push_str(&format!(
+                            " [attempt {attempt}{}]",
+                            if poison { ", poison" } else { "" }
+                        ));
+                    }
+                    if !detail.is_empty() {
+                        line.push_str(": ");
+                        line.push_str(&truncate(detail, 300));
+                    }
+                    print(&line);
+                }
+                if let Some(pb) = &progress {
+                    pb.set_position(done);
+                    let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-3);
+                    pb.set_message(format!("{rate:.1}/s · {}", summary::counts_text(counts)));
+                }
             }
-            stats.workers_started += s.workers_started;
-        }
-    } else {
-        // Exiting closes every fork server's socket: each kills what is left.
-        eprintln!(
-            "plugwarden: jobs still running {} after they were killed; exiting without them",
-            humantime::format_duration(SETTLE)
-        );
-        drop(pools);
-    }
-    // The feeder may be in a read that does not end (a hung network
-    // filesystem): it is not waited for past a moment, and dies with us.
-    let waited = Instant::now();
-    while !feed_thread.is_finished() && waited.elapsed() < SETTLE {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    if feed_thread.is_finished() {
-        let _ = feed_thread.join();
-    }
-    rec.finish_commit();
-    if let Some(pb) = &rec.progress {
+            Event::Withdrawn { name, detail } => {
+                if !json {
+                    print(&format!("{:<14} {name}: {detail}", Verdict::Cancelled.word()));
+                }
+            }
+            Event::Failed { error } => {
+                eprintln!("plugwarden: {error}; stopping (finished jobs are recorded)");
+            }
+            Event::Walked { total } => {
+                if let Some(pb) = &progress {
+                    show_total(pb, total);
+                }
+            }
+            Event::Stopping { grace } => eprintln!(
+                "plugwarden: stopping: no new inputs; jobs in flight have {} to finish (a second signal exits at once)",
+                humantime::format_duration(grace)
+            ),
+            Event::Abandoned => eprintln!(
+                "plugwarden: jobs still running {} after they were killed; exiting without them",
+                humantime::format_duration(lib::SETTLE)
+            ),
+        })
+        .map_err(|e| match e {
+            lib::BatchError::Pool(e) => Usage(e.to_string()),
+            e => Usage(error_chain(&e)),
+        })?;
+    if let Some(pb) = &progress {
         pb.finish_and_clear();
     }
-    let elapsed = started.elapsed();
-    let skipped = state.skipped.load(Ordering::SeqCst);
-    let all_judged = interrupted.is_none()
-        && rec.fatal.is_none()
-        && state.walk_done.load(Ordering::SeqCst)
-        && !rec.counts.contains_key(Verdict::Cancelled.word());
-    let found = state.submitted.load(Ordering::SeqCst) + skipped;
-    if let Err(e) = sharding.finish(rec.audit.as_mut(), all_judged, found) {
-        rec.fail(error_chain(&e));
-    }
-    if let (Some(audit), true) = (&mut rec.audit, b.args.durability != Durability::None) {
-        if let Err(e) = audit.sync() {
-            rec.fail(error_chain(&e));
-        }
-    }
-    print_summary(&rec, &stats, skipped, elapsed, workers, interrupted);
-    Ok(match (interrupted, &rec.fatal) {
+    let interrupted = summary
+        .interrupted
+        .then(|| signals.received().unwrap_or(130));
+    print_summary(&summary, json, interrupted.is_some());
+    Ok(match (interrupted, &summary.error) {
         (Some(code), _) => code,
         (None, Some(_)) => EXIT_USAGE,
-        (None, None) if rec.counts.keys().all(|w| *w == "ok") => EXIT_OK,
+        (None, None) if summary.all_ok() => EXIT_OK,
         (None, None) => EXIT_VERDICT,
     })
 }
-
-/// Takes results until every slot has exited; handles signals and fatal
-/// errors. Returns the signal's exit status, if one stopped the run, and
-/// whether every slot ended (false when, [`SETTLE`] after the jobs in
-/// flight were killed, some slot still has not: the host exits anyway).
-fn consume(
-    pools: &[Pool<Item>],
-    rec: &mut Recorder,
-    signals: &Signals,
-    state: &FeedState,
-    grace: Duration,
-) -> (Option<u8>, bool) {
-    let mut kill_at: Option<Instant> = None;
-    let mut killed = false;
-    let mut stopped_for_fatal = false;
-    let mut total_shown = false;
-    loop {
-        if let (Some(_), None) = (signals.received(), kill_at) {
-            eprintln!(
-                "plugwarden: stopping: no new inputs; jobs in flight have {} to finish (a second signal exits at once)",
-                humantime::format_duration(grace)
-            );
-            pools.iter().for_each(Pool::stop);
-            kill_at = Some(Instant::now() + grace);
-        }
-        if kill_at.is_some_and(|t| Instant::now() >= t) && !killed {
-            pools.iter().for_each(Pool::cancel);
-            killed = true;
-        }
-        if kill_at.is_some_and(|t| Instant::now() >= t + SETTLE) {
-            return (signals.received(), false);
-        }
-        if rec.fatal.is_some() && !stopped_for_fatal {
-            pools.iter().for_each(Pool::stop);
-            stopped_for_fatal = true;
-        }
-        if let (Some(pb), false) = (&rec.progress, total_shown) {
-            if state.walk_done.load(Ordering::SeqCst) {
-                show_total(pb, state.submitted.load(Ordering::SeqCst));
-                total_shown = true;
-            }
-        }
-        rec.commit.tick();
-        for report in rec.commit.reports().collect::<Vec<_>>() {
-            rec.note(report);
-        }
-        // One pool waits on its channel; several are polled in turn; an
-        // open group closes on time.
-        let wait = Duration::from_millis(if pools.len() == 1 { 100 } else { 5 });
-        let wait = rec.commit.due_in().map_or(wait, |due| due.min(wait));
-        let mut open = 0;
-        for pool in pools {
-            match pool
-                .results()
-                .recv_timeout(if open == 0 { wait } else { Duration::ZERO })
-            {
-                Ok(f) => {
-                    rec.take(f);
-                    open += 1;
-                }
-                Err(RecvTimeoutError::Timeout) => open += 1,
-                Err(RecvTimeoutError::Disconnected) => {}
-            }
-        }
-        if open == 0 {
-            break;
-        }
-    }
-    (signals.received(), true)
-}
-
-#[cfg(test)]
-mod tests;

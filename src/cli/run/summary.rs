@@ -5,11 +5,11 @@ use std::io::IsTerminal;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use plugwarden::pool::PoolStats;
+use plugwarden::batch::Summary;
 use plugwarden::verdict::WORDS;
 use serde_json::json;
 
-use super::{print_line, Recorder};
+use super::print_line;
 
 pub(super) fn progress_bar() -> Option<ProgressBar> {
     if !std::io::stderr().is_terminal() {
@@ -33,42 +33,41 @@ pub(super) fn show_total(pb: &ProgressBar, total: u64) {
     }
 }
 
-pub(super) fn print_summary(
-    rec: &Recorder,
-    stats: &PoolStats,
-    skipped: u64,
-    elapsed: Duration,
-    workers: usize,
-    interrupted: Option<u8>,
-) {
-    let secs = elapsed.as_secs_f64();
+/// The verdicts so far, for the progress bar.
+pub(super) fn counts_text(counts: &BTreeMap<&'static str, u64>) -> String {
+    let parts: Vec<String> = WORDS
+        .iter()
+        .filter_map(|w| counts.get(w).map(|n| format!("{w} {n}")))
+        .collect();
+    parts.join(" · ")
+}
+
+pub(super) fn print_summary(s: &Summary, json: bool, interrupted: bool) {
+    let secs = s.elapsed.as_secs_f64();
     let rate = if secs > 0.0 {
-        rec.done as f64 / secs
+        s.inputs as f64 / secs
     } else {
         0.0
     };
-    let lat = |p| rec.latencies.percentile_ms(p);
-    let recycles: BTreeMap<&str, u64> = stats
-        .recycles_by_reason()
-        .map(|(r, n)| (r.word(), n))
-        .collect();
-    let last_hash = rec.audit.as_ref().map(|a| a.last_hash().to_string());
-    if rec.json {
+    let [p50, p95, p99] = s.latency_ms;
+    let workers = s.workers;
+    let skipped = s.skipped;
+    if json {
         let summary = json!({
-            "inputs": rec.done,
+            "inputs": s.inputs,
             "skipped": skipped,
-            "verdicts": rec.counts,
-            "poison": rec.poison,
-            "poison_count": rec.poison_count,
-            "recycles": recycles,
+            "verdicts": s.verdicts,
+            "poison": s.poison,
+            "poison_count": s.poison_count,
+            "recycles": s.recycles,
             "workers": workers,
-            "workers_started": stats.workers_started,
-            "latency_ms": { "p50": lat(50.0), "p95": lat(95.0), "p99": lat(99.0) },
+            "workers_started": s.workers_started,
+            "latency_ms": { "p50": p50, "p95": p95, "p99": p99 },
             "elapsed_s": secs,
             "jobs_per_s": rate,
-            "interrupted": interrupted.is_some(),
-            "error": rec.fatal,
-            "audit_last_hash": last_hash,
+            "interrupted": interrupted,
+            "error": s.error,
+            "audit_last_hash": s.audit_last_hash,
             "host_max_rss_kib": host_max_rss_kib(),
         });
         print_line(&summary.to_string());
@@ -76,11 +75,11 @@ pub(super) fn print_summary(
     }
     let parts: Vec<String> = WORDS
         .iter()
-        .filter_map(|w| rec.counts.get(w).map(|n| format!("{n} {w}")))
+        .filter_map(|w| s.verdicts.get(w).map(|n| format!("{n} {w}")))
         .collect();
     eprintln!(
         "{} inputs in {secs:.2}s ({rate:.1} jobs/s, {workers} workers){}: {}",
-        rec.done,
+        s.inputs,
         if skipped > 0 {
             format!(", {skipped} skipped (already recorded)")
         } else {
@@ -94,11 +93,10 @@ pub(super) fn print_summary(
     );
     eprintln!(
         "latency p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms",
-        lat(50.0),
-        lat(95.0),
-        lat(99.0)
+        p50, p95, p99
     );
-    let recycled: Vec<String> = recycles
+    let recycled: Vec<String> = s
+        .recycles
         .iter()
         .filter(|(_, n)| **n > 0)
         .map(|(r, n)| format!("{n} {r}"))
@@ -106,16 +104,16 @@ pub(super) fn print_summary(
     if !recycled.is_empty() {
         eprintln!("recycled workers: {}", recycled.join(", "));
     }
-    if rec.poison_count > 0 {
-        eprintln!("poison (failed twice, quarantined): {}", rec.poison_count);
-        for p in &rec.poison {
+    if s.poison_count > 0 {
+        eprintln!("poison (failed twice, quarantined): {}", s.poison_count);
+        for p in &s.poison {
             eprintln!("  {p}");
         }
     }
-    if let Some(hash) = last_hash {
+    if let Some(hash) = &s.audit_last_hash {
         eprintln!("audit log ends with hash {hash}");
     }
-    if interrupted.is_some() {
+    if interrupted {
         eprintln!("interrupted: run again with --resume to finish");
     }
 }

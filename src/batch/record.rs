@@ -4,32 +4,27 @@
 use std::collections::BTreeMap;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use indicatif::ProgressBar;
-use plugwarden::audit::{AuditRecord, AuditWriter, Route};
-use plugwarden::escape;
-use plugwarden::pool::{truncate, Finished};
-use plugwarden::sandbox::Sandbox;
-use plugwarden::verdict::{Verdict, WORDS};
-
-use super::{
-    print_line, sha256_file, sha256_hex, Converter, Item, MAX_DETAIL, MAX_NOTE, MAX_NOTES,
-    MAX_POISON_LISTED,
-};
-use crate::batch::commit::{GroupCommit, Job, Output, Report};
-use crate::cli::Usage;
+use super::commit::{GroupCommit, Job, Output, Report};
+use super::feed::{sha256_file, sha256_hex, Converter, Item};
+use super::{BatchError, Event, MAX_DETAIL, MAX_NOTE, MAX_NOTES, MAX_POISON_LISTED};
+use crate::audit::{AuditRecord, AuditWriter, Route};
+use crate::escape;
+use crate::pool::{truncate, Finished};
+use crate::sandbox::Sandbox;
+use crate::verdict::Verdict;
 
 /// Job latencies in log-spaced buckets (about 1.5% wide): percentiles in
 /// constant memory however many inputs there are.
 #[derive(Default)]
-pub(super) struct Latencies {
-    pub(super) buckets: BTreeMap<u32, u64>,
-    pub(super) count: u64,
+pub(crate) struct Latencies {
+    pub(crate) buckets: BTreeMap<u32, u64>,
+    pub(crate) count: u64,
 }
 
 impl Latencies {
-    pub(super) fn bucket(us: u64) -> u32 {
+    pub(crate) fn bucket(us: u64) -> u32 {
         if us < 64 {
             return us as u32;
         }
@@ -37,7 +32,7 @@ impl Latencies {
         shift * 32 + (us >> shift) as u32
     }
 
-    pub(super) fn lower_bound(bucket: u32) -> u64 {
+    pub(crate) fn lower_bound(bucket: u32) -> u64 {
         if bucket < 64 {
             return u64::from(bucket);
         }
@@ -45,7 +40,7 @@ impl Latencies {
         u64::from(bucket - shift * 32) << shift
     }
 
-    pub(super) fn add(&mut self, d: Duration) {
+    pub(crate) fn add(&mut self, d: Duration) {
         *self
             .buckets
             .entry(Self::bucket(d.as_micros() as u64))
@@ -54,7 +49,7 @@ impl Latencies {
     }
 
     /// The `p`-th percentile (0..=100) in milliseconds.
-    pub(super) fn percentile_ms(&self, p: f64) -> f64 {
+    pub(crate) fn percentile_ms(&self, p: f64) -> f64 {
         if self.count == 0 {
             return 0.0;
         }
@@ -72,41 +67,40 @@ impl Latencies {
 
 /// What stays the same in every record of one route.
 #[derive(Clone, Default)]
-pub(super) struct RecordBase {
-    pub(super) plugin: String,
-    pub(super) plugin_sha256: String,
-    pub(super) policy: String,
-    pub(super) policy_sha256: String,
-    pub(super) weakenings: Vec<String>,
+pub(crate) struct RecordBase {
+    pub(crate) plugin: String,
+    pub(crate) plugin_sha256: String,
+    pub(crate) policy: String,
+    pub(crate) policy_sha256: String,
+    pub(crate) weakenings: Vec<String>,
 }
 
-/// The consumer: outputs, audit, progress, counts.
-pub(super) struct Recorder {
+/// The consumer: outputs, audit, counts; what happens goes to `report`.
+pub(crate) struct Recorder<'a> {
     /// With `--out`.
-    pub(super) out: Option<PathBuf>,
+    pub(crate) out: Option<PathBuf>,
     /// Puts outputs and records on disk a group at a time.
-    pub(super) commit: GroupCommit,
+    pub(crate) commit: GroupCommit,
     /// With `--audit`: records are made.
-    pub(super) audited: bool,
+    pub(crate) audited: bool,
     /// The audit log, back from the committer once the batch is over.
-    pub(super) audit: Option<AuditWriter>,
+    pub(crate) audit: Option<AuditWriter>,
     /// One per route.
-    pub(super) bases: Vec<RecordBase>,
-    pub(super) convert: Option<Box<Converter>>,
-    pub(super) json: bool,
-    pub(super) progress: Option<ProgressBar>,
-    pub(super) counts: BTreeMap<&'static str, u64>,
-    pub(super) latencies: Latencies,
-    pub(super) poison: Vec<String>,
-    pub(super) poison_count: u64,
-    pub(super) done: u64,
-    pub(super) started: Instant,
+    pub(crate) bases: Vec<RecordBase>,
+    pub(crate) convert: Option<Box<Converter>>,
+    /// Where each result and each failure is reported.
+    pub(crate) report: Box<dyn FnMut(Event<'_>) + 'a>,
+    pub(crate) counts: BTreeMap<&'static str, u64>,
+    pub(crate) latencies: Latencies,
+    pub(crate) poison: Vec<String>,
+    pub(crate) poison_count: u64,
+    pub(crate) done: u64,
     /// A failure that stops the run (audit or output not writable).
-    pub(super) fatal: Option<String>,
+    pub(crate) fatal: Option<String>,
 }
 
-impl Recorder {
-    pub(super) fn take(&mut self, f: Finished<Item>) {
+impl Recorder<'_> {
+    pub(crate) fn take(&mut self, f: Finished<Item>) {
         let Finished {
             tag: item,
             mut outcome,
@@ -209,50 +203,36 @@ impl Recorder {
             }
             rec
         });
-        if !self.json {
-            let mut line = format!(
-                "{verdict_word:<14} {name} ({} ms)",
-                outcome.wall.as_millis()
-            );
-            if attempt > 1 {
-                line.push_str(&format!(
-                    " [attempt {attempt}{}]",
-                    if poison { ", poison" } else { "" }
-                ));
-            }
-            if !detail.is_empty() {
-                line.push_str(": ");
-                line.push_str(&truncate(&detail, 300));
-            }
-            self.print(&line);
-        }
+        (self.report)(Event::Judged {
+            name: &name,
+            verdict: verdict_word,
+            wall: outcome.wall,
+            attempt,
+            poison,
+            detail: &detail,
+            done: self.done,
+            counts: &self.counts,
+        });
         self.commit.add(Job {
             name,
             record,
             output: staged,
         });
-        if let Some(pb) = &self.progress {
-            pb.set_position(self.done);
-            let rate = self.done as f64 / self.started.elapsed().as_secs_f64().max(1e-3);
-            pb.set_message(format!("{rate:.1}/s · {}", self.counts_text()));
-        }
     }
 
     /// What the committer reported: an output reported ok that could not
     /// be put on disk is `cancelled` after all, and stops the batch.
-    pub(super) fn note(&mut self, report: Report) {
+    pub(crate) fn note(&mut self, report: Report) {
         match report {
             Report::Cancelled { name, detail } => {
                 if let Some(n) = self.counts.get_mut(Verdict::Ok.word()) {
                     *n -= 1;
                 }
                 *self.counts.entry(Verdict::Cancelled.word()).or_default() += 1;
-                if !self.json {
-                    self.print(&format!(
-                        "{:<14} {name}: {detail}",
-                        Verdict::Cancelled.word()
-                    ));
-                }
+                (self.report)(Event::Withdrawn {
+                    name: &name,
+                    detail: &detail,
+                });
                 self.fail(format!("{detail} (for {name})"));
             }
             Report::Fatal(msg) => self.fail(msg),
@@ -260,7 +240,7 @@ impl Recorder {
     }
 
     /// Commits the last group and takes the audit log back.
-    pub(super) fn finish_commit(&mut self) {
+    pub(crate) fn finish_commit(&mut self) {
         let (audit, reports) = self.commit.finish();
         self.audit = audit;
         for report in reports {
@@ -268,31 +248,16 @@ impl Recorder {
         }
     }
 
-    pub(super) fn print(&self, line: &str) {
-        match &self.progress {
-            Some(pb) => pb.suspend(|| print_line(line)),
-            None => print_line(line),
-        }
-    }
-
-    pub(super) fn fail(&mut self, msg: String) {
+    pub(crate) fn fail(&mut self, msg: String) {
         if self.fatal.is_none() {
-            eprintln!("plugwarden: {msg}; stopping (finished jobs are recorded)");
+            (self.report)(Event::Failed { error: &msg });
             self.fatal = Some(msg);
         }
-    }
-
-    pub(super) fn counts_text(&self) -> String {
-        let parts: Vec<String> = WORDS
-            .iter()
-            .filter_map(|w| self.counts.get(w).map(|n| format!("{w} {n}")))
-            .collect();
-        parts.join(" · ")
     }
 }
 
 impl RecordBase {
-    pub(super) fn route(&self) -> Route {
+    pub(crate) fn route(&self) -> Route {
         Route {
             plugin: self.plugin.clone(),
             plugin_sha256: self.plugin_sha256.clone(),
@@ -302,10 +267,12 @@ impl RecordBase {
     }
 }
 
-pub(super) fn record_base(sandbox: &Sandbox) -> Result<RecordBase, Usage> {
+pub(crate) fn record_base(sandbox: &Sandbox) -> Result<RecordBase, BatchError> {
     let exe = &sandbox.plugin.exe;
-    let plugin_sha256 = sha256_file(exe)
-        .map_err(|e| Usage(format!("cannot read the plugin {}: {e}", exe.display())))?;
+    let plugin_sha256 = sha256_file(exe).map_err(|error| BatchError::Plugin {
+        path: exe.clone(),
+        error,
+    })?;
     Ok(RecordBase {
         plugin: exe.display().to_string(),
         plugin_sha256,
@@ -318,3 +285,7 @@ pub(super) fn record_base(sandbox: &Sandbox) -> Result<RecordBase, Usage> {
             .collect(),
     })
 }
+
+#[cfg(test)]
+#[path = "record_tests.rs"]
+mod tests;
