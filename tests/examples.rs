@@ -90,6 +90,48 @@ fn test_example_pool_dir_writes_a_verified_audit_log() {
 }
 
 #[test]
+fn test_example_batch_writes_outputs_and_resumes() {
+    let dir = common::scratch();
+    let inputs = dir.path().join("in");
+    std::fs::create_dir_all(inputs.join("sub")).unwrap();
+    for i in 0..25 {
+        let sub = if i % 5 == 0 { "sub/" } else { "" };
+        std::fs::write(
+            inputs.join(format!("{sub}{i:02}.txt")),
+            format!("input {i}"),
+        )
+        .unwrap();
+    }
+    let out = dir.path().join("out");
+    let log = dir.path().join("audit.jsonl");
+    let echo = echo();
+    let args = [
+        inputs.as_os_str(),
+        out.as_os_str(),
+        log.as_os_str(),
+        echo.as_os_str(),
+    ];
+    let Some(first) = run("batch", &args) else {
+        return;
+    };
+    assert!(first.contains("25 judged, 0 skipped"), "{first}");
+    assert!(first.contains("{\"ok\": 25}"), "{first}");
+    assert!(first.contains("verified"), "{first}");
+    // pw-echo answers with its input: each output is there, under the
+    // input's relative name.
+    assert_eq!(
+        std::fs::read(out.join("sub/05.txt")).unwrap(),
+        b"input 5",
+        "{first}"
+    );
+    assert_eq!(std::fs::read_to_string(&log).unwrap().lines().count(), 25);
+    // A second run finds every input recorded.
+    let second = run("batch", &args).unwrap();
+    assert!(second.contains("0 judged, 25 skipped"), "{second}");
+    assert_eq!(std::fs::read_to_string(&log).unwrap().lines().count(), 25);
+}
+
+#[test]
 fn test_example_verdicts_names_each_outcome() {
     let Some(out) = run("verdicts", &[]) else {
         return;
