@@ -50,9 +50,11 @@
 //!
 //! A worker plugin (one that links `plugwarden-sdk` and serves many jobs)
 //! is the same with `.worker()` (the default); [`Pool`] runs many inputs
-//! over several workers with bounded memory; `examples/` has one program
-//! per task (a worker, a pool over a directory with an audit log, a
-//! filter, every verdict, tokio). docs/LIBRARY.md is the guide, and
+//! over several workers with bounded memory; [`batch::Batch`] runs a set of
+//! files and directories as `plugwarden run` does (outputs, audit log,
+//! resume). `examples/` has one program per task (a worker, a pool over a
+//! directory with an audit log, a batch, a filter, every verdict, tokio).
+//! docs/LIBRARY.md is the guide, and
 //! docs/ARCHITECTURE.md the map of the source.
 //!
 //! # Cargo features

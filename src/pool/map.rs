@@ -35,7 +35,7 @@ impl<T: Send + 'static> Pool<T> {
     ///
     /// A thread of the pool's own pulls `tasks` and feeds the queue; it
     /// blocks while the queue is full (backpressure: at most
-    /// [`PoolConfig::queue_capacity`] tasks and [`QUEUE_BYTES`] per worker
+    /// [`PoolConfig::queue_capacity`] tasks and [`QUEUE_BYTES`](super::QUEUE_BYTES) per worker
     /// of inputs wait), so `tasks` may be endless or lazy (a directory
     /// walk), and memory stays bounded by the workers, not the inputs.
     /// The caller reads at its own pace; nothing it does or fails to do
