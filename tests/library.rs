@@ -1,6 +1,7 @@
 //! The library as an application uses it (docs/LIBRARY.md): the builder
 //! with the installed binary as the fork server, `Pool::map` with more
-//! inputs than the queues hold, and a pool dropped with jobs in flight.
+//! inputs than the queues hold, a pool dropped with jobs in flight, and a
+//! batch (`plugwarden::batch`) stopped by its flag, then resumed.
 
 mod common;
 
@@ -151,4 +152,42 @@ fn test_a_weaker_sandbox_is_refused_unless_allowed() {
 fn test_a_missing_helper_is_a_clear_error() {
     let err = ForkServer::with_helper("/nonexistent/plugwarden").expect_err("no helper");
     assert!(err.to_string().contains("not found"), "{err}");
+}
+
+#[test]
+fn test_batch_stopped_by_its_flag_then_resumed_judges_every_input_once() {
+    let dir = common::scratch();
+    let inputs = dir.path().join("in");
+    std::fs::create_dir(&inputs).unwrap();
+    for i in 0..2000 {
+        std::fs::write(inputs.join(format!("{i:04}")), format!("input {i}")).unwrap();
+    }
+    let log = dir.path().join("audit.jsonl");
+    let run = |stop_early: bool| {
+        let sandbox = builder(common::plugin("pw-echo"))
+            .policy("strict")
+            .build()
+            .expect("sandbox");
+        let batch = plugwarden::batch::Batch::new(sandbox, [&inputs])
+            .audit(&log)
+            .resume(true)
+            .workers(2)
+            .grace(Duration::from_millis(200));
+        let stop = batch.stop_flag();
+        batch
+            .run(|event| {
+                if let (true, plugwarden::batch::Event::Judged { .. }) = (stop_early, event) {
+                    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+            })
+            .expect("batch")
+    };
+    let first = run(true);
+    assert!(first.interrupted, "{first:?}");
+    assert!(first.inputs < 2000, "the stop ended intake: {first:?}");
+    let second = run(false);
+    assert!(!second.interrupted && second.error.is_none(), "{second:?}");
+    assert_eq!(second.inputs + second.skipped, 2000, "{second:?}");
+    assert!(second.all_ok(), "{second:?}");
+    plugwarden::audit::verify(&log).expect("the log verifies");
 }
