@@ -52,6 +52,8 @@ struct Config {
     files_each: usize,
     /// Files per size in the cost-per-job rows: 1 KiB, 64 KiB, 1 MiB, 16 MiB.
     files_by_size: [usize; 4],
+    /// Jobs per size in the library pool's scaling rows (same sizes).
+    pool_by_size: [usize; 4],
     only: Option<Vec<String>>,
 }
 
@@ -84,6 +86,7 @@ impl Config {
                 files_rounds: 2,
                 files_each: 200,
                 files_by_size: [1_000, 200, 40, 4],
+                pool_by_size: [2_000, 1_000, 100, 8],
                 only: None,
             }
         } else {
@@ -111,6 +114,7 @@ impl Config {
                 files_rounds: 3,
                 files_each: 500,
                 files_by_size: [4_000, 1_000, 100, 8],
+                pool_by_size: [20_000, 4_000, 400, 32],
                 only: None,
             }
         };
@@ -132,7 +136,7 @@ impl Config {
                 }
                 "-h" | "--help" => {
                     println!(
-                        "usage: plugwarden-bench [--quick] [--rounds N] [--only spawn,rt,bulk,batch,files,memory,streaming,sanitize,office,shards]"
+                        "usage: plugwarden-bench [--quick] [--rounds N] [--only spawn,rt,bulk,batch,scaling,files,memory,streaming,sanitize,office,shards]"
                     );
                     std::process::exit(0);
                 }
@@ -695,6 +699,52 @@ fn batch_section(
     Ok(())
 }
 
+/// The library pool (`plugwarden::pool`, pw-echo, batch 100) as the work
+/// grows: 1 worker against 2 on 4 KiB jobs, and the cost of one job for
+/// inputs of 1 KiB, 64 KiB, 1 MiB and 16 MiB (echoed back), each from
+/// runs of many jobs minus a run of one (the pool's start-up).
+fn scaling_section(c: &Config, h: &host::Host, rows: &mut Vec<Row>) -> Result<()> {
+    let (mut one, mut two) = (Vec::new(), Vec::new());
+    for round in 0..c.batch_rounds {
+        progress(&format!("scaling round {}/{}", round + 1, c.batch_rounds));
+        two.push(host::pool_batch(&h.echo, c.batch_jobs, 100, 2)?.jobs_per_s);
+        one.push(host::pool_batch(&h.echo, c.batch_jobs, 100, 1)?.jobs_per_s);
+    }
+    rows.push(Row::versus(
+        &format!(
+            "scaling: plugwarden::pool, {} 4 KiB pw-echo jobs, batch 100: 2 workers vs 1",
+            c.batch_jobs
+        ),
+        "jobs/s",
+        &two,
+        "1 worker",
+        &one,
+    ));
+    for (size, count) in [1usize << 10, 64 << 10, 1 << 20, 16 << 20]
+        .into_iter()
+        .zip(c.pool_by_size)
+    {
+        let kib = size >> 10;
+        progress(&format!("scaling: {count} pool jobs of {kib} KiB"));
+        let mut us = Vec::new();
+        for _ in 0..c.batch_rounds {
+            let many = host::pool_batch_sized(&h.echo, count, 100, 2, size)?.jobs_per_s;
+            let single = host::pool_batch_sized(&h.echo, 1, 100, 2, size)?.jobs_per_s;
+            let extra = count as f64 / many - 1.0 / single;
+            us.push(extra.max(0.0) * 1e6 / (count - 1) as f64);
+        }
+        let mib_s = size as f64 / f64::from(1 << 20) / (stats::summarize(&us).median / 1e6);
+        rows.push(Row::info(
+            &format!(
+                "scaling: plugwarden::pool, cost of one more job, {kib} KiB in and out ({count} vs 1 per run, 2 workers, batch 100; {mib_s:.0} MiB/s)"
+            ),
+            "µs",
+            &us,
+        ));
+    }
+    Ok(())
+}
+
 /// `plugwarden run --out` over 4 KiB files with `--audit` (durability
 /// group, none, each) against Python's pool writing the same files; 1 and
 /// 2 workers; the cost of a job for inputs of 1 KiB to 16 MiB.
@@ -840,7 +890,7 @@ fn memory_section(c: &Config, h: &host::Host, rows: &mut Vec<Row>) -> Result<()>
     let mut checkpoints = vec![small, big / 10, big / 2, big];
     checkpoints.dedup();
     progress(&format!("memory: {big} jobs in one pool"));
-    let (_, rss) = host::pool_batch_rss(&h.echo, big, 100, 2, &checkpoints)?;
+    let (_, rss) = host::pool_batch_rss(&h.echo, big, 100, 2, 4096, &checkpoints)?;
     let trend: Vec<String> = checkpoints
         .iter()
         .zip(&rss)
@@ -938,21 +988,40 @@ fn sanitize_section(c: &Config, bins: &host::Binaries, rows: &mut Vec<Row>) -> R
     let pages = sanitize::pages_per_copy(&inputs)?;
     let total = pages as usize * inputs.copies;
     let (mut cli, mut render, mut full) = (Vec::new(), Vec::new(), Vec::new());
-    sanitize::cli_pages_per_s(&bins.plugwarden, &inputs, pages, WORKERS)?; // warm-up
+    let (mut small, mut fast_bytes, mut small_bytes) = (Vec::new(), Vec::new(), Vec::new());
+    let mut streamed = Vec::new();
+    use sanitize::InProcess;
+    let small_arg = ["--compress", "small"];
+    sanitize::cli_pages_per_s(&bins.plugwarden, &inputs, pages, WORKERS, &[])?; // warm-up
     for round in 0..c.sanitize_rounds {
         progress(&format!(
             "sanitize round {}/{}",
             round + 1,
             c.sanitize_rounds
         ));
-        cli.push(sanitize::cli_pages_per_s(
-            &bins.plugwarden,
+        let (rate, bytes) =
+            sanitize::cli_pages_per_s(&bins.plugwarden, &inputs, pages, WORKERS, &[])?;
+        cli.push(rate);
+        fast_bytes.push(bytes as f64 / total as f64 / 1024.0);
+        render.push(sanitize::in_process_pages_per_s(
             &inputs,
-            pages,
             WORKERS,
+            InProcess::Render,
         )?);
-        render.push(sanitize::in_process_pages_per_s(&inputs, WORKERS, false)?);
-        full.push(sanitize::in_process_pages_per_s(&inputs, WORKERS, true)?);
+        full.push(sanitize::in_process_pages_per_s(
+            &inputs,
+            WORKERS,
+            InProcess::RenderThenWrite,
+        )?);
+        streamed.push(sanitize::in_process_pages_per_s(
+            &inputs,
+            WORKERS,
+            InProcess::Streamed,
+        )?);
+        let (rate, bytes) =
+            sanitize::cli_pages_per_s(&bins.plugwarden, &inputs, pages, WORKERS, &small_arg)?;
+        small.push(rate);
+        small_bytes.push(bytes as f64 / total as f64 / 1024.0);
     }
     let what = format!(
         "sanitize: {} × {pages}-page PDF = {total} pages at {} dpi",
@@ -979,13 +1048,53 @@ fn sanitize_section(c: &Config, bins: &host::Binaries, rows: &mut Vec<Row>) -> R
         )
         .target(Target::AtLeast(1.0)),
     );
+    rows.push(
+        Row::versus(
+            "sanitize vs the same work in-process (render + validate + write PDF)",
+            "pages/s",
+            &cli,
+            &format!("in-process, no sandbox, {WORKERS} threads"),
+            &full,
+        )
+        .target(Target::AtLeast(0.9)),
+    );
     rows.push(Row::versus(
-        "sanitize vs the same work in-process (render + validate + write PDF)",
+        "sanitize vs in-process with each page written as it is rendered (one thread per copy)",
         "pages/s",
         &cli,
-        &format!("in-process, no sandbox, {WORKERS} threads"),
-        &full,
+        &format!("in-process streamed, no sandbox, {WORKERS} threads"),
+        &streamed,
     ));
+    rows.push(Row::versus(
+        "sanitize `--compress small` vs `--compress fast` (the default), end to end",
+        "pages/s",
+        &small,
+        "--compress fast",
+        &cli,
+    ));
+    rows.push(Row::versus(
+        "sanitize: safe PDF bytes per page, `--compress small` vs `fast`",
+        "KiB",
+        &small_bytes,
+        "--compress fast",
+        &fast_bytes,
+    ));
+    for compress in [
+        plugwarden::sanitize::Compress::Fast,
+        plugwarden::sanitize::Compress::Small,
+    ] {
+        let (mb_s, bytes, rgb) = sanitize::writer_mb_s(&inputs, compress)?;
+        rows.push(Row::info(
+            &format!(
+                "sanitize: the host's PDF writer alone, `--compress {}`, one thread ({:.0} KiB a page, {:.0}× smaller than the RGB)",
+                compress.name(),
+                bytes as f64 / f64::from(pages) / 1024.0,
+                rgb as f64 / bytes as f64
+            ),
+            "MB/s",
+            &[mb_s],
+        ));
+    }
     rows.push(Row::versus(
         "sanitize vs Dangerzone (order of magnitude: ~0.5 s per page)",
         "pages/s",
@@ -1221,6 +1330,9 @@ fn main() -> Result<()> {
     }
     if c.wants("batch") {
         batch_section(&c, &h, &fl, floor_us, &mut rows)?;
+    }
+    if c.wants("scaling") {
+        scaling_section(&c, &h, &mut rows)?;
     }
     if c.wants("files") {
         files_section(&c, &bins, &fl, &mut rows)?;

@@ -25,9 +25,7 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 
-use flate2::write::ZlibEncoder;
-use flate2::Compression;
-
+use super::compress::{Compress, PageEncoder};
 use super::ocr::{self, Word};
 use super::payload::check_size;
 use super::{
@@ -180,7 +178,7 @@ enum State {
         width: u32,
         height: u32,
         remaining: u64,
-        encoder: ZlibEncoder<Vec<u8>>,
+        encoder: PageEncoder,
     },
     /// A failed page's reason.
     Reason {
@@ -219,6 +217,8 @@ pub struct PdfStream<W: Write> {
     deflated: Vec<u8>,
     /// Pages kept for OCR, when there is a text layer.
     ocr: Option<OcrSpill>,
+    /// How page images are compressed.
+    compress: Compress,
 }
 
 /// A rendered page kept for OCR: its 1-based number, its size in pixels,
@@ -298,6 +298,7 @@ impl<W: Write> PdfStream<W> {
             font: None,
             deflated: Vec::new(),
             ocr: None,
+            compress: Compress::default(),
         };
         // The comment of high bytes marks the file as binary for transfer tools.
         s.out
@@ -321,6 +322,12 @@ impl<W: Write> PdfStream<W> {
             grey: Vec::new(),
             font: None,
         });
+    }
+
+    /// How the page images are compressed (default [`Compress::Fast`]):
+    /// call before the first byte.
+    pub fn set_compress(&mut self, compress: Compress) {
+        self.compress = compress;
     }
 
     /// The rendered pages kept for OCR (none without a text layer).
@@ -385,9 +392,7 @@ impl<W: Write> PdfStream<W> {
                     let n = bytes
                         .len()
                         .min(usize::try_from(*remaining).unwrap_or(usize::MAX));
-                    encoder
-                        .write_all(&bytes[..n])
-                        .map_err(SanitizeError::Write)?;
+                    encoder.write(&bytes[..n]).map_err(SanitizeError::Write)?;
                     if let Some(spill) = &mut self.ocr {
                         spill.pixels(&bytes[..n]).map_err(SanitizeError::Write)?;
                     }
@@ -499,10 +504,7 @@ impl<W: Write> PdfStream<W> {
                 width,
                 height,
                 remaining: u64::from(width) * u64::from(height) * 3,
-                // Level 1: rendered pages are mostly flat colour, which the
-                // fastest level already shrinks 20-50x; higher levels cost far
-                // more time than they save in size.
-                encoder: ZlibEncoder::new(buffer, Compression::fast()),
+                encoder: PageEncoder::new(buffer, width, self.compress),
             };
         } else {
             let len = le32(&self.head[9..13]);
@@ -538,7 +540,8 @@ impl<W: Write> PdfStream<W> {
         let (image, content, page) = (self.alloc(), self.alloc(), self.alloc());
         let dict = format!(
             "/Type /XObject /Subtype /Image /Width {width} /Height {height} \
-             /ColorSpace /DeviceRGB /BitsPerComponent 8 /Filter /FlateDecode"
+             /ColorSpace /DeviceRGB /BitsPerComponent 8 {}",
+            PageEncoder::filter_entries(self.compress, width)
         );
         self.stream(image, &dict, &data)?;
         data.clear();
