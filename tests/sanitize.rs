@@ -385,8 +385,8 @@ fn test_sanitize_compress_small_same_pixels_not_larger_than_fast() {
     }
     let name = format!("{sample}.safe.pdf");
     let (fast_pdf, small_pdf) = (fast_out.join(&name), small_out.join(&name));
-    // Both pass the output checks of every safe PDF, and a reader (lopdf,
-    // which undoes the PNG predictor) gets the same pixels from both.
+    // Both pass the output checks of every safe PDF, and a reader (lopdf)
+    // gets the same pixels from both.
     let pixels = |path: &Path| {
         let doc = lopdf::Document::load(path).unwrap();
         assert_eq!(has_forbidden(&doc), Vec::<String>::new());

@@ -352,7 +352,7 @@ pub fn batch(
     pipelined: bool,
 ) -> Result<BatchRun> {
     let next = AtomicUsize::new(0);
-    let payload = vec![0x42u8; size];
+    let payload = vec![0x42u8; 4096];
     let t0 = Instant::now();
     let results: Vec<Result<Vec<f64>>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..workers)

@@ -69,8 +69,8 @@ pub struct SanitizeArgs {
     #[arg(long, value_name = "LANG")]
     pub ocr: Option<String>,
     /// How the safe PDFs' page images are compressed: `fast` (zlib level 1)
-    /// or `small` (PNG Up predictor and zlib level 9: smaller files, more
-    /// CPU; docs/SANITIZE.md has the measured trade-off).
+    /// or `small` (zlib level 9: about half the size, many times the CPU;
+    /// docs/SANITIZE.md has the measured trade-off).
     #[arg(long, value_enum, default_value_t = CompressArg::Fast)]
     pub compress: CompressArg,
     #[command(flatten)]

@@ -2,11 +2,11 @@
 //!
 //! A rendered page is 6.3 MB of RGB at 150 dpi and mostly flat colour.
 //! [`Compress::Fast`] deflates it at zlib's fastest level as it arrives;
-//! [`Compress::Small`] first applies the PNG "Up" predictor to each row
-//! (PDF `/Predictor 12`: each byte minus the one above it, so a flat area
-//! becomes runs of zeros) and deflates at the highest level. The measured
-//! trade-off (sizes and pages per second on the bench's sample) is in
-//! docs/SANITIZE.md and docs/PERFORMANCE.md.
+//! [`Compress::Small`] at the highest. Chosen by measurement on the
+//! bench's sample (docs/SANITIZE.md has the table): level 1 writes 1.6-1.9
+//! GB/s of pixels, 28x smaller; level 9 about 60 MB/s, 50x smaller; the
+//! levels between gain little size for much time, and the PNG Up
+//! predictor (PDF `/Predictor 12`) made these pages larger at every level.
 
 use std::io::{self, Write};
 
@@ -16,10 +16,10 @@ use flate2::Compression;
 /// How page images are compressed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Compress {
-    /// zlib level 1, no predictor: the fastest to write.
+    /// zlib level 1: the fastest to write.
     #[default]
     Fast,
-    /// PNG Up predictor and zlib level 9: a smaller file, more CPU.
+    /// zlib level 9: about half the size, some 30 times the CPU.
     Small,
 }
 
@@ -44,81 +44,24 @@ impl Compress {
 /// size.
 pub(super) struct PageEncoder {
     zlib: ZlibEncoder<Vec<u8>>,
-    /// With the predictor: the row above (zeros for the first) and the
-    /// row being received.
-    up: Option<UpRows>,
 }
-
-struct UpRows {
-    row_len: usize,
-    above: Vec<u8>,
-    row: Vec<u8>,
-    /// The filtered row: the filter type byte, then the differences.
-    filtered: Vec<u8>,
-}
-
-/// PNG filter type 2, "Up".
-const PNG_UP: u8 = 2;
 
 impl PageEncoder {
-    /// An encoder for an RGB image `width` pixels wide, writing into
-    /// `buffer` (cleared; kept from page to page by the caller).
-    pub(super) fn new(mut buffer: Vec<u8>, width: u32, compress: Compress) -> PageEncoder {
+    /// An encoder writing into `buffer` (cleared; kept from page to page
+    /// by the caller).
+    pub(super) fn new(mut buffer: Vec<u8>, compress: Compress) -> PageEncoder {
         buffer.clear();
-        let up = (compress == Compress::Small && width > 0).then(|| {
-            let row_len = width as usize * 3;
-            UpRows {
-                row_len,
-                above: vec![0; row_len],
-                row: Vec::with_capacity(row_len),
-                filtered: Vec::with_capacity(row_len + 1),
-            }
-        });
         PageEncoder {
             zlib: ZlibEncoder::new(buffer, compress.level()),
-            up,
         }
     }
 
-    /// The image dictionary's entries for how it is compressed.
-    pub(super) fn filter_entries(compress: Compress, width: u32) -> String {
-        match compress {
-            Compress::Fast => "/Filter /FlateDecode".to_string(),
-            Compress::Small => format!(
-                "/Filter /FlateDecode /DecodeParms << /Predictor 12 /Colors 3 \
-                 /BitsPerComponent 8 /Columns {width} >>"
-            ),
-        }
+    /// The next bytes of the image.
+    pub(super) fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.zlib.write_all(bytes)
     }
 
-    /// The next bytes of the image's RGB rows.
-    pub(super) fn write(&mut self, mut bytes: &[u8]) -> io::Result<()> {
-        let Some(up) = &mut self.up else {
-            return self.zlib.write_all(bytes);
-        };
-        while !bytes.is_empty() {
-            let n = (up.row_len - up.row.len()).min(bytes.len());
-            up.row.extend_from_slice(&bytes[..n]);
-            bytes = &bytes[n..];
-            if up.row.len() == up.row_len {
-                up.filtered.clear();
-                up.filtered.push(PNG_UP);
-                up.filtered.extend(
-                    up.row
-                        .iter()
-                        .zip(&up.above)
-                        .map(|(now, above)| now.wrapping_sub(*above)),
-                );
-                self.zlib.write_all(&up.filtered)?;
-                std::mem::swap(&mut up.above, &mut up.row);
-                up.row.clear();
-            }
-        }
-        Ok(())
-    }
-
-    /// The compressed image. Every row must be complete (the caller counts
-    /// the bytes).
+    /// The compressed image.
     pub(super) fn finish(self) -> io::Result<Vec<u8>> {
         self.zlib.finish()
     }
@@ -176,8 +119,7 @@ mod tests {
         stream.finish().unwrap().0
     }
 
-    /// Each page's RGB as a reader decodes it: inflated, and with
-    /// `/Predictor 12` the PNG Up filter undone row by row.
+    /// Each page's RGB as a reader decodes it.
     fn decoded_pages(pdf: &[u8]) -> Vec<Vec<u8>> {
         let doc = Document::load_mem(pdf).unwrap();
         doc.get_pages()
@@ -188,28 +130,15 @@ mod tests {
                 let xobj = res.get(b"XObject").unwrap().as_dict().unwrap();
                 let im = xobj.get(b"Im0").unwrap().as_reference().unwrap();
                 let image = doc.get_object(im).unwrap().as_stream().unwrap();
+                assert_eq!(
+                    image.dict.get(b"Filter").unwrap().as_name().unwrap(),
+                    b"FlateDecode"
+                );
                 let mut data = Vec::new();
                 flate2::read::ZlibDecoder::new(image.content.as_slice())
                     .read_to_end(&mut data)
                     .unwrap();
-                let Ok(parms) = image.dict.get(b"DecodeParms") else {
-                    return data;
-                };
-                let parms = parms.as_dict().unwrap();
-                assert_eq!(parms.get(b"Predictor").unwrap().as_i64().unwrap(), 12);
-                assert_eq!(parms.get(b"Colors").unwrap().as_i64().unwrap(), 3);
-                let columns = parms.get(b"Columns").unwrap().as_i64().unwrap() as usize;
-                let row = columns * 3;
-                let mut rgb: Vec<u8> = Vec::with_capacity(data.len());
-                for filtered in data.chunks(row + 1) {
-                    assert_eq!(filtered[0], PNG_UP);
-                    let above = rgb.len().checked_sub(row);
-                    for (i, &d) in filtered[1..].iter().enumerate() {
-                        let up = above.map_or(0, |a| rgb[a + i]);
-                        rgb.push(d.wrapping_add(up));
-                    }
-                }
-                rgb
+                data
             })
             .collect()
     }
@@ -230,7 +159,7 @@ mod tests {
     }
 
     #[test]
-    fn test_fast_is_the_default_and_has_no_predictor() {
+    fn test_fast_is_the_default() {
         let pages = vec![(40, 30, page(40, 30, 3))];
         let input = payload(&pages);
 
@@ -242,7 +171,6 @@ mod tests {
             .0;
 
         assert!(fast == default, "Compress::Fast is not the default");
-        assert!(!String::from_utf8_lossy(&fast).contains("DecodeParms"));
         assert_eq!(decoded_pages(&fast), vec![pages[0].2.clone()]);
     }
 

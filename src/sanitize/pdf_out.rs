@@ -504,7 +504,7 @@ impl<W: Write> PdfStream<W> {
                 width,
                 height,
                 remaining: u64::from(width) * u64::from(height) * 3,
-                encoder: PageEncoder::new(buffer, width, self.compress),
+                encoder: PageEncoder::new(buffer, self.compress),
             };
         } else {
             let len = le32(&self.head[9..13]);
@@ -540,8 +540,7 @@ impl<W: Write> PdfStream<W> {
         let (image, content, page) = (self.alloc(), self.alloc(), self.alloc());
         let dict = format!(
             "/Type /XObject /Subtype /Image /Width {width} /Height {height} \
-             /ColorSpace /DeviceRGB /BitsPerComponent 8 {}",
-            PageEncoder::filter_entries(self.compress, width)
+             /ColorSpace /DeviceRGB /BitsPerComponent 8 /Filter /FlateDecode"
         );
         self.stream(image, &dict, &data)?;
         data.clear();
