@@ -293,6 +293,27 @@ mod tests {
     }
 
     #[test]
+    fn test_arena_output_mut_only_in_the_output_region() {
+        let region = 1 << 16;
+        let a = Arena::create(region, false).unwrap();
+        // SAFETY: no other slice of the arena lives in this test.
+        let dst = unsafe { a.output_mut(region + 8, 4) }.unwrap();
+        dst.copy_from_slice(b"page");
+        let mut out = Vec::new();
+        assert!(a.read_into(region + 8, 4, &mut out));
+        assert_eq!(out, b"page");
+        // SAFETY: as above; each call returns None and forms no slice.
+        unsafe {
+            assert!(
+                a.output_mut(region - 1, 2).is_none(),
+                "reaches the input region"
+            );
+            assert!(a.output_mut(2 * region - 3, 4).is_none(), "past the end");
+            assert!(a.output_mut(usize::MAX, 2).is_none(), "overflow");
+        }
+    }
+
+    #[test]
     fn test_arena_release_keeps_the_bytes() {
         let a = Arena::create(1 << 16, false).unwrap();
         let data = vec![7u8; 3 << 12];
