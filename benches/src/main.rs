@@ -23,6 +23,7 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use anyhow::{bail, Result};
+use sanitize::InProcess;
 use stats::{ratios, summarize, Summary};
 
 /// How much to measure.
@@ -945,7 +946,6 @@ fn sanitize_section(c: &Config, bins: &host::Binaries, rows: &mut Vec<Row>) -> R
     let (mut cli, mut render, mut full) = (Vec::new(), Vec::new(), Vec::new());
     let (mut small, mut fast_bytes, mut small_bytes) = (Vec::new(), Vec::new(), Vec::new());
     let mut streamed = Vec::new();
-    use sanitize::InProcess;
     let small_arg = ["--compress", "small"];
     sanitize::cli_pages_per_s(&bins.plugwarden, &inputs, pages, WORKERS, &[])?; // warm-up
     for round in 0..c.sanitize_rounds {
