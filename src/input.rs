@@ -26,7 +26,7 @@
 //!   reads in bounded chunks as it sends it, so the host never holds a
 //!   big input whole.
 //! - **Exact names.** Paths are kept as bytes from walk to audit record;
-//!   [`crate::escape`] is only for showing them.
+//!   the `escape` module is only for showing them.
 //!
 //! Group commit and sharding build on [`walk`] and [`open`]: the walk is a
 //! stream in a stable order, and opening and reading are separate from it.
@@ -54,24 +54,52 @@ pub const HEAD: usize = 64 << 10;
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {
     #[error("{}: {what}, not a regular file: only regular files are inputs", escape::name(.path))]
-    NotRegular { path: PathBuf, what: &'static str },
-    #[error("{}: a symbolic link inside a walked directory: not followed (name its target instead)", escape::name(.path))]
-    Symlink { path: PathBuf },
-    #[error("input too large ({len} bytes, limit {limit})")]
-    TooLarge { len: u64, limit: u64 },
-    #[error("input too large (more than {limit} bytes, the limit)")]
-    StreamTooLarge { limit: u64 },
-    #[error("{}: changed while it was read ({expected} bytes when opened, {now} now)", escape::name(.path))]
-    Changed {
+    /// Not a regular file (a directory, a device, a FIFO, …).
+    NotRegular {
+        /** The input. */
         path: PathBuf,
+        /** What it is instead. */
+        what: &'static str,
+    },
+    #[error("{}: a symbolic link inside a walked directory: not followed (name its target instead)", escape::name(.path))]
+    /// A symbolic link found by a walk (not followed).
+    Symlink {
+        /** The link. */
+        path: PathBuf,
+    },
+    #[error("input too large ({len} bytes, limit {limit})")]
+    /// Larger than the input limit.
+    TooLarge {
+        /** Its size. */
+        len: u64,
+        /** The limit. */
+        limit: u64,
+    },
+    #[error("input too large (more than {limit} bytes, the limit)")]
+    /// A stream (stdin) longer than the input limit.
+    StreamTooLarge {
+        /** The limit. */
+        limit: u64,
+    },
+    #[error("{}: changed while it was read ({expected} bytes when opened, {now} now)", escape::name(.path))]
+    /// The file changed size while it was read.
+    Changed {
+        /// The input.
+        path: PathBuf,
+        /// Its size when opened.
         expected: u64,
+        /// Its size now.
         now: u64,
     },
     #[error("cannot {op} {}: {source}", escape::name(.path))]
+    /// A system call on the input failed.
     Io {
+        /// What was being done (`read`, `open`, `list`).
         op: &'static str,
+        /// The input.
         path: PathBuf,
         #[source]
+        /// Why.
         source: io::Error,
     },
 }
@@ -88,6 +116,20 @@ pub struct Entry {
     /// The path from the named directory down (empty for a named file).
     below_root: PathBuf,
     root: PathBuf,
+}
+
+impl Entry {
+    /// The file at `path`, named directly (not found by a walk).
+    pub fn named(path: PathBuf) -> Entry {
+        let rel = path.file_name().map(PathBuf::from).unwrap_or_default();
+        Entry {
+            rel,
+            walked: false,
+            below_root: PathBuf::new(),
+            root: path.clone(),
+            path,
+        }
+    }
 }
 
 /// Every file under `roots`, in a stable order (each root in turn, names
@@ -154,10 +196,12 @@ impl Source {
         self.prefix.len() as u64 + self.len
     }
 
+    /// Whether it has no bytes.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
+    /// The path it was opened from.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -253,7 +297,9 @@ impl Source {
 /// chunks as it is sent.
 #[derive(Debug)]
 pub enum Input {
+    /// Held in memory.
     Bytes(Vec<u8>),
+    /// An open file, read in bounded chunks as it is sent.
     File(Source),
 }
 
@@ -266,6 +312,7 @@ impl Input {
         }
     }
 
+    /// Whether it has no bytes.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -495,129 +542,4 @@ pub fn read_stream(mut r: impl Read, limit: u64) -> io::Result<Result<Input, Inp
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn named(path: &Path) -> Entry {
-        Entry {
-            path: path.to_path_buf(),
-            rel: path.file_name().map(PathBuf::from).unwrap_or_default(),
-            walked: false,
-            below_root: PathBuf::new(),
-            root: path.to_path_buf(),
-        }
-    }
-
-    #[test]
-    fn test_open_dev_zero_is_refused_as_a_device() {
-        let err = open(&named(Path::new("/dev/zero")), 1 << 30).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "/dev/zero: a character device, not a regular file: only regular files are inputs"
-        );
-    }
-
-    #[test]
-    fn test_open_fifo_returns_at_once_and_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let fifo = dir.path().join("fifo");
-        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
-        let err = open(&named(&fifo), 1 << 30).unwrap_err();
-        assert!(
-            err.to_string().contains("a FIFO, not a regular file"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn test_open_sparse_file_over_the_limit_reads_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("sparse");
-        File::create(&path).unwrap().set_len(20 << 30).unwrap();
-        let err = open(&named(&path), 1 << 30).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            format!(
-                "input too large ({} bytes, limit {})",
-                20u64 << 30,
-                1u64 << 30
-            )
-        );
-    }
-
-    #[test]
-    fn test_walk_symlinks_below_a_root_are_refused_and_named_ones_followed() {
-        let dir = tempfile::tempdir().unwrap();
-        let real = dir.path().join("real.txt");
-        std::fs::write(&real, b"data").unwrap();
-        let tree = dir.path().join("tree");
-        std::fs::create_dir(&tree).unwrap();
-        std::os::unix::fs::symlink(&real, tree.join("link")).unwrap();
-        std::fs::write(tree.join("plain"), b"p").unwrap();
-        let entries: Vec<Entry> = walk(std::slice::from_ref(&tree))
-            .map(Result::unwrap)
-            .collect();
-        assert_eq!(entries.len(), 2);
-        let err = open(&entries[0], 100).unwrap_err();
-        assert!(matches!(err, InputError::Symlink { .. }), "{err}");
-        assert_eq!(open(&entries[1], 100).unwrap().read_all().unwrap(), b"p");
-        let named_link = walk(std::slice::from_ref(&tree.join("link")))
-            .next()
-            .unwrap()
-            .unwrap();
-        assert_eq!(open(&named_link, 100).unwrap().read_all().unwrap(), b"data");
-    }
-
-    #[test]
-    fn test_source_growing_after_open_is_changed() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("grows");
-        std::fs::write(&path, b"abc").unwrap();
-        let src = open(&named(&path), 100).unwrap();
-        std::fs::write(&path, b"abcdef").unwrap();
-        assert!(matches!(src.read_all(), Err(InputError::Changed { .. })));
-        assert!(matches!(
-            src.check_unchanged(),
-            Err(InputError::Changed { .. })
-        ));
-    }
-
-    #[test]
-    fn test_prefixed_file_reads_the_prefix_then_the_file() {
-        let data = vec![7u8; (INLINE as usize) + 10];
-        let input = read_stream(&data[..], 1 << 30).unwrap().unwrap();
-        let Input::File(src) = input.prefixed(b"pw") else {
-            panic!("a prefixed file stays a file");
-        };
-        assert_eq!(src.len(), data.len() as u64 + 2);
-        let mut across = [0u8; 4];
-        src.read_at(1, &mut across).unwrap();
-        assert_eq!(&across, b"w\x07\x07\x07");
-        assert_eq!(src.read_all().unwrap(), [&b"pw"[..], &data].concat());
-        src.check_unchanged().unwrap();
-    }
-
-    #[test]
-    fn test_read_stream_over_the_limit_is_too_large() {
-        let err = read_stream(&b"0123456789"[..], 4).unwrap().unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "input too large (more than 4 bytes, the limit)"
-        );
-        let small = read_stream(&b"0123"[..], 4).unwrap().unwrap();
-        assert_eq!(small.bytes(), Some(&b"0123"[..]));
-    }
-
-    #[test]
-    fn test_read_stream_big_goes_to_a_file_not_memory() {
-        let data = vec![9u8; (INLINE as usize) * 3];
-        let input = read_stream(&data[..], 1 << 30).unwrap().unwrap();
-        let Input::File(src) = &input else {
-            panic!("a big stream is spooled to a file");
-        };
-        assert_eq!(src.len(), data.len() as u64);
-        assert_eq!(src.read_all().unwrap(), data);
-        let err = read_stream(&data[..], INLINE * 2).unwrap().unwrap_err();
-        assert!(matches!(err, InputError::StreamTooLarge { .. }), "{err}");
-    }
-}
+mod tests;

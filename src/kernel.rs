@@ -13,7 +13,7 @@
 //! `PLUGWARDEN_KERNEL=5.10` (the release the floor check reads), one
 //! `PLUGWARDEN_NO_<FEATURE>=1` per feature ([`Feature::switch`]) and
 //! `PLUGWARDEN_NO_USERNS=1` for the user-namespace probe
-//! ([`userns_available`]). The host passes them on to its fork server, so
+//! (`userns_available`). The host passes them on to its fork server, so
 //! both see the same kernel.
 
 use std::sync::OnceLock;
@@ -35,18 +35,28 @@ pub const USERNS_SWITCH: &str = "PLUGWARDEN_NO_USERNS";
 /// A kernel feature probed at start.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Feature {
+    /// Seccomp user notification (Linux 5.0): violations are named.
     UserNotif,
+    /// The notification's CONTINUE flag (Linux 5.5): log and observe modes.
     NotifContinue,
+    /// `pidfd_open` (Linux 5.3).
     PidfdOpen,
+    /// `PIDFD_GET_INFO` with the exit status (Linux 6.15).
     PidfdInfo,
+    /// `CLONE_INTO_CGROUP` (Linux 5.7).
     CloneIntoCgroup,
+    /// `close_range` (Linux 5.9).
     CloseRange,
+    /// `cgroup.kill` (Linux 5.14).
     CgroupKill,
+    /// `MFD_NOEXEC_SEAL` for memfds (Linux 6.3).
     MfdNoexecSeal,
+    /// `RLIMIT_NPROC` counted per user namespace (Linux 5.14).
     NprocPerUserns,
 }
 
 impl Feature {
+    /// Every feature, in probing order.
     pub const ALL: [Feature; 9] = [
         Feature::UserNotif,
         Feature::NotifContinue,
@@ -59,6 +69,7 @@ impl Feature {
         Feature::NprocPerUserns,
     ];
 
+    /// What it is, for messages.
     pub fn name(self) -> &'static str {
         match self {
             Feature::UserNotif => "seccomp user notification",
@@ -198,7 +209,7 @@ fn probe_pidfd() -> Option<Pidfd> {
 /// `struct pidfd_info` (PIDFD_INFO_SIZE_VER0, 64 bytes).
 #[repr(C)]
 #[derive(Default)]
-pub struct PidfdInfo {
+pub(crate) struct PidfdInfo {
     pub mask: u64,
     pub cgroupid: u64,
     pub pid: u32,
@@ -215,13 +226,13 @@ pub struct PidfdInfo {
     pub exit_code: i32,
 }
 
-pub const PIDFD_INFO_PID: u64 = 1 << 0;
-pub const PIDFD_INFO_EXIT: u64 = 1 << 3;
+pub(crate) const PIDFD_INFO_PID: u64 = 1 << 0;
+pub(crate) const PIDFD_INFO_EXIT: u64 = 1 << 3;
 
 /// `PIDFD_GET_INFO` on `pidfd` asking for `mask`; `None` when the kernel
 /// lacks the ioctl or did not fill in what was asked. Callers check
 /// [`Feature::PidfdInfo`] first (so that it can be switched off).
-pub fn pidfd_info(pidfd: i32, mask: u64) -> Option<PidfdInfo> {
+pub(crate) fn pidfd_info(pidfd: i32, mask: u64) -> Option<PidfdInfo> {
     // _IOWR(PIDFS_IOCTL_MAGIC 0xFF, 11, struct pidfd_info)
     const PIDFD_GET_INFO: libc::c_ulong =
         (3 << 30) | ((std::mem::size_of::<PidfdInfo>() as libc::c_ulong) << 16) | (0xFF << 8) | 11;
@@ -252,11 +263,22 @@ pub struct Kernel {
 }
 
 #[derive(Debug, thiserror::Error)]
+/// Why this kernel cannot run sandboxes.
 pub enum KernelError {
     #[error("this is Linux {}.{}, older than plugwarden's floor, Linux {}.{} (Ubuntu 22.04 LTS): the features the sandbox is built on may be missing, and best_effort does not stand in for a whole kernel; run on Linux {}.{} or later", .release.0, .release.1, FLOOR.0, FLOOR.1, FLOOR.0, FLOOR.1)]
-    TooOld { release: (u32, u32) },
+    /// Older than plugwarden's floor ([`FLOOR`]).
+    TooOld {
+        /** The running release (major, minor). */
+        release: (u32, u32),
+    },
     #[error("this kernel lacks {} (Linux {}.{}+){}: sandboxes are {}", .feature.name(), .feature.since().0, .feature.since().1, if *.simulated { format!(" (simulated by {}=1)", .feature.switch()) } else { String::new() }, .feature.without())]
-    Missing { feature: Feature, simulated: bool },
+    /// A feature the sandbox cannot do without is missing.
+    Missing {
+        /** Which. */
+        feature: Feature,
+        /** Missing only because a `PLUGWARDEN_NO_*` switch says so. */
+        simulated: bool,
+    },
 }
 
 impl Kernel {
@@ -320,6 +342,7 @@ impl Kernel {
         }
     }
 
+    /// Whether the kernel has `f` (a simulated absence counts as absent).
     pub fn has(&self, f: Feature) -> bool {
         self.present & f.bit() != 0
     }
@@ -376,7 +399,7 @@ pub fn kernel() -> &'static Kernel {
 /// Whether an ordinary user may create a user namespace here: probed in a
 /// throwaway child. `PLUGWARDEN_NO_USERNS=1` pretends it may not (to test
 /// the fallback, or to match a deployment where they are blocked).
-pub fn userns_available() -> Result<(), String> {
+pub(crate) fn userns_available() -> Result<(), String> {
     if std::env::var_os(USERNS_SWITCH).is_some_and(|v| v == "1") {
         return Err("disabled by PLUGWARDEN_NO_USERNS=1".into());
     }

@@ -1,11 +1,4 @@
-//! The `plugwarden` command: a thin layer over the library.
-
-mod cli;
-
-use std::process::ExitCode;
-
-fn main() -> ExitCode {
-    // The same binary is its own fork server (see plugwarden::spawn).
-    plugwarden::spawn::serve_if_requested();
-    cli::main()
+//! The `plugwarden` command: [`plugwarden::cli::main`] (the `cli` feature).
+fn main() -> std::process::ExitCode {
+    plugwarden::cli::main()
 }

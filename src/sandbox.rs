@@ -40,7 +40,7 @@ pub enum Enforce {
     /// Report what would have been denied and let it proceed.
     Log,
     /// As `Log`, and read the paths the file syscalls name from the child
-    /// (`plugwarden learn`, [`crate::observe`]).
+    /// (`plugwarden learn`, `observe`).
     Observe,
 }
 
@@ -49,7 +49,9 @@ pub enum Enforce {
 pub struct PluginSpec {
     /// Absolute path of the executable.
     pub exe: PathBuf,
+    /// Its arguments (after its name).
     pub args: Vec<String>,
+    /// Worker or filter.
     pub mode: Mode,
     /// Variables over the default environment and the policy's (from the
     /// manifest and the command line; later entries win).
@@ -59,34 +61,71 @@ pub struct PluginSpec {
     pub cwd: Option<PathBuf>,
 }
 
+/// Why a sandbox could not be made, or a child of it started.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SandboxError {
+    /// The plugin's executable cannot be read or loaded.
     #[error("plugin {path}: {source}")]
     Elf {
+        /// The executable.
         path: PathBuf,
+        /// Why.
         #[source]
         source: crate::elf::ElfError,
     },
+    /// The policy's syscalls do not compile to a seccomp program.
     #[error(transparent)]
     Seccomp(#[from] crate::seccomp::SeccompError),
+    /// The fork server failed.
     #[error(transparent)]
     ForkServer(#[from] ForkServerError),
+    /// A system call of the host's failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// The policy needs walls this machine cannot raise (and is not
+    /// `best_effort`).
     #[error("policy {policy} needs walls this machine cannot raise: {missing}; run where they are available (as root, on a newer kernel: see `plugwarden doctor`), or set best_effort = true in the policy to run weakened")]
-    Refused { policy: String, missing: String },
+    Refused {
+        /// The policy's name.
+        policy: String,
+        /// The walls missing, described.
+        missing: String,
+    },
+    /// The kernel is too old for plugwarden.
     #[error(transparent)]
     Kernel(#[from] crate::kernel::KernelError),
+    /// The policy's `[landlock] min_abi` is above the kernel's.
     #[error("policy {policy} needs Landlock ABI {wanted} (Linux {}.{}) by its [landlock] min_abi; this kernel offers ABI {offered}: run on a newer kernel or lower min_abi", crate::kernel::landlock_since(*.wanted).0, crate::kernel::landlock_since(*.wanted).1)]
     LandlockFloor {
+        /// The policy's name.
         policy: String,
+        /// Its `min_abi`.
         wanted: u8,
+        /// The kernel's ABI.
         offered: u8,
     },
+    /// Log or observe mode needs a newer kernel.
     #[error("log-only mode needs {} (Linux 5.5+), which this kernel lacks: run with the policy's own enforcement", crate::kernel::Feature::NotifContinue.name())]
     NoLogOnly,
+    /// A script plugin under a policy that does not allow `execve`.
     #[error("plugin {path} is a script, which the kernel starts through execve, and policy {policy} does not allow execve: allow it (or run the interpreter as the plugin)")]
-    ScriptNeedsExecve { path: PathBuf, policy: String },
+    ScriptNeedsExecve {
+        /// The script.
+        path: PathBuf,
+        /// The policy's name.
+        policy: String,
+    },
+    /// A worker-mode call on a filter sandbox, or the other way round.
+    #[error("sandbox of {} is a {} sandbox: {what} needs a {} one", .path.display(), .mode.word(), .mode.other().word())]
+    WrongMode {
+        /// The plugin.
+        path: PathBuf,
+        /// The sandbox's mode.
+        mode: Mode,
+        /// What was asked.
+        what: &'static str,
+    },
 }
 
 /// Size asked for the plugin's stdin and stdout pipes.
@@ -94,29 +133,42 @@ const PIPE_SIZE: i32 = 1 << 20;
 /// Arena regions are whole pages of at most this size.
 const PAGE: usize = 4096;
 
-/// A prepared profile in the fork server.
+/// One plugin under one policy, compiled into a profile of a fork server:
+/// ready to start sandboxed children. Build one with [`Sandbox::builder`];
+/// run an input with [`Sandbox::run`], many with a [`crate::Pool`].
+///
+/// `Send + Sync`: share it between threads by reference (or in an `Arc`);
+/// what it was built from is read-only ([`Sandbox::plugin`],
+/// [`Sandbox::policy`], [`Sandbox::weakenings`], [`Sandbox::walls`]).
 #[derive(Debug)]
 pub struct Sandbox {
+    /// The worker [`Sandbox::run`] reuses (worker mode); dropped first.
+    pub(crate) runner: crate::builder::Runner,
     fs: Arc<ForkServer>,
     profile: u64,
-    pub plugin: PluginSpec,
-    pub policy: Arc<Policy>,
-    pub enforce: Enforce,
+    pub(crate) plugin: PluginSpec,
+    pub(crate) policy: Arc<Policy>,
+    pub(crate) enforce: Enforce,
     /// What this host could not enforce (e.g. no identity change when not root).
-    pub weakenings: Vec<String>,
+    pub(crate) weakenings: Vec<String>,
     /// The optional walls in force (cgroups, namespaces).
-    pub walls: crate::spawn::Walls,
+    pub(crate) walls: crate::spawn::Walls,
     /// What was prepared, to prepare it again on another fork server.
     spec: ProfileSpec,
 }
 
 impl Sandbox {
+    /// Compiles `plugin` under `policy` into a profile of `fs`. The
+    /// lower-level constructor: [`Sandbox::builder`] resolves the policy,
+    /// shares a fork server and refuses a weakened sandbox unless told.
     pub fn new(
-        fs: Arc<ForkServer>,
+        fs: impl Into<Arc<ForkServer>>,
         plugin: PluginSpec,
-        policy: Arc<Policy>,
+        policy: impl Into<Arc<Policy>>,
         enforce: Enforce,
     ) -> Result<Sandbox, SandboxError> {
+        let fs: Arc<ForkServer> = fs.into();
+        let policy: Arc<Policy> = policy.into();
         let kernel = crate::kernel::kernel();
         kernel.check()?;
         if policy.landlock_min_abi > kernel.landlock_abi {
@@ -208,6 +260,7 @@ impl Sandbox {
             processes: policy.limits.processes,
             tmp: policy.filesystem.tmp,
             cwd: plugin.cwd.clone(),
+            zygote: enforce == Enforce::Policy,
         };
         let (profile, mut walls) = fs.prepare(&spec)?;
         for gap in crate::landlock_rules::gaps(walls.landlock_abi, &cover(&policy, &walls)) {
@@ -228,6 +281,7 @@ impl Sandbox {
         }
         weakenings.extend(walls.missing.iter().cloned());
         Ok(Sandbox {
+            runner: Default::default(),
             fs,
             profile,
             plugin,
@@ -241,9 +295,11 @@ impl Sandbox {
 
     /// The same sandbox on `fs`: the profile prepared there once more. The
     /// walls come from the same machine, so they are the same.
-    pub fn replicate(&self, fs: Arc<ForkServer>) -> Result<Sandbox, SandboxError> {
+    pub fn replicate(&self, fs: impl Into<Arc<ForkServer>>) -> Result<Sandbox, SandboxError> {
+        let fs: Arc<ForkServer> = fs.into();
         let (profile, walls) = fs.prepare(&self.spec)?;
         Ok(Sandbox {
+            runner: Default::default(),
             fs,
             profile,
             plugin: self.plugin.clone(),
@@ -295,7 +351,7 @@ impl Sandbox {
             stdout: Some(out_r),
             stderr: Some(err_r),
             exit: None,
-            fs: self.fs.clone(),
+            reaper: Reaper::ForkServer(self.fs.clone()),
             started: Instant::now(),
             stat_file: Default::default(),
             statm_file: Default::default(),
@@ -327,6 +383,7 @@ impl Sandbox {
             .ok()
     }
 
+    /// The fork server its children come from.
     pub fn fork_server(&self) -> &Arc<ForkServer> {
         &self.fs
     }
@@ -334,6 +391,8 @@ impl Sandbox {
 
 impl Drop for Sandbox {
     fn drop(&mut self) {
+        // The worker `run` kept ends before its profile does.
+        self.runner.shutdown();
         self.fs.release(self.profile);
     }
 }
@@ -469,11 +528,15 @@ pub struct Process {
     /// overlaps the init's report and exit.
     plugin_pidfd: OwnedFd,
     listener: Option<OwnedFd>,
+    /// The plugin's stdin (the host's end; non-blocking).
     pub stdin: Option<OwnedFd>,
+    /// The plugin's stdout (the host's end; non-blocking).
     pub stdout: Option<OwnedFd>,
+    /// The plugin's stderr (the host's end; non-blocking).
     pub stderr: Option<OwnedFd>,
     exit: Option<ExitInfo>,
-    fs: Arc<ForkServer>,
+    reaper: Reaper,
+    /// When it was started.
     pub started: Instant,
     stat_file: std::cell::OnceCell<Option<std::fs::File>>,
     statm_file: std::cell::OnceCell<Option<std::fs::File>>,
@@ -482,9 +545,19 @@ pub struct Process {
     arena: Option<Arena>,
 }
 
+/// Who reaps a process once its pidfd is readable.
+#[derive(Debug)]
+enum Reaper {
+    /// The fork server that spawned it.
+    ForkServer(Arc<ForkServer>),
+    /// This process: a unit test's stand-in for a plugin is its own child.
+    #[cfg(test)]
+    Host,
+}
+
 impl Process {
     /// The shared-memory arena handed to this worker as fd 3, if any.
-    pub fn arena(&self) -> Option<&Arena> {
+    pub(crate) fn arena(&self) -> Option<&Arena> {
         self.arena.as_ref()
     }
 
@@ -494,21 +567,28 @@ impl Process {
         &self.plugin_pidfd
     }
 
+    /// The seccomp user-notification listener, until it is closed.
     pub fn listener(&self) -> Option<&OwnedFd> {
         self.listener.as_ref()
     }
 
+    /// Closes the seccomp listener (every filtered process has exited).
     pub fn close_listener(&mut self) {
         self.listener = None;
     }
 
     /// SIGKILL through the pidfds (no pid-reuse race): the plugin first,
-    /// so that it stops before its current syscall returns, then its init,
-    /// which ends everything else in the sandbox.
+    /// so that it stops before its current syscall returns, then, unless
+    /// the plugin had already exited, its init, which ends everything else
+    /// in the sandbox. (Once the plugin has exited, its init ends the rest
+    /// by itself: a zygote then stays for the next input.)
     pub fn kill(&self) {
         if self.exit.is_none() {
+            let gone = self.has_exited();
             crate::spawn::kill_pidfd(self.plugin_pidfd.as_fd());
-            crate::spawn::kill_pidfd(self.pidfd.as_fd());
+            if !gone {
+                crate::spawn::kill_pidfd(self.pidfd.as_fd());
+            }
         }
     }
 
@@ -547,7 +627,11 @@ impl Process {
                 Err(e) => return Err(ForkServerError::Io(e.into())),
             }
         }
-        let info = self.fs.wait(self.leader)?;
+        let info = match &self.reaper {
+            Reaper::ForkServer(fs) => fs.wait(self.leader)?,
+            #[cfg(test)]
+            Reaper::Host => fake::reap(self.leader),
+        };
         self.exit = Some(info);
         Ok(info)
     }
@@ -614,3 +698,6 @@ impl Drop for Process {
         }
     }
 }
+
+#[cfg(test)]
+pub(crate) mod fake;

@@ -3,7 +3,7 @@
 //! A worker hands each part of a job's output to an [`OutputSink`] as it
 //! comes off the pipe or out of the arena, and the host holds one part at
 //! a time. Unless the caller brings its own sink, the worker uses an
-//! [`OutputBuf`]: the bytes in memory (bounded by the policy's
+//! `OutputBuf`: the bytes in memory (bounded by the policy's
 //! `limits.output`) and, when a [`Spill`] is attached, past
 //! [`Spill::over`] a [`HashedFile`] instead, so `run` and `call` never hold
 //! a big output whole. A pool task can bring its own sink: `plugwarden
@@ -102,7 +102,9 @@ pub struct SavedOutput {
     /// place); `None` when there was nowhere to keep it and only its hash
     /// was taken.
     pub file: Option<tempfile::NamedTempFile>,
+    /// Its size, bytes.
     pub len: u64,
+    /// Its sha256, lowercase hex.
     pub sha256: String,
     /// Where it goes, relative to the output directory, when the sink
     /// names it (else under the input's name).
@@ -183,7 +185,9 @@ impl Write for HashedFile {
 /// directory), or, without `dir`, nowhere but its sha256.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Spill {
+    /// Outputs larger than this many bytes spill.
     pub over: u64,
+    /// Where to; `None`: only the hash is kept.
     pub dir: Option<PathBuf>,
 }
 

@@ -16,6 +16,16 @@ pub enum TimeoutKind {
 }
 
 /// The outcome of one input.
+///
+/// ```
+/// use plugwarden::{Signal, Verdict};
+///
+/// let v = Verdict::Crashed { signal: Signal::from_raw(11), detail: String::new() };
+/// assert_eq!((v.word(), v.to_string().as_str()), ("crashed", "crashed: killed by SIGSEGV"));
+/// assert!(v.is_retryable() && v.taints_worker());
+/// let v = Verdict::Violation("socket(AF_INET, SOCK_STREAM, 0)".into());
+/// assert_eq!(v.to_string(), "violation: socket(AF_INET, SOCK_STREAM, 0)");
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verdict {
     /// The plugin produced an output.
@@ -23,13 +33,20 @@ pub enum Verdict {
     /// The plugin refused the input with a message, or a filter exited non-zero.
     PluginError(String),
     /// The plugin died from a signal.
-    Crashed { signal: i32, detail: String },
+    Crashed {
+        /// The signal that ended it.
+        signal: Signal,
+        /// What else is known (a core dump, the last line of its stderr);
+        /// may be empty.
+        detail: String,
+    },
     /// The plugin missed a deadline.
     Timeout(TimeoutKind),
     /// The plugin hit its memory limit.
     Memory(String),
-    /// The plugin made a system call its policy denies, named with its arguments.
-    Violation(String),
+    /// The plugin made a system call its policy denies, named with its
+    /// arguments ([`Violation::syscall`] gives it as a typed value).
+    Violation(Violation),
     /// The plugin broke the wire protocol.
     ProtocolError(String),
     /// The output exceeded the output size limit.
@@ -67,15 +84,15 @@ impl Verdict {
     pub fn detail(&self) -> String {
         match self {
             Verdict::Ok | Verdict::Cancelled => String::new(),
+            Verdict::Violation(v) => v.detail.clone(),
             Verdict::PluginError(s)
             | Verdict::Memory(s)
-            | Verdict::Violation(s)
             | Verdict::ProtocolError(s)
             | Verdict::SetupError(s)
             | Verdict::InputError(s)
             | Verdict::Unsupported(s) => s.clone(),
             Verdict::Crashed { signal, detail } => {
-                let name = signal_name(*signal);
+                let name = signal.to_string();
                 if detail.is_empty() {
                     format!("killed by {name}")
                 } else {
@@ -112,6 +129,7 @@ impl Verdict {
         )
     }
 
+    /// Whether the verdict is `ok`.
     pub fn is_ok(&self) -> bool {
         matches!(self, Verdict::Ok)
     }
@@ -145,9 +163,153 @@ pub fn stderr_detail(tail: &[u8]) -> Option<String> {
 
 /// `SIGSEGV` for 11, `signal 77` for unknown numbers.
 pub fn signal_name(sig: i32) -> String {
-    match nix::sys::signal::Signal::try_from(sig) {
-        Ok(s) => s.as_str().to_string(),
-        Err(_) => format!("signal {sig}"),
+    Signal::from_raw(sig).to_string()
+}
+
+/// A signal that ended a plugin: its number, and its name when this
+/// platform has one. Displays as `SIGSEGV`, or `signal 77` for a number
+/// without a name.
+///
+/// ```
+/// use plugwarden::Signal;
+/// let s = Signal::from_raw(11);
+/// assert_eq!((s.number(), s.name()), (11, Some("SIGSEGV")));
+/// assert_eq!(Signal::from_raw(77).to_string(), "signal 77");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Signal(i32);
+
+impl Signal {
+    /// The signal with number `number`.
+    pub fn from_raw(number: i32) -> Signal {
+        Signal(number)
+    }
+
+    /// Its number.
+    pub fn number(self) -> i32 {
+        self.0
+    }
+
+    /// Its name (`SIGSEGV`), if this platform has one for the number.
+    pub fn name(self) -> Option<&'static str> {
+        nix::sys::signal::Signal::try_from(self.0)
+            .ok()
+            .map(|s| s.as_str())
+    }
+}
+
+impl fmt::Display for Signal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.name() {
+            Some(name) => f.write_str(name),
+            None => write!(f, "signal {}", self.0),
+        }
+    }
+}
+
+/// A system call the plugin made, as the kernel reported it to the host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Syscall {
+    number: i64,
+    name: Option<&'static str>,
+    audit_arch: u32,
+}
+
+impl Syscall {
+    /// Its number in the calling ABI's table.
+    pub fn number(&self) -> i64 {
+        self.number
+    }
+
+    /// Its name (`socket`), when the call came through the plugin's own
+    /// ABI and this build knows the number.
+    pub fn name(&self) -> Option<&'static str> {
+        self.name
+    }
+
+    /// The kernel's `AUDIT_ARCH_*` value of the ABI it came through.
+    pub fn audit_arch(&self) -> u32 {
+        self.audit_arch
+    }
+}
+
+impl fmt::Display for Syscall {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.name {
+            Some(name) => f.write_str(name),
+            None => write!(f, "syscall {}", self.number),
+        }
+    }
+}
+
+/// What a [`Verdict::Violation`] says: the denied call as a typed value
+/// (when the host's seccomp program caught it) and the text the verdict
+/// shows, the call with its arguments (`socket(AF_INET, SOCK_STREAM, 0)`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    syscall: Option<Syscall>,
+    detail: String,
+}
+
+impl Violation {
+    /// The denied call; `None` when the plugin was killed by a seccomp
+    /// program of its own (`SIGSYS`), which names no call to the host.
+    pub fn syscall(&self) -> Option<&Syscall> {
+        self.syscall.as_ref()
+    }
+
+    /// The text the verdict shows after `violation: `.
+    pub fn detail(&self) -> &str {
+        &self.detail
+    }
+
+    /// A call caught by the host's seccomp program: `nr` of the ABI
+    /// `audit_arch`, described as `detail`.
+    pub(crate) fn caught(audit_arch: u32, nr: i32, detail: String) -> Violation {
+        let native = crate::policy::groups::Arch::native();
+        let name = (audit_arch == crate::seccomp::audit_arch(native))
+            .then(|| crate::policy::groups::name_of(native, i64::from(nr)))
+            .flatten();
+        Violation {
+            syscall: Some(Syscall {
+                number: i64::from(nr),
+                name,
+                audit_arch,
+            }),
+            detail,
+        }
+    }
+
+    /// The same violation with `prefix: ` before its text (a later stage
+    /// of a pipeline names itself).
+    pub(crate) fn prefixed(self, prefix: &str) -> Violation {
+        Violation {
+            detail: format!("{prefix}: {}", self.detail),
+            ..self
+        }
+    }
+}
+
+impl From<String> for Violation {
+    /// A violation the host knows only as text (no typed call).
+    fn from(detail: String) -> Violation {
+        Violation {
+            syscall: None,
+            detail,
+        }
+    }
+}
+
+impl From<&str> for Violation {
+    /// A violation the host knows only as text (no typed call).
+    fn from(detail: &str) -> Violation {
+        Violation::from(detail.to_string())
+    }
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.detail)
     }
 }
 
@@ -175,12 +337,24 @@ mod tests {
     fn test_display_violation_shows_word_and_detail() {
         let v = Verdict::Violation("socket(AF_INET, SOCK_STREAM, 0)".into());
         assert_eq!(v.to_string(), "violation: socket(AF_INET, SOCK_STREAM, 0)");
+        let native = crate::policy::groups::Arch::native();
+        let nr = (0..512)
+            .find(|n| crate::policy::groups::name_of(native, *n) == Some("socket"))
+            .unwrap();
+        let caught = Violation::caught(
+            crate::seccomp::audit_arch(native),
+            nr as i32,
+            "socket(AF_INET, SOCK_STREAM, 0)".into(),
+        );
+        assert_eq!(caught.syscall().and_then(Syscall::name), Some("socket"));
+        let v = Verdict::Violation(caught);
+        assert_eq!(v.to_string(), "violation: socket(AF_INET, SOCK_STREAM, 0)");
     }
 
     #[test]
     fn test_display_crash_names_signal() {
         let v = Verdict::Crashed {
-            signal: 11,
+            signal: Signal::from_raw(11),
             detail: String::new(),
         };
         assert_eq!(v.to_string(), "crashed: killed by SIGSEGV");
@@ -206,12 +380,12 @@ mod tests {
             Verdict::Ok,
             Verdict::PluginError(String::new()),
             Verdict::Crashed {
-                signal: 9,
+                signal: Signal::from_raw(9),
                 detail: String::new(),
             },
             Verdict::Timeout(TimeoutKind::Wall),
             Verdict::Memory(String::new()),
-            Verdict::Violation(String::new()),
+            Verdict::Violation(String::new().into()),
             Verdict::ProtocolError(String::new()),
             Verdict::OutputLimit(1),
             Verdict::SetupError(String::new()),

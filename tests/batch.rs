@@ -778,7 +778,7 @@ fn test_run_unreadable_input_gets_input_error_and_others_go_on() {
 
 use plugwarden::pool::{Finished, Pool, PoolConfig, PoolStats, RecycleReason, Task};
 use plugwarden::sandbox::{Enforce, Mode, PluginSpec, Sandbox};
-use plugwarden::spawn::ForkServer;
+use plugwarden::ForkServer;
 use std::sync::Arc;
 
 fn probe_sandbox() -> Arc<Sandbox> {
@@ -813,7 +813,7 @@ fn pool_run(
     commands: Vec<String>,
     mut on_result: impl FnMut(&Finished<usize>),
 ) -> (Vec<Finished<usize>>, PoolStats) {
-    let (pool, feeder) = Pool::start(sandbox, config);
+    let (pool, feeder) = Pool::start(sandbox, config).expect("pool");
     let producer = std::thread::spawn(move || {
         for (tag, cmd) in commands.into_iter().enumerate() {
             let task = Task {

@@ -14,8 +14,8 @@ use std::time::Instant;
 
 use common::*;
 use plugwarden::sandbox::{Enforce, Mode, PluginSpec, Sandbox};
-use plugwarden::spawn::ForkServer;
 use plugwarden::worker::Worker;
+use plugwarden::ForkServer;
 
 const ROUNDS: usize = 3;
 

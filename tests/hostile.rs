@@ -32,8 +32,8 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use plugwarden::sandbox::{Enforce, Mode, PluginSpec, Sandbox};
-use plugwarden::spawn::ForkServer;
 use plugwarden::worker::{JobOutcome, Worker};
+use plugwarden::ForkServer;
 use plugwarden_proto::{self as protocol, FrameDecoder, Kind};
 
 /// Wall-clock limit of every sandboxed job.

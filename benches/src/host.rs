@@ -9,8 +9,8 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use plugwarden::sandbox::{Enforce, Mode, PluginSpec, Sandbox};
-use plugwarden::spawn::ForkServer;
 use plugwarden::worker::Worker;
+use plugwarden::ForkServer;
 
 /// The binaries a bench needs, from one target directory.
 pub struct Binaries {
@@ -57,6 +57,11 @@ pub struct Host {
     /// `/bin/true` under a strict-derived policy with every namespace off
     /// (net, ipc, uts, pid, mount), to show what the namespaces cost.
     pub true_filter_no_ns: Sandbox,
+    /// `/bin/true` under strict on a fork server without zygotes
+    /// (`PLUGWARDEN_NO_ZYGOTE=1`): a fresh init per spawn, as before them.
+    pub true_filter_cold: Sandbox,
+    /// The plugwarden binary (for the CLI rows).
+    pub plugwarden: PathBuf,
     pub echo: Arc<Sandbox>,
     /// Instructions in the strict policy's seccomp program.
     pub filter_insns: usize,
@@ -89,6 +94,17 @@ impl Host {
             Arc::new(strict_without_namespaces()?),
             Enforce::Policy,
         )?;
+        // The bench is single-threaded here: nothing reads the environment
+        // while the variable is set for the one fork server that inherits it.
+        std::env::set_var("PLUGWARDEN_NO_ZYGOTE", "1");
+        let cold = ForkServer::start(&bins.plugwarden);
+        std::env::remove_var("PLUGWARDEN_NO_ZYGOTE");
+        let true_filter_cold = Sandbox::new(
+            Arc::new(cold?),
+            spec(Path::new("/bin/true"), Mode::Filter),
+            policy.clone(),
+            Enforce::Policy,
+        )?;
         let echo = Arc::new(Sandbox::new(
             fs.clone(),
             spec(&bins.echo, Mode::Worker),
@@ -111,6 +127,8 @@ impl Host {
             fs,
             true_filter,
             true_filter_no_ns,
+            true_filter_cold,
+            plugwarden: bins.plugwarden.clone(),
             echo,
             filter_insns: f.len(),
             filters,
@@ -245,6 +263,28 @@ pub fn spawn_round(sb: &Sandbox, n: usize) -> Result<SpawnRound> {
         spawn: us(spawn),
         wait: us(wait),
     })
+}
+
+/// `plugwarden run --mode filter --batch 1 --workers 1` of `/bin/cat`
+/// under strict over `inputs` (a directory of small files), as a user
+/// runs it: µs per input, the CLI's start and end included.
+pub fn filter_batch_us(plugwarden: &Path, inputs: &Path, n: usize) -> Result<f64> {
+    let t = Instant::now();
+    let o = std::process::Command::new(plugwarden)
+        .args(["run", "--mode", "filter", "--batch", "1", "--workers", "1"])
+        .args(["--plugin", "/bin/cat", "--policy", "strict"])
+        .arg(inputs)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .output()?;
+    let us = t.elapsed().as_secs_f64() * 1e6 / n as f64;
+    if !o.status.success() {
+        bail!(
+            "plugwarden run --mode filter failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    Ok(us)
 }
 
 /// `n` fork-server requests that do no work: µs per request.
@@ -460,7 +500,7 @@ pub fn pool_batch_rss(
     };
     let payload = vec![0x42u8; size];
     let t0 = Instant::now();
-    let (pool, feeder) = Pool::<usize>::start(sb.clone(), config);
+    let (pool, feeder) = Pool::<usize>::start(sb.clone(), config)?;
     let producer = std::thread::spawn(move || {
         for tag in 0..jobs {
             if feeder

@@ -333,6 +333,12 @@ fn spawn_section(
     let (mut filter_install, mut lockdown_install) = (Vec::new(), Vec::new());
     host::spawn_round(&h.true_filter, 5)?; // warm-up
     host::spawn_round(&h.true_filter_no_ns, 5)?;
+    host::spawn_round(&h.true_filter_cold, 5)?;
+    let (mut pw_cold, mut batch1) = (Vec::new(), Vec::new());
+    let inputs = tempfile::tempdir()?;
+    for i in 0..c.spawn_n {
+        std::fs::write(inputs.path().join(format!("{i:05}")), [b'x'; 64])?;
+    }
     for round in 0..c.rounds {
         progress(&format!("spawn round {}/{}", round + 1, c.rounds));
         let r = host::spawn_round(&h.true_filter, c.spawn_n)?;
@@ -340,6 +346,12 @@ fn spawn_section(
         pw_spawn.push(r.spawn);
         pw_wait.push(r.wait);
         pw_no_ns.push(host::spawn_round(&h.true_filter_no_ns, c.spawn_n)?.total);
+        pw_cold.push(host::spawn_round(&h.true_filter_cold, c.spawn_n)?.total);
+        batch1.push(host::filter_batch_us(
+            &h.plugwarden,
+            inputs.path(),
+            c.spawn_n,
+        )?);
         pw_ipc.push(host::fork_server_request_us(&h.fs, c.spawn_n));
         for (k, v) in fl.spawn_round(c.spawn_n, SPAWN_VARIANTS)? {
             if let Some(name) = SPAWN_VARIANTS.iter().find(|n| **n == k) {
@@ -373,8 +385,32 @@ fn spawn_section(
             "fork+exec+wait (C)",
             &floor,
         )
-        .target(Target::AtMost(1.3)),
+        .target(Target::AtMost(1.5)),
     );
+    rows.push(
+        Row::versus(
+            "run --mode filter --batch 1 --workers 1: /bin/cat under strict, per input (CLI start and end included)",
+            "µs",
+            &batch1,
+            "fork+exec+wait (C)",
+            &floor,
+        )
+        .target(Target::AtMost(1.5)),
+    );
+    rows.push(Row::versus(
+        "spawn /bin/true under strict without the zygote (PLUGWARDEN_NO_ZYGOTE=1)",
+        "µs",
+        &pw_cold,
+        "fork+exec+wait (C)",
+        &floor,
+    ));
+    rows.push(Row::versus(
+        "spawn: the zygote vs a fresh init per spawn",
+        "µs",
+        &pw,
+        "strict without the zygote",
+        &pw_cold,
+    ));
     rows.push(Row::versus(
         "spawn /bin/true under strict with every namespace off (net, ipc, uts, pid, mount)",
         "µs",

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
 
 use super::raw::{close_others, install_filter, Libc};
 use super::road::plugin_steps;
-use super::{check, errno, send, Plan, Report, Stage, EXITED, STARTED};
+use super::{check, errno, send, zygote, Plan, Report, Stage, EXITED, STARTED};
 
 /// What the plugin process hands back to the road runner through their
 /// shared memory: no syscall is needed for it (it runs under the filter).
@@ -37,6 +37,25 @@ pub(super) fn launch(
     if unsafe { libc::read(plan.report, go.as_mut_ptr().cast(), 1) } != 1 {
         return Err((Stage::Go, libc::EPIPE));
     }
+    // A zygote's ruleset must outlive the stdio of each input (fds 0-3).
+    let ruleset = if plan.zygote {
+        zygote::above_stdio(ruleset)?
+    } else {
+        ruleset
+    };
+    let (pid, listener, pidfd) = start_plugin(plan, ruleset)?;
+    if !plan.init {
+        send_started(plan.report, listener, pidfd)?;
+        // SAFETY: _exit does not return; the plugin is the fork server's child.
+        unsafe { libc::_exit(0) }
+    }
+    init(plan, pid, listener, pidfd, ruleset)
+}
+
+/// Clones the plugin process, which restricts itself, installs the
+/// policy's filter and execs while we wait (`CLONE_VFORK`); returns its
+/// pid, its listener and its pidfd.
+fn start_plugin(plan: &Plan, ruleset: RawFd) -> Result<(libc::pid_t, RawFd, RawFd), (Stage, i32)> {
     let mut args = PluginArgs {
         plan,
         ruleset,
@@ -88,13 +107,7 @@ pub(super) fn launch(
         let stage = Stage::from_u32(failed - 1).unwrap_or(Stage::Exec);
         return Err((stage, args.launch.errno.load(Ordering::SeqCst)));
     }
-    let listener = args.launch.listener.load(Ordering::SeqCst);
-    if !plan.init {
-        send_started(plan.report, listener, pidfd)?;
-        // SAFETY: _exit does not return; the plugin is the fork server's child.
-        unsafe { libc::_exit(0) }
-    }
-    init(plan, pid, listener, pidfd, ruleset)
+    Ok((pid, args.launch.listener.load(Ordering::SeqCst), pidfd))
 }
 
 /// Sends STARTED with the listener and the plugin's pidfd.
@@ -139,19 +152,26 @@ fn send_started(report: RawFd, listener: RawFd, pidfd: RawFd) -> Result<(), (Sta
 }
 
 /// PID 1 of the sandbox: confine itself, hand over the listener, reap
-/// every process of the namespace and report the plugin's exit.
+/// every process of the namespace and report the plugin's exit. A zygote
+/// (`plan.zygote`) then ends whatever the input left and, when nothing of
+/// it is left, starts the plugin process of the next input the fork
+/// server sends (docs/decisions/zygote.md).
 fn init(
     plan: &Plan,
-    plugin: libc::pid_t,
-    listener: RawFd,
-    pidfd: RawFd,
+    mut plugin: libc::pid_t,
+    mut listener: RawFd,
+    mut pidfd: RawFd,
     ruleset: RawFd,
 ) -> Result<std::convert::Infallible, (Stage, i32)> {
-    // Nothing but the report socket and what it is about to hand over: the
-    // stdio pipes must reach EOF when the plugin closes them. Without
-    // close_range, one by one up to the highest fd we can hold: the fork
-    // server's, or one the road made (the exec slot, the sandbox's own
-    // ruleset, the listener, the pidfd).
+    // What every plugin process of a zygote needs: the exec fd, the ruleset.
+    let exe = if plan.exe_slot >= 0 && plan.exe_fd >= 0 {
+        plan.exe_slot
+    } else {
+        plan.exe_fd
+    };
+    // Without close_range, one by one up to the highest fd we can hold:
+    // the fork server's, or one the road made (the exec slot, the
+    // sandbox's own ruleset, the listener, the pidfd).
     let limit = if plan.fd_limit < 0 {
         -1
     } else {
@@ -161,26 +181,78 @@ fn init(
             .unwrap_or(0)
             + 1
     };
-    close_others(0, limit, [plan.report, listener, pidfd, -1, -1], &[])?;
-    // The fork server is waiting for this; our own filter can follow (the
-    // plugin cannot reach us meanwhile: we are not dumpable and outside
-    // its Landlock domain).
-    send_started(plan.report, listener, pidfd)?;
-    if let Err(e) = install_filter(plan.init_filter, 0) {
-        // SAFETY: kill takes integers; the plugin must not run unsupervised.
-        unsafe { libc::kill(plugin, libc::SIGKILL) };
-        return Err((Stage::InitFilter, e));
+    let (exe, kept_ruleset) = if plan.zygote {
+        (exe, ruleset)
+    } else {
+        (-1, -1)
+    };
+    loop {
+        // Nothing but the report socket and what it is about to hand over
+        // (and a zygote's exec fd and ruleset): the stdio pipes must reach
+        // EOF when the plugin closes them.
+        close_others(
+            0,
+            limit,
+            [plan.report, listener, pidfd, exe, kept_ruleset],
+            &[],
+        )?;
+        // The fork server is waiting for this; our own filter can follow
+        // (the plugin cannot reach us meanwhile: we are not dumpable and
+        // outside its Landlock domain). A zygote has none: each plugin
+        // process it starts would inherit it.
+        send_started(plan.report, listener, pidfd)?;
+        if !plan.zygote {
+            if let Err(e) = install_filter(plan.init_filter, 0) {
+                // SAFETY: kill takes integers; the plugin must not run unsupervised.
+                unsafe { libc::kill(plugin, libc::SIGKILL) };
+                return Err((Stage::InitFilter, e));
+            }
+        }
+        // The fork server reads the plugin's pid from its pidfd, which works
+        // only until we reap it: wait for its word (EOF will do too).
+        let mut ack = [0u8; 1];
+        // SAFETY: reads one byte into a stack buffer; closes fds we own (the
+        // fork server has its copies).
+        unsafe {
+            libc::read(plan.report, ack.as_mut_ptr().cast(), 1);
+            libc::close(listener);
+            libc::close(pidfd);
+        }
+        let (status, ru) = reap_until(plugin);
+        // A zygote ends what the input left before it answers: the fork
+        // server hands it the next input only once it said it is clean.
+        let clean = plan.zygote && zygote::end_input();
+        report_exit(plan.report, status, &ru, clean);
+        // Our exit ends the namespace: the kernel kills what is left.
+        if !clean || !zygote::next_input(plan.report)? {
+            // SAFETY: _exit does not return.
+            unsafe { libc::_exit(0) }
+        }
+        (plugin, listener, pidfd) = start_plugin(plan, ruleset)?;
     }
-    // The fork server reads the plugin's pid from its pidfd, which works
-    // only until we reap it: wait for its word (EOF will do too).
-    let mut ack = [0u8; 1];
-    // SAFETY: reads one byte into a stack buffer; closes fds we own (the
-    // fork server has its copies).
-    unsafe {
-        libc::read(plan.report, ack.as_mut_ptr().cast(), 1);
-        libc::close(listener);
-        libc::close(pidfd);
-    }
+}
+
+/// Sends EXITED: the plugin's wait status and rusage, and (a zygote)
+/// whether nothing of the input is left.
+fn report_exit(report: RawFd, status: i32, ru: &libc::rusage, clean: bool) {
+    let us = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+    send(
+        report,
+        &Report {
+            tag: EXITED,
+            value: i32::from(clean),
+            status,
+            _pad: 0,
+            utime_us: us(ru.ru_utime),
+            stime_us: us(ru.ru_stime),
+            maxrss_kib: ru.ru_maxrss as u64,
+        },
+    );
+}
+
+/// Reaps every process of the namespace until the plugin; returns its
+/// wait status and rusage.
+fn reap_until(plugin: libc::pid_t) -> (i32, libc::rusage) {
     loop {
         let mut status = 0;
         // SAFETY: rusage is plain data, filled by the kernel.
@@ -188,22 +260,7 @@ fn init(
         // SAFETY: wait4 writes two out-parameters on our stack.
         let pid = unsafe { libc::wait4(-1, &mut status, libc::__WALL, &mut ru) };
         if pid == plugin {
-            let us = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
-            send(
-                plan.report,
-                &Report {
-                    tag: EXITED,
-                    value: 0,
-                    status,
-                    _pad: 0,
-                    utime_us: us(ru.ru_utime),
-                    stime_us: us(ru.ru_stime),
-                    maxrss_kib: ru.ru_maxrss as u64,
-                },
-            );
-            // Our exit ends the namespace: the kernel kills what is left.
-            // SAFETY: _exit does not return.
-            unsafe { libc::_exit(0) }
+            return (status, ru);
         }
         if pid < 0 && errno() == libc::ECHILD {
             // SAFETY: as above (unreachable while the plugin lives).

@@ -36,6 +36,7 @@ mod launch;
 mod raw;
 mod road;
 mod root;
+mod zygote;
 
 use std::ffi::{c_char, CStr, CString};
 use std::os::fd::RawFd;
@@ -230,6 +231,12 @@ pub struct Plan<'a> {
     /// launcher: exit once the plugin has exec'd (the plugin is then the
     /// fork server's own child through `CLONE_PARENT`).
     pub init: bool,
+    /// (init only) A warm zygote: once the plugin has exited, end what it
+    /// left and, if nothing is left, start the plugin process of the next
+    /// input the fork server sends (docs/decisions/zygote.md). Its own
+    /// seccomp program is then not installed (each plugin process would
+    /// inherit it).
+    pub zygote: bool,
     /// Top of the stack the plugin process runs on until its exec.
     pub plugin_stack: *mut libc::c_void,
 }

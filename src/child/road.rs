@@ -324,6 +324,7 @@ mod tests {
             argv: &[std::ptr::null()],
             envp: &[std::ptr::null()],
             init,
+            zygote: false,
             plugin_stack: std::ptr::null_mut(),
         }
     }

@@ -24,10 +24,10 @@ use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use plugwarden::sandbox::{Enforce, Mode, PluginSpec, Sandbox};
 use plugwarden::spawn::ForkServer;
 
-pub const EXIT_OK: u8 = 0;
-pub const EXIT_VERDICT: u8 = 1;
-pub const EXIT_USAGE: u8 = 2;
-pub const EXIT_INTERNAL: u8 = 3;
+pub(crate) const EXIT_OK: u8 = 0;
+pub(crate) const EXIT_VERDICT: u8 = 1;
+pub(crate) const EXIT_USAGE: u8 = 2;
+pub(crate) const EXIT_INTERNAL: u8 = 3;
 
 #[derive(Parser)]
 #[command(
@@ -70,7 +70,7 @@ enum Command {
 
 /// Flags shared by every command that starts a sandbox.
 #[derive(Args, Clone, Debug)]
-pub struct SandboxArgs {
+pub(crate) struct SandboxArgs {
     /// The plugin: an executable, or a directory with plugin.toml.
     #[arg(long, value_name = "EXE|DIR")]
     pub plugin: PathBuf,
@@ -104,7 +104,7 @@ pub struct SandboxArgs {
 /// Grants beyond the policy on the command line (over the policy's and the
 /// manifest's; see docs/POLICY.md, "Grants").
 #[derive(Args, Clone, Debug, Default)]
-pub struct GrantArgs {
+pub(crate) struct GrantArgs {
     /// Let the plugin read PATH (a directory: everything beneath it).
     #[arg(long = "ro", value_name = "PATH")]
     pub read: Vec<PathBuf>,
@@ -180,7 +180,7 @@ impl GrantArgs {
 /// The plugin's environment on the command line (over the default, the
 /// policy's and the manifest's; see docs/POLICY.md, "[environment]").
 #[derive(Args, Clone, Debug, Default)]
-pub struct EnvArgs {
+pub(crate) struct EnvArgs {
     /// Set a variable in the plugin's environment (repeat for several).
     #[arg(long = "env", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
@@ -220,28 +220,28 @@ impl EnvArgs {
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
-pub enum ModeArg {
+pub(crate) enum ModeArg {
     Worker,
     Filter,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
-pub enum EnforceArg {
+pub(crate) enum EnforceArg {
     Policy,
     Log,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    plugwarden::policy::parse_duration(s)
+    plugwarden::policy::parse_duration(s).map_err(|e| e.to_string())
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {
-    plugwarden::policy::parse_size(s)
+    plugwarden::policy::parse_size(s).map_err(|e| e.to_string())
 }
 
 /// A configuration problem: exit status 2 with one sentence.
 #[derive(Debug)]
-pub struct Usage(pub String);
+pub(crate) struct Usage(pub String);
 
 impl<E: std::fmt::Display> From<E> for Usage {
     fn from(e: E) -> Self {
@@ -295,7 +295,7 @@ impl SandboxArgs {
     }
 }
 
-pub fn start_fork_server() -> Result<Arc<ForkServer>, Usage> {
+pub(crate) fn start_fork_server() -> Result<Arc<ForkServer>, Usage> {
     let exe = plugwarden::spawn::default_exe()?;
     Ok(Arc::new(ForkServer::start(&exe)?))
 }
@@ -324,11 +324,15 @@ fn colour() -> bool {
 
 /// The clap command with the build information as `--version`; the parser,
 /// the completions and the manual pages all start from it.
-pub fn command() -> clap::Command {
+pub(crate) fn command() -> clap::Command {
     Cli::command().long_version(version::long_version())
 }
 
+/// The `plugwarden` command, arguments from the process: parses them,
+/// runs the command and gives the exit status. It is its own fork server
+/// ([`crate::bootstrap`] is its first step).
 pub fn main() -> ExitCode {
+    crate::bootstrap();
     let cli = Cli::from_arg_matches(&command().get_matches()).unwrap_or_else(|e| e.exit());
     init_logging(cli.verbose);
     let result = match cli.command {

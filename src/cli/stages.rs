@@ -81,7 +81,7 @@ fn in_stage(v: Verdict, stage: &str) -> Verdict {
     match v {
         Verdict::PluginError(s) => Verdict::PluginError(say(s)),
         Verdict::Memory(s) => Verdict::Memory(say(s)),
-        Verdict::Violation(s) => Verdict::Violation(say(s)),
+        Verdict::Violation(v) => Verdict::Violation(v.prefixed(stage)),
         Verdict::ProtocolError(s) => Verdict::ProtocolError(say(s)),
         Verdict::SetupError(s) => Verdict::SetupError(say(s)),
         Verdict::InputError(s) => Verdict::InputError(say(s)),

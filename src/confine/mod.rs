@@ -2,6 +2,16 @@
 //! to what each child applies: no syscalls, so every branch is
 //! unit-tested here. The fork server's `prepare` (src/spawn/prepare.rs)
 //! calls them and carries out the result.
+//!
+//! The rooms: this file decides the namespaces; `limits.rs` the rlimits
+//! and the process count; `mounts.rs` the rules on the sandbox's own
+//! `/proc` and `/tmp`.
+
+mod limits;
+mod mounts;
+
+pub use limits::{process_limit, rlimits, tasks, tree_kill, Cgroups, ProcessLimit};
+pub use mounts::{host_grants, own_mounts, MountsAsked};
 
 /// What the fork server found it can do on this host.
 #[derive(Clone, Copy, Debug)]
@@ -83,6 +93,24 @@ impl Namespaces {
     }
 }
 
+/// Whether the sandboxes of a profile may be served by a warm zygote
+/// (docs/decisions/zygote.md): `enabled` (the host lets no notified call
+/// run, and `PLUGWARDEN_NO_ZYGOTE` is unset), a PID namespace (the zygote
+/// is its init, which can end every process an input left) and a minimal
+/// root (its private /tmp is what the zygote checks is empty, so no
+/// grant may be `/` or lie below /tmp: `grant_in_tmp`), and no POSIX
+/// message queue the plugin could leave behind (`allows`: whether the
+/// profile's seccomp program lets a syscall run; a queue cannot be seen
+/// without mounting its filesystem).
+pub fn zygote(
+    enabled: bool,
+    ns: &Namespaces,
+    grant_in_tmp: bool,
+    allows: impl Fn(&str) -> bool,
+) -> bool {
+    enabled && ns.pidns && ns.minimal_root && !grant_in_tmp && !allows("mq_open")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,5 +165,28 @@ mod tests {
         let ns = Namespaces::decide(wanted, &host(true, Ok(())), &mut missing);
         assert!(ns.pidns && ns.own_proc && !ns.minimal_root);
         assert_eq!(ns.flags(), (libc::CLONE_NEWPID | libc::CLONE_NEWNS) as u64);
+    }
+
+    #[test]
+    fn test_a_zygote_needs_a_pid_namespace_a_minimal_root_and_no_mq_open() {
+        let mut missing = Vec::new();
+        let full = Namespaces::decide(ALL as u64, &host(true, Ok(())), &mut missing);
+        let none = |_: &str| false;
+        assert!(zygote(true, &full, false, none));
+        assert!(!zygote(false, &full, false, none), "switched off");
+        assert!(!zygote(true, &full, true, none), "a grant in /tmp");
+        assert!(!zygote(true, &full, false, |name| name == "mq_open"));
+        let no_pid = Namespaces::decide(
+            (ALL & !libc::CLONE_NEWPID) as u64,
+            &host(true, Ok(())),
+            &mut missing,
+        );
+        assert!(!zygote(true, &no_pid, false, none));
+        let no_root = Namespaces::decide(
+            (ALL & !libc::CLONE_NEWNS) as u64,
+            &host(true, Ok(())),
+            &mut missing,
+        );
+        assert!(!zygote(true, &no_root, false, none));
     }
 }

@@ -102,7 +102,10 @@ pub enum GrantError {
     #[error("{grant}: {WRITABLE_ROOT}")]
     WritableRoot { grant: String },
     #[error("{grant}: {why}")]
-    Syscall { grant: String, why: String },
+    Syscall {
+        grant: String,
+        why: super::NameError,
+    },
     #[error("{grant}: the plugin would not see it (it is not inside a granted path nor the private /tmp): grant it too (--ro DIR)")]
     CwdNotGranted { grant: String },
     #[error("{grant}: not a directory")]

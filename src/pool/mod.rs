@@ -42,29 +42,29 @@
 //!   as `cancelled`. Tasks a slot had taken but its worker never answered
 //!   are dropped like queued ones (they have no result).
 
+mod map;
 mod recycle;
 mod slot;
+mod source;
 
-use std::collections::hash_map::RandomState;
-use std::collections::VecDeque;
-use std::hash::{BuildHasher, Hasher};
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
-use std::sync::{Arc, Condvar, Mutex, TryLockError};
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::input::Input;
 use crate::policy::Policy;
-use crate::sandbox::{Mode, Sandbox, SandboxError};
+use crate::sandbox::Sandbox;
 use crate::sink::{OutputSink, Spill};
 use crate::verdict::Verdict;
-use crate::worker::{run_filter_input, Attach, JobOutcome, Worker};
+use crate::worker::{JobOutcome, Worker};
 
-use recycle::*;
-use slot::*;
+pub use map::{PoolError, Results};
+#[doc(hidden)]
 pub use slot::{jittered, truncate};
+use source::Source;
 
 /// How often an idle slot looks at the stop flag.
 const TICK: Duration = Duration::from_millis(50);
@@ -92,6 +92,7 @@ pub enum RecycleReason {
 }
 
 impl RecycleReason {
+    /// Every reason, in the order of [`PoolStats::recycles`].
     pub const ALL: [RecycleReason; 4] = [
         RecycleReason::Batch,
         RecycleReason::Rss,
@@ -123,6 +124,7 @@ pub struct PoolConfig {
     pub batch: u64,
     /// RSS in bytes above which a worker is recycled (checked between jobs).
     pub recycle_rss: u64,
+    /// Age after which a worker is recycled (checked between jobs).
     pub max_lifetime: Duration,
     /// Retry crash, timeout and memory once on a fresh worker.
     pub retry: bool,
@@ -157,12 +159,40 @@ impl PoolConfig {
 /// own, never pipelined with others), and what it saved comes back in the
 /// outcome's `saved`.
 pub struct Task<T> {
+    /// The caller's, given back with the result.
     pub tag: T,
+    /// The input, or the verdict it already has (it could not be read).
     pub input: Result<Input, Verdict>,
+    /// Where its output goes as it arrives; `None`: into the outcome.
     pub sink: Option<Box<dyn OutputSink>>,
 }
 
 impl<T> Task<T> {
+    /// A task of `input` (bytes: `Vec<u8>`, or an [`Input`]).
+    pub fn new(tag: T, input: impl Into<Input>) -> Task<T> {
+        Task {
+            tag,
+            input: Ok(input.into()),
+            sink: None,
+        }
+    }
+
+    /// A task of the file at `path`, of at most `limit` bytes: read now
+    /// when small, else streamed to the plugin when it runs. A file that
+    /// cannot be read is the task's `input_error` verdict.
+    pub fn file(tag: T, path: impl Into<std::path::PathBuf>, limit: u64) -> Task<T> {
+        let path = path.into();
+        let entry = crate::input::Entry::named(path);
+        let input = crate::input::open(&entry, limit)
+            .and_then(Input::from_source)
+            .map_err(|e| Verdict::InputError(e.to_string()));
+        Task {
+            tag,
+            input,
+            sink: None,
+        }
+    }
+
     /// What the task weighs in the queue: the bytes it holds; a file to be
     /// streamed holds an fd, not bytes, and weighs as much as the largest
     /// input read whole, so only a few wait per worker.
@@ -177,7 +207,9 @@ impl<T> Task<T> {
 
 /// The result of one input, after any retry.
 pub struct Finished<T> {
+    /// The task's tag.
     pub tag: T,
+    /// Its outcome: the verdict, the output, what it cost.
     pub outcome: JobOutcome,
     /// 1, or 2 when the first attempt was retried.
     pub attempt: u32,
@@ -234,6 +266,7 @@ pub struct PoolStats {
 }
 
 impl PoolStats {
+    /// Recycles, with their reasons.
     pub fn recycles_by_reason(&self) -> impl Iterator<Item = (RecycleReason, u64)> + '_ {
         RecycleReason::ALL.into_iter().zip(self.recycles)
     }
@@ -292,8 +325,26 @@ struct Shared {
     gate: Gate,
 }
 
-/// A running pool. Read results from [`Pool::results`] until it reports
-/// the channel closed (every slot has exited), then call [`Pool::join`].
+/// A running pool.
+///
+/// The simple way is [`Pool::map`]: tasks in, results out, in any order
+/// the caller reads them, with no way to deadlock. The lower-level way is
+/// [`Pool::start`]: the caller feeds a [`Feeder`] and reads
+/// [`Pool::results`] until the channel closes (every slot has exited),
+/// then calls [`Pool::join`].
+///
+/// **Backpressure.** The task queue and the results channel are bounded
+/// ([`PoolConfig::queue_capacity`] tasks, [`QUEUE_BYTES`] per worker of
+/// inputs): [`Feeder::submit`] blocks while the queue is full, and the
+/// workers block while nobody reads the results. So with [`Pool::start`],
+/// submit from one thread and read results on another; submitting
+/// everything first and reading afterwards stops once both are full.
+/// [`Pool::map`] does exactly that for you (its feeding thread blocks, the
+/// caller's iterator reads).
+///
+/// **Dropping** a pool that has not been joined cancels it: the jobs in
+/// flight are killed and end `cancelled`, queued tasks are dropped, and
+/// the count of results nobody read is logged (a warning).
 pub struct Pool<T> {
     results: Receiver<Finished<T>>,
     shared: Arc<Shared>,
@@ -304,8 +355,17 @@ impl<T: Send + 'static> Pool<T> {
     /// Starts the worker slots. The slots exit when the [`Feeder`] is
     /// dropped and the queue is empty, or when the pool is stopped. Each
     /// slot after the first starts its own fork server (see the module
-    /// docs); `sandbox`'s own serves the first.
-    pub fn start(sandbox: Arc<Sandbox>, config: PoolConfig) -> (Pool<T>, Feeder<T>) {
+    /// docs); `sandbox`'s own serves the first. A thread that cannot be
+    /// started is [`PoolError::Thread`] (the slots already started are
+    /// stopped and joined).
+    pub fn start(
+        sandbox: impl Into<Arc<Sandbox>>,
+        config: PoolConfig,
+    ) -> Result<(Pool<T>, Feeder<T>), PoolError> {
+        Pool::start_from(Source::Sandbox(sandbox.into()), config)
+    }
+
+    fn start_from(source: Source, config: PoolConfig) -> Result<(Pool<T>, Feeder<T>), PoolError> {
         let workers = config.workers.max(1);
         let (task_tx, task_rx) = mpsc::sync_channel::<Task<T>>(config.queue_capacity());
         let (result_tx, results) = mpsc::sync_channel::<Finished<T>>(config.queue_capacity());
@@ -324,11 +384,12 @@ impl<T: Send + 'static> Pool<T> {
             },
         });
         let task_rx = Arc::new(Mutex::new(task_rx));
-        let slots = (0..workers)
-            .map(|index| {
+        let mut slots = Vec::with_capacity(workers);
+        for index in 0..workers {
+            let started = {
                 let slot = Slot {
                     index,
-                    sandbox: sandbox.clone(),
+                    source: source.clone(),
                     config: config.clone(),
                     shared: shared.clone(),
                     current: None,
@@ -341,21 +402,31 @@ impl<T: Send + 'static> Pool<T> {
                 std::thread::Builder::new()
                     .name(format!("pw-worker-{index}"))
                     .spawn(move || slot.run(&rx, &tx))
-                    .expect("spawn a worker thread")
-            })
-            .collect();
+            };
+            match started {
+                Ok(handle) => slots.push(handle),
+                Err(e) => {
+                    shared.stop.store(true, Ordering::SeqCst);
+                    drop((task_tx, result_tx, results));
+                    for slot in slots {
+                        let _ = slot.join();
+                    }
+                    return Err(PoolError::Thread(e));
+                }
+            }
+        }
         let feeder = Feeder {
             tx: task_tx,
             shared: shared.clone(),
         };
-        (
+        Ok((
             Pool {
                 results,
                 shared,
                 slots,
             },
             feeder,
-        )
+        ))
     }
 }
 
@@ -387,9 +458,13 @@ impl<T> Pool<T> {
 
     /// Waits for every slot (and its reaper and fork server) to finish;
     /// every plugin process of the pool has been reaped when this returns.
-    pub fn join(self) -> PoolStats {
-        drop(self.results);
-        for slot in self.slots {
+    pub fn join(mut self) -> PoolStats {
+        // The slots must not block on a full results channel: a closed one.
+        drop(std::mem::replace(
+            &mut self.results,
+            mpsc::sync_channel(0).1,
+        ));
+        for slot in std::mem::take(&mut self.slots) {
             let _ = slot.join();
         }
         let load = |c: &AtomicU64| c.load(Ordering::SeqCst);
@@ -439,7 +514,7 @@ struct Pending<T> {
 /// its reaper.
 struct Slot {
     index: usize,
-    sandbox: Arc<Sandbox>,
+    source: Source,
     config: PoolConfig,
     shared: Arc<Shared>,
     current: Option<Live>,
@@ -465,64 +540,6 @@ struct Spares {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn test_jittered_batch_of_100_stays_within_ten_percent() {
-        let limits: Vec<u64> = (0..1000).map(|r| jittered(100, r)).collect();
-        assert_eq!(limits.iter().min(), Some(&90));
-        assert_eq!(limits.iter().max(), Some(&110));
-    }
-
-    #[test]
-    fn test_jittered_batch_of_1_is_1() {
-        assert_eq!(jittered(1, 12345), 1);
-    }
-
-    #[test]
-    fn test_truncate_multibyte_cuts_on_char_boundary() {
-        assert_eq!(truncate("ééé", 3), "é…");
-    }
-
-    #[test]
-    fn test_rss_room_leak_of_8_mib_per_job_stops_at_the_limit() {
-        assert_eq!(rss_room(64 << 20, Some(27 << 10), Some(8 << 10)), 4);
-    }
-
-    #[test]
-    fn test_rss_room_unmeasured_growth_is_two_jobs() {
-        assert_eq!(rss_room(64 << 20, Some(27 << 10), None), 2);
-    }
-
-    #[test]
-    fn test_rss_room_flat_worker_is_unbounded() {
-        assert_eq!(rss_room(64 << 20, Some(27 << 10), Some(0)), usize::MAX);
-    }
-
-    #[test]
-    fn test_rss_room_at_the_limit_is_zero() {
-        assert_eq!(rss_room(64 << 20, Some(70 << 10), Some(8 << 10)), 0);
-    }
-
-    #[test]
-    fn test_latencies_of_a_window_are_times_since_it_was_sent() {
-        let job = |us| JobOutcome {
-            wall: Duration::from_micros(us),
-            ..JobOutcome::failed(Verdict::Ok)
-        };
-
-        let walls: Vec<u64> = latencies(vec![job(30), job(0), job(5)])
-            .iter()
-            .map(|o| o.wall.as_micros() as u64)
-            .collect();
-
-        assert_eq!(walls, [30, 30, 35]);
-    }
-
-    #[test]
-    fn test_recycle_reason_words_are_the_audit_words() {
-        let words: Vec<_> = RecycleReason::ALL.iter().map(|r| r.word()).collect();
-        assert_eq!(words, ["batch", "rss", "lifetime", "tainted"]);
-    }
-}
+mod schedule_tests;
+#[cfg(test)]
+mod tests;

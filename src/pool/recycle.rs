@@ -1,7 +1,16 @@
 //! Settling a window's results (retry, then quarantine), recycling and
 //! retiring workers, and the warm spares.
 
-use super::*;
+use std::collections::VecDeque;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{self, SyncSender};
+use std::sync::Arc;
+
+use super::source::Source;
+use super::{truncate, Finished, Live, Pending, PoolConfig, RecycleReason, Shared, Slot, Spares};
+use crate::verdict::Verdict;
+use crate::worker::{JobOutcome, Worker};
 
 impl Slot {
     /// Decides whether `live` is retired after its window (whose last
@@ -164,9 +173,16 @@ impl Slot {
                     for w in rx {
                         w.shutdown();
                     }
-                })
-                .expect("spawn a reaper thread");
-            self.retire = Some((tx, reaper));
+                });
+            match reaper {
+                Ok(reaper) => self.retire = Some((tx, reaper)),
+                // No thread to spare: this slot shuts the worker down itself.
+                Err(e) => {
+                    tracing::warn!("cannot start a reaper thread, retiring inline: {e}");
+                    worker.shutdown();
+                    return;
+                }
+            }
         }
         if let Some((tx, _)) = &self.retire {
             if let Err(mpsc::SendError(w)) = tx.send(worker) {
@@ -176,69 +192,29 @@ impl Slot {
     }
 }
 
-/// The sandbox slot `index` spawns from: its own fork server with the same
-/// profile, so that slots spawn and reap in parallel (slot 0 keeps the
-/// pool's). If one cannot be started the slot shares the pool's, which is
-/// slower but no weaker, and says so in the log.
-pub(super) fn own_sandbox(index: usize, pool: &Arc<Sandbox>) -> Arc<Sandbox> {
-    if index == 0 {
-        return pool.clone();
-    }
-    let own = pool
-        .fork_server()
-        .start_another()
-        .map_err(SandboxError::from)
-        .and_then(|fs| pool.replicate(Arc::new(fs)));
-    match own {
-        Ok(sandbox) => Arc::new(sandbox),
-        Err(e) => {
-            tracing::warn!(
-                slot = index,
-                "cannot start a fork server for this worker slot; it shares the pool's, so its spawns queue behind the others': {e}"
-            );
-            pool.clone()
-        }
-    }
-}
-
-pub(super) fn start_worker(
-    sandbox: &Sandbox,
-    config: &PoolConfig,
-    shared: &Shared,
-) -> Result<Live, Verdict> {
-    let worker = Worker::start(sandbox).map_err(|e| Verdict::SetupError(e.to_string()))?;
-    let generation = shared.generation.fetch_add(1, Ordering::SeqCst) + 1;
-    Ok(Live {
-        worker,
-        generation,
-        limit: jittered(config.batch, random()),
-        born: Instant::now(),
-        rss_kib: None,
-        growth_kib: None,
-    })
-}
-
 impl Spares {
     pub(super) fn start(
         index: usize,
-        sandbox: &Arc<Sandbox>,
+        source: &Source,
         config: &PoolConfig,
         shared: &Arc<Shared>,
-    ) -> Spares {
+    ) -> Option<Spares> {
         let (tx, rx) = mpsc::sync_channel(0);
-        let (sandbox, config, shared) = (sandbox.clone(), config.clone(), shared.clone());
+        let (source, config, shared) = (source.clone(), config.clone(), shared.clone());
         let thread = std::thread::Builder::new()
             .name(format!("pw-spares-{index}"))
             .spawn(move || {
                 while !shared.stop.load(Ordering::SeqCst) {
                     // A spare nobody takes is dropped here: its process is killed and reaped.
-                    if tx.send(start_worker(&sandbox, &config, &shared)).is_err() {
+                    if tx.send(source.start_worker(&config, &shared)).is_err() {
                         break;
                     }
                 }
             })
-            .expect("spawn a spare-worker thread");
-        Spares { rx, thread }
+            // No thread to spare: the slot starts each worker itself.
+            .inspect_err(|e| tracing::warn!("cannot start a spare-worker thread: {e}"))
+            .ok()?;
+        Some(Spares { rx, thread })
     }
 
     /// The next fresh worker (waits if it is still being started).

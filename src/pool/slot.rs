@@ -1,17 +1,25 @@
 //! One worker slot's loop: take tasks, size the window, run it.
 
-use super::*;
+use std::collections::hash_map::RandomState;
+use std::collections::VecDeque;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
+use std::sync::{Mutex, TryLockError};
+use std::time::{Duration, Instant};
+
+use super::{
+    Finished, Live, Pending, Slot, Spares, Task, FAST_JOB, MAX_WINDOW, TICK, WINDOW_BYTES,
+};
+use crate::sink::OutputSink;
+use crate::verdict::Verdict;
+use crate::worker::{run_filter_input, Attach, JobOutcome};
 
 impl Slot {
     pub(super) fn run<T>(mut self, rx: &Mutex<Receiver<Task<T>>>, tx: &SyncSender<Finished<T>>) {
-        self.sandbox = own_sandbox(self.index, &self.sandbox);
-        if self.sandbox.plugin.mode == Mode::Worker {
-            self.spares = Some(Spares::start(
-                self.index,
-                &self.sandbox,
-                &self.config,
-                &self.shared,
-            ));
+        self.source = self.source.for_slot(self.index);
+        if self.source.filter().is_none() {
+            self.spares = Spares::start(self.index, &self.source, &self.config, &self.shared);
         }
         let mut backlog = VecDeque::new();
         while self.fill(rx, tx, &mut backlog) {
@@ -147,7 +155,7 @@ impl Slot {
         // A file input (streamed, never held), one larger than a frame
         // (sent in parts) or one with a sink (its output streamed) runs
         // alone, and ends the window before it.
-        let max_frame = u64::from(self.sandbox.policy.limits.max_frame);
+        let max_frame = u64::from(self.source.max_frame());
         let alone = backlog
             .iter()
             .position(|p| {
@@ -176,20 +184,15 @@ impl Slot {
     ) -> bool {
         let n = self.window_size(backlog).clamp(1, backlog.len().max(1));
         let mut window: Vec<Pending<T>> = backlog.drain(..n.min(backlog.len())).collect();
-        if self.sandbox.plugin.mode == Mode::Filter {
+        if let Some(sandbox) = self.source.filter() {
             // One process per input: the window is one job.
             return window.into_iter().all(|mut p| {
                 let sink = p.sink.as_deref_mut().map(|s| s as &mut dyn OutputSink);
-                let outcome = run_filter_input(&self.sandbox, &p.input, self.attach(), sink);
+                let outcome = run_filter_input(sandbox, &p.input, self.attach(), sink);
                 self.settle_into(p, outcome, None, None, backlog, tx)
             });
         }
-        let taken = match (self.current.take(), &self.spares) {
-            (Some(live), _) => Ok(live),
-            (None, Some(spares)) => spares.take(),
-            (None, None) => start_worker(&self.sandbox, &self.config, &self.shared),
-        };
-        let mut live = match taken {
+        let mut live = match self.take_worker() {
             Ok(live) => live,
             // No worker means a window of one (see window_size).
             Err(verdict) => {
@@ -249,6 +252,15 @@ impl Slot {
             backlog.push_front(p);
         }
         true
+    }
+
+    /// The current worker, else a warm spare, else a fresh one.
+    fn take_worker(&mut self) -> Result<Live, Verdict> {
+        match (self.current.take(), &self.spares) {
+            (Some(live), _) => Ok(live),
+            (None, Some(spares)) => spares.take(),
+            (None, None) => self.source.start_worker(&self.config, &self.shared),
+        }
     }
 
     /// What every job of this slot gets besides its input.

@@ -3,7 +3,7 @@
 //! The sandboxed plugins (plugins/image-sanitize, plugins/pdf-sanitize) do
 //! the dangerous part, parsing hostile files, and hand back raw pixels.
 //! This module does the rest, trusting none of what they return:
-//! - [`detect`] picks a plugin by magic bytes, never by file name, and
+//! - `detect` picks a plugin by magic bytes, never by file name, and
 //!   [`detect_file`] looks into a ZIP or OLE2 container's directory for
 //!   the Office or OpenDocument format it holds (bounded; `office.rs`);
 //! - [`png_from_plugin_output`] and [`PdfStream`] check the pixel payload

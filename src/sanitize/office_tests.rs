@@ -1,5 +1,6 @@
 use std::io::Write;
 
+use super::ole::END_OF_CHAIN;
 use super::*;
 use crate::sanitize::{detect_file, FileType};
 

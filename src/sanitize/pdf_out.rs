@@ -20,7 +20,6 @@
 //! second content stream written later ([`PdfStream::set_text`]): the
 //! invisible words of `ocr.rs`, or nothing when none were found.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
@@ -28,9 +27,12 @@ use std::os::unix::fs::FileExt;
 use super::compress::{Compress, PageEncoder};
 use super::ocr::{self, Word};
 use super::payload::check_size;
-use super::{
-    Limits, SanitizeError, MAX_PAGE_REASON, PAGE_FAILED, PAGE_RENDERED, PDF_MAGIC, PDF_SCANNED,
-};
+mod records;
+mod report;
+
+pub use report::PageReport;
+
+use super::{Limits, SanitizeError, PAGE_FAILED, PAGE_RENDERED, PDF_MAGIC, PDF_SCANNED};
 
 /// Bytes of the output's header: magic, declared pages, flags.
 const HEADER_LEN: usize = 16;
@@ -40,115 +42,6 @@ const RENDERED_HEAD: usize = 9;
 const FAILED_HEAD: usize = 13;
 /// Most reasons spelled out in [`PageReport::shortfall`].
 const MAX_REASONS_SHOWN: usize = 5;
-
-/// What the plugin said about the pages the document declares.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct PageReport {
-    /// Pages the document declares (its page tree, a repeated page counted
-    /// each time).
-    pub declared: u32,
-    /// Pages that could not be rendered: 1-based number and the plugin's
-    /// reason. Each has a placeholder page in the output.
-    pub failed: Vec<(u32, String)>,
-    /// The document has no readable page tree; its pages were found by
-    /// scanning the file.
-    pub scanned: bool,
-}
-
-impl PageReport {
-    pub fn rendered(&self) -> u32 {
-        self.declared.saturating_sub(self.failed.len() as u32)
-    }
-
-    /// `rendered 29 of 30 pages: page 28 failed: <reason>`; None when
-    /// every page was rendered.
-    pub fn shortfall(&self) -> Option<String> {
-        if self.failed.is_empty() {
-            return None;
-        }
-        let groups = self.by_reason();
-        let mut text = format!(
-            "rendered {} of {} pages: {} failed",
-            self.rendered(),
-            self.declared,
-            pages_text(&self.failed.iter().map(|(p, _)| *p).collect::<Vec<_>>())
-        );
-        if let [(reason, _)] = groups.as_slice() {
-            text.push_str(&format!(": {reason}"));
-        } else {
-            let shown: Vec<String> = groups
-                .iter()
-                .take(MAX_REASONS_SHOWN)
-                .map(|(reason, pages)| format!("{}: {reason}", pages_text(pages)))
-                .collect();
-            text.push_str(&format!(": {}", shown.join("; ")));
-            if groups.len() > MAX_REASONS_SHOWN {
-                text.push_str("; …");
-            }
-        }
-        Some(text)
-    }
-
-    /// For the audit record: how the pages were counted, and the missing
-    /// pages with their reasons, one note per reason.
-    pub fn notes(&self) -> Vec<String> {
-        let mut notes = vec![format!(
-            "pages: {} declared, {} rendered{}",
-            self.declared,
-            self.rendered(),
-            if self.scanned {
-                " (no readable page tree: pages found by scanning the file)"
-            } else {
-                ""
-            }
-        )];
-        for (reason, pages) in self.by_reason() {
-            notes.push(format!(
-                "missing {} of {} (a labelled blank page in its place): {reason}",
-                pages_text(&pages),
-                self.declared
-            ));
-        }
-        notes
-    }
-
-    /// The failed pages grouped by reason, in order of first appearance.
-    fn by_reason(&self) -> Vec<(&str, Vec<u32>)> {
-        let mut groups: Vec<(&str, Vec<u32>)> = Vec::new();
-        let mut index = HashMap::new();
-        for (page, reason) in &self.failed {
-            let i = *index.entry(reason.as_str()).or_insert_with(|| {
-                groups.push((reason.as_str(), Vec::new()));
-                groups.len() - 1
-            });
-            groups[i].1.push(*page);
-        }
-        groups
-    }
-}
-
-/// `page 4`, `pages 3, 5-9, 28`.
-fn pages_text(pages: &[u32]) -> String {
-    let mut ranges: Vec<(u32, u32)> = Vec::new();
-    for &p in pages {
-        match ranges.last_mut() {
-            Some((_, end)) if *end + 1 == p => *end = p,
-            _ => ranges.push((p, p)),
-        }
-    }
-    let parts: Vec<String> = ranges
-        .iter()
-        .map(|(a, b)| {
-            if a == b {
-                a.to_string()
-            } else {
-                format!("{a}-{b}")
-            }
-        })
-        .collect();
-    let noun = if pages.len() == 1 { "page" } else { "pages" };
-    format!("{noun} {}", parts.join(", "))
-}
 
 /// Counts what goes through, for the cross-reference table.
 struct Counting<W> {
@@ -485,180 +378,6 @@ impl<W: Write> PdfStream<W> {
         self.head.clear();
         self.state = State::Record;
         Ok(())
-    }
-
-    fn record_head(&mut self) -> Result<(), SanitizeError> {
-        let page = self.done + 1;
-        let (width, height) = (le32(&self.head[1..5]), le32(&self.head[5..9]));
-        if self.head[0] == PAGE_RENDERED {
-            let what = || format!("page {page}");
-            self.total_pixels += check_size(width, height, &what, &self.limits)?;
-            if self.total_pixels > self.limits.max_total_pixels {
-                return Err(SanitizeError::TooManyPixels {
-                    page,
-                    limit: self.limits.max_total_pixels,
-                });
-            }
-            let buffer = std::mem::take(&mut self.deflated);
-            self.state = State::Pixels {
-                width,
-                height,
-                remaining: u64::from(width) * u64::from(height) * 3,
-                encoder: PageEncoder::new(buffer, self.compress),
-            };
-        } else {
-            let len = le32(&self.head[9..13]);
-            if len as usize > MAX_PAGE_REASON {
-                return Err(SanitizeError::BadReason { page, len });
-            }
-            self.state = State::Reason {
-                width,
-                height,
-                len: len as usize,
-                text: Vec::with_capacity(len as usize),
-            };
-            if len == 0 {
-                self.end_reason()?;
-            }
-        }
-        self.head.clear();
-        Ok(())
-    }
-
-    /// The last pixel of a rendered page is in: write its objects.
-    fn end_image(&mut self) -> Result<(), SanitizeError> {
-        let State::Pixels {
-            width,
-            height,
-            encoder,
-            ..
-        } = std::mem::replace(&mut self.state, State::Record)
-        else {
-            unreachable!("end_image outside an image");
-        };
-        let mut data = encoder.finish().map_err(SanitizeError::Write)?;
-        let (image, content, page) = (self.alloc(), self.alloc(), self.alloc());
-        let dict = format!(
-            "/Type /XObject /Subtype /Image /Width {width} /Height {height} \
-             /ColorSpace /DeviceRGB /BitsPerComponent 8 /Filter /FlateDecode"
-        );
-        self.stream(image, &dict, &data)?;
-        data.clear();
-        self.deflated = data;
-        let (w_pt, h_pt) = self.points(width, height);
-        let draw = format!("q\n{w_pt} 0 0 {h_pt} 0 0 cm\n/Im0 Do\nQ");
-        self.stream(content, "", draw.as_bytes())?;
-        let (contents, resources) = match self.text_layer_for(width, height)? {
-            Some((text, font)) => (
-                format!("[{content} 0 R {text} 0 R]"),
-                format!("<< /XObject << /Im0 {image} 0 R >> /Font << /F2 {font} 0 R >> >>"),
-            ),
-            None => (
-                format!("{content} 0 R"),
-                format!("<< /XObject << /Im0 {image} 0 R >> >>"),
-            ),
-        };
-        self.page(page, &contents, (&w_pt, &h_pt), &resources)?;
-        self.last_size = Some((width, height));
-        self.record_done();
-        Ok(())
-    }
-
-    /// A failed page's reason is in: write its placeholder.
-    fn end_reason(&mut self) -> Result<(), SanitizeError> {
-        let State::Reason {
-            width,
-            height,
-            text,
-            ..
-        } = std::mem::replace(&mut self.state, State::Record)
-        else {
-            unreachable!("end_reason outside a reason");
-        };
-        let number = self.done + 1;
-        let reason = String::from_utf8(text).map_err(|e| SanitizeError::BadReason {
-            page: number,
-            len: e.as_bytes().len() as u32,
-        })?;
-        // Shown on terminals and in the audit log: escaped like every
-        // message from a plugin.
-        let reason = crate::escape::escape(reason.as_bytes());
-        self.report.failed.push((number, reason));
-        // The plugin's size is only a hint: a bad one gives way.
-        let what = String::new;
-        let (width, height) = match check_size(width, height, &what, &self.limits) {
-            Ok(_) => (width, height),
-            Err(_) => self.last_size.unwrap_or_else(|| a4(self.limits.dpi)),
-        };
-        let font = match self.font {
-            Some(font) => font,
-            None => {
-                let font = self.alloc();
-                self.object(
-                    font,
-                    b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
-                )?;
-                *self.font.insert(font)
-            }
-        };
-        let (content, page) = (self.alloc(), self.alloc());
-        let (w_pt, h_pt) = self.points(width, height);
-        self.stream(
-            content,
-            "",
-            placeholder(number, width, height, self.limits.dpi).as_bytes(),
-        )?;
-        let resources = format!("<< /Font << /F1 {font} 0 R >> >>");
-        self.page(page, &format!("{content} 0 R"), (&w_pt, &h_pt), &resources)?;
-        self.record_done();
-        Ok(())
-    }
-
-    /// With a text layer: the page just received is kept for OCR; returns
-    /// its text layer's object (written later) and the font's.
-    fn text_layer_for(
-        &mut self,
-        width: u32,
-        height: u32,
-    ) -> Result<Option<(usize, usize)>, SanitizeError> {
-        if self.ocr.is_none() {
-            return Ok(None);
-        }
-        let font = match self.ocr.as_ref().and_then(|o| o.font) {
-            Some(font) => font,
-            None => {
-                let font = self.alloc();
-                self.object(
-                    font,
-                    b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>",
-                )?;
-                font
-            }
-        };
-        let text = self.alloc();
-        let number = self.done + 1;
-        if let Some(spill) = &mut self.ocr {
-            spill.font = Some(font);
-            spill.pages.push(OcrPage {
-                number,
-                width,
-                height,
-                offset: spill.page_start,
-                text_object: text,
-                written: false,
-            });
-            spill.page_start = spill.len;
-        }
-        Ok(Some((text, font)))
-    }
-
-    fn record_done(&mut self) {
-        self.done += 1;
-        self.state = if self.done == self.report.declared {
-            State::End
-        } else {
-            State::Record
-        };
     }
 
     fn points(&self, width: u32, height: u32) -> (String, String) {

@@ -23,8 +23,10 @@ struct Conn {
 
 impl ForkServer {
     /// Starts `exe` (the plugwarden binary, or any program that calls
-    /// [`serve_if_requested`] first thing in `main`) as the fork server.
+    /// [`crate::bootstrap`] first thing in `main`) as the fork server; as
+    /// [`ForkServer::with_helper`] without its checks.
     pub fn start(exe: &Path) -> Result<ForkServer, ForkServerError> {
+        crate::bootstrap::check_level()?;
         let start_err = |source| ForkServerError::Start {
             exe: exe.to_path_buf(),
             source,
@@ -44,9 +46,13 @@ impl ForkServer {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .env_clear()
+            .env(crate::bootstrap::LEVEL_VAR, "1")
             .process_group(0);
         let switches = crate::kernel::Kernel::switch_names();
-        for key in std::iter::once("RUST_LOG").chain(switches) {
+        for key in ["RUST_LOG", "PLUGWARDEN_NO_ZYGOTE"]
+            .into_iter()
+            .chain(switches)
+        {
             if let Ok(v) = std::env::var(key) {
                 cmd.env(key, v);
             }
@@ -76,7 +82,7 @@ impl ForkServer {
 
     /// Every fd of the fork server is below this number (its soft
     /// `RLIMIT_NOFILE`, which it never changes).
-    pub fn fd_ceiling(&self) -> u64 {
+    pub(crate) fn fd_ceiling(&self) -> u64 {
         self.fd_ceiling
     }
 
@@ -99,7 +105,7 @@ impl ForkServer {
 
     /// Prepares a profile; returns its id for [`ForkServer::spawn`] and
     /// the walls this machine allows for it.
-    pub fn prepare(&self, spec: &ProfileSpec) -> Result<(u64, Walls), ForkServerError> {
+    pub(crate) fn prepare(&self, spec: &ProfileSpec) -> Result<(u64, Walls), ForkServerError> {
         match self.call(
             &Request::Prepare {
                 spec: Box::new(spec.clone()),
@@ -114,7 +120,7 @@ impl ForkServer {
     /// Starts one sandbox of `profile` with the given stdio and, when
     /// given, `arena` as its fd 3; it is running or has failed within
     /// `timeout`.
-    pub fn spawn(
+    pub(crate) fn spawn(
         &self,
         profile: u64,
         stdio: [BorrowedFd; 3],
@@ -157,13 +163,15 @@ impl ForkServer {
 
     /// Reaps the sandbox led by `pid` (call once its pidfd is readable)
     /// and returns how its plugin ended.
-    pub fn wait(&self, pid: i32) -> Result<ExitInfo, ForkServerError> {
+    pub(crate) fn wait(&self, pid: i32) -> Result<ExitInfo, ForkServerError> {
         match self.call(&Request::Wait { pid }, &[])? {
             (Reply::Exited(info), _) => Ok(info),
             (r, _) => Err(ForkServerError::Protocol(format!("unexpected reply {r:?}"))),
         }
     }
 
+    /// Forgets a profile (public for the bench's round-trip measure).
+    #[doc(hidden)]
     pub fn release(&self, profile: u64) {
         let _ = self.call(&Request::Release { profile }, &[]);
     }

@@ -15,8 +15,14 @@ impl Server {
         timeout: Duration,
     ) -> Result<SpawnEnd, ServerError> {
         let deadline = Instant::now() + timeout;
-        if !self.profiles.contains_key(&profile) {
+        let Some(p) = self.profiles.get(&profile) else {
             return Err(ServerError::UnknownProfile(profile));
+        };
+        let zygote = p.zygote.then_some(ZygoteRun { profile, inputs: 1 });
+        if let Some(z) = self.zygotes.remove(&profile) {
+            if let Some(end) = self.spawn_in_zygote(profile, z, &stdio, deadline)? {
+                return Ok(end);
+            }
         }
         let (ours, theirs) = socketpair(
             AddressFamily::Unix,
@@ -65,11 +71,11 @@ impl Server {
                 return Err(e);
             }
         };
-        self.register(leader, init, group, ours, pidfd, started)
+        self.register(leader, init, group, ours, pidfd, started, zygote)
     }
 
     /// A cgroup for the next sandbox: one made ahead, or a new one.
-    fn take_group(
+    pub(super) fn take_group(
         &mut self,
         limits: crate::cgroup::Limits,
     ) -> Result<Option<crate::cgroup::Group>, ServerError> {
@@ -135,14 +141,16 @@ impl Server {
             argv: &p.argv,
             envp: &p.envp,
             init,
+            zygote: p.zygote,
             plugin_stack: self.plugin_stack.top(),
         }
     }
 
-    /// Registers a started sandbox (its leader, cgroup and report socket)
-    /// and hands the host its fds; for a launcher, first waits for it to
-    /// exit.
-    fn register(
+    /// Registers a started sandbox (its leader, cgroup and report socket,
+    /// and what its init serves as a zygote) and hands the host its fds;
+    /// for a launcher, first waits for it to exit.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn register(
         &mut self,
         leader: i32,
         init: bool,
@@ -150,6 +158,7 @@ impl Server {
         ours: OwnedFd,
         pidfd: OwnedFd,
         (listener, plugin_pidfd): (OwnedFd, OwnedFd),
+        zygote: Option<ZygoteRun>,
     ) -> Result<SpawnEnd, ServerError> {
         let pid = pidfd_pid(plugin_pidfd.as_fd());
         // The init reaps nothing until we have read the pid (see child::init).
@@ -160,66 +169,46 @@ impl Server {
                 "cannot read the plugin's pid from its pidfd",
             ));
         };
-        let dup = |fd: &OwnedFd| {
-            fd.try_clone().map_err(|source| ServerError::Io {
-                what: "dup pidfd",
-                source,
-            })
-        };
-        let host_plugin_pidfd = match dup(&plugin_pidfd) {
+        let host_plugin_pidfd = match dup_pidfd(&plugin_pidfd) {
             Ok(fd) => fd,
             Err(e) => {
                 self.abort_spawn(leader, init, group);
                 return Err(e);
             }
         };
-        if init {
-            let host_pidfd = dup(&pidfd);
-            self.live.insert(
-                leader,
-                Live {
-                    pidfd,
-                    group,
-                    init: Some((ours, plugin_pidfd)),
-                },
-            );
-            let host_pidfd = match host_pidfd {
-                Ok(fd) => fd,
-                Err(e) => {
-                    self.kill_and_reap(leader);
-                    return Err(e);
-                }
+        let (leader, live) = if init {
+            let live = Live {
+                pidfd,
+                group,
+                init: Some((ours, plugin_pidfd)),
+                zygote,
             };
-            return Ok(SpawnEnd::Started(Spawned {
-                pid,
-                leader,
-                pidfd: host_pidfd,
-                listener,
-                plugin_pidfd: host_plugin_pidfd,
-            }));
-        }
-        // The launcher exits right after its report; only then is our
-        // memory ours again. The plugin is our own child (CLONE_PARENT).
-        let _ = wait4(leader, libc::__WALL);
-        let host_pidfd = dup(&plugin_pidfd);
-        self.live.insert(
-            pid,
-            Live {
+            (leader, live)
+        } else {
+            // The launcher exits right after its report; only then is our
+            // memory ours again. The plugin is our own child (CLONE_PARENT)
+            // and the sandbox's leader.
+            let _ = wait4(leader, libc::__WALL);
+            let live = Live {
                 pidfd: plugin_pidfd,
                 group,
                 init: None,
-            },
-        );
+                zygote: None,
+            };
+            (pid, live)
+        };
+        let host_pidfd = dup_pidfd(&live.pidfd);
+        self.live.insert(leader, live);
         let host_pidfd = match host_pidfd {
             Ok(fd) => fd,
             Err(e) => {
-                self.kill_and_reap(pid);
+                self.kill_and_reap(leader);
                 return Err(e);
             }
         };
         Ok(SpawnEnd::Started(Spawned {
             pid,
-            leader: pid,
+            leader,
             pidfd: host_pidfd,
             listener,
             plugin_pidfd: host_plugin_pidfd,
@@ -233,34 +222,13 @@ impl Server {
         report: &OwnedFd,
         deadline: Instant,
     ) -> Result<Started, ServerError> {
-        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
         let mut watch_host = true;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Ok(Started::Deadline);
             }
-            let (report_ready, host_ready) = {
-                let mut fds = vec![PollFd::new(report.as_fd(), PollFlags::POLLIN)];
-                if watch_host {
-                    fds.push(PollFd::new(self.sock.as_fd(), PollFlags::POLLIN));
-                }
-                let ms = left.as_millis().clamp(1, i32::MAX as u128) as i32;
-                match poll(
-                    &mut fds,
-                    PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
-                ) {
-                    Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-                    Err(source) => {
-                        return Err(ServerError::Sys {
-                            what: "poll",
-                            source,
-                        })
-                    }
-                }
-                let ready = |f: &PollFd| f.revents().is_some_and(|r| !r.is_empty());
-                (ready(&fds[0]), fds.get(1).is_some_and(ready))
-            };
+            let (report_ready, host_ready) = self.poll_report(report, watch_host, left)?;
             if host_ready {
                 // The host waits for our reply; the only thing it can send
                 // meanwhile is its end of the connection.
@@ -274,54 +242,42 @@ impl Server {
                     _ => watch_host = false,
                 }
             }
-            if !report_ready {
-                continue;
-            }
-            let mut buf = [0u8; child::Report::LEN];
-            let mut cmsg = nix::cmsg_space!([RawFd; 2]);
-            let mut iov = [IoSliceMut::new(&mut buf)];
-            let (n, mut fds) = match recvmsg::<()>(
-                report.as_raw_fd(),
-                &mut iov,
-                Some(&mut cmsg),
-                MsgFlags::MSG_CMSG_CLOEXEC | MsgFlags::MSG_DONTWAIT,
-            ) {
-                Ok(msg) => {
-                    let mut fds = Vec::new();
-                    for c in msg.cmsgs().map_err(|source| ServerError::Sys {
-                        what: "report",
-                        source,
-                    })? {
-                        if let ControlMessageOwned::ScmRights(raw) = c {
-                            // SAFETY: the kernel just installed these fds for us.
-                            fds.extend(raw.into_iter().map(|f| unsafe { OwnedFd::from_raw_fd(f) }));
-                        }
-                    }
-                    (msg.bytes, fds)
+            if report_ready {
+                if let Some(started) = read_report(report)? {
+                    return Ok(started);
                 }
-                Err(nix::errno::Errno::EINTR | nix::errno::Errno::EAGAIN) => continue,
-                Err(source) => {
-                    return Err(ServerError::Sys {
-                        what: "report",
-                        source,
-                    })
-                }
-            };
-            if n == 0 {
-                return Err(ServerError::Broken(
-                    "the sandbox's first process died during setup without a word",
-                ));
             }
-            let r = child::Report::parse(&buf[..n])
-                .ok_or(ServerError::Broken("malformed setup report"))?;
-            if r.tag == child::STARTED && fds.len() == 2 {
-                let pidfd = fds.pop().expect("two fds");
-                let listener = fds.pop().expect("two fds");
-                return Ok(Started::Yes(listener, pidfd));
-            }
-            let stage = Stage::from_u32(r.tag).unwrap_or(Stage::Exec);
-            return Ok(Started::Failed(stage, r.value));
         }
+    }
+
+    /// Polls the report socket (and the host's, when `watch_host`) for at
+    /// most `left`; returns which is ready.
+    fn poll_report(
+        &self,
+        report: &OwnedFd,
+        watch_host: bool,
+        left: Duration,
+    ) -> Result<(bool, bool), ServerError> {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        let mut fds = vec![PollFd::new(report.as_fd(), PollFlags::POLLIN)];
+        if watch_host {
+            fds.push(PollFd::new(self.sock.as_fd(), PollFlags::POLLIN));
+        }
+        let ms = left.as_millis().clamp(1, i32::MAX as u128) as i32;
+        match poll(
+            &mut fds,
+            PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
+        ) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(source) => {
+                return Err(ServerError::Sys {
+                    what: "poll",
+                    source,
+                })
+            }
+        }
+        let ready = |f: &PollFd| f.revents().is_some_and(|r| !r.is_empty());
+        Ok((ready(&fds[0]), fds.get(1).is_some_and(ready)))
     }
 
     /// Ends a spawn that did not start: kills the road runner and whatever
@@ -354,6 +310,63 @@ impl Server {
             self.dead_groups.push(g);
         }
     }
+}
+
+/// A dup of a pidfd for the host.
+fn dup_pidfd(fd: &OwnedFd) -> Result<OwnedFd, ServerError> {
+    fd.try_clone().map_err(|source| ServerError::Io {
+        what: "dup pidfd",
+        source,
+    })
+}
+
+/// Reads one message of the road runner's report socket: STARTED with the
+/// listener and the plugin's pidfd, or a failure; `None` when there was
+/// nothing to read after all.
+fn read_report(report: &OwnedFd) -> Result<Option<Started>, ServerError> {
+    let mut buf = [0u8; child::Report::LEN];
+    let mut cmsg = nix::cmsg_space!([RawFd; 2]);
+    let mut iov = [IoSliceMut::new(&mut buf)];
+    let (n, mut fds) = match recvmsg::<()>(
+        report.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        MsgFlags::MSG_CMSG_CLOEXEC | MsgFlags::MSG_DONTWAIT,
+    ) {
+        Ok(msg) => {
+            let mut fds = Vec::new();
+            for c in msg.cmsgs().map_err(|source| ServerError::Sys {
+                what: "report",
+                source,
+            })? {
+                if let ControlMessageOwned::ScmRights(raw) = c {
+                    // SAFETY: the kernel just installed these fds for us.
+                    fds.extend(raw.into_iter().map(|f| unsafe { OwnedFd::from_raw_fd(f) }));
+                }
+            }
+            (msg.bytes, fds)
+        }
+        Err(nix::errno::Errno::EINTR | nix::errno::Errno::EAGAIN) => return Ok(None),
+        Err(source) => {
+            return Err(ServerError::Sys {
+                what: "report",
+                source,
+            })
+        }
+    };
+    if n == 0 {
+        return Err(ServerError::Broken(
+            "the sandbox's first process died during setup without a word",
+        ));
+    }
+    let r = child::Report::parse(&buf[..n]).ok_or(ServerError::Broken("malformed setup report"))?;
+    if r.tag == child::STARTED && fds.len() == 2 {
+        let pidfd = fds.pop().expect("two fds");
+        let listener = fds.pop().expect("two fds");
+        return Ok(Some(Started::Yes(listener, pidfd)));
+    }
+    let stage = Stage::from_u32(r.tag).unwrap_or(Stage::Exec);
+    Ok(Some(Started::Failed(stage, r.value)))
 }
 
 /// A stack for the child's road (which needs a few KiB), with a guard

@@ -22,7 +22,8 @@
 //! [`ForkServer`]), `server.rs` (the loop, reaping, shutdown), `prepare.rs`
 //! (a profile, made once), `clone.rs` (one spawn: clone, cgroup, go,
 //! report), `root.rs` (the minimal root's layout and template),
-//! `probes.rs` (the shared empty network namespace). The types they share
+//! `probes.rs` (the shared empty network namespace), `zygote.rs` (warm
+//! inits that start one input after another). The types they share
 //! live here.
 
 mod client;
@@ -32,6 +33,7 @@ mod probes;
 mod root;
 mod server;
 mod wire;
+mod zygote;
 
 use std::collections::HashMap;
 use std::ffi::{c_char, CString};
@@ -62,12 +64,14 @@ pub use server::serve_if_requested;
 use server::*;
 use wire::*;
 pub use wire::{ProfileSpec, SERVE_ARG};
+use zygote::*;
 
 /// Which optional walls the fork server could raise for a profile.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Walls {
     /// The cgroup backend, described ("none (...)" when absent).
     pub cgroups: String,
+    /// Each sandbox gets a cgroup of its own.
     pub cgroups_active: bool,
     /// Namespaces the children will enter (CLONE_* flags).
     pub namespaces: u64,
@@ -85,8 +89,11 @@ pub struct Walls {
 pub struct ExitInfo {
     /// Raw wait status.
     pub status: i32,
+    /// User CPU time, µs.
     pub utime_us: u64,
+    /// System CPU time, µs.
     pub stime_us: u64,
+    /// Peak resident set, KiB.
     pub maxrss_kib: u64,
     /// From the worker's cgroup, when it had one.
     #[serde(default)]
@@ -94,6 +101,7 @@ pub struct ExitInfo {
 }
 
 impl ExitInfo {
+    /// The signal that killed it, if one did.
     pub fn signal(&self) -> Option<i32> {
         libc::WIFSIGNALED(self.status).then(|| libc::WTERMSIG(self.status))
     }
@@ -101,9 +109,11 @@ impl ExitInfo {
     pub fn core_dumped(&self) -> bool {
         libc::WIFSIGNALED(self.status) && libc::WCOREDUMP(self.status)
     }
+    /// Its exit status, if it exited.
     pub fn code(&self) -> Option<i32> {
         libc::WIFEXITED(self.status).then(|| libc::WEXITSTATUS(self.status))
     }
+    /// User and system CPU time, ms.
     pub fn cpu_ms(&self) -> u64 {
         (self.utime_us + self.stime_us) / 1000
     }
@@ -160,22 +170,46 @@ pub(crate) enum ServerError {
     Broken(&'static str),
 }
 
+/// Why the fork server could not be started or could not do what it was
+/// asked.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ForkServerError {
+    /// The helper program could not be started.
     #[error("cannot start the fork server {exe}: {source}")]
     Start {
+        /// The helper.
         exe: PathBuf,
+        /// Why.
         #[source]
         source: io::Error,
     },
+    /// The socket to the fork server failed.
     #[error("fork server connection failed: {0}")]
     Io(#[from] io::Error),
+    /// The fork server answered what it should not have (or went away).
     #[error("fork server protocol error: {0}")]
     Protocol(String),
+    /// The child failed on its way to the plugin: the step and the errno.
     #[error("sandbox setup failed at {}: {}", .stage.name(), errno_name(*.errno))]
-    Setup { stage: Stage, errno: i32 },
+    Setup {
+        /// The step of the confinement road that failed.
+        stage: Stage,
+        /// Its errno.
+        errno: i32,
+    },
+    /// The fork server's own error, as its text.
     #[error("{0}")]
     Remote(String),
+    /// This process is a fork server: it may not start another.
+    #[error("this process is a plugwarden fork server and may not start another: call plugwarden::bootstrap() first thing in main, before anything that builds a sandbox")]
+    Recursion,
+    /// [`crate::ForkServer::start_self`] before [`crate::bootstrap`].
+    #[error("this program cannot be its own fork server: plugwarden::bootstrap() was not called first thing in main (or use ForkServer::with_helper with the installed plugwarden binary)")]
+    NotBootstrapped,
+    /// The helper given to [`crate::ForkServer::with_helper`] is no file.
+    #[error("fork server helper {} not found (the installed `plugwarden` binary is the usual one)", .0.display())]
+    NoHelper(PathBuf),
 }
 
 /// A profile ready to fork: everything the child needs, allocated now.
@@ -203,6 +237,8 @@ struct Prepared {
     userns: Option<child::UsernsPlan>,
     cwd: Option<CString>,
     walls: Walls,
+    /// Served by a warm zygote (see `confine::zygote`).
+    zygote: bool,
 }
 
 /// The Landlock rules of a profile.
@@ -229,6 +265,8 @@ struct Live {
     /// over it) and the plugin's pidfd (the kernel's own record of that
     /// status, Linux 6.15+).
     init: Option<(OwnedFd, OwnedFd)>,
+    /// The init is a zygote: what it serves (see `zygote.rs`).
+    zygote: Option<ZygoteRun>,
 }
 
 /// How a spawn request ended.
@@ -280,6 +318,10 @@ struct Server {
     exited: HashMap<i32, ExitInfo>,
     is_root: bool,
     me: libc::pid_t,
+    /// Idle zygotes by profile.
+    zygotes: HashMap<u64, Zygote>,
+    /// `PLUGWARDEN_NO_ZYGOTE` is unset.
+    zygote_enabled: bool,
 }
 
 /// Idle-time work of the fork server.

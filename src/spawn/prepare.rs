@@ -4,8 +4,9 @@
 use super::*;
 
 impl Server {
+    /// Prepares a profile: the exec strings, the walls this host can raise
+    /// (confine's decisions carried out), the Landlock ruleset, the root.
     pub(super) fn prepare(&self, spec: &ProfileSpec) -> Result<Prepared, ServerError> {
-        let kernel = crate::kernel::kernel();
         let (exe_fd, path, argv_s, env_s) = exec_strings(spec)?;
         let ptrs = |v: &[CString]| {
             v.iter()
@@ -17,103 +18,31 @@ impl Server {
         let mut walls = Walls {
             cgroups: self.cgroups.describe(),
             cgroups_active: self.cgroups.is_active(),
-            landlock_abi: kernel.landlock_abi,
+            landlock_abi: crate::kernel::kernel().landlock_abi,
             ..Walls::default()
         };
-        let mut rlimits = self.rlimits(spec, &mut walls.missing);
-        let wanted_ns = spec.namespaces;
-        let host = confine::Host {
-            is_root: self.is_root,
-            userns: self.userns.as_ref().map_err(String::as_str).copied(),
-            shared_netns: self.netns.is_some(),
-            root_dir: self.root_dir.is_some(),
-        };
-        let ns = confine::Namespaces::decide(wanted_ns, &host, &mut walls.missing);
-        let confine::Namespaces {
-            unshare,
-            join_net,
-            userns,
-            pidns,
-            minimal_root,
-            own_proc,
-        } = ns;
-        let mut cgroup = spec.cgroup;
-        if pidns {
-            // The init counts as a task of the sandbox too.
-            cgroup.pids = cgroup.pids.map(|n| n.saturating_add(1));
-        }
-        self.process_limit(spec, userns, cgroup.pids, &mut rlimits, &mut walls.missing);
-        if !self.cgroups.is_active() && !pidns && spec.processes > 0 {
-            walls.missing.push(
-                "tree kill: no cgroup and no PID namespace: a process that left the worker's session may outlive it".into(),
-            );
-        }
-        // Without its own PID namespace a procfs would show the host's
-        // processes: grants under /proc are then withheld.
-        let granted_proc = landlock_rules::proc_access(&spec.grants, kernel.landlock());
-        let proc_access = if pidns { granted_proc } else { 0 };
-        if granted_proc != 0 && !pidns && wanted_ns & libc::CLONE_NEWPID as u64 != 0 {
-            walls.missing.push(
-                "pid namespace: the policy's grant of /proc is withheld (without a PID \
-                 namespace of its own the plugin's /proc would show the host's processes)"
-                    .into(),
-            );
-        }
-        // The private /tmp exists only in a minimal root, and is writable
-        // only through a rule each sandbox adds for its own tmpfs.
-        let tmp_access = if spec.tmp > 0 && minimal_root {
-            landlock_rules::tmp_access(kernel.landlock())
-        } else {
-            0
-        };
-        if spec.tmp > 0 && !minimal_root {
-            walls.missing.push(
-                "private /tmp: no minimal root (mount namespace), so no /tmp of its own: the plugin cannot write /tmp".into(),
-            );
-        }
-        let mut grants = spec.grants.clone();
-        for list in [&mut grants.read, &mut grants.write, &mut grants.exec] {
-            list.retain(|p| !p.starts_with("/proc"));
-        }
-        // Built (and its hard requirements checked) even when each sandbox
-        // builds its own from the raw rules.
-        let ruleset = match landlock_rules::build(&grants, kernel.landlock())? {
-            Some(rs) => Some(Option::<OwnedFd>::from(rs).ok_or(ServerError::Broken(
-                "landlock ruleset has no fd on this kernel",
-            ))?),
-            None => None,
-        };
-        // Both are 0 without Landlock (then there is no raw form).
-        let raw = (proc_access != 0 || tmp_access != 0)
-            .then(|| landlock_rules::raw(&grants, kernel.landlock()))
-            .flatten();
-        let landlock = own_landlock(raw, proc_access, tmp_access, ruleset);
-        let mut root = match (&self.root_dir, minimal_root) {
-            (Some(dir), true) => Some(root_plan(dir, &grants, pidns, spec.tmp)?),
-            _ => None,
-        };
-        // As root, every child of the profile joins a copy of one prepared
-        // root (a child in its own user namespace could not join it).
-        let template = root
-            .as_ref()
-            .filter(|_| self.is_root)
-            .and_then(|r| root_template(r, &grants));
-        if let (Some(r), Some(t)) = (&mut root, &template) {
-            r.template = t.as_raw_fd();
-        }
+        let (ns, rlimits, cgroup) = self.limits(spec, &mut walls.missing);
+        let (grants, landlock) = profile_landlock(spec, &ns, &mut walls.missing)?;
+        let (root, template) = self.root(spec, &ns, &grants)?;
         walls.minimal_root = root.is_some();
         walls.namespaces = ns.flags();
-        let filter = spec
+        let filter: Vec<_> = spec
             .filter
             .iter()
             .map(|&(code, jt, jf, k)| seccompiler::sock_filter { code, jt, jf, k })
             .collect();
-        let exe_slot = if exe_fd.is_some() { spec.exe_slot } else { -1 };
+        let zygote = zygote_allowed(
+            self.zygote_enabled && spec.zygote,
+            &ns,
+            &spec.grants,
+            &filter,
+        );
         Ok(Prepared {
+            zygote,
             landlock,
             filter,
+            exe_slot: if exe_fd.is_some() { spec.exe_slot } else { -1 },
             exe_fd,
-            exe_slot,
             path,
             _strings: argv_s.into_iter().chain(env_s).collect(),
             argv,
@@ -122,13 +51,13 @@ impl Server {
             identity: if self.is_root { spec.identity } else { None },
             new_session: spec.new_session,
             cgroup,
-            unshare,
-            join_net,
-            pidns,
-            own_proc,
+            unshare: ns.unshare,
+            join_net: ns.join_net,
+            pidns: ns.pidns,
+            own_proc: ns.own_proc,
             root,
             _root_template: template,
-            userns: userns.then(crate::kernel::userns_plan),
+            userns: ns.userns.then(crate::kernel::userns_plan),
             cwd: spec
                 .cwd
                 .as_ref()
@@ -138,79 +67,133 @@ impl Server {
         })
     }
 
-    /// The profile's rlimits; with a memory cgroup, the address-space and
-    /// data limits loosened to a backstop.
-    fn rlimits(&self, spec: &ProfileSpec, missing: &mut Vec<String>) -> Vec<(u32, u64, u64)> {
-        let mut rlimits = spec.rlimits.clone();
-        if !self.cgroups.has_memory() {
-            missing.push(format!(
-                "memory: no memory cgroup ({}): RLIMIT_AS bounds the address space, and the verdict is memory only when the plugin reports the failed allocation",
-                self.cgroups.describe()
-            ));
-        } else if let Some(mem) = spec.cgroup.memory {
-            // The memory cgroup is the real limit and names an OOM kill; the
-            // address-space and data rlimits stay as a looser backstop
-            // (still hard = soft).
-            for r in &mut rlimits {
-                if r.0 == libc::RLIMIT_AS || r.0 == libc::RLIMIT_DATA {
-                    let mut lim = libc::rlimit64 {
-                        rlim_cur: u64::MAX,
-                        rlim_max: u64::MAX,
-                    };
-                    // SAFETY: getrlimit64 writes one struct on our stack.
-                    unsafe { libc::getrlimit64(r.0 as _, &mut lim) };
-                    let loose = mem
-                        .saturating_mul(2)
-                        .max(mem.saturating_add(1 << 30))
-                        .min(lim.rlim_max)
-                        .max(r.1);
-                    *r = (r.0, loose, loose);
-                }
-            }
-        }
-        rlimits
-    }
-
-    /// Holds `limits.processes` for a profile: the pids cgroup, else (not
-    /// root, in the plugin's own user namespace, Linux 5.14+) RLIMIT_NPROC,
-    /// which the kernel counts per user in each user namespace, so that it
-    /// counts only the worker's own tasks. As root the plugin's uid is
-    /// shared with other workers: no such rlimit. `tasks` is the sandbox's
-    /// pids limit, the init included (the init is a task of the plugin's
-    /// uid in that user namespace too).
-    pub(super) fn process_limit(
+    /// The namespaces, rlimits and cgroup limits of a profile on this
+    /// host (confine's decisions); pushes what cannot be had onto
+    /// `missing`.
+    fn limits(
         &self,
         spec: &ProfileSpec,
-        userns: bool,
-        tasks: Option<u64>,
-        rlimits: &mut Vec<(u32, u64, u64)>,
         missing: &mut Vec<String>,
+    ) -> (
+        confine::Namespaces,
+        Vec<(u32, u64, u64)>,
+        crate::cgroup::Limits,
     ) {
         use crate::kernel::Feature;
-        if self.cgroups.has_pids() {
-            return;
-        }
-        let tasks = tasks.unwrap_or(u64::MAX);
-        if userns && crate::kernel::kernel().has(Feature::NprocPerUserns) {
-            let hard = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NPROC)
-                .map_or(u64::MAX, |(_, h)| h);
-            let n = tasks.min(hard);
-            rlimits.push((libc::RLIMIT_NPROC, n, n));
-            return;
-        }
-        if spec.processes > 0 {
-            let why = if userns {
-                Feature::NprocPerUserns.without()
-            } else {
-                "no user namespace to count the plugin's processes in"
+        let describe = self.cgroups.describe();
+        let cgroups = confine::Cgroups {
+            active: self.cgroups.is_active(),
+            memory: self.cgroups.has_memory(),
+            pids: self.cgroups.has_pids(),
+            describe: &describe,
+        };
+        let host_hard = |resource: u32| {
+            let mut lim = libc::rlimit64 {
+                rlim_cur: u64::MAX,
+                rlim_max: u64::MAX,
             };
-            missing.push(format!(
-                "process count: no pids cgroup ({}); {why}: limits.processes = {} is not enforced",
-                self.cgroups.describe(),
-                spec.processes
-            ));
+            // SAFETY: getrlimit64 writes one struct on our stack.
+            unsafe { libc::getrlimit64(resource as _, &mut lim) };
+            lim.rlim_max
+        };
+        let mut rlimits = confine::rlimits(
+            &spec.rlimits,
+            spec.cgroup.memory,
+            &cgroups,
+            host_hard,
+            missing,
+        );
+        let host = confine::Host {
+            is_root: self.is_root,
+            userns: self.userns.as_ref().map_err(String::as_str).copied(),
+            shared_netns: self.netns.is_some(),
+            root_dir: self.root_dir.is_some(),
+        };
+        let ns = confine::Namespaces::decide(spec.namespaces, &host, missing);
+        let mut cgroup = spec.cgroup;
+        cgroup.pids = confine::tasks(cgroup.pids, ns.pidns);
+        let feature = Feature::NprocPerUserns;
+        let nproc_per_userns = if crate::kernel::kernel().has(feature) {
+            Ok(())
+        } else {
+            Err(feature.without())
+        };
+        let held = confine::process_limit(
+            spec.processes,
+            cgroup.pids,
+            ns.userns,
+            nproc_per_userns,
+            host_hard(libc::RLIMIT_NPROC),
+            &cgroups,
+            missing,
+        );
+        if let confine::ProcessLimit::Nproc(n) = held {
+            rlimits.push((libc::RLIMIT_NPROC, n, n));
         }
+        confine::tree_kill(&cgroups, ns.pidns, spec.processes, missing);
+        (ns, rlimits, cgroup)
     }
+
+    /// The minimal root of a profile (when it has one) and, as root, the
+    /// template mount namespace every child of the profile joins a copy of
+    /// (a child in its own user namespace could not join it).
+    fn root(
+        &self,
+        spec: &ProfileSpec,
+        ns: &confine::Namespaces,
+        grants: &Grants,
+    ) -> Result<(Option<child::RootPlan>, Option<OwnedFd>), ServerError> {
+        let mut root = match (&self.root_dir, ns.minimal_root) {
+            (Some(dir), true) => Some(root_plan(dir, grants, ns.pidns, spec.tmp)?),
+            _ => None,
+        };
+        let template = root
+            .as_ref()
+            .filter(|_| self.is_root)
+            .and_then(|r| root_template(r, grants));
+        if let (Some(r), Some(t)) = (&mut root, &template) {
+            r.template = t.as_raw_fd();
+        }
+        Ok((root, template))
+    }
+}
+
+/// The profile's Landlock rules: the grants its ruleset is built from
+/// (none under /proc) and the ruleset, shared or (with rules on the
+/// sandbox's own /proc or /tmp) in the raw form each sandbox builds its
+/// own from.
+fn profile_landlock(
+    spec: &ProfileSpec,
+    ns: &confine::Namespaces,
+    missing: &mut Vec<String>,
+) -> Result<(Grants, ProfileLandlock), ServerError> {
+    let abi = crate::kernel::kernel().landlock();
+    let own = confine::own_mounts(
+        &confine::MountsAsked {
+            granted_proc: landlock_rules::proc_access(&spec.grants, abi),
+            tmp_rights: landlock_rules::tmp_access(abi),
+            tmp: spec.tmp,
+            wanted_pidns: spec.namespaces & libc::CLONE_NEWPID as u64 != 0,
+            pidns: ns.pidns,
+            minimal_root: ns.minimal_root,
+        },
+        missing,
+    );
+    let grants = confine::host_grants(&spec.grants);
+    // Built (and its hard requirements checked) even when each sandbox
+    // builds its own from the raw rules.
+    let ruleset = match landlock_rules::build(&grants, abi)? {
+        Some(rs) => Some(Option::<OwnedFd>::from(rs).ok_or(ServerError::Broken(
+            "landlock ruleset has no fd on this kernel",
+        ))?),
+        None => None,
+    };
+    // Both are 0 without Landlock (then there is no raw form).
+    let raw = (own.proc_access != 0 || own.tmp_access != 0)
+        .then(|| landlock_rules::raw(&grants, abi))
+        .flatten();
+    let landlock = own_landlock(raw, own.proc_access, own.tmp_access, ruleset);
+    Ok((grants, landlock))
 }
 
 /// The exec fd (when exec'ing by fd) and the exec strings of a profile.

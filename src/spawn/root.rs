@@ -14,15 +14,6 @@ pub(super) fn root_plan(
     pidns: bool,
     tmp: u64,
 ) -> Result<child::RootPlan, ServerError> {
-    use std::collections::BTreeSet;
-    let c = |p: &Path| {
-        CString::new(p.as_os_str().as_bytes()).map_err(|_| ServerError::Nul(p.to_path_buf()))
-    };
-    // Destinations relative to the new root (the child stands in it).
-    let inside = |p: &Path| match p.strip_prefix("/").unwrap_or(p) {
-        r if r.as_os_str().is_empty() => PathBuf::from("."),
-        r => r.to_path_buf(),
-    };
     // The private /tmp: writable, of the policy's size (Landlock grants it
     // through each sandbox's own ruleset); else a small one nobody may
     // write even where Landlock is missing.
@@ -32,29 +23,96 @@ pub(super) fn root_plan(
         "size=64k,mode=0555".to_string()
     };
     let tmp_opts = c(Path::new(&tmp_opts))?;
-    let mut ops = Vec::new();
-    let mut made: BTreeSet<PathBuf> = BTreeSet::new();
-    let mut mkdirs = |p: &Path, ops: &mut Vec<child::RootOp>| -> Result<(), ServerError> {
-        let mut acc = PathBuf::from("/");
-        for part in p.components().skip(1) {
-            acc.push(part);
-            if made.insert(acc.clone()) {
-                ops.push(child::RootOp::Mkdir(c(&inside(&acc))?));
-            }
-        }
-        Ok(())
-    };
     // A grant of `/` itself: the host's whole tree, read-only, with the
     // sandbox's own /tmp and /proc over the host's.
     let root_granted = |list: &[PathBuf]| list.iter().any(|p| p == Path::new("/"));
     let writable_root = root_granted(&grants.write);
-    if writable_root || root_granted(&grants.read) || root_granted(&grants.exec) {
-        ops.push(child::RootOp::Tmpfs {
+    let mut layout = Layout::default();
+    let host_root = if writable_root || root_granted(&grants.read) || root_granted(&grants.exec) {
+        layout.host_tree(grants, pidns, tmp_opts)?;
+        Some(writable_root)
+    } else {
+        layout.minimal(grants, pidns, tmp_opts)?;
+        None
+    };
+    Ok(child::RootPlan {
+        mountpoint: c(dir)?,
+        opts: c(Path::new("size=1m,mode=0755"))?,
+        host_root,
+        ops: layout.ops,
+        template: -1,
+    })
+}
+
+/// A C string of a path, refused when it holds a NUL byte.
+fn c(p: &Path) -> Result<CString, ServerError> {
+    CString::new(p.as_os_str().as_bytes()).map_err(|_| ServerError::Nul(p.to_path_buf()))
+}
+
+/// A destination relative to the new root (the child stands in it).
+fn inside(p: &Path) -> PathBuf {
+    match p.strip_prefix("/").unwrap_or(p) {
+        r if r.as_os_str().is_empty() => PathBuf::from("."),
+        r => r.to_path_buf(),
+    }
+}
+
+/// The operations of a root being laid out, and the directories they
+/// have made so far.
+#[derive(Default)]
+struct Layout {
+    ops: Vec<child::RootOp>,
+    made: std::collections::BTreeSet<PathBuf>,
+}
+
+impl Layout {
+    /// Makes `p` and each of its parents not made yet.
+    fn mkdirs(&mut self, p: &Path) -> Result<(), ServerError> {
+        let mut acc = PathBuf::from("/");
+        for part in p.components().skip(1) {
+            acc.push(part);
+            if self.made.insert(acc.clone()) {
+                self.ops.push(child::RootOp::Mkdir(c(&inside(&acc))?));
+            }
+        }
+        Ok(())
+    }
+
+    /// Binds `p` at its own place: a directory onto a directory, anything
+    /// else onto an empty file.
+    fn bind(&mut self, p: &Path, writable: bool) -> Result<(), ServerError> {
+        let dst = inside(p);
+        if p.is_dir() {
+            self.mkdirs(p)?;
+        } else {
+            if let Some(parent) = p.parent() {
+                self.mkdirs(parent)?;
+            }
+            self.ops.push(child::RootOp::Touch(c(&dst)?));
+        }
+        self.ops.push(child::RootOp::Bind {
+            src: c(p)?,
+            dst: c(&dst)?,
+            flags: bind_flags(p, writable),
+        });
+        Ok(())
+    }
+
+    /// A grant of `/`: the host's tree (bound by the child), the private
+    /// /tmp over the host's, the write grants writable over the read-only
+    /// tree and every grant below /tmp on the private /tmp, and the
+    /// sandbox's own procfs (without a PID namespace an empty tmpfs: a
+    /// procfs would show the host's processes).
+    fn host_tree(
+        &mut self,
+        grants: &Grants,
+        pidns: bool,
+        tmp_opts: CString,
+    ) -> Result<(), ServerError> {
+        self.ops.push(child::RootOp::Tmpfs {
             dst: c(Path::new("tmp"))?,
             opts: tmp_opts,
         });
-        // The write grants, writable over the read-only tree, and every
-        // grant below /tmp, on the private /tmp.
         let extra = grants
             .read
             .iter()
@@ -69,21 +127,19 @@ pub(super) fn root_plan(
             }
             if p.starts_with("/tmp") {
                 if p.is_dir() {
-                    mkdirs(&p, &mut ops)?;
+                    self.mkdirs(&p)?;
                 } else if let Some(parent) = p.parent() {
-                    mkdirs(parent, &mut ops)?;
-                    ops.push(child::RootOp::Touch(c(&inside(&p))?));
+                    self.mkdirs(parent)?;
+                    self.ops.push(child::RootOp::Touch(c(&inside(&p))?));
                 }
             }
-            ops.push(child::RootOp::Bind {
+            self.ops.push(child::RootOp::Bind {
                 src: c(&p)?,
                 dst: c(&inside(&p))?,
                 flags: bind_flags(&p, writable),
             });
         }
-        // The sandbox's own procfs; without a PID namespace an empty
-        // tmpfs (a procfs would show the host's processes).
-        ops.push(if pidns {
+        self.ops.push(if pidns {
             child::RootOp::Proc(c(Path::new("proc"))?)
         } else {
             child::RootOp::Tmpfs {
@@ -91,15 +147,67 @@ pub(super) fn root_plan(
                 opts: c(Path::new("size=4k,mode=0555"))?,
             }
         });
-        return Ok(child::RootPlan {
-            mountpoint: c(dir)?,
-            opts: c(Path::new("size=1m,mode=0755"))?,
-            host_root: Some(writable_root),
-            ops,
-            template: -1,
-        });
+        Ok(())
     }
-    // Binds, shortest first, skipping anything under a path already bound.
+
+    /// The minimal root: the private /tmp, /usr, the granted paths and
+    /// /dev's three devices, the top-level symlinks, the own procfs.
+    fn minimal(
+        &mut self,
+        grants: &Grants,
+        pidns: bool,
+        tmp_opts: CString,
+    ) -> Result<(), ServerError> {
+        // The private /tmp first, so that a granted path below /tmp is
+        // bound on top of it rather than hidden under it.
+        self.mkdirs(Path::new("/tmp"))?;
+        self.ops.push(child::RootOp::Tmpfs {
+            dst: c(&inside(Path::new("/tmp")))?,
+            opts: tmp_opts,
+        });
+        // A path under one already bound is skipped, unless it is writable
+        // and that one is not (`--ro /data --rw /data/out`).
+        let mut bound: Vec<(PathBuf, bool)> = Vec::new();
+        for (p, writable) in binds(grants) {
+            if bound
+                .iter()
+                .any(|(b, w)| p.starts_with(b) && (*w || !writable))
+            {
+                continue;
+            }
+            self.bind(&p, writable)?;
+            bound.push((p, writable));
+        }
+        // Top-level symlinks (lib -> usr/lib on merged /usr), so ELF
+        // interpreter paths like /lib64/ld-linux-x86-64.so.2 resolve.
+        for e in std::fs::read_dir("/")
+            .map_err(|source| ServerError::Io { what: "/", source })?
+            .flatten()
+        {
+            let path = e.path();
+            // Granted paths are canonical, so none of them runs through these.
+            if let Ok(target) = std::fs::read_link(&path) {
+                self.ops.push(child::RootOp::Symlink {
+                    target: c(&target)?,
+                    link: c(&inside(&path))?,
+                });
+            }
+        }
+        // The procfs of the sandbox's own PID namespace (a grant of /proc
+        // is a grant on it: each sandbox adds that rule to its own ruleset).
+        if pidns {
+            self.mkdirs(Path::new("/proc"))?;
+            self.ops
+                .push(child::RootOp::Proc(c(&inside(Path::new("/proc")))?));
+        }
+        Ok(())
+    }
+}
+
+/// What a minimal root binds, shortest path first: /usr, every grant
+/// (canonical, never under the host's /proc: the sandbox mounts its own)
+/// and /dev/{null,zero,urandom}; each with whether it is writable.
+fn binds(grants: &Grants) -> Vec<(PathBuf, bool)> {
     let mut binds: Vec<(PathBuf, bool)> = vec![(PathBuf::from("/usr"), false)];
     for (p, w) in grants
         .exec
@@ -108,7 +216,6 @@ pub(super) fn root_plan(
         .map(|p| (p, false))
         .chain(grants.write.iter().map(|p| (p, true)))
     {
-        // Never the host's /proc: the sandbox mounts its own.
         match std::fs::canonicalize(p) {
             Ok(real) if !real.starts_with("/proc") => binds.push((real, w)),
             _ => {}
@@ -117,69 +224,8 @@ pub(super) fn root_plan(
     for dev in ["/dev/null", "/dev/zero", "/dev/urandom"] {
         binds.push((PathBuf::from(dev), true));
     }
-    // The private /tmp first, so that a granted path below /tmp is bound
-    // on top of it rather than hidden under it.
-    mkdirs(Path::new("/tmp"), &mut ops)?;
-    ops.push(child::RootOp::Tmpfs {
-        dst: c(&inside(Path::new("/tmp")))?,
-        opts: tmp_opts,
-    });
     binds.sort_by_key(|(p, _)| p.components().count());
-    // A path under one already bound is skipped, unless it is writable
-    // and that one is not (`--ro /data --rw /data/out`).
-    let mut bound: Vec<(PathBuf, bool)> = Vec::new();
-    for (p, writable) in binds {
-        if bound
-            .iter()
-            .any(|(b, w)| p.starts_with(b) && (*w || !writable))
-        {
-            continue;
-        }
-        let dst = inside(&p);
-        if p.is_dir() {
-            mkdirs(&p, &mut ops)?;
-        } else {
-            if let Some(parent) = p.parent() {
-                mkdirs(parent, &mut ops)?;
-            }
-            ops.push(child::RootOp::Touch(c(&dst)?));
-        }
-        let flags = bind_flags(&p, writable);
-        ops.push(child::RootOp::Bind {
-            src: c(&p)?,
-            dst: c(&dst)?,
-            flags,
-        });
-        bound.push((p, writable));
-    }
-    // Top-level symlinks (lib -> usr/lib on merged /usr), so ELF
-    // interpreter paths like /lib64/ld-linux-x86-64.so.2 resolve.
-    for e in std::fs::read_dir("/")
-        .map_err(|source| ServerError::Io { what: "/", source })?
-        .flatten()
-    {
-        let path = e.path();
-        // Granted paths are canonical, so none of them runs through these.
-        if let Ok(target) = std::fs::read_link(&path) {
-            ops.push(child::RootOp::Symlink {
-                target: c(&target)?,
-                link: c(&inside(&path))?,
-            });
-        }
-    }
-    // The procfs of the sandbox's own PID namespace (a grant of /proc is
-    // a grant on it: each sandbox adds that rule to its own ruleset).
-    if pidns {
-        mkdirs(Path::new("/proc"), &mut ops)?;
-        ops.push(child::RootOp::Proc(c(&inside(Path::new("/proc")))?));
-    }
-    Ok(child::RootPlan {
-        mountpoint: c(dir)?,
-        opts: c(Path::new("size=1m,mode=0755"))?,
-        host_root: None,
-        ops,
-        template: -1,
-    })
+    binds
 }
 
 /// The remount flags of a bind of `p`: read-only unless `writable`,
@@ -219,20 +265,26 @@ pub(super) fn bind_flags(p: &Path, writable: bool) -> libc::c_ulong {
     }
 }
 
+/// Whether a grant is `/` or lies below `/tmp`: the sandbox's private
+/// /tmp then holds more than what the plugin writes (the binds of those
+/// grants, or the host's tree under it).
+pub(super) fn grant_in_tmp(grants: &Grants) -> bool {
+    grants
+        .exec
+        .iter()
+        .chain(&grants.read)
+        .chain(&grants.write)
+        .filter_map(|p| std::fs::canonicalize(p).ok())
+        .any(|p| p == Path::new("/") || p.starts_with("/tmp"))
+}
+
 /// Builds `root` once in a throwaway child and keeps its mount namespace
 /// as the profile's template (see [`child::RootPlan::template`]). `None`
 /// when the root cannot be a template (a bind under /tmp would be hidden
 /// by each child's own /tmp) or building it failed: children then build
 /// the root themselves, as they do without root privileges.
 pub(super) fn root_template(root: &child::RootPlan, grants: &Grants) -> Option<OwnedFd> {
-    let under_tmp = grants
-        .exec
-        .iter()
-        .chain(&grants.read)
-        .chain(&grants.write)
-        .filter_map(|p| std::fs::canonicalize(p).ok())
-        .any(|p| p == Path::new("/") || p.starts_with("/tmp"));
-    if under_tmp {
+    if grant_in_tmp(grants) {
         return None;
     }
     let (ready_r, ready_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ok()?;

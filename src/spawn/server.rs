@@ -76,6 +76,8 @@ impl Server {
             spawned: 0,
             ready_groups: Vec::new(),
             dead_groups: Vec::new(),
+            zygotes: HashMap::new(),
+            zygote_enabled: std::env::var_os("PLUGWARDEN_NO_ZYGOTE").is_none_or(|v| v != "1"),
         })
     }
 
@@ -189,6 +191,7 @@ impl Server {
             },
             Request::Release { profile } => {
                 self.profiles.remove(&profile);
+                self.retire_zygote_of(profile);
                 (
                     Reply::Prepared {
                         profile,
@@ -212,7 +215,9 @@ impl Server {
         if let Some(info) = self.exited.remove(&pid) {
             return Some(info);
         }
-        self.live.get(&pid)?;
+        if self.live.get(&pid)?.zygote.is_some() {
+            return self.zygote_wait(pid);
+        }
         loop {
             match wait4(pid, libc::__WALL) {
                 Some((p, info)) if p == pid => {
@@ -237,6 +242,8 @@ impl Server {
             if self.live.contains_key(&pid) {
                 let info = self.finish(pid, info);
                 self.exited.insert(pid, info);
+            } else {
+                self.forget_zygote(pid);
             }
         }
     }
@@ -311,6 +318,7 @@ impl Server {
         for pid in pids {
             let _ = self.wait(pid);
         }
+        self.retire_all_zygotes();
         self.reap_all();
         for g in self.dead_groups.drain(..) {
             g.remove();

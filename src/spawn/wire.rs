@@ -42,6 +42,11 @@ pub struct ProfileSpec {
     pub tmp: u64,
     /// The plugin's working directory (`None`: `/`).
     pub cwd: Option<PathBuf>,
+    /// The host lets no call the filter notifies run (enforce = policy),
+    /// so the profile may be served by a warm zygote (see
+    /// `confine::zygote`).
+    #[serde(default)]
+    pub zygote: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

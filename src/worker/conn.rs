@@ -1,7 +1,33 @@
 //! One process's pipes: queueing input, the poll loop (`pump`), reading
 //! stdout and stderr.
 
-use super::*;
+use std::collections::{BTreeSet, VecDeque};
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+
+use super::stderr::{log_stderr, relay};
+use super::{
+    Attach, Conn, Payload, StderrBudget, Stop, Stream, CHUNK, READS_PER_WAKE, STDERR_LIMIT,
+    STDERR_TAIL,
+};
+use crate::input::Source;
+use crate::policy::Policy;
+use crate::protocol::{self, FrameDecoder, Kind};
+use crate::sandbox::{Enforce, Process};
+use crate::verdict::TimeoutKind;
+
+/// What one poll of a process found.
+struct Events {
+    stdin: bool,
+    stdout: bool,
+    stderr: bool,
+    listener: PollFlags,
+    exited: bool,
+}
 
 pub(super) fn readable(f: &PollFd) -> bool {
     f.revents()
@@ -21,8 +47,13 @@ pub(super) fn slot<'a>(
 }
 
 impl<'s> Conn<'s> {
-    pub(super) fn new(proc: Process, sandbox: &Sandbox, framed: bool) -> Conn<'s> {
-        let limits = &sandbox.policy.limits;
+    pub(super) fn new(
+        proc: Process,
+        policy: &Arc<Policy>,
+        enforce: Enforce,
+        framed: bool,
+    ) -> Conn<'s> {
+        let limits = &policy.limits;
         Conn {
             proc,
             pending: Vec::new(),
@@ -41,9 +72,9 @@ impl<'s> Conn<'s> {
             denied: Vec::new(),
             paths: BTreeSet::new(),
             path_calls: BTreeSet::new(),
-            on_violation: sandbox.policy.syscalls.on_violation,
-            policy: sandbox.policy.clone(),
-            enforce: sandbox.enforce,
+            on_violation: policy.syscalls.on_violation,
+            policy: policy.clone(),
+            enforce,
             killed_for: None,
             buf: vec![0; CHUNK],
             last_cpu_check: Instant::now(),
@@ -176,112 +207,144 @@ impl<'s> Conn<'s> {
                 self.proc.kill();
                 return Stop::Timeout(TimeoutKind::Wall);
             }
-            // Reading /proc costs more than a whole echo job: look at the CPU
-            // clock at most every 100 ms of a job.
-            let check_cpu = self.last_cpu_check.elapsed() >= Duration::from_millis(100);
-            if let Some((start, budget)) = cpu_budget.filter(|_| check_cpu) {
-                self.last_cpu_check = Instant::now();
-                if self
-                    .proc
-                    .cpu_ms()
-                    .is_some_and(|c| c.saturating_sub(start) > budget)
-                {
-                    // An answer already waiting in the pipe was given in
-                    // time: the CPU since may be the next job's.
-                    if self.proc.stdout.is_some() {
-                        let early = self.read_stdout();
-                        if ready(self) {
-                            return Stop::Ready;
-                        }
-                        if let Some(stop) = early {
-                            return stop;
-                        }
-                    }
-                    self.killed_for = Some(TimeoutKind::Cpu);
-                    self.proc.kill();
-                    return Stop::Timeout(TimeoutKind::Cpu);
-                }
+            if let Some(stop) = self.check_cpu(cpu_budget, &mut ready) {
+                return stop;
             }
             let watched = cpu_budget.is_some() || self.attach.cancel.is_some();
             let wait =
                 (deadline - now).min(Duration::from_millis(if watched { 100 } else { 1000 }));
-            let want_write = !self.all_sent() && self.proc.stdin.is_some();
-            let (stdin_r, stdout_r, stderr_r, listener_r, exited) = {
-                let none = PollFlags::empty();
-                let p = &self.proc;
-                let mut fds = Vec::with_capacity(5);
-                let i_in = slot(
-                    &mut fds,
-                    p.stdin.as_ref().filter(|_| want_write),
-                    PollFlags::POLLOUT,
-                );
-                let i_out = slot(&mut fds, p.stdout.as_ref(), PollFlags::POLLIN);
-                let i_err = slot(&mut fds, p.stderr.as_ref(), PollFlags::POLLIN);
-                let i_lis = slot(&mut fds, p.listener(), PollFlags::POLLIN);
-                let i_pid = slot(&mut fds, Some(p.plugin_pidfd()), PollFlags::POLLIN);
-                let timeout = PollTimeout::try_from(wait.as_millis().max(1) as i32)
-                    .unwrap_or(PollTimeout::MAX);
-                match poll(&mut fds, timeout) {
-                    Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-                    Err(e) => return Stop::Protocol(format!("poll failed: {e}")),
-                }
-                let get = |i: Option<usize>| {
-                    i.is_some_and(|i| fds[i].revents().is_some_and(|r| r != none))
-                };
-                let get_r = |i: Option<usize>| i.is_some_and(|i| readable(&fds[i]));
-                (
-                    get(i_in),
-                    get_r(i_out),
-                    get_r(i_err),
-                    i_lis.and_then(|i| fds[i].revents()).unwrap_or(none),
-                    get_r(i_pid),
-                )
+            let events = match self.poll_once(wait) {
+                Ok(events) => events,
+                Err(stop) => return stop,
             };
-            if listener_r.contains(PollFlags::POLLIN) {
-                self.handle_notification();
-            } else if listener_r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR) {
-                // No task runs under the filter any more (the plugin has
-                // exited; its init may still be ending): nothing will ever
-                // come, and a hung-up listener would keep poll spinning.
-                self.proc.close_listener();
-            }
-            if stdin_r {
-                self.write_pending();
-                if let Some(e) = self.input_failed.take() {
-                    self.proc.kill();
-                    return Stop::Input(e.to_string());
-                }
-            }
-            if stderr_r {
-                self.read_stderr();
-            }
-            if stdout_r {
-                if let Some(stop) = self.read_stdout() {
-                    if stop == Stop::StdoutClosed && ready(self) {
-                        return Stop::Ready;
-                    }
-                    return stop;
-                }
-            }
-            if exited {
-                // Take whatever it wrote before dying (a descendant may still
-                // hold the pipe: bounded), then decide.
-                for _ in 0..1024 {
-                    match self.read_stdout() {
-                        Some(Stop::StdoutClosed) => break,
-                        Some(stop) => return stop,
-                        None if !self.stdout_pending => break,
-                        None => {}
-                    }
-                }
-                self.read_stderr();
-                return if ready(self) {
-                    Stop::Ready
-                } else {
-                    Stop::Exited
-                };
+            if let Some(stop) = self.on_events(events, &mut ready) {
+                return stop;
             }
         }
+    }
+
+    /// Kills the plugin once it has used more than its CPU budget
+    /// (`(clock at the start, budget)`, in ms). Reading /proc costs more
+    /// than a whole echo job: the clock is looked at every 100 ms at most.
+    fn check_cpu(
+        &mut self,
+        cpu_budget: Option<(u64, u64)>,
+        ready: &mut impl FnMut(&mut Conn<'s>) -> bool,
+    ) -> Option<Stop> {
+        let (start, budget) = cpu_budget?;
+        if self.last_cpu_check.elapsed() < Duration::from_millis(100) {
+            return None;
+        }
+        self.last_cpu_check = Instant::now();
+        let over = self
+            .proc
+            .cpu_ms()
+            .is_some_and(|c| c.saturating_sub(start) > budget);
+        if !over {
+            return None;
+        }
+        // An answer already waiting in the pipe was given in time: the
+        // CPU since may be the next job's.
+        if self.proc.stdout.is_some() {
+            let early = self.read_stdout();
+            if ready(self) {
+                return Some(Stop::Ready);
+            }
+            if early.is_some() {
+                return early;
+            }
+        }
+        self.killed_for = Some(TimeoutKind::Cpu);
+        self.proc.kill();
+        Some(Stop::Timeout(TimeoutKind::Cpu))
+    }
+
+    /// Waits at most `wait` for the process's pipes, listener or exit.
+    fn poll_once(&self, wait: Duration) -> Result<Events, Stop> {
+        let none = PollFlags::empty();
+        let p = &self.proc;
+        let want_write = !self.all_sent() && p.stdin.is_some();
+        let mut fds = Vec::with_capacity(5);
+        let i_in = slot(
+            &mut fds,
+            p.stdin.as_ref().filter(|_| want_write),
+            PollFlags::POLLOUT,
+        );
+        let i_out = slot(&mut fds, p.stdout.as_ref(), PollFlags::POLLIN);
+        let i_err = slot(&mut fds, p.stderr.as_ref(), PollFlags::POLLIN);
+        let i_lis = slot(&mut fds, p.listener(), PollFlags::POLLIN);
+        let i_pid = slot(&mut fds, Some(p.plugin_pidfd()), PollFlags::POLLIN);
+        let timeout =
+            PollTimeout::try_from(wait.as_millis().max(1) as i32).unwrap_or(PollTimeout::MAX);
+        match poll(&mut fds, timeout) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(Stop::Protocol(format!("poll failed: {e}"))),
+        }
+        let get = |i: Option<usize>| i.is_some_and(|i| fds[i].revents().is_some_and(|r| r != none));
+        let get_r = |i: Option<usize>| i.is_some_and(|i| readable(&fds[i]));
+        Ok(Events {
+            stdin: get(i_in),
+            stdout: get_r(i_out),
+            stderr: get_r(i_err),
+            listener: i_lis.and_then(|i| fds[i].revents()).unwrap_or(none),
+            exited: get_r(i_pid),
+        })
+    }
+
+    /// Serves what one poll found; `Some` ends the loop.
+    fn on_events(
+        &mut self,
+        ev: Events,
+        ready: &mut impl FnMut(&mut Conn<'s>) -> bool,
+    ) -> Option<Stop> {
+        if ev.listener.contains(PollFlags::POLLIN) {
+            self.handle_notification();
+        } else if ev
+            .listener
+            .intersects(PollFlags::POLLHUP | PollFlags::POLLERR)
+        {
+            // No task runs under the filter any more (the plugin has
+            // exited; its init may still be ending): nothing will ever
+            // come, and a hung-up listener would keep poll spinning.
+            self.proc.close_listener();
+        }
+        if ev.stdin {
+            self.write_pending();
+            if let Some(e) = self.input_failed.take() {
+                self.proc.kill();
+                return Some(Stop::Input(e.to_string()));
+            }
+        }
+        if ev.stderr {
+            self.read_stderr();
+        }
+        if ev.stdout {
+            if let Some(stop) = self.read_stdout() {
+                if stop == Stop::StdoutClosed && ready(self) {
+                    return Some(Stop::Ready);
+                }
+                return Some(stop);
+            }
+        }
+        if !ev.exited {
+            return None;
+        }
+        // Take whatever it wrote before dying (a descendant may still hold
+        // the pipe: bounded), then decide.
+        for _ in 0..1024 {
+            match self.read_stdout() {
+                Some(Stop::StdoutClosed) => break,
+                Some(stop) => return Some(stop),
+                None if !self.stdout_pending => break,
+                None => {}
+            }
+        }
+        self.read_stderr();
+        Some(if ready(self) {
+            Stop::Ready
+        } else {
+            Stop::Exited
+        })
     }
 
     pub(super) fn write_pending(&mut self) {

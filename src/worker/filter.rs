@@ -1,6 +1,14 @@
 //! Filters: a fresh process per job, input on stdin, output on stdout.
 
-use super::*;
+use std::time::{Duration, Instant};
+
+use super::stderr::suffix;
+use super::supervise::looks_like_oom;
+use super::{Attach, Conn, JobOutcome, Payload, Stop};
+use crate::input::Input;
+use crate::sandbox::{Mode, Sandbox};
+use crate::sink::{OutputBuf, OutputSink};
+use crate::verdict::Verdict;
 
 /// Runs one job through a filter: a fresh process, input on stdin, output
 /// from stdout, exit status 0 = ok.
@@ -26,6 +34,9 @@ pub(super) fn filter_job(
     attach: Attach,
     sink: Option<&mut dyn OutputSink>,
 ) -> JobOutcome {
+    if let Err(e) = sandbox.expect_mode(Mode::Filter, "a filter job") {
+        return JobOutcome::failed(Verdict::SetupError(e.to_string()));
+    }
     let started = Instant::now();
     let proc = match sandbox.spawn() {
         Ok(p) => p,
@@ -34,7 +45,7 @@ pub(super) fn filter_job(
     debug_assert_eq!(sandbox.plugin.mode, Mode::Filter);
     let limits = sandbox.policy.limits.clone();
     let mut held = OutputBuf::new(attach.spill.clone());
-    let mut conn = Conn::new(proc, sandbox, false);
+    let mut conn = Conn::new(proc, &sandbox.policy, sandbox.enforce, false);
     let sink = sink.unwrap_or(&mut held);
     if let Some(cancel) = &attach.cancel {
         sink.set_cancel(cancel.clone());
@@ -42,47 +53,7 @@ pub(super) fn filter_job(
     conn.raw = Some(sink);
     conn.attach = attach;
     conn.queue_input(input);
-    let deadline = started + limits.wall;
-    // Write everything, then close stdin so the filter sees EOF.
-    let stop = conn.pump(deadline, None, |c| {
-        if c.all_sent() {
-            c.proc.stdin = None;
-        }
-        c.proc.stdin.is_none() && c.proc.stdout.is_none() && c.proc.has_exited()
-    });
-    let verdict = match stop {
-        Stop::Ready | Stop::Exited | Stop::StdoutClosed => {
-            // stdout is at EOF; wait for the exit within the deadline.
-            let stop = if conn.proc.has_exited() {
-                Stop::Ready
-            } else {
-                conn.pump(deadline, None, |c| c.proc.has_exited())
-            };
-            match stop {
-                Stop::Ready | Stop::Exited => match conn.proc.wait() {
-                    Ok(info) if info.code() == Some(0) && conn.violation.is_none() => Verdict::Ok,
-                    Ok(info) if info.code().is_some() && conn.violation.is_none() => {
-                        let code = info.code().unwrap_or(-1);
-                        let stderr = conn.stderr_text();
-                        if looks_like_oom(&stderr) {
-                            Verdict::Memory(format!(
-                                "address-space limit reached (exit status {code})"
-                            ))
-                        } else {
-                            Verdict::PluginError(format!(
-                                "exit status {code}{}",
-                                suffix(&conn.stderr_tail)
-                            ))
-                        }
-                    }
-                    Ok(info) => conn.exit_verdict(info, limits.cpu),
-                    Err(e) => Verdict::ProtocolError(format!("cannot reap the plugin: {e}")),
-                },
-                other => conn.verdict_for(other, limits.cpu),
-            }
-        }
-        other => conn.verdict_for(other, limits.cpu),
-    };
+    let verdict = filter_verdict(&mut conn, started + limits.wall, limits.cpu);
     let info = conn.proc.terminate().unwrap_or_default();
     conn.end_stderr();
     let sink = conn.raw.take().expect("set above");
@@ -112,4 +83,50 @@ pub(super) fn filter_job(
         outcome.output = held.into_bytes();
     }
     outcome
+}
+
+/// Writes the input, closes stdin so the filter sees EOF, reads stdout
+/// to its end and waits for the exit within `deadline`: exit status 0 is
+/// ok.
+fn filter_verdict(conn: &mut Conn, deadline: Instant, cpu_limit: Duration) -> Verdict {
+    // Write everything, then close stdin so the filter sees EOF.
+    let stop = conn.pump(deadline, None, |c| {
+        if c.all_sent() {
+            c.proc.stdin = None;
+        }
+        c.proc.stdin.is_none() && c.proc.stdout.is_none() && c.proc.has_exited()
+    });
+    match stop {
+        Stop::Ready | Stop::Exited | Stop::StdoutClosed => {
+            // stdout is at EOF; wait for the exit within the deadline.
+            let stop = if conn.proc.has_exited() {
+                Stop::Ready
+            } else {
+                conn.pump(deadline, None, |c| c.proc.has_exited())
+            };
+            match stop {
+                Stop::Ready | Stop::Exited => match conn.proc.wait() {
+                    Ok(info) if info.code() == Some(0) && conn.violation.is_none() => Verdict::Ok,
+                    Ok(info) if info.code().is_some() && conn.violation.is_none() => {
+                        let code = info.code().unwrap_or(-1);
+                        let stderr = conn.stderr_text();
+                        if looks_like_oom(&stderr) {
+                            Verdict::Memory(format!(
+                                "address-space limit reached (exit status {code})"
+                            ))
+                        } else {
+                            Verdict::PluginError(format!(
+                                "exit status {code}{}",
+                                suffix(&conn.stderr_tail)
+                            ))
+                        }
+                    }
+                    Ok(info) => conn.exit_verdict(info, cpu_limit),
+                    Err(e) => Verdict::ProtocolError(format!("cannot reap the plugin: {e}")),
+                },
+                other => conn.verdict_for(other, cpu_limit),
+            }
+        }
+        other => conn.verdict_for(other, cpu_limit),
+    }
 }

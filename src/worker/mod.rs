@@ -1,7 +1,7 @@
 //! Host side of a running plugin: feed it jobs, read its answers, watch
 //! its deadlines and its syscalls, and turn everything into a [`Verdict`].
 //!
-//! One poll loop ([`Conn::pump`]) serves both plugin kinds. It writes the
+//! One poll loop (`Conn::pump`) serves both plugin kinds. It writes the
 //! pending input without blocking, drains stdout into a bounded frame
 //! decoder (worker) or the job's output sink (filter), drains stderr into a
 //! bounded tail and the log (a chatty plugin can never block on a full
@@ -10,33 +10,28 @@
 //! ends in a verdict for the job at hand. Each part of an output goes to an
 //! [`OutputSink`] as it arrives ([`crate::sink`]).
 
-mod batch;
+mod answer;
 mod conn;
 mod filter;
 mod job;
 mod stderr;
 mod supervise;
+mod window;
 
 use std::collections::{BTreeSet, VecDeque};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use crate::input::{Input, InputError, Source};
 use crate::observe::PathUse;
 use crate::policy::OnViolation;
-use crate::protocol::{self, Frame, FrameDecoder, Kind};
-use crate::sandbox::{Enforce, Mode, Process, Sandbox, SandboxError};
-use crate::sink::{OutputBuf, OutputSink, SavedOutput, Spill};
-use crate::spawn::ExitInfo;
-use crate::verdict::{stderr_detail, TimeoutKind, Verdict};
+use crate::protocol::{Frame, FrameDecoder};
+use crate::sandbox::{Enforce, Process};
+use crate::sink::{OutputSink, SavedOutput, Spill};
+use crate::verdict::{TimeoutKind, Verdict};
 
-pub use filter::{run_filter, run_filter_input};
-use stderr::*;
-use supervise::*;
+pub(crate) use filter::{run_filter, run_filter_input};
 
 /// Longest stderr tail kept for a verdict's detail.
 const STDERR_TAIL: usize = 4096;
@@ -55,10 +50,13 @@ const MAX_PATHS: usize = 1 << 16;
 /// `call`'s live view of a plugin's stderr: written to `out` as it comes,
 /// at most `limit` bytes per job, then one note saying how much was
 /// dropped. Unless `raw`, control characters other than newline and tab
-/// are escaped ([`crate::escape::escape_lines`]).
+/// are escaped (`escape_lines`).
 pub struct StderrRelay {
+    /// Where the stderr goes.
     pub out: Box<dyn std::io::Write + Send>,
+    /// Bytes per job relayed at most.
     pub limit: u64,
+    /// Pass control characters through unescaped.
     pub raw: bool,
 }
 
@@ -67,6 +65,7 @@ pub struct StderrRelay {
 pub struct Attach {
     /// Once set, the job in flight is killed and ends `cancelled`.
     pub cancel: Option<Arc<AtomicBool>>,
+    /// Where the plugin's stderr goes as it comes.
     pub relay: Option<StderrRelay>,
     /// Where outputs too big to hold go.
     pub spill: Option<Spill>,
@@ -88,6 +87,7 @@ struct StderrBudget {
 /// The result of one job.
 #[derive(Debug)]
 pub struct JobOutcome {
+    /// The one verdict of the job.
     pub verdict: Verdict,
     /// The output; empty unless the verdict is `ok`, and empty when it
     /// went to a sink or a spill file instead.
@@ -95,9 +95,13 @@ pub struct JobOutcome {
     /// An ok output the host did not hold: past the spill threshold
     /// ([`Attach::spill`]), or what the job's own sink saved.
     pub saved: Option<SavedOutput>,
+    /// Wall-clock time of the job.
     pub wall: Duration,
+    /// CPU time of the job, ms.
     pub cpu_ms: u64,
+    /// Peak resident set of the plugin, KiB.
     pub max_rss_kib: u64,
+    /// The plugin's pid (0 when none was started).
     pub pid: i32,
     /// Syscalls denied with EPERM (`on_violation = "errno"`) or, in log
     /// mode, that would have been denied.
@@ -202,7 +206,7 @@ struct Conn<'s> {
     raw_len: u64,
     raw_limit: u64,
     stderr_tail: Vec<u8>,
-    violation: Option<String>,
+    violation: Option<crate::verdict::Violation>,
     denied: Vec<String>,
     /// Observe mode: the paths seen, and the path syscalls already listed
     /// in `denied` (once each: their calls differ by pointer only).
@@ -219,6 +223,46 @@ struct Conn<'s> {
     stdout_pending: bool,
 }
 
+/// Where a worker is in its life. A worker is spawned with the host's
+/// hello queued ([`Life::Fresh`]); the plugin's hello is read before the
+/// first job that needs to know what the plugin takes (an arena, an input
+/// in parts), else together with the first answer ([`Life::Greeted`]).
+/// A job that kills or loses the plugin ends it ([`Life::Dead`]); nothing
+/// leaves `Dead`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Life {
+    /// The plugin's hello has not been read yet.
+    Fresh,
+    /// The plugin said hello: what it takes.
+    Greeted {
+        /// It has an arena and maps it.
+        arena: bool,
+        /// It takes a job's input in parts.
+        parts: bool,
+    },
+    /// A job killed or lost the plugin.
+    Dead,
+}
+
+/// One job of a window: its input and where its output goes (held in
+/// memory, or spilled, without a sink).
+struct Job<'i, 's> {
+    input: Payload<'i>,
+    sink: Option<&'s mut dyn OutputSink>,
+}
+
+/// The jobs in flight: ids `first..end`. The arena has one output region,
+/// which one job of a window at most may answer in (`reply_offered`).
+struct Window {
+    first: u64,
+    end: u64,
+    reply_offered: Option<u64>,
+    /// A frame arrived for a job of this window already answered: that
+    /// job sent bytes after its answer (the fault is its, not the awaited
+    /// job's).
+    late_frame_for: Option<u64>,
+}
+
 /// A persistent worker speaking the plugwarden protocol.
 pub struct Worker {
     conn: Conn<'static>,
@@ -233,84 +277,25 @@ pub struct Worker {
     wall_limit: Duration,
     output_limit: u64,
     max_frame: u32,
-    dead: bool,
-    greeted: bool,
+    life: Life,
     peak_rss_kib: u64,
     /// CPU clock (ms) at the end of the previous job.
     last_cpu: Option<u64>,
+}
+
+impl Worker {
     /// The plugin has an arena and said in its hello that it maps it.
-    arena_on: bool,
+    fn arena_on(&self) -> bool {
+        matches!(self.life, Life::Greeted { arena: true, .. })
+    }
+
     /// The plugin's hello said it takes a job's input in parts.
-    parts_on: bool,
-    /// The one job in flight that was sent with `FLAG_REPLY_IN_ARENA`.
-    reply_offered: Option<u64>,
-    /// Set when a frame arrived for a job already answered: that job sent
-    /// bytes after its answer (the fault is its, not the awaited job's).
-    late_frame_for: Option<u64>,
+    fn parts_on(&self) -> bool {
+        matches!(self.life, Life::Greeted { parts: true, .. })
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::io::Write;
-    use std::sync::Mutex;
-
-    /// A writer whose bytes the test can read back.
-    #[derive(Clone, Default)]
-    struct Shared(Arc<Mutex<Vec<u8>>>);
-
-    impl Write for Shared {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    fn relayed(raw: bool, limit: u64, chunks: &[&[u8]]) -> (String, StderrBudget) {
-        let out = Shared::default();
-        let mut r = Some(StderrRelay {
-            out: Box::new(out.clone()),
-            limit,
-            raw,
-        });
-        let mut b = StderrBudget::default();
-        for c in chunks {
-            relay(&mut r, &mut b, c);
-        }
-        let text = String::from_utf8_lossy(&out.0.lock().unwrap()).into_owned();
-        (text, b)
-    }
-
-    #[test]
-    fn test_relay_escapes_control_characters_but_keeps_lines() {
-        let (text, b) = relayed(false, 1 << 20, &[b"warn:\tx\n\x1b]0;pwned\x07\x1b[2J\n"]);
-        assert_eq!(text, "warn:\tx\n\\x1b]0;pwned\\x07\\x1b[2J\n");
-        assert!(!b.line_open);
-    }
-
-    #[test]
-    fn test_relay_utf8_split_across_reads_stays_one_character() {
-        let e = "é".as_bytes();
-        let (text, b) = relayed(false, 1 << 20, &[&[b'a', e[0]], &[e[1], b'!']]);
-        assert_eq!(text, "aé!");
-        assert!(b.carry.is_empty() && b.line_open);
-    }
-
-    #[test]
-    fn test_relay_past_the_limit_counts_what_it_drops() {
-        let (text, b) = relayed(true, 4, &[b"abc", b"defg", b"\x1b"]);
-        assert_eq!(text, "abc");
-        assert_eq!((b.relayed, b.relay_dropped), (3, 5));
-    }
-
-    #[test]
-    fn test_relay_limit_counts_escaped_bytes() {
-        let flood = vec![0x1bu8; 64 << 10];
-        let (text, b) = relayed(false, 16 << 10, &[&flood]);
-        assert_eq!(text.len(), 16 << 10);
-        assert_eq!(b.relay_dropped, (60 << 10) as u64);
-    }
-}
+mod tests;
+#[cfg(test)]
+mod window_tests;

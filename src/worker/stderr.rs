@@ -1,6 +1,7 @@
 //! A plugin's stderr: relayed live within its budget, logged escaped.
 
-use super::*;
+use super::{StderrBudget, StderrRelay, STDERR_LIMIT};
+use crate::verdict::stderr_detail;
 
 /// Writes what the relay's budget allows of `chunk` to the relay. The
 /// budget counts bytes written (escaped, a control byte takes four), so

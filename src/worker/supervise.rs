@@ -1,7 +1,15 @@
 //! Supervision while a job runs: answering the seccomp notifications,
 //! and the verdict a job or an exit earns.
 
-use super::*;
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+use super::stderr::suffix;
+use super::{Conn, Stop, MAX_PATHS};
+use crate::policy::OnViolation;
+use crate::sandbox::Enforce;
+use crate::spawn::ExitInfo;
+use crate::verdict::{stderr_detail, TimeoutKind, Verdict};
 
 impl<'s> Conn<'s> {
     /// Answers one seccomp user notification: the syscall is outside the
@@ -42,7 +50,10 @@ impl<'s> Conn<'s> {
                 crate::spawn::errno_name(i32::from(errno))
             ));
         } else {
-            self.answer(what, &mut resp);
+            self.answer(
+                crate::verdict::Violation::caught(d.arch, d.nr, what),
+                &mut resp,
+            );
         }
         // SAFETY: NOTIF_SEND reads one seccomp_notif_resp from our stack.
         unsafe { libc::ioctl(listener, libc::SECCOMP_IOCTL_NOTIF_SEND, &resp) };
@@ -92,14 +103,18 @@ impl<'s> Conn<'s> {
     }
 
     /// A call outside the allowlist: kill, EPERM, or (log) let it run.
-    pub(super) fn answer(&mut self, what: String, resp: &mut libc::seccomp_notif_resp) {
+    pub(super) fn answer(
+        &mut self,
+        what: crate::verdict::Violation,
+        resp: &mut libc::seccomp_notif_resp,
+    ) {
         match (self.enforce, self.on_violation) {
             (Enforce::Log | Enforce::Observe, _) => {
                 resp.error = 0;
                 resp.flags = libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32;
-                self.note_denied(what);
+                self.note_denied(what.to_string());
             }
-            (Enforce::Policy, OnViolation::Errno) => self.note_denied(what),
+            (Enforce::Policy, OnViolation::Errno) => self.note_denied(what.to_string()),
             (Enforce::Policy, OnViolation::Kill) => {
                 tracing::info!(pid = self.proc.pid, syscall = %what, "seccomp violation, killing the plugin");
                 if self.violation.is_none() {
@@ -190,7 +205,10 @@ impl<'s> Conn<'s> {
                     (true, Some(line)) => format!("core dumped; {line}"),
                     (false, line) => line.unwrap_or_default(),
                 };
-                Verdict::Crashed { signal, detail }
+                Verdict::Crashed {
+                    signal: crate::verdict::Signal::from_raw(signal),
+                    detail,
+                }
             }
             (None, Some(code)) if looks_like_oom(&stderr) => {
                 Verdict::Memory(format!("address-space limit reached (exit status {code})"))

@@ -220,3 +220,38 @@ pub fn has_forbidden(doc: &lopdf::Document) -> Vec<String> {
     }
     found
 }
+
+/// What a fork server (`fs_pid`) still has under it that it should not:
+/// every child of it but one idle zygote (the init it keeps for a
+/// profile's next input, docs/decisions/zygote.md), which must be neither
+/// a zombie nor hold a process of its own. Empty when nothing is left.
+pub fn left_under_fork_server(fs_pid: u32) -> Vec<String> {
+    let children = |pid: &str| {
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default()
+    };
+    let state = |pid: &str| {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        stat.rsplit_once(") ")
+            .and_then(|(_, rest)| rest.chars().next())
+            .unwrap_or('?')
+    };
+    let all = children(&fs_pid.to_string());
+    let mut left = Vec::new();
+    let mut idle = 0;
+    for pid in all.split_whitespace() {
+        let own = children(pid);
+        if state(pid) == 'Z' || !own.trim().is_empty() {
+            left.push(format!(
+                "{pid} (state {}, children [{}])",
+                state(pid),
+                own.trim()
+            ));
+        } else {
+            idle += 1;
+            if idle > 1 {
+                left.push(format!("{pid} (a second idle init)"));
+            }
+        }
+    }
+    left
+}
