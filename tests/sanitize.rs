@@ -372,3 +372,72 @@ fn test_pdf_policy_denies_files_outside_its_grants() {
     assert!(v.starts_with("plugin_error: denied: "), "{v}");
     assert!(!String::from_utf8_lossy(&o.stdout).contains("top secret"));
 }
+
+#[test]
+fn test_sanitize_compress_small_same_pixels_not_larger_than_fast() {
+    let sample = "hostile-repeated-page.pdf";
+    let (_d1, fast_out, fast, fast_records) = sanitize_one(sample, &["--compress", "fast"]);
+    let (_d2, small_out, small, small_records) = sanitize_one(sample, &["--compress", "small"]);
+    for (o, records) in [(&fast, &fast_records), (&small, &small_records)] {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0]["verdict"], "ok", "{records:?}");
+    }
+    let name = format!("{sample}.safe.pdf");
+    let (fast_pdf, small_pdf) = (fast_out.join(&name), small_out.join(&name));
+    // Both pass the output checks of every safe PDF, and a reader (lopdf)
+    // gets the same pixels from both.
+    let pixels = |path: &Path| {
+        let doc = lopdf::Document::load(path).unwrap();
+        assert_eq!(has_forbidden(&doc), Vec::<String>::new());
+        assert!(doc.trailer.get(b"Info").is_err());
+        doc.get_pages()
+            .values()
+            .map(|&id| {
+                let page = doc.get_object(id).unwrap().as_dict().unwrap();
+                let res = page.get(b"Resources").unwrap().as_dict().unwrap();
+                let xobj = res.get(b"XObject").unwrap().as_dict().unwrap();
+                let im = xobj.get(b"Im0").unwrap().as_reference().unwrap();
+                let image = doc.get_object(im).unwrap().as_stream().unwrap();
+                image.decompressed_content().unwrap()
+            })
+            .collect::<Vec<_>>()
+    };
+    let (a, b) = (pixels(&fast_pdf), pixels(&small_pdf));
+    assert_eq!(a.len(), 3);
+    assert!(a == b, "the two outputs' pixels differ");
+    // And they are the renderer's own pixels (the plugin composites them
+    // straight into the arena): the same pages rendered in this process.
+    let bytes = std::fs::read(repo().join("samples").join(sample)).unwrap();
+    let mut rendered = Vec::new();
+    pw_pdf_sanitize::render_guarded(
+        &bytes,
+        150,
+        &pw_pdf_sanitize::RenderLimits::default(),
+        &mut |part| {
+            rendered.extend_from_slice(part);
+            Ok(())
+        },
+    )
+    .unwrap();
+    let mut expected = Vec::new();
+    let mut at = 16;
+    while at < rendered.len() {
+        assert_eq!(rendered[at], 1, "a rendered page");
+        let le = |b: &[u8]| u32::from_le_bytes(b.try_into().unwrap()) as usize;
+        let (w, h) = (le(&rendered[at + 1..at + 5]), le(&rendered[at + 5..at + 9]));
+        expected.push(rendered[at + 9..at + 9 + w * h * 3].to_vec());
+        at += 9 + w * h * 3;
+    }
+    assert!(
+        a == expected,
+        "the safe PDF's pixels are not the renderer's"
+    );
+    let size = |p: &Path| std::fs::metadata(p).unwrap().len();
+    assert!(
+        size(&small_pdf) <= size(&fast_pdf),
+        "small {} > fast {}",
+        size(&small_pdf),
+        size(&fast_pdf)
+    );
+}

@@ -465,7 +465,18 @@ pub fn batch(
 /// slots recycling every `batch` jobs (the pool's own warm spares and
 /// reapers). Latency is each job's `JobOutcome::wall`.
 pub fn pool_batch(sb: &Arc<Sandbox>, jobs: usize, batch: u64, workers: usize) -> Result<BatchRun> {
-    pool_batch_rss(sb, jobs, batch, workers, &[]).map(|(run, _)| run)
+    pool_batch_rss(sb, jobs, batch, workers, 4096, &[]).map(|(run, _)| run)
+}
+
+/// [`pool_batch`] with inputs of `size` bytes.
+pub fn pool_batch_sized(
+    sb: &Arc<Sandbox>,
+    jobs: usize,
+    batch: u64,
+    workers: usize,
+    size: usize,
+) -> Result<BatchRun> {
+    pool_batch_rss(sb, jobs, batch, workers, size, &[]).map(|(run, _)| run)
 }
 
 /// [`pool_batch`] that also reads this process's RSS (KiB) when the
@@ -475,6 +486,7 @@ pub fn pool_batch_rss(
     jobs: usize,
     batch: u64,
     workers: usize,
+    size: usize,
     checkpoints: &[usize],
 ) -> Result<(BatchRun, Vec<f64>)> {
     use plugwarden::pool::{Pool, PoolConfig, Task};
@@ -486,7 +498,7 @@ pub fn pool_batch_rss(
         retry: false,
         spill: None,
     };
-    let payload = vec![0x42u8; 4096];
+    let payload = vec![0x42u8; size];
     let t0 = Instant::now();
     let (pool, feeder) = Pool::<usize>::start(sb.clone(), config)?;
     let producer = std::thread::spawn(move || {
@@ -515,7 +527,7 @@ pub fn pool_batch_rss(
             rss.push(self_rss_kib() as f64);
         }
         let o = &f.outcome;
-        if !o.verdict.is_ok() || o.output.len() != 4096 {
+        if !o.verdict.is_ok() || o.output.len() != size {
             bad.get_or_insert_with(|| format!("job {}: {} {}", f.tag, o.verdict, o.stderr_tail));
         }
         if keep {

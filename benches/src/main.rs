@@ -15,6 +15,7 @@ mod floor;
 mod host;
 mod office;
 mod sanitize;
+mod scaling;
 mod shards;
 mod stats;
 
@@ -22,6 +23,7 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use anyhow::{bail, Result};
+use sanitize::InProcess;
 use stats::{ratios, summarize, Summary};
 
 /// How much to measure.
@@ -52,6 +54,8 @@ struct Config {
     files_each: usize,
     /// Files per size in the cost-per-job rows: 1 KiB, 64 KiB, 1 MiB, 16 MiB.
     files_by_size: [usize; 4],
+    /// Jobs per size in the library pool's scaling rows (same sizes).
+    pool_by_size: [usize; 4],
     only: Option<Vec<String>>,
 }
 
@@ -84,6 +88,7 @@ impl Config {
                 files_rounds: 2,
                 files_each: 200,
                 files_by_size: [1_000, 200, 40, 4],
+                pool_by_size: [2_000, 1_000, 100, 8],
                 only: None,
             }
         } else {
@@ -111,6 +116,7 @@ impl Config {
                 files_rounds: 3,
                 files_each: 500,
                 files_by_size: [4_000, 1_000, 100, 8],
+                pool_by_size: [20_000, 4_000, 400, 32],
                 only: None,
             }
         };
@@ -132,7 +138,7 @@ impl Config {
                 }
                 "-h" | "--help" => {
                     println!(
-                        "usage: plugwarden-bench [--quick] [--rounds N] [--only spawn,rt,bulk,batch,files,memory,streaming,sanitize,office,shards]"
+                        "usage: plugwarden-bench [--quick] [--rounds N] [--only spawn,rt,bulk,batch,scaling,files,memory,streaming,sanitize,office,shards]"
                     );
                     std::process::exit(0);
                 }
@@ -876,7 +882,7 @@ fn memory_section(c: &Config, h: &host::Host, rows: &mut Vec<Row>) -> Result<()>
     let mut checkpoints = vec![small, big / 10, big / 2, big];
     checkpoints.dedup();
     progress(&format!("memory: {big} jobs in one pool"));
-    let (_, rss) = host::pool_batch_rss(&h.echo, big, 100, 2, &checkpoints)?;
+    let (_, rss) = host::pool_batch_rss(&h.echo, big, 100, 2, 4096, &checkpoints)?;
     let trend: Vec<String> = checkpoints
         .iter()
         .zip(&rss)
@@ -974,21 +980,39 @@ fn sanitize_section(c: &Config, bins: &host::Binaries, rows: &mut Vec<Row>) -> R
     let pages = sanitize::pages_per_copy(&inputs)?;
     let total = pages as usize * inputs.copies;
     let (mut cli, mut render, mut full) = (Vec::new(), Vec::new(), Vec::new());
-    sanitize::cli_pages_per_s(&bins.plugwarden, &inputs, pages, WORKERS)?; // warm-up
+    let (mut small, mut fast_bytes, mut small_bytes) = (Vec::new(), Vec::new(), Vec::new());
+    let mut streamed = Vec::new();
+    let small_arg = ["--compress", "small"];
+    sanitize::cli_pages_per_s(&bins.plugwarden, &inputs, pages, WORKERS, &[])?; // warm-up
     for round in 0..c.sanitize_rounds {
         progress(&format!(
             "sanitize round {}/{}",
             round + 1,
             c.sanitize_rounds
         ));
-        cli.push(sanitize::cli_pages_per_s(
-            &bins.plugwarden,
+        let (rate, bytes) =
+            sanitize::cli_pages_per_s(&bins.plugwarden, &inputs, pages, WORKERS, &[])?;
+        cli.push(rate);
+        fast_bytes.push(bytes as f64 / total as f64 / 1024.0);
+        render.push(sanitize::in_process_pages_per_s(
             &inputs,
-            pages,
             WORKERS,
+            InProcess::Render,
         )?);
-        render.push(sanitize::in_process_pages_per_s(&inputs, WORKERS, false)?);
-        full.push(sanitize::in_process_pages_per_s(&inputs, WORKERS, true)?);
+        full.push(sanitize::in_process_pages_per_s(
+            &inputs,
+            WORKERS,
+            InProcess::RenderThenWrite,
+        )?);
+        streamed.push(sanitize::in_process_pages_per_s(
+            &inputs,
+            WORKERS,
+            InProcess::Streamed,
+        )?);
+        let (rate, bytes) =
+            sanitize::cli_pages_per_s(&bins.plugwarden, &inputs, pages, WORKERS, &small_arg)?;
+        small.push(rate);
+        small_bytes.push(bytes as f64 / total as f64 / 1024.0);
     }
     let what = format!(
         "sanitize: {} × {pages}-page PDF = {total} pages at {} dpi",
@@ -1015,13 +1039,53 @@ fn sanitize_section(c: &Config, bins: &host::Binaries, rows: &mut Vec<Row>) -> R
         )
         .target(Target::AtLeast(1.0)),
     );
+    rows.push(
+        Row::versus(
+            "sanitize vs the same work in-process (render + validate + write PDF)",
+            "pages/s",
+            &cli,
+            &format!("in-process, no sandbox, {WORKERS} threads"),
+            &full,
+        )
+        .target(Target::AtLeast(0.9)),
+    );
     rows.push(Row::versus(
-        "sanitize vs the same work in-process (render + validate + write PDF)",
+        "sanitize vs in-process with each page written as it is rendered (one thread per copy)",
         "pages/s",
         &cli,
-        &format!("in-process, no sandbox, {WORKERS} threads"),
-        &full,
+        &format!("in-process streamed, no sandbox, {WORKERS} threads"),
+        &streamed,
     ));
+    rows.push(Row::versus(
+        "sanitize `--compress small` vs `--compress fast` (the default), end to end",
+        "pages/s",
+        &small,
+        "--compress fast",
+        &cli,
+    ));
+    rows.push(Row::versus(
+        "sanitize: safe PDF bytes per page, `--compress small` vs `fast`",
+        "KiB",
+        &small_bytes,
+        "--compress fast",
+        &fast_bytes,
+    ));
+    for compress in [
+        plugwarden::sanitize::Compress::Fast,
+        plugwarden::sanitize::Compress::Small,
+    ] {
+        let (mb_s, bytes, rgb) = sanitize::writer_mb_s(&inputs, compress)?;
+        rows.push(Row::info(
+            &format!(
+                "sanitize: the host's PDF writer alone, `--compress {}`, one thread ({:.0} KiB a page, {:.0}× smaller than the RGB)",
+                compress.name(),
+                bytes as f64 / f64::from(pages) / 1024.0,
+                rgb as f64 / bytes as f64
+            ),
+            "MB/s",
+            &[mb_s],
+        ));
+    }
     rows.push(Row::versus(
         "sanitize vs Dangerzone (order of magnitude: ~0.5 s per page)",
         "pages/s",
@@ -1257,6 +1321,9 @@ fn main() -> Result<()> {
     }
     if c.wants("batch") {
         batch_section(&c, &h, &fl, floor_us, &mut rows)?;
+    }
+    if c.wants("scaling") {
+        scaling::section(&c, &h, &mut rows)?;
     }
     if c.wants("files") {
         files_section(&c, &bins, &fl, &mut rows)?;

@@ -63,11 +63,22 @@ fn render_one(pdf: &[u8]) -> Result<(u32, Vec<u8>)> {
     Ok((count, out))
 }
 
+/// What the in-process baseline does with each copy.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum InProcess {
+    /// Render only, the output collected in memory.
+    Render,
+    /// Render the whole copy, then validate it and write the PDF.
+    RenderThenWrite,
+    /// Each page validated and written as soon as it is rendered, on the
+    /// same thread (what the plugin and the host do in two processes).
+    Streamed,
+}
+
 /// Every copy rendered in this process on `threads` threads (each renders
-/// whole copies, one at a time, single-threaded); with `write_pdf`, each
-/// copy's pixels also go through the host's validation and PDF writer.
-/// Returns pages per second.
-pub fn in_process_pages_per_s(inputs: &Inputs, threads: usize, write_pdf: bool) -> Result<f64> {
+/// whole copies, one at a time, single-threaded), and written as `mode`
+/// says. Returns pages per second.
+pub fn in_process_pages_per_s(inputs: &Inputs, threads: usize, mode: InProcess) -> Result<f64> {
     let next = AtomicUsize::new(0);
     let t = Instant::now();
     let pages: Vec<Result<u64>> = std::thread::scope(|s| {
@@ -77,8 +88,12 @@ pub fn in_process_pages_per_s(inputs: &Inputs, threads: usize, write_pdf: bool) 
                 s.spawn(move || -> Result<u64> {
                     let mut pages = 0u64;
                     while next.fetch_add(1, Ordering::Relaxed) < inputs.copies {
+                        if mode == InProcess::Streamed {
+                            pages += u64::from(render_streamed(&inputs.pdf)?);
+                            continue;
+                        }
                         let (n, out) = render_one(&inputs.pdf)?;
-                        if write_pdf {
+                        if mode == InProcess::RenderThenWrite {
                             let limits = plugwarden::sanitize::Limits::default();
                             let (pdf, report) =
                                 plugwarden::sanitize::pdf_from_plugin_output(&out, &limits)?;
@@ -108,19 +123,37 @@ pub fn in_process_pages_per_s(inputs: &Inputs, threads: usize, write_pdf: bool) 
     Ok(total as f64 / secs)
 }
 
+/// Renders one copy and hands each page to the host's PDF writer as it
+/// comes; returns the pages written.
+fn render_streamed(pdf: &[u8]) -> Result<u32> {
+    let limits = plugwarden::sanitize::Limits::default();
+    let mut stream = plugwarden::sanitize::PdfStream::new(Vec::new(), limits)?;
+    render_guarded(pdf, DEFAULT_DPI, &RenderLimits::default(), &mut |bytes| {
+        stream.write(bytes).map_err(|e| e.to_string())
+    })
+    .map_err(|e| anyhow::anyhow!("in-process render failed: {e}"))?;
+    let (out, report) = stream.finish()?;
+    if out.is_empty() || !report.failed.is_empty() {
+        bail!("in-process streamed writer: {report:?}");
+    }
+    Ok(report.rendered())
+}
+
 /// Pages in one copy of the sample.
 pub fn pages_per_copy(inputs: &Inputs) -> Result<u32> {
     render_one(&inputs.pdf).map(|(n, _)| n)
 }
 
-/// One `plugwarden sanitize DIR --out OUT --workers W` run (default
-/// `--batch`), timed as a whole: pages per second.
+/// One `plugwarden sanitize DIR --out OUT --workers W [extra]` run
+/// (default `--batch`), timed as a whole: pages per second, and the bytes
+/// of the safe PDFs it wrote.
 pub fn cli_pages_per_s(
     plugwarden: &Path,
     inputs: &Inputs,
     pages: u32,
     workers: usize,
-) -> Result<f64> {
+    extra: &[&str],
+) -> Result<(f64, u64)> {
     let out = tempfile::Builder::new()
         .prefix("pw-bench-safe-")
         .tempdir()?;
@@ -131,6 +164,7 @@ pub fn cli_pages_per_s(
         .arg("--out")
         .arg(out.path())
         .args(["--workers", &workers.to_string()])
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -143,17 +177,42 @@ pub fn cli_pages_per_s(
             String::from_utf8_lossy(&run.stderr)
         );
     }
-    let safe = std::fs::read_dir(out.path())?
+    let safe: Vec<u64> = std::fs::read_dir(out.path())?
         .filter_map(|e| e.ok())
         .filter(|e| e.file_name().to_string_lossy().ends_with(".safe.pdf"))
-        .count();
+        .map(|e| e.metadata().map_or(0, |m| m.len()))
+        .collect();
+    let safe_bytes = safe.iter().sum();
+    let safe = safe.len();
     if safe != inputs.copies {
         bail!(
             "plugwarden sanitize wrote {safe} safe PDFs for {} inputs",
             inputs.copies
         );
     }
-    Ok(f64::from(pages) * inputs.copies as f64 / secs)
+    Ok((f64::from(pages) * inputs.copies as f64 / secs, safe_bytes))
+}
+
+/// The host's PDF writer alone on one copy's rendered pages (rendered
+/// once, outside the timing), with `compress`: MB of RGB per second on
+/// one thread, the safe PDF's bytes and the plugin output's.
+pub fn writer_mb_s(
+    inputs: &Inputs,
+    compress: plugwarden::sanitize::Compress,
+) -> Result<(f64, u64, u64)> {
+    let (_, out) = render_one(&inputs.pdf)?;
+    let limits = plugwarden::sanitize::Limits::default();
+    let t = Instant::now();
+    let mut stream = plugwarden::sanitize::PdfStream::new(Vec::new(), limits)?;
+    stream.set_compress(compress);
+    stream.write(&out)?;
+    let (pdf, _) = stream.finish()?;
+    let secs = t.elapsed().as_secs_f64();
+    Ok((
+        out.len() as f64 / 1e6 / secs,
+        pdf.len() as u64,
+        out.len() as u64,
+    ))
 }
 
 /// A PDF of `pages` US-letter pages of text and vector art (the samples'

@@ -4,7 +4,8 @@
 //! Usage: `pw-pdf-sanitize [--dpi N]` (default 150).
 
 use clap::Parser;
-use pw_pdf_sanitize::{install_panic_hook, render_guarded, RenderLimits, DEFAULT_DPI};
+use plugwarden_sdk::Parts;
+use pw_pdf_sanitize::{install_panic_hook, render_guarded_to, PageSink, RenderLimits, DEFAULT_DPI};
 
 /// Renders untrusted PDFs to pixels inside the plugwarden sandbox.
 #[derive(Parser)]
@@ -12,6 +13,28 @@ struct Args {
     /// Resolution to render at, in dots per inch.
     #[arg(long, default_value_t = DEFAULT_DPI, value_parser = clap::value_parser!(u32).range(18..=1200))]
     dpi: u32,
+}
+
+/// The job's output parts: a page's pixels are composited straight into
+/// the host's shared-memory arena when it offered room (no copy), else
+/// gathered and sent through the pipe.
+struct ToHost<'p, 'a>(&'p mut Parts<'a>);
+
+impl PageSink for ToHost<'_, '_> {
+    fn part(&mut self, bytes: &[u8]) -> Result<(), String> {
+        Ok(self.0.send(bytes)?)
+    }
+
+    fn page(
+        &mut self,
+        head: &[u8],
+        pixels: usize,
+        scratch: &mut Vec<u8>,
+        fill: &mut dyn FnMut(&mut [u8]),
+    ) -> Result<(), String> {
+        self.0.send(head)?;
+        Ok(self.0.send_with(pixels, scratch, fill)?)
+    }
 }
 
 fn main() {
@@ -22,11 +45,6 @@ fn main() {
     install_panic_hook();
     let limits = RenderLimits::default();
     plugwarden_sdk::serve_parts(|input, parts| {
-        render_guarded(
-            input,
-            args.dpi,
-            &limits,
-            &mut |bytes| Ok(parts.send(bytes)?),
-        )
+        render_guarded_to(input, args.dpi, &limits, &mut ToHost(parts))
     });
 }

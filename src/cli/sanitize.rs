@@ -27,8 +27,8 @@ use clap::Args;
 use plugwarden::input::Input;
 use plugwarden::sandbox::{Enforce, Mode, PluginSpec, Sandbox};
 use plugwarden::sanitize::{
-    self, FileType, Limits, OfficeFormat, OfficeModule, PdfStream, SanitizeError, Sanitizer,
-    OFFICE_MAGIC, PDF_PASSWORD_MAGIC,
+    self, Compress, FileType, Limits, OfficeFormat, OfficeModule, PdfStream, SanitizeError,
+    Sanitizer, OFFICE_MAGIC, PDF_PASSWORD_MAGIC,
 };
 use plugwarden::sink::{HashedFile, OutputSink, SavedOutput};
 use plugwarden::Verdict;
@@ -68,10 +68,31 @@ pub struct SanitizeArgs {
     /// as an invisible text layer.
     #[arg(long, value_name = "LANG")]
     pub ocr: Option<String>,
+    /// How the safe PDFs' page images are compressed: `fast` (zlib level 1)
+    /// or `small` (zlib level 9: about half the size, many times the CPU;
+    /// docs/SANITIZE.md has the measured trade-off).
+    #[arg(long, value_enum, default_value_t = CompressArg::Fast)]
+    pub compress: CompressArg,
     #[command(flatten)]
     pub batch: BatchArgs,
     #[command(flatten)]
     pub grants: super::GrantArgs,
+}
+
+/// `--compress`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum CompressArg {
+    Fast,
+    Small,
+}
+
+impl From<CompressArg> for Compress {
+    fn from(c: CompressArg) -> Compress {
+        match c {
+            CompressArg::Fast => Compress::Fast,
+            CompressArg::Small => Compress::Small,
+        }
+    }
 }
 
 /// Where the sanitize plugins are looked for: `--plugins DIR`, or beside
@@ -186,9 +207,10 @@ fn ocr_for(
 
 fn stage_of(sandbox: Arc<Sandbox>) -> Result<Stage, Usage> {
     let exe = &sandbox.plugin.exe;
-    let sha = run::sha256_file(exe)
+    // Readable now (its hash is taken when a record first names it).
+    std::fs::File::open(exe)
         .map_err(|e| Usage(format!("cannot read the plugin {}: {e}", exe.display())))?;
-    Ok(Stage::new(sandbox, &sha))
+    Ok(Stage::new(sandbox))
 }
 
 /// Which LibreOffice modules are installed: a format whose module is
@@ -306,6 +328,7 @@ struct PdfSink {
     dir: PathBuf,
     name: PathBuf,
     limits: Limits,
+    compress: Compress,
     allow_partial: bool,
     ocr: Option<Arc<Ocr>>,
     cancel: Option<Arc<AtomicBool>>,
@@ -334,6 +357,7 @@ impl OutputSink for PdfSink {
                 let file = HashedFile::create(Some(&self.dir))
                     .map_err(|e| Self::verdict(SanitizeError::Write(e)))?;
                 let mut stream = PdfStream::new(file, self.limits).map_err(Self::verdict)?;
+                stream.set_compress(self.compress);
                 if self.ocr.is_some() {
                     let spill = tempfile::tempfile_in(&self.dir)
                         .map_err(|e| Self::verdict(SanitizeError::Write(e)))?;
@@ -437,11 +461,12 @@ pub fn sanitize(a: SanitizeArgs) -> Result<u8, Usage> {
                 .ok_or_else(|| Verdict::Unsupported(kind.describe().to_string()))
         }
     };
-    let (out, allow_partial) = (a.out.clone(), a.allow_partial);
+    let (out, allow_partial, compress) = (a.out.clone(), a.allow_partial, a.compress.into());
     let pdf_sink = move |rel: &Path| PdfSink {
         dir: out.clone(),
         name: safe_name(rel, Sanitizer::Pdf.output_extension()),
         limits,
+        compress,
         allow_partial,
         ocr: ocr.clone(),
         cancel: None,

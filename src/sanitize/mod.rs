@@ -18,6 +18,7 @@
 //! A [`SanitizeError`] for which [`SanitizeError::is_protocol_error`] holds
 //! means the plugin broke the contract: the caller reports `protocol_error`.
 
+mod compress;
 mod detect;
 pub mod ocr;
 mod office;
@@ -25,6 +26,7 @@ mod payload;
 mod pdf_out;
 mod png_out;
 
+pub use compress::Compress;
 pub use detect::{detect, detect_file, FileType, Sanitizer};
 pub use office::{ContainerError, OfficeFormat, OfficeModule, ReadAt};
 pub use pdf_out::{pdf_from_plugin_output, OcrPage, PageReport, PdfStream};

@@ -24,8 +24,7 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 
-use flate2::write::ZlibEncoder;
-
+use super::compress::{Compress, PageEncoder};
 use super::ocr::{self, Word};
 use super::payload::check_size;
 mod records;
@@ -72,7 +71,7 @@ enum State {
         width: u32,
         height: u32,
         remaining: u64,
-        encoder: ZlibEncoder<Vec<u8>>,
+        encoder: PageEncoder,
     },
     /// A failed page's reason.
     Reason {
@@ -111,6 +110,8 @@ pub struct PdfStream<W: Write> {
     deflated: Vec<u8>,
     /// Pages kept for OCR, when there is a text layer.
     ocr: Option<OcrSpill>,
+    /// How page images are compressed.
+    compress: Compress,
 }
 
 /// A rendered page kept for OCR: its 1-based number, its size in pixels,
@@ -190,6 +191,7 @@ impl<W: Write> PdfStream<W> {
             font: None,
             deflated: Vec::new(),
             ocr: None,
+            compress: Compress::default(),
         };
         // The comment of high bytes marks the file as binary for transfer tools.
         s.out
@@ -213,6 +215,12 @@ impl<W: Write> PdfStream<W> {
             grey: Vec::new(),
             font: None,
         });
+    }
+
+    /// How the page images are compressed (default [`Compress::Fast`]):
+    /// call before the first byte.
+    pub fn set_compress(&mut self, compress: Compress) {
+        self.compress = compress;
     }
 
     /// The rendered pages kept for OCR (none without a text layer).
@@ -277,9 +285,7 @@ impl<W: Write> PdfStream<W> {
                     let n = bytes
                         .len()
                         .min(usize::try_from(*remaining).unwrap_or(usize::MAX));
-                    encoder
-                        .write_all(&bytes[..n])
-                        .map_err(SanitizeError::Write)?;
+                    encoder.write(&bytes[..n]).map_err(SanitizeError::Write)?;
                     if let Some(spill) = &mut self.ocr {
                         spill.pixels(&bytes[..n]).map_err(SanitizeError::Write)?;
                     }

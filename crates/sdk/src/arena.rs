@@ -207,6 +207,27 @@ impl Arena {
     }
 }
 
+impl Arena {
+    /// Plugin side: the output region's `[offset, offset + len)` to write
+    /// in place, `None` when out of the output region.
+    ///
+    /// # Safety
+    ///
+    /// Nothing else may read or write that range while the slice lives.
+    /// The host reads a part only once its frame is sent, and never writes
+    /// the output region, so a slice filled before its part is sent is
+    /// sound; no two live slices may overlap.
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn output_mut(&self, offset: usize, len: usize) -> Option<&mut [u8]> {
+        if offset < self.region || !fits(offset, len, 2 * self.region) {
+            return None;
+        }
+        // SAFETY: in bounds of the mapping (checked above); no other
+        // reader or writer while it lives (the caller's contract).
+        Some(unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr().add(offset), len) })
+    }
+}
+
 /// Asks for transparent huge pages over the whole 2 MiB pages inside
 /// `[ptr, ptr + len)` before they are first written: a fresh 64 MiB output
 /// then costs 32 page faults instead of 16384 (where THP is `madvise`).
@@ -269,6 +290,27 @@ mod tests {
         assert!(!a.write((2 << 16) - 2, b"abc"));
         assert!(!a.read_into(usize::MAX, 2, &mut out));
         assert_eq!(out, b"xhello");
+    }
+
+    #[test]
+    fn test_arena_output_mut_only_in_the_output_region() {
+        let region = 1 << 16;
+        let a = Arena::create(region, false).unwrap();
+        // SAFETY: no other slice of the arena lives in this test.
+        let dst = unsafe { a.output_mut(region + 8, 4) }.unwrap();
+        dst.copy_from_slice(b"page");
+        let mut out = Vec::new();
+        assert!(a.read_into(region + 8, 4, &mut out));
+        assert_eq!(out, b"page");
+        // SAFETY: as above; each call returns None and forms no slice.
+        unsafe {
+            assert!(
+                a.output_mut(region - 1, 2).is_none(),
+                "reaches the input region"
+            );
+            assert!(a.output_mut(2 * region - 3, 4).is_none(), "past the end");
+            assert!(a.output_mut(usize::MAX, 2).is_none(), "overflow");
+        }
     }
 
     #[test]

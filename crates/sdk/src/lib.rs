@@ -234,7 +234,7 @@ pub struct Parts<'a> {
     arena_used: usize,
 }
 
-impl Parts<'_> {
+impl<'a> Parts<'a> {
     /// Sends `bytes`: copied into the arena's output region when the host
     /// offered it, the part is large and it still fits; otherwise as one or
     /// more `part` frames through the pipe.
@@ -253,29 +253,65 @@ impl Parts<'_> {
         Ok(())
     }
 
+    /// Sends a part of `len` bytes that `fill` writes in place: straight
+    /// into the arena's output region when the host offered it, the part
+    /// is large and it fits (no copy of the part at all), otherwise into
+    /// `scratch` (cleared, kept by the caller from part to part) and then
+    /// as [`Parts::send`] does. `fill` gets exactly `len` bytes, whose
+    /// contents it must not rely on.
+    pub fn send_with(
+        &mut self,
+        len: usize,
+        scratch: &mut Vec<u8>,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<(), Error> {
+        if let Some((arena, offset)) = self.arena_room(len) {
+            // SAFETY: the range is in the output region, after every part
+            // this job has sent (which the host may still be reading), and
+            // the host reads it only once the frame below is sent.
+            if let Some(dst) = unsafe { arena.output_mut(offset, len) } {
+                fill(dst);
+                return self.announce_in_arena(offset, len);
+            }
+        }
+        scratch.clear();
+        scratch.resize(len, 0);
+        fill(scratch);
+        self.send(scratch)
+    }
+
+    /// Where the next part of `len` bytes would go in the arena's output
+    /// region, when the host offered it, the part is large and it fits.
+    fn arena_room(&self, len: usize) -> Option<(&'a Arena, usize)> {
+        let arena = self.arena?;
+        let fits = self
+            .arena_used
+            .checked_add(len)
+            .is_some_and(|end| end <= arena.region());
+        (len >= arena::THRESHOLD && fits).then(|| (arena, arena.region() + self.arena_used))
+    }
+
     /// One `part` frame naming `bytes` copied into the output region;
     /// false when this part goes through the pipe instead. Parts never
     /// overlap within a job, so the host may copy each whenever it reads it.
     fn send_in_arena(&mut self, bytes: &[u8]) -> Result<bool, Error> {
-        let Some(arena) = self.arena else {
+        let Some((arena, offset)) = self.arena_room(bytes.len()) else {
             return Ok(false);
         };
-        let region = arena.region();
-        let fits = self
-            .arena_used
-            .checked_add(bytes.len())
-            .is_some_and(|end| end <= region);
-        if bytes.len() < arena::THRESHOLD || !fits {
-            return Ok(false);
-        }
-        let offset = region + self.arena_used;
         if !arena.write(offset, bytes) {
             return Ok(false);
         }
-        self.arena_used += bytes.len();
+        self.announce_in_arena(offset, bytes.len())?;
+        Ok(true)
+    }
+
+    /// The `part` frame for `len` bytes just written at `offset` of the
+    /// output region.
+    fn announce_in_arena(&mut self, offset: usize, len: usize) -> Result<(), Error> {
+        self.arena_used += len;
         let slice = protocol::ArenaSlice {
             offset: offset as u64,
-            len: bytes.len() as u64,
+            len: len as u64,
         };
         let mut frame = [0u8; protocol::HEADER_LEN + protocol::ARENA_SLICE_LEN];
         frame[..protocol::HEADER_LEN].copy_from_slice(&protocol::encode_header_flags(
@@ -285,8 +321,7 @@ impl Parts<'_> {
             protocol::ARENA_SLICE_LEN as u32,
         ));
         frame[protocol::HEADER_LEN..].copy_from_slice(&slice.encode());
-        self.out.write_all(&frame).map_err(Error::Write)?;
-        Ok(true)
+        self.out.write_all(&frame).map_err(Error::Write)
     }
 }
 

@@ -89,6 +89,40 @@ pub struct PageSize {
 /// Where the rendered document goes, part by part (the SDK's `Parts`).
 pub type Sink<'a> = &'a mut dyn FnMut(&[u8]) -> Result<(), String>;
 
+/// Where the rendered document goes, with a way to write a page's pixels
+/// in place ([`render_guarded_to`]; the plugin's main writes them straight
+/// into the host's shared-memory arena).
+pub trait PageSink {
+    /// The next part of the output (the header, a failed page's record).
+    fn part(&mut self, bytes: &[u8]) -> Result<(), String>;
+
+    /// A rendered page's record: `head`, then `pixels` bytes of RGB that
+    /// `fill` writes into the slice it is given. By default gathered in
+    /// `scratch` (kept from page to page) and sent as one part.
+    fn page(
+        &mut self,
+        head: &[u8],
+        pixels: usize,
+        scratch: &mut Vec<u8>,
+        fill: &mut dyn FnMut(&mut [u8]),
+    ) -> Result<(), String> {
+        scratch.clear();
+        scratch.extend_from_slice(head);
+        scratch.resize(head.len() + pixels, 0);
+        fill(&mut scratch[head.len()..]);
+        self.part(scratch)
+    }
+}
+
+/// A [`Sink`] as a [`PageSink`] that gathers each page.
+struct Gathered<'a, 'b>(&'b mut Sink<'a>);
+
+impl PageSink for Gathered<'_, '_> {
+    fn part(&mut self, bytes: &[u8]) -> Result<(), String> {
+        (self.0)(bytes)
+    }
+}
+
 /// Installs a panic hook that prints one line (no backtrace: with
 /// `RUST_BACKTRACE` set the default hook opens /proc/self/maps and the
 /// executable, which the sandbox forbids). Call once at start-up.
@@ -111,9 +145,19 @@ pub fn render_guarded(
     input: &[u8],
     dpi: u32,
     limits: &RenderLimits,
-    sink: Sink,
+    mut sink: Sink,
 ) -> Result<(), String> {
-    match panic::catch_unwind(AssertUnwindSafe(|| render(input, dpi, limits, sink))) {
+    render_guarded_to(input, dpi, limits, &mut Gathered(&mut sink))
+}
+
+/// [`render_guarded`] into a [`PageSink`].
+pub fn render_guarded_to(
+    input: &[u8],
+    dpi: u32,
+    limits: &RenderLimits,
+    sink: &mut dyn PageSink,
+) -> Result<(), String> {
+    match panic::catch_unwind(AssertUnwindSafe(|| render_to(input, dpi, limits, sink))) {
         Ok(result) => result,
         Err(payload) => Err(format!("renderer panicked: {}", panic_message(&*payload))),
     }
@@ -136,7 +180,17 @@ pub enum Planned {
 /// after [`PDF_PASSWORD_MAGIC`]) at `dpi` onto white and sends the output
 /// format described at [`MAGIC`] to `sink`, one part per page. The whole
 /// document is planned first, so one that is too large produces no output.
-pub fn render(input: &[u8], dpi: u32, limits: &RenderLimits, sink: Sink) -> Result<(), String> {
+pub fn render(input: &[u8], dpi: u32, limits: &RenderLimits, mut sink: Sink) -> Result<(), String> {
+    render_to(input, dpi, limits, &mut Gathered(&mut sink))
+}
+
+/// [`render`] into a [`PageSink`].
+pub fn render_to(
+    input: &[u8],
+    dpi: u32,
+    limits: &RenderLimits,
+    sink: &mut dyn PageSink,
+) -> Result<(), String> {
     let (password, pdf) = split_password(input)?;
     let pdf = open(pdf, password)?;
     let declared = tree::declared_pages(&pdf, limits.max_pages)?;
@@ -147,7 +201,7 @@ pub fn render(input: &[u8], dpi: u32, limits: &RenderLimits, sink: Sink) -> Resu
     head.extend_from_slice(&(plan.len() as u32).to_le_bytes());
     let flags = if declared.is_none() { PDF_SCANNED } else { 0 };
     head.extend_from_slice(&flags.to_le_bytes());
-    sink(&head)?;
+    sink.part(&head)?;
     let mut cache = RenderCache::new();
     let mut renderer = PageRenderer::new();
     for planned in plan {
@@ -158,17 +212,17 @@ pub fn render(input: &[u8], dpi: u32, limits: &RenderLimits, sink: Sink) -> Resu
                     renderer.render(page, &cache, dpi, size)
                 }));
                 match drawn {
-                    Ok(()) => sink(&renderer.part)?,
+                    Ok(()) => renderer.send(size, sink)?,
                     Err(payload) => {
                         // The renderer's state may be half-updated: start afresh.
                         cache = RenderCache::new();
                         renderer = PageRenderer::new();
                         let reason = format!("renderer panicked: {}", panic_message(&*payload));
-                        sink(&failed_record(Some(size), &reason))?;
+                        sink.part(&failed_record(Some(size), &reason))?;
                     }
                 }
             }
-            Planned::Fail { size, reason } => sink(&failed_record(size, &reason))?,
+            Planned::Fail { size, reason } => sink.part(&failed_record(size, &reason))?,
         }
     }
     Ok(())
@@ -312,8 +366,7 @@ struct PageRenderer {
     settings: InterpreterSettings,
     ctx: Option<RenderContext>,
     pixmap: Pixmap,
-    /// The page's record: [`PAGE_RENDERED`], u32 LE width, u32 LE height,
-    /// then RGB.
+    /// Where a sink without room of its own gathers the page's record.
     part: Vec<u8>,
 }
 
@@ -360,11 +413,20 @@ impl PageRenderer {
             ..Default::default()
         };
         ctx.render_with(&mut self.pixmap, &mut Resources::default(), raster);
-        self.part.clear();
-        self.part.push(PAGE_RENDERED);
-        self.part.extend_from_slice(&size.width.to_le_bytes());
-        self.part.extend_from_slice(&size.height.to_le_bytes());
-        composite_on_white(self.pixmap.data_as_u8_slice(), &mut self.part);
+    }
+
+    /// The page just rendered, as its record: [`PAGE_RENDERED`], u32 LE
+    /// width, u32 LE height, then RGB composited over white straight into
+    /// the sink's room.
+    fn send(&mut self, size: PageSize, sink: &mut dyn PageSink) -> Result<(), String> {
+        let mut head = [PAGE_RENDERED; 9];
+        head[1..5].copy_from_slice(&size.width.to_le_bytes());
+        head[5..9].copy_from_slice(&size.height.to_le_bytes());
+        let rgba = self.pixmap.data_as_u8_slice();
+        let pixels = rgba.len() / 4 * 3;
+        sink.page(&head, pixels, &mut self.part, &mut |dst| {
+            composite_on_white_into(rgba, dst)
+        })
     }
 }
 
@@ -375,10 +437,15 @@ impl PageRenderer {
 /// compiler drops the bounds checks and vectorises (4x faster than a
 /// pixel-by-pixel loop).
 pub fn composite_on_white(rgba: &[u8], out: &mut Vec<u8>) {
-    const BLOCK: usize = 8;
     let start = out.len();
     out.resize(start + rgba.len() / 4 * 3, 0);
-    let dst = &mut out[start..];
+    composite_on_white_into(rgba, &mut out[start..]);
+}
+
+/// [`composite_on_white`] into `dst`, which holds `rgba.len() / 4 * 3`
+/// bytes (any fewer or more are left alone).
+pub fn composite_on_white_into(rgba: &[u8], dst: &mut [u8]) {
+    const BLOCK: usize = 8;
     let mut dst_blocks = dst.chunks_exact_mut(3 * BLOCK);
     let mut src_blocks = rgba.chunks_exact(4 * BLOCK);
     for (d, s) in (&mut dst_blocks).zip(&mut src_blocks) {

@@ -3,10 +3,7 @@
 
 use std::io::Write;
 
-use flate2::write::ZlibEncoder;
-use flate2::Compression;
-
-use super::{a4, check_size, placeholder, OcrPage};
+use super::{a4, check_size, placeholder, OcrPage, PageEncoder};
 use super::{le32, PdfStream, State};
 use crate::sanitize::{SanitizeError, MAX_PAGE_REASON, PAGE_RENDERED};
 
@@ -28,10 +25,7 @@ impl<W: Write> PdfStream<W> {
                 width,
                 height,
                 remaining: u64::from(width) * u64::from(height) * 3,
-                // Level 1: rendered pages are mostly flat colour, which the
-                // fastest level already shrinks 20-50x; higher levels cost far
-                // more time than they save in size.
-                encoder: ZlibEncoder::new(buffer, Compression::fast()),
+                encoder: PageEncoder::new(buffer, self.compress),
             };
         } else {
             let len = le32(&self.head[9..13]);
