@@ -113,6 +113,7 @@ pub mod seccomp;
 pub mod shard;
 pub mod sink;
 pub(crate) mod spawn;
+mod trust;
 pub mod verdict;
 pub mod worker;
 

@@ -228,59 +228,18 @@ fn check_executable(exe: &Path) -> Result<(), ManifestError> {
 }
 
 /// Fails unless no user but root and this process's can change `path` or
-/// replace it: the file and every directory above it are owned by one of
-/// them and writable by no one else (a sticky directory such as /tmp may be,
-/// since only an entry's owner can replace it there).
+/// replace it (the owner and mode of it and of every directory above it).
 pub fn check_trusted(path: &Path) -> Result<(), ManifestError> {
-    use std::os::unix::fs::MetadataExt;
-    let me = nix::unistd::geteuid().as_raw();
-    let real = std::fs::canonicalize(path).map_err(|source| ManifestError::Read {
+    let why = crate::trust::replaceable_by_others(path).map_err(|source| ManifestError::Read {
         path: path.into(),
         source,
     })?;
-    for p in real.ancestors() {
-        let meta = std::fs::metadata(p).map_err(|source| ManifestError::Read {
-            path: p.into(),
-            source,
-        })?;
-        let who = Owner {
-            uid: meta.uid(),
-            gid: meta.gid(),
-            mode: meta.mode(),
-            dir: meta.is_dir(),
-        };
-        if let Some(why) = who.others_can_replace(me) {
-            return Err(ManifestError::Replaceable {
-                path: path.into(),
-                why: format!("{} {why}", p.display()),
-            });
-        }
-    }
-    Ok(())
-}
-
-/// The owner and mode of one file or directory on a plugin's path.
-struct Owner {
-    uid: u32,
-    gid: u32,
-    mode: u32,
-    dir: bool,
-}
-
-impl Owner {
-    /// Why a user other than root and `me` could change it or an entry in
-    /// it, if one could.
-    fn others_can_replace(&self, me: u32) -> Option<String> {
-        let sticky = self.dir && self.mode & 0o1000 != 0;
-        if self.uid != 0 && self.uid != me {
-            Some(format!("is owned by uid {}", self.uid))
-        } else if self.mode & 0o002 != 0 && !sticky {
-            Some("is writable by every user".into())
-        } else if self.mode & 0o020 != 0 && self.gid != 0 && !sticky {
-            Some(format!("is writable by group {}", self.gid))
-        } else {
-            None
-        }
+    match why {
+        Some(why) => Err(ManifestError::Replaceable {
+            path: path.into(),
+            why,
+        }),
+        None => Ok(()),
     }
 }
 
@@ -294,40 +253,6 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("moed"));
-    }
-
-    fn owner(uid: u32, gid: u32, mode: u32, dir: bool) -> Owner {
-        Owner {
-            uid,
-            gid,
-            mode,
-            dir,
-        }
-    }
-
-    #[test]
-    fn test_trusted_owner_root_or_me_with_no_foreign_write_passes() {
-        assert_eq!(owner(0, 0, 0o755, false).others_can_replace(0), None);
-        assert_eq!(
-            owner(1000, 1000, 0o755, false).others_can_replace(1000),
-            None
-        );
-        assert_eq!(owner(0, 0, 0o775, true).others_can_replace(0), None);
-        assert_eq!(owner(0, 0, 0o1777, true).others_can_replace(0), None);
-    }
-
-    #[test]
-    fn test_foreign_owner_or_write_is_named() {
-        let cases = [
-            (owner(1000, 0, 0o755, false), "is owned by uid 1000"),
-            (owner(0, 0, 0o777, false), "is writable by every user"),
-            (owner(0, 0, 0o1777, false), "is writable by every user"),
-            (owner(0, 0, 0o777, true), "is writable by every user"),
-            (owner(0, 50, 0o775, true), "is writable by group 50"),
-        ];
-        for (o, why) in cases {
-            assert_eq!(o.others_can_replace(0).as_deref(), Some(why));
-        }
     }
 
     #[test]

@@ -561,3 +561,36 @@ fn test_default_ioctl_tiocsti_with_high_bits_is_violation_in_real_run() {
     assert_eq!(verdict(&tcgets), "ok");
     assert_eq!(stdout(&tcgets), format!("rc -1 errno {}\n", libc::ENOTTY));
 }
+
+#[test]
+fn test_a_policy_file_another_user_could_replace_is_refused_before_anything_runs() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = scratch();
+    let open = dir.path().join("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let p = policy(
+        &open,
+        "loose.toml",
+        "description = \"x\"\nextends = \"strict\"\n",
+    );
+    let echo = plugin("pw-echo");
+    let o = call(
+        &[
+            "--plugin",
+            echo.to_str().unwrap(),
+            "--policy",
+            p.to_str().unwrap(),
+        ],
+        b"hello",
+    );
+    let err = stderr(&o);
+    assert!(!o.status.success(), "{err}");
+    assert!(o.stdout.is_empty(), "nothing ran: {}", stdout(&o));
+    assert!(
+        err.contains("could be replaced by another user")
+            && err.contains("open is writable by every user")
+            && err.contains("chmod go-w"),
+        "{err}"
+    );
+}

@@ -377,6 +377,15 @@ pub enum PolicyError {
         /// What is wrong.
         message: String,
     },
+    #[error("policy file {path} could be replaced by another user: {why}; plugwarden uses only policy files that no one but root and the user running it can change (chmod go-w the file and its directories, or move it where that holds)")]
+    /// Another user could change the policy file (or one it extends) or
+    /// replace it, and so loosen the sandbox.
+    Replaceable {
+        /// The policy file.
+        path: PathBuf,
+        /// Who could, and through which file or directory.
+        why: String,
+    },
     #[error("policy {origin}: `extends` chain is longer than 8 or loops back to itself")]
     /// `extends` loops, or is longer than 8.
     ExtendsLoop {
@@ -449,11 +458,28 @@ pub fn load(name_or_path: &str) -> Result<Policy, PolicyError> {
             name: name_or_path.to_string(),
         });
     }
+    check_trusted(path)?;
     let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
         path: path.to_path_buf(),
         source,
     })?;
     resolve(Origin::File(path.to_path_buf()), &text)
+}
+
+/// Fails when another user could change or replace the policy file at
+/// `path` (a policy names the walls: whoever can edit it can remove them).
+fn check_trusted(path: &Path) -> Result<(), PolicyError> {
+    let read = |source| PolicyError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    match crate::trust::replaceable_by_others(path).map_err(read)? {
+        Some(why) => Err(PolicyError::Replaceable {
+            path: path.to_path_buf(),
+            why,
+        }),
+        None => Ok(()),
+    }
 }
 
 /// Parses one file without resolving `extends`.

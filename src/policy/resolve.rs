@@ -35,6 +35,9 @@ pub fn resolve(origin: Origin, text: &str) -> Result<Policy, PolicyError> {
                 Origin::Builtin(_) => PathBuf::new(),
             };
             let path = base.join(parent_name);
+            if path.exists() {
+                super::check_trusted(&path)?;
+            }
             match std::fs::read_to_string(&path) {
                 Ok(t) => (Origin::File(path), t),
                 Err(e) => {

@@ -124,3 +124,27 @@ fn test_parse_size_accepts_units() {
     assert_eq!(parse_size("4096"), Ok(4096));
     assert!(parse_size("lots").is_err());
 }
+
+#[test]
+fn test_a_policy_file_another_user_could_replace_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let open = dir.path().join("open");
+    std::fs::create_dir(&open).unwrap();
+    let policy = open.join("p.toml");
+    std::fs::write(&policy, "description = \"x\"\nextends = \"strict\"\n").unwrap();
+    load(policy.to_str().unwrap()).expect("a policy only its owner can change loads");
+
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let e = load(policy.to_str().unwrap()).unwrap_err();
+    assert!(matches!(e, PolicyError::Replaceable { .. }), "{e}");
+    let msg = e.to_string();
+    assert!(msg.contains("is writable by every user"), "{msg}");
+    assert!(msg.contains("chmod go-w"), "{msg}");
+
+    // A trusted policy that extends one in that directory is refused too.
+    let child = dir.path().join("child.toml");
+    std::fs::write(&child, "description = \"y\"\nextends = \"open/p.toml\"\n").unwrap();
+    let e = load(child.to_str().unwrap()).unwrap_err();
+    assert!(matches!(e, PolicyError::Replaceable { .. }), "{e}");
+}
