@@ -1,12 +1,12 @@
 //! [`Pool::map`]: tasks in, results out, no deadlock whatever the caller
 //! does; and what happens to a pool dropped before it was joined.
 
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use super::{Finished, Gate, Pool, PoolConfig, PoolStats, Shared, Task};
+use super::{Finished, Pool, PoolConfig, PoolStats, Shared, Task};
 use crate::sandbox::Sandbox;
 use crate::verdict::Verdict;
 
@@ -141,20 +141,11 @@ impl<T> Pool<T> {
     fn finished() -> Pool<T> {
         Pool {
             results: mpsc::sync_channel(0).1,
-            shared: Arc::new(Shared {
-                stop: AtomicBool::new(true),
-                cancel: Arc::new(AtomicBool::new(false)),
-                inflight: Mutex::new(Vec::new()),
-                recycles: Default::default(),
-                generation: AtomicU64::new(0),
-                pipelined: AtomicU64::new(0),
-                resent: AtomicU64::new(0),
-                gate: Gate {
-                    bytes: Mutex::new(0),
-                    room: Condvar::new(),
-                    limit: 0,
-                },
-            }),
+            shared: {
+                let shared = Shared::new(0, 0);
+                shared.stop.store(true, Ordering::SeqCst);
+                Arc::new(shared)
+            },
             slots: Vec::new(),
         }
     }

@@ -325,6 +325,26 @@ struct Shared {
     gate: Gate,
 }
 
+impl Shared {
+    /// Nothing run yet: `slots` slots, a queue of at most `queue_bytes`.
+    fn new(slots: usize, queue_bytes: u64) -> Shared {
+        Shared {
+            stop: AtomicBool::new(false),
+            cancel: Arc::new(AtomicBool::new(false)),
+            inflight: Mutex::new((0..slots).map(|_| None).collect()),
+            recycles: Default::default(),
+            generation: AtomicU64::new(0),
+            pipelined: AtomicU64::new(0),
+            resent: AtomicU64::new(0),
+            gate: Gate {
+                bytes: Mutex::new(0),
+                room: Condvar::new(),
+                limit: queue_bytes,
+            },
+        }
+    }
+}
+
 /// A running pool.
 ///
 /// The simple way is [`Pool::map`]: tasks in, results out, in any order
@@ -369,20 +389,10 @@ impl<T: Send + 'static> Pool<T> {
         let workers = config.workers.max(1);
         let (task_tx, task_rx) = mpsc::sync_channel::<Task<T>>(config.queue_capacity());
         let (result_tx, results) = mpsc::sync_channel::<Finished<T>>(config.queue_capacity());
-        let shared = Arc::new(Shared {
-            stop: AtomicBool::new(false),
-            cancel: Arc::new(AtomicBool::new(false)),
-            inflight: Mutex::new((0..workers).map(|_| None).collect()),
-            recycles: Default::default(),
-            generation: AtomicU64::new(0),
-            pipelined: AtomicU64::new(0),
-            resent: AtomicU64::new(0),
-            gate: Gate {
-                bytes: Mutex::new(0),
-                room: Condvar::new(),
-                limit: QUEUE_BYTES.saturating_mul(workers as u64),
-            },
-        });
+        let shared = Arc::new(Shared::new(
+            workers,
+            QUEUE_BYTES.saturating_mul(workers as u64),
+        ));
         let task_rx = Arc::new(Mutex::new(task_rx));
         let mut slots = Vec::with_capacity(workers);
         for index in 0..workers {
