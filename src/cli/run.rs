@@ -26,7 +26,7 @@ pub use crate::batch::feed::{Converter, Preparer, Router};
 mod signals;
 mod summary;
 
-pub use signals::{ignore_sigint_for_children, Signals};
+pub use signals::Signals;
 use summary::{print_summary, progress_bar, show_total};
 
 /// When a group of outputs and records closes (`--group-size`,
@@ -130,7 +130,6 @@ pub fn run(a: RunArgs) -> Result<u8, Usage> {
     if let Some(out) = &a.out {
         check_out_dir(out)?;
     }
-    ignore_sigint_for_children();
     let mut sandbox_args = a.sandbox.clone();
     sandbox_args.batch = a.batch.batch;
     let sandbox = Arc::new(sandbox_args.build()?);

@@ -414,7 +414,6 @@ impl OutputSink for PdfSink {
 pub fn sanitize(a: SanitizeArgs) -> Result<u8, Usage> {
     run::check_inputs(&a.batch.inputs)?;
     run::check_out_dir(&a.out)?;
-    run::ignore_sigint_for_children();
     let dirs = plugin_dirs(a.plugins.as_deref())?;
     let fs = start_fork_server()?;
     // Office documents get a pool only where LibreOffice is installed;

@@ -44,14 +44,3 @@ impl Signals {
         }
     }
 }
-
-/// The fork server shares our process group: a Ctrl-C on the terminal
-/// would kill it with the jobs in flight. An ignored disposition survives
-/// exec, so it is ignored while the fork server starts; our own handler is
-/// installed afterwards.
-pub fn ignore_sigint_for_children() {
-    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
-    let ignore = SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
-    // SAFETY: SIG_IGN installs no handler code; nothing else has a handler yet.
-    let _ = unsafe { sigaction(Signal::SIGINT, &ignore) };
-}
