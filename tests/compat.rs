@@ -176,7 +176,7 @@ fn pdf_creation_date(pdf: &[u8]) -> Vec<u8> {
 }
 
 /// identify names the temporary file it read stdin into and says how long
-/// it took: `-=>/tmp/magick-XXXX PNG 64x48 ... 8288B 0.000u 0:00.000`.
+/// it took: `-=>/tmp/magick-<random> PNG 64x48 ... 8288B 0.000u 0:00.000`.
 fn identify_without_time(out: &[u8]) -> Vec<u8> {
     let text = String::from_utf8_lossy(out);
     let lines: Vec<String> = text

@@ -8,7 +8,6 @@
 
 mod common;
 
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -99,31 +98,6 @@ int main(int argc, char **argv) {
     return 2;
 }
 "#;
-
-/// Compiles `source` into `dir/name` (mode 0755); `None`, saying why, when
-/// this machine has no gcc.
-fn cc(dir: &Path, name: &str, source: &str) -> Option<PathBuf> {
-    let src = dir.join(format!("{name}.c"));
-    std::fs::write(&src, source).expect("write C source");
-    let out = dir.join(name);
-    match Command::new("gcc")
-        .arg("-O2")
-        .arg("-o")
-        .arg(&out)
-        .arg(&src)
-        .output()
-    {
-        Ok(o) if o.status.success() => {
-            std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o755)).unwrap();
-            Some(out)
-        }
-        Ok(o) => panic!("gcc failed: {}", String::from_utf8_lossy(&o.stderr)),
-        Err(e) => {
-            println!("not applicable: the C test programs need gcc ({e})");
-            None
-        }
-    }
-}
 
 /// A scratch directory with a copy of plugwarden in it (so that uid 65534
 /// can run it, and so that its processes are recognisable by executable).

@@ -87,27 +87,6 @@ int main(void) {
 /// queues: a policy that allows them gets no zygote).
 const POLICY: &str = "description = \"x\"\nextends = \"default\"\n[syscalls]\nallow = [\"@process\", \"@debug\", \"shmget\", \"shmctl\", \"msgget\", \"msgctl\", \"semget\", \"semctl\"]\n[limits]\nprocesses = 8\nmemory = \"512MiB\"\nwall = \"20s\"\n";
 
-/// Compiles `source` into `dir/name`; `None`, saying why, without gcc.
-fn cc(dir: &Path, name: &str, source: &str) -> Option<PathBuf> {
-    let src = dir.join(format!("{name}.c"));
-    std::fs::write(&src, source).expect("write C source");
-    let out = dir.join(name);
-    match Command::new("gcc")
-        .arg("-O2")
-        .arg("-o")
-        .arg(&out)
-        .arg(&src)
-        .output()
-    {
-        Ok(o) if o.status.success() => Some(out),
-        Ok(o) => panic!("gcc failed: {}", String::from_utf8_lossy(&o.stderr)),
-        Err(e) => {
-            println!("not applicable: the C test program needs gcc ({e})");
-            None
-        }
-    }
-}
-
 /// One input through a fresh process of `sb`: what it printed and how it
 /// ended.
 fn input(sb: &Sandbox, case: &str) -> (String, ExitInfo) {

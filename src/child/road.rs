@@ -338,8 +338,8 @@ mod tests {
         (sys.steps.into_inner(), listener)
     }
 
-    #[test]
-    fn test_road_raises_the_walls_in_order() {
+    /// No Landlock rule and the host's root: the road's steps only.
+    fn empty_rules() -> (OwnRuleset, RootPlan) {
         let own = OwnRuleset {
             attr: [0; 3],
             paths: Vec::new(),
@@ -355,6 +355,12 @@ mod tests {
             ops: Vec::new(),
             template: -1,
         };
+        (own, root)
+    }
+
+    #[test]
+    fn test_road_raises_the_walls_in_order() {
+        let (own, root) = empty_rules();
         let (steps, listener) = walk(&plan(&own, &root, true));
         assert_eq!(
             steps,
@@ -412,21 +418,7 @@ mod tests {
 
     #[test]
     fn test_a_failing_step_stops_the_road() {
-        let own = OwnRuleset {
-            attr: [0; 3],
-            paths: Vec::new(),
-            ports: Vec::new(),
-            proc_access: 0,
-            tmp_access: 0,
-            keep: Vec::new(),
-        };
-        let root = RootPlan {
-            mountpoint: c"/".into(),
-            opts: c"".into(),
-            host_root: None,
-            ops: Vec::new(),
-            template: -1,
-        };
+        let (own, root) = empty_rules();
         let sys = Recorder {
             fail_at: Some("no_new_privs"),
             ..Recorder::default()

@@ -255,3 +255,28 @@ pub fn left_under_fork_server(fs_pid: u32) -> Vec<String> {
     }
     left
 }
+
+/// Compiles `source` into `dir/name` (mode 0755); `None`, saying why, when
+/// this machine has no gcc.
+pub fn cc(dir: &Path, name: &str, source: &str) -> Option<PathBuf> {
+    let src = dir.join(format!("{name}.c"));
+    std::fs::write(&src, source).expect("write C source");
+    let out = dir.join(name);
+    match Command::new("gcc")
+        .arg("-O2")
+        .arg("-o")
+        .arg(&out)
+        .arg(&src)
+        .output()
+    {
+        Ok(o) if o.status.success() => {
+            std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o755)).unwrap();
+            Some(out)
+        }
+        Ok(o) => panic!("gcc failed: {}", String::from_utf8_lossy(&o.stderr)),
+        Err(e) => {
+            println!("not applicable: the C test program needs gcc ({e})");
+            None
+        }
+    }
+}
